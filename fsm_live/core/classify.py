@@ -1,0 +1,115 @@
+"""Failure classification: from exception type, HTTP status and close code.
+
+Never from message text.  A transport names the *kind* of a failure from the
+exception's type (:func:`failure_kind`), or reports the handshake's HTTP status
+or the WebSocket close code; the spec's error table (:class:`Classifier`) maps
+that to a class such as ``network`` or ``terminal``, and the class to an action.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+import attrs
+
+from fsm_live.spec import ErrorClassSpec, ErrorTable
+
+__all__ = ("Classifier", "Failure", "failure_kind")
+
+
+@attrs.frozen
+class Failure:
+    """What went wrong with an attempt or a link, classified.
+
+    ``reason`` is a short human text free of secrets (no headers, no URLs with
+    credentials); ``retry_after`` is the server's Retry-After in seconds, if any.
+    """
+
+    error_class: str
+    reason: str = ""
+    kind: str | None = None
+    http_status: int | None = None
+    close_code: int | None = None
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.error_class}: {self.reason}" if self.reason else self.error_class
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """The failure kind of an exception, decided by its type (and errno), or None.
+
+    Certificate and hostname failures are ``tls`` (fatal: verification is never
+    switched off silently); an EOF during a TLS handshake is ``eof``.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls"
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | EOFError):
+        return "eof"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return "reset"
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError) and exc.errno in {
+        errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
+        errno.EADDRNOTAVAIL,
+    }:
+        return "unreachable"
+    return None
+
+
+class Classifier:
+    """The spec's error table as fast lookups.  Shared by every connection."""
+
+    __slots__ = ("_by_code", "_by_kind", "_by_status", "default", "table")
+
+    def __init__(self, table: ErrorTable) -> None:
+        self.table = table
+        self.default = table.default
+        self._by_kind: dict[str, str] = {}
+        self._by_status: dict[int, str] = {}
+        self._by_code: dict[int, str] = {}
+        for rule in table.rules:  # first matching rule wins: never overwrite
+            for kind in rule.kinds:
+                self._by_kind.setdefault(kind, rule.error_class)
+            for status in rule.http_status:
+                self._by_status.setdefault(status, rule.error_class)
+            for code in rule.close_codes:
+                self._by_code.setdefault(code, rule.error_class)
+
+    def classify(
+        self,
+        *,
+        kind: str | None = None,
+        http_status: int | None = None,
+        close_code: int | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> Failure:
+        """Classify by HTTP status, then close code, then kind; else the default class."""
+        error_class = (
+            (http_status is not None and self._by_status.get(http_status))
+            or (close_code is not None and self._by_code.get(close_code))
+            or (kind is not None and self._by_kind.get(kind))
+            or self.default
+        )
+        return Failure(error_class=error_class, reason=reason, kind=kind,
+                       http_status=http_status, close_code=close_code,
+                       retry_after=retry_after)
+
+    def classify_exception(self, exc: BaseException, reason: str = "") -> Failure:
+        """Classify an exception by its type; the reason defaults to the type's name."""
+        return self.classify(kind=failure_kind(exc), reason=reason or type(exc).__name__)
+
+    def policy(self, error_class: str) -> ErrorClassSpec:
+        """What the machine does with this class (the default class's policy if unknown)."""
+        classes = self.table.classes
+        return classes.get(error_class) or classes[self.default]

@@ -1,0 +1,104 @@
+"""Inputs of the core: what happened, each stamped with ``now``.
+
+``now`` is monotonic seconds (the runner uses ``anyio.current_time()``).  Events
+that come from a task carry the ``generation`` the task was started with; the
+core drops events whose generation is stale (ARCHITECTURE.md, runner rule 4).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from fsm_live.core.classify import Failure
+
+__all__ = (
+    "Close",
+    "EscalationFinished",
+    "Event",
+    "Failed",
+    "HeartbeatAcked",
+    "Inbound",
+    "Opened",
+    "Rotate",
+    "Start",
+    "Tick",
+)
+
+
+@attrs.frozen
+class Start:
+    """The application starts the connection."""
+
+    now: float
+
+
+@attrs.frozen
+class Close:
+    """The application closes the connection (from any state)."""
+
+    now: float
+    reason: str = "closed by the application"
+
+
+@attrs.frozen
+class Tick:
+    """Time passed: fire the timers due at ``now``."""
+
+    now: float
+
+
+@attrs.frozen
+class Opened:
+    """The dial task connected and the protocol handshake (registration) succeeded."""
+
+    now: float
+    generation: int
+
+
+@attrs.frozen
+class Failed:
+    """The dial failed, or the open link failed; ``failure`` says how."""
+
+    now: float
+    generation: int
+    failure: Failure
+
+
+@attrs.frozen
+class Inbound:
+    """A frame arrived at ``now``: the link is alive."""
+
+    now: float
+    generation: int
+
+
+@attrs.frozen
+class HeartbeatAcked:
+    """The peer acknowledged a heartbeat (matched by id); ``rtt`` in seconds."""
+
+    now: float
+    generation: int
+    rtt: float
+
+
+@attrs.frozen
+class Rotate:
+    """Reconnect on purpose (e.g. to apply a refreshed token): no failure counted."""
+
+    now: float
+    generation: int
+    reason: str = "rotate"
+
+
+@attrs.frozen
+class EscalationFinished:
+    """The escalation hook (e.g. re-login) finished; ``ok`` says whether it succeeded."""
+
+    now: float
+    generation: int
+    ok: bool
+    reason: str = ""
+
+
+Event = Start | Close | Tick | Opened | Failed | Inbound | HeartbeatAcked | Rotate | \
+    EscalationFinished

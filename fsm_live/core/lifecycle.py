@@ -1,0 +1,392 @@
+"""One connection's lifecycle: its state, its counters, and the policies.
+
+A :class:`Lifecycle` is a model of the shared :class:`SpecMachine`.  It is
+sans-I/O: :meth:`Lifecycle.handle` takes an event stamped with ``now`` and
+returns the effects the runner must execute; :meth:`Lifecycle.next_deadline`
+says when to call it again with a :class:`~fsm_live.core.events.Tick`.
+
+The policies it owns (ARCHITECTURE.md, section 3):
+
+* **timers** a state declares in the spec are armed on entry and disarmed on exit:
+  ``open_timeout`` (CONNECTING), ``heartbeat_timeout`` (moved by every inbound
+  frame), ``stability`` and ``backoff``;
+* **failure counting**: by the error class's action; ``planned`` closes count only
+  while the connection was not yet stable;
+* **stability**: the failure count resets only once a connection stayed up for
+  ``stability_window`` or got its first heartbeat ack, so a server that accepts
+  and closes at once sees growing gaps;
+* **backoff**: the config's policy, Retry-After honoured and capped, a class's
+  ``min_delay``, zero when exhausted (so ``give_up`` follows at once);
+* **auth**: one credential refresh and one immediate retry, then ``fatal``;
+* **escalation**: its success fires ``reset`` (failure count cleared).
+
+The trigger vocabulary the event mapping uses is :data:`REQUIRED_TRIGGERS`;
+specs for real connections must provide it (checked at construction).
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable
+from typing import Any, Final
+
+from fsm_live.config import Config
+from fsm_live.core.classify import Classifier, Failure
+from fsm_live.core.effects import (
+    CancelTask,
+    CancelTimer,
+    Effect,
+    Emit,
+    ScheduleTimer,
+    StartTask,
+    TransitionRecord,
+)
+from fsm_live.core.events import (
+    Close,
+    EscalationFinished,
+    Event,
+    Failed,
+    HeartbeatAcked,
+    Inbound,
+    Opened,
+    Rotate,
+    Start,
+    Tick,
+)
+from fsm_live.core.machine import SpecMachine
+from fsm_live.errors import SpecError, TransitionRefused
+from fsm_live.spec import Spec
+
+__all__ = ("FAILURE_TRIGGERS", "REQUIRED_TRIGGERS", "Lifecycle", "LifecycleMachine")
+
+#: Triggers that carry a recoverable failure, tried in this order from the current state.
+FAILURE_TRIGGERS: Final = ("connect_failed", "lost")
+#: Triggers the event mapping of :meth:`Lifecycle.handle` fires.
+REQUIRED_TRIGGERS: Final = frozenset(
+    {"start", "opened", "connect_failed", "lost", "rotate", "fatal", "reset", "close"}
+)
+#: The failure kind a timer's expiry reports.
+_TIMER_KINDS: Final = {"open_timeout": "timeout", "heartbeat_timeout": "heartbeat_timeout"}
+_TIMER_REASONS: Final = {
+    "open_timeout": "open timeout",
+    "heartbeat_timeout": "nothing received within the heartbeat timeout",
+}
+
+
+class LifecycleMachine(SpecMachine):
+    """A :class:`SpecMachine` plus the spec's error table, ready to drive lifecycles.
+
+    Build one per spec and share it; each :class:`Lifecycle` refers to it.
+    """
+
+    __slots__ = ("classifier", "failure_trigger")
+
+    def __init__(self, spec: Spec, *, require_triggers: bool = True) -> None:
+        if require_triggers:
+            missing = REQUIRED_TRIGGERS - set(spec.triggers)
+            if missing:
+                raise SpecError([f"{spec.source}: triggers: a connection spec needs the "
+                                 f"triggers {', '.join(sorted(missing))}"])
+        super().__init__(spec)
+        self.classifier = Classifier(spec.errors)
+        self.failure_trigger: dict[str, str | None] = {
+            name: next((t for t in FAILURE_TRIGGERS if t in allowed), None)
+            for name, allowed in self.allowed.items()
+        }
+
+
+class Lifecycle:
+    """The state and policies of one connection.  Not thread-safe: one driver feeds it.
+
+    ``random`` (floats in [0, 1)) is the jitter source; inject a seeded one in
+    tests.  ``can_refresh_credentials`` says whether an auth failure may be
+    answered with one refresh and retry (a connection without a credentials
+    provider goes FAILED at once).
+    """
+
+    __slots__ = (
+        "_auth_refreshed",
+        "_effects",
+        "can_refresh_credentials",
+        "config",
+        "entered_at",
+        "escalations",
+        "failures",
+        "generation",
+        "last_failure",
+        "last_inbound",
+        "machine",
+        "random",
+        "refresh_credentials_first",
+        "stable",
+        "state",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        machine: LifecycleMachine,
+        config: Config | None = None,
+        *,
+        random: Callable[[], float] | None = None,
+        can_refresh_credentials: bool = False,
+        now: float = 0.0,
+    ) -> None:
+        self.machine = machine
+        self.config = config or Config()
+        self.random = random or _random.random
+        self.can_refresh_credentials = can_refresh_credentials
+        self.state: str = machine.spec.initial
+        #: Incremented on every state entry; tasks and their events carry it.
+        self.generation = 0
+        #: Failures counted since the last stable connection (or reset).
+        self.failures = 0
+        self.stable = False
+        self.escalations = 0
+        self.last_failure: Failure | None = None
+        self.entered_at = now
+        self.last_inbound = now
+        #: Set after an auth failure: the next dial refreshes credentials first.
+        self.refresh_credentials_first = False
+        self._auth_refreshed = False
+        #: Armed timers of the current state: name -> deadline.
+        self.timers: dict[str, float] = {}
+        self._effects: list[Effect] = []
+
+    def __repr__(self) -> str:
+        return (f"<Lifecycle {self.state} generation={self.generation} "
+                f"failures={self.failures}>")
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the failure count has reached ``config.max_failures`` (a spec guard)."""
+        return self.failures >= self.config.max_failures
+
+    @property
+    def may_escalate(self) -> bool:
+        """True while escalations since the last stable connection are below the limit."""
+        return self.escalations < self.config.max_escalations
+
+    @property
+    def is_final(self) -> bool:
+        """True in a final (absorbing) state."""
+        return self.machine.states[self.state].final
+
+    def next_deadline(self) -> float | None:
+        """The earliest armed timer's deadline, or None: call ``handle(Tick(now))`` then."""
+        return min(self.timers.values()) if self.timers else None
+
+    def backoff_bounds(self, failure: Failure | None = None) -> tuple[float, float]:
+        """The interval a backoff delay falls in, given the last failure and the count."""
+        failure = failure or self.last_failure
+        if self.exhausted:
+            return 0.0, 0.0
+        error_class = failure.error_class if failure else self.machine.classifier.default
+        policy = self.machine.classifier.policy(error_class)
+        if policy.action == "refresh":
+            return 0.0, 0.0
+        if policy.action == "planned" and self.stable:
+            return 0.0, self.config.planned_reconnect_delay
+        low, high = self.config.backoff.bounds(self.failures, error_class)
+        at_least = policy.min_delay
+        if policy.retry_after and failure and failure.retry_after is not None:
+            at_least = max(at_least, min(failure.retry_after, self.config.retry_after_cap))
+        return max(low, at_least), max(high, at_least)
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Effect]:
+        """Apply one event; return the effects to execute, in order.
+
+        Events from a task whose generation is stale are dropped (no effects).
+        Raises :class:`TransitionRefused` for an application event the state does
+        not allow (``Start`` twice, ``Rotate`` while not connected); ``Close`` in a
+        final state is a no-op.
+        """
+        if isinstance(event, Tick):
+            return self._on_tick(event.now)
+        if isinstance(event, Start):
+            return self.fire("start", event.now, reason="started")
+        if isinstance(event, Close):
+            if self.is_final:
+                return []
+            return self.fire("close", event.now, reason=event.reason)
+        if event.generation != self.generation:
+            return []
+        if isinstance(event, Inbound):
+            self._note_inbound(event.now)
+            return []
+        if isinstance(event, HeartbeatAcked):
+            self._note_inbound(event.now)
+            if self.timers.pop("stability", None) is not None:
+                self._become_stable()
+            return []
+        if isinstance(event, Opened):
+            self.refresh_credentials_first = False
+            return self.fire("opened", event.now, reason="opened")
+        if isinstance(event, Failed):
+            return self._on_failure(event.now, event.failure)
+        if isinstance(event, Rotate):
+            return self.fire("rotate", event.now, reason=event.reason)
+        return self._on_escalation(event)
+
+    def fire(self, trigger: str, now: float, *, failure: Failure | None = None,
+             reason: str = "") -> list[Effect]:
+        """Fire ``trigger`` at ``now`` (the one typed way in); return the effects.
+
+        A ``failure`` is counted first (by its class's action), so guards such as
+        ``exhausted`` see it.  Returns no effects when guards refused every
+        transition.  Raises :class:`TransitionRefused` if the current state has no
+        transition for ``trigger``.
+        """
+        effects: list[Effect] = []
+        self._effects = effects
+        try:
+            self._fire(trigger, now, failure, reason)
+        finally:
+            self._effects = []
+        return effects
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _fire(self, trigger: str, now: float, failure: Failure | None, reason: str) -> bool:
+        if failure is not None:
+            self._count_failure(failure)
+        return self.machine.fire(self, trigger, now=now, failure=failure,
+                                 reason=reason or (str(failure) if failure else ""))
+
+    def _count_failure(self, failure: Failure) -> None:
+        self.last_failure = failure
+        action = self.machine.classifier.policy(failure.error_class).action
+        if action == "retry" or (action == "planned" and not self.stable):
+            self.failures += 1
+
+    def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
+        action = self.machine.classifier.policy(failure.error_class).action
+        self.refresh_credentials_first = False
+        if action == "refresh":
+            if self.can_refresh_credentials and not self._auth_refreshed:
+                self._auth_refreshed = True
+                self.refresh_credentials_first = True
+            else:
+                action = "fail"
+        if action == "fail":
+            return self.fire("fatal", now, failure=failure)
+        trigger = self.machine.failure_trigger[self.state]
+        if trigger is None:
+            raise TransitionRefused(self.state, FAILURE_TRIGGERS[0])
+        return self.fire(trigger, now, failure=failure)
+
+    def _on_escalation(self, event: EscalationFinished) -> list[Effect]:
+        self.escalations += 1
+        if not event.ok:
+            return []
+        return self.fire("reset", event.now, reason=event.reason or "escalation succeeded")
+
+    def _on_tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        self._effects = effects
+        try:
+            while self.timers:
+                name, deadline = min(self.timers.items(), key=lambda item: item[1])
+                if deadline > now:
+                    break
+                del self.timers[name]
+                self._expire(name, now)
+        finally:
+            self._effects = []
+        return effects
+
+    def _expire(self, name: str, now: float) -> None:
+        if name == "stability":
+            self._become_stable()
+            return
+        kind = _TIMER_KINDS.get(name)
+        failure = None
+        reason = "backoff elapsed"
+        if kind is not None:
+            failure = self.machine.classifier.classify(kind=kind, reason=_TIMER_REASONS[name])
+        elif self.exhausted:
+            reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
+        for trigger in self.machine.timers[self.state][name].triggers:
+            if self._fire(trigger, now, failure, reason if failure is None else ""):
+                return
+            failure = None  # counted once, whichever trigger takes it
+
+    def _note_inbound(self, now: float) -> None:
+        if now > self.last_inbound:
+            self.last_inbound = now
+        if "heartbeat_timeout" in self.timers:
+            self.timers["heartbeat_timeout"] = self.last_inbound + self.config.heartbeat_timeout
+
+    def _become_stable(self) -> None:
+        self.stable = True
+        self.failures = 0
+        self.escalations = 0
+
+    def _arm(self, name: str, now: float) -> float:
+        config = self.config
+        if name == "open_timeout":
+            return now + config.open_timeout
+        if name == "heartbeat_timeout":
+            self.last_inbound = now
+            return now + config.heartbeat_timeout
+        if name == "stability":
+            self.stable = False
+            return now + config.stability_window
+        low, high = self.backoff_bounds()
+        if low == high:
+            return now + low
+        failure = self.last_failure
+        error_class = failure.error_class if failure else self.machine.classifier.default
+        policy = self.machine.classifier.policy(error_class)
+        if policy.action == "planned" and self.stable:
+            delay = high * self.random()
+        else:
+            delay = max(low, min(high, config.backoff.delay(self.failures, error_class,
+                                                             self.random)))
+        return now + delay
+
+    # -- Machine callbacks (they only record effects) ----------------------------------
+
+    def _on_exit(self, event_data: Any) -> None:
+        effects = self._effects
+        generation = self.generation
+        for task in self.machine.states[self.state].tasks:
+            effects.append(CancelTask(task, generation))
+        for name in self.timers:
+            effects.append(CancelTimer(name))
+        self.timers.clear()
+
+    def _on_enter(self, event_data: Any) -> None:
+        effects = self._effects
+        now: float = event_data.kwargs["now"]
+        self.generation += 1
+        self.entered_at = now
+        state = self.machine.states[self.state]
+        if state.success:
+            self._auth_refreshed = False
+        for task in state.tasks:
+            effects.append(StartTask(task, self.generation))
+        for timer in state.timers:
+            deadline = self._arm(timer.name, now)
+            self.timers[timer.name] = deadline
+            effects.append(ScheduleTimer(timer.name, deadline))
+
+    def _on_transition(self, event_data: Any) -> None:
+        failure: Failure | None = event_data.kwargs["failure"]
+        transition = event_data.transition
+        self._effects.append(Emit(TransitionRecord(
+            at=event_data.kwargs["now"],
+            source=transition.source,
+            dest=transition.dest,
+            trigger=event_data.event.name,
+            reason=event_data.kwargs["reason"],
+            error_class=failure.error_class if failure else None,
+        )))
+
+    def _on_reset_failures(self, event_data: Any) -> None:
+        self.failures = 0
+        self.stable = False
