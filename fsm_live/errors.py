@@ -12,7 +12,7 @@ from things that happened to the connection (the peer or the network)::
     ├── ConnectionFailed                  the connection ended FAILED; carries the Failure
     ├── ConnectionClosedByApp             the connection was closed by the application
     ├── BufferFull                        the outbound buffer is at its bound
-    └── TransportError                    one attempt failed; carries the Failure
+    └── TransportError                    an attempt or an open link failed: the facts to classify
         └── HandshakeRejected             the server answered the handshake with an HTTP error
 
 Third-party exceptions (websockets, ssl, OSError) are translated into
@@ -93,11 +93,30 @@ class BufferFull(FsmLiveError):
 
 
 class TransportError(FsmLiveError):
-    """One connection attempt or an open link failed; ``failure`` classifies it."""
+    """A connection attempt or an open link failed.
 
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
-        super().__init__(str(failure))
+    It carries the facts the spec's error table classifies by (see
+    ``fsm_live.core.classify.Classifier.classify_error``), never message text:
+    ``kind`` (named from the exception's type), the handshake's ``http_status``
+    (with ``retry_after`` seconds when the server sent Retry-After), or the
+    WebSocket ``close_code``.  ``reason`` is for humans and free of secrets.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kind: str | None = None,
+        http_status: int | None = None,
+        close_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.reason = reason
+        self.kind = kind
+        self.http_status = http_status
+        self.close_code = close_code
+        self.retry_after = retry_after
+        super().__init__(reason)
 
 
 class HandshakeRejected(TransportError):

@@ -14,6 +14,7 @@ import ssl
 
 import attrs
 
+from fsm_live.errors import TransportError
 from fsm_live.spec import ErrorClassSpec, ErrorTable
 
 __all__ = ("Classifier", "Failure", "failure_kind")
@@ -108,6 +109,12 @@ class Classifier:
     def classify_exception(self, exc: BaseException, reason: str = "") -> Failure:
         """Classify an exception by its type; the reason defaults to the type's name."""
         return self.classify(kind=failure_kind(exc), reason=reason or type(exc).__name__)
+
+    def classify_error(self, error: TransportError) -> Failure:
+        """Classify a transport's error by the facts it carries."""
+        return self.classify(kind=error.kind, http_status=error.http_status,
+                             close_code=error.close_code, reason=error.reason,
+                             retry_after=error.retry_after)
 
     def policy(self, error_class: str) -> ErrorClassSpec:
         """What the machine does with this class (the default class's policy if unknown)."""
