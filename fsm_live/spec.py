@@ -238,6 +238,8 @@ def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...],
             if not isinstance(key, str | int | float | bool) and key is not None:
                 key = str(key)
             result[key] = _to_python(loader, value_node, (*path, key), lines)
+            # An entry is located at its key (a block value starts on the next line).
+            lines[(*path, key)] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]

@@ -76,10 +76,10 @@ class ExponentialJitter:
 
     def bounds(self, failures: int, error_class: str) -> tuple[float, float]:
         exponent = max(failures, 1) - 1
-        # Past the cap the power would only overflow; stop growing there.
-        if exponent > 1024 or self.initial * self.factor ** exponent >= self.maximum:
+        # Compare in logs: past the cap the power itself would overflow.
+        if exponent * math.log(self.factor) >= math.log(self.maximum / self.initial):
             return self.floor, self.maximum
-        return self.floor, self.initial * self.factor ** exponent
+        return self.floor, self.initial * float(self.factor) ** exponent
 
     def delay(self, failures: int, error_class: str, random: RandomSource) -> float:
         low, high = self.bounds(failures, error_class)

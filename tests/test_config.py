@@ -1,0 +1,78 @@
+"""Config: the replaced system's defaults, validated at construction."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from fsm_live.config import Config
+from fsm_live.core.backoff import ByErrorClass, ExponentialJitter
+from fsm_live.errors import ConfigError
+
+
+def test_defaults_are_the_seeds() -> None:
+    config = Config()
+    assert config.heartbeat_interval == 15
+    assert config.heartbeat_timeout == 30
+    assert config.token_refresh_interval == 72000
+    assert config.token_retry_interval == 7200
+    assert config.message_expire_time * 1000 == 300000
+    assert config.max_failures == 5
+    assert config.message_concurrency == 100
+    assert isinstance(config.backoff, ExponentialJitter)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("heartbeat_interval", 0, "positive finite"),
+        ("heartbeat_interval", -1.5, "positive finite"),
+        ("open_timeout", math.inf, "positive finite"),
+        ("close_timeout", math.nan, "positive finite"),
+        ("stability_window", "10", "number of seconds"),
+        ("retry_after_cap", True, "number of seconds"),
+        ("max_failures", 0, "whole number >= 1"),
+        ("max_failures", 2.5, "whole number >= 1"),
+        ("message_concurrency", None, "whole number >= 1"),
+        ("max_escalations", -1, "whole number >= 0"),
+        ("backoff", "exponential", "backoff policy"),
+    ],
+)
+def test_bad_values_name_the_field(field: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        Config(**{field: value})
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+
+
+def test_timeout_must_exceed_interval() -> None:
+    with pytest.raises(ConfigError, match="greater than heartbeat_interval") as caught:
+        Config(heartbeat_interval=30, heartbeat_timeout=30)
+    assert caught.value.field == "heartbeat_timeout"
+
+
+def test_config_error_is_value_error() -> None:
+    with pytest.raises(ValueError, match="open_timeout"):
+        Config(open_timeout=-1)
+
+
+def test_ints_become_floats_and_replace_validates() -> None:
+    config = Config(heartbeat_interval=5, heartbeat_timeout=12)
+    assert isinstance(config.heartbeat_interval, float)
+    assert config.replace(max_failures=3).max_failures == 3
+    with pytest.raises(ConfigError, match="heartbeat_timeout"):
+        config.replace(heartbeat_timeout=4)
+    with pytest.raises(ConfigError, match="unexpected keyword"):
+        config.replace(heartbeat=1)
+
+
+def test_any_policy_object_is_accepted() -> None:
+    assert Config(backoff=ByErrorClass()).backoff == ByErrorClass()
+
+
+def test_frozen() -> None:
+    config = Config()
+    with pytest.raises(AttributeError):
+        config.max_failures = 9  # type: ignore[misc]

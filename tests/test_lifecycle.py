@@ -1,0 +1,374 @@
+"""The sans-I/O lifecycle: explicit ``now`` values, no event loop."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+import fsm_live.core
+from fsm_live.config import Config
+from fsm_live.core.backoff import FixedDelay
+from fsm_live.core.classify import Failure
+from fsm_live.core.effects import CancelTask, CancelTimer, Effect, Emit, ScheduleTimer, StartTask
+from fsm_live.core.events import (
+    Close,
+    EscalationFinished,
+    Failed,
+    HeartbeatAcked,
+    Inbound,
+    Opened,
+    Rotate,
+    Start,
+    Tick,
+)
+from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.errors import SpecError, TransitionRefused
+from fsm_live.spec import Spec
+
+MACHINE = LifecycleMachine(Spec.default())
+CONNECTED_TASKS = ("reader", "heartbeat", "token_refresh", "cookie_refresh", "cleanup", "flush")
+
+
+def new(config: Config | None = None, *, draw: float = 0.5, refresh: bool = False) -> Lifecycle:
+    return Lifecycle(MACHINE, config, random=lambda: draw, can_refresh_credentials=refresh)
+
+
+def failure(**facts: object) -> Failure:
+    return MACHINE.classifier.classify(reason="test", **facts)  # type: ignore[arg-type]
+
+
+def connected(lifecycle: Lifecycle, now: float = 0.0) -> Lifecycle:
+    lifecycle.handle(Start(now))
+    lifecycle.handle(Opened(now, lifecycle.generation))
+    assert lifecycle.state == "CONNECTED"
+    return lifecycle
+
+
+def fail(lifecycle: Lifecycle, now: float, **facts: object) -> list[Effect]:
+    return lifecycle.handle(Failed(now, lifecycle.generation, failure(**facts)))
+
+
+def records(effects: Iterable[Effect]) -> list[tuple[str, str, str]]:
+    return [(e.record.source, e.record.trigger, e.record.dest) for e in effects
+            if isinstance(e, Emit)]
+
+
+def backoff_delay(lifecycle: Lifecycle, now: float) -> float:
+    assert lifecycle.state == "RECONNECTING"
+    return lifecycle.timers["backoff"] - now
+
+
+def test_start_records_effects_in_order() -> None:
+    lifecycle = new()
+    effects = lifecycle.handle(Start(100.0))
+    assert effects == [
+        StartTask("dial", 1),
+        ScheduleTimer("open_timeout", 110.0),
+        Emit(effects[-1].record),  # type: ignore[union-attr]
+    ]
+    assert records(effects) == [("DISCONNECTED", "start", "CONNECTING")]
+    assert lifecycle.next_deadline() == 110.0
+
+
+def test_opened_cancels_dial_then_starts_connected_tasks() -> None:
+    lifecycle = new()
+    lifecycle.handle(Start(0.0))
+    effects = lifecycle.handle(Opened(1.0, 1))
+    assert effects[:2] == [CancelTask("dial", 1), CancelTimer("open_timeout")]
+    assert [e.task for e in effects if isinstance(e, StartTask)] == list(CONNECTED_TASKS)
+    assert {e.generation for e in effects if isinstance(e, StartTask)} == {2}
+    assert lifecycle.timers == {"heartbeat_timeout": 31.0, "stability": 16.0}
+
+
+def test_open_timeout_counts_a_network_failure() -> None:
+    lifecycle = new(Config(backoff=FixedDelay(2)))
+    lifecycle.handle(Start(0.0))
+    effects = lifecycle.handle(Tick(10.0))
+    assert records(effects) == [("CONNECTING", "connect_failed", "RECONNECTING")]
+    assert lifecycle.failures == 1
+    assert lifecycle.last_failure is not None
+    assert lifecycle.last_failure.error_class == "network"
+    assert lifecycle.last_failure.kind == "timeout"
+    assert backoff_delay(lifecycle, 10.0) == 2
+    assert records(lifecycle.handle(Tick(11.9))) == []
+    assert records(lifecycle.handle(Tick(12.0))) == [("RECONNECTING", "retry", "CONNECTING")]
+
+
+def test_heartbeat_timeout_measured_from_last_inbound() -> None:
+    lifecycle = connected(new())
+    lifecycle.handle(Inbound(20.0, lifecycle.generation))
+    assert lifecycle.next_deadline() == 15.0  # stability first
+    lifecycle.handle(Tick(15.0))
+    assert lifecycle.next_deadline() == 50.0
+    assert records(lifecycle.handle(Tick(49.999))) == []
+    effects = lifecycle.handle(Tick(50.0))
+    assert records(effects) == [("CONNECTED", "lost", "RECONNECTING")]
+    assert lifecycle.last_failure is not None
+    assert lifecycle.last_failure.kind == "heartbeat_timeout"
+    assert [e.task for e in effects if isinstance(e, CancelTask)] == list(CONNECTED_TASKS)
+
+
+def test_failures_reset_only_after_stability() -> None:
+    lifecycle = new(Config(max_failures=10))
+    now = 0.0
+    lifecycle.handle(Start(now))
+    for expected in (1, 2, 3):
+        lifecycle.handle(Opened(now, lifecycle.generation))
+        now += 1.0  # closed after 1 s: not stable
+        fail(lifecycle, now, close_code=1000)
+        assert lifecycle.failures == expected
+        now = lifecycle.timers["backoff"]
+        lifecycle.handle(Tick(now))
+    lifecycle.handle(Opened(now, lifecycle.generation))
+    lifecycle.handle(Tick(now + 14.9))
+    assert lifecycle.failures == 3
+    lifecycle.handle(Tick(now + 15.0))
+    assert (lifecycle.failures, lifecycle.stable) == (0, True)
+
+
+def test_accept_then_close_server_sees_growing_gaps() -> None:
+    lifecycle = new(Config(max_failures=50), draw=1.0)
+    now = 0.0
+    lifecycle.handle(Start(now))
+    gaps = []
+    for _ in range(6):
+        lifecycle.handle(Opened(now, lifecycle.generation))
+        fail(lifecycle, now, close_code=1000)
+        gaps.append(backoff_delay(lifecycle, now))
+        now = lifecycle.timers["backoff"]
+        lifecycle.handle(Tick(now))
+    assert gaps == [1, 2, 4, 8, 16, 32]
+
+
+def test_first_heartbeat_ack_makes_the_connection_stable() -> None:
+    lifecycle = new()
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, kind="refused")
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    lifecycle.handle(Opened(5.0, lifecycle.generation))
+    assert lifecycle.failures == 1
+    lifecycle.handle(HeartbeatAcked(6.0, lifecycle.generation, rtt=0.01))
+    assert (lifecycle.failures, lifecycle.stable) == (0, True)
+    assert "stability" not in lifecycle.timers
+    assert lifecycle.timers["heartbeat_timeout"] == 36.0
+
+
+def test_planned_close_when_stable_is_no_failure_and_short() -> None:
+    lifecycle = connected(new(draw=0.999))
+    lifecycle.handle(Tick(20.0))  # stable
+    fail(lifecycle, 25.0, close_code=1012)
+    assert lifecycle.failures == 0
+    assert 0 <= backoff_delay(lifecycle, 25.0) <= Config().planned_reconnect_delay
+
+
+def test_planned_close_before_stable_counts() -> None:
+    lifecycle = connected(new(draw=0.999))
+    fail(lifecycle, 2.0, close_code=1001)
+    assert lifecycle.failures == 1
+    assert backoff_delay(lifecycle, 2.0) == pytest.approx(0.999)
+
+
+def test_retry_after_is_honoured_and_capped() -> None:
+    lifecycle = new(Config(retry_after_cap=60))
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, http_status=503, retry_after=7.0)
+    assert 7.0 <= backoff_delay(lifecycle, 1.0) <= 7.0 + 1
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    now = lifecycle.timers["open_timeout"] - 5
+    fail(lifecycle, now, http_status=503, retry_after=3600.0)
+    assert backoff_delay(lifecycle, now) == 60.0
+
+
+def test_throttled_waits_at_least_its_min_delay() -> None:
+    lifecycle = new(draw=0.0)
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, http_status=429)
+    assert backoff_delay(lifecycle, 1.0) == 30.0  # min_delay of class throttled
+
+
+def test_max_failures_then_failed_then_escalation_resets() -> None:
+    lifecycle = new(Config(max_failures=3, backoff=FixedDelay(1)))
+    now = 0.0
+    lifecycle.handle(Start(now))
+    taken = []
+    for _ in range(3):
+        now += 1
+        taken += records(fail(lifecycle, now, kind="refused"))
+        taken += records(lifecycle.handle(Tick(lifecycle.timers["backoff"])))
+    assert taken[-2:] == [("CONNECTING", "connect_failed", "RECONNECTING"),
+                          ("RECONNECTING", "give_up", "FAILED")]
+    assert lifecycle.state == "FAILED"
+    assert lifecycle.exhausted
+    assert lifecycle.may_escalate
+    generation = lifecycle.generation
+    assert lifecycle.handle(EscalationFinished(now, generation, ok=False)) == []
+    assert lifecycle.state == "FAILED"
+    assert not lifecycle.may_escalate
+    effects = lifecycle.handle(EscalationFinished(now, generation, ok=True))
+    assert records(effects) == [("FAILED", "reset", "RECONNECTING")]
+    assert lifecycle.failures == 0
+    assert backoff_delay(lifecycle, now) == 1
+
+
+def test_exhausted_gives_up_without_waiting() -> None:
+    lifecycle = new(Config(max_failures=1))
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, kind="refused")
+    assert lifecycle.next_deadline() == 1.0
+    assert records(lifecycle.handle(Tick(1.0))) == [("RECONNECTING", "give_up", "FAILED")]
+
+
+@pytest.mark.parametrize("facts", [{"close_code": 1008}, {"close_code": 4500},
+                                   {"http_status": 404}, {"kind": "tls"}, {"kind": "bad_uri"}])
+def test_terminal_and_fatal_go_failed_at_once(facts: dict[str, object]) -> None:
+    lifecycle = new()
+    lifecycle.handle(Start(0.0))
+    if "close_code" in facts:
+        lifecycle.handle(Opened(0.0, lifecycle.generation))
+    effects = fail(lifecycle, 1.0, **facts)
+    assert records(effects)[0][1:] == ("fatal", "FAILED")
+    assert lifecycle.failures == 0
+    assert [e.task for e in effects if isinstance(e, StartTask)] == ["escalation"]
+
+
+def test_auth_failure_refreshes_once_then_fails() -> None:
+    lifecycle = new(refresh=True)
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, http_status=401)
+    assert lifecycle.state == "RECONNECTING"
+    assert lifecycle.refresh_credentials_first
+    assert backoff_delay(lifecycle, 1.0) == 0
+    lifecycle.handle(Tick(1.0))
+    assert lifecycle.state == "CONNECTING"
+    assert lifecycle.refresh_credentials_first
+    assert records(fail(lifecycle, 2.0, http_status=401)) == [
+        ("CONNECTING", "fatal", "FAILED")]
+    assert not lifecycle.refresh_credentials_first
+
+
+def test_auth_recovers_and_a_later_auth_failure_may_refresh_again() -> None:
+    lifecycle = new(refresh=True)
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, kind="registration_rejected")
+    lifecycle.handle(Tick(1.0))
+    lifecycle.handle(Opened(2.0, lifecycle.generation))
+    assert not lifecycle.refresh_credentials_first
+    fail(lifecycle, 3.0, close_code=1006)
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    fail(lifecycle, 9.0, http_status=403)
+    assert lifecycle.state == "RECONNECTING"
+
+
+def test_auth_failure_without_credentials_provider_fails_at_once() -> None:
+    lifecycle = new(refresh=False)
+    lifecycle.handle(Start(0.0))
+    assert records(fail(lifecycle, 1.0, http_status=403)) == [("CONNECTING", "fatal", "FAILED")]
+
+
+def test_stale_events_are_dropped() -> None:
+    lifecycle = new()
+    lifecycle.handle(Start(0.0))
+    old = lifecycle.generation
+    lifecycle.handle(Opened(1.0, old))
+    assert lifecycle.handle(Opened(1.0, old)) == []
+    assert lifecycle.handle(Failed(2.0, old, failure(kind="refused"))) == []
+    assert lifecycle.handle(Rotate(2.0, old)) == []
+    assert lifecycle.state == "CONNECTED"
+
+
+def test_rotate_is_planned_no_failure_no_delay() -> None:
+    lifecycle = connected(new())
+    effects = lifecycle.handle(Rotate(5.0, lifecycle.generation, reason="token refreshed"))
+    assert records(effects) == [("CONNECTED", "rotate", "CONNECTING")]
+    assert lifecycle.failures == 0
+    assert StartTask("dial", lifecycle.generation) in effects
+
+
+def test_refused_trigger_names_state_and_trigger() -> None:
+    lifecycle = connected(new())
+    with pytest.raises(TransitionRefused, match="trigger 'start' is not allowed in state "
+                                                "CONNECTED") as caught:
+        lifecycle.handle(Start(1.0))
+    assert (caught.value.state, caught.value.trigger) == ("CONNECTED", "start")
+    with pytest.raises(TransitionRefused, match="'nonsense'"):
+        lifecycle.fire("nonsense", 1.0)
+    with pytest.raises(TransitionRefused):
+        new().fire("opened", 0.0)
+
+
+@pytest.mark.parametrize("state", ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",
+                                   "FAILED"])
+def test_close_from_any_state_cancels_its_tasks(state: str) -> None:
+    lifecycle = new(Config(max_failures=1))
+    paths = {
+        "DISCONNECTED": [],
+        "CONNECTING": [Start(0.0)],
+        "CONNECTED": [Start(0.0), "opened"],
+        "RECONNECTING": [Start(0.0), "refused"],
+        "FAILED": [Start(0.0), "refused", Tick(0.0)],
+    }
+    for step in paths[state]:
+        if step == "opened":
+            lifecycle.handle(Opened(0.0, lifecycle.generation))
+        elif step == "refused":
+            fail(lifecycle, 0.0, kind="refused")
+        else:
+            lifecycle.handle(step)  # type: ignore[arg-type]
+    assert lifecycle.state == state
+    tasks = MACHINE.states[state].tasks
+    effects = lifecycle.handle(Close(1.0))
+    assert [e.task for e in effects if isinstance(e, CancelTask)] == list(tasks)
+    assert not [e for e in effects if isinstance(e, StartTask)]
+    assert lifecycle.state == "CLOSED"
+    assert lifecycle.next_deadline() is None
+    assert lifecycle.handle(Close(2.0)) == []
+
+
+def test_one_machine_serves_many_models() -> None:
+    first, second = new(), new()
+    connected(first)
+    assert second.state == "DISCONNECTED"
+    second.handle(Start(0.0))
+    assert (first.state, second.state) == ("CONNECTED", "CONNECTING")
+    assert first.machine is second.machine
+
+
+def test_spec_without_the_connection_triggers_is_refused() -> None:
+    spec = Spec.from_mapping({"initial": "A", "states": {"A": {}, "B": {"final": True}},
+                              "transitions": [{"trigger": "go", "source": "A", "dest": "B"}]})
+    with pytest.raises(SpecError, match="needs the triggers close, connect_failed"):
+        LifecycleMachine(spec)
+    lifecycle = Lifecycle(LifecycleMachine(spec, require_triggers=False))
+    assert records(lifecycle.fire("go", 1.0)) == [("A", "go", "B")]
+
+
+IO_MODULES = {"anyio", "websockets", "rich", "trio", "asyncio", "sniffio", "threading", "time"}
+
+
+def test_core_imports_no_io_libraries() -> None:
+    code = (
+        "import sys, fsm_live.core.lifecycle\n"
+        f"print(sorted({IO_MODULES - {'time', 'threading'}!r} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_core_sources_import_no_clock_or_io() -> None:
+    # `time` is loaded by the stdlib (logging); the core itself must not read a clock.
+    core = Path(fsm_live.core.__file__).parent
+    for path in core.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert not names & IO_MODULES, f"{path.name} imports {names & IO_MODULES}"
