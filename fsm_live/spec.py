@@ -330,9 +330,8 @@ class _Validator:
         errors = self.errors(data.get("errors"))
         if states and initial is not None and not self.problems:
             self.graph(states, transitions, initial)
-        if self.problems:
+        if self.problems or initial is None or errors is None:
             raise SpecError(self.problems)
-        assert initial is not None and errors is not None
         return cls(name=name, initial=initial, states=states, transitions=transitions,
                    errors=errors, source=self.source)
 

@@ -1,0 +1,99 @@
+"""The spec's invariants, checked by Hypothesis, and proof that they catch planted bugs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from fsm_live.core.lifecycle import Lifecycle
+from fsm_live.spec import Spec
+from fsm_live.testing import spec_state_machine
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+CI = settings(max_examples=300, stateful_step_count=40, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+# Planted bugs only need finding, not shrinking.
+PLANTED = settings(max_examples=300, stateful_step_count=30, deadline=None, database=None,
+                   report_multiple_bugs=False, phases=[Phase.generate],
+                   suppress_health_check=[HealthCheck.too_slow])
+
+TestConnectionSpec = spec_state_machine(SPECS / "connection.yaml").TestCase
+TestConnectionSpec.settings = CI
+
+EXAMPLE = Spec.from_mapping({
+    "name": "job_runner",
+    "initial": "QUEUED",
+    "states": {
+        "QUEUED": {"log": "DEBUG"},
+        "RUNNING": {"tasks": ["heartbeat"], "timers": {"heartbeat_timeout": "stall"}},
+        "STALLED": {"log": "WARNING", "timers": {"backoff": ["abandon", "resume"]}},
+        "DONE": {"final": True},
+        "ABANDONED": {"final": True, "log": "ERROR"},
+    },
+    "transitions": [
+        {"trigger": "run", "source": "QUEUED", "dest": "RUNNING"},
+        {"trigger": "stall", "source": "RUNNING", "dest": "STALLED"},
+        {"trigger": "resume", "source": "STALLED", "dest": "RUNNING"},
+        {"trigger": "abandon", "source": "STALLED", "dest": "ABANDONED",
+         "conditions": ["exhausted"]},
+        {"trigger": "finish", "source": "RUNNING", "dest": "DONE"},
+        {"trigger": "cancel", "source": ["QUEUED", "RUNNING", "STALLED"], "dest": "ABANDONED"},
+    ],
+})
+
+TestJobRunnerSpec = spec_state_machine(EXAMPLE).TestCase
+TestJobRunnerSpec.settings = CI
+
+
+class ForgetsToCancelHeartbeat(Lifecycle):
+    """Planted bug: leaving a state leaves its heartbeat task running."""
+
+    def _on_exit(self, event_data: Any) -> None:
+        super()._on_exit(event_data)
+        self._effects[:] = [e for e in self._effects
+                            if getattr(e, "task", None) != "heartbeat"]
+
+
+class ResetsFailuresOnOpen(Lifecycle):
+    """Planted bug: the failure count resets as soon as a connection opens (no stability)."""
+
+    def _on_enter(self, event_data: Any) -> None:
+        if self.machine.states[self.state].success:
+            self.failures = 0
+        super()._on_enter(event_data)
+
+
+class BackoffIgnoresCap(Lifecycle):
+    """Planted bug: the backoff delay is ten times what the policy allows."""
+
+    def _arm(self, name: str, now: float) -> float:
+        deadline = super()._arm(name, now)
+        return now + (deadline - now) * 10 + 1 if name == "backoff" else deadline
+
+
+class LeavesFinalState(Lifecycle):
+    """Planted bug: closing re-arms a timer in the final state (it stops absorbing)."""
+
+    def _on_enter(self, event_data: Any) -> None:
+        super()._on_enter(event_data)
+        if self.machine.states[self.state].final:
+            self.timers["backoff"] = event_data.kwargs["now"]
+
+
+@pytest.mark.parametrize(
+    ("planted", "caught_by"),
+    [
+        (ForgetsToCancelHeartbeat, "heartbeat started twice|running .*'heartbeat'"),
+        (ResetsFailuresOnOpen, "without stability"),
+        (BackoffIgnoresCap, "backoff .* outside"),
+        (LeavesFinalState, "armed in CLOSED|final state CLOSED produced"),
+    ],
+)
+def test_planted_bug_is_caught(planted: type[Lifecycle], caught_by: str) -> None:
+    machine = spec_state_machine(SPECS / "connection.yaml", lifecycle_factory=planted)
+    with pytest.raises(AssertionError, match=caught_by):
+        run_state_machine_as_test(machine, settings=PLANTED)
