@@ -1,0 +1,71 @@
+"""fsm_live: keep long-lived WebSocket client connections alive, as an explicit FSM.
+
+The lifecycle is a declarative spec (``specs/connection.yaml``) loaded into one
+shared ``transitions.Machine``; a sans-I/O core applies the policies (backoff,
+stability, heartbeat deadlines, classification) and an anyio runner executes
+its effects.  Start with :func:`connect`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fsm_live.config import Config
+from fsm_live.connection import LiveConnection, connect, default_machine
+from fsm_live.core.backoff import ByErrorClass, ExponentialJitter, FixedDelay, backoff_policy
+from fsm_live.core.classify import Classifier, Failure
+from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
+from fsm_live.errors import (
+    BufferFull,
+    ConfigError,
+    ConnectionClosedByApp,
+    ConnectionFailed,
+    FsmLiveError,
+    HandshakeRejected,
+    SpecError,
+    TransitionRefused,
+    TransportError,
+)
+from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
+from fsm_live.spec import Spec
+from fsm_live.stats import Stats
+
+try:
+    __version__ = version("fsm_live")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = (
+    "BufferFull",
+    "ByErrorClass",
+    "Classifier",
+    "Config",
+    "ConfigError",
+    "ConnectionClosedByApp",
+    "ConnectionFailed",
+    "CredentialsProvider",
+    "ExponentialJitter",
+    "Failure",
+    "FixedDelay",
+    "FsmLiveError",
+    "HandshakeRejected",
+    "JsonProtocol",
+    "Lifecycle",
+    "LifecycleMachine",
+    "LiveConnection",
+    "PingProtocol",
+    "ProtocolAdapter",
+    "Secret",
+    "Spec",
+    "SpecError",
+    "StaticCredentials",
+    "Stats",
+    "TransitionRefused",
+    "TransportError",
+    "__version__",
+    "backoff_policy",
+    "connect",
+    "default_machine",
+    "get_protocol",
+)

@@ -24,6 +24,9 @@ stability_window           15          up this long (or one heartbeat ack): stab
 planned_reconnect_delay    1           jitter ceiling after a planned close
 retry_after_cap            300         the most a Retry-After is honoured
 backoff                    exponential ``ExponentialJitter(1, 60)``
+max_size                   1048576     largest inbound message in bytes (close 1009 above)
+max_queue                  16          inbound frames websockets buffers per link
+compression                false       permessage-deflate (about 3x memory per link)
 =========================  ==========  ==============================================
 """
 
@@ -55,6 +58,11 @@ def _count(instance: object, attribute: attrs.Attribute[Any], value: Any) -> Non
 def _count_or_zero(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(attribute.name, f"must be a whole number >= 0, got {value!r}")
+
+
+def _flag(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(attribute.name, f"must be true or false, got {value!r}")
 
 
 def _backoff(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -93,6 +101,9 @@ class Config:
     planned_reconnect_delay: float = _seconds_field(1.0)
     retry_after_cap: float = _seconds_field(300.0)
     backoff: BackoffPolicy = attrs.field(factory=ExponentialJitter, validator=_backoff)
+    max_size: int = attrs.field(default=1 << 20, validator=_count)
+    max_queue: int = attrs.field(default=16, validator=_count)
+    compression: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.heartbeat_timeout <= self.heartbeat_interval:

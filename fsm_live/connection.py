@@ -1,0 +1,318 @@
+"""The public async context manager for one live connection.
+
+::
+
+    async with fsm_live.connect("wss://example.org/feed", protocol="json") as conn:
+        await conn.wait_connected()
+        await conn.send({"subscribe": "prices"})
+        async for message in conn:
+            ...
+
+Entering starts the lifecycle (DISCONNECTED -> CONNECTING) and returns at once;
+the connection then keeps itself alive: heartbeats, reconnects with backoff,
+credential refresh.  Leaving (or :meth:`LiveConnection.close`) closes it from
+any state: every task is cancelled and joined, the socket is closed within
+``close_timeout``, and the state ends CLOSED.  Works on anyio's asyncio and
+trio backends.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+
+from fsm_live.config import Config
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.events import Close, Rotate, Start
+from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.credentials import CredentialsProvider
+from fsm_live.dedup import Deduplicator
+from fsm_live.errors import (
+    ConfigError,
+    ConnectionClosedByApp,
+    ConnectionFailed,
+    TransitionRefused,
+)
+from fsm_live.inbox import Handler, Inbox
+from fsm_live.outbox import Outbox
+from fsm_live.protocols import ProtocolAdapter, get_protocol
+from fsm_live.runner import Driver
+from fsm_live.spec import Spec
+from fsm_live.stats import Counters, Stats
+from fsm_live.tasks import SessionTasks
+from fsm_live.trace import TraceWriter
+from fsm_live.transport.base import Transport
+
+__all__ = ("LiveConnection", "connect", "default_machine")
+
+logger = logging.getLogger("fsm_live")
+
+
+@functools.cache
+def default_machine() -> LifecycleMachine:
+    """The one Machine built from the packaged spec, shared by every connection."""
+    return LifecycleMachine(Spec.default())
+
+
+def connect(url: str, **options: Any) -> LiveConnection:
+    """A :class:`LiveConnection` to ``url``; use it with ``async with``.  See its options."""
+    return LiveConnection(url, **options)
+
+
+class LiveConnection:
+    """One WebSocket client connection kept alive by the lifecycle machine.
+
+    Options (all keyword-only):
+
+    * ``protocol``: an adapter name (``"ping"``, ``"json"``) or a
+      :class:`~fsm_live.protocols.ProtocolAdapter`;
+    * ``config``: a :class:`~fsm_live.config.Config` (defaults: the seed's);
+    * ``credentials``: a :class:`~fsm_live.credentials.CredentialsProvider` for
+      handshake headers, refresh after an auth failure, and escalation in FAILED;
+    * ``transport``: a :class:`~fsm_live.transport.base.Transport` (default: the
+      websockets client);
+    * ``ssl``: an ``ssl.SSLContext`` for ``wss://`` (default: verification on);
+    * ``on_message``: an async handler; without one, iterate the connection;
+    * ``trace``: a path; every transition is appended to it as a JSON line;
+    * ``machine``: a shared :class:`~fsm_live.core.lifecycle.LifecycleMachine`
+      (default: the packaged spec's); ``random``: the jitter source.
+
+    Raises :class:`~fsm_live.errors.ConfigError` for a URL that is not ``ws://``
+    or ``wss://`` or an unknown protocol name.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocol: str | ProtocolAdapter = "ping",
+        config: Config | None = None,
+        credentials: CredentialsProvider | None = None,
+        transport: Transport | None = None,
+        ssl: ssl.SSLContext | None = None,
+        on_message: Handler | None = None,
+        trace: str | Path | None = None,
+        machine: LifecycleMachine | None = None,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConfigError("url", f"expected a ws:// or wss:// URL, got {_safe_url(url)!r}")
+        self.url = url
+        self.config = config or Config()
+        self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        if transport is None:
+            from fsm_live.transport.websocket import WebSocketTransport
+
+            transport = WebSocketTransport()
+        self._lifecycle = Lifecycle(machine or default_machine(), self.config, random=random,
+                                    can_refresh_credentials=credentials is not None)
+        self._counters = Counters()
+        self._trace_path = trace
+        self._trace: TraceWriter | None = None
+        self._started_at = 0.0
+        self._inbox = Inbox(self.config.message_concurrency, on_message)
+        self._outbox = Outbox(self.config.outbound_buffer)
+        self._driver = Driver(self._lifecycle, {}, join_timeout=self.config.close_timeout,
+                              classify_crash=self._lifecycle.machine.classifier.classify_exception)
+        self._tasks = SessionTasks(
+            url=url, transport=transport, adapter=self.adapter, config=self.config,
+            lifecycle=self._lifecycle, driver=self._driver,
+            classifier=self._lifecycle.machine.classifier, counters=self._counters,
+            outbox=self._outbox, inbox=self._inbox,
+            dedup=Deduplicator(self.config.message_expire_time, self.config.dedup_max_entries),
+            credentials=credentials, ssl=ssl,
+        )
+        self._driver.bodies = self._tasks.bodies()
+        self._driver.observers.append(self._on_transition)
+        self._stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._finished = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"<LiveConnection {_safe_url(self.url)} {self.state}>"
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise RuntimeError("a LiveConnection can be entered only once")
+        self._started_at = anyio.current_time()
+        self._lifecycle.entered_at = self._started_at
+        async with AsyncExitStack() as stack:
+            if self._trace_path is not None:
+                self._trace = stack.enter_context(TraceWriter(self._trace_path,
+                                                              self._started_at))
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._tasks.links = self._task_group
+            self._inbox.bind(self._task_group)
+            await self._task_group.start(self._run_driver)
+            await self._driver.post(Start(anyio.current_time()))
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        assert self._stack is not None and self._task_group is not None
+        with anyio.CancelScope(shield=True):
+            await self.close()
+            # Link holders close their sockets within close_timeout; handlers get as long.
+            self._task_group.cancel_scope.deadline = (anyio.current_time()
+                                                      + self.config.close_timeout)
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _run_driver(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await self._driver.run(task_status=task_status)
+        finally:
+            self._tasks.release_link()
+            self._inbox.close()
+            self._finished.set()
+
+    async def close(self) -> None:
+        """Close from any state: cancel and join every task, close the socket, end CLOSED.
+
+        Idempotent.  Returns once the lifecycle is final (CLOSED).
+        """
+        if self._stack is None:
+            raise RuntimeError("the connection was never entered (use async with)")
+        if not self._finished.is_set():
+            await self._driver.post(Close(anyio.current_time()))
+            await self._finished.wait()
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The current state's name (e.g. ``"CONNECTED"``)."""
+        return self._lifecycle.state
+
+    @property
+    def failure(self) -> ConnectionFailed | None:
+        """Why the connection is FAILED, or None in any other state."""
+        failure = self._lifecycle.last_failure
+        if self.state != "FAILED" or failure is None:
+            return None
+        return ConnectionFailed(failure)
+
+    async def wait_for(self, *states: str) -> str:
+        """Wait until the state is one of ``states``; return it.
+
+        Raises :class:`ConnectionFailed` (with the reason) if the connection goes
+        FAILED, and :class:`ConnectionClosedByApp` if it closes, unless that state
+        is among ``states``.  Raises ValueError for a name the spec does not have.
+        """
+        unknown = set(states) - set(self._lifecycle.machine.states)
+        if unknown or not states:
+            raise ValueError(f"unknown state(s) {sorted(unknown)}; known: "
+                             f"{', '.join(self._lifecycle.machine.states)}")
+        while True:
+            state = self.state
+            if state in states:
+                return state
+            if state == "FAILED" and (error := self.failure) is not None:
+                raise error
+            if self._lifecycle.is_final or self._finished.is_set():
+                raise ConnectionClosedByApp(f"the connection is {state}")
+            await self._driver.wait_changed()
+
+    async def wait_connected(self) -> None:
+        """Wait until CONNECTED; raises as :meth:`wait_for` does."""
+        await self.wait_for("CONNECTED")
+
+    # -- traffic -----------------------------------------------------------------------
+
+    async def send(self, message: Any) -> None:
+        """Queue a message; it is sent in order once CONNECTED (at once if connected).
+
+        Raises TypeError/ValueError if the protocol cannot encode it,
+        :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer`` messages are
+        waiting, :class:`ConnectionFailed` in FAILED and
+        :class:`ConnectionClosedByApp` once closed.
+        """
+        frame = self.adapter.encode(message)
+        if self.state == "FAILED" and (error := self.failure) is not None:
+            raise error
+        if self._lifecycle.is_final:
+            raise ConnectionClosedByApp("the connection is closed")
+        self._outbox.put(frame)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        """Inbound messages in order, de-duplicated; ends when the connection closes.
+
+        Only without ``on_message``.
+        """
+        if self._inbox.handler is not None:
+            raise RuntimeError("this connection delivers to on_message; it is not iterable")
+        return aiter(self._inbox)
+
+    async def rotate(self, reason: str = "rotate") -> None:
+        """Reconnect on purpose (no failure counted, no backoff).  Only while CONNECTED."""
+        if "rotate" not in self._lifecycle.machine.allowed[self.state]:
+            raise TransitionRefused(self.state, "rotate")
+        await self._driver.post(Rotate(anyio.current_time(), self._lifecycle.generation, reason))
+
+    # -- observability -----------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """A frozen snapshot of the connection's figures."""
+        counters = self._counters
+        transitions = dict(counters.transitions)
+        return Stats(
+            state=self.state,
+            time_in_state=max(0.0, anyio.current_time() - self._lifecycle.entered_at),
+            transitions=transitions,
+            connects=counters.connects,
+            reconnects=sum(n for (_, trigger, _), n in transitions.items()
+                           if trigger in ("retry", "rotate")),
+            failures=dict(counters.failures),
+            consecutive_failures=self._lifecycle.failures,
+            last_error=counters.last_error,
+            heartbeats_sent=counters.heartbeats_sent,
+            heartbeats_acked=counters.heartbeats_acked,
+            heartbeat_rtt=counters.heartbeat_rtt,
+            messages_in=counters.messages_in,
+            messages_out=counters.messages_out,
+            duplicates_dropped=counters.duplicates_dropped,
+            buffered=len(self._outbox),
+            tasks_alive=self._driver.tasks_alive,
+            stuck_tasks=self._driver.stuck_tasks,
+        )
+
+    def _on_transition(self, record: TransitionRecord) -> None:
+        states = self._lifecycle.machine.states
+        counters = self._counters
+        counters.transitions[(record.source, record.trigger, record.dest)] += 1
+        if record.error_class is not None:
+            counters.failures[record.error_class] += 1
+            counters.last_error = record.reason
+        dest = states[record.dest]
+        if dest.success:
+            counters.connects += 1
+        else:
+            self._tasks.release_link()
+        if self._trace is not None:
+            self._trace.write(record)
+        logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
+                   _safe_url(self.url), record.source, record.dest, record.trigger,
+                   f": {record.reason}" if record.reason else "",
+                   " [success]" if dest.success else "")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user info, query or fragment (they may carry secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"

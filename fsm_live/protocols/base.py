@@ -1,0 +1,62 @@
+"""The protocol adapter seam.
+
+An adapter turns application messages into frames and back, and knows its
+protocol's heartbeat, registration handshake, message ids (for de-duplication)
+and acknowledgements.  Adapters are small and stateless apart from what their
+protocol needs; one adapter instance serves one connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+
+from fsm_live.transport.base import Link, Message
+
+__all__ = ("Decoded", "ProtocolAdapter")
+
+
+@attrs.frozen
+class Decoded:
+    """One item decoded from an inbound frame.
+
+    ``message`` is for the application (None for protocol-only frames);
+    ``message_id`` de-duplicates it; ``heartbeat_ack`` is the id of the heartbeat
+    this frame acknowledges; ``reply`` is a frame to send back (an ack).
+    """
+
+    message: Any = None
+    message_id: str | None = None
+    heartbeat_ack: str | None = None
+    reply: Message | None = None
+
+
+class ProtocolAdapter(Protocol):
+    """What fsm_live needs from an application protocol."""
+
+    #: The name shown in stats and the CLI.
+    name: str
+    #: True when the heartbeat is a WebSocket ping frame (its pong is the ack).
+    uses_ping: bool
+
+    def encode(self, message: Any) -> Message:
+        """The frame for an application message; raises TypeError/ValueError if unencodable."""
+        ...
+
+    def decode(self, frame: Message) -> list[Decoded]:
+        """Every item in an inbound frame (a sync push may carry several), in order."""
+        ...
+
+    def heartbeat(self) -> tuple[str, Message]:
+        """A new app-level heartbeat: its id and its frame (unused when ``uses_ping``)."""
+        ...
+
+    async def register(self, link: Link, headers: dict[str, str]) -> None:
+        """The handshake right after the WebSocket opens (e.g. registration).
+
+        Returns once the server accepted it; raises
+        :class:`~fsm_live.errors.TransportError` with kind ``registration_rejected``
+        when the server refused, or as the link raises.  Runs under the open timeout.
+        """
+        ...

@@ -1,0 +1,76 @@
+"""Rich renderables and plain-text lines for the CLI (one of two modules importing rich).
+
+Everything here is a pure function of data (a :class:`~fsm_live.stats.Stats`
+snapshot, transition records), so tests render into a ``StringIO`` console at a
+fixed width and compare text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.stats import Stats
+
+__all__ = ("STATE_STYLES", "plain_transition", "status_panel", "stats_table")
+
+#: How each state of the default spec is coloured; other states are plain.
+STATE_STYLES = {
+    "DISCONNECTED": "dim",
+    "CONNECTING": "cyan",
+    "CONNECTED": "bold green",
+    "RECONNECTING": "yellow",
+    "FAILED": "bold red",
+    "CLOSED": "dim",
+}
+
+
+def _rtt(stats: Stats) -> str:
+    return "-" if stats.heartbeat_rtt is None else f"{stats.heartbeat_rtt * 1000:.1f} ms"
+
+
+def plain_transition(record: TransitionRecord, started_at: float) -> str:
+    """One line for a transition, for logs and non-terminal output."""
+    reason = f" ({record.reason})" if record.reason else ""
+    return (f"{record.at - started_at:9.3f}s  {record.source} -> {record.dest}"
+            f"  [{record.trigger}]{reason}")
+
+
+def stats_table(stats: Stats) -> Table:
+    """The connection's counters as a two-column table."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    state = Text(stats.state, style=STATE_STYLES.get(stats.state, ""))
+    rows: list[tuple[str, str | Text]] = [
+        ("state", state),
+        ("time in state", f"{stats.time_in_state:.1f} s"),
+        ("heartbeat rtt", _rtt(stats)),
+        ("heartbeats", f"{stats.heartbeats_acked}/{stats.heartbeats_sent} acked"),
+        ("connects", str(stats.connects)),
+        ("reconnects", str(stats.reconnects)),
+        ("failures", ", ".join(f"{k} {v}" for k, v in sorted(stats.failures.items())) or "0"),
+        ("last error", stats.last_error or "-"),
+        ("messages", f"{stats.messages_in} in, {stats.messages_out} out, "
+                     f"{stats.duplicates_dropped} duplicates dropped, {stats.buffered} buffered"),
+        ("tasks alive", str(stats.tasks_alive)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def status_panel(url: str, stats: Stats, recent: Iterable[TransitionRecord],
+                 started_at: float) -> RenderableType:
+    """The live status of ``fsm-live connect``: counters and the latest transitions."""
+    timeline = Text()
+    for record in recent:
+        timeline.append(plain_transition(record, started_at) + "\n",
+                        style=STATE_STYLES.get(record.dest, ""))
+    return Panel(Group(stats_table(stats), Text(""), timeline or Text("(no transitions yet)")),
+                 title=f"fsm-live {url}", title_align="left")

@@ -1,0 +1,55 @@
+"""Counters a connection keeps, and the frozen snapshot ``stats()`` returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = ("Counters", "Stats")
+
+
+@attrs.frozen
+class Stats:
+    """A connection's figures at one moment (immutable).
+
+    ``transitions`` counts edges taken, keyed ``(source, trigger, dest)``;
+    ``failures`` counts failures by error class; ``heartbeat_rtt`` is the last
+    heartbeat round trip in seconds (None before the first ack).
+    """
+
+    state: str
+    time_in_state: float
+    transitions: Mapping[tuple[str, str, str], int]
+    connects: int
+    reconnects: int
+    failures: Mapping[str, int]
+    consecutive_failures: int
+    last_error: str
+    heartbeats_sent: int
+    heartbeats_acked: int
+    heartbeat_rtt: float | None
+    messages_in: int
+    messages_out: int
+    duplicates_dropped: int
+    buffered: int
+    tasks_alive: int
+    stuck_tasks: int
+
+
+@attrs.define
+class Counters:
+    """The mutable counters behind :class:`Stats` (one per connection)."""
+
+    transitions: Counter[tuple[str, str, str]] = attrs.Factory(Counter)
+    failures: Counter[str] = attrs.Factory(Counter)
+    connects: int = 0
+    last_error: str = ""
+    heartbeats_sent: int = 0
+    heartbeats_acked: int = 0
+    heartbeat_rtt: float | None = None
+    messages_in: int = 0
+    messages_out: int = 0
+    duplicates_dropped: int = 0
+    stuck_tasks: int = 0

@@ -1,0 +1,247 @@
+"""The bodies of a live connection's tasks, and the link they share.
+
+Each spec task (``dial``, ``reader``, ``heartbeat``, ...) is a method of
+:class:`SessionTasks`.  Bodies never fire triggers: they post events to the
+driver, tagged with their generation.  A body returns when it has nothing (more)
+to do; the driver cancels and joins it when its state is left.
+
+The open link outlives the ``dial`` task that opened it, so it is held by a
+separate *link holder* task in the connection's task group: it enters the
+transport's context, hands the link out, and leaves the context (closing the
+socket, bounded by ``close_timeout``) when :meth:`SessionTasks.release_link` is
+called, which the connection does on every transition that does not go to a
+success state.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import anyio
+import anyio.abc
+import attrs
+
+from fsm_live.config import Config
+from fsm_live.core.classify import Classifier
+from fsm_live.core.events import EscalationFinished, Failed, HeartbeatAcked, Opened
+from fsm_live.core.lifecycle import Lifecycle
+from fsm_live.credentials import CredentialsProvider
+from fsm_live.dedup import Deduplicator
+from fsm_live.errors import TransportError
+from fsm_live.inbox import Inbox
+from fsm_live.outbox import Outbox
+from fsm_live.protocols.base import ProtocolAdapter
+from fsm_live.runner import Driver, TaskBody
+from fsm_live.stats import Counters
+from fsm_live.transport.base import ConnectOptions, Link, Transport
+
+__all__ = ("SessionTasks",)
+
+logger = logging.getLogger("fsm_live")
+
+#: App-level heartbeats awaiting their ack; older ones are forgotten.
+_PENDING_HEARTBEATS = 16
+
+
+@attrs.define
+class _HeldLink:
+    link: Link
+    release: anyio.Event = attrs.Factory(anyio.Event)
+    close_code: int = 1000
+
+
+@attrs.define(kw_only=True)
+class SessionTasks:
+    """Everything the task bodies of one connection share."""
+
+    url: str
+    transport: Transport
+    adapter: ProtocolAdapter
+    config: Config
+    lifecycle: Lifecycle
+    driver: Driver
+    classifier: Classifier
+    counters: Counters
+    outbox: Outbox
+    inbox: Inbox
+    dedup: Deduplicator
+    credentials: CredentialsProvider | None = None
+    ssl: ssl.SSLContext | None = None
+    links: anyio.abc.TaskGroup | None = None
+    _held: _HeldLink | None = None
+    _pending_heartbeats: OrderedDict[str, float] = attrs.Factory(OrderedDict)
+
+    def bodies(self) -> dict[str, TaskBody]:
+        """The task bodies by spec task name."""
+        return {
+            "dial": self.dial,
+            "reader": self.reader,
+            "heartbeat": self.heartbeat,
+            "token_refresh": self.token_refresh,
+            "cookie_refresh": self.cookie_refresh,
+            "cleanup": self.cleanup,
+            "flush": self.flush,
+            "escalation": self.escalation,
+        }
+
+    # -- the link ----------------------------------------------------------------------
+
+    def release_link(self, code: int = 1000) -> None:
+        """Close the current link (in the background, bounded by ``close_timeout``)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close_code = code
+            held.release.set()
+
+    async def _hold_link(self, options: ConnectOptions, *,
+                         task_status: anyio.abc.TaskStatus[Link]) -> None:
+        async with self.transport.connect(self.url, options) as link:
+            held = _HeldLink(link)
+            self.release_link()  # at most one link at a time
+            self._held = held
+            task_status.started(link)
+            await held.release.wait()
+            await link.close(held.close_code)
+
+    def _link(self) -> Link:
+        if self._held is None:
+            raise TransportError("no open link", close_code=1006)
+        return self._held.link
+
+    async def _fail(self, generation: int, error: TransportError) -> None:
+        failure = self.classifier.classify_error(error)
+        self.counters.last_error = str(failure)
+        await self.driver.post(Failed(anyio.current_time(), generation, failure))
+
+    # -- task bodies -------------------------------------------------------------------
+
+    async def dial(self, generation: int) -> None:
+        """Open the link and run the protocol's registration; post Opened or Failed."""
+        headers: dict[str, str] = {}
+        if self.credentials is not None:
+            if self.lifecycle.refresh_credentials_first:
+                await self.credentials.refresh()
+            secrets: Mapping[str, object] = await self.credentials.handshake_headers()
+            headers = {name: _reveal(value) for name, value in secrets.items()}
+        options = ConnectOptions(
+            open_timeout=self.config.open_timeout,
+            close_timeout=self.config.close_timeout,
+            headers=headers,
+            max_size=self.config.max_size,
+            max_queue=self.config.max_queue,
+            compression=self.config.compression,
+            ssl=self.ssl,
+        )
+        assert self.links is not None, "SessionTasks.links is not bound"
+        try:
+            link = await self.links.start(self._hold_link, options)
+            await self.adapter.register(link, headers)
+        except TransportError as error:
+            await self._fail(generation, error)
+            return
+        await self.driver.post(Opened(anyio.current_time(), generation))
+
+    async def reader(self, generation: int) -> None:
+        """Receive frames: note liveness, match heartbeat acks, ack, de-duplicate, deliver."""
+        try:
+            link = self._link()
+            await self.inbox.deliver_undelivered()
+            while True:
+                frame = await link.receive()
+                now = anyio.current_time()
+                self.driver.note_inbound(now)
+                for item in self.adapter.decode(frame):
+                    if item.heartbeat_ack is not None:
+                        await self._heartbeat_acked(generation, item.heartbeat_ack, now)
+                    if item.reply is not None:
+                        await link.send(item.reply)
+                    if item.message is None:
+                        continue
+                    if item.message_id is not None and self.dedup.seen(item.message_id, now):
+                        self.counters.duplicates_dropped += 1
+                        continue
+                    self.counters.messages_in += 1
+                    await self.inbox.deliver(item.message)
+        except TransportError as error:
+            await self._fail(generation, error)
+
+    async def heartbeat(self, generation: int) -> None:
+        """Every ``heartbeat_interval``: a ping frame, or the protocol's heartbeat frame."""
+        interval = self.config.heartbeat_interval
+        next_at = anyio.current_time() + interval
+        try:
+            link = self._link()
+            while True:
+                await anyio.sleep_until(next_at)
+                next_at += interval
+                self.counters.heartbeats_sent += 1
+                sent_at = anyio.current_time()
+                if self.adapter.uses_ping:
+                    # Wait for the pong at most until the next heartbeat is due.
+                    with anyio.move_on_after(next_at - sent_at):
+                        await link.ping()
+                        await self._acked(generation, anyio.current_time(), sent_at)
+                    continue
+                heartbeat_id, frame = self.adapter.heartbeat()
+                self._pending_heartbeats[heartbeat_id] = sent_at
+                while len(self._pending_heartbeats) > _PENDING_HEARTBEATS:
+                    self._pending_heartbeats.popitem(last=False)
+                await link.send(frame)
+        except TransportError as error:
+            await self._fail(generation, error)
+
+    async def _heartbeat_acked(self, generation: int, heartbeat_id: str, now: float) -> None:
+        sent_at = self._pending_heartbeats.pop(heartbeat_id, None)
+        if sent_at is not None:  # an ack of nothing we sent is not an ack
+            await self._acked(generation, now, sent_at)
+
+    async def _acked(self, generation: int, now: float, sent_at: float) -> None:
+        rtt = now - sent_at
+        self.counters.heartbeats_acked += 1
+        self.counters.heartbeat_rtt = rtt
+        self.driver.note_inbound(now)
+        await self.driver.post(HeartbeatAcked(now, generation, rtt))
+
+    async def token_refresh(self, generation: int) -> None:
+        """Nothing to do without a token-refreshing credentials provider."""
+
+    async def cookie_refresh(self, generation: int) -> None:
+        """Nothing to do without a cookie-refreshing credentials provider."""
+
+    async def cleanup(self, generation: int) -> None:
+        """Every ``cleanup_interval``: forget expired message ids."""
+        while True:
+            await anyio.sleep(self.config.cleanup_interval)
+            self.dedup.sweep(anyio.current_time())
+
+    async def flush(self, generation: int) -> None:
+        """Send buffered frames in order; a frame leaves the buffer once it was sent."""
+        try:
+            link = self._link()
+            while True:
+                frame = await self.outbox.peek()
+                await link.send(frame)
+                self.outbox.pop()
+                self.counters.messages_out += 1
+        except TransportError as error:
+            await self._fail(generation, error)
+
+    async def escalation(self, generation: int) -> None:
+        """In FAILED: ask the credentials provider to escalate (e.g. re-login), once."""
+        if self.credentials is None or not self.lifecycle.may_escalate:
+            return
+        try:
+            ok = await self.credentials.escalate()
+            reason = "escalation succeeded" if ok else "escalation did not recover"
+        except Exception as exc:
+            logger.warning("credentials escalation raised %s", type(exc).__name__)
+            ok, reason = False, f"escalation raised {type(exc).__name__}"
+        await self.driver.post(EscalationFinished(anyio.current_time(), generation, ok, reason))
+
+
+def _reveal(value: object) -> str:
+    reveal = getattr(value, "reveal", None)
+    return str(reveal()) if callable(reveal) else str(value)
