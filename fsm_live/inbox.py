@@ -36,7 +36,10 @@ class Inbox:
         self.handler = handler
         self.handler_errors = 0
         self._slots = anyio.Semaphore(concurrency)
-        self._send, self._receive = anyio.create_memory_object_stream[Any](concurrency)
+        self._capacity = concurrency
+        self._queue: deque[Any] = deque()  # delivered, waiting for the iterating application
+        self._queue_changed = anyio.Event()
+        self._closed = False
         self._undelivered: deque[Any] = deque()
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -47,7 +50,7 @@ class Inbox:
     @property
     def pending(self) -> int:
         """Messages received but not yet taken by the application."""
-        return len(self._undelivered) + self._receive.statistics().current_buffer_used
+        return len(self._undelivered) + len(self._queue)
 
     async def deliver(self, message: Any) -> None:
         """Deliver one message, waiting while the application is at its bound."""
@@ -62,7 +65,10 @@ class Inbox:
 
     async def _deliver_one(self, message: Any) -> None:
         if self.handler is None:
-            await self._send.send(message)
+            while len(self._queue) >= self._capacity:
+                await self._wait_queue_changed()
+            self._queue.append(message)
+            self._notify()
             return
         assert self._task_group is not None, "Inbox.bind() first"
         await self._slots.acquire()
@@ -80,8 +86,25 @@ class Inbox:
 
     def close(self) -> None:
         """No more messages: iteration ends once the buffered ones are taken."""
-        self._send.close()
+        self._closed = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._queue_changed.set()
+        self._queue_changed = anyio.Event()
+
+    async def _wait_queue_changed(self) -> None:
+        await self._queue_changed.wait()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """The messages, in order (only without a handler); ends after :meth:`close`."""
-        return self._receive
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._wait_queue_changed()
+        message = self._queue.popleft()
+        self._notify()
+        return message

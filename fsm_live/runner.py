@@ -131,6 +131,7 @@ class Driver:
                             await self._cancel(name)
         finally:
             self._receive.close()
+            self._send.close()
             self._changed.set()
 
     async def _next_event(self) -> Event:
