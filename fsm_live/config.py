@@ -3,6 +3,12 @@
 Every field is checked at construction; a bad value raises
 :class:`~fsm_live.errors.ConfigError` naming the field.  Durations are seconds.
 
+:meth:`Config.load` layers, lowest first: the defaults, a TOML file, ``FSM_LIVE_*``
+environment variables, explicit overrides (the CLI's flags).  Keys are the
+field names; the backoff policy is a table (``[backoff] policy = "exponential"``
+plus its parameters) or ``FSM_LIVE_BACKOFF_POLICY`` / ``FSM_LIVE_BACKOFF_<PARAM>``.
+An unknown key or a bad value is an error naming it and where it came from.
+
 =========================  ==========  ==============================================
 field                      default     meaning
 =========================  ==========  ==============================================
@@ -33,14 +39,23 @@ compression                false       permessage-deflate (about 3x memory per l
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
 
 import attrs
 
-from fsm_live.core.backoff import BackoffPolicy, ExponentialJitter
+from fsm_live.core.backoff import BackoffPolicy, ExponentialJitter, backoff_policy
 from fsm_live.errors import ConfigError
 
-__all__ = ("Config",)
+__all__ = ("ENV_PREFIX", "Config")
+
+#: Environment variables starting with this configure fsm_live.
+ENV_PREFIX: Final = "FSM_LIVE_"
+#: ``FSM_LIVE_*`` names that are not Config fields (read by the CLI).
+_ENV_NOT_CONFIG: Final = frozenset({"COOKIES"})
 
 
 def _seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -113,9 +128,123 @@ class Config:
                 f"got {self.heartbeat_timeout:g}",
             )
 
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Config:
+        """Defaults < TOML file ``path`` < ``env`` (default ``os.environ``) < ``overrides``.
+
+        Raises :class:`ConfigError` naming the key (``file.toml: heartbeat_interval``,
+        ``FSM_LIVE_MAX_FAILURES``) for unknown keys and bad values, and for a file
+        that cannot be read or parsed.
+        """
+        values: dict[str, Any] = {}
+        backoff: dict[str, Any] = {}
+        origins: dict[str, str] = {}  # field -> where its value came from
+        if path is not None:
+            _merge_file(Path(path), values, backoff, origins)
+        _merge_env(os.environ if env is None else env, values, backoff, origins)
+        for key, value in (overrides or {}).items():
+            origins[key.removeprefix("backoff_") if key.startswith("backoff_") else key] = key
+            if key.startswith("backoff_") and key != "backoff_policy":
+                backoff[key.removeprefix("backoff_")] = value
+            elif key == "backoff_policy":
+                backoff["policy"] = value
+            else:
+                values[key] = value
+        unknown = set(values) - set(_fields())
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(origins.get(key, key), "unknown setting")
+        try:
+            if backoff:
+                params = dict(backoff)
+                name = params.pop("policy", "exponential")
+                values["backoff"] = backoff_policy(str(name), **params)
+            return cls(**values)
+        except ConfigError as error:
+            origin = origins.get(error.field)
+            if origin is None or origin == error.field:
+                raise
+            raise ConfigError(f"{origin} ({error.field})", str(error).partition(": ")[2]
+                              ) from None
+
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""
         try:
             return attrs.evolve(self, **changes)
         except TypeError as exc:
             raise ConfigError("Config", str(exc)) from None
+
+
+def _fields() -> dict[str, attrs.Attribute[Any]]:
+    return {field.name: field for field in attrs.fields(Config)}
+
+
+def _merge_file(path: Path, values: dict[str, Any], backoff: dict[str, Any],
+                origins: dict[str, str]) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    fields = _fields()
+    for key, value in data.items():
+        if key == "backoff" and isinstance(value, dict):
+            backoff.update(value)
+            origins.update({param: f"{path}: backoff.{param}" for param in value})
+            origins["backoff"] = f"{path}: backoff"
+        elif key in fields and key != "backoff":
+            values[key] = value
+            origins[key] = f"{path}: {key}"
+        else:
+            raise ConfigError(f"{path}: {key}", "unknown setting")
+
+
+def _merge_env(env: Mapping[str, str], values: dict[str, Any], backoff: dict[str, Any],
+               origins: dict[str, str]) -> None:
+    fields = _fields()
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key.upper() in _ENV_NOT_CONFIG:
+            continue
+        if key == "backoff_policy":
+            backoff["policy"] = text
+            origins["backoff"] = name
+        elif key.startswith("backoff_"):
+            backoff[key.removeprefix("backoff_")] = _parse_number(name, text)
+            origins[key.removeprefix("backoff_")] = origins["backoff"] = name
+        elif key in fields and key != "backoff":
+            values[key] = _parse(name, text, fields[key].type)
+            origins[key] = name
+        else:
+            raise ConfigError(name, "unknown setting")
+
+
+def _parse(name: str, text: str, kind: Any) -> Any:
+    if kind in (bool, "bool"):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"expected true or false, got {text!r}")
+    return _parse_number(name, text)
+
+
+def _parse_number(name: str, text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {text!r}") from None

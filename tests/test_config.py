@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fsm_live.config import Config
-from fsm_live.core.backoff import ByErrorClass, ExponentialJitter
+from fsm_live.core.backoff import ByErrorClass, ExponentialJitter, FixedDelay
 from fsm_live.errors import ConfigError
 
 
@@ -76,3 +77,50 @@ def test_frozen() -> None:
     config = Config()
     with pytest.raises(AttributeError):
         config.max_failures = 9  # type: ignore[misc]
+
+
+def test_load_layers_file_env_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "fsm_live.toml"
+    path.write_text('heartbeat_interval = 10\nmax_failures = 7\ncompression = true\n'
+                    '[backoff]\npolicy = "fixed"\nseconds = 4\n')
+    env = {"FSM_LIVE_MAX_FAILURES": "3", "FSM_LIVE_COOKIES": "not config", "HOME": "/x"}
+    config = Config.load(path, env=env, overrides={"heartbeat_timeout": 25.0})
+    assert config.heartbeat_interval == 10
+    assert config.max_failures == 3  # env wins over the file
+    assert config.heartbeat_timeout == 25  # flags win over both
+    assert config.compression is True
+    assert config.backoff == FixedDelay(4)
+
+
+def test_load_defaults_without_sources() -> None:
+    assert Config.load(env={}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FSM_LIVE_MAX_FAILURE": "3"}, "FSM_LIVE_MAX_FAILURE: unknown setting"),
+        ({"FSM_LIVE_MAX_FAILURES": "x"}, "FSM_LIVE_MAX_FAILURES: expected a number"),
+        ({"FSM_LIVE_MAX_FAILURES": "0"}, r"FSM_LIVE_MAX_FAILURES \(max_failures\): must be"),
+        ({"FSM_LIVE_COMPRESSION": "maybe"}, "FSM_LIVE_COMPRESSION: expected true or false"),
+        ({"FSM_LIVE_BACKOFF_POLICY": "random"}, "unknown policy 'random'"),
+    ],
+)
+def test_env_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.load(env=env)
+
+
+def test_file_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("heartbeat_intervl = 3\n")
+    with pytest.raises(ConfigError, match=r"c.toml: heartbeat_intervl: unknown setting"):
+        Config.load(path, env={})
+    path.write_text("open_timeout = -1\n")
+    with pytest.raises(ConfigError, match=r"c.toml: open_timeout \(open_timeout\): must be"):
+        Config.load(path, env={})
+    path.write_text("open_timeout = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Config.load(path, env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        Config.load(tmp_path / "missing.toml", env={})
