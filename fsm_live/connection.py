@@ -163,7 +163,8 @@ class LiveConnection:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
-        assert self._stack is not None and self._task_group is not None
+        assert self._stack is not None
+        assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self.close()
             # Link holders close their sockets within close_timeout; handlers get as long.
@@ -284,6 +285,9 @@ class LiveConnection:
             messages_in=counters.messages_in,
             messages_out=counters.messages_out,
             duplicates_dropped=counters.duplicates_dropped,
+            token_refreshes=counters.token_refreshes,
+            token_refresh_failures=counters.token_refresh_failures,
+            cookie_refreshes=counters.cookie_refreshes,
             buffered=len(self._outbox),
             tasks_alive=self._driver.tasks_alive,
             stuck_tasks=self._driver.stuck_tasks,

@@ -17,7 +17,7 @@ from rich.text import Text
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.stats import Stats
 
-__all__ = ("STATE_STYLES", "plain_transition", "status_panel", "stats_table")
+__all__ = ("STATE_STYLES", "plain_transition", "stats_table", "status_panel")
 
 #: How each state of the default spec is coloured; other states are plain.
 STATE_STYLES = {

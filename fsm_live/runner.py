@@ -16,6 +16,7 @@ its observers.  All time is ``anyio.current_time()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -82,10 +83,8 @@ class Driver:
 
         Events posted after the driver finished are dropped: the lifecycle is final.
         """
-        try:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self._send.send(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
 
     def note_inbound(self, now: float) -> None:
         """Record that a frame arrived at ``now`` (no event: it only moves a deadline).

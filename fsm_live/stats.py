@@ -33,6 +33,9 @@ class Stats:
     messages_in: int
     messages_out: int
     duplicates_dropped: int
+    token_refreshes: int
+    token_refresh_failures: int
+    cookie_refreshes: int
     buffered: int
     tasks_alive: int
     stuck_tasks: int
@@ -52,4 +55,6 @@ class Counters:
     messages_in: int = 0
     messages_out: int = 0
     duplicates_dropped: int = 0
-    stuck_tasks: int = 0
+    token_refreshes: int = 0
+    token_refresh_failures: int = 0
+    cookie_refreshes: int = 0

@@ -26,7 +26,7 @@ import attrs
 
 from fsm_live.config import Config
 from fsm_live.core.classify import Classifier
-from fsm_live.core.events import EscalationFinished, Failed, HeartbeatAcked, Opened
+from fsm_live.core.events import EscalationFinished, Failed, HeartbeatAcked, Opened, Rotate
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.dedup import Deduplicator
@@ -36,7 +36,7 @@ from fsm_live.outbox import Outbox
 from fsm_live.protocols.base import ProtocolAdapter
 from fsm_live.runner import Driver, TaskBody
 from fsm_live.stats import Counters
-from fsm_live.transport.base import ConnectOptions, Link, Transport
+from fsm_live.transport.base import ConnectOptions, Link, Message, Transport
 
 __all__ = ("SessionTasks",)
 
@@ -72,6 +72,7 @@ class SessionTasks:
     ssl: ssl.SSLContext | None = None
     links: anyio.abc.TaskGroup | None = None
     _held: _HeldLink | None = None
+    _early_frames: list[Message] = attrs.Factory(list)
     _pending_heartbeats: OrderedDict[str, float] = attrs.Factory(OrderedDict)
 
     def bodies(self) -> dict[str, TaskBody]:
@@ -138,7 +139,7 @@ class SessionTasks:
         assert self.links is not None, "SessionTasks.links is not bound"
         try:
             link = await self.links.start(self._hold_link, options)
-            await self.adapter.register(link, headers)
+            self._early_frames = await self.adapter.register(link, self.credentials)
         except TransportError as error:
             await self._fail(generation, error)
             return
@@ -149,24 +150,30 @@ class SessionTasks:
         try:
             link = self._link()
             await self.inbox.deliver_undelivered()
+            early, self._early_frames = self._early_frames, []
+            for frame in early:
+                await self._process(generation, link, frame)
             while True:
                 frame = await link.receive()
-                now = anyio.current_time()
-                self.driver.note_inbound(now)
-                for item in self.adapter.decode(frame):
-                    if item.heartbeat_ack is not None:
-                        await self._heartbeat_acked(generation, item.heartbeat_ack, now)
-                    if item.reply is not None:
-                        await link.send(item.reply)
-                    if item.message is None:
-                        continue
-                    if item.message_id is not None and self.dedup.seen(item.message_id, now):
-                        self.counters.duplicates_dropped += 1
-                        continue
-                    self.counters.messages_in += 1
-                    await self.inbox.deliver(item.message)
+                self.driver.note_inbound(anyio.current_time())
+                await self._process(generation, link, frame)
         except TransportError as error:
             await self._fail(generation, error)
+
+    async def _process(self, generation: int, link: Link, frame: Message) -> None:
+        now = anyio.current_time()
+        for item in self.adapter.decode(frame):
+            if item.heartbeat_ack is not None:
+                await self._heartbeat_acked(generation, item.heartbeat_ack, now)
+            if item.reply is not None:
+                await link.send(item.reply)
+            if item.message is None:
+                continue
+            if item.message_id is not None and self.dedup.seen(item.message_id, now):
+                self.counters.duplicates_dropped += 1
+                continue
+            self.counters.messages_in += 1
+            await self.inbox.deliver(item.message)
 
     async def heartbeat(self, generation: int) -> None:
         """Every ``heartbeat_interval``: a ping frame, or the protocol's heartbeat frame."""
@@ -206,10 +213,48 @@ class SessionTasks:
         await self.driver.post(HeartbeatAcked(now, generation, rtt))
 
     async def token_refresh(self, generation: int) -> None:
-        """Nothing to do without a token-refreshing credentials provider."""
+        """Every ``token_refresh_interval`` (``token_retry_interval`` after a failed try):
+        refresh the access token; a new token is applied by a planned ``rotate``.
+
+        Returns at once when the credentials provider has no ``refresh_token``.
+        """
+        refresh = getattr(self.credentials, "refresh_token", None)
+        if refresh is None:
+            return
+        delay = self.config.token_refresh_interval
+        while True:
+            await anyio.sleep(delay)
+            try:
+                changed = await refresh()
+            except Exception as exc:
+                self.counters.token_refresh_failures += 1
+                delay = self.config.token_retry_interval
+                logger.warning("token refresh failed (%s); next try in %g s",
+                               type(exc).__name__, delay)
+                continue
+            self.counters.token_refreshes += 1
+            delay = self.config.token_refresh_interval
+            if changed:
+                await self.driver.post(Rotate(anyio.current_time(), generation,
+                                              "token refreshed"))
+                return
 
     async def cookie_refresh(self, generation: int) -> None:
-        """Nothing to do without a cookie-refreshing credentials provider."""
+        """Every ``cookie_refresh_interval``: refresh the cookies (used at the next dial).
+
+        Returns at once when the credentials provider has no ``refresh_cookies``.
+        """
+        refresh = getattr(self.credentials, "refresh_cookies", None)
+        if refresh is None:
+            return
+        while True:
+            await anyio.sleep(self.config.cookie_refresh_interval)
+            try:
+                await refresh()
+            except Exception as exc:
+                logger.warning("cookie refresh failed (%s)", type(exc).__name__)
+                continue
+            self.counters.cookie_refreshes += 1
 
     async def cleanup(self, generation: int) -> None:
         """Every ``cleanup_interval``: forget expired message ids."""

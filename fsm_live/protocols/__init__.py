@@ -1,7 +1,8 @@
 """Protocol adapters: how an application protocol rides on a WebSocket link.
 
-``ping`` (WebSocket ping frames as heartbeats, messages passed through) and
-``json`` (JSON text frames) ship here; :func:`get_protocol` finds one by name.
+``ping`` (WebSocket ping frames as heartbeats, messages passed through),
+``json`` (JSON text frames) and ``lwp`` (the messaging client's protocol) ship
+here; :func:`get_protocol` finds one by name.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from typing import Final
 from fsm_live.errors import ConfigError
 from fsm_live.protocols.base import Decoded, ProtocolAdapter
 from fsm_live.protocols.json import JsonProtocol
+from fsm_live.protocols.lwp import LwpProtocol
 from fsm_live.protocols.ping import PingProtocol
 
-__all__ = ("PROTOCOLS", "Decoded", "JsonProtocol", "PingProtocol", "ProtocolAdapter",
-           "get_protocol")
+__all__ = ("PROTOCOLS", "Decoded", "JsonProtocol", "LwpProtocol", "PingProtocol",
+           "ProtocolAdapter", "get_protocol")
 
 #: Adapters by the names the CLI and configuration files use.
 PROTOCOLS: Final[dict[str, Callable[[], ProtocolAdapter]]] = {
     "ping": PingProtocol,
     "json": JsonProtocol,
+    "lwp": LwpProtocol,
 }
 
 

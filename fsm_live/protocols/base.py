@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from fsm_live.credentials import CredentialsProvider
 from fsm_live.transport.base import Link, Message
 
 __all__ = ("Decoded", "ProtocolAdapter")
@@ -52,11 +53,14 @@ class ProtocolAdapter(Protocol):
         """A new app-level heartbeat: its id and its frame (unused when ``uses_ping``)."""
         ...
 
-    async def register(self, link: Link, headers: dict[str, str]) -> None:
+    async def register(self, link: Link, credentials: CredentialsProvider | None
+                       ) -> list[Message]:
         """The handshake right after the WebSocket opens (e.g. registration).
 
-        Returns once the server accepted it; raises
-        :class:`~fsm_live.errors.TransportError` with kind ``registration_rejected``
-        when the server refused, or as the link raises.  Runs under the open timeout.
+        Returns once the server accepted it, with any frames that arrived before
+        the acceptance (the reader processes them first, so nothing is lost).
+        Raises :class:`~fsm_live.errors.TransportError` with kind
+        ``registration_rejected`` when the server refused, or as the link raises.
+        Runs under the open timeout.
         """
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsm_live.credentials import CredentialsProvider
 from fsm_live.protocols.base import Decoded
 from fsm_live.transport.base import Link, Message
 
@@ -32,5 +33,6 @@ class PingProtocol:
     def heartbeat(self) -> tuple[str, Message]:
         raise NotImplementedError("the ping protocol's heartbeat is a ping frame")
 
-    async def register(self, link: Link, headers: dict[str, str]) -> None:
-        return None
+    async def register(self, link: Link, credentials: CredentialsProvider | None
+                       ) -> list[Message]:
+        return []

@@ -1,0 +1,156 @@
+"""The lwp adapter: mids, heartbeat acks matched by mid, registration, sync items, acks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import pytest
+
+from fsm_live.credentials import CookieCredentials, Secret
+from fsm_live.errors import TransportError
+from fsm_live.protocols.lwp import LwpProtocol, UndecodedItem, new_mid
+from fsm_live.transport.base import Message
+
+pytestmark = pytest.mark.anyio
+
+
+def b64(value: Any) -> str:
+    return base64.b64encode(json.dumps(value).encode()).decode()
+
+
+class ScriptedLink:
+    """A Link that records what is sent and answers from a script."""
+
+    def __init__(self, answers: list[Any]) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.answers = answers
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(json.loads(message))
+
+    async def receive(self) -> Message:
+        answer = self.answers.pop(0)
+        return answer(self.sent) if callable(answer) else answer
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        return None
+
+    @property
+    def close_code(self) -> int | None:
+        return None
+
+
+async def token_source(cookies: Mapping[str, Secret]) -> Secret:
+    return Secret("tok-1")
+
+
+CREDENTIALS = CookieCredentials("unb=42; cna=abc", token_source=token_source)
+
+
+def reply_to_reg(code: int) -> Any:
+    def answer(sent: list[dict[str, Any]]) -> str:
+        return json.dumps({"code": code, "headers": {"mid": sent[0]["headers"]["mid"]}})
+    return answer
+
+
+def test_mid_format() -> None:
+    mid = new_mid()
+    assert re.fullmatch(r"\d{14,16} 0", mid)
+    assert len({new_mid() for _ in range(200)}) > 150
+
+
+def test_heartbeat_ack_is_matched_by_mid_only() -> None:
+    protocol = LwpProtocol()
+    mid, frame = protocol.heartbeat()
+    assert json.loads(frame) == {"lwp": "/!", "headers": {"mid": mid}}
+    [decoded] = protocol.decode(json.dumps({"code": 200, "headers": {"mid": mid}}))
+    assert decoded.heartbeat_ack == mid
+    assert decoded.message is None
+    [other] = protocol.decode(json.dumps({"code": 200, "headers": {"mid": "9 0"}}))
+    assert other.heartbeat_ack == "9 0"  # the runner ignores acks of heartbeats it never sent
+
+
+async def test_registration_waits_for_code_200() -> None:
+    push = json.dumps({"lwp": "/s/para", "headers": {"mid": "p1 0"}, "body": {"x": 1}})
+    link = ScriptedLink([push, reply_to_reg(200)])
+    with anyio.fail_after(5):
+        early = await LwpProtocol(user_agent="ua-test").register(link, CREDENTIALS)
+    assert early == [push]  # not lost: the reader processes it first
+    reg, ack_diff = link.sent
+    assert reg["lwp"] == "/reg"
+    headers = reg["headers"]
+    assert headers["token"] == "tok-1"
+    assert headers["ua"] == "ua-test"
+    assert headers["dt"] == "j"
+    assert headers["wv"] == "im:3,au:3,sy:6"
+    assert headers["sync"] == "0,0;0;0;"
+    assert headers["cache-header"] == "app-key token ua wv"
+    assert headers["did"] == CREDENTIALS.device_id
+    assert headers["did"].endswith("-42")
+    assert ack_diff["lwp"] == "/r/SyncStatus/ackDiff"
+
+
+async def test_rejected_registration_is_an_auth_failure() -> None:
+    link = ScriptedLink([reply_to_reg(401)])
+    with anyio.fail_after(5), pytest.raises(TransportError) as caught:
+        await LwpProtocol().register(link, CREDENTIALS)
+    assert caught.value.kind == "registration_rejected"
+    assert len(link.sent) == 1  # no ackDiff after a refusal
+
+
+async def test_registration_needs_token_credentials() -> None:
+    with pytest.raises(TransportError, match="needs credentials"):
+        await LwpProtocol().register(ScriptedLink([]), None)
+
+
+def test_sync_push_processes_every_item_and_acks_once() -> None:
+    protocol = LwpProtocol()
+    frame = json.dumps({"lwp": "/s/sync", "headers": {"mid": "m1 0", "sid": "s9"}, "body": {
+        "syncPushPackage": {"data": [
+            {"data": b64({"messageId": "a", "text": "first"})},
+            {"data": b64({"messageId": "b", "text": "second"})},
+            {"data": "%%%not base64%%%", "encoding": "other"},
+        ]}}})
+    ack, first, second, third = protocol.decode(frame)
+    assert json.loads(ack.reply) == {"code": 200, "headers": {"mid": "m1 0", "sid": "s9"}}
+    assert (first.message["text"], first.message_id) == ("first", "a")
+    assert (second.message["text"], second.message_id) == ("second", "b")
+    assert isinstance(third.message, UndecodedItem)
+    assert third.message_id == "m1 0:2"
+
+
+def test_pluggable_decoder_for_other_encodings() -> None:
+    protocol = LwpProtocol(decoder=lambda item: {"decoded": item["data"][::-1]})
+    frame = json.dumps({"lwp": "/s/sync", "headers": {"mid": "m2 0"},
+                        "body": {"syncPushPackage": {"data": [{"data": "cba"}]}}})
+    _, item = protocol.decode(frame)
+    assert item.message == {"decoded": "abc"}
+
+
+def test_other_pushes_are_delivered_whole_and_acked() -> None:
+    [decoded] = LwpProtocol().decode(json.dumps({"lwp": "/s/para", "headers": {"mid": "m3 0"},
+                                                 "body": {"k": 1}}))
+    assert decoded.message["body"] == {"k": 1}
+    assert decoded.message_id == "m3 0"
+    assert json.loads(decoded.reply) == {"code": 200, "headers": {"mid": "m3 0"}}
+
+
+def test_garbage_is_delivered_not_dropped() -> None:
+    [decoded] = LwpProtocol().decode("not json")
+    assert decoded.message == UndecodedItem("not json")
+
+
+def test_encode_adds_a_mid() -> None:
+    frame = json.loads(LwpProtocol().encode({"lwp": "/r/MessageSend/send", "body": [1]}))
+    assert frame["lwp"] == "/r/MessageSend/send"
+    assert frame["headers"]["mid"].endswith(" 0")
+    with pytest.raises(TypeError, match="'lwp' path"):
+        LwpProtocol().encode("text")
