@@ -206,12 +206,14 @@ class LiveConnection:
             return None
         return ConnectionFailed(failure)
 
-    async def wait_for(self, *states: str) -> str:
+    async def wait_for(self, *states: str, raise_on_failed: bool = True) -> str:
         """Wait until the state is one of ``states``; return it.
 
-        Raises :class:`ConnectionFailed` (with the reason) if the connection goes
-        FAILED, and :class:`ConnectionClosedByApp` if it closes, unless that state
-        is among ``states``.  Raises ValueError for a name the spec does not have.
+        Raises :class:`ConnectionFailed` (with the reason) if the connection is or
+        goes FAILED, unless FAILED is among ``states`` or ``raise_on_failed`` is
+        False (an escalation may still recover it), and
+        :class:`ConnectionClosedByApp` if it closes.  Raises ValueError for a name
+        the spec does not have.
         """
         unknown = set(states) - set(self._lifecycle.machine.states)
         if unknown or not states:
@@ -221,7 +223,7 @@ class LiveConnection:
             state = self.state
             if state in states:
                 return state
-            if state == "FAILED" and (error := self.failure) is not None:
+            if raise_on_failed and state == "FAILED" and (error := self.failure) is not None:
                 raise error
             if self._lifecycle.is_final or self._finished.is_set():
                 raise ConnectionClosedByApp(f"the connection is {state}")
