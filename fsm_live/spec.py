@@ -154,11 +154,15 @@ class Spec:
     def from_path(cls, path: str | Path) -> Spec:
         """Load and validate a YAML spec file.
 
-        Raises :class:`SpecError` (every problem, each with file and line) or
-        :class:`OSError` when the file cannot be read.
+        Raises :class:`SpecError` (every problem, each with file and line; a file
+        that is not UTF-8 text too) or :class:`OSError` when it cannot be read.
         """
         path = Path(path)
-        return cls.from_yaml(path.read_text(encoding="utf-8"), source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+        return cls.from_yaml(text, source=str(path))
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> Spec:
@@ -359,7 +363,9 @@ class _Validator:
         for name, body in value.items():
             state_path = (*path, name)
             if not isinstance(name, str) or not _NAME.match(name):
-                self.problem(state_path, f"invalid state name {name!r}")
+                hint = " (YAML reads ON/OFF/YES/NO as booleans: quote the name)" \
+                    if isinstance(name, bool) else ""
+                self.problem(state_path, f"invalid state name {name!r}{hint}")
                 continue
             body = {} if body is None else body
             if not self.expect(body, dict, state_path, "a mapping"):

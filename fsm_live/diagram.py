@@ -1,0 +1,317 @@
+"""Diagrams of a lifecycle spec: Mermaid, Graphviz DOT, and SVG (through Graphviz).
+
+Every function here is a pure function of a validated :class:`~fsm_live.spec.Spec`
+(plus options): the same spec always gives the same text, byte for byte, ending
+with a newline, so generated diagrams can be committed and checked for staleness
+(see ``docs/update_diagrams.py``).  Only :func:`to_svg` does I/O: it runs the
+Graphviz ``dot`` program.
+
+What a diagram shows:
+
+- every state; the initial state entered from a start point; final states
+  leading to an end point (Mermaid ``[*]``) or drawn as a double circle (DOT);
+- one arrow per (source, transition) pair of :meth:`Spec.edges`, labelled with
+  the trigger and its guards, e.g. ``give_up [exhausted]``;
+- with ``notes=True`` (the default), each state's tasks and timers: a Mermaid
+  note beside the state, extra lines of the node's label in DOT;
+- with ``counts`` (a mapping ``(source, trigger, dest) -> times taken``, e.g.
+  from a trace), each label ends with the count after a multiplication sign,
+  e.g. ``retry \u00d73``.  Edges missing from ``counts`` show ``\u00d70`` (and
+  are drawn dashed in DOT); keys that name no edge of the spec are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Mapping
+
+from fsm_live.errors import FsmLiveError
+from fsm_live.spec import Spec, StateSpec, TransitionSpec
+
+__all__ = (
+    "DOCS_BEGIN",
+    "DOCS_END",
+    "EdgeCounts",
+    "GraphvizFailed",
+    "GraphvizMissing",
+    "find_docs_block",
+    "render_docs_block",
+    "to_dot",
+    "to_mermaid",
+    "to_svg",
+)
+
+#: How many times each edge was taken, keyed by ``(source, trigger, dest)``.
+EdgeCounts = Mapping[tuple[str, str, str], int]
+
+#: Markers around a generated diagram embedded in a Markdown page.
+DOCS_BEGIN = "<!-- diagram:begin -->"
+DOCS_END = "<!-- diagram:end -->"
+
+_INSTALL_HINT = (
+    "install Graphviz (`apt-get install graphviz` on Debian/Ubuntu, "
+    "`brew install graphviz` on macOS), or use `--format dot` or `--format mermaid`"
+)
+#: Note lines are wrapped at this width so notes stay narrower than the diagram.
+_NOTE_WIDTH = 48
+_INDENT = "    "
+_TIMES = "\u00d7"  # the multiplication sign of "retry \u00d73"
+
+
+class GraphvizMissing(FsmLiveError, RuntimeError):
+    """SVG was asked for, but Graphviz's ``dot`` program is not on ``PATH``.
+
+    The message says how to install it, or which text formats need no Graphviz.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or f"Graphviz's `dot` program was not found on PATH; "
+                                    f"to render SVG, {_INSTALL_HINT}")
+
+
+class GraphvizFailed(FsmLiveError, RuntimeError):
+    """Graphviz's ``dot`` ran but failed (non-zero exit, timeout, or could not start)."""
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+
+def _edge_label(source: str, transition: TransitionSpec, counts: EdgeCounts | None) -> str:
+    """``trigger [guards]``, plus ``" \u00d7N"`` when counts are given."""
+    label = f"{transition.trigger}{transition.guard_label}"
+    if counts is not None:
+        label += f" {_TIMES}{counts.get((source, transition.trigger, transition.dest), 0)}"
+    return label
+
+
+def _note_lines(state: StateSpec) -> list[str]:
+    """The state's tasks and timers as short lines; empty when it has neither."""
+    lines: list[str] = []
+    if state.tasks:
+        lines += _wrap(f"tasks: {', '.join(state.tasks)}")
+    if state.timers:
+        timers = [
+            f"{timer.name} fires {' or '.join(timer.triggers)}" if timer.triggers else timer.name
+            for timer in state.timers
+        ]
+        lines += _wrap(f"timers: {', '.join(timers)}")
+    return lines
+
+
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, width=_NOTE_WIDTH, subsequent_indent="  ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+# -- Mermaid ---------------------------------------------------------------------------------
+
+_MERMAID_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: Words Mermaid's state-diagram lexer (case-insensitively) takes as keywords
+#: where a state id is expected; it also takes any word starting with "default".
+_MERMAID_KEYWORDS = frozenset(
+    {"state", "note", "class", "classdef", "scale", "statediagram", "direction", "hide",
+     "acctitle", "accdescr", "end", "as", "root", "root_start", "root_end"}
+)
+#: Characters that end or break a label or note in Mermaid (``:`` and ``;`` end a
+#: label, ``#`` starts a comment or an entity, quotes/brackets/braces get eaten).
+_MERMAID_UNSAFE = re.compile(r'[:;#"<>{}\r\n]+')
+_MERMAID_UNSAFE_IN_NOTE = re.compile(r'[;#"<>{}\r\n]+')
+
+
+def _mermaid_text(text: str) -> str:
+    return " ".join(_MERMAID_UNSAFE.sub(" ", text).split())
+
+
+def _mermaid_ids(spec: Spec) -> dict[str, str]:
+    """State name -> Mermaid id: the name itself when Mermaid reads it as an id, else an alias."""
+    def safe(name: str) -> bool:
+        lowered = name.lower()
+        return (bool(_MERMAID_ID.match(name)) and lowered not in _MERMAID_KEYWORDS
+                and not lowered.startswith("default"))
+
+    ids: dict[str, str] = {}
+    taken = set(spec.states)
+    for index, name in enumerate(spec.states):
+        if safe(name):
+            ids[name] = name
+            continue
+        alias = f"s{index}"
+        while alias in taken:
+            alias += "_"
+        taken.add(alias)
+        ids[name] = alias
+    return ids
+
+
+def to_mermaid(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) -> str:
+    """Render ``spec`` as a Mermaid ``stateDiagram-v2`` (renders in GitHub Markdown).
+
+    Lines, in this order: aliases for state names Mermaid cannot use as ids
+    (``state "NAME" as s3``; none for ordinary names), ``[*] --> INITIAL``, one
+    ``SOURCE --> DEST: label`` per edge in table order, ``FINAL --> [*]`` per final
+    state, then (if ``notes``) one ``note right of STATE`` ... ``end note`` block per
+    state that has tasks or timers.  Text Mermaid would misread (``:``, ``;``,
+    ``#``, quotes, brackets, braces) is dropped from labels and notes.
+
+    ``counts`` is described in the module docstring.  Returns text ending with a newline.
+    """
+    ids = _mermaid_ids(spec)
+    lines = ["stateDiagram-v2"]
+    for name, node_id in ids.items():
+        if node_id != name:
+            lines.append(f'{_INDENT}state "{_mermaid_text(name)}" as {node_id}')
+    lines.append(f"{_INDENT}[*] --> {ids[spec.initial]}")
+    for source, transition in spec.edges():
+        label = _mermaid_text(_edge_label(source, transition, counts))
+        lines.append(f"{_INDENT}{ids[source]} --> {ids[transition.dest]}: {label}")
+    lines.extend(f"{_INDENT}{ids[name]} --> [*]" for name, state in spec.states.items()
+                 if state.final)
+    if notes:
+        for name, state in spec.states.items():
+            note = [_mermaid_note_text(line) for line in _note_lines(state)]
+            if note:
+                lines.append(f"{_INDENT}note right of {ids[name]}")
+                lines.extend(f"{_INDENT * 2}{line}" for line in note)
+                lines.append(f"{_INDENT}end note")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_note_text(line: str) -> str:
+    # Inside a multi-line note, ":" is plain text; the note ends at the first "end note".
+    text = " ".join(_MERMAID_UNSAFE_IN_NOTE.sub(" ", line).split())
+    return re.sub(r"(?i)end\s+note", "end-note", text)
+
+
+# -- Graphviz DOT ----------------------------------------------------------------------------
+
+#: Id of the start point; brackets cannot occur in a state name, so it never collides.
+_DOT_START = "[*]"
+_DOT_FONT = "Helvetica,Arial,sans-serif"
+
+
+def _dot_escape(text: str) -> str:
+    """Escape text for the inside of a DOT double-quoted string (no escapes of our own)."""
+    return (text.replace("\\", "\\\\").replace('"', '\\"')
+            .replace("\r", "").replace("\n", "\\n"))
+
+
+def _dot_string(text: str) -> str:
+    return f'"{_dot_escape(text)}"'
+
+
+def _dot_attrs(attrs: Mapping[str, str]) -> str:
+    """``[k=v, ...]``; values are emitted as they are (already quoted where needed)."""
+    return "[" + ", ".join(f"{key}={value}" for key, value in attrs.items()) + "]"
+
+
+def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) -> str:
+    """Render ``spec`` as a Graphviz ``digraph`` (DOT source, for ``dot -Tsvg`` and friends).
+
+    Every id and label is a double-quoted, escaped string.  The spec's name is the
+    graph's title; a point node ``"[*]"`` leads to the initial state; final states
+    are double circles; success states have a thicker outline.  With ``notes``,
+    a node's label lists the state's tasks and timers under its name (left
+    aligned); every node's tooltip (shown on hover in SVG) gives the state's
+    description and log level.  With ``counts``, each edge label ends with ``\u00d7N``
+    and edges never taken are dashed and grey.
+
+    Returns text ending with a newline.
+    """
+    font = _dot_string(_DOT_FONT)
+    graph = {"label": _dot_string(spec.name), "labelloc": "t", "fontname": font}
+    node = {"shape": "box", "style": "rounded", "fontname": font, "fontsize": "11"}
+    edge = {"fontname": font, "fontsize": "10"}
+    start = {"shape": "point", "width": "0.2", "label": '""', "tooltip": _dot_string("start")}
+    lines = [
+        f"digraph {_dot_string(spec.name)} {{",
+        f"{_INDENT}graph {_dot_attrs(graph)};",
+        f"{_INDENT}node {_dot_attrs(node)};",
+        f"{_INDENT}edge {_dot_attrs(edge)};",
+        f"{_INDENT}{_dot_string(_DOT_START)} {_dot_attrs(start)};",
+    ]
+    for name, state in spec.states.items():
+        lines.append(f"{_INDENT}{_dot_string(name)} {_dot_attrs(_dot_node(state, notes))};")
+    lines.append(f"{_INDENT}{_dot_string(_DOT_START)} -> {_dot_string(spec.initial)};")
+    for source, transition in spec.edges():
+        attrs = {"label": _dot_string(_edge_label(source, transition, counts))}
+        if counts is not None and not counts.get((source, transition.trigger, transition.dest)):
+            attrs.update(style="dashed", color='"gray50"', fontcolor='"gray50"')
+        lines.append(f"{_INDENT}{_dot_string(source)} -> {_dot_string(transition.dest)} "
+                     f"{_dot_attrs(attrs)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_node(state: StateSpec, notes: bool) -> dict[str, str]:
+    note = _note_lines(state) if notes else []
+    # "\n" centres the line before it and "\l" left-aligns it: name centred, notes aligned.
+    label = _dot_escape(state.name)
+    if note:
+        label += "\\n" + "".join(_dot_escape(line) + "\\l" for line in note)
+    tooltip = f"{state.description} (log {state.log_level})" if state.description \
+        else f"log {state.log_level}"
+    attrs = {"label": f'"{label}"', "tooltip": _dot_string(tooltip)}
+    if state.final:
+        attrs["shape"] = "doublecircle"
+    if state.success:
+        attrs["penwidth"] = "2"
+    return attrs
+
+
+# -- SVG -------------------------------------------------------------------------------------
+
+
+def to_svg(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None,
+           timeout: float = 30.0) -> str:
+    """Render ``spec`` as SVG by running Graphviz's ``dot -Tsvg`` on :func:`to_dot`'s output.
+
+    Raises :class:`GraphvizMissing` when ``dot`` is not on ``PATH`` (the message
+    says how to get it), and :class:`GraphvizFailed` when it cannot be started,
+    exits non-zero, or runs longer than ``timeout`` seconds.  Deterministic for a
+    given Graphviz version.  Returns text ending with a newline.
+    """
+    dot = shutil.which("dot")
+    if dot is None:
+        raise GraphvizMissing
+    source = to_dot(spec, notes=notes, counts=counts)
+    try:
+        completed = subprocess.run(
+            [dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True,
+            timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GraphvizFailed(f"Graphviz `dot` did not finish within {timeout:g} s") from exc
+    except OSError as exc:
+        raise GraphvizFailed(f"could not run Graphviz `dot` ({dot}): {exc}") from exc
+    if completed.returncode != 0:
+        detail = completed.stderr.decode("utf-8", "replace").strip()
+        raise GraphvizFailed(f"Graphviz `dot` exited with status {completed.returncode}"
+                             + (f": {detail}" if detail else ""))
+    svg = completed.stdout.decode("utf-8")
+    return svg if svg.endswith("\n") else svg + "\n"
+
+
+# -- Markdown pages --------------------------------------------------------------------------
+
+
+def render_docs_block(spec: Spec) -> str:
+    """The block embedded in a Markdown page: markers around a fenced Mermaid diagram.
+
+    From :data:`DOCS_BEGIN` to :data:`DOCS_END` inclusive, with no newline after
+    the end marker, so a page's block can be compared with (or replaced by) it as is.
+    """
+    return f"{DOCS_BEGIN}\n```mermaid\n{to_mermaid(spec)}```\n{DOCS_END}"
+
+
+def find_docs_block(text: str) -> str | None:
+    """The first block from :data:`DOCS_BEGIN` to :data:`DOCS_END` in ``text``, or None."""
+    begin = text.find(DOCS_BEGIN)
+    if begin < 0:
+        return None
+    end = text.find(DOCS_END, begin)
+    if end < 0:
+        return None
+    return text[begin:end + len(DOCS_END)]

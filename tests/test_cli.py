@@ -1,0 +1,249 @@
+"""The fsm-live command line: check and diagram, exit codes, messages."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fsm_live.cli import Output, build_parser, main
+from fsm_live.diagram import to_dot, to_mermaid
+from fsm_live.spec import Spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "connection.yaml"
+TRAFFIC = ROOT / "specs" / "examples" / "traffic_light.yaml"
+SIX_STATES = ("DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED")
+HAS_DOT = shutil.which("dot") is not None
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int | str | None, str]:
+    with pytest.raises(SystemExit) as caught:
+        main(list(argv))
+    return caught.value.code, capsys.readouterr().err
+
+
+@pytest.fixture
+def broken_spec(tmp_path: Path) -> tuple[Path, int]:
+    """connection.yaml with `lost` leading to an unknown state; returns (path, its line)."""
+    lines = SPEC.read_text(encoding="utf-8").splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, start=1) if "trigger: lost," in line)
+    lines[number - 1] = lines[number - 1].replace("dest: RECONNECTING", "dest: LIMBO")
+    path = tmp_path / "broken.yaml"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path, number
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def test_check_valid_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", SPEC)
+    assert code == 0
+    assert out == f"{SPEC}: ok (6 states, 10 transitions)\n"
+    assert err == ""
+
+
+def test_check_several_specs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", SPEC, TRAFFIC)
+    assert code == 0
+    assert out.splitlines() == [f"{SPEC}: ok (6 states, 10 transitions)",
+                                f"{TRAFFIC}: ok (6 states, 9 transitions)"]
+
+
+def test_check_unknown_state_names_it_and_its_line(
+    capsys: pytest.CaptureFixture[str], broken_spec: tuple[Path, int]
+) -> None:
+    path, line = broken_spec
+    code, out, err = run(capsys, "check", path)
+    assert code == 1
+    assert out == ""
+    problems = err.splitlines()
+    assert any(p.startswith(f"{path}:{line}:") and "'LIMBO'" in p for p in problems), err
+
+
+def test_check_reports_every_problem_and_checks_every_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, broken_spec: tuple[Path, int]
+) -> None:
+    path, _ = broken_spec
+    text = path.read_text(encoding="utf-8").replace("log: WARNING", "log: LOUD")
+    path.write_text(text, encoding="utf-8")
+    code, out, err = run(capsys, "check", path, SPEC)
+    assert code == 1
+    assert "LIMBO" in err
+    assert "LOUD" in err
+    assert out == f"{SPEC}: ok (6 states, 10 transitions)\n"
+
+
+def test_check_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, _, err = run(capsys, "check", missing)
+    assert code == 1
+    assert err == f"{missing}: no such file\n"
+
+
+def test_check_directory_and_binary_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = run(capsys, "check", tmp_path, binary)
+    assert code == 1
+    assert f"{tmp_path}: cannot read" in err
+    assert f"{binary}: not UTF-8 text" in err
+
+
+def test_check_invalid_yaml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("states: [unclosed\n", encoding="utf-8")
+    code, _, err = run(capsys, "check", path)
+    assert code == 1
+    assert err.startswith(f"{path}:")
+    assert "not valid YAML" in err
+
+
+# -- diagram ----------------------------------------------------------------------------------
+
+
+def test_diagram_mermaid_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "diagram", SPEC, "--format", "mermaid")
+    assert code == 0
+    assert err == ""
+    assert out.startswith("stateDiagram-v2\n")
+    for state in SIX_STATES:
+        assert state in out
+    assert out == to_mermaid(Spec.from_path(SPEC))
+
+
+def test_diagram_defaults_to_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "diagram", SPEC)
+    assert code == 0
+    assert out == to_mermaid(Spec.from_path(SPEC))
+
+
+def test_diagram_output_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "lifecycle.mmd"
+    code, out, err = run(capsys, "diagram", SPEC, "--output", target)
+    assert code == 0
+    assert out == err == ""
+    assert target.read_text(encoding="utf-8") == to_mermaid(Spec.from_path(SPEC))
+
+
+def test_diagram_output_file_that_cannot_be_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "no" / "such" / "dir.mmd"
+    code, _, err = run(capsys, "diagram", SPEC, "-o", target)
+    assert code == 1
+    assert f"{target}: cannot write" in err
+
+
+def test_diagram_dot(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "diagram", SPEC, "--format", "dot")
+    assert code == 0
+    assert out.startswith('digraph "connection" {\n')
+    assert out == to_dot(Spec.from_path(SPEC))
+
+
+def test_diagram_no_notes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "diagram", SPEC, "--no-notes")
+    assert code == 0
+    assert "note" not in out
+    assert out == to_mermaid(Spec.from_path(SPEC), notes=False)
+
+
+def test_diagram_svg_without_graphviz(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    target = tmp_path / "out.svg"
+    code, out, err = run(capsys, "diagram", SPEC, "--format", "svg", "-o", target)
+    assert code == 1
+    assert out == ""
+    assert "apt-get install graphviz" in err
+    assert "--format dot" in err
+    assert not target.exists()
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz `dot` is not installed")
+def test_diagram_svg_with_graphviz(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "diagram", SPEC, "--format", "svg")
+    assert code == 0
+    assert "<svg" in out
+    assert "CONNECTED" in out
+
+
+def test_diagram_of_invalid_spec(
+    capsys: pytest.CaptureFixture[str], broken_spec: tuple[Path, int]
+) -> None:
+    path, line = broken_spec
+    code, out, err = run(capsys, "diagram", path)
+    assert code == 1
+    assert out == ""
+    assert f"{path}:{line}:" in err
+
+
+# -- usage ------------------------------------------------------------------------------------
+
+
+def test_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = usage_error(capsys, "diagram", str(SPEC), "--format", "png")
+    assert code == 2
+    assert "invalid choice: 'png'" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["check"], ["diagram"]],
+                         ids=["nothing", "unknown-command", "check-no-spec", "diagram-no-spec"])
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, err = usage_error(capsys, *argv)
+    assert code == 2
+    assert err.startswith("usage: fsm-live")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith("fsm-live ")
+
+
+def test_parser_lists_subcommands() -> None:
+    help_text = build_parser().format_help()
+    assert "check" in help_text
+    assert "diagram" in help_text
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_output_on_a_terminal_is_unwrapped_and_not_markup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("COLUMNS", "40")
+    stdout, stderr = FakeTerminal(), FakeTerminal()
+    output = Output(stdout, stderr)
+    problem = "spec.yaml:3: states.X: [bold]not markup[/bold] " + "long " * 20
+    output.problem(problem)
+    output.ok("spec.yaml: ok")
+    assert problem.rstrip() in stderr.getvalue()
+    assert "spec.yaml: ok" in stdout.getvalue()
+
+
+def test_console_script_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "fsm_live", "check", str(SPEC)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{SPEC}: ok (6 states, 10 transitions)\n"
