@@ -53,9 +53,11 @@ from fsm_live.tasks import SessionTasks
 from fsm_live.trace import TraceWriter
 from fsm_live.transport.base import Transport
 
-__all__ = ("LiveConnection", "connect", "default_machine")
+__all__ = ("TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine")
 
-logger = logging.getLogger("fsm_live")
+#: Every transition is logged here, at the level the spec gives its destination state.
+TRANSITIONS_LOGGER = "fsm_live.transitions"
+transitions_logger = logging.getLogger(TRANSITIONS_LOGGER)
 
 
 @functools.cache
@@ -138,6 +140,7 @@ class LiveConnection:
         self._stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._finished = anyio.Event()
+        self._state = self._lifecycle.state
 
     def __repr__(self) -> str:
         return f"<LiveConnection {_safe_url(self.url)} {self.state}>"
@@ -195,8 +198,12 @@ class LiveConnection:
 
     @property
     def state(self) -> str:
-        """The current state's name (e.g. ``"CONNECTED"``)."""
-        return self._lifecycle.state
+        """The current state's name (e.g. ``"CONNECTED"``).
+
+        It changes once a transition was fully executed (the old state's tasks
+        joined, the new state's started, stats and trace updated).
+        """
+        return self._state
 
     @property
     def failure(self) -> ConnectionFailed | None:
@@ -225,9 +232,28 @@ class LiveConnection:
                 return state
             if raise_on_failed and state == "FAILED" and (error := self.failure) is not None:
                 raise error
-            if self._lifecycle.is_final or self._finished.is_set():
+            if self._lifecycle.machine.states[state].final or self._finished.is_set():
                 raise ConnectionClosedByApp(f"the connection is {state}")
             await self._driver.wait_changed()
+
+    async def wait_changed(self) -> None:
+        """Return after the next transition, or when a task of the state finished
+        (e.g. the escalation in FAILED gave up).  Returns at once once closed."""
+        await self._driver.wait_changed()
+
+    def on_transition(self, callback: Callable[[TransitionRecord], None]) -> None:
+        """Call ``callback(record)`` synchronously after every transition.
+
+        It runs inside the driver: keep it short and never block; exceptions
+        propagate into the driver and end the connection.
+        """
+        self._driver.observers.append(callback)
+
+    @property
+    def started_at(self) -> float:
+        """When the connection was entered (``anyio.current_time()``); trace ``t`` is
+        relative to it."""
+        return self._started_at
 
     async def wait_connected(self) -> None:
         """Wait until CONNECTED; raises as :meth:`wait_for` does."""
@@ -246,7 +272,7 @@ class LiveConnection:
         frame = self.adapter.encode(message)
         if self.state == "FAILED" and (error := self.failure) is not None:
             raise error
-        if self._lifecycle.is_final:
+        if self._lifecycle.machine.states[self.state].final:
             raise ConnectionClosedByApp("the connection is closed")
         self._outbox.put(frame)
 
@@ -296,6 +322,7 @@ class LiveConnection:
         )
 
     def _on_transition(self, record: TransitionRecord) -> None:
+        self._state = record.dest
         states = self._lifecycle.machine.states
         counters = self._counters
         counters.transitions[(record.source, record.trigger, record.dest)] += 1
@@ -309,7 +336,7 @@ class LiveConnection:
             self._tasks.release_link()
         if self._trace is not None:
             self._trace.write(record)
-        logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
+        transitions_logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
                    _safe_url(self.url), record.source, record.dest, record.trigger,
                    f": {record.reason}" if record.reason else "",
                    " [success]" if dest.success else "")

@@ -100,8 +100,12 @@ class Driver:
         return sum(not running.done.is_set() for running in self._running.values())
 
     async def wait_changed(self) -> None:
-        """Return after the next transition (or at once if the driver finished)."""
+        """Return after the next transition or task exit (at once once the driver finished)."""
         await self._changed.wait()
+
+    def _notify_changed(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     # -- the driver task ---------------------------------------------------------------
 
@@ -168,8 +172,7 @@ class Driver:
             elif isinstance(effect, Emit):
                 for observer in self.observers:
                     observer(effect.record)
-                self._changed.set()
-                self._changed = anyio.Event()
+                self._notify_changed()
             # ScheduleTimer / CancelTimer: next_deadline() already reflects them.
 
     def _start(self, name: str, generation: int) -> None:
@@ -189,6 +192,7 @@ class Driver:
                                    self._classify_crash(exc)))
         finally:
             running.done.set()
+            self._notify_changed()
 
     async def _cancel(self, name: str) -> None:
         running = self._running.pop(name, None)

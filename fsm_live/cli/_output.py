@@ -1,0 +1,49 @@
+"""What every subcommand shares: where it writes, and the types that register it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TextIO, TypeAlias
+
+from rich.console import Console
+from rich.text import Text
+
+__all__ = ("PROG", "Handler", "Output", "Subparsers")
+
+PROG = "fsm-live"
+
+
+class Output:
+    """Where a subcommand writes: results to ``stdout``, problems to ``stderr``.
+
+    On a terminal, problems and "ok" lines are coloured with rich; otherwise
+    (pipes, files, tests) lines are written as plain text, never wrapped.
+    """
+
+    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def _write(self, stream: TextIO, line: str, style: str) -> None:
+        if stream.isatty():
+            console = Console(file=stream, highlight=False, soft_wrap=True)
+            console.print(Text(line, style=style))
+        else:
+            stream.write(line + "\n")
+
+    def ok(self, line: str) -> None:
+        """A success line on stdout."""
+        self._write(self.stdout, line, "green")
+
+    def problem(self, line: str) -> None:
+        """A problem on stderr."""
+        self._write(self.stderr, line, "red")
+
+    def text(self, text: str) -> None:
+        """Raw text on stdout (a diagram), written exactly as given."""
+        self.stdout.write(text)
+
+
+Handler: TypeAlias = Callable[[argparse.Namespace, Output], int]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -1,0 +1,168 @@
+"""``fsm-live connect URL``: keep one connection alive and show how it is doing.
+
+On a terminal: a rich live status (state, time in state, heartbeat RTT,
+reconnects, last error, recent transitions).  Otherwise: one plain line per
+transition.  Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or
+SIGINT/SIGTERM), 3 when it ended FAILED, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+
+from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.config import Config
+from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.credentials import CredentialsProvider
+from fsm_live.errors import ConfigError
+from fsm_live.protocols import PROTOCOLS
+from fsm_live.render import plain_transition, status_panel
+
+__all__ = ("EXIT_BAD_USAGE", "EXIT_FAILED", "add", "configure_logging", "run")
+
+EXIT_FAILED = 3
+EXIT_BAD_USAGE = 2
+_RECENT = 8
+_REFRESH = 0.25  # seconds between live-status redraws
+
+#: Flags that map onto Config fields (dest -> Config.load override key).
+_CONFIG_FLAGS = {
+    "heartbeat_interval": "heartbeat_interval",
+    "heartbeat_timeout": "heartbeat_timeout",
+    "open_timeout": "open_timeout",
+    "backoff_initial": "backoff_initial",
+    "backoff_max": "backoff_maximum",
+}
+
+
+def add(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "connect", help="keep one connection alive and show its state",
+        description="Keep one WebSocket connection alive with fsm_live and show its state.")
+    parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
+    parser.add_argument("--protocol", metavar="NAME", default="ping", choices=sorted(PROTOCOLS),
+                        help="protocol adapter (default: ping)")
+    for flag, help_text in (
+        ("--heartbeat-interval", "seconds between heartbeats (default 15)"),
+        ("--heartbeat-timeout", "lost after this long without inbound frames (default 30)"),
+        ("--backoff-initial", "first backoff ceiling in seconds (default 1)"),
+        ("--backoff-max", "backoff cap in seconds (default 60)"),
+        ("--open-timeout", "dial + handshake + registration limit (default 10)"),
+    ):
+        parser.add_argument(flag, metavar="S", type=_seconds, help=help_text)
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--trace", metavar="FILE", help="append every transition as JSON lines")
+    parser.add_argument("--duration", metavar="S", type=_seconds,
+                        help="close and exit after S seconds")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="DEBUG logs of every logger, websockets included")
+    parser.set_defaults(handler=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def configure_logging(verbose: bool) -> None:
+    """``-v``: every logger at DEBUG to stderr.  Otherwise errors only, and no
+    transition log lines (the command shows transitions itself)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger(TRANSITIONS_LOGGER).setLevel(logging.CRITICAL)
+
+
+def build_connection(args: argparse.Namespace,
+                     credentials: CredentialsProvider | None = None) -> LiveConnection:
+    """The connection the flags describe; raises ConfigError for bad values."""
+    overrides = {key: getattr(args, dest) for dest, key in _CONFIG_FLAGS.items()
+                 if getattr(args, dest) is not None}
+    config = Config.load(args.config, env=os.environ, overrides=overrides)
+    return LiveConnection(args.url, protocol=args.protocol, config=config,
+                          credentials=credentials, trace=args.trace)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    try:
+        conn = build_connection(args)
+    except (ConfigError, ValueError) as exc:
+        out.problem(f"{PROG} connect: error: {exc}")
+        return EXIT_BAD_USAGE
+    configure_logging(args.verbose)
+    return anyio.run(keep_alive, conn, args.duration, out)
+
+
+async def keep_alive(conn: LiveConnection, duration: float | None, out: Output) -> int:
+    """Run the connection until ``duration`` elapses, a signal arrives, or it is FAILED
+    for good; return the exit code."""
+    recent: deque[TransitionRecord] = deque(maxlen=_RECENT)
+    interactive = out.stdout.isatty()
+    if not interactive:
+        def print_line(record: TransitionRecord) -> None:
+            out.stdout.write(plain_transition(record, conn.started_at) + "\n")
+            out.stdout.flush()
+        conn.on_transition(print_line)
+    conn.on_transition(recent.append)
+    async with conn, anyio.create_task_group() as tg:
+        tg.start_soon(_close_on_signal, conn)
+        if duration is not None:
+            tg.start_soon(_close_after, conn, duration)
+        if interactive:
+            tg.start_soon(_show_live, conn, recent, out)
+        failed = await _wait_for_the_end(conn)
+        tg.cancel_scope.cancel()
+    if failed:
+        out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
+        return EXIT_FAILED
+    return 0
+
+
+async def _wait_for_the_end(conn: LiveConnection) -> bool:
+    """True once FAILED for good (its escalation, if any, finished); False once CLOSED."""
+    while True:
+        if conn.state == "CLOSED":
+            return False
+        if conn.state == "FAILED" and conn.stats().tasks_alive == 0:
+            return True
+        await conn.wait_changed()
+
+
+async def _close_after(conn: LiveConnection, duration: float) -> None:
+    await anyio.sleep(duration)
+    await conn.close()
+
+
+async def _close_on_signal(conn: LiveConnection) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            await conn.close()
+            return
+
+
+async def _show_live(conn: LiveConnection, recent: deque[TransitionRecord], out: Output) -> None:
+    console = Console(file=out.stdout)
+
+    def panel() -> Any:
+        return status_panel(conn.url, conn.stats(), recent, conn.started_at)
+
+    with Live(panel(), console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            await anyio.sleep(_REFRESH)
+            live.update(panel(), refresh=True)
