@@ -65,7 +65,12 @@ class Link(Protocol):
         ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close within the attempt's ``close_timeout``, then abort; never raises."""
+        """Close within the attempt's ``close_timeout``, then abort.
+
+        Raises no :class:`~fsm_live.errors.TransportError` (a broken link is simply
+        closed); raises ValueError for a code or reason that cannot be sent
+        (1005, 1006, outside 1000-4999, a reason over 123 bytes).
+        """
         ...
 
     @property

@@ -1,0 +1,358 @@
+"""A live connection in virtual time: in-memory transport, trio's MockClock.
+
+Hours of heartbeats, backoff and outages run in milliseconds, with exact
+assertions on counts and times.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from trio.testing import MockClock
+
+from fsm_live import Config, ConnectionFailed, FixedDelay, Secret, connect
+from fsm_live.connection import LiveConnection
+from fsm_live.errors import BufferFull, ConnectionClosedByApp, TransportError
+from fsm_live.trace import TRACE_KEYS, read_trace
+from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
+
+pytestmark = pytest.mark.anyio
+URL = "ws://server.test/feed"
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+
+@pytest.fixture
+def network() -> MemoryNetwork:
+    return MemoryNetwork()
+
+
+async def echo(link: ServerLink) -> None:
+    try:
+        while True:
+            await link.send(await link.receive())
+    except TransportError:
+        pass
+
+
+class Credentials:
+    """A provider that counts what the connection asks of it."""
+
+    def __init__(self, *, escalate_ok: bool = False,
+                 on_refresh: Callable[[], None] | None = None) -> None:
+        self.refreshes = 0
+        self.escalations = 0
+        self.token_refreshes = 0
+        self.escalate_ok = escalate_ok
+        self.on_refresh = on_refresh
+
+    async def handshake_headers(self) -> Mapping[str, Secret]:
+        return {"Cookie": Secret("unb=1")}
+
+    async def refresh(self) -> bool:
+        self.refreshes += 1
+        if self.on_refresh is not None:
+            self.on_refresh()
+        return True
+
+    async def escalate(self) -> bool:
+        self.escalations += 1
+        return self.escalate_ok
+
+    async def refresh_token(self) -> bool:
+        self.token_refreshes += 1
+        return True
+
+
+def client_tasks() -> int:
+    """Tasks running now, the in-memory server's own excluded."""
+    return sum("transport.memory" not in task.name for task in anyio.get_running_tasks())
+
+
+def live(network: MemoryNetwork, **options: Any) -> LiveConnection:
+    options.setdefault("random", lambda: 1.0)
+    return connect(URL, transport=MemoryTransport(network), **options)
+
+
+def edges(conn: LiveConnection) -> dict[tuple[str, str, str], int]:
+    return dict(conn.stats().transitions)
+
+
+async def test_lifecycle_of_a_clean_session(network: MemoryNetwork, tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    async with network.serve(URL, echo):
+        before = client_tasks()
+        with anyio.fail_after(60):
+            async with live(network, protocol="json", trace=trace) as conn:
+                await conn.wait_connected()
+                await conn.send({"id": "1", "text": "hello"})
+                assert await anext(aiter(conn)) == {"id": "1", "text": "hello"}
+                assert conn.stats().tasks_alive == 4  # token/cookie refresh: nothing to do
+            assert conn.state == "CLOSED"
+            assert conn.stats().tasks_alive == 0
+        assert client_tasks() == before
+    lines = read_trace(trace)
+    assert [(line["from"], line["to"]) for line in lines] == [
+        ("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"), ("CONNECTED", "CLOSED")]
+    assert all(tuple(line) == TRACE_KEYS for line in lines)
+    assert lines[0]["t"] == 0.0
+
+
+async def test_24_hours_of_heartbeats(network: MemoryNetwork) -> None:
+    async with network.serve(URL, echo), live(network) as conn:
+        await conn.wait_connected()
+        start = anyio.current_time()
+        await anyio.sleep(24 * 3600 + 1)
+        stats = conn.stats()
+        assert stats.heartbeats_sent == 24 * 3600 // 15
+        assert stats.heartbeats_acked == stats.heartbeats_sent
+        assert stats.state == "CONNECTED"
+        assert stats.time_in_state == anyio.current_time() - start
+        assert edges(conn) == {("DISCONNECTED", "start", "CONNECTING"): 1,
+                               ("CONNECTING", "opened", "CONNECTED"): 1}
+
+
+async def test_half_open_link_found_at_heartbeat_timeout(network: MemoryNetwork) -> None:
+    async with network.serve(URL, echo) as server, live(network) as conn:
+        await conn.wait_connected()
+        await anyio.sleep(100)  # heartbeats at 15, 30, ... 90 acked at once
+        server.links[-1].black_hole()
+        await conn.wait_for("RECONNECTING")
+        # The last inbound frame was the pong of the heartbeat at t=90.
+        assert anyio.current_time() - conn.stats().time_in_state == pytest.approx(
+            conn._lifecycle.entered_at)
+        assert conn._lifecycle.entered_at - (conn._started_at + 90) == pytest.approx(30)
+        assert conn.stats().failures == {"lost": 1}
+        await conn.wait_connected()
+
+
+async def test_24_hours_with_token_refreshes_and_an_outage(network: MemoryNetwork) -> None:
+    credentials = Credentials()
+    config = Config(backoff=FixedDelay(60), max_failures=20)
+    async with network.serve(URL, echo) as server, \
+            live(network, credentials=credentials, config=config) as conn:
+        await conn.wait_connected()
+        await anyio.sleep(3600)
+        # Outage: the server goes away for 630 s; attempts every 60 s fail.
+        network.refuse(URL)
+        server.links[-1].drop()
+        await anyio.sleep(630)
+        network.forget(URL)
+        async with network.serve(URL, echo):
+            await anyio.sleep(23 * 3600 - 630)
+            assert conn.state == "CONNECTED"
+            await conn.close()
+    # Reconnected at 3600 + 660 s; the token refresh 72000 s later rotated once.
+    assert credentials.token_refreshes == 1
+    assert edges(conn) == {
+        ("DISCONNECTED", "start", "CONNECTING"): 1,
+        ("CONNECTING", "opened", "CONNECTED"): 3,
+        ("CONNECTED", "lost", "RECONNECTING"): 1,
+        ("RECONNECTING", "retry", "CONNECTING"): 11,
+        ("CONNECTING", "connect_failed", "RECONNECTING"): 10,
+        ("CONNECTED", "rotate", "CONNECTING"): 1,
+        ("CONNECTED", "close", "CLOSED"): 1,
+    }
+    assert conn.stats().failures == {"lost": 1, "network": 10}
+
+
+async def test_handshake_403_without_credentials_fails_after_one_attempt(
+        network: MemoryNetwork) -> None:
+    network.reject(URL, 403)
+    async with live(network) as conn:
+        with pytest.raises(ConnectionFailed) as caught:
+            await conn.wait_connected()
+        assert caught.value.failure.http_status == 403
+        assert caught.value.failure.error_class == "auth"
+        await anyio.sleep(3600)
+        assert conn.state == "FAILED"
+        with pytest.raises(ConnectionFailed):
+            await conn.send("x")
+    assert network.attempts(URL) == 1
+
+
+async def test_401_refreshes_once_and_retries_once(network: MemoryNetwork) -> None:
+    network.reject(URL, 401)
+    credentials = Credentials()
+    async with live(network, credentials=credentials) as conn:
+        with pytest.raises(ConnectionFailed):
+            await conn.wait_connected()
+        await anyio.sleep(3600)
+    assert (network.attempts(URL), credentials.refreshes) == (2, 1)
+
+
+async def test_401_recovered_by_refresh(network: MemoryNetwork) -> None:
+    async with network.serve(URL, echo):
+        network.reject(URL, 401)  # overrides the server until restored
+        credentials = Credentials(on_refresh=lambda: network.restore(URL))
+        async with live(network, credentials=credentials) as conn:
+            await conn.wait_connected()
+            assert edges(conn)[("CONNECTING", "connect_failed", "RECONNECTING")] == 1
+    assert (network.attempts(URL), credentials.refreshes) == (2, 1)
+
+
+async def test_retry_after_is_waited(network: MemoryNetwork) -> None:
+    network.reject(URL, 503, retry_after=120)
+    async with live(network) as conn:
+        await conn.wait_for("RECONNECTING")
+        failed_at = anyio.current_time()
+        network.forget(URL)
+        async with network.serve(URL, echo):
+            await conn.wait_connected()
+            assert anyio.current_time() - failed_at >= 120
+
+
+async def test_accept_then_close_server_sees_growing_gaps(network: MemoryNetwork) -> None:
+    opened: list[float] = []
+
+    async def accept_and_close(link: ServerLink) -> None:
+        opened.append(anyio.current_time())
+        await link.close(1000)
+
+    async with network.serve(URL, accept_and_close), \
+            live(network, config=Config(max_failures=8)) as conn:
+        with pytest.raises(ConnectionFailed):
+            await conn.wait_for("CLOSED")
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(opened)]
+    assert gaps == [1, 2, 4, 8, 16, 32, 60]  # random=1.0: the ceiling; never a spin
+
+
+async def test_max_failures_then_escalation_recovers(network: MemoryNetwork) -> None:
+    credentials = Credentials(escalate_ok=True)
+    network.refuse(URL)
+    async with live(network, credentials=credentials,
+                    config=Config(backoff=FixedDelay(1), max_failures=3)) as conn:
+        await conn.wait_for("FAILED")
+        network.forget(URL)
+        async with network.serve(URL, echo):
+            # The escalation succeeds: reset, retry.
+            await conn.wait_for("RECONNECTING", raise_on_failed=False)
+            await conn.wait_connected()
+    assert credentials.escalations == 1
+    assert edges(conn)[("RECONNECTING", "give_up", "FAILED")] == 1
+    assert edges(conn)[("FAILED", "reset", "RECONNECTING")] == 1
+
+
+@pytest.mark.parametrize(("code", "expected"), [(1008, "FAILED"), (4500, "FAILED"),
+                                                 (1012, "RECONNECTING"), (1001, "RECONNECTING")])
+async def test_server_close_codes(network: MemoryNetwork, code: int, expected: str) -> None:
+    async def close_later(link: ServerLink) -> None:
+        await anyio.sleep(20)  # past the stability window
+        await link.close(code)
+
+    async with network.serve(URL, close_later), live(network, random=lambda: 0.5) as conn:
+        await conn.wait_connected()
+        closed_at = anyio.current_time() + 20
+        await conn.wait_for(expected)
+        if expected == "RECONNECTING":
+            await conn.wait_for("CONNECTING")
+            # Planned and stable: a short jittered delay (0.5 * planned_reconnect_delay).
+            assert anyio.current_time() - closed_at == pytest.approx(0.5)
+            assert conn.stats().consecutive_failures == 0
+        else:
+            await anyio.sleep(3600)
+            assert network.attempts(URL) == 1
+
+
+@pytest.mark.parametrize("state", ["CONNECTING", "CONNECTED", "RECONNECTING", "FAILED"])
+async def test_close_from_any_state_joins_everything(network: MemoryNetwork,
+                                                     state: str) -> None:
+    if state == "CONNECTING":
+        network.stall(URL)
+    elif state == "RECONNECTING":
+        network.refuse(URL)
+    elif state == "FAILED":
+        network.reject(URL, 404)
+    async with network.serve(URL, echo) if state == "CONNECTED" else _nothing():
+        before = client_tasks()
+        async with live(network) as conn:
+            await conn.wait_for(state)
+            started = anyio.current_time()
+            await conn.close()
+            assert conn.state == "CLOSED"
+            assert anyio.current_time() - started <= conn.config.close_timeout
+            assert conn.stats().tasks_alive == 0
+            with pytest.raises(ConnectionClosedByApp):
+                await conn.send("late")
+        assert client_tasks() == before
+
+
+async def test_sends_before_connected_flush_in_order(network: MemoryNetwork) -> None:
+    received: list[Any] = []
+    done = anyio.Event()
+
+    async def collect(link: ServerLink) -> None:
+        while len(received) < 5:
+            received.append(await link.receive())
+        done.set()
+        await anyio.sleep_forever()
+
+    network.stall(URL)
+    async with live(network, config=Config(outbound_buffer=5)) as conn:
+        for i in range(5):
+            await conn.send(f"m{i}")
+        with pytest.raises(BufferFull):
+            await conn.send("m5")
+        await conn.wait_for("CONNECTING")
+        network.forget(URL)
+        async with network.serve(URL, collect):
+            await done.wait()
+    assert received == [f"m{i}" for i in range(5)]
+
+
+async def test_duplicates_dropped_and_handler_called(network: MemoryNetwork) -> None:
+    got: list[Any] = []
+
+    async def handler(message: Any) -> None:
+        got.append(message)
+
+    async def pushes(link: ServerLink) -> None:
+        for item in ('{"id": 1}', '{"id": 1}', '{"id": 2}'):
+            await link.send(item)
+        await anyio.sleep_forever()
+
+    async with network.serve(URL, pushes), \
+            live(network, protocol="json", on_message=handler) as conn:
+        await conn.wait_connected()
+        await anyio.sleep(1)
+        assert conn.stats().duplicates_dropped == 1
+        with pytest.raises(RuntimeError, match="not iterable"):
+            aiter(conn)
+    assert got == [{"id": 1}, {"id": 2}]
+
+
+async def test_rotate_reconnects_without_failure(network: MemoryNetwork) -> None:
+    async with network.serve(URL, echo), live(network) as conn:
+        await conn.wait_connected()
+        await conn.rotate("new token")
+        await conn.wait_for("CONNECTING")
+        await conn.wait_connected()
+        assert conn.stats().failures == {}
+        assert network.attempts(URL) == 2
+
+
+async def test_bad_url_and_state_names(network: MemoryNetwork) -> None:
+    from fsm_live.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ws:// or wss://"):
+        connect("http://example.org/")
+    async with network.serve(URL, echo), live(network) as conn:
+        with pytest.raises(ValueError, match="unknown state"):
+            await conn.wait_for("ONLINE")
+
+
+class _nothing:  # reads as a null context in the test above
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
