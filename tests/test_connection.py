@@ -7,7 +7,6 @@ assertions on counts and times.
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
