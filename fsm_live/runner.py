@@ -12,6 +12,16 @@ The four runner rules of ARCHITECTURE.md section 2 live here:
 A :class:`Driver` knows nothing of WebSockets: task bodies are given to it by
 name (``fsm_live.connection`` supplies them) and it reports every transition to
 its observers.  All time is ``anyio.current_time()``.
+
+A spec task is run in one of two ways, chosen by its body:
+
+* a coroutine function runs as its own anyio task for as long as its state is
+  active (the reader, the heartbeat);
+* a :class:`Periodic` costs no task while it waits: the driver keeps its
+  deadline next to the core's and, when it is due, runs its action as a short
+  task.  Leaving the state cancels the schedule and joins a running action like
+  any task.  Token and cookie refresh and the cleanup sweep are periodic: an
+  idle connection holds only the tasks that must wait on the network.
 """
 
 from __future__ import annotations
@@ -31,21 +41,42 @@ from fsm_live.core.events import Event, Failed, Inbound, Tick
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.errors import TransitionRefused
 
-__all__ = ("Driver", "TaskBody")
+__all__ = ("Driver", "Job", "Periodic", "TaskBody")
 
 logger = logging.getLogger("fsm_live")
 
-#: A task body: runs while its state is active; receives its generation.
-TaskBody = Callable[[int], Awaitable[None]]
+#: A coroutine task body: runs while its state is active; receives its generation.
+Job = Callable[[int], Awaitable[None]]
 #: Events waiting for the driver; tasks block (backpressure) beyond this.
 _EVENT_BUFFER = 64
+
+
+@attrs.frozen
+class Periodic:
+    """A task that runs ``action(generation)`` every ``delay()`` seconds while its
+    state is active, the first time ``delay()`` after entering it.
+
+    ``delay`` is asked again after every run (a refresh that failed can ask for a
+    shorter retry).  A run still going when the next is due delays the next.
+    """
+
+    action: Job
+    delay: Callable[[], float]
+
+
+TaskBody = Job | Periodic
 
 
 @attrs.define
 class _Running:
     generation: int
-    scope: anyio.CancelScope
-    done: anyio.Event
+    scope: anyio.CancelScope | None = None  # None while a Periodic waits
+    finished: bool = False
+    due: float = math.inf  # a Periodic's next run
+
+
+def _job(body: TaskBody) -> Job:
+    return body.action if isinstance(body, Periodic) else body
 
 
 class Driver:
@@ -96,8 +127,8 @@ class Driver:
 
     @property
     def tasks_alive(self) -> int:
-        """Tasks started and not yet finished."""
-        return sum(not running.done.is_set() for running in self._running.values())
+        """Task bodies running now (a Periodic waiting for its next run is not)."""
+        return sum(running.scope is not None for running in self._running.values())
 
     async def wait_changed(self) -> None:
         """Return after the next transition or task exit (at once once the driver finished)."""
@@ -142,8 +173,10 @@ class Driver:
             return self._receive.receive_nowait()
         except anyio.WouldBlock:
             pass
-        deadline = self.lifecycle.next_deadline()
-        if deadline is None:
+        core_deadline = self.lifecycle.next_deadline()
+        deadline = min(math.inf if core_deadline is None else core_deadline,
+                       min((r.due for r in self._running.values()), default=math.inf))
+        if deadline == math.inf:
             return await self._receive.receive()
         with anyio.move_on_after(deadline - anyio.current_time()):
             return await self._receive.receive()
@@ -151,8 +184,10 @@ class Driver:
 
     async def _step(self, event: Event) -> None:
         lifecycle = self.lifecycle
-        if isinstance(event, Tick) and self._last_inbound > lifecycle.last_inbound:
-            lifecycle.handle(Inbound(self._last_inbound, lifecycle.generation))
+        if isinstance(event, Tick):
+            self._run_due_periodics(event.now)
+            if self._last_inbound > lifecycle.last_inbound:
+                lifecycle.handle(Inbound(self._last_inbound, lifecycle.generation))
         try:
             effects = lifecycle.handle(event)
         except TransitionRefused as refused:
@@ -176,32 +211,54 @@ class Driver:
             # ScheduleTimer / CancelTimer: next_deadline() already reflects them.
 
     def _start(self, name: str, generation: int) -> None:
-        assert self._task_group is not None, "the driver is not running"
-        running = _Running(generation, anyio.CancelScope(), anyio.Event())
+        body = self.bodies[name]
+        running = _Running(generation)
         self._running[name] = running
+        if isinstance(body, Periodic):
+            running.due = anyio.current_time() + body.delay()
+        else:
+            self._spawn(name, running)
+
+    def _spawn(self, name: str, running: _Running) -> None:
+        assert self._task_group is not None, "the driver is not running"
+        running.scope = anyio.CancelScope()
+        running.finished = False
         self._task_group.start_soon(self._run_task, name, running, name=f"fsm_live:{name}")
 
+    def _run_due_periodics(self, now: float) -> None:
+        for name, running in self._running.items():
+            body = self.bodies[name]
+            if running.due <= now and isinstance(body, Periodic):
+                running.due = math.inf  # rescheduled when this run ends
+                self._spawn(name, running)
+
     async def _run_task(self, name: str, running: _Running) -> None:
+        assert running.scope is not None
+        body = self.bodies[name]
         try:
             with running.scope:
-                await self.bodies[name](running.generation)
+                await _job(body)(running.generation)
         except Exception as exc:
             # A crashed task must not die silently: log it and make the link fail over.
             logger.exception("task %s crashed", name)
             await self.post(Failed(anyio.current_time(), running.generation,
                                    self._classify_crash(exc)))
         finally:
-            running.done.set()
+            running.finished = True
+            running.scope = None
+            if isinstance(body, Periodic) and self._running.get(name) is running:
+                running.due = anyio.current_time() + body.delay()
             self._notify_changed()
 
     async def _cancel(self, name: str) -> None:
         running = self._running.pop(name, None)
-        if running is None:
-            return
+        if running is None or running.scope is None:
+            return  # a Periodic between runs, or a task that already returned
         running.scope.cancel()
         with anyio.move_on_after(self.join_timeout, shield=True):
-            await running.done.wait()
-        if not running.done.is_set():
+            while not running.finished:
+                await self._changed.wait()
+        if not running.finished:
             self.stuck_tasks += 1
             logger.error("task %s did not finish within %.3g s of its cancellation",
                          name, self.join_timeout)

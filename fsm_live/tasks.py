@@ -34,7 +34,7 @@ from fsm_live.errors import TransportError
 from fsm_live.inbox import Inbox
 from fsm_live.outbox import Outbox
 from fsm_live.protocols.base import ProtocolAdapter
-from fsm_live.runner import Driver, TaskBody
+from fsm_live.runner import Driver, Periodic, TaskBody
 from fsm_live.stats import Counters
 from fsm_live.transport.base import ConnectOptions, Link, Message, Transport
 
@@ -73,17 +73,28 @@ class SessionTasks:
     links: anyio.abc.TaskGroup | None = None
     _held: _HeldLink | None = None
     _early_frames: list[Message] = attrs.Factory(list)
+    _token_refresh_failed: bool = False
     _pending_heartbeats: OrderedDict[str, float] = attrs.Factory(OrderedDict)
 
     def bodies(self) -> dict[str, TaskBody]:
-        """The task bodies by spec task name."""
+        """The task bodies by spec task name.
+
+        Token and cookie refresh run only with a provider that can refresh them
+        (``refresh_token`` / ``refresh_cookies``); otherwise they return at once.
+        """
+        config = self.config
+        can = {name: callable(getattr(self.credentials, name, None))
+               for name in ("refresh_token", "refresh_cookies")}
         return {
             "dial": self.dial,
             "reader": self.reader,
             "heartbeat": self.heartbeat,
-            "token_refresh": self.token_refresh,
-            "cookie_refresh": self.cookie_refresh,
-            "cleanup": self.cleanup,
+            "token_refresh": Periodic(self.refresh_token, self._token_refresh_delay)
+            if can["refresh_token"] else _nothing_to_do,
+            "cookie_refresh": Periodic(self.refresh_cookies,
+                                       lambda: config.cookie_refresh_interval)
+            if can["refresh_cookies"] else _nothing_to_do,
+            "cleanup": Periodic(self.cleanup, lambda: config.cleanup_interval),
             "flush": self.flush,
             "escalation": self.escalation,
         }
@@ -212,55 +223,46 @@ class SessionTasks:
         self.driver.note_inbound(now)
         await self.driver.post(HeartbeatAcked(now, generation, rtt))
 
-    async def token_refresh(self, generation: int) -> None:
-        """Every ``token_refresh_interval`` (``token_retry_interval`` after a failed try):
-        refresh the access token; a new token is applied by a planned ``rotate``.
+    async def refresh_token(self, generation: int) -> None:
+        """One token refresh; a new token is applied by a planned ``rotate``.
 
-        Returns at once when the credentials provider has no ``refresh_token``.
+        A failure is logged and counted, and the next try comes after
+        ``token_retry_interval`` instead of ``token_refresh_interval``.
         """
         refresh = getattr(self.credentials, "refresh_token", None)
-        if refresh is None:
+        assert refresh is not None, "scheduled without a token-refreshing provider"
+        try:
+            changed = await refresh()
+        except Exception as exc:
+            self.counters.token_refresh_failures += 1
+            self._token_refresh_failed = True
+            logger.warning("token refresh failed (%s); next try in %g s",
+                           type(exc).__name__, self.config.token_retry_interval)
             return
-        delay = self.config.token_refresh_interval
-        while True:
-            await anyio.sleep(delay)
-            try:
-                changed = await refresh()
-            except Exception as exc:
-                self.counters.token_refresh_failures += 1
-                delay = self.config.token_retry_interval
-                logger.warning("token refresh failed (%s); next try in %g s",
-                               type(exc).__name__, delay)
-                continue
-            self.counters.token_refreshes += 1
-            delay = self.config.token_refresh_interval
-            if changed:
-                await self.driver.post(Rotate(anyio.current_time(), generation,
-                                              "token refreshed"))
-                return
+        self.counters.token_refreshes += 1
+        self._token_refresh_failed = False
+        if changed:
+            await self.driver.post(Rotate(anyio.current_time(), generation, "token refreshed"))
 
-    async def cookie_refresh(self, generation: int) -> None:
-        """Every ``cookie_refresh_interval``: refresh the cookies (used at the next dial).
+    def _token_refresh_delay(self) -> float:
+        if self._token_refresh_failed:
+            return self.config.token_retry_interval
+        return self.config.token_refresh_interval
 
-        Returns at once when the credentials provider has no ``refresh_cookies``.
-        """
+    async def refresh_cookies(self, generation: int) -> None:
+        """One cookie refresh (used at the next dial); a failure is logged."""
         refresh = getattr(self.credentials, "refresh_cookies", None)
-        if refresh is None:
+        assert refresh is not None, "scheduled without a cookie-refreshing provider"
+        try:
+            await refresh()
+        except Exception as exc:
+            logger.warning("cookie refresh failed (%s)", type(exc).__name__)
             return
-        while True:
-            await anyio.sleep(self.config.cookie_refresh_interval)
-            try:
-                await refresh()
-            except Exception as exc:
-                logger.warning("cookie refresh failed (%s)", type(exc).__name__)
-                continue
-            self.counters.cookie_refreshes += 1
+        self.counters.cookie_refreshes += 1
 
     async def cleanup(self, generation: int) -> None:
-        """Every ``cleanup_interval``: forget expired message ids."""
-        while True:
-            await anyio.sleep(self.config.cleanup_interval)
-            self.dedup.sweep(anyio.current_time())
+        """Forget expired message ids."""
+        self.dedup.sweep(anyio.current_time())
 
     async def flush(self, generation: int) -> None:
         """Send buffered frames in order; a frame leaves the buffer once it was sent."""
@@ -285,6 +287,10 @@ class SessionTasks:
             logger.warning("credentials escalation raised %s", type(exc).__name__)
             ok, reason = False, f"escalation raised {type(exc).__name__}"
         await self.driver.post(EscalationFinished(anyio.current_time(), generation, ok, reason))
+
+
+async def _nothing_to_do(generation: int) -> None:
+    """The body of a task the connection has nothing for (it returns at once)."""
 
 
 def _reveal(value: object) -> str:
