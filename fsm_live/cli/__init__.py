@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from fsm_live.cli import connect, spec_commands
+from fsm_live.cli import connect, demo, fleet, serve, spec_commands
 from fsm_live.cli._output import PROG, Handler, Output, Subparsers
 
 __all__ = ("build_parser", "main")
@@ -39,6 +39,9 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     spec_commands.add_check,
     spec_commands.add_diagram,
     connect.add,
+    fleet.add,
+    serve.add,
+    demo.add,
 )
 
 

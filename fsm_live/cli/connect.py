@@ -4,6 +4,12 @@ On a terminal: a rich live status (state, time in state, heartbeat RTT,
 reconnects, last error, recent transitions).  Otherwise: one plain line per
 transition.  Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or
 SIGINT/SIGTERM), 3 when it ended FAILED, 2 for bad arguments.
+
+``--protocol lwp`` needs the account's cookies (``--cookies-file PATH``, else the
+``FSM_LIVE_COOKIES`` environment variable; a ``unb`` cookie is required): the
+access token is fetched from ``--token-url`` (default: ``http://HOST:PORT/token``
+of the WebSocket URL, as ``fsm-live serve`` answers it) before registering, after
+an auth failure, and every ``token_refresh_interval``.
 """
 
 from __future__ import annotations
@@ -24,12 +30,17 @@ from fsm_live.cli._output import PROG, Output, Subparsers
 from fsm_live.config import Config
 from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.credentials import CredentialsProvider
+from fsm_live.credentials import CookieCredentials, CredentialsProvider, Secret
 from fsm_live.errors import ConfigError
 from fsm_live.protocols import PROTOCOLS
 from fsm_live.render import plain_transition, status_panel
+from fsm_live.token_http import HttpTokenSource, token_url_for
 
-__all__ = ("EXIT_BAD_USAGE", "EXIT_FAILED", "add", "configure_logging", "run")
+__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "add", "build_credentials",
+           "configure_logging", "run")
+
+#: The environment variable ``--protocol lwp`` takes the cookies from without --cookies-file.
+COOKIES_ENV = "FSM_LIVE_COOKIES"
 
 EXIT_FAILED = 3
 EXIT_BAD_USAGE = 2
@@ -62,6 +73,12 @@ def add(subparsers: Subparsers) -> None:
     ):
         parser.add_argument(flag, metavar="S", type=_seconds, help=help_text)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--cookies-file", metavar="PATH",
+                        help=f"the account's cookies (name=value; ...) for --protocol lwp "
+                             f"(default: ${COOKIES_ENV})")
+    parser.add_argument("--token-url", metavar="URL",
+                        help="where to GET access tokens (default: http://HOST:PORT/token "
+                             "of URL)")
     parser.add_argument("--trace", metavar="FILE", help="append every transition as JSON lines")
     parser.add_argument("--duration", metavar="S", type=_seconds,
                         help="close and exit after S seconds")
@@ -99,9 +116,44 @@ def build_connection(args: argparse.Namespace,
                           credentials=credentials, trace=args.trace)
 
 
+def build_credentials(args: argparse.Namespace,
+                      env: dict[str, str] | os._Environ[str]) -> CredentialsProvider | None:
+    """The credentials ``--protocol lwp`` needs (None for other protocols).
+
+    Raises ConfigError: no cookies, an unreadable cookies file, cookies without
+    ``unb``, a bad token URL, or cookie flags given with another protocol.  The
+    messages name files and cookie names, never cookie values.
+    """
+    if args.protocol != "lwp":
+        for flag, value in (("--cookies-file", args.cookies_file),
+                            ("--token-url", args.token_url)):
+            if value is not None:
+                raise ConfigError(flag, "is only used with --protocol lwp")
+        return None
+    if args.cookies_file is not None:
+        try:
+            with open(args.cookies_file, encoding="utf-8") as file:
+                text = file.read()
+        except OSError as exc:
+            raise ConfigError("--cookies-file", f"cannot read {args.cookies_file}: "
+                                                f"{exc.strerror or type(exc).__name__}") from None
+        except UnicodeDecodeError:
+            raise ConfigError("--cookies-file", f"{args.cookies_file} is not UTF-8 text"
+                              ) from None
+    elif env.get(COOKIES_ENV):
+        text = env[COOKIES_ENV]
+    else:
+        raise ConfigError("--protocol lwp", f"needs the account's cookies: --cookies-file PATH "
+                                            f"or the {COOKIES_ENV} environment variable")
+    token_url = args.token_url or token_url_for(args.url)
+    # Lines of a cookies file are joined: one cookie per line works too.
+    cookies = Secret("; ".join(text.splitlines()))
+    return CookieCredentials(cookies, token_source=HttpTokenSource(token_url))
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     try:
-        conn = build_connection(args)
+        conn = build_connection(args, build_credentials(args, os.environ))
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE

@@ -1,0 +1,118 @@
+"""``fsm-live serve``: a local lwp server to connect to, with faults on a schedule.
+
+Prints the WebSocket URL it listens on (and its token URL), then one line per
+fault as it fires and as a timed fault ends.  ``--faults`` takes the schedule
+syntax of :mod:`fsm_live.testing.fault_schedule` (``"5s close 1012; 12s
+blackhole 20s"``), or ``@FILE`` / a file path with one fault per line.
+
+Exit codes: 0 after SIGINT/SIGTERM or ``--duration``; 1 when the server cannot
+listen (the port is taken, ...); 2 for bad arguments or a bad schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+
+import anyio
+
+from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.testing.fault_schedule import FaultSyntaxError, ScheduledFault, load_schedule
+from fsm_live.testing.lwp_server import FaultEvent, LwpServer
+
+__all__ = ("add", "run", "serve")
+
+#: Pushes every second unless --push-interval says otherwise.
+DEFAULT_PUSH_INTERVAL = 1.0
+
+
+def add(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run a local lwp server (tokens, pushes, faults)",
+        description="Run a local WebSocket server speaking lwp: it issues tokens (GET /token "
+                    "with a unb cookie), checks registrations, acks heartbeats, pushes sample "
+                    "messages (some duplicated) and fires the faults of --faults.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                             "(default: 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=0, metavar="N",
+                        help="port to listen on (default: 0, a free port)")
+    parser.add_argument("--faults", metavar="SPEC",
+                        help='fault schedule, e.g. "5s close 1012; 12s blackhole 20s; '
+                             '30s reject 401 x1", or @FILE (one fault per line)')
+    parser.add_argument("--push-interval", type=_push_interval, default=DEFAULT_PUSH_INTERVAL,
+                        metavar="S", help="seconds between sync pushes to each registered "
+                                          "client; 0 for none (default: 1)")
+    parser.add_argument("--duration", type=_positive, metavar="S",
+                        help="stop after S seconds (default: run until SIGINT/SIGTERM)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="DEBUG logs of every logger (secrets redacted)")
+    parser.set_defaults(handler=run)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    value = _push_interval(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _push_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    try:
+        schedule = load_schedule(args.faults) if args.faults else ()
+    except FaultSyntaxError as exc:
+        out.problem(f"{PROG} serve: error: --faults: {exc}")
+        return EXIT_BAD_USAGE
+    except OSError as exc:
+        out.problem(f"{PROG} serve: error: --faults: cannot read {exc.filename}: "
+                    f"{exc.strerror or type(exc).__name__}")
+        return EXIT_BAD_USAGE
+    configure_logging(args.verbose)
+    server = LwpServer(host=args.host, port=args.port, schedule=schedule,
+                       push_interval=args.push_interval or None)
+    try:
+        anyio.run(serve, server, schedule, args.duration, out, backend="asyncio")
+    except OSError as exc:
+        out.problem(f"{PROG} serve: error: cannot listen on {args.host}:{args.port}: "
+                    f"{exc.strerror or type(exc).__name__}")
+        return 1
+    return 0
+
+
+async def serve(server: LwpServer, schedule: tuple[ScheduledFault, ...],
+                duration: float | None, out: Output) -> None:
+    """Run ``server`` until a signal arrives or ``duration`` elapses, printing its faults."""
+
+    def print_fault(event: FaultEvent) -> None:
+        out.stdout.write(f"{event.at:9.3f}s  fault: {event}\n")
+        out.stdout.flush()
+
+    server.on_fault(print_fault)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with server:
+            out.stdout.write(f"lwp server listening on {server.url} "
+                             f"(tokens: GET {server.token_url})\n")
+            for item in schedule:
+                out.stdout.write(f"   scheduled: {item}\n")
+            out.stdout.flush()
+            with anyio.move_on_after(math.inf if duration is None else duration):
+                async for signum in signals:
+                    out.stdout.write(f"{signal.Signals(signum).name}: stopping\n")
+                    break

@@ -1,0 +1,392 @@
+"""The demo: one lwp client kept alive through a scripted series of faults.
+
+:func:`run_demo` starts, in one process on anyio's asyncio backend, an
+:class:`~fsm_live.testing.lwp_server.LwpServer`, a
+:class:`~fsm_live.testing.proxy.FaultProxy` in front of it, and a
+:class:`~fsm_live.connection.LiveConnection` (protocol ``lwp``) that dials the
+proxy.  The client's access token comes from the server's ``GET /token``
+through the proxy (:class:`~fsm_live.token_http.HttpTokenSource`), so its
+escalation, a re-login that fetches a fresh token, fails while the network is
+down, as a real one would.  Then the story runs; each step starts at its share
+of ``duration`` (or once the previous step finished, if later) and waits for
+the outcome it provokes:
+
+1. a clean session: pushes of several items, some of them duplicates (dropped),
+   a few messages sent; it lasts until the token refresh task fetched a new token
+   and applied it by a planned ``rotate``;
+2. a half-open link: the proxy swallows everything both ways; only the heartbeat
+   timeout notices (``lost``), then the proxy heals;
+3. a server restart: every connection closed with 1012, nothing listening for
+   a moment (``connect_failed``: refused), then back;
+4. a dropped link whose reconnect is answered HTTP 401: one credential refresh,
+   one immediate retry, CONNECTED;
+5. a terminal close (4500): FAILED; the escalation (re-login) succeeds: ``reset``;
+6. the proxy goes down: ``max_failures`` failures in a row, ``give_up``, FAILED;
+   the escalation cannot reach the server: FAILED for good;
+7. the network comes back, and the application closes the connection: CLOSED.
+
+Every transition goes to the trace file; :func:`summarize` counts edges and
+failure classes from the trace's records and checks them against the
+connection's own counters, so the summary and the trace agree by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import anyio
+import attrs
+
+from fsm_live.config import Config
+from fsm_live.connection import LiveConnection
+from fsm_live.core.backoff import ExponentialJitter
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.lifecycle import FAILURE_TRIGGERS
+from fsm_live.credentials import CookieCredentials, Secret
+from fsm_live.errors import FsmLiveError
+from fsm_live.stats import Stats
+from fsm_live.testing.fault_schedule import (
+    CloseConnections,
+    Drop,
+    Fault,
+    Reject,
+    Restart,
+)
+from fsm_live.testing.lwp_server import FaultEvent, LwpServer, LwpServerStats
+from fsm_live.testing.proxy import FaultProxy, Faults
+from fsm_live.token_http import HttpTokenSource, TokenFetchFailed
+from fsm_live.trace import read_trace
+
+__all__ = (
+    "DEFAULT_DURATION",
+    "MIN_DURATION",
+    "DemoEvent",
+    "DemoObserver",
+    "DemoReport",
+    "DemoSummary",
+    "StoryStuck",
+    "demo_config",
+    "run_demo",
+    "summarize",
+)
+
+logger = logging.getLogger("fsm_live.demo")
+
+DEFAULT_DURATION: Final = 30.0
+#: Below this the fixed timings (3 s heartbeat timeout, ...) no longer fit the story.
+MIN_DURATION: Final = 15.0
+#: The demo account's cookies (made up; ``unb`` is the user id).
+DEMO_COOKIES: Final = "unb=2206600001; cna=demo-cna; _m_h5_tk=demo-h5"
+#: How long the server is down in the restart step: shorter than the client's
+#: smallest two backoff delays, so the restart alone never exhausts max_failures.
+RESTART_DOWNTIME: Final = 0.25
+#: Triggers whose records carry a failure (their reason reads ``class: why``).
+_FAILURE_TRIGGERS: Final = frozenset({*FAILURE_TRIGGERS, "fatal"})
+_POLL: Final = 0.05  # the longest a step waits before checking its outcome again
+
+
+class StoryStuck(FsmLiveError, RuntimeError):
+    """A step of the story did not reach its outcome in time (the demo exits 1)."""
+
+
+def demo_config(duration: float) -> Config:
+    """The compressed configuration the demo's client runs with.
+
+    Heartbeat every 1 s, lost after 3 s of silence, stable after 2 s; a token
+    refresh a fifth of the way into the run; backoff 0.15-2 s; FAILED after 3
+    failures in a row.
+    """
+    return Config(
+        heartbeat_interval=1.0,
+        heartbeat_timeout=3.0,
+        stability_window=2.0,
+        token_refresh_interval=round(duration / 5, 3),
+        token_retry_interval=duration,
+        backoff=ExponentialJitter(initial=0.25, maximum=2.0, floor=0.15),
+        planned_reconnect_delay=0.5,
+        max_failures=3,
+        open_timeout=2.0,
+        close_timeout=1.0,
+    )
+
+
+@attrs.frozen
+class DemoEvent:
+    """Something the story did or saw, ``at`` seconds after the client started.
+
+    ``kind`` is ``"step"`` (a new chapter), ``"fault"`` (injected now) or
+    ``"note"`` (an outcome no transition shows, e.g. an escalation that failed).
+    """
+
+    at: float
+    kind: str
+    text: str
+
+
+class DemoObserver(Protocol):
+    """Where the demo reports as it runs (the CLI prints or draws it)."""
+
+    def attach(self, conn: LiveConnection, duration: float) -> None:
+        """The client exists (called once, before it starts)."""
+
+    def transition(self, record: TransitionRecord) -> None:
+        """A transition was taken (called inside the connection's driver: be quick)."""
+
+    def event(self, event: DemoEvent) -> None:
+        """A step started, a fault was injected, or a note."""
+
+
+@attrs.frozen
+class DemoSummary:
+    """The figures of one run, counted from its trace records.
+
+    ``agrees`` is True when the trace's counts equal the connection's own
+    (``stats.transitions`` and ``stats.failures``).
+    """
+
+    records: tuple[Mapping[str, Any], ...]
+    edges: Mapping[tuple[str, str, str], int]
+    failures: Mapping[str, int]
+    states_visited: tuple[str, ...]
+    stats: Stats
+    agrees: bool
+
+
+@attrs.frozen
+class DemoReport:
+    """What :func:`run_demo` returns."""
+
+    trace: Path
+    summary: DemoSummary
+    server: LwpServerStats
+    events: tuple[DemoEvent, ...]
+
+
+def summarize(records: list[dict[str, Any]], stats: Stats) -> DemoSummary:
+    """Count edges and failure classes in trace ``records``; compare with ``stats``."""
+    edges = Counter((r["from"], r["to"], r["trigger"]) for r in records)
+    edges_by_trigger = Counter({(src, trigger, dest): n for (src, dest, trigger), n
+                                in edges.items()})
+    failures = Counter(r["reason"].partition(":")[0] for r in records
+                       if r["trigger"] in _FAILURE_TRIGGERS)
+    visited = list(dict.fromkeys(state for r in records for state in (r["from"], r["to"])))
+    agrees = (dict(edges_by_trigger) == dict(stats.transitions)
+              and dict(failures) == dict(stats.failures))
+    return DemoSummary(records=tuple(records), edges=dict(edges_by_trigger),
+                       failures=dict(failures), states_visited=tuple(visited), stats=stats,
+                       agrees=agrees)
+
+
+async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION,
+                   seed: int = 1, trace: Path) -> DemoReport:
+    """Run the story for about ``duration`` seconds; the trace goes to ``trace``
+    (overwritten).  Needs anyio's asyncio backend.
+
+    Raises :class:`StoryStuck` when a step does not reach its outcome in time,
+    and ValueError for a ``duration`` below :data:`MIN_DURATION`.
+    """
+    if not MIN_DURATION <= duration < math.inf:
+        raise ValueError(f"the demo needs a duration of at least {MIN_DURATION:g} s")
+    await anyio.Path(trace).write_text("", encoding="utf-8")
+    story = _Story(observer, duration, seed, trace)
+    return await story.run()
+
+
+class _Story:
+    """The demo's objects and its steps (one instance per run)."""
+
+    def __init__(self, observer: DemoObserver, duration: float, seed: int,
+                 trace: Path) -> None:
+        self.observer = observer
+        self.duration = duration
+        self.seed = seed
+        self.trace = trace
+        self.events: list[DemoEvent] = []
+        self.started_at = 0.0
+        self.sent = 0
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> DemoReport:
+        async with LwpServer(push_interval=0.5, items_per_push=3, duplicate_every=2) as server, \
+                FaultProxy(upstream=("127.0.0.1", server.port), seed=self.seed) as proxy:
+            self.server, self.proxy = server, proxy
+            host, port = proxy.address
+            credentials = CookieCredentials(
+                Secret(DEMO_COOKIES),
+                token_source=HttpTokenSource(f"http://{host}:{port}/token", timeout=2.0),
+                escalation=self._relogin)
+            self.credentials = credentials
+            conn = LiveConnection(
+                f"ws://{host}:{port}/", protocol="lwp", config=demo_config(self.duration),
+                credentials=credentials, trace=self.trace,
+                random=random.Random(self.seed).random)
+            self.conn = conn
+            self.observer.attach(conn, self.duration)
+            conn.on_transition(self.observer.transition)
+            server.on_fault(self._server_fault)
+            async with conn:
+                self.started_at = conn.started_at
+                for step in (self._clean_session, self._half_open, self._restart,
+                             self._unauthorized, self._terminal_close, self._give_up,
+                             self._finish):
+                    await step()
+            stats = conn.stats()
+            server_stats = server.stats()
+        summary = summarize(read_trace(self.trace), stats)
+        return DemoReport(self.trace, summary, server_stats, tuple(self.events))
+
+    async def _relogin(self) -> bool:
+        """The escalation hook: log in again (a fresh token over the network)."""
+        try:
+            await self.credentials.refresh_token()
+        except TokenFetchFailed as exc:
+            self._note(f"escalation: re-login failed ({exc})")
+            return False
+        return True
+
+    # -- the steps -------------------------------------------------------------------------
+
+    async def _clean_session(self) -> None:
+        self._step("clean session: pushes of 3 items every 0.5 s, some duplicated; "
+                   "a token refresh is due after "
+                   f"{self.conn.config.token_refresh_interval:g} s")
+        await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 10)
+        for _ in range(3):
+            await self._send()
+            await anyio.sleep(0.5)
+        await self._until("a token refresh applied by rotate",
+                          lambda s: s.transitions.get(("CONNECTED", "rotate", "CONNECTING"),
+                                                      0) >= 1,
+                          self.conn.config.token_refresh_interval + 10)
+        await self._settle()
+
+    async def _half_open(self) -> None:
+        await self._start_at(0.27, "half-open link: the proxy swallows every byte both ways; "
+                                   "only the heartbeat timeout can notice")
+        self._fault("proxy: black hole, both directions")
+        self.proxy.set_faults(Faults(black_hole=True))
+        await self._until("lost by heartbeat timeout", lambda s: s.state == "RECONNECTING",
+                          self.conn.config.heartbeat_timeout + 5)
+        self._fault("proxy: black hole lifted")
+        self.proxy.clear_faults()
+        await self._settle()
+
+    async def _restart(self) -> None:
+        await self._start_at(0.45, "server restart: close 1012, then nothing listens for "
+                                   f"{RESTART_DOWNTIME:g} s")
+        await self._inject(Restart(RESTART_DOWNTIME))
+        await self._until("reconnected after the restart",
+                          lambda s: s.failures.get("planned", 0) >= 1, 10)
+        await self._settle()
+
+    async def _unauthorized(self) -> None:
+        await self._start_at(0.58, "the link drops, and the server answers the next "
+                                   "handshake 401: one credential refresh, one retry")
+        await self._inject(Reject(401, 1))
+        await self._inject(Drop())
+        await self._until("a 401 answered by a refresh",
+                          lambda s: s.failures.get("auth", 0) >= 1, 10)
+        await self._settle()
+
+    async def _terminal_close(self) -> None:
+        await self._start_at(0.7, "terminal close 4500: FAILED, then the escalation "
+                                  "(re-login) recovers")
+        await self._inject(CloseConnections(4500))
+        await self._until("reset by the escalation",
+                          lambda s: s.transitions.get(("FAILED", "reset", "RECONNECTING"),
+                                                      0) >= 1, 10)
+        await self._settle()
+
+    async def _give_up(self) -> None:
+        await self._start_at(0.8, "the network goes down: max_failures "
+                                  f"({self.conn.config.max_failures}) in a row, give_up")
+        self._fault("proxy: down (open links closed, new ones reset)")
+        await self.proxy.set_down(True)
+        await self._until("FAILED for good (give_up, escalation over)",
+                          lambda s: s.state == "FAILED" and s.tasks_alive == 0
+                          and s.transitions.get(("RECONNECTING", "give_up", "FAILED"), 0) >= 1,
+                          20)
+        self._note("FAILED for good: the escalation did not recover")
+
+    async def _finish(self) -> None:
+        await self._start_at(0.9, "the network is back; the connection stays FAILED "
+                                  "until the application acts")
+        self._fault("proxy: up")
+        await self.proxy.set_down(False)
+        await self._wait_until(self.duration)
+        self._step("the application closes the connection")
+        with anyio.fail_after(5):
+            await self.conn.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return anyio.current_time() - self.started_at
+
+    def _emit(self, kind: str, text: str) -> None:
+        event = DemoEvent(round(self._now(), 6), kind, text)
+        self.events.append(event)
+        self.observer.event(event)
+
+    def _step(self, text: str) -> None:
+        self._emit("step", text)
+
+    def _fault(self, text: str) -> None:
+        self._emit("fault", text)
+
+    def _note(self, text: str) -> None:
+        self._emit("note", text)
+
+    def _server_fault(self, event: FaultEvent) -> None:
+        # Injected faults are announced by _inject; only report the end of timed ones.
+        if event.ended:
+            self._fault(f"server: {event}")
+
+    async def _inject(self, fault: Fault) -> None:
+        self._fault(f"server: {fault}")
+        await self.server.inject(fault)
+
+    async def _send(self) -> None:
+        self.sent += 1
+        await self.conn.send({"lwp": "/r/MessageSend/sendByReceiverScope",
+                              "body": [{"text": f"hello #{self.sent} from the demo"}]})
+
+    async def _wait_until(self, at: float) -> None:
+        await anyio.sleep_until(self.started_at + at)
+
+    async def _start_at(self, share: float, text: str) -> None:
+        await self._wait_until(share * self.duration)
+        self._step(text)
+
+    async def _until(self, what: str, done: Callable[[Stats], bool], limit: float) -> None:
+        """Wait until ``done(stats)``; raise StoryStuck after ``limit`` seconds."""
+        await _bounded(what, limit, self._poll(done))
+
+    async def _poll(self, done: Callable[[Stats], bool]) -> None:
+        # Transitions wake us at once; counters (acks, refreshes) are polled.
+        while not done(self.conn.stats()):
+            with anyio.move_on_after(_POLL):
+                await self.conn.wait_changed()
+
+    async def _settle(self) -> None:
+        """Wait until CONNECTED and stable (a heartbeat acked on this link), then send."""
+        await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 15)
+        acked = self.conn.stats().heartbeats_acked
+        await self._until("a heartbeat ack",
+                          lambda s: s.state == "CONNECTED" and s.heartbeats_acked > acked, 10)
+        await self._send()
+
+
+async def _bounded(what: str, limit: float, work: Awaitable[None]) -> None:
+    try:
+        with anyio.fail_after(limit):
+            await work
+    except TimeoutError:
+        raise StoryStuck(f"the demo got stuck waiting for: {what} ({limit:g} s)") from None

@@ -1,0 +1,150 @@
+"""``fsm-live serve``, and ``fsm-live connect --protocol lwp`` against it.
+
+End-to-end tests run both commands as child processes (``python -m fsm_live``);
+argument errors are checked in-process through ``fsm_live.cli.main``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+from anyio.streams.text import TextReceiveStream
+
+from fsm_live.cli import main
+from fsm_live.trace import read_trace
+
+pytestmark = pytest.mark.timeout(30)
+
+DEADLINE = 20.0
+FSM_LIVE = (sys.executable, "-m", "fsm_live")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("FSM_LIVE_")}
+    return {**env, **extra}
+
+
+class Lines:
+    """The stdout of a child process, line by line."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        assert process.stdout is not None
+        self._text = TextReceiveStream(process.stdout)
+        self._buffer = ""
+        self.seen: list[str] = []
+
+    async def next(self) -> str:
+        while "\n" not in self._buffer:
+            self._buffer += await self._text.receive()
+        line, self._buffer = self._buffer.split("\n", 1)
+        self.seen.append(line)
+        return line
+
+    async def until(self, text: str) -> str:
+        while text not in (line := await self.next()):
+            pass
+        return line
+
+
+@pytest.mark.anyio
+async def test_connect_lwp_against_serve_with_a_cookies_file(tmp_path: Path) -> None:
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("unb=4242\ncna=abc\n", encoding="utf-8")  # one cookie per line works
+    trace = tmp_path / "t.jsonl"
+    with anyio.fail_after(DEADLINE):
+        async with await anyio.open_process(
+                [*FSM_LIVE, "serve", "--push-interval", "0.1", "--faults", "1s close 1012"],
+                env=_env()) as serve:
+            lines = Lines(serve)
+            first = await lines.next()
+            assert first.startswith("lwp server listening on ws://127.0.0.1:")
+            url = first.split()[4]
+            assert (await lines.next()) == "   scheduled: 1s close 1012"
+            done = await anyio.run_process(
+                [*FSM_LIVE, "connect", url, "--protocol", "lwp", "--cookies-file", str(cookies),
+                 "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--duration", "2",
+                 "--trace", str(trace)], check=False, env=_env())
+            assert "fault: close 1012" in await lines.until("fault:")
+            serve.send_signal(signal.SIGINT)
+            assert await lines.next() == "SIGINT: stopping"
+            assert await serve.wait() == 0
+    assert done.returncode == 0, done.stderr.decode()
+    edges = [(line["from"], line["trigger"], line["to"]) for line in read_trace(trace)]
+    assert edges[:2] == [("DISCONNECTED", "start", "CONNECTING"),
+                         ("CONNECTING", "opened", "CONNECTED")]
+    assert ("CONNECTED", "lost", "RECONNECTING") in edges  # the scheduled 1012
+    assert edges.count(("CONNECTING", "opened", "CONNECTED")) == 2
+    assert edges[-1] == ("CONNECTED", "close", "CLOSED")
+
+
+@pytest.mark.anyio
+async def test_serve_stops_cleanly_on_sigterm() -> None:
+    with anyio.fail_after(DEADLINE):
+        async with await anyio.open_process([*FSM_LIVE, "serve"], env=_env()) as serve:
+            lines = Lines(serve)
+            await lines.until("listening")
+            serve.send_signal(signal.SIGTERM)
+            assert await lines.next() == "SIGTERM: stopping"
+            assert await serve.wait() == 0
+
+
+def test_bad_faults_exit_2_naming_the_token_and_its_position(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--faults", "1s drop; 5s blackhol 2s"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("fsm-live serve: error: --faults: --faults:1:13: unknown fault (expected "
+                   "one of: drop, blackhole, close, reject, refuse-reg, restart), got "
+                   "'blackhol'\n")
+
+
+def test_a_taken_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--duration", "1"]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arguments", "env", "message"), [
+    ([], {}, "--protocol lwp: needs the account's cookies: --cookies-file PATH or the "
+             "FSM_LIVE_COOKIES environment variable"),
+    (["--cookies-file", "{tmp}/missing.txt"], {}, "--cookies-file: cannot read "),
+    (["--cookies-file", "{tmp}/no-unb.txt"], {},
+     "cookies: the 'unb' cookie is required (found: cna, sid)"),
+    ([], {"FSM_LIVE_COOKIES": "cna=1"}, "cookies: the 'unb' cookie is required (found: cna)"),
+    (["--token-url", "ftp://x/"], {"FSM_LIVE_COOKIES": "unb=1"},
+     "token_url: expected an http:// or https:// URL"),
+])
+def test_connect_lwp_credential_errors_exit_2(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        arguments: list[str], env: dict[str, str], message: str) -> None:
+    monkeypatch.delenv("FSM_LIVE_COOKIES", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "no-unb.txt").write_text("cna=secret-value; sid=other-secret", encoding="utf-8")
+    argv = ["connect", "ws://127.0.0.1:9/", "--protocol", "lwp",
+            *(arg.format(tmp=tmp_path) for arg in arguments)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "secret" not in err
+
+
+def test_cookie_flags_belong_to_lwp(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["connect", "ws://127.0.0.1:9/", "--cookies-file", "x"]) == 2
+    assert "--cookies-file: is only used with --protocol lwp" in capsys.readouterr().err
