@@ -1,0 +1,138 @@
+"""``fsm-live connect`` end to end: the CLI as a subprocess against a local server.
+
+The websockets server runs in the test's own event loop (asyncio); the CLI runs
+as ``python -m fsm_live`` in a child process, started with anyio so the server
+keeps serving while the test waits for the child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from servers import websocket_server
+
+from fsm_live.trace import TRACE_KEYS, read_trace
+
+pytestmark = pytest.mark.timeout(60)
+
+#: Each test's own deadline; the child is also bounded by it.
+DEADLINE = 30.0
+COMMAND = (sys.executable, "-m", "fsm_live", "connect")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _env() -> dict[str, str]:
+    """The test's environment without FSM_LIVE_* settings (they would change Config)."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("FSM_LIVE_")}
+
+
+def _edges(trace: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(line["from"], line["to"]) for line in trace]
+
+
+def _check_lines(trace: list[dict[str, Any]]) -> None:
+    """Exactly the five keys, in order; ``t`` from 0 and never going back."""
+    times = [line["t"] for line in trace]
+    assert times == sorted(times)
+    assert times[0] >= 0.0
+    for line in trace:
+        assert tuple(line) == TRACE_KEYS
+        assert isinstance(line["t"], float)
+        assert all(isinstance(line[key], str) for key in TRACE_KEYS[1:])
+
+
+@pytest.mark.anyio
+async def test_duration_against_an_echo_server_exits_0_with_a_full_trace(
+        tmp_path: Path) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server:
+            done = await anyio.run_process(
+                [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "1"],
+                check=False, env=_env())
+    assert done.returncode == 0, done.stderr.decode()
+    trace = read_trace(trace_path)
+    _check_lines(trace)
+    assert _edges(trace)[:2] == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED")]
+    assert trace[-1]["to"] == "CLOSED"
+    assert 1.0 <= trace[-1]["t"] < 5.0  # closed after --duration 1
+    assert server.attempts.count == 1
+    # Not a terminal: one plain line per transition.
+    assert done.stdout.decode().count("\n") == len(trace)
+
+
+@pytest.mark.anyio
+async def test_a_server_refusing_with_403_ends_failed_exit_3_after_one_attempt(
+        tmp_path: Path) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(reject=lambda number, headers: (403, {})) as server:
+            done = await anyio.run_process(
+                [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "5"],
+                check=False, env=_env())
+    assert done.returncode == 3, done.stderr.decode()
+    assert server.attempts.count == 1
+    assert "FAILED" in done.stderr.decode()
+    assert "403" in done.stderr.decode()
+    trace = read_trace(trace_path)
+    _check_lines(trace)
+    # FAILED for good (exit 3); leaving the connection then closes it.
+    assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "FAILED"),
+                             ("FAILED", "CLOSED")]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["ws://127.0.0.1:9/", "--heartbeat-timeout", "1", "--heartbeat-interval", "5"],
+     "heartbeat_timeout: must be greater than heartbeat_interval (5), got 1"),
+    (["http://127.0.0.1:9/"], "expected a ws:// or wss:// URL"),
+    (["ws://127.0.0.1:9/", "--protocol", "nope"], "invalid choice: 'nope'"),
+    (["ws://127.0.0.1:9/", "--duration", "-1"], "expected a positive number of seconds"),
+])
+def test_bad_arguments_exit_2_with_a_clear_message(arguments: list[str], message: str) -> None:
+    # Port 9 (discard) is never dialled: the arguments are refused first.
+    done = subprocess.run([*COMMAND, *arguments], capture_output=True, text=True,
+                          timeout=DEADLINE, env=_env(), check=False)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_a_signal_closes_cleanly_with_exit_0(tmp_path: Path, signum: signal.Signals) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server:
+            process = await anyio.open_process(
+                [*COMMAND, server.url, "--trace", str(trace_path)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+            async with process:
+                assert process.stdout is not None
+                output = b""
+                # Wait for the plain line of CONNECTING -> CONNECTED.
+                while b"-> CONNECTED" not in output:
+                    chunk = await process.stdout.receive()
+                    output += chunk
+                process.send_signal(signum)
+                returncode = await process.wait()
+                assert process.stderr is not None
+                errors = b"".join([chunk async for chunk in process.stderr])
+    assert returncode == 0, errors.decode()
+    trace = read_trace(trace_path)
+    _check_lines(trace)
+    assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"),
+                             ("CONNECTED", "CLOSED")]
+    assert server.attempts.count == 1

@@ -1,0 +1,699 @@
+"""The fault matrix: a live connection against a REAL local websockets server,
+mostly through the fault-injection proxy, with compressed timings.
+
+Each test asserts a figure (a time or a count against a bound); its docstring
+names the figure.  docs/fault-matrix.md lists the rows with the figures measured.
+Times are ``anyio.current_time()`` (the event loop's monotonic clock), the clock
+transition records are stamped with.
+
+Every row runs on asyncio; rows 1, 2, 8 and 12 run on trio too.  Where a fact has
+no event to wait for (a heartbeat ack, "nothing more happens"), the test watches
+for a stated window; nothing else waits on real time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import ssl
+import tracemalloc
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import anyio
+import pytest
+import trustme
+from servers import (
+    RawServer,
+    ServerSide,
+    WebSocketServer,
+    close_at_once,
+    raw_server,
+    say_nothing,
+    stalled_listener,
+    websocket_server,
+)
+
+from fsm_live import Config, ConnectionFailed, ExponentialJitter, FixedDelay, Secret, connect
+from fsm_live.connection import LiveConnection
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.lifecycle import LifecycleMachine
+from fsm_live.spec import Spec, default_spec_path
+from fsm_live.testing.proxy import Direction, FaultProxy, Faults
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+#: Compressed timings: every row ends well within 2 s of real time.
+CONFIG = Config(
+    heartbeat_interval=0.1,
+    heartbeat_timeout=0.3,
+    open_timeout=0.3,
+    close_timeout=0.2,
+    stability_window=0.2,
+    planned_reconnect_delay=0.2,
+    backoff=ExponentialJitter(initial=0.02, maximum=0.1),
+    max_failures=50,
+)
+#: Each test's own deadline (pytest-timeout's is the module's 30 s).
+DEADLINE = 10.0
+#: Slack for "at once" and for the scheduling between a deadline and its effect.
+MARGIN = 0.1
+#: How long "no further attempts" is watched: 15 times the first backoff ceiling.
+WATCH = 0.3
+
+BOTH_BACKENDS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+Figure = Callable[[str, object], None]
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Figure:
+    """Record a measured figure as a user property of the test's report (a
+    ``--junitxml`` report keeps them); docs/fault-matrix.md gives the worst of 3 runs."""
+
+    def record(name: str, value: object) -> None:
+        request.node.user_properties.append((name, value))
+
+    return record
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+class Recorder:
+    """Every transition of a connection, as it happened."""
+
+    def __init__(self, conn: LiveConnection) -> None:
+        self.records: list[TransitionRecord] = []
+        conn.on_transition(self.records.append)
+
+    def at(self, source: str, dest: str) -> float:
+        """When the first ``source -> dest`` transition happened."""
+        return next(r.at for r in self.records if (r.source, r.dest) == (source, dest))
+
+
+def live(url: str, **options: Any) -> LiveConnection:
+    options.setdefault("config", CONFIG)
+    options.setdefault("random", lambda: 1.0)
+    return connect(url, **options)
+
+
+@contextlib.asynccontextmanager
+async def proxied(server: WebSocketServer | RawServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(upstream=("127.0.0.1", server.port), seed=1) as proxy:
+        yield proxy
+
+
+def proxy_url(proxy: FaultProxy, scheme: str = "ws") -> str:
+    return f"{scheme}://127.0.0.1:{proxy.port}/"
+
+
+async def until(conn: LiveConnection, predicate: Callable[[], bool]) -> None:
+    """Wait (on the connection's transitions) until ``predicate()`` holds."""
+    while not predicate():
+        await conn.wait_changed()
+
+
+async def poll(predicate: Callable[[], bool]) -> None:
+    """Wait for a fact no event announces (a heartbeat ack): check every 5 ms."""
+    while not predicate():  # noqa: ASYNC110 - the connection has no event for it
+        await anyio.sleep(0.005)
+
+
+async def until_settled_in_failed(conn: LiveConnection) -> ConnectionFailed:
+    """Wait for FAILED and for its escalation task to end; return the failure."""
+    await conn.wait_for("FAILED")
+    await until(conn, lambda: conn.stats().tasks_alive == 0)
+    failure = conn.failure
+    assert failure is not None
+    return failure
+
+
+async def commands(side: ServerSide) -> None:
+    """Echo, except ``close:CODE`` (close with CODE) and ``big:N`` (send N bytes)."""
+    while True:
+        message = await side.recv()
+        if isinstance(message, str) and message.startswith("close:"):
+            await side.close(int(message.removeprefix("close:")))
+            return
+        if isinstance(message, str) and message.startswith("big:"):
+            await side.send(b"x" * int(message.removeprefix("big:")))
+            continue
+        await side.send(message)
+
+
+class Credentials:
+    """A credentials provider counting refreshes; its token changes on refresh."""
+
+    def __init__(self) -> None:
+        self.refreshes = 0
+        self.escalations = 0
+
+    async def handshake_headers(self) -> Mapping[str, Secret]:
+        return {"Authorization": Secret(f"Bearer token-{self.refreshes}")}
+
+    async def refresh(self) -> bool:
+        self.refreshes += 1
+        return True
+
+    async def escalate(self) -> bool:
+        self.escalations += 1
+        return False
+
+
+# -- 1. half-open link -----------------------------------------------------------------
+
+
+@BOTH_BACKENDS
+async def test_01_half_open_found_within_heartbeat_timeout(figure: Figure) -> None:
+    """Figure: time from the black hole (the last inbound frame is no later) to
+    CONNECTED -> RECONNECTING (lost) <= heartbeat_timeout + 0.1 s; and >=
+    heartbeat_timeout after sending the message whose echo was the last frame
+    known to have arrived (no early verdict)."""
+    black_hole_at: list[float] = []
+
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server, proxied(server) as proxy:
+
+            async def on_message(message: Any) -> None:
+                # The echo of "mark" arrived: from now on, nothing gets through.
+                proxy.set_faults(Faults(black_hole=True))
+                black_hole_at.append(anyio.current_time())
+
+            async with live(proxy_url(proxy), on_message=on_message) as conn:
+                rec = Recorder(conn)
+                await conn.wait_connected()
+                mark_sent_at = anyio.current_time()
+                await conn.send("mark")
+                await conn.wait_for("RECONNECTING")
+                proxy.clear_faults()
+                lost_at = rec.at("CONNECTED", "RECONNECTING")
+                failures = dict(conn.stats().failures)
+                await conn.wait_connected()  # and it recovers
+
+    detected_after = lost_at - black_hole_at[0]
+    figure("lost_after_black_hole_s", detected_after)
+    figure("lost_after_mark_sent_s", lost_at - mark_sent_at)
+    assert failures == {"lost": 1}
+    assert lost_at - mark_sent_at >= CONFIG.heartbeat_timeout
+    assert detected_after <= CONFIG.heartbeat_timeout + MARGIN
+
+
+# -- 2. RST ----------------------------------------------------------------------------
+
+
+@BOTH_BACKENDS
+async def test_02_reset_noticed_at_once(figure: Figure) -> None:
+    """Figure: time from the proxy's RST to CONNECTED -> RECONNECTING <= 0.05 s,
+    with a heartbeat timeout of 20 s (so no heartbeat can be what noticed it)."""
+    config = CONFIG.replace(heartbeat_interval=10.0, heartbeat_timeout=20.0)
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server, proxied(server) as proxy, \
+                live(proxy_url(proxy), config=config) as conn:
+            rec = Recorder(conn)
+            await conn.wait_connected()
+            reset_at = anyio.current_time()
+            await proxy.reset_links()
+            await conn.wait_for("RECONNECTING")
+            failures = dict(conn.stats().failures)
+            await conn.wait_connected()
+    noticed_after = rec.at("CONNECTED", "RECONNECTING") - reset_at
+    figure("reset_noticed_after_s", noticed_after)
+    assert failures == {"lost": 1}
+    assert noticed_after <= 0.05
+
+
+# -- 3. a message cut mid-frame --------------------------------------------------------
+
+
+async def test_03_message_cut_mid_frame_is_never_delivered(figure: Figure) -> None:
+    """Figure: of a 100,000-byte message cut after 1,000 bytes, 0 bytes reach the
+    application; the link is lost and the next link delivers the message whole."""
+    size, limit = 100_000, 1_000
+    received: list[Any] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        received.append(message)
+        arrived.set()
+
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(commands) as server, proxied(server) as proxy, \
+                live(proxy_url(proxy), on_message=on_message) as conn:
+            await conn.wait_connected()
+            proxy.set_faults(Faults(limit_data=limit), Direction.DOWNSTREAM)
+            before = proxy.stats.bytes_downstream
+            await conn.send(f"big:{size}")
+            await conn.wait_for("RECONNECTING")
+            cut_link_bytes = proxy.stats.bytes_downstream - before
+            proxy.clear_faults()
+            await conn.wait_connected()
+            from_cut_link = list(received)
+            await conn.send(f"big:{size}")
+            await arrived.wait()
+            failures = dict(conn.stats().failures)
+    figure("cut_link_bytes", cut_link_bytes)
+    figure("messages_delivered_from_cut_link", len(from_cut_link))
+    assert from_cut_link == []
+    assert cut_link_bytes == limit
+    assert failures == {"lost": 1}
+    assert received == [b"x" * size]
+
+
+# -- 4. sliced frames ------------------------------------------------------------------
+
+
+async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
+    """Figure: 7/7 messages (1 B to 20 kB, 26,161 B in all) echoed intact through
+    7-byte slices both ways (about 7,500 writes), with no reconnect."""
+    sizes = [1, 6, 7, 8, 139, 6_000, 20_000]
+    # A pong queues behind a message being sliced: on a loaded machine the 20 kB
+    # echo can take longer than 0.3 s, so the heartbeat timeout is not what is tested.
+    config = CONFIG.replace(heartbeat_interval=2.0, heartbeat_timeout=5.0)
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server, proxied(server) as proxy, \
+                live(proxy_url(proxy), config=config) as conn:
+            await conn.wait_connected()
+            proxy.set_faults(Faults(slice_size=7))
+            messages = aiter(conn)
+            for number, size in enumerate(sizes):
+                text = (str(number) * size)[:size]
+                await conn.send(text)
+                assert await anext(messages) == text
+            stats = conn.stats()
+    figure("intact_messages", stats.messages_in)
+    assert stats.messages_in == len(sizes)
+    assert stats.connects == 1
+    assert stats.failures == {}
+
+
+# -- 5. no false timeout ---------------------------------------------------------------
+
+BUG_PONG_WAIT = (
+    "fsm_live/tasks.py SessionTasks.heartbeat waits for a pong only until the next "
+    "heartbeat is due, so with RTT > heartbeat_interval no ping is ever acked and the "
+    "link is declared lost although RTT < heartbeat_timeout - heartbeat_interval"
+)
+
+
+@pytest.mark.parametrize(
+    ("interval", "latency"),
+    [
+        pytest.param(0.15, 0.065, id="rtt0.13-interval0.15-timeout0.3"),
+        pytest.param(0.1, 0.09, id="rtt0.18-interval0.1-timeout0.3",
+                     marks=pytest.mark.xfail(strict=True, reason=BUG_PONG_WAIT)),
+    ],
+)
+async def test_05_no_false_timeout_while_rtt_below_timeout_minus_interval(
+        figure: Figure, interval: float, latency: float) -> None:
+    """Figure: 0 ``lost`` over 3 heartbeat timeouts with the proxy adding ``latency``
+    each way, RTT = 2 * latency < heartbeat_timeout - heartbeat_interval; heartbeats
+    acked, and the measured RTT is >= 2 * latency."""
+    config = CONFIG.replace(heartbeat_interval=interval)
+    assert 2 * latency < config.heartbeat_timeout - config.heartbeat_interval
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server, proxied(server) as proxy:
+            proxy.set_faults(Faults(latency=latency))
+            async with live(proxy_url(proxy), config=config) as conn:
+                await conn.wait_connected()
+                await anyio.sleep(3 * config.heartbeat_timeout)  # the window watched
+                stats = conn.stats()
+    figure("lost", stats.failures.get("lost", 0))
+    figure("heartbeat_rtt_s", stats.heartbeat_rtt)
+    figure("heartbeats_acked", stats.heartbeats_acked)
+    assert stats.failures == {}
+    assert stats.state == "CONNECTED"
+    assert stats.heartbeats_acked >= 1
+    assert stats.heartbeat_rtt is not None
+    assert stats.heartbeat_rtt >= 2 * latency
+
+
+# -- 6. accept-and-close: growing gaps, no spin ----------------------------------------
+
+
+async def _websocket_closes_at_once(side: ServerSide) -> None:
+    return None  # the handshake is done; returning closes with 1000
+
+
+@contextlib.asynccontextmanager
+async def _accepts_and_closes(kind: str) -> AsyncIterator[WebSocketServer | RawServer]:
+    if kind == "websocket":
+        async with websocket_server(_websocket_closes_at_once) as server:
+            yield server
+    else:
+        async with raw_server(close_at_once) as raw:
+            yield raw
+
+
+@pytest.mark.parametrize("kind", ["websocket", "tcp"])
+async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) -> None:
+    """Figure: 6 attempts in the first ~0.62 s (websockets' own loop: ~1,500/s);
+    the gaps between attempts never shrink and each is >= its backoff ceiling
+    (0.02, 0.04, 0.08, 0.16, 0.32 s with random() = 1.0), at most + 0.05 s."""
+    config = CONFIG.replace(backoff=ExponentialJitter(initial=0.02, maximum=5.0))
+    ceilings = [0.02 * 2 ** n for n in range(5)]
+    with anyio.fail_after(DEADLINE):
+        async with _accepts_and_closes(kind) as server, \
+                live(server.url, config=config) as conn:
+            await server.attempts.wait_for(len(ceilings) + 1)
+            stats = conn.stats()
+    gaps = server.attempts.gaps[:len(ceilings)]
+    figure("gaps_s", [round(gap, 4) for gap in gaps])
+    figure("gap_excess_max_s", max(g - c for g, c in zip(gaps, ceilings, strict=True)))
+    figure("first_six_attempts_within_s", server.attempts.times[5] - server.attempts.times[0])
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert all(ceiling <= gap <= ceiling + 0.05
+               for gap, ceiling in zip(gaps, ceilings, strict=True)), gaps
+    expected_class = "planned" if kind == "websocket" else "network"
+    assert set(stats.failures) == {expected_class}
+    assert stats.consecutive_failures >= len(ceilings)
+
+
+# -- 7. planned closes -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [1001, 1012])
+async def test_07_planned_close_reconnects_after_a_jittered_delay(
+        figure: Figure, code: int) -> None:
+    """Figure: with random() = 0.5, the delay from the server's close (once stable)
+    to the next attempt is 0.5 * planned_reconnect_delay = 0.1 s (+- 0.03 s), never
+    above planned_reconnect_delay (0.2 s); no failure is counted."""
+    config = CONFIG.replace(backoff=ExponentialJitter(initial=5.0, maximum=5.0))
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(commands) as server, \
+                live(server.url, config=config, random=lambda: 0.5) as conn:
+            rec = Recorder(conn)
+            await conn.wait_connected()
+            await poll(lambda: conn.stats().heartbeats_acked >= 1)  # stable now
+            await conn.send(f"close:{code}")
+            await server.attempts.wait_for(2)
+            await conn.wait_connected()
+            stats = conn.stats()
+    delay = rec.at("RECONNECTING", "CONNECTING") - rec.at("CONNECTED", "RECONNECTING")
+    figure("planned_delay_s", delay)
+    assert delay == pytest.approx(0.5 * config.planned_reconnect_delay, abs=0.03)
+    assert delay <= config.planned_reconnect_delay
+    assert stats.failures == {"planned": 1}
+    assert stats.consecutive_failures == 0
+
+
+# -- 8. terminal errors ----------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _terminal_server(case: str) -> AsyncIterator[WebSocketServer]:
+    if case == "http403":
+        async with websocket_server(reject=lambda n, headers: (403, {})) as server:
+            yield server
+    else:
+        code = int(case.removeprefix("close"))
+
+        async def handler(side: ServerSide) -> None:
+            await side.close(code)
+
+        async with websocket_server(handler) as server:
+            yield server
+
+
+@BOTH_BACKENDS
+@pytest.mark.parametrize(("case", "error_class"), [
+    ("close1008", "terminal"), ("close4500", "terminal"), ("http403", "auth"),
+])
+async def test_08_terminal_errors_end_failed_without_further_attempts(
+        figure: Figure, case: str, error_class: str) -> None:
+    """Figure: exactly 1 attempt at the server, 0 more in the 0.3 s after FAILED
+    (15 first-backoff ceilings); the failure is of the expected class."""
+    with anyio.fail_after(DEADLINE):
+        async with _terminal_server(case) as server, live(server.url) as conn:
+            failure = (await until_settled_in_failed(conn)).failure
+            await anyio.sleep(WATCH)  # the window watched for further attempts
+            state = conn.state
+    figure("attempts", server.attempts.count)
+    assert state == "FAILED"
+    assert failure.error_class == error_class
+    assert server.attempts.count == 1
+
+
+# -- 9. HTTP 401: one refresh, one retry -----------------------------------------------
+
+
+@pytest.mark.parametrize("recovers", [False, True])
+async def test_09_http_401_refreshes_credentials_once_and_retries_once(
+        figure: Figure, recovers: bool) -> None:
+    """Figure: 1 credential refresh and 2 attempts (the retry within 0.05 s, with
+    the refreshed token); a server that keeps answering 401 leaves it FAILED (after
+    one escalation, which does not recover it)."""
+    credentials = Credentials()
+
+    def reject(number: int, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str]] | None:
+        fresh = headers.get("authorization") == "Bearer token-1"
+        return None if recovers and fresh else (401, {})
+
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(reject=reject) as server, \
+                live(server.url, credentials=credentials) as conn:
+            if recovers:
+                await conn.wait_connected()
+            else:
+                failure = (await until_settled_in_failed(conn)).failure
+                assert failure.http_status == 401
+                await anyio.sleep(WATCH)  # the window watched for further attempts
+            state = conn.state
+    figure("refreshes", credentials.refreshes)
+    figure("attempts", server.attempts.count)
+    figure("retry_gap_s", server.attempts.gaps[0])
+    assert state == ("CONNECTED" if recovers else "FAILED")
+    assert credentials.refreshes == 1
+    assert credentials.escalations == (0 if recovers else 1)  # FAILED's hook, once
+    assert server.attempts.count == 2
+    assert server.attempts.gaps[0] <= 0.05
+    assert [h["authorization"] for h in server.request_headers] == [
+        "Bearer token-0", "Bearer token-1"]
+
+
+# -- 10. Retry-After -------------------------------------------------------------------
+
+
+def _machine_without_throttled_floor() -> LifecycleMachine:
+    """The packaged spec, but without its 30 s floor for ``throttled`` (HTTP 429), so
+    that the Retry-After alone sets the wait."""
+    text = default_spec_path().read_text(encoding="utf-8")
+    floor = "throttled: {action: retry, retry_after: true, min_delay: 30}"
+    assert floor in text
+    spec = Spec.from_yaml(text.replace(floor, "throttled: {action: retry, retry_after: true}"))
+    return LifecycleMachine(spec)
+
+
+@pytest.mark.parametrize(("status", "spec"), [
+    (503, "packaged"), (429, "packaged"), (429, "no-throttled-floor"),
+])
+async def test_10_retry_after_is_waited_out(figure: Figure, status: int, spec: str) -> None:
+    """Figure: after HTTP 503/429 with Retry-After: 1, the next attempt comes >= 1.0 s
+    later (<= 1.0 + backoff cap + 0.1 s); with the packaged spec, 429's 30 s floor:
+    no attempt within Retry-After + 0.2 s."""
+    machine = _machine_without_throttled_floor() if spec != "packaged" else None
+
+    def reject(number: int, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str]] | None:
+        return (status, {"Retry-After": "1"}) if number == 1 else None
+
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(reject=reject) as server, \
+                live(server.url, machine=machine) as conn:
+            if status == 429 and spec == "packaged":
+                await conn.wait_for("RECONNECTING")
+                await anyio.sleep(1.2)  # the window watched: Retry-After + 0.2 s
+                figure("attempts_within_1.2s", server.attempts.count - 1)
+                assert server.attempts.count == 1
+                assert conn.state == "RECONNECTING"
+                return
+            await conn.wait_connected()
+    gap = server.attempts.gaps[0]
+    figure("gap_s", gap)
+    assert 1.0 <= gap <= 1.0 + 0.1 + MARGIN
+
+
+# -- 11. stalled connect and stalled handshake -----------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _stalled(kind: str) -> AsyncIterator[str]:
+    if kind == "tcp-connect":
+        with stalled_listener() as port:
+            yield f"ws://127.0.0.1:{port}/"
+    else:
+        async with raw_server(say_nothing) as server:
+            yield server.url
+
+
+@pytest.mark.parametrize("kind", ["tcp-connect", "handshake"])
+async def test_11_stalled_attempt_ends_at_open_timeout(figure: Figure, kind: str) -> None:
+    """Figure: CONNECTING -> RECONNECTING comes open_timeout (0.3 s) after
+    entering CONNECTING, at most + 0.1 s; class network."""
+    with anyio.fail_after(DEADLINE):
+        async with _stalled(kind) as url, live(url) as conn:
+            rec = Recorder(conn)
+            await conn.wait_for("RECONNECTING")
+            stats = conn.stats()
+    took = rec.at("CONNECTING", "RECONNECTING") - conn.started_at
+    figure("connecting_s", took)
+    assert CONFIG.open_timeout <= took <= CONFIG.open_timeout + MARGIN
+    assert stats.failures == {"network": 1}
+
+
+# -- 12. slow close --------------------------------------------------------------------
+
+
+@BOTH_BACKENDS
+@pytest.mark.parametrize("fault", [
+    pytest.param(Faults(black_hole=True), id="close-frame-never-answered"),
+    pytest.param(Faults(slow_close=5.0), id="fin-held-back-5s"),
+])
+async def test_12_slow_close_ends_by_close_timeout(figure: Figure, fault: Faults) -> None:
+    """Figure: leaving ``async with`` takes <= close_timeout (0.2 s) + 0.15 s when
+    the peer never answers the close frame or its FIN is held back 5 s (and >=
+    close_timeout: the fault did hold the close up)."""
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server() as server, proxied(server) as proxy:
+            async with live(proxy_url(proxy)) as conn:
+                await conn.wait_connected()
+                proxy.set_faults(fault, Direction.DOWNSTREAM)
+                leaving = anyio.current_time()
+            took = anyio.current_time() - leaving
+            assert conn.state == "CLOSED"
+            assert conn.stats().tasks_alive == 0
+    figure("close_s", took)
+    assert CONFIG.close_timeout <= took <= CONFIG.close_timeout + 0.15
+
+
+# -- 13. a flood at a slow handler -----------------------------------------------------
+
+
+async def test_13_flood_at_a_slow_handler_keeps_memory_bounded(figure: Figure) -> None:
+    """Figure: a server flooding 2,000 x 32 KiB (64 MiB) at a handler that never
+    finishes: 4 handler calls at once (message_concurrency), the server blocked
+    after sending a bounded number of messages, and the Python heap's peak growth
+    (tracemalloc, client and server) under 4 MiB."""
+    count, size, concurrency = 2_000, 32 * 1024, 4
+    payload = b"f" * size
+    release = anyio.Event()
+    in_handler = 0
+    handlers_full = anyio.Event()
+    blocked = anyio.Event()
+    sent = 0
+
+    async def on_message(message: Any) -> None:
+        nonlocal in_handler
+        in_handler += 1
+        if in_handler == concurrency:
+            handlers_full.set()
+        await release.wait()
+
+    async def flood(side: ServerSide) -> None:
+        nonlocal sent
+        await side.recv()
+        for _ in range(count):
+            # A send that does not finish in 0.25 s is blocked by backpressure.
+            with anyio.move_on_after(0.25) as scope:
+                await side.send(payload)
+            if scope.cancelled_caught:
+                blocked.set()
+                await release.wait()
+                return
+            sent += 1
+
+    config = CONFIG.replace(message_concurrency=concurrency, heartbeat_interval=5.0,
+                            heartbeat_timeout=10.0)
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(flood) as server, \
+                live(server.url, config=config, on_message=on_message) as conn:
+            await conn.wait_connected()
+            gc.collect()
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                await conn.send("go")
+                await handlers_full.wait()
+                await blocked.wait()
+                peak = tracemalloc.get_traced_memory()[1] - base
+            finally:
+                tracemalloc.stop()
+            stats = conn.stats()
+            handler_calls = in_handler
+            release.set()
+    figure("handler_calls", handler_calls)
+    figure("messages_in", stats.messages_in)
+    figure("server_sent_before_blocked", sent)
+    figure("heap_peak_growth_bytes", peak)
+    assert handler_calls == concurrency
+    assert stats.messages_in <= concurrency + 1  # the reader waits at the bound
+    assert sent < count // 4  # the server felt the backpressure
+    assert peak < 4 * 1024 * 1024, peak
+
+
+# -- 14. untrusted TLS certificate -----------------------------------------------------
+
+
+async def test_14_untrusted_certificate_fails_fatal_without_retry(figure: Figure) -> None:
+    """Figure: 1 TCP connection at the server's proxy, 0 more in the 0.3 s after
+    FAILED; class fatal (TLS verification on by default, never switched off)."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(ssl_context=server_tls) as server, \
+                proxied(server) as proxy, live(proxy_url(proxy, "wss")) as conn:
+            failure = (await until_settled_in_failed(conn)).failure
+            await anyio.sleep(WATCH)  # the window watched for further attempts
+            accepted = proxy.stats.links_accepted
+    figure("tcp_connections", accepted)
+    assert failure.error_class == "fatal"
+    assert failure.kind == "tls"
+    assert accepted == 1
+    assert server.attempts.count == 0  # no handshake request ever got through
+
+
+# -- 15. 1,000 connect/reset cycles ----------------------------------------------------
+
+
+async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -> None:
+    """Figure: after 1,000 connect/RST cycles, 0 extra tasks (anyio's running tasks
+    and the driver's tasks_alive), 0 stuck tasks, 1,001 links; about 3 s."""
+    cycles = 1_000
+    config = CONFIG.replace(backoff=FixedDelay(0.0), max_failures=10 * cycles,
+                            heartbeat_interval=5.0, heartbeat_timeout=10.0)
+    with anyio.fail_after(25):
+        async with websocket_server() as server, proxied(server) as proxy:
+            tasks_before = len(anyio.get_running_tasks())
+            async with live(proxy_url(proxy), config=config) as conn:
+                await conn.wait_connected()
+                await server.wait_active(1)
+                tasks_connected = len(anyio.get_running_tasks())
+                alive_connected = conn.stats().tasks_alive
+                started = anyio.current_time()
+                for cycle in range(cycles):
+                    await proxy.reset_links()
+                    while conn.stats().connects < cycle + 2 or conn.state != "CONNECTED":
+                        await conn.wait_changed()
+                took = anyio.current_time() - started
+                await server.wait_active(1)
+                tasks_after = len(anyio.get_running_tasks())
+                stats = conn.stats()
+            await proxy.drop_links()  # the proxy's own task for the last link
+            await server.wait_active(0)
+            tasks_closed = len(anyio.get_running_tasks())
+            links = proxy.stats.links_accepted
+    figure("cycles_s", took)
+    figure("extra_tasks_connected", tasks_after - tasks_connected)
+    figure("extra_tasks_closed", tasks_closed - tasks_before)
+    assert stats.connects == cycles + 1
+    assert (tasks_after, stats.tasks_alive, stats.stuck_tasks) == (
+        tasks_connected, alive_connected, 0)
+    assert tasks_closed == tasks_before
+    assert links == cycles + 1
