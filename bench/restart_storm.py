@@ -1,0 +1,217 @@
+"""Restart storm: N clients connected, the server killed and restarted ~1 s later.
+
+Usage::
+
+    python bench/restart_storm.py [--quick] [--json FILE] [--clients N] [--reps N]
+
+Per variant and repetition: a ``hold`` server of ``bench/_common.py`` in its own
+process; N clients (one asyncio process, this one) connect and wait; the server is
+SIGKILLed at ``t_kill``; a new server process binds the same port (SO_REUSEADDR) at
+``t_kill + 1.0 s`` exactly (it is started at once and waits for that moment); the run
+ends when every client is back (or FAILED), at most 60 s after the kill.
+
+Variants:
+
+* ``fsm_live``: ``fsm_live.connect(url, protocol="ping")``, default config (exponential
+  backoff with full jitter, 1 s initial, 60 s cap; ``max_failures`` 5);
+* ``fsm_live FixedDelay(3)``: the same with ``Config(backoff=FixedDelay(3.0))``, the
+  replaced system's 3 s step for an abrupt close, without growth or jitter;
+* ``websockets loop``: ``async for ws in connect(url): await ws.wait_closed()``, at
+  websockets' defaults (its backoff: U(0, 5) s first, then 3.1 s x 1.618^k, cap 90 s).
+
+Reconnect attempts are counted on the client side (fsm_live: every transition into
+CONNECTING; websockets: every dial of its loop) after the kill, including attempts the
+kernel refused while the server was down, and on the server side (opening-handshake
+requests the restarted server logged).  The share of attempts in the busiest 100 ms
+window is reported for both.  Target: <= 5%.  "Back" is the first CONNECTED (or new
+``ws``) after the kill, measured from the kill.  Log output is silenced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Final
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common
+import anyio
+
+import fsm_live
+from fsm_live.config import Config
+from fsm_live.core.backoff import FixedDelay
+
+TARGET: Final = 0.05
+RESTART_AFTER: Final = 1.0
+BACK_TIMEOUT: Final = 60.0
+VARIANTS: Final = ("fsm_live", "fsm_live FixedDelay(3)", "websockets loop")
+
+
+ClientFn = Callable[["str", "Client", anyio.Event], Coroutine[Any, Any, None]]
+
+
+class Client:
+    """What one client saw: attempt times, connected times, its final state."""
+
+    __slots__ = ("attempts", "connected", "state")
+
+    def __init__(self) -> None:
+        self.attempts: list[float] = []
+        self.connected: list[float] = []
+        self.state = "?"
+
+
+def fsm_client(config: Config) -> ClientFn:
+    async def run(url: str, client: Client, stop: anyio.Event) -> None:
+        def seen(record: Any) -> None:
+            client.state = record.dest
+            if record.dest == "CONNECTING":
+                client.attempts.append(record.at)
+            elif record.dest == "CONNECTED":
+                client.connected.append(record.at)
+
+        async with fsm_live.connect(url, protocol="ping", config=config) as conn:
+            conn.on_transition(seen)
+            await stop.wait()
+
+    return run
+
+
+async def ws_client(url: str, client: Client, stop: anyio.Event) -> None:
+    async for ws in common.counting_connect(client.attempts)(url):
+        client.connected.append(time.monotonic())
+        client.state = "CONNECTED"
+        await ws.wait_closed()
+        client.state = "RECONNECTING"
+        if stop.is_set():
+            return
+
+
+CLIENTS: Final[dict[str, ClientFn]] = {
+    "fsm_live": fsm_client(Config()),
+    "fsm_live FixedDelay(3)": fsm_client(Config(backoff=FixedDelay(3.0))),
+    "websockets loop": ws_client,
+}
+
+
+async def storm(variant: str, n: int) -> dict[str, Any]:
+    server = await anyio.to_thread.run_sync(common.ServerProcess, "hold")
+    restarted: common.ServerProcess | None = None
+    clients = [Client() for _ in range(n)]
+    stop = anyio.Event()
+    try:
+        async with anyio.create_task_group() as tg:
+            for client in clients:
+                tg.start_soon(CLIENTS[variant], server.url, client, stop)
+            with anyio.fail_after(120):
+                while sum(bool(c.connected) for c in clients) < n:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            open_s = max(c.connected[0] for c in clients) - min(c.attempts[0] for c in clients)
+            await anyio.sleep(1.0)
+            t_kill = time.monotonic()
+            server.kill()
+            restarted = await anyio.to_thread.run_sync(
+                lambda: common.ServerProcess("hold", port=server.port,
+                                             at=t_kill + RESTART_AFTER))
+            with anyio.move_on_after(BACK_TIMEOUT - (time.monotonic() - t_kill)):
+                while not all(any(t > t_kill for t in c.connected) or c.state == "FAILED"  # noqa: ASYNC110
+                              for c in clients):
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.5)  # late stragglers' requests reach the server log
+            server_times = await anyio.to_thread.run_sync(restarted.times)
+            stop.set()
+            with anyio.move_on_after(30):
+                while any(c.state not in ("CLOSED", "RECONNECTING", "FAILED") for c in clients  # noqa: ASYNC110
+                          ) and variant != "websockets loop":
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    finally:
+        server.kill()
+        if restarted is not None:
+            restarted.kill()
+    assert restarted is not None
+    attempts = sorted(t for c in clients for t in c.attempts if t > t_kill)
+    back = sorted(min(t for t in c.connected if t > t_kill) - t_kill for c in clients
+                  if any(t > t_kill for t in c.connected))
+    client_peak, client_at = common.busiest_window(attempts)
+    server_peak, server_at = common.busiest_window(server_times)
+    return {
+        "variant": variant, "clients": n, "open_s": open_s,
+        "restart_at_s": restarted.listening_at - t_kill,
+        "attempts_client": len(attempts), "peak_client": client_peak,
+        "share_client": client_peak / len(attempts) if attempts else float("nan"),
+        "peak_client_at_s": client_at - t_kill,
+        "attempts_server": len(server_times), "peak_server": server_peak,
+        "share_server": server_peak / len(server_times) if server_times else float("nan"),
+        "peak_server_at_s": server_at - t_kill,
+        "back": len(back), "failed": sum(c.state == "FAILED" for c in clients),
+        "back_p50_s": common.percentile(back, 50), "back_p99_s": common.percentile(back, 99),
+        "back_max_s": back[-1] if back else float("nan"),
+        "attempt_times_s": [round(t - t_kill, 4) for t in attempts],
+        "server_times_s": [round(t - t_kill, 4) for t in server_times],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="200 clients, 1 repetition")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
+    parser.add_argument("--clients", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=None)
+    args = parser.parse_args(argv)
+    n = args.clients or (200 if args.quick else 1_000)
+    reps = args.reps or (1 if args.quick else 3)
+    common.raise_nofile()
+    common.quiet_logs()
+    facts = common.machine_facts()
+    common.print_header("fsm_live restart storm", args.quick, facts)
+    print(f"  {n:,} clients, server SIGKILLed and restarted on the same port "
+          f"{RESTART_AFTER:g} s later, {reps} repetition(s)\n")
+    started = time.perf_counter()
+    runs = []
+    for rep in range(reps):
+        for variant in VARIANTS:
+            result = asyncio.run(storm(variant, n))
+            result["rep"] = rep
+            runs.append(result)
+            print(f"  {variant}: {result['attempts_client']} attempts, busiest 100 ms "
+                  f"{100 * result['share_client']:.1f}% (client) / "
+                  f"{100 * result['share_server']:.1f}% (server); back p50 "
+                  f"{result['back_p50_s']:.2f} s p99 {result['back_p99_s']:.2f} s; "
+                  f"{result['failed']} FAILED", flush=True)
+    elapsed = time.perf_counter() - started
+
+    def med(variant: str, key: str) -> float:
+        return common.median([r[key] for r in runs if r["variant"] == variant])
+
+    rows = []
+    for variant in VARIANTS:
+        client_share, server_share = med(variant, "share_client"), med(variant, "share_server")
+        rows.append((variant, f"{med(variant, 'attempts_client'):.0f}",
+                     f"{100 * client_share:.1f}%", f"{med(variant, 'attempts_server'):.0f}",
+                     f"{100 * server_share:.1f}%", f"{med(variant, 'back_p50_s'):.2f} s",
+                     f"{med(variant, 'back_p99_s'):.2f} s",
+                     f"{sum(r['failed'] for r in runs if r['variant'] == variant)}",
+                     f"<= {100 * TARGET:.0f}%",
+                     f"{common.met(client_share, TARGET, at_most=True)} / "
+                     f"{common.met(server_share, TARGET, at_most=True)}"))
+    print()
+    print(common.render(("variant", "attempts", "busiest 100ms", "at server", "busiest 100ms",
+                         "back p50", "back p99", "FAILED", "target", "met (client / server)"),
+                        rows))
+    print("  attempts / busiest: client side, every attempt after the kill (refused ones too);"
+          "\n  at server / busiest: handshakes the restarted server saw; medians over "
+          "repetitions; FAILED: summed")
+    print(f"\n{elapsed:.1f} s")
+    common.write_json(args.json, "restart_storm", args.quick, facts,
+                      {"elapsed_s": round(elapsed, 1), "clients": n, "reps": reps,
+                       "restart_after_s": RESTART_AFTER, "target_share": TARGET, "runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
