@@ -1,0 +1,169 @@
+"""``fsm-live fleet CONFIG``: keep every account of a fleet file connected.
+
+On a terminal: a rich live dashboard (members per state, the worst members,
+recent transitions).  Otherwise: one plain line per transition, prefixed with
+the account's key, a line once every account is connected, a summary line every
+``SUMMARY_INTERVAL`` seconds and one after the fleet closed.  ``--trace-dir DIR``
+appends each account's transitions to ``DIR/<key>.jsonl`` (see
+:func:`trace_file_name`).
+
+Exit codes: 0 once ``--duration`` elapsed or SIGINT/SIGTERM arrived and every
+connection is closed; 2 for bad arguments or a bad fleet file.  Members that
+crashed are reported on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import re
+import signal
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+
+from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.errors import ConfigError
+from fsm_live.fleet import Fleet
+from fsm_live.fleet_config import FleetConfig
+from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
+
+__all__ = ("SUMMARY_INTERVAL", "add", "run", "run_fleet", "trace_file_name")
+
+#: Seconds between summary lines without a terminal.
+SUMMARY_INTERVAL = 10.0
+_REFRESH = 1.0  # seconds between dashboard redraws: a stats() pass costs O(members)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]|^\.")
+_MAX_NAME = 200  # file systems allow 255 bytes; ".jsonl" and margin
+
+
+def add(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fleet", help="keep every account of a fleet file connected",
+        description="Keep one connection per account of a TOML fleet file alive and show "
+                    "how the fleet is doing.")
+    parser.add_argument("config", metavar="CONFIG", help="TOML fleet file ([accounts.NAME] "
+                                                         "tables; see docs/fleet.md)")
+    parser.add_argument("--trace-dir", metavar="DIR", type=Path,
+                        help="append each account's transitions to DIR/<key>.jsonl")
+    parser.add_argument("--duration", metavar="S", type=_seconds,
+                        help="close everything and exit after S seconds")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="DEBUG logs of every logger, websockets included")
+    parser.set_defaults(handler=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def trace_file_name(key: str) -> str:
+    """``<key>.jsonl`` with every character outside ``A-Za-z0-9_.-`` (and a leading
+    dot) written as ``%XX`` of its UTF-8 bytes: distinct keys, distinct files,
+    never a path separator.  A name that would be too long for a file system is
+    cut and suffixed with a digest of the key."""
+    safe = _UNSAFE.sub(lambda match: "".join(f"%{byte:02X}"
+                                             for byte in match.group().encode()), key)
+    if len(safe) > _MAX_NAME:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        safe = f"{safe[:_MAX_NAME - 17]}~{digest}"
+    return f"{safe}.jsonl"
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    try:
+        config = FleetConfig.load(args.config)
+    except ConfigError as exc:
+        out.problem(f"{PROG} fleet: error: {exc}")
+        return EXIT_BAD_USAGE
+    if args.trace_dir is not None:
+        try:
+            args.trace_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            out.problem(f"{PROG} fleet: error: --trace-dir {args.trace_dir}: "
+                        f"{exc.strerror or exc}")
+            return EXIT_BAD_USAGE
+    configure_logging(args.verbose)
+    return anyio.run(run_fleet, config, args.trace_dir, args.duration, out)
+
+
+async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
+                    out: Output) -> int:
+    """Run every account of ``config`` until ``duration`` elapses or a signal arrives;
+    return the exit code."""
+    interactive = out.stdout.isatty()
+    close_timeout = max(account.config.close_timeout for account in config.accounts)
+    async with Fleet(close_timeout=close_timeout) as fleet:
+        if not interactive:
+            def print_line(key: str, record: TransitionRecord) -> None:
+                out.stdout.write(plain_fleet_transition(key, record, fleet.started_at) + "\n")
+                out.stdout.flush()
+            fleet.on_transition(print_line)
+        for account in config.accounts:
+            trace = None if trace_dir is None else trace_dir / trace_file_name(account.key)
+            try:
+                await fleet.add(account.key, account.url, trace=trace,
+                                **account.connection_options())
+            except OSError as exc:
+                out.problem(f"{PROG} fleet: error: {trace}: {exc.strerror or exc}")
+                return EXIT_BAD_USAGE
+        async with anyio.create_task_group() as task_group:
+            if interactive:
+                task_group.start_soon(_show_live, fleet, config.path.name, out)
+            else:
+                task_group.start_soon(_report_all_connected, fleet, out)
+                task_group.start_soon(_print_summaries, fleet, out)
+            await _wait_for_the_end(duration)
+            task_group.cancel_scope.cancel()
+    if not interactive:
+        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+    for key in fleet:
+        if (crash := fleet.crash(key)) is not None:
+            out.problem(f"{PROG} fleet: {key} crashed: {crash}")
+    return 0
+
+
+async def _wait_for_the_end(duration: float | None) -> None:
+    with (anyio.move_on_after(math.inf if duration is None else duration),
+          anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals):
+        async for _ in signals:
+            return
+
+
+async def _report_all_connected(fleet: Fleet, out: Output) -> None:
+    """One line when every member is first in a success state (CONNECTED) at once."""
+    success = [name for name, state in fleet.machine.states.items() if state.success]
+    while sum(fleet.count(name) for name in success) < len(fleet):
+        await fleet.wait_changed()
+    elapsed = anyio.current_time() - fleet.started_at
+    out.stdout.write(f"all {len(fleet)} connections {'/'.join(success)} "
+                     f"after {elapsed:.3f} s\n")
+    out.stdout.flush()
+
+
+async def _print_summaries(fleet: Fleet, out: Output) -> None:
+    while True:
+        await anyio.sleep(SUMMARY_INTERVAL)
+        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+        out.stdout.flush()
+
+
+async def _show_live(fleet: Fleet, title: str, out: Output) -> None:
+    console = Console(file=out.stdout)
+    title = f"fsm-live fleet {title}"
+    with Live(fleet_panel(fleet.stats(), fleet.started_at, title), console=console,
+              auto_refresh=False, transient=False) as live:
+        while True:
+            await anyio.sleep(_REFRESH)
+            live.update(fleet_panel(fleet.stats(), fleet.started_at, title), refresh=True)

@@ -1,0 +1,386 @@
+"""Many live connections in one process, one per key (say, an account id).
+
+::
+
+    async with Fleet(close_timeout=5) as fleet:
+        await fleet.add("alice", "wss://example.org/feed", protocol="json")
+        await fleet.add("bob", "wss://example.org/feed", protocol="json")
+        ...
+        await fleet.replace("bob", "wss://other.example.org/feed", protocol="json")
+        await fleet.remove("alice")
+        print(fleet.stats().states)
+
+A :class:`Fleet` owns a task group.  Each member's :class:`LiveConnection` runs
+in one task of it (``async with connection:`` until asked to stop), so a member
+costs its connection's own tasks plus that one.  Every member shares ONE
+lifecycle Machine (ARCHITECTURE.md, section 2, rule 5).
+
+Isolation: members share nothing but the event loop and the fleet's counters.
+A member that is slow (a black-holed server, a stuck close, a blocking
+``on_message`` handler) delays no other: adding, removing and replacing lock
+only their own key, and closing the fleet closes every member at once, each
+bounded by ``close_timeout``.  A member whose connection crashes (an exception
+escaping it, e.g. from an ``on_transition`` callback or a transport) is logged
+on ``fsm_live.fleet`` and reported in :meth:`Fleet.stats` and
+:meth:`Fleet.crash`; it is never propagated, and the other members run on.
+What no event loop can isolate is code that blocks it (a synchronous sleep in a
+handler): that stalls every member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import attrs
+
+from fsm_live.connection import LiveConnection, default_machine
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.lifecycle import LifecycleMachine
+from fsm_live.fleet_stats import FleetStats, FleetTransition, TransitionRate, summarize
+
+__all__ = ("Fleet", "FleetObserver")
+
+logger = logging.getLogger("fsm_live.fleet")
+
+#: Called with a member's key and its transition record, after every transition.
+FleetObserver = Callable[[str, TransitionRecord], None]
+
+
+@attrs.define(eq=False)
+class _Member:
+    """One key's connection and the handles of the task running it."""
+
+    key: str
+    connection: LiveConnection
+    # The fleet sets this scope's deadline when it asks the member to stop.
+    scope: anyio.CancelScope = attrs.Factory(anyio.CancelScope)
+    stop: anyio.Event = attrs.Factory(anyio.Event)
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    running: bool = False
+    crash: str | None = None
+
+
+class Fleet:
+    """Live connections by key, sharing one Machine; an async context manager.
+
+    ``machine`` is the shared :class:`LifecycleMachine` (default: the packaged
+    spec's, :func:`~fsm_live.connection.default_machine`).  ``close_timeout``
+    bounds how long removing, replacing or closing waits for one member, and
+    closing the fleet closes every member concurrently, so it takes about as
+    long as its slowest member, never N times as long.  (A member's own close is
+    bounded by its ``Config.close_timeout`` for the parts it shields from
+    cancellation, such as joining its tasks.)  ``recent`` transitions are kept
+    for :meth:`stats`, which also reports transitions per minute over the last
+    ``rate_window`` seconds and the ``worst`` members.
+
+    Use it with ``async with`` in one task; :meth:`add`, :meth:`remove` and
+    :meth:`replace` may be called from any task while it is entered.  Leaving
+    closes every member; afterwards the members stay readable (CLOSED) but no
+    key can be added, removed or replaced.
+    """
+
+    def __init__(
+        self,
+        *,
+        machine: LifecycleMachine | None = None,
+        close_timeout: float = 5.0,
+        recent: int = 64,
+        rate_window: float = 60.0,
+        worst: int = 10,
+    ) -> None:
+        if not close_timeout > 0:
+            raise ValueError(f"close_timeout must be positive, got {close_timeout!r}")
+        if recent < 0 or worst < 0:
+            raise ValueError(f"recent and worst must be >= 0, got {recent}, {worst}")
+        self.machine = machine or default_machine()
+        self.close_timeout = close_timeout
+        self.worst = worst
+        self._members: dict[str, _Member] = {}
+        self._busy: dict[str, anyio.Event] = {}  # keys being added, removed or replaced
+        self._counts: Counter[str] = Counter()  # members per state, crashed ones excluded
+        self._crashed = 0
+        self._transitions = 0
+        self._rate = TransitionRate(rate_window)
+        self._recent: deque[FleetTransition] = deque(maxlen=recent)
+        self._observers: list[FleetObserver] = []
+        self._changed: anyio.Event | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closing = False
+        self._started_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Fleet {len(self._members)} connections>"
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task_group is not None or self._closing:
+            raise RuntimeError("a Fleet can be entered only once")
+        self._started_at = anyio.current_time()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        assert self._task_group is not None
+        self._closing = True
+        for member in self._members.values():
+            self._ask_to_stop(member)
+        return await self._task_group.__aexit__(exc_type, exc, tb)
+
+    @property
+    def started_at(self) -> float:
+        """When the fleet was entered (``anyio.current_time()``)."""
+        return self._started_at
+
+    # -- membership --------------------------------------------------------------------
+
+    async def add(self, key: str, url: str, **options: Any) -> LiveConnection:
+        """Start a connection to ``url`` as member ``key``; return it once entered.
+
+        ``options`` are :class:`LiveConnection`'s, except ``machine`` (the fleet's
+        is shared; a TypeError).  Returns as soon as the connection started
+        (CONNECTING); wait with :meth:`LiveConnection.wait_for`.  Raises
+        ValueError if ``key`` is a member already, ConfigError for a bad URL or
+        option, what entering the connection raised (say, an unwritable
+        ``trace`` path; the key is then not added), and RuntimeError outside
+        ``async with``.
+        """
+        async with self._exclusive(key):
+            if key in self._members:
+                raise ValueError(f"{key!r} is already in the fleet")
+            connection = self._build(key, url, options)
+            await self._start(_Member(key, connection))
+            return connection
+
+    async def remove(self, key: str) -> None:
+        """Close member ``key``'s connection and forget it.
+
+        Returns once it is closed, within ``close_timeout`` (other members go on
+        meanwhile; a caller cancelled while waiting does not interrupt the close).
+        Raises KeyError for a key that is not a member, RuntimeError outside
+        ``async with``.
+        """
+        async with self._exclusive(key):
+            member = self._member(key)
+            await self._stop(member)
+            del self._members[key]
+            self._forget(member)
+
+    async def replace(self, key: str, url: str, **options: Any) -> LiveConnection:
+        """Close member ``key``'s connection, then start a new one to ``url``.
+
+        The new connection is built (and its options checked) before the old one
+        is touched.  Until this returns, ``fleet[key]`` is the old connection.
+        Raises KeyError for a key that is not a member, and what :meth:`add`
+        raises; if the new connection fails to start, ``key`` is no longer a member.
+        """
+        async with self._exclusive(key):
+            old = self._member(key)
+            connection = self._build(key, url, options)
+            await self._stop(old)
+            del self._members[key]
+            self._forget(old)
+            await self._start(_Member(key, connection))
+            return connection
+
+    def __getitem__(self, key: str) -> LiveConnection:
+        """Member ``key``'s connection; KeyError if it is not a member."""
+        try:
+            return self._members[key].connection
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[str]:
+        """The members' keys, in the order they were added (iterates a snapshot, so
+        members may be added and removed meanwhile)."""
+        return iter(list(self._members))
+
+    def keys(self) -> list[str]:
+        """The members' keys, in the order they were added (a snapshot)."""
+        return list(self._members)
+
+    def crash(self, key: str) -> str | None:
+        """Why member ``key``'s connection crashed, or None while it runs (KeyError
+        if not a member).  A crashed member stays until removed or replaced."""
+        try:
+            return self._members[key].crash
+        except KeyError:
+            raise KeyError(key) from None
+
+    # -- observing ---------------------------------------------------------------------
+
+    def on_transition(self, callback: FleetObserver) -> None:
+        """Call ``callback(key, record)`` synchronously after every member's transition.
+
+        It runs inside that member's driver: keep it short.  An exception it
+        raises is logged and swallowed (one callback must not end every
+        connection); use :meth:`LiveConnection.on_transition` for per-member
+        callbacks whose errors should end the connection.
+        """
+        self._observers.append(callback)
+
+    def count(self, state: str) -> int:
+        """Members in ``state`` now (crashed ones excluded); cheap, for waiting loops."""
+        return self._counts[state]
+
+    async def wait_changed(self) -> None:
+        """Return after the next transition of any member, or the next member added,
+        removed or crashed."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
+
+    def stats(self) -> FleetStats:
+        """A frozen snapshot of the fleet's figures (see :class:`FleetStats`).
+
+        Costs one :meth:`LiveConnection.stats` per member.
+        """
+        now = anyio.current_time()
+        return summarize(
+            ((m.key, m.connection.stats(), m.crash) for m in self._members.values()),
+            at=now,
+            states=self.machine.states,
+            counts=self._counts,
+            crashed=self._crashed,
+            transitions_total=self._transitions,
+            transitions_per_minute=self._rate.per_minute(now),
+            recent=self._recent,
+            worst=self.worst,
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _task_group_or_raise(self) -> anyio.abc.TaskGroup:
+        if self._closing:
+            raise RuntimeError("the fleet is closed")
+        if self._task_group is None:
+            raise RuntimeError("the fleet is not running (use async with)")
+        return self._task_group
+
+    def _member(self, key: str) -> _Member:
+        self._task_group_or_raise()
+        try:
+            return self._members[key]
+        except KeyError:
+            raise KeyError(key) from None
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: str) -> AsyncIterator[None]:
+        """One membership change per key at a time; other keys are not held up."""
+        self._task_group_or_raise()
+        while (busy := self._busy.get(key)) is not None:
+            await busy.wait()
+        done = self._busy[key] = anyio.Event()
+        try:
+            yield
+        finally:
+            del self._busy[key]
+            done.set()
+
+    def _build(self, key: str, url: str, options: dict[str, Any]) -> LiveConnection:
+        if "machine" in options:
+            raise TypeError("a fleet's connections share its machine; pass it to Fleet()")
+        connection = LiveConnection(url, machine=self.machine, **options)
+        connection.on_transition(functools.partial(self._observe, key))
+        return connection
+
+    async def _start(self, member: _Member) -> None:
+        task_group = self._task_group_or_raise()
+        self._members[member.key] = member
+        self._counts[member.connection.state] += 1
+        try:
+            await task_group.start(self._run, member, name=f"fsm_live.fleet {member.key!r}")
+        except BaseException as exc:
+            del self._members[member.key]
+            self._forget(member)
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                raise exc.exceptions[0] from None  # what entering the connection raised
+            raise
+        self._notify()
+
+    async def _run(self, member: _Member, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The member's task: run its connection until asked to stop."""
+        try:
+            with member.scope:
+                async with member.connection:
+                    member.running = True
+                    task_status.started()
+                    await member.stop.wait()
+        except* Exception as group:
+            if not member.running:
+                raise  # to add() / replace(), through task_group.start()
+            self._crashed_with(member, group)
+        finally:
+            member.done.set()
+
+    def _crashed_with(self, member: _Member, group: BaseExceptionGroup[Exception]) -> None:
+        member.crash = "; ".join(f"{type(exc).__name__}: {exc}"
+                                 for exc in _leaves(group))[:500]
+        self._counts[member.connection.state] -= 1
+        self._crashed += 1
+        logger.error("connection %r crashed (the fleet goes on): %s", member.key,
+                     member.crash, exc_info=group)
+        self._notify()
+
+    def _ask_to_stop(self, member: _Member) -> None:
+        member.scope.deadline = min(member.scope.deadline,
+                                    anyio.current_time() + self.close_timeout)
+        member.stop.set()
+
+    async def _stop(self, member: _Member) -> None:
+        self._ask_to_stop(member)
+        with anyio.CancelScope(shield=True):  # bounded by the member's deadline
+            await member.done.wait()
+
+    def _forget(self, member: _Member) -> None:
+        if member.crash is not None:
+            self._crashed -= 1
+        else:
+            self._counts[member.connection.state] -= 1
+        self._notify()
+
+    def _observe(self, key: str, record: TransitionRecord) -> None:
+        counts = self._counts
+        counts[record.source] -= 1
+        counts[record.dest] += 1
+        self._transitions += 1
+        self._rate.add(record.at)
+        self._recent.append(FleetTransition(key, record))
+        self._notify()
+        for observer in self._observers:
+            try:
+                observer(key, record)
+            except Exception:
+                logger.exception("fleet transition callback %r raised", observer)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    leaves: list[Exception] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))
+        else:
+            leaves.append(exc)
+    return leaves

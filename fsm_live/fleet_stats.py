@@ -1,0 +1,193 @@
+"""A fleet's figures: the frozen :class:`FleetStats` snapshot and the pieces behind it.
+
+Everything here is pure (no I/O, no clock of its own): times are passed in, so
+the aggregation is tested without an event loop.  Memory is bounded whatever
+the fleet's age: :class:`TransitionRate` keeps one counter per ``resolution``
+seconds of its window, and recent transitions live in one bounded buffer per
+fleet (see :class:`fsm_live.fleet.Fleet`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.spec import StateSpec
+from fsm_live.stats import Stats
+
+__all__ = ("ConnectionSummary", "FleetStats", "FleetTransition", "TransitionRate", "summarize")
+
+
+@attrs.frozen
+class FleetTransition:
+    """One transition of the fleet member ``key``."""
+
+    key: str
+    record: TransitionRecord
+
+
+@attrs.frozen
+class ConnectionSummary:
+    """One member, as the fleet's list of worst connections shows it.
+
+    ``crash`` says why the member's connection crashed (exception types and
+    messages; None while it runs); a crashed member keeps the state it had.
+    """
+
+    key: str
+    state: str
+    consecutive_failures: int
+    time_in_state: float
+    last_error: str
+    crash: str | None = None
+
+
+@attrs.frozen
+class FleetStats:
+    """A fleet's figures at one moment (``at``, ``anyio.current_time()``), immutable.
+
+    * ``connections``: members now (crashed ones included);
+    * ``states``: members per state, every state of the spec listed (zeros too), in
+      spec order; crashed members are counted in ``crashed`` instead;
+    * ``transitions_total``: transitions since the fleet started, of members removed
+      since included; ``transitions_per_minute``: those in the last ``rate_window``
+      seconds, scaled to one minute;
+    * ``failures`` (by error class), ``connects``, ``reconnects``, heartbeats and
+      messages: summed over the members now (each over its connection's life);
+    * ``worst``: up to N members that are not well, worst first: crashed, then by
+      the severity of their state (the spec's log level: FAILED before
+      RECONNECTING), consecutive failures, and time in that state;
+    * ``recent``: the latest transitions of the fleet, oldest first.
+    """
+
+    at: float
+    connections: int
+    states: Mapping[str, int]
+    crashed: int
+    transitions_total: int
+    transitions_per_minute: float
+    failures: Mapping[str, int]
+    connects: int
+    reconnects: int
+    heartbeats_sent: int
+    heartbeats_acked: int
+    messages_in: int
+    messages_out: int
+    worst: tuple[ConnectionSummary, ...]
+    recent: tuple[FleetTransition, ...]
+
+
+class TransitionRate:
+    """Events counted over a sliding window, in buckets of ``resolution`` seconds.
+
+    Memory is at most ``window / resolution + 1`` buckets, whatever the rate.
+    Times must not go backwards (use ``anyio.current_time()``).  The window is
+    resolved to whole buckets: an event counts while its bucket is one of the
+    latest ``ceil(window / resolution)``.
+    """
+
+    __slots__ = ("_buckets", "_span", "resolution", "window")
+
+    def __init__(self, window: float = 60.0, resolution: float = 1.0) -> None:
+        if not (window > 0 and resolution > 0 and math.isfinite(window)):
+            raise ValueError(f"window and resolution must be positive, got {window}, "
+                             f"{resolution}")
+        self.window = window
+        self.resolution = resolution
+        self._span = math.ceil(window / resolution)
+        self._buckets: deque[list[int]] = deque()  # [bucket index, count], oldest first
+
+    def add(self, now: float, count: int = 1) -> None:
+        """Count ``count`` events at ``now``."""
+        index = math.floor(now / self.resolution)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == index:
+            buckets[-1][1] += count
+        else:
+            buckets.append([index, count])
+        self._prune(index)
+
+    def count(self, now: float) -> int:
+        """Events in the window ending at ``now``."""
+        self._prune(math.floor(now / self.resolution))
+        return sum(count for _, count in self._buckets)
+
+    def per_minute(self, now: float) -> float:
+        """Events in the window ending at ``now``, scaled to one minute."""
+        return self.count(now) * 60.0 / self.window
+
+    def _prune(self, index: int) -> None:
+        buckets = self._buckets
+        while buckets and buckets[0][0] <= index - self._span:
+            buckets.popleft()
+
+
+def summarize(
+    members: Iterable[tuple[str, Stats, str | None]],
+    *,
+    at: float,
+    states: Mapping[str, StateSpec],
+    counts: Mapping[str, int],
+    crashed: int,
+    transitions_total: int,
+    transitions_per_minute: float,
+    recent: Iterable[FleetTransition],
+    worst: int,
+) -> FleetStats:
+    """Aggregate ``members`` (key, stats, crash) into a :class:`FleetStats`.
+
+    ``counts`` are the members per state (crashed ones excluded), kept by the
+    fleet as transitions happen; ``states`` is the spec's table, which orders
+    them and ranks the worst members by their state's log level.
+    """
+    failures: Counter[str] = Counter()
+    totals = Counter[str]()
+    candidates: list[tuple[tuple[bool, int, int, float], ConnectionSummary]] = []
+    connections = 0
+    for key, stats, crash in members:
+        connections += 1
+        failures.update(stats.failures)
+        totals["connects"] += stats.connects
+        totals["reconnects"] += stats.reconnects
+        totals["heartbeats_sent"] += stats.heartbeats_sent
+        totals["heartbeats_acked"] += stats.heartbeats_acked
+        totals["messages_in"] += stats.messages_in
+        totals["messages_out"] += stats.messages_out
+        state = states[stats.state]
+        well = state.success or state.final
+        if crash is None and well and stats.consecutive_failures == 0:
+            continue
+        rank = (crash is not None, _severity(state), stats.consecutive_failures,
+                stats.time_in_state)
+        candidates.append((rank, ConnectionSummary(
+            key=key, state=stats.state, consecutive_failures=stats.consecutive_failures,
+            time_in_state=stats.time_in_state, last_error=stats.last_error, crash=crash)))
+    ranked = heapq.nlargest(worst, candidates, key=lambda item: item[0])
+    return FleetStats(
+        at=at,
+        connections=connections,
+        states={name: counts.get(name, 0) for name in states},
+        crashed=crashed,
+        transitions_total=transitions_total,
+        transitions_per_minute=transitions_per_minute,
+        failures=dict(sorted(failures.items())),
+        connects=totals["connects"],
+        reconnects=totals["reconnects"],
+        heartbeats_sent=totals["heartbeats_sent"],
+        heartbeats_acked=totals["heartbeats_acked"],
+        messages_in=totals["messages_in"],
+        messages_out=totals["messages_out"],
+        worst=tuple(summary for _, summary in ranked),
+        recent=tuple(recent),
+    )
+
+
+def _severity(state: StateSpec) -> int:
+    level = logging.getLevelName(state.log_level)
+    return level if isinstance(level, int) else logging.INFO

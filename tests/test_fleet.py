@@ -1,0 +1,646 @@
+"""A fleet of live connections in virtual time (in-memory transport, trio's MockClock),
+its statistics, and fleet files.
+
+Membership changes while other members reconnect, isolation of slow and crashing
+members, closing within ``close_timeout``, and 1,000 connections over 24 virtual
+hours with exact counts.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from trio.testing import MockClock
+
+from fsm_live import Config, ConfigError, FixedDelay, Secret
+from fsm_live.connection import LiveConnection
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.errors import TransportError
+from fsm_live.fleet import Fleet
+from fsm_live.fleet_config import FleetConfig
+from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
+from fsm_live.spec import Spec
+from fsm_live.stats import Stats
+from fsm_live.transport.base import ConnectOptions, Link
+from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
+
+pytestmark = pytest.mark.anyio
+
+OK = "ws://ok.test/"
+DOWN = "ws://down.test/"  # nothing serves it: attempts are refused
+VOID = "ws://void.test/"  # black-holed: opens, then never answers
+SPEC_STATES = Spec.default().states
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+
+@pytest.fixture
+def network() -> MemoryNetwork:
+    network = MemoryNetwork()
+    network.black_hole(VOID)
+    return network
+
+
+async def echo(link: ServerLink) -> None:
+    try:
+        while True:
+            await link.send(await link.receive())
+    except TransportError:
+        pass
+
+
+def options(network: MemoryNetwork, **extra: Any) -> dict[str, Any]:
+    """A member's connection options: the in-memory transport, no jitter."""
+    return {"transport": MemoryTransport(network), "random": lambda: 1.0, **extra}
+
+
+async def wait_until(fleet: Fleet, condition: Callable[[], bool]) -> None:
+    while not condition():
+        await fleet.wait_changed()
+
+
+def recount(fleet: Fleet) -> dict[str, int]:
+    """Members per state, counted the slow way (crashed members left out)."""
+    counts = dict.fromkeys(SPEC_STATES, 0)
+    for key in fleet:
+        if fleet.crash(key) is None:
+            counts[fleet[key].state] += 1
+    return counts
+
+
+# -- membership -------------------------------------------------------------------------
+
+
+async def test_add_remove_replace_while_others_reconnect(network: MemoryNetwork) -> None:
+    config = Config(backoff=FixedDelay(10), max_failures=1000)
+    with anyio.fail_after(3600):
+        async with network.serve(OK, echo), Fleet(close_timeout=2) as fleet:
+            for i in range(10):
+                await fleet.add(f"ok{i}", OK, config=config, **options(network))
+            for i in range(5):
+                await fleet.add(f"down{i}", DOWN, config=config, **options(network))
+            for i in range(3):
+                await fleet.add(f"void{i}", VOID, config=config, **options(network))
+            assert len(fleet) == 18
+            assert fleet.keys()[:2] == ["ok0", "ok1"]
+            start = anyio.current_time()
+            # void*: CONNECTED at 0, 40, 80 (lost 30 s after each, retried 10 s later);
+            # down*: refused at 0, 10, 20, ...
+            await anyio.sleep(100)
+            assert fleet.count("CONNECTED") == 13
+            assert fleet.stats().states == recount(fleet)
+            assert fleet["down0"].stats().failures == {"network": 10}
+            assert fleet["void0"].stats().failures == {"lost": 2}
+            assert fleet["ok0"].stats().heartbeats_acked == 6
+
+            # Removing a black-holed member waits for its close (no answer: the fleet's
+            # 2 s bound); a member added meanwhile is not held up.
+            removed_at = math.nan
+
+            async def remove_void0() -> None:
+                nonlocal removed_at
+                await fleet.remove("void0")
+                removed_at = anyio.current_time()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(remove_void0)
+                await fleet["void0"].wait_for("CLOSED")  # the link is still closing
+                assert "void0" in fleet
+                late = await fleet.add("late", OK, config=config, **options(network))
+                await late.wait_connected()
+                connected_at = anyio.current_time()
+            assert connected_at == start + 100
+            assert removed_at == pytest.approx(start + 102)
+            assert "void0" not in fleet
+
+            old = fleet["down0"]
+            new = await fleet.replace("down0", OK, config=config, **options(network))
+            assert old.state == "CLOSED"
+            assert fleet["down0"] is new
+            await new.wait_connected()
+            assert anyio.current_time() == pytest.approx(start + 102)
+
+            # The rest were not disturbed meanwhile.
+            await anyio.sleep(15)
+            assert fleet["ok0"].stats().heartbeats_acked == 7
+            assert fleet["down1"].state in ("CONNECTING", "RECONNECTING")
+            assert fleet.stats().states == recount(fleet)
+            assert fleet.stats().connections == len(fleet) == 18
+        assert set(recount(fleet).items()) >= {("CLOSED", 18)}
+
+
+async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None:
+    fleet = Fleet()
+    with pytest.raises(RuntimeError, match="not running"):
+        await fleet.add("a", OK, **options(network))
+    with anyio.fail_after(60):
+        async with network.serve(OK, echo), fleet:
+            first = await fleet.add("a", OK, **options(network))
+            await first.wait_connected()
+            with pytest.raises(ValueError, match="'a' is already in the fleet"):
+                await fleet.add("a", OK, **options(network))
+            with pytest.raises(KeyError):
+                await fleet.remove("nobody")
+            with pytest.raises(KeyError):
+                await fleet.replace("nobody", OK, **options(network))
+            with pytest.raises(KeyError):
+                fleet["nobody"]
+            with pytest.raises(TypeError, match="share its machine"):
+                await fleet.add("b", OK, machine=fleet.machine, **options(network))
+            # A bad replacement leaves the running member alone.
+            with pytest.raises(ConfigError, match="ws:// or wss://"):
+                await fleet.replace("a", "http://example.org/", **options(network))
+            assert fleet["a"] is first
+            assert first.state == "CONNECTED"
+            # Entering fails (no such directory for the trace): raised, key not added.
+            with pytest.raises(FileNotFoundError):
+                await fleet.add("c", OK, trace=tmp_path / "no" / "c.jsonl", **options(network))
+            assert "c" not in fleet
+            # Work-around: a LiveConnection whose entering failed leaves its driver's
+            # memory streams unclosed (reported against connection.py); collect them
+            # here rather than have their ResourceWarning fail a later test.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
+            assert fleet.stats().states == recount(fleet)
+            assert fleet.stats().connections == 1
+        with pytest.raises(RuntimeError, match="closed"):
+            await fleet.add("d", OK, **options(network))
+        with pytest.raises(RuntimeError, match="closed"):
+            await fleet.remove("a")
+        assert fleet["a"].state == "CLOSED"
+        with pytest.raises(RuntimeError, match="only once"):
+            await fleet.__aenter__()
+
+
+async def test_changes_to_one_key_are_serialised(network: MemoryNetwork) -> None:
+    with anyio.fail_after(60):
+        async with network.serve(OK, echo), Fleet(close_timeout=3) as fleet:
+            first = await fleet.add("v", VOID, **options(network))
+            await first.wait_connected()
+            replaced: list[LiveConnection] = []
+
+            async def replace() -> None:
+                replaced.append(await fleet.replace("v", OK, **options(network)))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(replace)
+                await first.wait_for("CLOSED")  # the replacement waits for its link
+                # Waits for the replacement (3 s: the black-holed close), then removes it.
+                await fleet.remove("v")
+            assert "v" not in fleet
+            assert first.state == replaced[0].state == "CLOSED"
+            assert fleet.stats().states == recount(fleet)
+
+
+# -- isolation --------------------------------------------------------------------------
+
+
+async def test_slow_members_do_not_delay_the_others(network: MemoryNetwork) -> None:
+    """A black-holed server, a blocked handler and a stalled handshake: the other
+    members keep their heartbeats; closing the fleet takes one close_timeout."""
+    blocked = "ws://blocked.test/"
+    network.stall("ws://stall.test/")
+
+    async def push_many(link: ServerLink) -> None:
+        for i in range(300):  # beyond message_concurrency: the reader stops reading
+            await link.send(f"m{i}")
+        await echo(link)
+
+    async def never_returns(message: Any) -> None:
+        await anyio.sleep_forever()
+
+    closed_at: dict[str, float] = {}
+
+    def note_closed(key: str, record: TransitionRecord) -> None:
+        if record.dest == "CLOSED":
+            closed_at[key] = record.at
+
+    with anyio.fail_after(3600):
+        async with network.serve(OK, echo), network.serve(blocked, push_many):
+            async with Fleet(close_timeout=3) as fleet:
+                fleet.on_transition(note_closed)
+                await fleet.add("void", VOID, **options(network))
+                await fleet.add("blocked", blocked, on_message=never_returns,
+                                **options(network))
+                await fleet.add("stall", "ws://stall.test/", **options(network))
+                for i in range(20):
+                    await fleet.add(f"ok{i}", OK, **options(network))
+                await anyio.sleep(61)
+                for i in range(20):
+                    stats = fleet[f"ok{i}"].stats()
+                    assert (stats.heartbeats_sent, stats.heartbeats_acked) == (4, 4)
+                assert fleet["void"].stats().failures == {"lost": 1}
+                assert fleet["blocked"].stats().messages_in == 101  # 100 handled, 1 waiting
+                assert fleet["stall"].stats().failures == {"network": 4}
+                # The void member is CONNECTED again (its server answers nothing).
+                assert fleet["void"].state == "CONNECTED"
+                leaving = anyio.current_time()
+            elapsed = anyio.current_time() - leaving
+    # Its members closed concurrently: one close_timeout (the fleet's 3 s, below their
+    # own 5 s), not one per slow member.
+    assert elapsed == pytest.approx(3)
+    assert recount(fleet)["CLOSED"] == 23
+    assert all(closed_at[f"ok{i}"] == leaving for i in range(20))
+    assert closed_at["void"] == closed_at["blocked"] == closed_at["stall"] == leaving
+
+
+async def test_a_crashing_connection_does_not_tear_down_the_fleet(
+        network: MemoryNetwork, caplog: pytest.LogCaptureFixture) -> None:
+    b_url = "ws://b.test/"
+
+    def boom(record: TransitionRecord) -> None:
+        if record.dest == "RECONNECTING":
+            raise RuntimeError("observer bug")
+
+    with anyio.fail_after(3600):
+        async with network.serve(OK, echo), network.serve(b_url, echo) as b_server, \
+                Fleet() as fleet:
+            for key in ("a", "c"):
+                await fleet.add(key, OK, **options(network))
+            b = await fleet.add("b", b_url, **options(network))
+            b.on_transition(boom)
+            await wait_until(fleet, lambda: fleet.count("CONNECTED") == 3)
+            b_server.links[-1].drop()
+            await wait_until(fleet, lambda: fleet.crash("b") is not None)
+            assert fleet.crash("b") == "RuntimeError: observer bug"
+            stats = fleet.stats()
+            assert stats.crashed == 1
+            assert stats.states["CONNECTED"] == 2
+            assert stats.states["RECONNECTING"] == 0  # b's count moved to crashed
+            assert stats.worst[0].key == "b"
+            assert stats.worst[0].crash == "RuntimeError: observer bug"
+            await anyio.sleep(61)
+            assert [fleet[key].stats().heartbeats_acked for key in ("a", "c")] == [4, 4]
+            await fleet.remove("b")
+            assert fleet.stats().crashed == 0
+            assert fleet.stats().states == recount(fleet)
+    assert "connection 'b' crashed (the fleet goes on)" in caplog.text
+
+
+class CloseRaises:
+    """A transport whose attempts raise when they are left: a component bug."""
+
+    def __init__(self, network: MemoryNetwork) -> None:
+        self.inner = MemoryTransport(network)
+
+    @asynccontextmanager
+    async def connect(self, url: str, options: ConnectOptions) -> AsyncIterator[Link]:
+        async with self.inner.connect(url, options) as link:
+            yield link
+        raise RuntimeError("transport bug")
+
+
+async def test_a_transport_crashing_at_close(network: MemoryNetwork) -> None:
+    with anyio.fail_after(60):
+        async with network.serve(OK, echo), Fleet() as fleet:
+            await fleet.add("bad", OK, **options(network, transport=CloseRaises(network)))
+            good = await fleet.add("good", OK, **options(network))
+            await wait_until(fleet, lambda: fleet.count("CONNECTED") == 2)
+            await fleet.remove("bad")  # crashes while closing: reported, not raised
+            assert fleet.stats().crashed == 0
+            await good.rotate()
+            await good.wait_for("CONNECTING")
+            await good.wait_connected()
+
+
+async def test_a_raising_fleet_callback_is_logged_and_isolated(
+        network: MemoryNetwork, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    def bad(key: str, record: TransitionRecord) -> None:
+        raise ValueError("callback bug")
+
+    with anyio.fail_after(60):
+        async with network.serve(OK, echo), Fleet() as fleet:
+            fleet.on_transition(bad)
+            fleet.on_transition(lambda key, record: seen.append(f"{key}:{record.dest}"))
+            conn = await fleet.add("a", OK, **options(network))
+            await conn.wait_connected()
+            assert fleet.crash("a") is None
+    assert seen == ["a:CONNECTING", "a:CONNECTED", "a:CLOSED"]
+    assert caplog.text.count("fleet transition callback") == 3
+
+
+# -- 1,000 connections, 24 hours ------------------------------------------------------------
+
+SHARDS = 10
+PER_SHARD = 100
+HEARTBEAT = 1800.0
+OUTAGE_AT = 3 * 3600 + 10.0  # shard 3: refused for 630 s, links dropped
+HALF_OPEN_AT = 12 * 3600 + 10.0  # shard 7: links black-holed (server answers again after)
+END = 24 * 3600 + 1.0
+
+
+def heartbeats(connected_at: float, until: float) -> int:
+    """Heartbeats a connection sends from connected_at (at each interval) up to until."""
+    return math.floor((until - connected_at) / HEARTBEAT)
+
+
+@pytest.mark.timeout(60)
+async def test_1000_connections_for_24_virtual_hours(network: MemoryNetwork) -> None:
+    """1,000 members on 10 shards for 24 virtual hours: an outage of one shard and
+    half-open links on another, with exact counts.
+
+    Heartbeats run every 1800 s (timeout 4000 s) instead of 15 s: in-memory heartbeats
+    cost about 0.2 ms each under trio, and 1,000 x 24 h at 15 s would be 5.8 million
+    of them (about 20 minutes); at 1800 s the test takes about 15 s.
+    """
+    config = Config(heartbeat_interval=HEARTBEAT, heartbeat_timeout=4000,
+                    cleanup_interval=86400, backoff=FixedDelay(60), max_failures=100)
+    urls = [f"ws://shard{n}.test/" for n in range(SHARDS)]
+    with anyio.fail_after(END + 3600):
+        async with AsyncExitStack() as serving:
+            servers = [await serving.enter_async_context(network.serve(url, echo))
+                       for url in urls]
+            async with Fleet(close_timeout=5) as fleet:
+                for n, url in enumerate(urls):
+                    for i in range(PER_SHARD):
+                        await fleet.add(f"s{n}-{i}", url, config=config, **options(network))
+                await wait_until(fleet, lambda: fleet.count("CONNECTED") == 1000)
+                t0 = anyio.current_time()
+                assert fleet.stats().transitions_total == 2000
+
+                # Shard 3 goes down: links dropped, attempts refused every 60 s for 630 s.
+                await anyio.sleep_until(t0 + OUTAGE_AT)
+                network.refuse(urls[3])
+                for link in servers[3].links:
+                    link.drop()
+                await anyio.sleep(30)
+                stats = fleet.stats()
+                assert stats.states["RECONNECTING"] == 100
+                assert stats.transitions_per_minute == 100  # the 100 `lost` of shard 3
+                assert {m.key.partition("-")[0] for m in stats.worst} == {"s3"}
+                await anyio.sleep(60)  # the first attempt failed: retry + connect_failed
+                assert fleet.stats().transitions_per_minute == 200
+                await anyio.sleep_until(t0 + OUTAGE_AT + 630)
+                network.restore(urls[3])
+                await anyio.sleep(31)  # reconnected at +660
+                assert fleet.count("CONNECTED") == 1000
+
+                # Shard 7's links go half-open: found at the heartbeat timeout (4000 s after
+                # the last ack, at 12 h), reconnected 60 s later.
+                await anyio.sleep_until(t0 + HALF_OPEN_AT)
+                for link in servers[7].links:
+                    link.black_hole()
+                await anyio.sleep_until(t0 + END)
+                stats = fleet.stats()
+                leaving = anyio.current_time()
+            closing_took = anyio.current_time() - leaving
+
+    assert stats.connections == 1000
+    assert stats.states["CONNECTED"] == 1000
+    assert stats.worst == ()
+    assert stats.failures == {"lost": 200, "network": 1000}
+    # Every member: start + opened; shard 3: lost, 11 retries, 10 connect_failed,
+    # opened; shard 7: lost, retry, opened.
+    assert stats.transitions_total == 1000 * 2 + 100 * 23 + 100 * 3
+    assert stats.connects == 1000 + 100 + 100
+    outage_back = OUTAGE_AT + 660
+    half_open_lost = 12 * 3600 + 4000  # the last ack was at 12 h
+    sent = (800 * heartbeats(0, END)
+            + 100 * (heartbeats(0, OUTAGE_AT) + heartbeats(outage_back, END))
+            # unanswered pings at 12.5 h and 13 h, then a new link from lost + 60 s
+            + 100 * (heartbeats(0, half_open_lost) + heartbeats(half_open_lost + 60, END)))
+    assert stats.heartbeats_sent == sent
+    assert stats.heartbeats_acked == sent - 200
+    # Closing 1,000 connected members: their servers answer at once, so no virtual time.
+    assert closing_took == 0
+    assert recount(fleet)["CLOSED"] == 1000
+
+
+# -- statistics -------------------------------------------------------------------------
+
+
+def a_stats(state: str, *, consecutive: int = 0, time_in_state: float = 1.0,
+            **figures: Any) -> Stats:
+    values: dict[str, Any] = {
+        "state": state, "time_in_state": time_in_state, "transitions": {}, "connects": 1,
+        "reconnects": 0, "failures": {}, "consecutive_failures": consecutive,
+        "last_error": "", "heartbeats_sent": 0, "heartbeats_acked": 0,
+        "heartbeat_rtt": None, "messages_in": 0, "messages_out": 0,
+        "duplicates_dropped": 0, "token_refreshes": 0, "token_refresh_failures": 0,
+        "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0, "stuck_tasks": 0}
+    values.update(figures)
+    return Stats(**values)
+
+
+def test_summarize_sums_and_ranks_the_worst() -> None:
+    record = TransitionRecord(at=1.0, source="CONNECTING", dest="CONNECTED", trigger="opened")
+    members: list[tuple[str, Stats, str | None]] = [
+        ("well", a_stats("CONNECTED", heartbeats_sent=3, heartbeats_acked=2,
+                         failures={"lost": 1}, messages_in=5), None),
+        ("unstable", a_stats("CONNECTED", consecutive=1, failures={"lost": 2}), None),
+        ("retrying", a_stats("RECONNECTING", consecutive=3, time_in_state=9), None),
+        ("retrying-longer", a_stats("RECONNECTING", consecutive=3, time_in_state=20), None),
+        ("failed", a_stats("FAILED", consecutive=1, failures={"auth": 1}), None),
+        ("closed", a_stats("CLOSED"), None),
+        ("crashed", a_stats("CONNECTED"), "RuntimeError: x"),
+    ]
+    stats = summarize(members, at=5.0, states=SPEC_STATES,
+                      counts={"CONNECTED": 2, "RECONNECTING": 2, "FAILED": 1, "CLOSED": 1},
+                      crashed=1, transitions_total=42, transitions_per_minute=3.0,
+                      recent=[FleetTransition("well", record)], worst=5)
+    assert stats.connections == 7
+    assert list(stats.states) == list(SPEC_STATES)
+    assert stats.states == {"DISCONNECTED": 0, "CONNECTING": 0, "CONNECTED": 2,
+                            "RECONNECTING": 2, "FAILED": 1, "CLOSED": 1}
+    assert (stats.crashed, stats.transitions_total, stats.transitions_per_minute) == (1, 42, 3)
+    assert stats.failures == {"auth": 1, "lost": 3}
+    assert (stats.heartbeats_sent, stats.heartbeats_acked, stats.messages_in) == (3, 2, 5)
+    assert stats.connects == 7
+    # Crashed first, then by the state's log level (ERROR, WARNING, INFO), failures, time.
+    assert [m.key for m in stats.worst] == ["crashed", "failed", "retrying-longer", "retrying",
+                                            "unstable"]
+    assert stats.worst[0].crash == "RuntimeError: x"
+    assert stats.recent == (FleetTransition("well", record),)
+    fewer = summarize(members, at=5.0, states=SPEC_STATES, counts={}, crashed=1,
+                      transitions_total=0, transitions_per_minute=0, recent=[], worst=2)
+    assert [m.key for m in fewer.worst] == ["crashed", "failed"]
+
+
+def test_transition_rate_is_a_bounded_sliding_window() -> None:
+    rate = TransitionRate(window=60, resolution=1)
+    for second in range(10_000):
+        rate.add(second + 0.5, 2)
+    assert len(rate._buckets) <= 61
+    # At 9999.9 the window is the buckets of seconds 9940-9999.
+    assert rate.count(9_999.9) == 120
+    assert rate.per_minute(9_999.9) == 120
+    assert rate.count(10_029.5) == 60
+    assert rate.count(20_000) == 0
+    half = TransitionRate(window=30)
+    half.add(0.0, 10)
+    assert half.per_minute(1.0) == 20
+    with pytest.raises(ValueError, match="positive"):
+        TransitionRate(window=0)
+
+
+async def test_stats_totals_recent_and_rate(network: MemoryNetwork) -> None:
+    retry_every_10s = Config(backoff=FixedDelay(10), max_failures=100)
+    with anyio.fail_after(600):
+        async with network.serve(OK, echo), Fleet(recent=4, rate_window=60) as fleet:
+            for key in ("a", "b", "c"):
+                await fleet.add(key, OK, **options(network))
+            await wait_until(fleet, lambda: fleet.count("CONNECTED") == 3)
+            await fleet["a"].send("hello")
+            await fleet.replace("b", DOWN, config=retry_every_10s, **options(network))
+            await fleet["b"].wait_for("RECONNECTING")
+            stats = fleet.stats()
+            # a, c: start, opened; old b: start, opened, close; new b: start, connect_failed
+            assert stats.transitions_total == 9
+            assert stats.transitions_per_minute == 9
+            assert [(t.key, t.record.dest) for t in stats.recent] == [
+                ("c", "CONNECTED"), ("b", "CLOSED"), ("b", "CONNECTING"), ("b", "RECONNECTING")]
+            assert stats.failures == {"network": 1}
+            assert stats.messages_out == 1
+            assert stats.worst[0].key == "b"
+            await anyio.sleep(61)
+            # Only b's retry + connect_failed every 10 s, at 10 ... 60 s.
+            assert fleet.stats().transitions_per_minute == 12
+
+
+# -- fleet files ------------------------------------------------------------------------
+
+
+GOOD = """\
+[defaults]
+heartbeat_interval = 20
+heartbeat_timeout = 50
+[defaults.backoff]
+policy = "fixed"
+seconds = 7
+
+[accounts.alice]
+url = "ws://127.0.0.1:8765/"
+protocol = "json"
+cookies_file = "alice.cookies"
+heartbeat_timeout = 45
+
+[accounts.bob]
+url = "wss://example.org/feed"
+cookies_env = "BOB_COOKIES"
+
+[accounts."carol@example.org"]
+url = "ws://127.0.0.1:8765/"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fleet.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def test_fleet_file_good(tmp_path: Path) -> None:
+    (tmp_path / "alice.cookies").write_text("unb=42; sid=s3cr3t-alice\n", encoding="utf-8")
+    config = FleetConfig.load(write(tmp_path, GOOD), env={"BOB_COOKIES": "unb=7; t=s3cr3t-bob"})
+    alice, bob, carol = config.accounts
+    assert [a.key for a in config.accounts] == ["alice", "bob", "carol@example.org"]
+    assert (alice.protocol, bob.protocol) == ("json", "ping")
+    assert alice.config.heartbeat_interval == bob.config.heartbeat_interval == 20
+    assert (alice.config.heartbeat_timeout, bob.config.heartbeat_timeout) == (45, 50)
+    assert alice.config.backoff == FixedDelay(7)
+    assert alice.cookies == Secret("unb=42; sid=s3cr3t-alice")
+    credentials = alice.credentials()
+    assert credentials is not None
+    assert await credentials.handshake_headers() == {"Cookie": Secret("unb=42; sid=s3cr3t-alice")}
+    assert bob.cookies == Secret("unb=7; t=s3cr3t-bob")
+    assert carol.cookies is None
+    assert carol.credentials() is None
+    assert carol.connection_options() == {"protocol": "ping", "config": carol.config,
+                                          "credentials": None}
+    assert "s3cr3t" not in repr(config)
+
+
+ACCOUNT = '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
+BAD_FILES = {
+    "unknown top-level key": (ACCOUNT + "[extra]\nx = 1\n", "extra", "unknown key"),
+    "no accounts": ("[defaults]\nheartbeat_interval = 20\n", "accounts", "no accounts"),
+    "accounts not a table": ('accounts = "alice"\n', "accounts", "must be a table"),
+    "account not a table": ('[accounts]\nalice = "ws://x/"\n', "accounts.alice",
+                            "must be a table"),
+    "unknown account key": (ACCOUNT + 'colour = "blue"\n', "accounts.alice.colour",
+                            "unknown key"),
+    "missing url": ('[accounts.alice]\nprotocol = "ping"\n', "accounts.alice.url", "missing"),
+    "url not a string": ("[accounts.alice]\nurl = 7\n", "accounts.alice.url",
+                         "non-empty string"),
+    "http url": ('[accounts.alice]\nurl = "http://127.0.0.1/"\n', "accounts.alice.url",
+                 "ws:// or wss://"),
+    "bad protocol": (ACCOUNT + 'protocol = "smoke"\n', "accounts.alice.protocol",
+                     "unknown protocol 'smoke'"),
+    "lwp without token_url": (ACCOUNT + 'protocol = "lwp"\n', "accounts.alice",
+                              "lwp accounts need token_url"),
+    "lwp with token_url": (ACCOUNT + 'protocol = "lwp"\ntoken_url = "http://127.0.0.1/t"\n',
+                           "accounts.alice.token_url", "not supported yet"),
+    "token_url on ping": (ACCOUNT + 'token_url = "http://127.0.0.1/t"\n',
+                          "accounts.alice.token_url", "only lwp accounts"),
+    "bad default value": ("[defaults]\nheartbeat_interval = -1\n" + ACCOUNT,
+                          "defaults.heartbeat_interval", "positive"),
+    "unknown default": ("[defaults]\nheartbeat = 5\n" + ACCOUNT, "defaults.heartbeat",
+                        "unknown key"),
+    "bad account value": (ACCOUNT + 'open_timeout = "soon"\n', "accounts.alice.open_timeout",
+                          "number of seconds"),
+    "inconsistent with defaults": ("[defaults]\nheartbeat_timeout = 40\n" + ACCOUNT
+                                   + "heartbeat_interval = 45\n",
+                                   "accounts.alice.heartbeat_timeout", "greater than"),
+    "bad backoff parameter": (ACCOUNT + '[accounts.alice.backoff]\npolicy = "exponential"\n'
+                              "initial = 10\nmaximum = 1\n", "accounts.alice.backoff.maximum",
+                              "must be >= initial"),
+    "unreadable cookies file": (ACCOUNT + 'cookies_file = "missing.cookies"\n',
+                                "accounts.alice.cookies_file", "cannot read"),
+    "unset cookies variable": (ACCOUNT + 'cookies_env = "NOT_SET_ANYWHERE"\n',
+                               "accounts.alice.cookies_env", "NOT_SET_ANYWHERE is not set"),
+    "both cookie sources": (ACCOUNT + 'cookies_env = "C"\ncookies_file = "c"\n',
+                            "accounts.alice", "not both"),
+    "blank account name": ('[accounts." "]\nurl = "ws://127.0.0.1:1/"\n', "accounts. ",
+                           "blank"),
+    "invalid TOML": ("[accounts.alice\n", "", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize(("text", "where", "message"), list(BAD_FILES.values()),
+                         ids=list(BAD_FILES))
+def test_fleet_file_errors_name_file_account_and_key(tmp_path: Path, text: str, where: str,
+                                                      message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        FleetConfig.load(path, env={})
+    location = f"{path}: {where}" if where else str(path)
+    assert caught.value.field == location
+    assert message in str(caught.value)
+
+
+def test_cookie_values_never_appear_in_errors(tmp_path: Path) -> None:
+    (tmp_path / "alice.cookies").write_text("unb=1; s3cr3t-without-equals", encoding="utf-8")
+    path = write(tmp_path, ACCOUNT + 'cookies_file = "alice.cookies"\n')
+    with pytest.raises(ConfigError) as caught:
+        FleetConfig.load(path)
+    assert str(caught.value) == (f"{path}: accounts.alice.cookies_file: "
+                                 "pair 2 is not name=value")
+    with pytest.raises(ConfigError) as caught:
+        FleetConfig.load(write(tmp_path, ACCOUNT + 'cookies_env = "C"\n'),
+                         env={"C": "s3cr3t-value"})
+    assert "s3cr3t" not in str(caught.value)
+    assert caught.value.field.endswith("accounts.alice.cookies_env")
+
+
+def test_unreadable_fleet_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        FleetConfig.load(tmp_path / "missing.toml")
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        FleetConfig.load(binary)
+

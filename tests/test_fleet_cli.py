@@ -1,0 +1,281 @@
+"""``fsm-live fleet`` end to end against a local websockets echo server, and its output.
+
+The server runs in the test's event loop (asyncio, 127.0.0.1, port 0); the CLI
+runs as ``python -m fsm_live fleet`` in a child process (bounded by the test's
+deadline), except the dashboard test, which runs :func:`run_fleet` in-process
+on a fake terminal.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from rich.console import Console
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from fsm_live.cli import Output
+from fsm_live.cli.fleet import run_fleet, trace_file_name
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.fleet_config import FleetConfig
+from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
+from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.trace import TRACE_KEYS, read_trace
+
+pytestmark = pytest.mark.timeout(60)
+
+DEADLINE = 30.0
+COMMAND = (sys.executable, "-m", "fsm_live", "fleet")
+ACCOUNTS = 20
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _echo(connection: ServerConnection) -> None:
+    try:
+        async for message in connection:
+            await connection.send(message)
+    except ConnectionClosed:
+        pass
+
+
+@asynccontextmanager
+async def echo_server() -> AsyncIterator[str]:
+    """A websockets echo server on 127.0.0.1 (port 0); yields its ws:// URL."""
+    async with serve(_echo, "127.0.0.1", 0, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/"
+
+
+def fleet_file(tmp_path: Path, url: str, keys: list[str]) -> Path:
+    lines = ["[defaults]", "heartbeat_interval = 0.5", "heartbeat_timeout = 2"]
+    for key in keys:
+        lines += [f'[accounts."{key}"]', f'url = "{url}"']
+    path = tmp_path / "fleet.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("FSM_LIVE_")}
+
+
+def keys() -> list[str]:
+    return [f"acct{i:02d}" for i in range(ACCOUNTS - 1)] + ["team/ops"]
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path) -> None:
+    traces = tmp_path / "traces"
+    with anyio.fail_after(DEADLINE):
+        async with echo_server() as url:
+            path = fleet_file(tmp_path, url, keys())
+            started = anyio.current_time()
+            done = await anyio.run_process(
+                [*COMMAND, str(path), "--duration", "2", "--trace-dir", str(traces)],
+                check=False, env=_env())
+            took = anyio.current_time() - started
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
+    assert 2.0 <= took < 10.0
+    lines = done.stdout.decode().splitlines()
+    for key in keys():
+        mine = [line.split()[1:] for line in lines if line.startswith(f"{key} ")]
+        assert [line[1:4] for line in mine] == [["DISCONNECTED", "->", "CONNECTING"],
+                                                ["CONNECTING", "->", "CONNECTED"],
+                                                ["CONNECTED", "->", "CLOSED"]], mine
+    assert any(line.startswith(f"all {ACCOUNTS} connections CONNECTED after ")
+               for line in lines)
+    summary = lines[-1]
+    assert summary.startswith("summary ")
+    assert f"{ACCOUNTS} connections: CLOSED {ACCOUNTS}; 0 crashed; " in summary
+    assert f"{3 * ACCOUNTS} transitions" in summary
+    assert "failures: none" in summary
+    acked, sent = summary.partition("heartbeats ")[2].partition(" acked")[0].split("/")
+    assert int(sent) >= 3 * ACCOUNTS  # heartbeats every 0.5 s for about 2 s
+    assert int(sent) - int(acked) <= ACCOUNTS  # at most one pending each at the close
+
+    assert sorted(p.name for p in traces.iterdir()) == sorted(trace_file_name(k) for k in keys())
+    assert (traces / "team%2Fops.jsonl").exists()
+    for key in keys():
+        trace = read_trace(traces / trace_file_name(key))
+        assert [(line["from"], line["to"], line["trigger"]) for line in trace] == [
+            ("DISCONNECTED", "CONNECTING", "start"), ("CONNECTING", "CONNECTED", "opened"),
+            ("CONNECTED", "CLOSED", "close")]
+        assert tuple(trace[0]) == TRACE_KEYS
+        assert trace[0]["t"] >= 0.0
+        assert trace[0]["reason"] == "started"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+async def test_a_signal_closes_everything_and_exits_0(tmp_path: Path, signum: int) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with echo_server() as url:
+            path = fleet_file(tmp_path, url, keys()[:5])
+            async with await anyio.open_process([*COMMAND, str(path)], env=_env(),
+                                                stderr=subprocess.DEVNULL) as process:
+                assert process.stdout is not None
+                seen = ""
+                async for chunk in process.stdout:
+                    seen += chunk.decode()
+                    if "all 5 connections CONNECTED" in seen:
+                        break
+                process.send_signal(signum)
+                async for chunk in process.stdout:
+                    seen += chunk.decode()
+                assert await process.wait() == 0
+    assert seen.count("CONNECTED -> CLOSED") == 5
+    assert "5 connections: CLOSED 5; 0 crashed" in seen.splitlines()[-1]
+
+
+@pytest.mark.anyio
+async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    # A bound socket that does not listen: connecting to it is refused.
+    with socket.socket() as bound, anyio.fail_after(DEADLINE):
+        bound.bind(("127.0.0.1", 0))
+        gone_url = f"ws://127.0.0.1:{bound.getsockname()[1]}/"
+        async with echo_server() as url:
+            path = fleet_file(tmp_path, url, ["a", "b"])
+            text = path.read_text(encoding="utf-8")
+            path.write_text(text + f'[accounts.gone]\nurl = "{gone_url}"\n', encoding="utf-8")
+            done = await anyio.run_process([*COMMAND, str(path), "--duration", "1.5"],
+                                           check=False, env=_env())
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    assert out.count("CONNECTING -> CONNECTED") == 2
+    assert "gone " in out
+    assert "CONNECTING -> RECONNECTING  [connect_failed] (network: " in out
+    assert "3 connections: CLOSED 3; 0 crashed" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["missing.toml"], "missing.toml: cannot read"),
+    (["bad.toml"], "bad.toml: accounts.alice.protocol: unknown protocol 'smoke'"),
+    (["good.toml", "--trace-dir", "a-file"], "--trace-dir"),
+], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file"])
+def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str],
+                                                 message: str) -> None:
+    (tmp_path / "bad.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
+                                       'protocol = "smoke"\n', encoding="utf-8")
+    (tmp_path / "good.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
+                                        encoding="utf-8")
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    done = subprocess.run([*COMMAND, *argv], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=DEADLINE, check=False, env=_env())
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("fsm-live fleet: error: ")
+    assert message in done.stderr
+
+
+def test_bad_duration_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([*COMMAND, "fleet.toml", "--duration", "-1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=DEADLINE, check=False,
+                          env=_env())
+    assert done.returncode == 2
+    assert "expected a positive number of seconds" in done.stderr
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+async def test_dashboard_on_a_terminal(tmp_path: Path) -> None:
+    stdout, stderr = FakeTerminal(), io.StringIO()
+    with anyio.fail_after(DEADLINE):
+        async with echo_server() as url:
+            config = FleetConfig.load(fleet_file(tmp_path, url, ["a", "b"]))
+            code = await run_fleet(config, None, 1.5, Output(stdout, stderr))
+    assert code == 0
+    screen = stdout.getvalue()
+    assert "fsm-live fleet fleet.toml" in screen
+    assert "every connection is well" in screen
+    assert not any(line.startswith(("a ", "b ")) for line in screen.splitlines())  # not plain
+    assert "CONNECTING -> CONNECTED" in screen  # the recent transitions
+    assert stderr.getvalue() == ""
+
+
+# -- rendering --------------------------------------------------------------------------
+
+RECORD = TransitionRecord(at=12.5, source="CONNECTED", dest="RECONNECTING", trigger="lost",
+                          reason="lost: closed 1006", error_class="lost")
+STATS = FleetStats(
+    at=70.0, connections=3,
+    states={"DISCONNECTED": 0, "CONNECTING": 0, "CONNECTED": 1, "RECONNECTING": 1,
+            "FAILED": 0, "CLOSED": 0},
+    crashed=1, transitions_total=9, transitions_per_minute=4.0, failures={"lost": 2},
+    connects=3, reconnects=1, heartbeats_sent=10, heartbeats_acked=9, messages_in=5,
+    messages_out=4,
+    worst=(ConnectionSummary("[bold]x[/bold]", "CONNECTED", 0, 3.0, "", "RuntimeError: boom"),
+           ConnectionSummary("bob", "RECONNECTING", 2, 7.25, "lost: closed 1006")),
+    recent=(FleetTransition("bob", RECORD),))
+
+
+def render(renderable: object) -> str:
+    console = Console(file=io.StringIO(), width=100, color_system=None, highlight=False)
+    console.print(renderable)
+    output = console.file
+    assert isinstance(output, io.StringIO)
+    return output.getvalue()
+
+
+def test_plain_lines() -> None:
+    assert plain_fleet_transition("bob", RECORD, started_at=10.0) == (
+        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)")
+    assert plain_summary(STATS, started_at=10.0) == (
+        "summary    60.000s  3 connections: CONNECTED 1, RECONNECTING 1; 1 crashed; "
+        "9 transitions (4/min); failures: lost 2; heartbeats 9/10 acked; "
+        "messages 5 in, 4 out")
+
+
+def test_dashboard_panel() -> None:
+    text = render(fleet_panel(STATS, started_at=10.0, title="fsm-live fleet f.toml"))
+    lines = [line.strip("│ ") for line in text.splitlines()]
+    assert "fsm-live fleet f.toml" in lines[0]
+    assert lines[1].split() == ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",
+                                "FAILED", "CLOSED", "crashed"]
+    assert lines[2].split() == ["0", "0", "1", "1", "0", "0", "1"]
+    assert ("3 connections, 9 transitions (4/min), heartbeats 9/10 acked, failures: lost 2"
+            in lines)
+    worst = lines[lines.index("worst") + 1:lines.index("recent") - 1]
+    assert worst[0].split() == ["account", "state", "failures", "in", "state", "last", "error"]
+    # The key is shown as written (never read as markup); a crash shows as CRASHED.
+    assert worst[1].split() == ["[bold]x[/bold]", "CRASHED", "0", "3.0", "s", "RuntimeError:",
+                                "boom"]
+    assert worst[2].split() == ["bob", "RECONNECTING", "2", "7.2", "s", "lost:", "closed",
+                                "1006"]
+    assert lines[lines.index("recent") + 1] == (
+        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)")
+
+
+def test_trace_file_names_are_safe_and_distinct() -> None:
+    assert trace_file_name("alice") == "alice.jsonl"
+    assert trace_file_name("a.b-c_d") == "a.b-c_d.jsonl"
+    assert trace_file_name("team/ops") == "team%2Fops.jsonl"
+    assert trace_file_name("..") == "%2E..jsonl"
+    assert trace_file_name("é") == "%C3%A9.jsonl"
+    assert trace_file_name("%41") != trace_file_name("A")
+    long_a, long_b = trace_file_name("x" * 300 + "a"), trace_file_name("x" * 300 + "b")
+    assert long_a != long_b
+    assert len(long_a) <= 210
+    assert "/" not in trace_file_name("/etc/passwd")
