@@ -170,8 +170,9 @@ class Config:
             origin = origins.get(error.field)
             if origin is None or origin == error.field:
                 raise
-            raise ConfigError(f"{origin} ({error.field})", str(error).partition(": ")[2]
-                              ) from None
+            # "f.toml: heartbeat_timeout" names the field already; "FSM_LIVE_X" does not.
+            where = origin if origin.endswith(error.field) else f"{origin} ({error.field})"
+            raise ConfigError(where, str(error).partition(": ")[2]) from None
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""

@@ -9,15 +9,16 @@ connection went FAILED.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from fsm_live.errors import ConfigError
+from fsm_live.errors import ConfigError, FsmLiveError, TransportError
 
 __all__ = (
     "CookieCredentials",
@@ -27,6 +28,7 @@ __all__ = (
     "cookie_header",
     "new_device_id",
     "parse_cookies",
+    "provider_failures",
 )
 
 
@@ -82,6 +84,26 @@ class CredentialsProvider(Protocol):
     async def escalate(self) -> bool:
         """Called in FAILED (e.g. re-login).  True means: reset the failure count and retry."""
         ...
+
+
+@contextlib.contextmanager
+def provider_failures() -> Iterator[None]:
+    """Around a call into a credentials provider while a connection is set up: its
+    own exception becomes a :class:`~fsm_live.errors.TransportError` of kind
+    ``credentials`` (the spec classes it as a server failure: backoff, then retry).
+
+    The error names the exception's type, plus its message only for fsm_live's
+    own errors, whose messages are free of secrets by contract; a provider's
+    arbitrary message might quote a token.  TransportError passes through.
+    """
+    try:
+        yield
+    except TransportError:
+        raise
+    except Exception as exc:
+        detail = f": {exc}" if isinstance(exc, FsmLiveError) else ""
+        raise TransportError(f"credentials provider raised {type(exc).__name__}{detail}",
+                             kind="credentials") from exc
 
 
 @attrs.frozen

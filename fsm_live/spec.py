@@ -55,7 +55,7 @@ ACTIONS: Final = frozenset({"retry", "refresh", "planned", "fail"})
 #: Failure kinds a transport names from an exception's type (never its message).
 FAILURE_KINDS: Final = frozenset(
     {"refused", "reset", "dns", "timeout", "eof", "unreachable", "registration_rejected",
-     "bad_uri", "tls", "heartbeat_timeout"}
+     "bad_uri", "tls", "heartbeat_timeout", "credentials"}
 )
 
 Action = Literal["retry", "refresh", "planned", "fail"]
@@ -134,7 +134,9 @@ class ErrorRule:
 class ErrorTable:
     """The error classification table: classes, ordered rules, and the default class."""
 
-    classes: Mapping[str, ErrorClassSpec]
+    # Mappings take part in ==, not in hash() (a dict is unhashable; equal tables
+    # still hash alike through their rules).
+    classes: Mapping[str, ErrorClassSpec] = attrs.field(hash=False)
     rules: tuple[ErrorRule, ...]
     default: str
 
@@ -145,7 +147,7 @@ class Spec:
 
     name: str
     initial: str
-    states: Mapping[str, StateSpec]
+    states: Mapping[str, StateSpec] = attrs.field(hash=False)  # see ErrorTable.classes
     transitions: tuple[TransitionSpec, ...]
     errors: ErrorTable
     source: str = _MAPPING_SOURCE

@@ -28,7 +28,7 @@ from fsm_live.config import Config
 from fsm_live.core.classify import Classifier
 from fsm_live.core.events import EscalationFinished, Failed, HeartbeatAcked, Opened, Rotate
 from fsm_live.core.lifecycle import Lifecycle
-from fsm_live.credentials import CredentialsProvider
+from fsm_live.credentials import CredentialsProvider, provider_failures
 from fsm_live.dedup import Deduplicator
 from fsm_live.errors import TransportError
 from fsm_live.inbox import Inbox
@@ -131,30 +131,42 @@ class SessionTasks:
     # -- task bodies -------------------------------------------------------------------
 
     async def dial(self, generation: int) -> None:
-        """Open the link and run the protocol's registration; post Opened or Failed."""
-        headers: dict[str, str] = {}
-        if self.credentials is not None:
-            if self.lifecycle.refresh_credentials_first:
-                await self.credentials.refresh()
-            secrets: Mapping[str, object] = await self.credentials.handshake_headers()
-            headers = {name: _reveal(value) for name, value in secrets.items()}
-        options = ConnectOptions(
-            open_timeout=self.config.open_timeout,
-            close_timeout=self.config.close_timeout,
-            headers=headers,
-            max_size=self.config.max_size,
-            max_queue=self.config.max_queue,
-            compression=self.config.compression,
-            ssl=self.ssl,
-        )
+        """Open the link and run the protocol's registration; post Opened or Failed.
+
+        A credentials provider that raises fails the attempt like any transport
+        error (kind ``credentials``; see :func:`provider_failures`).
+        """
         assert self.links is not None, "SessionTasks.links is not bound"
         try:
+            options = self._connect_options(await self._handshake_headers())
             link = await self.links.start(self._hold_link, options)
             self._early_frames = await self.adapter.register(link, self.credentials)
         except TransportError as error:
             await self._fail(generation, error)
             return
         await self.driver.post(Opened(anyio.current_time(), generation))
+
+    async def _handshake_headers(self) -> dict[str, str]:
+        """The provider's headers, refreshed first after an auth failure."""
+        if self.credentials is None:
+            return {}
+        with provider_failures():
+            if self.lifecycle.refresh_credentials_first:
+                await self.credentials.refresh()
+            secrets: Mapping[str, object] = await self.credentials.handshake_headers()
+        return {name: _reveal(value) for name, value in secrets.items()}
+
+    def _connect_options(self, headers: dict[str, str]) -> ConnectOptions:
+        config = self.config
+        return ConnectOptions(
+            open_timeout=config.open_timeout,
+            close_timeout=config.close_timeout,
+            headers=headers,
+            max_size=config.max_size,
+            max_queue=config.max_queue,
+            compression=config.compression,
+            ssl=self.ssl,
+        )
 
     async def reader(self, generation: int) -> None:
         """Receive frames: note liveness, match heartbeat acks, ack, de-duplicate, deliver."""
@@ -187,7 +199,14 @@ class SessionTasks:
             await self.inbox.deliver(item.message)
 
     async def heartbeat(self, generation: int) -> None:
-        """Every ``heartbeat_interval``: a ping frame, or the protocol's heartbeat frame."""
+        """Every ``heartbeat_interval``: a ping frame, or the protocol's heartbeat frame.
+
+        With pings, one is in flight at a time (as in websockets' keepalive): the
+        task waits for its pong up to ``heartbeat_timeout``, so a pong slower than
+        the interval still counts, and the next ping goes out when the interval is
+        up or, if the pong came later, when it came.  A link whose pongs never come
+        is found lost by the core's heartbeat deadline meanwhile.
+        """
         interval = self.config.heartbeat_interval
         next_at = anyio.current_time() + interval
         try:
@@ -198,10 +217,10 @@ class SessionTasks:
                 self.counters.heartbeats_sent += 1
                 sent_at = anyio.current_time()
                 if self.adapter.uses_ping:
-                    # Wait for the pong at most until the next heartbeat is due.
-                    with anyio.move_on_after(next_at - sent_at):
+                    with anyio.move_on_after(self.config.heartbeat_timeout):
                         await link.ping()
                         await self._acked(generation, anyio.current_time(), sent_at)
+                    next_at = max(next_at, anyio.current_time())
                     continue
                 heartbeat_id, frame = self.adapter.heartbeat()
                 self._pending_heartbeats[heartbeat_id] = sent_at

@@ -200,6 +200,36 @@ async def test_401_recovered_by_refresh(network: MemoryNetwork) -> None:
     assert (network.attempts(URL), credentials.refreshes) == (2, 1)
 
 
+class FlakyCredentials(Credentials):
+    """Headers fail the first time, with a message quoting a secret."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def handshake_headers(self) -> Mapping[str, Secret]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("token endpoint said: CANARY-TOKEN-5731")
+        return await super().handshake_headers()
+
+
+async def test_a_failing_credentials_provider_fails_the_attempt_not_the_task(
+        network: MemoryNetwork, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    async with network.serve(URL, echo):
+        credentials = FlakyCredentials()
+        async with live(network, credentials=credentials) as conn:
+            await conn.wait_connected()
+            stats = conn.stats()
+    assert edges(conn)[("CONNECTING", "connect_failed", "RECONNECTING")] == 1
+    assert stats.failures == {"server": 1}
+    assert stats.last_error == "server: credentials provider raised RuntimeError"
+    assert credentials.calls == 2
+    assert "crashed" not in caplog.text
+    assert "CANARY" not in caplog.text
+
+
 async def test_retry_after_is_waited(network: MemoryNetwork) -> None:
     network.reject(URL, 503, retry_after=120)
     async with live(network) as conn:

@@ -296,19 +296,11 @@ async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
 
 # -- 5. no false timeout ---------------------------------------------------------------
 
-BUG_PONG_WAIT = (
-    "fsm_live/tasks.py SessionTasks.heartbeat waits for a pong only until the next "
-    "heartbeat is due, so with RTT > heartbeat_interval no ping is ever acked and the "
-    "link is declared lost although RTT < heartbeat_timeout - heartbeat_interval"
-)
-
-
 @pytest.mark.parametrize(
     ("interval", "latency"),
     [
         pytest.param(0.15, 0.065, id="rtt0.13-interval0.15-timeout0.3"),
-        pytest.param(0.1, 0.09, id="rtt0.18-interval0.1-timeout0.3",
-                     marks=pytest.mark.xfail(strict=True, reason=BUG_PONG_WAIT)),
+        pytest.param(0.1, 0.09, id="rtt0.18-interval0.1-timeout0.3"),
     ],
 )
 async def test_05_no_false_timeout_while_rtt_below_timeout_minus_interval(

@@ -243,8 +243,8 @@ def test_auth_failure_refreshes_once_then_fails() -> None:
     assert lifecycle.state == "RECONNECTING"
     assert lifecycle.refresh_credentials_first
     assert backoff_delay(lifecycle, 1.0) == 0
-    lifecycle.handle(Tick(1.0))
-    assert lifecycle.state == "CONNECTING"
+    [retry] = [e.record for e in lifecycle.handle(Tick(1.0)) if isinstance(e, Emit)]
+    assert (retry.dest, retry.reason) == ("CONNECTING", "retry after a credential refresh")
     assert lifecycle.refresh_credentials_first
     assert records(fail(lifecycle, 2.0, http_status=401)) == [
         ("CONNECTING", "fatal", "FAILED")]

@@ -111,6 +111,17 @@ async def test_registration_needs_token_credentials() -> None:
         await LwpProtocol().register(ScriptedLink([]), None)
 
 
+async def test_a_token_source_that_raises_fails_the_attempt_without_its_message() -> None:
+    async def broken_source(cookies: Mapping[str, Secret]) -> Secret:
+        raise OSError("GET /token?cookie=unb=42 refused")
+
+    credentials = CookieCredentials("unb=42", token_source=broken_source)
+    with anyio.fail_after(5), pytest.raises(TransportError) as caught:
+        await LwpProtocol().register(ScriptedLink([]), credentials)
+    assert caught.value.kind == "credentials"
+    assert str(caught.value) == "credentials provider raised OSError"
+
+
 def test_sync_push_processes_every_item_and_acks_once() -> None:
     protocol = LwpProtocol()
     frame = json.dumps({"lwp": "/s/sync", "headers": {"mid": "m1 0", "sid": "s9"}, "body": {

@@ -69,6 +69,11 @@ def test_from_mapping_equals_from_yaml() -> None:
     assert from_data.errors == from_text.errors
 
 
+def test_specs_are_hashable_and_equal_by_value() -> None:
+    assert Spec.default() == Spec.default()
+    assert len({Spec.default(), Spec.default()}) == 1
+
+
 def test_unknown_dest_state_names_state_file_and_line() -> None:
     text = SPEC_TEXT.replace("source: CONNECTING, dest: CONNECTED}", "source: CONNECTING, "
                              "dest: CONECTED}")

@@ -305,7 +305,8 @@ class Lifecycle:
             return
         kind = _TIMER_KINDS.get(name)
         failure = None
-        reason = "backoff elapsed"
+        reason = ("retry after a credential refresh" if self.refresh_credentials_first
+                  else "backoff elapsed")
         if kind is not None:
             failure = self.machine.classifier.classify(kind=kind, reason=_TIMER_REASONS[name])
         elif self.exhausted:

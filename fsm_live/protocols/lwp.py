@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
-from fsm_live.credentials import CredentialsProvider, Secret
+from fsm_live.credentials import CredentialsProvider, Secret, provider_failures
 from fsm_live.errors import TransportError
 from fsm_live.protocols.base import Decoded
 from fsm_live.transport.base import Link, Message
@@ -121,7 +121,8 @@ class LwpProtocol:
         if not isinstance(credentials, LwpCredentials):
             raise TransportError("lwp registration needs credentials with a token and a "
                                  "device id", kind="registration_rejected")
-        token = await credentials.access_token()
+        with provider_failures():
+            token = await credentials.access_token()
         mid = new_mid()
         await link.send(json.dumps({"lwp": REGISTER, "headers": {
             "cache-header": "app-key token ua wv",
