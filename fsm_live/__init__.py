@@ -3,7 +3,7 @@
 The lifecycle is a declarative spec (``specs/connection.yaml``) loaded into one
 shared ``transitions.Machine``; a sans-I/O core applies the policies (backoff,
 stability, heartbeat deadlines, classification) and an anyio runner executes
-its effects.  Start with :func:`connect`.
+its effects.  Start with :func:`connect`; many connections by key: :class:`Fleet`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from fsm_live.errors import (
     TransportError,
 )
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
+from fsm_live.fleet import Fleet
+from fsm_live.fleet_stats import FleetStats
 from fsm_live.spec import Spec
 from fsm_live.stats import Stats
 
@@ -48,6 +50,8 @@ __all__ = (
     "ExponentialJitter",
     "Failure",
     "FixedDelay",
+    "Fleet",
+    "FleetStats",
     "FsmLiveError",
     "HandshakeRejected",
     "JsonProtocol",
