@@ -27,9 +27,9 @@ from fsm_live.errors import (
     TransitionRefused,
     TransportError,
 )
-from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
 from fsm_live.fleet import Fleet
 from fsm_live.fleet_stats import FleetStats
+from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
 from fsm_live.spec import Spec
 from fsm_live.stats import Stats
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -68,6 +69,8 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
+_logger = logging.getLogger("fsm_live")
+
 
 @runtime_checkable
 class CredentialsProvider(Protocol):
@@ -92,15 +95,19 @@ def provider_failures() -> Iterator[None]:
     own exception becomes a :class:`~fsm_live.errors.TransportError` of kind
     ``credentials`` (the spec classes it as a server failure: backoff, then retry).
 
-    The error names the exception's type, plus its message only for fsm_live's
-    own errors, whose messages are free of secrets by contract; a provider's
-    arbitrary message might quote a token.  TransportError passes through.
+    The error (which reaches stats, traces and the transition log) names the
+    exception's type, plus its message only for fsm_live's own errors, whose
+    messages are free of secrets by contract.  The traceback is logged once on
+    ``fsm_live`` at WARNING for diagnosis: a provider must not put secrets in its
+    own exception messages.  TransportError passes through.
     """
     try:
         yield
     except TransportError:
         raise
     except Exception as exc:
+        _logger.warning("credentials provider raised %s; the attempt fails",
+                        type(exc).__name__, exc_info=exc)
         detail = f": {exc}" if isinstance(exc, FsmLiveError) else ""
         raise TransportError(f"credentials provider raised {type(exc).__name__}{detail}",
                              kind="credentials") from exc

@@ -56,7 +56,6 @@ import websockets.asyncio.server
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame
 from websockets.http11 import Request, Response
 
 from fsm_live.credentials import Secret, parse_cookies
@@ -72,6 +71,7 @@ from fsm_live.testing.fault_schedule import (
     Restart,
     ScheduledFault,
 )
+from fsm_live.transport.redaction import redacting_logger
 
 __all__ = ("FaultEvent", "LwpServer", "LwpServerStats")
 
@@ -93,27 +93,7 @@ _SAMPLE_TEXTS: Final = (
 )
 
 
-class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """websockets' server logger without header values, request queries or frame data."""
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if level <= logging.DEBUG and args:
-            args = _redact(msg, args)
-        super().log(level, msg, *args, **kwargs)
-
-
-def _redact(msg: object, args: tuple[object, ...]) -> tuple[object, ...]:
-    if msg in ("> %s: %s", "< %s: %s"):
-        return (args[0], "[redacted]")
-    if msg == "< %s %s %s" and len(args) == 3 and isinstance(args[1], str):
-        path, query, _ = args[1].partition("?")
-        return (args[0], path + ("?[redacted]" if query else ""), args[2])
-    if msg in ("> %s", "< %s") and isinstance(args[0], Frame):
-        return (f"{args[0].opcode.name} [{len(args[0].data)} bytes]",)
-    return args
-
-
-_WEBSOCKETS_LOGGER = _RedactingLogger(logging.getLogger("websockets.server"), {})
+_WEBSOCKETS_LOGGER = redacting_logger("websockets.server")
 
 
 @attrs.frozen

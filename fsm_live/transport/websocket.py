@@ -7,9 +7,9 @@ websockets' reconnecting ``async for`` loop (that loop resets its backoff on eve
 open and retries certificate failures): the lifecycle machine owns retrying.
 websockets' keepalive pings are off (``ping_interval=None``); fsm_live runs its
 own heartbeats through :meth:`WebSocketLink.ping` or the protocol adapter.
-websockets' DEBUG logs go through :class:`_RedactingLogger`: handshake header
-values (cookies, tokens), the request's query string and frame contents are
-replaced by placeholders before they reach the ``websockets.client`` logger.
+websockets' DEBUG logs go through :func:`~fsm_live.transport.redaction.redacting_logger`:
+handshake header values (cookies, tokens), the request's query string and frame
+contents are replaced by placeholders before they reach the ``websockets.client`` logger.
 
 Every failure is raised as :class:`~fsm_live.errors.TransportError`, translated by
 :func:`fsm_live.transport.errors.translate`.
@@ -17,7 +17,6 @@ Every failure is raised as :class:`~fsm_live.errors.TransportError`, translated 
 
 from __future__ import annotations
 
-import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +25,12 @@ import anyio.abc
 import anyio.lowlevel
 import sniffio
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from fsm_live.transport import errors
 from fsm_live.transport.base import ConnectOptions, Message
+from fsm_live.transport.redaction import redacting_logger
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -41,33 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ("WebSocketLink", "WebSocketTransport")
 
-class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """websockets' client logger, with secrets taken out of its DEBUG lines.
-
-    At DEBUG websockets logs every handshake header (Cookie, Authorization), the
-    request path with its query, and the start and end of every frame (which may
-    carry a token).  Header names, frame types and sizes stay; values go.
-    """
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if level <= logging.DEBUG and args:
-            args = _redact(msg, args)
-        super().log(level, msg, *args, **kwargs)
-
-
-def _redact(msg: object, args: tuple[object, ...]) -> tuple[object, ...]:
-    if msg in ("> %s: %s", "< %s: %s"):
-        return (args[0], "[redacted]")
-    if msg == "> GET %s HTTP/1.1" and isinstance(args[0], str):
-        path, query, _ = args[0].partition("?")
-        return (path + ("?[redacted]" if query else ""),)
-    if msg in ("> %s", "< %s") and isinstance(args[0], Frame):
-        frame = args[0]
-        return (f"{frame.opcode.name} [{len(frame.data)} bytes]",)
-    return args
-
-
-_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
+_LOGGER = redacting_logger("websockets.client")
 
 # Extra time allowed around websockets' own close_timeout before the cleanup of an
 # attempt gives up waiting (websockets aborts the TCP connection at close_timeout).
