@@ -46,6 +46,7 @@ from fsm_live.errors import (
 from fsm_live.inbox import Handler, Inbox
 from fsm_live.outbox import Outbox
 from fsm_live.protocols import ProtocolAdapter, get_protocol
+from fsm_live.redaction import safe_url
 from fsm_live.runner import Driver
 from fsm_live.spec import Spec
 from fsm_live.stats import Counters, Stats
@@ -109,7 +110,7 @@ class LiveConnection:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ConfigError("url", f"expected a ws:// or wss:// URL, got {_safe_url(url)!r}")
+            raise ConfigError("url", f"expected a ws:// or wss:// URL, got {safe_url(url)!r}")
         self.url = url
         self.config = config or Config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
@@ -143,7 +144,7 @@ class LiveConnection:
         self._state = self._lifecycle.state
 
     def __repr__(self) -> str:
-        return f"<LiveConnection {_safe_url(self.url)} {self.state}>"
+        return f"<LiveConnection {safe_url(self.url)} {self.state}>"
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -337,15 +338,6 @@ class LiveConnection:
         if self._trace is not None:
             self._trace.write(record)
         transitions_logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
-                   _safe_url(self.url), record.source, record.dest, record.trigger,
+                   safe_url(self.url), record.source, record.dest, record.trigger,
                    f": {record.reason}" if record.reason else "",
                    " [success]" if dest.success else "")
-
-
-def _safe_url(url: str) -> str:
-    """The URL without user info, query or fragment (they may carry secrets)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"

@@ -23,6 +23,7 @@ import anyio.abc
 
 from fsm_live.credentials import Secret, cookie_header
 from fsm_live.errors import ConfigError, FsmLiveError
+from fsm_live.redaction import safe_url
 
 __all__ = ("MAX_RESPONSE", "HttpTokenSource", "TokenFetchFailed", "fetch_token",
            "token_url_for")
@@ -62,14 +63,6 @@ def _endpoint(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, path
 
 
-def _safe(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
-
-
 async def fetch_token(url: str, cookies: Mapping[str, Secret], *,
                       ssl_context: ssl.SSLContext | None = None) -> Secret:
     """GET ``url`` with ``cookies``; return the ``token`` of its JSON answer.
@@ -81,7 +74,7 @@ async def fetch_token(url: str, cookies: Mapping[str, Secret], *,
     string ``token``.
     """
     scheme, host, port, path = _endpoint(url)
-    where = _safe(url)
+    where = safe_url(url)
     request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n"
                f"User-Agent: fsm_live\r\nConnection: close\r\n"
                f"Cookie: {cookie_header(cookies).reveal()}\r\n\r\n").encode()
@@ -150,7 +143,7 @@ class HttpTokenSource:
         self.ssl_context = ssl_context
 
     def __repr__(self) -> str:
-        return f"<HttpTokenSource {_safe(self.url)}>"
+        return f"<HttpTokenSource {safe_url(self.url)}>"
 
     async def __call__(self, cookies: Mapping[str, Secret]) -> Secret:
         """The token; raises as :func:`fetch_token` does, and :class:`TokenFetchFailed`
@@ -159,5 +152,5 @@ class HttpTokenSource:
             with anyio.fail_after(self.timeout):
                 return await fetch_token(self.url, cookies, ssl_context=self.ssl_context)
         except TimeoutError:
-            raise TokenFetchFailed(f"token endpoint {_safe(self.url)}: no answer within "
+            raise TokenFetchFailed(f"token endpoint {safe_url(self.url)}: no answer within "
                                    f"{self.timeout:g} s") from None

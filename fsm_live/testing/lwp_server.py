@@ -61,6 +61,7 @@ from websockets.http11 import Request, Response
 from fsm_live.credentials import Secret, parse_cookies
 from fsm_live.errors import ConfigError
 from fsm_live.protocols.lwp import new_mid
+from fsm_live.redaction import redacting_logger
 from fsm_live.testing.fault_schedule import (
     BlackHole,
     CloseConnections,
@@ -71,7 +72,6 @@ from fsm_live.testing.fault_schedule import (
     Restart,
     ScheduledFault,
 )
-from fsm_live.transport.redaction import redacting_logger
 
 __all__ = ("FaultEvent", "LwpServer", "LwpServerStats")
 

@@ -7,7 +7,7 @@ websockets' reconnecting ``async for`` loop (that loop resets its backoff on eve
 open and retries certificate failures): the lifecycle machine owns retrying.
 websockets' keepalive pings are off (``ping_interval=None``); fsm_live runs its
 own heartbeats through :meth:`WebSocketLink.ping` or the protocol adapter.
-websockets' DEBUG logs go through :func:`~fsm_live.transport.redaction.redacting_logger`:
+websockets' DEBUG logs go through :func:`~fsm_live.redaction.redacting_logger`:
 handshake header values (cookies, tokens), the request's query string and frame
 contents are replaced by placeholders before they reach the ``websockets.client`` logger.
 
@@ -28,9 +28,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from fsm_live.redaction import redacting_logger
 from fsm_live.transport import errors
 from fsm_live.transport.base import ConnectOptions, Message
-from fsm_live.transport.redaction import redacting_logger
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager

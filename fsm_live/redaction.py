@@ -1,4 +1,6 @@
-"""websockets' loggers with secrets taken out of their DEBUG lines.
+"""Keeping secrets out of what fsm_live shows: URLs, and websockets' DEBUG logs.
+
+:func:`safe_url` is a URL as logs, reprs and errors may show it.
 
 At DEBUG websockets logs every handshake header (Cookie, Authorization, a
 Set-Cookie), the request line with its query string, and the start and end of
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.frames import Frame
 
-__all__ = ("redacting_logger",)
+__all__ = ("redacting_logger", "safe_url")
 
 REDACTED = "[redacted]"
 
@@ -48,3 +51,12 @@ def _redact(msg: object, args: tuple[object, ...]) -> tuple[object, ...]:
         frame = args[0]
         return (f"{frame.opcode.name} [{len(frame.data)} bytes]",)
     return args
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info, query or fragment (they may carry secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
