@@ -16,6 +16,8 @@ Variants:
   backoff with full jitter, 1 s initial, 60 s cap; ``max_failures`` 5);
 * ``fsm_live FixedDelay(3)``: the same with ``Config(backoff=FixedDelay(3.0))``, the
   replaced system's 3 s step for an abrupt close, without growth or jitter;
+* ``fsm_live paced``: the default config, all clients sharing one
+  ``ReconnectPacer(200)`` (at most 200 attempts per second; what a ``Fleet`` does);
 * ``websockets loop``: ``async for ws in connect(url): await ws.wait_closed()``, at
   websockets' defaults (its backoff: U(0, 5) s first, then 3.1 s x 1.618^k, cap 90 s).
 
@@ -44,11 +46,13 @@ import anyio
 import fsm_live
 from fsm_live.config import Config
 from fsm_live.core.backoff import FixedDelay
+from fsm_live.core.pacing import ReconnectPacer
 
 TARGET: Final = 0.05
 RESTART_AFTER: Final = 1.0
 BACK_TIMEOUT: Final = 60.0
-VARIANTS: Final = ("fsm_live", "fsm_live FixedDelay(3)", "websockets loop")
+VARIANTS: Final = ("fsm_live", "fsm_live FixedDelay(3)", "fsm_live paced", "websockets loop")
+PACER_RATE: Final = 200.0
 
 
 ClientFn = Callable[["str", "Client", anyio.Event], Coroutine[Any, Any, None]]
@@ -65,7 +69,7 @@ class Client:
         self.state = "?"
 
 
-def fsm_client(config: Config) -> ClientFn:
+def fsm_client(config: Config, *, pacer: ReconnectPacer | None = None) -> ClientFn:
     async def run(url: str, client: Client, stop: anyio.Event) -> None:
         def seen(record: Any) -> None:
             client.state = record.dest
@@ -74,7 +78,7 @@ def fsm_client(config: Config) -> ClientFn:
             elif record.dest == "CONNECTED":
                 client.connected.append(record.at)
 
-        async with fsm_live.connect(url, protocol="ping", config=config) as conn:
+        async with fsm_live.connect(url, protocol="ping", config=config, pacer=pacer) as conn:
             conn.on_transition(seen)
             await stop.wait()
 
@@ -91,10 +95,12 @@ async def ws_client(url: str, client: Client, stop: anyio.Event) -> None:
             return
 
 
-CLIENTS: Final[dict[str, ClientFn]] = {
-    "fsm_live": fsm_client(Config()),
-    "fsm_live FixedDelay(3)": fsm_client(Config(backoff=FixedDelay(3.0))),
-    "websockets loop": ws_client,
+#: Per variant, what makes the clients of one storm (the paced ones share one pacer).
+CLIENTS: Final[dict[str, Callable[[], ClientFn]]] = {
+    "fsm_live": lambda: fsm_client(Config()),
+    "fsm_live FixedDelay(3)": lambda: fsm_client(Config(backoff=FixedDelay(3.0))),
+    "fsm_live paced": lambda: fsm_client(Config(), pacer=ReconnectPacer(PACER_RATE)),
+    "websockets loop": lambda: ws_client,
 }
 
 
@@ -103,10 +109,11 @@ async def storm(variant: str, n: int) -> dict[str, Any]:
     restarted: common.ServerProcess | None = None
     clients = [Client() for _ in range(n)]
     stop = anyio.Event()
+    client_fn = CLIENTS[variant]()
     try:
         async with anyio.create_task_group() as tg:
             for client in clients:
-                tg.start_soon(CLIENTS[variant], server.url, client, stop)
+                tg.start_soon(client_fn, server.url, client, stop)
             with anyio.fail_after(120):
                 while sum(bool(c.connected) for c in clients) < n:  # noqa: ASYNC110
                     await anyio.sleep(0.05)

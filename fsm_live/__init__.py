@@ -15,6 +15,7 @@ from fsm_live.connection import LiveConnection, connect, default_machine
 from fsm_live.core.backoff import ByErrorClass, ExponentialJitter, FixedDelay, backoff_policy
 from fsm_live.core.classify import Classifier, Failure
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
 from fsm_live.errors import (
     BufferFull,
@@ -60,6 +61,7 @@ __all__ = (
     "LiveConnection",
     "PingProtocol",
     "ProtocolAdapter",
+    "ReconnectPacer",
     "Secret",
     "Spec",
     "SpecError",

@@ -35,6 +35,7 @@ from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.events import Close, Rotate, Start
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.dedup import Deduplicator
 from fsm_live.errors import (
@@ -88,7 +89,10 @@ class LiveConnection:
     * ``on_message``: an async handler; without one, iterate the connection;
     * ``trace``: a path; every transition is appended to it as a JSON line;
     * ``machine``: a shared :class:`~fsm_live.core.lifecycle.LifecycleMachine`
-      (default: the packaged spec's); ``random``: the jitter source.
+      (default: the packaged spec's); ``random``: the jitter source;
+    * ``pacer``: a :class:`~fsm_live.core.pacing.ReconnectPacer` shared with
+      other connections of this event loop, bounding their reconnect attempts
+      per second (a :class:`~fsm_live.fleet.Fleet` passes its own).
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL that is not ``ws://``
     or ``wss://`` or an unknown protocol name.
@@ -107,6 +111,7 @@ class LiveConnection:
         trace: str | Path | None = None,
         machine: LifecycleMachine | None = None,
         random: Callable[[], float] | None = None,
+        pacer: ReconnectPacer | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -119,7 +124,8 @@ class LiveConnection:
 
             transport = WebSocketTransport()
         self._lifecycle = Lifecycle(machine or default_machine(), self.config, random=random,
-                                    can_refresh_credentials=credentials is not None)
+                                    can_refresh_credentials=credentials is not None,
+                                    pacer=pacer)
         self._counters = Counters()
         self._trace_path = trace
         self._trace: TraceWriter | None = None

@@ -7,6 +7,7 @@ assertions on counts and times.
 from __future__ import annotations
 
 import itertools
+from contextlib import AsyncExitStack
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from fsm_live import Config, ConnectionFailed, FixedDelay, Secret, connect
+from fsm_live import Config, ConnectionFailed, FixedDelay, ReconnectPacer, Secret, connect
 from fsm_live.connection import LiveConnection
 from fsm_live.errors import BufferFull, ConnectionClosedByApp, TransportError
 from fsm_live.trace import TRACE_KEYS, read_trace
@@ -229,6 +230,25 @@ async def test_a_failing_credentials_provider_fails_the_attempt_not_the_task(
     assert "crashed" not in caplog.text
     assert "credentials provider raised RuntimeError" in caplog.text  # with its traceback
     assert "MARKER" not in repr(stats)
+
+
+async def test_connections_sharing_a_pacer_reconnect_in_turn(network: MemoryNetwork) -> None:
+    pacer = ReconnectPacer(2)  # at most one attempt per 0.5 s
+    retries: list[float] = []
+    async with network.serve(URL, echo) as server, AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(
+                     live(network, config=Config(backoff=FixedDelay(1.0)), pacer=pacer))
+                 for _ in range(4)]
+        for conn in conns:
+            await conn.wait_connected()
+            conn.on_transition(lambda r: retries.append(r.at) if r.trigger == "retry" else None)
+        dropped_at = anyio.current_time()
+        for link in list(server.links):
+            link.drop()
+        for conn in conns:
+            while conn.stats().reconnects < 1 or conn.state != "CONNECTED":
+                await conn.wait_changed()
+    assert [t - dropped_at for t in retries] == [1.0, 1.5, 2.0, 2.5]
 
 
 async def test_retry_after_is_waited(network: MemoryNetwork) -> None:

@@ -54,6 +54,7 @@ from fsm_live.core.events import (
     Tick,
 )
 from fsm_live.core.machine import SpecMachine
+from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Spec
 
@@ -101,7 +102,8 @@ class Lifecycle:
     ``random`` (floats in [0, 1)) is the jitter source; inject a seeded one in
     tests.  ``can_refresh_credentials`` says whether an auth failure may be
     answered with one refresh and retry (a connection without a credentials
-    provider goes FAILED at once).
+    provider goes FAILED at once).  ``pacer``, shared with other connections,
+    may move each backoff deadline later to bound their attempts per second.
     """
 
     __slots__ = (
@@ -116,6 +118,7 @@ class Lifecycle:
         "last_failure",
         "last_inbound",
         "machine",
+        "pacer",
         "random",
         "refresh_credentials_first",
         "stable",
@@ -130,10 +133,12 @@ class Lifecycle:
         *,
         random: Callable[[], float] | None = None,
         can_refresh_credentials: bool = False,
+        pacer: ReconnectPacer | None = None,
         now: float = 0.0,
     ) -> None:
         self.machine = machine
         self.config = config or Config()
+        self.pacer = pacer
         self.random = random or _random.random
         self.can_refresh_credentials = can_refresh_credentials
         self.state: str = machine.spec.initial
@@ -337,18 +342,23 @@ class Lifecycle:
         if name == "stability":
             self.stable = False
             return now + config.stability_window
+        # The backoff timer.
         low, high = self.backoff_bounds()
+        if self.exhausted:
+            return now + low  # give up now: not an attempt, nothing to pace
+        deadline = now + self._backoff_delay(low, high)
+        return deadline if self.pacer is None else self.pacer.reserve(deadline, now)
+
+    def _backoff_delay(self, low: float, high: float) -> float:
         if low == high:
-            return now + low
+            return low
         failure = self.last_failure
         error_class = failure.error_class if failure else self.machine.classifier.default
         policy = self.machine.classifier.policy(error_class)
         if policy.action == "planned" and self.stable:
-            delay = high * self.random()
-        else:
-            delay = max(low, min(high, config.backoff.delay(self.failures, error_class,
+            return high * self.random()
+        return max(low, min(high, self.config.backoff.delay(self.failures, error_class,
                                                              self.random)))
-        return now + delay
 
     # -- Machine callbacks (they only record effects) ----------------------------------
 

@@ -1,0 +1,92 @@
+"""ReconnectPacer: bounded attempts per window, never earlier, bounded memory."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fsm_live import Config, FixedDelay
+from fsm_live.connection import default_machine
+from fsm_live.core.classify import Failure
+from fsm_live.core.events import Failed, Opened, Start
+from fsm_live.core.lifecycle import Lifecycle
+from fsm_live.core.pacing import ReconnectPacer
+
+
+@pytest.mark.parametrize("rate", [0, -1, math.inf, math.nan])
+def test_rate_must_be_positive_and_finite(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate must be a positive number"):
+        ReconnectPacer(rate)
+
+
+def test_bins_hold_rate_times_width() -> None:
+    assert (ReconnectPacer(400).bin_width, ReconnectPacer(400).capacity) == (0.01, 4)
+    assert (ReconnectPacer(2).bin_width, ReconnectPacer(2).capacity) == (0.5, 1)
+
+
+def test_a_lone_connection_never_waits() -> None:
+    pacer = ReconnectPacer(10)
+    deadlines = [0.3, 1.7, 2.05, 9.99, 10.0]
+    assert [pacer.reserve(d, now=d - 0.2) for d in deadlines] == deadlines
+
+
+def test_a_thousand_simultaneous_retries_are_spread_at_the_rate() -> None:
+    pacer = ReconnectPacer(400)
+    times = [pacer.reserve(1.0, now=0.0) for _ in range(1000)]
+    assert times == sorted(times)
+    assert times[0] == 1.0
+    assert times[-1] == pytest.approx(1.0 + 999 // 4 * 0.01)
+    busiest = max(sum(1 for t in times if start <= t < start + 0.1)
+                  for start in times)
+    assert busiest <= 400 * (0.1 + pacer.bin_width)  # 44: 4.4% of 1,000
+
+
+@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=300),
+       st.sampled_from([3.0, 50.0, 400.0]))
+def test_never_earlier_and_never_over_capacity(requests: list[tuple[float, float]],
+                                               rate: float) -> None:
+    pacer = ReconnectPacer(rate)
+    now = 0.0
+    slots = []
+    for at, delay in requests:
+        now = max(now, at)  # time only moves forward
+        slot = pacer.reserve(now + delay, now)
+        assert slot >= now + delay
+        slots.append(slot)
+    per_bin = [len(list(group)) for _, group in
+               itertools.groupby(sorted(math.floor(s / pacer.bin_width + 1e-9) for s in slots))]
+    assert max(per_bin, default=0) <= pacer.capacity
+
+
+def test_bins_in_the_past_are_forgotten() -> None:
+    pacer = ReconnectPacer(100)
+    for n in range(10_000):
+        now = n * 0.05
+        pacer.reserve(now + 0.5, now)
+    assert pacer.bins_held <= 64 + 60
+
+
+def test_lifecycles_sharing_a_pacer_take_turns() -> None:
+    pacer = ReconnectPacer(1)  # one attempt per second
+    config = Config(backoff=FixedDelay(2.0))
+    lifecycles = [Lifecycle(default_machine(), config, pacer=pacer) for _ in range(3)]
+    for lifecycle in lifecycles:
+        lifecycle.handle(Start(0.0))
+        lifecycle.handle(Opened(0.0, lifecycle.generation))
+        lifecycle.handle(Failed(5.0, lifecycle.generation,
+                                Failure(error_class="network", reason="reset")))
+    assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
+
+
+def test_giving_up_is_not_paced() -> None:
+    pacer = ReconnectPacer(1)
+    pacer.reserve(5.0, now=5.0)  # the bin at 5 s is full
+    lifecycle = Lifecycle(default_machine(), Config(max_failures=1), pacer=pacer)
+    lifecycle.handle(Start(0.0))
+    lifecycle.handle(Failed(5.0, lifecycle.generation,
+                            Failure(error_class="network", reason="refused")))
+    assert lifecycle.timers["backoff"] == 5.0  # give_up at once
