@@ -35,7 +35,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import anyio
 import anyio.abc
@@ -44,11 +44,17 @@ import attrs
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
+from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.fleet_stats import FleetStats, FleetTransition, TransitionRate, summarize
 
-__all__ = ("Fleet", "FleetObserver")
+__all__ = ("DEFAULT_RECONNECTS_PER_SECOND", "Fleet", "FleetObserver")
 
 logger = logging.getLogger("fsm_live.fleet")
+
+#: Reconnect attempts per second of a whole fleet, by default: 1,000 members that lost
+#: their server come back within about 5 s, and no 100 ms holds more than about 2% of
+#: them (docs/benchmarks.md, restart storm).
+DEFAULT_RECONNECTS_PER_SECOND: Final = 200.0
 
 #: Called with a member's key and its transition record, after every transition.
 FleetObserver = Callable[[str, TransitionRecord], None]
@@ -81,6 +87,11 @@ class Fleet:
     for :meth:`stats`, which also reports transitions per minute over the last
     ``rate_window`` seconds and the ``worst`` members.
 
+    ``reconnects_per_second`` bounds the reconnect attempts of all members
+    together (a :class:`~fsm_live.core.pacing.ReconnectPacer` they share): after
+    a server restart, a thousand members come back over seconds instead of in one
+    burst.  None turns pacing off.  A member's first dial is not paced.
+
     Use it with ``async with`` in one task; :meth:`add`, :meth:`remove` and
     :meth:`replace` may be called from any task while it is entered.  Leaving
     closes every member; afterwards the members stay readable (CLOSED) but no
@@ -95,12 +106,15 @@ class Fleet:
         recent: int = 64,
         rate_window: float = 60.0,
         worst: int = 10,
+        reconnects_per_second: float | None = DEFAULT_RECONNECTS_PER_SECOND,
     ) -> None:
         if not close_timeout > 0:
             raise ValueError(f"close_timeout must be positive, got {close_timeout!r}")
         if recent < 0 or worst < 0:
             raise ValueError(f"recent and worst must be >= 0, got {recent}, {worst}")
         self.machine = machine or default_machine()
+        self.pacer = (None if reconnects_per_second is None
+                      else ReconnectPacer(reconnects_per_second))
         self.close_timeout = close_timeout
         self.worst = worst
         self._members: dict[str, _Member] = {}
@@ -295,9 +309,10 @@ class Fleet:
             done.set()
 
     def _build(self, key: str, url: str, options: dict[str, Any]) -> LiveConnection:
-        if "machine" in options:
-            raise TypeError("a fleet's connections share its machine; pass it to Fleet()")
-        connection = LiveConnection(url, machine=self.machine, **options)
+        if "machine" in options or "pacer" in options:
+            raise TypeError("a fleet's connections share its machine and pacer; "
+                            "configure them with Fleet()")
+        connection = LiveConnection(url, machine=self.machine, pacer=self.pacer, **options)
         connection.on_transition(functools.partial(self._observe, key))
         return connection
 

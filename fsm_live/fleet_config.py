@@ -16,17 +16,26 @@
     [accounts.bob]
     url = "wss://example.org/feed"
 
+    [accounts.carol]
+    url = "ws://127.0.0.1:8765/"
+    protocol = "lwp"
+    cookies_env = "CAROL_COOKIES"    # lwp: cookies with unb are required
+    token_url = "http://127.0.0.1:8765/token"   # optional, this is the default
+
 Layers, lowest first: Config's defaults, ``[defaults]``, the account's own
 fields.  ``FSM_LIVE_*`` environment variables do not apply: the file is the
 fleet's whole configuration (``cookies_env`` names the one variable an account
-reads).  A relative ``cookies_file`` is relative to the fleet file's directory;
-it holds one ``name=value; name2=value2`` line, sent as the handshake's
+reads).  A relative ``cookies_file`` is relative to the fleet file's directory.
+A cookies text (the file, or the variable's value) holds ``name=value`` pairs
+separated by ``;`` or by line breaks; they are sent as the handshake's
 ``Cookie`` header.  Cookies are optional for ``ping`` and ``json`` accounts.
 
-``lwp`` accounts need cookies and a ``token_url`` to fetch their access token
-from; fetching it over HTTP is not part of fsm_live yet, so loading a file with
-an ``lwp`` account raises :class:`~fsm_live.errors.ConfigError` (see
-:data:`SUPPORTED_PROTOCOLS`).
+``lwp`` accounts need cookies with a ``unb`` cookie (the user id).  Their access
+token is fetched with an HTTP GET of ``token_url`` (default: ``http://HOST:PORT/token``
+of ``url``, ``https`` for ``wss``), as ``fsm-live connect --protocol lwp`` does:
+both build their credentials with
+:func:`~fsm_live.account_credentials.lwp_credentials`.  ``token_url`` is only
+allowed on ``lwp`` accounts.
 
 Every problem raises :class:`~fsm_live.errors.ConfigError` whose field names the
 file, the account and the key (``fleet.toml: accounts.alice.protocol``); a
@@ -44,21 +53,14 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from fsm_live.account_credentials import lwp_credentials, parse_cookie_text, read_cookies_file
 from fsm_live.config import Config
-from fsm_live.credentials import (
-    CredentialsProvider,
-    Secret,
-    StaticCredentials,
-    cookie_header,
-    parse_cookies,
-)
+from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials, cookie_header
 from fsm_live.errors import ConfigError
 from fsm_live.protocols import PROTOCOLS
 
-__all__ = ("SUPPORTED_PROTOCOLS", "Account", "FleetConfig")
+__all__ = ("Account", "FleetConfig")
 
-#: The protocols a fleet file may name today (``lwp`` needs a token source).
-SUPPORTED_PROTOCOLS: Final = frozenset({"ping", "json"})
 #: An account's own keys; any Config field may appear too.
 _ACCOUNT_KEYS: Final = frozenset({"url", "protocol", "cookies_file", "cookies_env", "token_url"})
 _TOP_LEVEL: Final = frozenset({"defaults", "accounts"})
@@ -68,7 +70,13 @@ _TOP_LEVEL: Final = frozenset({"defaults", "accounts"})
 class Account:
     """One account of the fleet: where to connect, how, and with which cookies.
 
-    ``cookies`` is the ``Cookie`` header value (a :class:`Secret`), or None.
+    ``cookies`` is the ``Cookie`` header value (a :class:`Secret`), or None;
+    ``token_url`` is where an ``lwp`` account fetches its access token (None:
+    the default of :func:`~fsm_live.account_credentials.lwp_credentials`).  An
+    ``lwp`` account needs cookies, and only an ``lwp`` account may have a
+    ``token_url`` (ConfigError otherwise; :meth:`FleetConfig.load` checks more,
+    such as the ``unb`` cookie, and says where).  The repr shows neither the
+    cookies nor the token URL (which may carry a key in its query).
     """
 
     key: str
@@ -76,10 +84,28 @@ class Account:
     protocol: str
     config: Config
     cookies: Secret | None = None
+    token_url: str | None = attrs.field(default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.protocol == "lwp" and self.cookies is None:
+            raise ConfigError("cookies", f"account {self.key!r}: lwp accounts need cookies")
+        if self.protocol != "lwp" and self.token_url is not None:
+            raise ConfigError("token_url", f"account {self.key!r}: only lwp accounts use "
+                                           f"a token_url")
 
     def credentials(self) -> CredentialsProvider | None:
-        """A new credentials provider for a connection of this account (None without
-        cookies)."""
+        """A new credentials provider for one connection of this account.
+
+        ``lwp``: a :class:`~fsm_live.credentials.CookieCredentials` fetching its
+        token from ``token_url`` (see
+        :func:`~fsm_live.account_credentials.lwp_credentials`, whose
+        ConfigError it raises for cookies or a token URL that
+        :meth:`FleetConfig.load` would have refused).  Other protocols: fixed
+        ``Cookie`` headers, or None without cookies.
+        """
+        if self.protocol == "lwp":
+            assert self.cookies is not None  # __attrs_post_init__
+            return lwp_credentials(self.cookies, url=self.url, token_url=self.token_url)
         if self.cookies is None:
             return None
         return StaticCredentials({"Cookie": self.cookies})
@@ -105,8 +131,10 @@ class FleetConfig:
         ``env`` (default ``os.environ``) is where ``cookies_env`` variables are
         looked up.  Raises :class:`ConfigError` naming the file, the account and
         the key for every kind of problem: unreadable or invalid TOML, unknown
-        keys, a missing or bad ``url``, an unknown or unsupported ``protocol``, a
-        bad Config value, cookies that cannot be read or parsed.
+        keys, a missing or bad ``url``, an unknown ``protocol``, a bad Config
+        value, cookies that cannot be read or parsed, an ``lwp`` account without
+        cookies or without a ``unb`` cookie, a ``token_url`` that is not http(s)
+        or on an account that is not ``lwp``.
         """
         path = Path(path)
         try:
@@ -130,6 +158,10 @@ class _Reader:
 
     def error(self, where: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {where}", message)
+
+    def moved(self, error: ConfigError, where: str) -> ConfigError:
+        """``error``'s message, located at ``where`` in this file."""
+        return self.error(where, str(error).removeprefix(f"{error.field}: "))
 
     def accounts(self, data: dict[str, Any]) -> tuple[Account, ...]:
         for key in data:
@@ -175,18 +207,31 @@ class _Reader:
         if protocol not in PROTOCOLS:
             raise self.error(f"{where}.protocol", f"unknown protocol {protocol!r} "
                                                   f"(known: {', '.join(sorted(PROTOCOLS))})")
-        cookies = self._cookies(table, where)
+        found = self._cookies(table, where)
+        cookies = None if found is None else found[1]
         token_url = self._string(table, "token_url", where)
         if protocol == "lwp":
-            if token_url is None:
-                raise self.error(where, "lwp accounts need token_url")
-            raise self.error(f"{where}.token_url", "fetching lwp tokens over HTTP is not "
-                                                   "supported yet; use ping or json")
-        if token_url is not None:
+            self._check_lwp(where, url, found, token_url)
+        elif token_url is not None:
             raise self.error(f"{where}.token_url", "only lwp accounts use a token_url")
         own = {name: value for name, value in table.items() if name in config_fields}
         config = self._config(where, defaults, own)
-        return Account(key=key, url=url, protocol=protocol, config=config, cookies=cookies)
+        return Account(key=key, url=url, protocol=protocol, config=config, cookies=cookies,
+                       token_url=token_url)
+
+    def _check_lwp(self, where: str, url: str, cookies: tuple[str, Secret] | None,
+                   token_url: str | None) -> None:
+        """Build the account's credentials once, as every connection will: what
+        fails here would fail each of them."""
+        if cookies is None:
+            raise self.error(where, "lwp accounts need cookies: add cookies_file or "
+                                    "cookies_env (with a unb cookie)")
+        cookies_where, header = cookies
+        try:
+            lwp_credentials(header, url=url, token_url=token_url)
+        except ConfigError as error:
+            field = {"token_url": f"{where}.token_url", "url": f"{where}.url"}
+            raise self.moved(error, field.get(error.field, cookies_where)) from None
 
     def _config(self, where: str, defaults: dict[str, Any], own: dict[str, Any]) -> Config:
         """Config.load's defaults < ``defaults`` < ``own``; errors name ``where.KEY``."""
@@ -197,42 +242,36 @@ class _Reader:
         try:
             return Config.load(env={}, overrides=_flatten(defaults) | _flatten(own))
         except ConfigError as error:
-            message = str(error).removeprefix(f"{error.field}: ")
             key = error.field.partition(" ")[0]  # "backoff_maximum (maximum)": the key
-            raise self.error(f"{where}.{_unflatten(key)}", message) from None
+            raise self.moved(error, f"{where}.{_unflatten(key)}") from None
 
-    def _cookies(self, table: Mapping[str, Any], where: str) -> Secret | None:
+    def _cookies(self, table: Mapping[str, Any], where: str) -> tuple[str, Secret] | None:
+        """(where they were found, ``Cookie`` header) of the account's cookies, or None."""
         file = self._string(table, "cookies_file", where)
         variable = self._string(table, "cookies_env", where)
         if file is not None and variable is not None:
             raise self.error(where, "give cookies_file or cookies_env, not both")
         if file is not None:
-            cookie_path = self.path.parent / file
+            found = f"{where}.cookies_file"
             try:
-                text = cookie_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise self.error(f"{where}.cookies_file",
-                                 f"cannot read {cookie_path}: {exc.strerror or exc}") from None
-            except UnicodeDecodeError:
-                raise self.error(f"{where}.cookies_file",
-                                 f"{cookie_path} is not UTF-8 text") from None
-            return self._parse_cookies(text, f"{where}.cookies_file")
-        if variable is not None:
+                text = read_cookies_file(self.path.parent / file, field=found)
+            except ConfigError as error:
+                raise self.moved(error, found) from None
+        elif variable is not None:
+            found = f"{where}.cookies_env"
             value = self.env.get(variable)
             if value is None:
-                raise self.error(f"{where}.cookies_env",
-                                 f"environment variable {variable} is not set")
-            return self._parse_cookies(value, f"{where}.cookies_env")
-        return None
-
-    def _parse_cookies(self, text: str, where: str) -> Secret:
+                raise self.error(found, f"environment variable {variable} is not set")
+            text = Secret(value)
+        else:
+            return None
         try:
-            cookies = parse_cookies(Secret(text.strip()))
+            cookies = parse_cookie_text(text)
         except ConfigError as error:  # names the pair's position, never its text
-            raise self.error(where, str(error).removeprefix("cookies: ")) from None
+            raise self.moved(error, found) from None
         if not cookies:
-            raise self.error(where, "no cookies in it")
-        return cookie_header(cookies)
+            raise self.error(found, "no cookies in it")
+        return found, cookie_header(cookies)
 
 
 def _config_fields() -> frozenset[str]:

@@ -7,8 +7,8 @@ assertions on counts and times.
 from __future__ import annotations
 
 import itertools
-from contextlib import AsyncExitStack
 from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 

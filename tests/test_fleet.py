@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,12 +21,13 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from fsm_live import Config, ConfigError, FixedDelay, Secret
+from fsm_live import Config, ConfigError, ExponentialJitter, FixedDelay, Secret
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.credentials import CookieCredentials, StaticCredentials
 from fsm_live.errors import TransportError
 from fsm_live.fleet import Fleet
-from fsm_live.fleet_config import FleetConfig
+from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
 from fsm_live.spec import Spec
 from fsm_live.stats import Stats
@@ -140,6 +142,36 @@ async def test_add_remove_replace_while_others_reconnect(network: MemoryNetwork)
         assert set(recount(fleet).items()) >= {("CLOSED", 18)}
 
 
+async def test_members_reconnect_at_the_fleets_pace(network: MemoryNetwork) -> None:
+    retries: list[float] = []
+    config = Config(backoff=FixedDelay(1.0))
+    with anyio.fail_after(60):
+        async with network.serve(OK, echo) as server, \
+                Fleet(reconnects_per_second=2) as fleet:
+            fleet.on_transition(lambda key, r: retries.append(r.at)
+                                if r.trigger == "retry" else None)
+            for key in "abcd":
+                await fleet.add(key, OK, config=config, **options(network))
+            await wait_until(fleet, lambda: fleet.count("CONNECTED") == 4)
+            dropped_at = anyio.current_time()
+            for link in list(server.links):
+                link.drop()
+            await wait_until(fleet, lambda: len(retries) == 4
+                             and fleet.count("CONNECTED") == 4)
+    # One attempt per 0.5 s: the first when its backoff ends, the others in turn.
+    assert [t - dropped_at for t in retries] == [1.0, 1.5, 2.0, 2.5]
+
+
+@pytest.mark.parametrize("rate", [0, -5, math.inf])
+def test_reconnects_per_second_must_be_positive(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate must be a positive number"):
+        Fleet(reconnects_per_second=rate)
+
+
+def test_pacing_can_be_turned_off() -> None:
+    assert Fleet(reconnects_per_second=None).pacer is None
+
+
 async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None:
     fleet = Fleet()
     with pytest.raises(RuntimeError, match="not running"):
@@ -156,8 +188,10 @@ async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None
                 await fleet.replace("nobody", OK, **options(network))
             with pytest.raises(KeyError):
                 fleet["nobody"]
-            with pytest.raises(TypeError, match="share its machine"):
+            with pytest.raises(TypeError, match="share its machine and pacer"):
                 await fleet.add("b", OK, machine=fleet.machine, **options(network))
+            with pytest.raises(TypeError, match="share its machine and pacer"):
+                await fleet.add("b", OK, pacer=fleet.pacer, **options(network))
             # A bad replacement leaves the running member alone.
             with pytest.raises(ConfigError, match="ws:// or wss://"):
                 await fleet.replace("a", "http://example.org/", **options(network))
@@ -581,10 +615,9 @@ BAD_FILES = {
                  "ws:// or wss://"),
     "bad protocol": (ACCOUNT + 'protocol = "smoke"\n', "accounts.alice.protocol",
                      "unknown protocol 'smoke'"),
-    "lwp without token_url": (ACCOUNT + 'protocol = "lwp"\n', "accounts.alice",
-                              "lwp accounts need token_url"),
-    "lwp with token_url": (ACCOUNT + 'protocol = "lwp"\ntoken_url = "http://127.0.0.1/t"\n',
-                           "accounts.alice.token_url", "not supported yet"),
+    "lwp without cookies": (ACCOUNT + 'protocol = "lwp"\ntoken_url = "http://127.0.0.1/t"\n',
+                            "accounts.alice", "lwp accounts need cookies: add cookies_file "
+                                              "or cookies_env (with a unb cookie)"),
     "token_url on ping": (ACCOUNT + 'token_url = "http://127.0.0.1/t"\n',
                           "accounts.alice.token_url", "only lwp accounts"),
     "bad default value": ("[defaults]\nheartbeat_interval = -1\n" + ACCOUNT,
@@ -635,6 +668,104 @@ def test_cookie_values_never_appear_in_errors(tmp_path: Path) -> None:
                          env={"C": "s3cr3t-value"})
     assert "s3cr3t" not in str(caught.value)
     assert caught.value.field.endswith("accounts.alice.cookies_env")
+
+
+LWP_FILE = """\
+[accounts.a]
+url = "ws://127.0.0.1:8765/feed"
+protocol = "lwp"
+cookies_file = "cookies/a.txt"
+
+[accounts.b]
+url = "wss://example.org/ws"
+protocol = "lwp"
+cookies_env = "B_COOKIES"
+token_url = "https://auth.example.org/token?app=s3cr3t-key"
+"""
+
+
+async def test_fleet_file_lwp_accounts(tmp_path: Path) -> None:
+    (tmp_path / "cookies").mkdir()
+    # One cookie per line works in a file, as for fsm-live connect --cookies-file.
+    (tmp_path / "cookies" / "a.txt").write_text("unb=1001\ncna=s3cr3t-a\n", encoding="utf-8")
+    config = FleetConfig.load(write(tmp_path, LWP_FILE),
+                              env={"B_COOKIES": "unb=2002; t=s3cr3t-b"})
+    a, b = config.accounts
+    assert (a.protocol, b.protocol) == ("lwp", "lwp")
+    assert a.cookies == Secret("unb=1001; cna=s3cr3t-a")
+    assert (a.token_url, b.token_url) == (None, "https://auth.example.org/token?app=s3cr3t-key")
+    first, second = a.credentials(), a.credentials()
+    assert isinstance(first, CookieCredentials)
+    assert isinstance(second, CookieCredentials)
+    assert first is not second  # one provider (token, device id) per connection
+    assert first.device_id != second.device_id
+    assert first.user_id == Secret("1001")
+    assert await first.handshake_headers() == {"Cookie": Secret("unb=1001; cna=s3cr3t-a")}
+    b_credentials = b.credentials()
+    assert isinstance(b_credentials, CookieCredentials)
+    assert b_credentials.cookie_names == ["t", "unb"]
+    options = b.connection_options()
+    assert options["protocol"] == "lwp"
+    assert isinstance(options["credentials"], CookieCredentials)
+    assert "s3cr3t" not in repr(config) + repr(first) + repr(b_credentials)
+
+
+LWP = ACCOUNT + 'protocol = "lwp"\n'
+LWP_ERRORS = {
+    "no unb in a file": (LWP + 'cookies_file = "alice.cookies"\n', "accounts.alice.cookies_file",
+                         "the 'unb' cookie is required (found: cna, sid)"),
+    "no unb in a variable": (LWP + 'cookies_env = "ALICE"\n', "accounts.alice.cookies_env",
+                             "the 'unb' cookie is required (found: cna)"),
+    "empty cookies": (LWP + 'cookies_env = "EMPTY"\n', "accounts.alice.cookies_env",
+                      "no cookies in it"),
+    "token_url not http": (LWP + 'cookies_env = "GOOD"\ntoken_url = "ftp://127.0.0.1/t"\n',
+                           "accounts.alice.token_url", "expected an http:// or https:// URL"),
+    "token_url bad port": (LWP + 'cookies_env = "GOOD"\ntoken_url = "http://127.0.0.1:x/t"\n',
+                           "accounts.alice.token_url", "the URL's port is not a number"),
+    "token_url empty": (LWP + 'cookies_env = "GOOD"\ntoken_url = ""\n',
+                        "accounts.alice.token_url", "must be a non-empty string"),
+}
+
+
+@pytest.mark.parametrize(("text", "where", "message"), list(LWP_ERRORS.values()),
+                         ids=list(LWP_ERRORS))
+def test_lwp_account_errors_name_the_key_never_a_value(tmp_path: Path, text: str, where: str,
+                                                       message: str) -> None:
+    (tmp_path / "alice.cookies").write_text("cna=s3cr3t-1\nsid=s3cr3t-2\n", encoding="utf-8")
+    env = {"ALICE": "cna=s3cr3t-3", "EMPTY": " ; ", "GOOD": "unb=s3cr3t-4"}
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        FleetConfig.load(path, env=env)
+    assert caught.value.field == f"{path}: {where}"
+    assert str(caught.value) == f"{path}: {where}: {message}"
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_an_account_checks_its_own_contract() -> None:
+    config = Config()
+    with pytest.raises(ConfigError, match="cookies: account 'a': lwp accounts need cookies"):
+        Account("a", "ws://127.0.0.1:1/", "lwp", config)
+    with pytest.raises(ConfigError, match="token_url: account 'a': only lwp accounts use"):
+        Account("a", "ws://127.0.0.1:1/", "json", config, token_url="http://127.0.0.1/t")
+
+
+def test_the_fleet_file_of_the_docs_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "fleet.md").read_text("utf-8")
+    match = re.search(r"\n```toml\n(.*?)```\n", doc, re.S)
+    assert match is not None
+    (tmp_path / "cookies").mkdir()
+    (tmp_path / "feed.cookies").write_text("sid=1\n", encoding="utf-8")
+    (tmp_path / "cookies" / "alice.txt").write_text("unb=1\ncna=2\n", encoding="utf-8")
+    config = FleetConfig.load(write(tmp_path, match.group(1)), env={"BOB_COOKIES": "unb=3"})
+    assert [(a.key, a.protocol) for a in config.accounts] == [
+        ("probe", "ping"), ("feed", "json"), ("alice@example.org", "lwp"), ("bob", "lwp")]
+    probe, feed, alice, bob = config.accounts
+    assert (probe.config.heartbeat_timeout, feed.config.open_timeout) == (40, 20)
+    assert bob.config.backoff == ExponentialJitter(initial=1, maximum=10)
+    assert (alice.cookies, alice.token_url) == (Secret("unb=1; cna=2"), None)
+    assert bob.token_url == "http://127.0.0.1:8765/token"
+    assert [type(a.credentials()) for a in config.accounts] == [
+        type(None), StaticCredentials, CookieCredentials, CookieCredentials]
 
 
 def test_unreadable_fleet_file(tmp_path: Path) -> None:

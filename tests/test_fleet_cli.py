@@ -1,6 +1,7 @@
-"""``fsm-live fleet`` end to end against a local websockets echo server, and its output.
+"""``fsm-live fleet`` end to end against a local websockets echo server and the local lwp
+server (100 lwp accounts), and its output.
 
-The server runs in the test's event loop (asyncio, 127.0.0.1, port 0); the CLI
+The servers run in the test's event loop (asyncio, 127.0.0.1, port 0); the CLI
 runs as ``python -m fsm_live fleet`` in a child process (bounded by the test's
 deadline), except the dashboard test, which runs :func:`run_fleet` in-process
 on a fake terminal.
@@ -21,6 +22,7 @@ from pathlib import Path
 import anyio
 import pytest
 from rich.console import Console
+from test_docs import block
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -30,6 +32,7 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.fleet_config import FleetConfig
 from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
 from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.testing.lwp_server import LwpServer
 from fsm_live.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
@@ -124,6 +127,73 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
         assert trace[0]["reason"] == "started"
 
 
+LWP_ACCOUNTS = 100
+CANARY = "s3cr3t-cookie-6502"
+
+
+def lwp_fleet_file(tmp_path: Path, server: LwpServer) -> tuple[Path, dict[str, str]]:
+    """A fleet file of LWP_ACCOUNTS lwp accounts with distinct ``unb`` cookies (and a
+    canary each): even ones in cookies files, odd ones in environment variables, every
+    tenth with an explicit token_url.  Returns the file and the variables to set."""
+    (tmp_path / "cookies").mkdir()
+    lines = ["[defaults]", "open_timeout = 5"]
+    env: dict[str, str] = {}
+    for i in range(LWP_ACCOUNTS):
+        key = f"lwp{i:03d}"
+        lines += [f"[accounts.{key}]", f'url = "{server.url}"', 'protocol = "lwp"']
+        cookies = f"unb={700000 + i}; cna={CANARY}-{i}"
+        if i % 2 == 0:  # one cookie per line
+            (tmp_path / "cookies" / f"{key}.txt").write_text(cookies.replace("; ", "\n"),
+                                                              encoding="utf-8")
+            lines.append(f'cookies_file = "cookies/{key}.txt"')
+        else:
+            env[f"FLEET_TEST_COOKIES_{i}"] = cookies
+            lines.append(f'cookies_env = "FLEET_TEST_COOKIES_{i}"')
+        if i % 10 == 0:
+            lines.append(f'token_url = "{server.token_url}"')
+    path = tmp_path / "lwp-fleet.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, env
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+async def test_100_lwp_accounts_against_the_local_lwp_server(tmp_path: Path) -> None:
+    traces = tmp_path / "traces"
+    with anyio.fail_after(20):
+        async with LwpServer(push_interval=1.0) as server:
+            path, env = lwp_fleet_file(tmp_path, server)
+            started = anyio.current_time()
+            done = await anyio.run_process(
+                [*COMMAND, str(path), "--duration", "3", "--trace-dir", str(traces)],
+                check=False, env=_env() | env)
+            took = anyio.current_time() - started
+            seen = await server.wait_until(lambda stats: stats.connections_open == 0)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
+    assert 3.0 <= took < 12.0
+    assert (seen.tokens_issued, seen.handshakes) == (LWP_ACCOUNTS, LWP_ACCOUNTS)
+    assert (seen.registrations, seen.registrations_rejected) == (LWP_ACCOUNTS, 0)
+    out = done.stdout.decode()
+    [all_connected] = [line for line in out.splitlines()
+                       if line.startswith(f"all {LWP_ACCOUNTS} connections CONNECTED after ")]
+    assert float(all_connected.split()[-2]) < 3.0
+    summary = out.splitlines()[-1]
+    assert f"{LWP_ACCOUNTS} connections: CLOSED {LWP_ACCOUNTS}; 0 crashed; " in summary
+    assert f" {3 * LWP_ACCOUNTS} transitions " in summary
+    assert "failures: none" in summary
+
+    keys = [f"lwp{i:03d}" for i in range(LWP_ACCOUNTS)]
+    assert sorted(p.name for p in traces.iterdir()) == [trace_file_name(k) for k in keys]
+    for key in keys:
+        edges = [(line["from"], line["to"]) for line in read_trace(traces / f"{key}.jsonl")]
+        assert edges[:2] == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED")], key
+        assert edges[-1][1] == "CLOSED", key
+    written = out + "".join(p.read_text(encoding="utf-8") for p in traces.iterdir())
+    assert CANARY not in written
+    assert "700000" not in written  # nor a unb
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 async def test_a_signal_closes_everything_and_exits_0(tmp_path: Path, signum: int) -> None:
@@ -170,7 +240,9 @@ async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> 
     (["missing.toml"], "missing.toml: cannot read"),
     (["bad.toml"], "bad.toml: accounts.alice.protocol: unknown protocol 'smoke'"),
     (["good.toml", "--trace-dir", "a-file"], "--trace-dir"),
-], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file"])
+    (["no-unb.toml"], "no-unb.toml: accounts.alice.cookies_file: the 'unb' cookie is required "
+                      "(found: cna)"),
+], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "lwp-without-unb"])
 def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str],
                                                  message: str) -> None:
     (tmp_path / "bad.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
@@ -178,20 +250,30 @@ def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str]
     (tmp_path / "good.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
                                         encoding="utf-8")
     (tmp_path / "a-file").write_text("", encoding="utf-8")
+    (tmp_path / "no-unb.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
+                                          'protocol = "lwp"\ncookies_file = "c.txt"\n',
+                                          encoding="utf-8")
+    (tmp_path / "c.txt").write_text(f"cna={CANARY}\n", encoding="utf-8")
     done = subprocess.run([*COMMAND, *argv], cwd=tmp_path, capture_output=True, text=True,
                           timeout=DEADLINE, check=False, env=_env())
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("fsm-live fleet: error: ")
     assert message in done.stderr
+    assert CANARY not in done.stderr
 
 
-def test_bad_duration_is_a_usage_error(tmp_path: Path) -> None:
-    done = subprocess.run([*COMMAND, "fleet.toml", "--duration", "-1"], cwd=tmp_path,
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--duration", "-1"], "expected a positive number of seconds"),
+    (["--reconnects-per-second", "0"], "--reconnects-per-second: expected a positive number"),
+    (["--reconnects-per-second", "many"], "expected a number, got 'many'"),
+])
+def test_bad_numbers_are_usage_errors(tmp_path: Path, flags: list[str], message: str) -> None:
+    done = subprocess.run([*COMMAND, "fleet.toml", *flags], cwd=tmp_path,
                           capture_output=True, text=True, timeout=DEADLINE, check=False,
                           env=_env())
     assert done.returncode == 2
-    assert "expected a positive number of seconds" in done.stderr
+    assert message in done.stderr
 
 
 class FakeTerminal(io.StringIO):
@@ -213,6 +295,18 @@ async def test_dashboard_on_a_terminal(tmp_path: Path) -> None:
     assert not any(line.startswith(("a ", "b ")) for line in screen.splitlines())  # not plain
     assert "CONNECTING -> CONNECTED" in screen  # the recent transitions
     assert stderr.getvalue() == ""
+
+
+def test_the_python_example_of_the_docs_is_the_file_and_prints_its_output() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "fleet.md").read_text(encoding="utf-8")
+    code = block(text, "<!-- example:begin docs/examples/fleet.py -->", "<!-- example:end -->")
+    path = root / "docs" / "examples" / "fleet.py"
+    assert code == path.read_text(encoding="utf-8"), "docs/examples/fleet.py differs from the doc"
+    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                            timeout=DEADLINE, check=True, env=_env())
+    assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")
+    assert result.stderr == ""
 
 
 # -- rendering --------------------------------------------------------------------------

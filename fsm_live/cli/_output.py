@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import TextIO, TypeAlias
 
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ("PROG", "Handler", "Output", "Subparsers")
+__all__ = ("PROG", "Handler", "Output", "Subparsers", "positive_number", "seconds")
 
 PROG = "fsm-live"
 
@@ -47,3 +48,19 @@ class Output:
 
 Handler: TypeAlias = Callable[[argparse.Namespace, Output], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def positive_number(text: str, unit: str = "number") -> float:
+    """An argparse ``type``: a positive finite number (``unit`` names it in errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a {unit}, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive {unit}, got {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a positive finite number of seconds."""
+    return positive_number(text, "number of seconds")

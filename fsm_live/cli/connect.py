@@ -26,15 +26,15 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.account_credentials import lwp_credentials, read_cookies_file
+from fsm_live.cli._output import PROG, Output, Subparsers, seconds
 from fsm_live.config import Config
 from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.credentials import CookieCredentials, CredentialsProvider, Secret
+from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError
 from fsm_live.protocols import PROTOCOLS
 from fsm_live.render import plain_transition, status_panel
-from fsm_live.token_http import HttpTokenSource, token_url_for
 
 __all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "add", "build_credentials",
            "configure_logging", "run")
@@ -71,7 +71,7 @@ def add(subparsers: Subparsers) -> None:
         ("--backoff-max", "backoff cap in seconds (default 60)"),
         ("--open-timeout", "dial + handshake + registration limit (default 10)"),
     ):
-        parser.add_argument(flag, metavar="S", type=_seconds, help=help_text)
+        parser.add_argument(flag, metavar="S", type=seconds, help=help_text)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--cookies-file", metavar="PATH",
                         help=f"the account's cookies (name=value; ...) for --protocol lwp "
@@ -80,21 +80,11 @@ def add(subparsers: Subparsers) -> None:
                         help="where to GET access tokens (default: http://HOST:PORT/token "
                              "of URL)")
     parser.add_argument("--trace", metavar="FILE", help="append every transition as JSON lines")
-    parser.add_argument("--duration", metavar="S", type=_seconds,
+    parser.add_argument("--duration", metavar="S", type=seconds,
                         help="close and exit after S seconds")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="DEBUG logs of every logger, websockets included")
     parser.set_defaults(handler=run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def configure_logging(verbose: bool) -> None:
@@ -131,24 +121,13 @@ def build_credentials(args: argparse.Namespace,
                 raise ConfigError(flag, "is only used with --protocol lwp")
         return None
     if args.cookies_file is not None:
-        try:
-            with open(args.cookies_file, encoding="utf-8") as file:
-                text = file.read()
-        except OSError as exc:
-            raise ConfigError("--cookies-file", f"cannot read {args.cookies_file}: "
-                                                f"{exc.strerror or type(exc).__name__}") from None
-        except UnicodeDecodeError:
-            raise ConfigError("--cookies-file", f"{args.cookies_file} is not UTF-8 text"
-                              ) from None
+        cookies = read_cookies_file(args.cookies_file, field="--cookies-file")
     elif env.get(COOKIES_ENV):
-        text = env[COOKIES_ENV]
+        cookies = Secret(env[COOKIES_ENV])
     else:
         raise ConfigError("--protocol lwp", f"needs the account's cookies: --cookies-file PATH "
                                             f"or the {COOKIES_ENV} environment variable")
-    token_url = args.token_url or token_url_for(args.url)
-    # Lines of a cookies file are joined: one cookie per line works too.
-    cookies = Secret("; ".join(text.splitlines()))
-    return CookieCredentials(cookies, token_source=HttpTokenSource(token_url))
+    return lwp_credentials(cookies, url=args.url, token_url=args.token_url)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

@@ -15,6 +15,7 @@ crashed are reported on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 import re
@@ -25,11 +26,11 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.cli._output import PROG, Output, Subparsers, positive_number, seconds
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
-from fsm_live.fleet import Fleet
+from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
 from fsm_live.fleet_config import FleetConfig
 from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
 
@@ -51,21 +52,15 @@ def add(subparsers: Subparsers) -> None:
                                                          "tables; see docs/fleet.md)")
     parser.add_argument("--trace-dir", metavar="DIR", type=Path,
                         help="append each account's transitions to DIR/<key>.jsonl")
-    parser.add_argument("--duration", metavar="S", type=_seconds,
+    parser.add_argument("--duration", metavar="S", type=seconds,
                         help="close everything and exit after S seconds")
+    parser.add_argument("--reconnects-per-second", metavar="N", type=positive_number,
+                        default=DEFAULT_RECONNECTS_PER_SECOND,
+                        help="reconnect attempts per second of all accounts together "
+                             f"(default {DEFAULT_RECONNECTS_PER_SECOND:g})")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="DEBUG logs of every logger, websockets included")
     parser.set_defaults(handler=run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def trace_file_name(key: str) -> str:
@@ -95,16 +90,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
                         f"{exc.strerror or exc}")
             return EXIT_BAD_USAGE
     configure_logging(args.verbose)
-    return anyio.run(run_fleet, config, args.trace_dir, args.duration, out)
+    return anyio.run(functools.partial(run_fleet, config, args.trace_dir, args.duration, out,
+                                       reconnects_per_second=args.reconnects_per_second))
 
 
 async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
-                    out: Output) -> int:
+                    out: Output, *,
+                    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND) -> int:
     """Run every account of ``config`` until ``duration`` elapses or a signal arrives;
     return the exit code."""
     interactive = out.stdout.isatty()
     close_timeout = max(account.config.close_timeout for account in config.accounts)
-    async with Fleet(close_timeout=close_timeout) as fleet:
+    async with Fleet(close_timeout=close_timeout,
+                     reconnects_per_second=reconnects_per_second) as fleet:
         if not interactive:
             def print_line(key: str, record: TransitionRecord) -> None:
                 out.stdout.write(plain_fleet_transition(key, record, fleet.started_at) + "\n")
