@@ -18,9 +18,9 @@ from trio.testing import MockClock
 
 from fsm_live import Config, ConnectionFailed, FixedDelay, ReconnectPacer, Secret, connect
 from fsm_live.connection import LiveConnection
-from fsm_live.errors import BufferFull, ConnectionClosedByApp, TransportError
+from fsm_live.errors import BufferFull, ConnectionClosedByApp
 from fsm_live.trace import TRACE_KEYS, read_trace
-from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
+from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio
 URL = "ws://server.test/feed"
@@ -35,13 +35,6 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 def network() -> MemoryNetwork:
     return MemoryNetwork()
 
-
-async def echo(link: ServerLink) -> None:
-    try:
-        while True:
-            await link.send(await link.receive())
-    except TransportError:
-        pass
 
 
 class Credentials:

@@ -25,14 +25,13 @@ from fsm_live import Config, ConfigError, ExponentialJitter, FixedDelay, Secret
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CookieCredentials, StaticCredentials
-from fsm_live.errors import TransportError
 from fsm_live.fleet import Fleet
 from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
 from fsm_live.spec import Spec
 from fsm_live.stats import Stats
 from fsm_live.transport.base import ConnectOptions, Link
-from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
+from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio
 
@@ -53,13 +52,6 @@ def network() -> MemoryNetwork:
     network.black_hole(VOID)
     return network
 
-
-async def echo(link: ServerLink) -> None:
-    try:
-        while True:
-            await link.send(await link.receive())
-    except TransportError:
-        pass
 
 
 def options(network: MemoryNetwork, **extra: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from fsm_live.errors import HandshakeRejected, TransportError
 from fsm_live.transport import errors
 from fsm_live.transport.base import Message
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
+from fsm_live.transport.memory import echo as echo_link
 from fsm_live.transport.websocket import WebSocketTransport
 
 # -- the websocket transport's harness: real websockets servers on loopback
@@ -405,11 +406,6 @@ async def test_memory_counts_attempts_whatever_came_of_them() -> None:
     assert network.attempts("ws://a.test/") == 4
     assert network.attempts("ws://b.test/") == 0
 
-
-async def echo_link(link: ServerLink) -> None:
-    with contextlib.suppress(TransportError):
-        while True:
-            await link.send(await link.receive())
 
 
 @pytest.mark.anyio

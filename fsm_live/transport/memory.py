@@ -61,12 +61,13 @@ import attrs
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from fsm_live.errors import TransportError
 from fsm_live.spec import FAILURE_KINDS
 from fsm_live.transport import errors
 from fsm_live.transport.base import ConnectOptions, Message
 
 __all__ = ("MemoryLink", "MemoryNetwork", "MemoryServer", "MemoryTransport", "ServerHandler",
-           "ServerLink")
+           "ServerLink", "echo")
 
 ServerHandler = Callable[["ServerLink"], Awaitable[None]]
 
@@ -441,3 +442,12 @@ class _Attempt:
         assert self._link is not None, "__aexit__ without __aenter__"
         with anyio.CancelScope(shield=True):  # cleanup, bounded by close_timeout
             await self._link.close()
+
+
+async def echo(link: ServerLink) -> None:
+    """A server handler that sends every message back until the link closes."""
+    try:
+        while True:
+            await link.send(await link.receive())
+    except TransportError:
+        pass
