@@ -54,6 +54,7 @@ from fsm_live.stats import Counters, Stats
 from fsm_live.tasks import SessionTasks
 from fsm_live.trace import TraceWriter
 from fsm_live.transport.base import Transport
+from fsm_live.wakeup import Wakeup
 
 __all__ = ("TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine")
 
@@ -146,7 +147,8 @@ class LiveConnection:
         self._driver.observers.append(self._on_transition)
         self._stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._finished = anyio.Event()
+        self._finished = False  # the driver returned; its tasks and link are released
+        self._finished_wakeup = Wakeup()
         self._state = self._lifecycle.state
 
     def __repr__(self) -> str:
@@ -188,7 +190,8 @@ class LiveConnection:
         finally:
             self._tasks.release_link()
             self._inbox.close()
-            self._finished.set()
+            self._finished = True
+            self._finished_wakeup.notify()
 
     async def close(self) -> None:
         """Close from any state: cancel and join every task, close the socket, end CLOSED.
@@ -197,9 +200,10 @@ class LiveConnection:
         """
         if self._stack is None:
             raise RuntimeError("the connection was never entered (use async with)")
-        if not self._finished.is_set():
+        if not self._finished:
             await self._driver.post(Close(anyio.current_time()))
-            await self._finished.wait()
+            while not self._finished:
+                await self._finished_wakeup.wait()
 
     # -- state -------------------------------------------------------------------------
 
@@ -239,7 +243,7 @@ class LiveConnection:
                 return state
             if raise_on_failed and state == "FAILED" and (error := self.failure) is not None:
                 raise error
-            if self._lifecycle.machine.states[state].final or self._finished.is_set():
+            if self._lifecycle.machine.states[state].final or self._finished:
                 raise ConnectionClosedByApp(f"the connection is {state}")
             await self._driver.wait_changed()
 
@@ -282,6 +286,7 @@ class LiveConnection:
         if self._lifecycle.machine.states[self.state].final:
             raise ConnectionClosedByApp("the connection is closed")
         self._outbox.put(frame)
+        self._driver.request("flush")  # an OnDemand task: it runs only with frames to send
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """Inbound messages in order, de-duplicated; ends when the connection closes.

@@ -3,7 +3,7 @@
 The four runner rules of ARCHITECTURE.md section 2 live here:
 
 1. only the driver fires triggers; tasks :meth:`Driver.post` events to it through
-   a memory stream;
+   a bounded queue;
 2. the Machine's callbacks are synchronous and only record effects (the core);
 3. every cancelled task is joined before the driver goes on (bounded by
    ``close_timeout``; a task that does not finish is reported, not forgotten);
@@ -11,22 +11,32 @@ The four runner rules of ARCHITECTURE.md section 2 live here:
 
 A :class:`Driver` knows nothing of WebSockets: task bodies are given to it by
 name (``fsm_live.connection`` supplies them) and it reports every transition to
-its observers.  All time is ``anyio.current_time()``.
+its observers.  All time is ``anyio.current_time()``, read through
+:attr:`Driver.clock`.
 
-A spec task is run in one of two ways, chosen by its body:
+The driver waits for the next posted event or its next deadline: a wait with a
+deadline costs one cancel scope, and an Event exists only while the driver
+waits (:class:`~fsm_live.wakeup.Wakeup`); an event already queued costs neither.
+
+A spec task is run in one of three ways, chosen by its body:
 
 * a coroutine function runs as its own anyio task for as long as its state is
   active (the reader, the heartbeat);
 * a :class:`Periodic` costs no task while it waits: the driver keeps its
   deadline next to the core's and, when it is due, runs its action as a short
-  task.  Leaving the state cancels the schedule and joins a running action like
-  any task.  Token and cookie refresh and the cleanup sweep are periodic: an
-  idle connection holds only the tasks that must wait on the network.
+  task.  Token and cookie refresh and the cleanup sweep are periodic;
+* an :class:`OnDemand` costs no task while idle either: its action runs as a
+  short task when :meth:`Driver.request` asks for it (the outbound flush, when
+  ``send()`` buffers a frame).
+
+Leaving the state cancels the schedule of the last two, and joins a running
+action like any task.  So an idle connection holds only the tasks that must wait
+on the network.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,13 +45,15 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
+import sniffio
 
 from fsm_live.core.effects import CancelTask, Effect, Emit, StartTask, TransitionRecord
 from fsm_live.core.events import Event, Failed, Inbound, Tick
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.errors import TransitionRefused
+from fsm_live.wakeup import Wakeup
 
-__all__ = ("Driver", "Job", "Periodic", "TaskBody")
+__all__ = ("Driver", "Job", "OnDemand", "Periodic", "TaskBody", "backend_clock")
 
 logger = logging.getLogger("fsm_live")
 
@@ -49,6 +61,26 @@ logger = logging.getLogger("fsm_live")
 Job = Callable[[int], Awaitable[None]]
 #: Events waiting for the driver; tasks block (backpressure) beyond this.
 _EVENT_BUFFER = 64
+
+
+def backend_clock() -> Callable[[], float]:
+    """The running backend's clock: a function that returns ``anyio.current_time()``.
+
+    ``anyio.current_time()`` finds the backend through sniffio at every call, about
+    1 µs on Python 3.11 (where ``asyncio.current_task`` is pure Python): most of
+    the cost of a hot path that reads the time once per frame.  The function
+    returned reads the same clock directly (``loop.time`` on asyncio,
+    ``trio.current_time`` on trio, virtual clocks included).  Call this inside the
+    event loop; the result is valid while that loop runs.
+    """
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        return asyncio.get_running_loop().time
+    if library == "trio":
+        import trio
+
+        return trio.current_time
+    return anyio.current_time
 
 
 @attrs.frozen
@@ -64,19 +96,33 @@ class Periodic:
     delay: Callable[[], float]
 
 
-TaskBody = Job | Periodic
+@attrs.frozen
+class OnDemand:
+    """A task that runs ``action(generation)`` when :meth:`Driver.request` asks for
+    it while its state is active, and on entering the state if ``pending()``.
+
+    A request while the action runs is a no-op: the action must look for more
+    work before it returns (e.g. drain its queue until it is empty).  It must not
+    await between finding nothing left and returning, or a request could be lost.
+    """
+
+    action: Job
+    pending: Callable[[], bool]
+
+
+TaskBody = Job | Periodic | OnDemand
 
 
 @attrs.define
 class _Running:
     generation: int
-    scope: anyio.CancelScope | None = None  # None while a Periodic waits
+    scope: anyio.CancelScope | None = None  # None while a Periodic/OnDemand is idle
     finished: bool = False
     due: float = math.inf  # a Periodic's next run
 
 
 def _job(body: TaskBody) -> Job:
-    return body.action if isinstance(body, Periodic) else body
+    return body.action if isinstance(body, Periodic | OnDemand) else body
 
 
 class Driver:
@@ -101,21 +147,34 @@ class Driver:
         self.observers: list[Callable[[TransitionRecord], None]] = []
         self.stuck_tasks = 0
         self._classify_crash = classify_crash
-        self._send, self._receive = anyio.create_memory_object_stream[Event](_EVENT_BUFFER)
+        # Posted events, oldest first.  At most _EVENT_BUFFER, and mostly empty: a
+        # list is much smaller than a deque (which allocates 64 slots at once).
+        self._events: list[Event] = []
+        self._posted = Wakeup()  # the driver waits here for an event
+        self._taken = Wakeup()  # posters wait here while _events is full
+        self._changed = Wakeup()  # a transition, or a task exit
+        self._finished = False
         self._running: dict[str, _Running] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._last_inbound = -math.inf
-        self._changed = anyio.Event()
+        #: ``anyio.current_time``, replaced by the cheaper :func:`backend_clock` once
+        #: the driver runs; tasks read the time through it.
+        self.clock: Callable[[], float] = anyio.current_time
 
     # -- for tasks and the application -------------------------------------------------
 
     async def post(self, event: Event) -> None:
-        """Queue an event for the driver (waits while the queue is full).
+        """Queue an event for the driver; waits (only) while the queue is full.
 
-        Events posted after the driver finished are dropped: the lifecycle is final.
+        Not a checkpoint otherwise: posting costs no task switch.  Events posted
+        after the driver finished are dropped: the lifecycle is final.
         """
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._send.send(event)
+        while len(self._events) >= _EVENT_BUFFER and not self._finished:
+            await self._taken.wait()
+        if self._finished:
+            return
+        self._events.append(event)
+        self._posted.notify()
 
     def note_inbound(self, now: float) -> None:
         """Record that a frame arrived at ``now`` (no event: it only moves a deadline).
@@ -125,18 +184,26 @@ class Driver:
         """
         self._last_inbound = now
 
+    def request(self, name: str) -> None:
+        """Run the :class:`OnDemand` task ``name`` now, unless it runs already or
+        its state is not active (then it runs on entering it, if ``pending()``).
+
+        Synchronous and cheap: call it from any task of the driver's event loop.
+        """
+        running = self._running.get(name)
+        if (running is not None and running.scope is None
+                and isinstance(self.bodies[name], OnDemand)):
+            self._spawn(name, running)
+
     @property
     def tasks_alive(self) -> int:
-        """Task bodies running now (a Periodic waiting for its next run is not)."""
+        """Task bodies running now (an idle Periodic or OnDemand is not)."""
         return sum(running.scope is not None for running in self._running.values())
 
     async def wait_changed(self) -> None:
         """Return after the next transition or task exit (at once once the driver finished)."""
-        await self._changed.wait()
-
-    def _notify_changed(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if not self._finished:
+            await self._changed.wait()
 
     # -- the driver task ---------------------------------------------------------------
 
@@ -148,10 +215,8 @@ class Driver:
         started is cancelled and joined first.  Raises ValueError if a task the
         spec names has no body.
         """
-        needed = {task for state in self.lifecycle.machine.states.values()
-                  for task in state.tasks}
-        if missing := needed - set(self.bodies):
-            raise ValueError(f"no task body for {', '.join(sorted(missing))}")
+        self._check_bodies()
+        self.clock = backend_clock()
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
@@ -164,30 +229,57 @@ class Driver:
                         for name in list(self._running):
                             await self._cancel(name)
         finally:
-            self._receive.close()
-            self._send.close()
-            self._changed.set()
+            self._finished = True
+            self._events.clear()
+            self._changed.notify()
+            self._taken.notify()
+
+    def _check_bodies(self) -> None:
+        # Not inline in run(): its locals would live as long as the connection.
+        needed = {task for state in self.lifecycle.machine.states.values()
+                  for task in state.tasks}
+        if missing := needed - set(self.bodies):
+            raise ValueError(f"no task body for {', '.join(sorted(missing))}")
 
     async def _next_event(self) -> Event:
-        try:
-            return self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            pass
+        """The oldest posted event; else a Tick once the earliest deadline is due.
+
+        Posted events come first.  Only when there is none does the driver wait,
+        under a cancel scope only if a deadline is armed.
+        """
+        while not self._events:
+            self._hand_inbound()  # the heartbeat deadline moves: fewer Ticks
+            deadline = self._next_deadline()
+            now = self.clock()
+            if deadline <= now:
+                return Tick(now)
+            if deadline == math.inf:
+                await self._posted.wait()
+            else:
+                with anyio.CancelScope(deadline=deadline):
+                    await self._posted.wait()
+        self._taken.notify()
+        return self._events.pop(0)
+
+    def _hand_inbound(self) -> None:
+        """Give the core the time of the last frame the reader noted, if newer."""
+        lifecycle = self.lifecycle
+        if self._last_inbound > lifecycle.last_inbound:
+            lifecycle.handle(Inbound(self._last_inbound, lifecycle.generation))
+
+    def _next_deadline(self) -> float:
+        """The earliest of the core's deadline and the periodic tasks' next runs."""
         core_deadline = self.lifecycle.next_deadline()
-        deadline = min(math.inf if core_deadline is None else core_deadline,
-                       min((r.due for r in self._running.values()), default=math.inf))
-        if deadline == math.inf:
-            return await self._receive.receive()
-        with anyio.move_on_after(deadline - anyio.current_time()):
-            return await self._receive.receive()
-        return Tick(anyio.current_time())
+        deadline = math.inf if core_deadline is None else core_deadline
+        for running in self._running.values():
+            deadline = min(deadline, running.due)
+        return deadline
 
     async def _step(self, event: Event) -> None:
         lifecycle = self.lifecycle
         if isinstance(event, Tick):
             self._run_due_periodics(event.now)
-            if self._last_inbound > lifecycle.last_inbound:
-                lifecycle.handle(Inbound(self._last_inbound, lifecycle.generation))
+            self._hand_inbound()
         try:
             effects = lifecycle.handle(event)
         except TransitionRefused as refused:
@@ -207,7 +299,7 @@ class Driver:
             elif isinstance(effect, Emit):
                 for observer in self.observers:
                     observer(effect.record)
-                self._notify_changed()
+                self._changed.notify()
             # ScheduleTimer / CancelTimer: next_deadline() already reflects them.
 
     def _start(self, name: str, generation: int) -> None:
@@ -215,8 +307,8 @@ class Driver:
         running = _Running(generation)
         self._running[name] = running
         if isinstance(body, Periodic):
-            running.due = anyio.current_time() + body.delay()
-        else:
+            running.due = self.clock() + body.delay()
+        elif not isinstance(body, OnDemand) or body.pending():
             self._spawn(name, running)
 
     def _spawn(self, name: str, running: _Running) -> None:
@@ -241,19 +333,19 @@ class Driver:
         except Exception as exc:
             # A crashed task must not die silently: log it and make the link fail over.
             logger.exception("task %s crashed", name)
-            await self.post(Failed(anyio.current_time(), running.generation,
+            await self.post(Failed(self.clock(), running.generation,
                                    self._classify_crash(exc)))
         finally:
             running.finished = True
             running.scope = None
             if isinstance(body, Periodic) and self._running.get(name) is running:
-                running.due = anyio.current_time() + body.delay()
-            self._notify_changed()
+                running.due = self.clock() + body.delay()
+            self._changed.notify()
 
     async def _cancel(self, name: str) -> None:
         running = self._running.pop(name, None)
         if running is None or running.scope is None:
-            return  # a Periodic between runs, or a task that already returned
+            return  # a Periodic/OnDemand between runs, or a task that already returned
         running.scope.cancel()
         with anyio.move_on_after(self.join_timeout, shield=True):
             while not running.finished:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -34,7 +35,7 @@ from fsm_live.errors import TransportError
 from fsm_live.inbox import Inbox
 from fsm_live.outbox import Outbox
 from fsm_live.protocols.base import ProtocolAdapter
-from fsm_live.runner import Driver, Periodic, TaskBody
+from fsm_live.runner import Driver, OnDemand, Periodic, TaskBody
 from fsm_live.stats import Counters
 from fsm_live.transport.base import ConnectOptions, Link, Message, Transport
 
@@ -44,6 +45,8 @@ logger = logging.getLogger("fsm_live")
 
 #: App-level heartbeats awaiting their ack; older ones are forgotten.
 _PENDING_HEARTBEATS = 16
+#: Seconds the flush task waits for more frames before it returns.
+_FLUSH_LINGER = 1.0
 
 
 @attrs.define
@@ -80,7 +83,8 @@ class SessionTasks:
         """The task bodies by spec task name.
 
         Token and cookie refresh run only with a provider that can refresh them
-        (``refresh_token`` / ``refresh_cookies``); otherwise they return at once.
+        (``refresh_token`` / ``refresh_cookies``); otherwise they never run.  The
+        flush runs on demand, while there are frames to send.
         """
         config = self.config
         can = {name: callable(getattr(self.credentials, name, None))
@@ -90,12 +94,12 @@ class SessionTasks:
             "reader": self.reader,
             "heartbeat": self.heartbeat,
             "token_refresh": Periodic(self.refresh_token, self._token_refresh_delay)
-            if can["refresh_token"] else _nothing_to_do,
+            if can["refresh_token"] else _NOTHING_TO_DO,
             "cookie_refresh": Periodic(self.refresh_cookies,
                                        lambda: config.cookie_refresh_interval)
-            if can["refresh_cookies"] else _nothing_to_do,
+            if can["refresh_cookies"] else _NOTHING_TO_DO,
             "cleanup": Periodic(self.cleanup, lambda: config.cleanup_interval),
-            "flush": self.flush,
+            "flush": OnDemand(self.flush, lambda: len(self.outbox) > 0),
             "escalation": self.escalation,
         }
 
@@ -169,22 +173,45 @@ class SessionTasks:
         )
 
     async def reader(self, generation: int) -> None:
-        """Receive frames: note liveness, match heartbeat acks, ack, de-duplicate, deliver."""
+        """Receive frames: note liveness, match heartbeat acks, ack, de-duplicate, deliver.
+
+        This is the inbound hot path.  The time is read once per frame, through
+        the driver's cheap clock.  A frame that the adapter's ``decode_simple``
+        (:class:`~fsm_live.protocols.base.SimpleDecoder`) maps to one message, and
+        that the inbox takes at once, costs no await besides ``link.receive()``;
+        every other frame goes through :meth:`_process`.
+        """
         try:
             link = self._link()
+            clock, note_inbound = self.driver.clock, self.driver.note_inbound
             await self.inbox.deliver_undelivered()
             early, self._early_frames = self._early_frames, []
             for frame in early:
-                await self._process(generation, link, frame)
+                await self._process(generation, link, frame, clock())
+            decode_simple: Callable[[Message], tuple[Any, str | None] | None] | None = (
+                getattr(self.adapter, "decode_simple", None))
+            inbox, counters = self.inbox, self.counters
             while True:
                 frame = await link.receive()
-                self.driver.note_inbound(anyio.current_time())
-                await self._process(generation, link, frame)
+                now = clock()
+                note_inbound(now)
+                simple = None if decode_simple is None else decode_simple(frame)
+                if simple is None:
+                    await self._process(generation, link, frame, now)
+                    continue
+                # The end of _process, for the one message of a simple frame.
+                message, message_id = simple
+                if message_id is not None and self.dedup.seen(message_id, now):
+                    counters.duplicates_dropped += 1
+                    continue
+                counters.messages_in += 1
+                if not inbox.offer(message):
+                    await inbox.deliver(message)
         except TransportError as error:
             await self._fail(generation, error)
 
-    async def _process(self, generation: int, link: Link, frame: Message) -> None:
-        now = anyio.current_time()
+    async def _process(self, generation: int, link: Link, frame: Message, now: float) -> None:
+        """Everything one frame that arrived at ``now`` means, item by item, in order."""
         for item in self.adapter.decode(frame):
             if item.heartbeat_ack is not None:
                 await self._heartbeat_acked(generation, item.heartbeat_ack, now)
@@ -196,7 +223,8 @@ class SessionTasks:
                 self.counters.duplicates_dropped += 1
                 continue
             self.counters.messages_in += 1
-            await self.inbox.deliver(item.message)
+            if not self.inbox.offer(item.message):
+                await self.inbox.deliver(item.message)
 
     async def heartbeat(self, generation: int) -> None:
         """Every ``heartbeat_interval``: a ping frame, or the protocol's heartbeat frame.
@@ -208,19 +236,20 @@ class SessionTasks:
         is found lost by the core's heartbeat deadline meanwhile.
         """
         interval = self.config.heartbeat_interval
-        next_at = anyio.current_time() + interval
+        clock = self.driver.clock
+        next_at = clock() + interval
         try:
             link = self._link()
             while True:
                 await anyio.sleep_until(next_at)
                 next_at += interval
                 self.counters.heartbeats_sent += 1
-                sent_at = anyio.current_time()
+                sent_at = clock()
                 if self.adapter.uses_ping:
                     with anyio.move_on_after(self.config.heartbeat_timeout):
                         await link.ping()
-                        await self._acked(generation, anyio.current_time(), sent_at)
-                    next_at = max(next_at, anyio.current_time())
+                        await self._acked(generation, clock(), sent_at)
+                    next_at = max(next_at, clock())
                     continue
                 heartbeat_id, frame = self.adapter.heartbeat()
                 self._pending_heartbeats[heartbeat_id] = sent_at
@@ -240,7 +269,10 @@ class SessionTasks:
         self.counters.heartbeats_acked += 1
         self.counters.heartbeat_rtt = rtt
         self.driver.note_inbound(now)
-        await self.driver.post(HeartbeatAcked(now, generation, rtt))
+        # Only an ack that can end the stability window is news for the core;
+        # afterwards an ack just moves the last-inbound time (note_inbound).
+        if "stability" in self.lifecycle.timers:
+            await self.driver.post(HeartbeatAcked(now, generation, rtt))
 
     async def refresh_token(self, generation: int) -> None:
         """One token refresh; a new token is applied by a planned ``rotate``.
@@ -284,14 +316,27 @@ class SessionTasks:
         self.dedup.sweep(anyio.current_time())
 
     async def flush(self, generation: int) -> None:
-        """Send buffered frames in order; a frame leaves the buffer once it was sent."""
+        """Send buffered frames in order; return once none came for a while.
+
+        Runs on demand (an :class:`~fsm_live.runner.OnDemand` body): when
+        ``send()`` buffers a frame while CONNECTED, and on entering CONNECTED with
+        frames waiting.  A frame leaves the buffer once it was sent.  After the
+        buffer empties the task lingers ``_FLUSH_LINGER`` seconds for more, so a
+        connection that sends often (request/response) does not pay a task start
+        (tens of µs with anyio) per message, and an idle one holds no flush task.
+        """
         try:
             link = self._link()
+            outbox = self.outbox
             while True:
-                frame = await self.outbox.peek()
-                await link.send(frame)
-                self.outbox.pop()
-                self.counters.messages_out += 1
+                while outbox:
+                    await link.send(outbox.peek())
+                    outbox.pop()
+                    self.counters.messages_out += 1
+                with anyio.move_on_after(_FLUSH_LINGER):
+                    await outbox.wait_put()
+                if not outbox:
+                    return  # no await since the check: no request() can be missed
         except TransportError as error:
             await self._fail(generation, error)
 
@@ -309,7 +354,12 @@ class SessionTasks:
 
 
 async def _nothing_to_do(generation: int) -> None:
-    """The body of a task the connection has nothing for (it returns at once)."""
+    """The action of a task the connection has nothing for."""
+
+
+#: The body of a task the connection has nothing for: never asked for, it never
+#: runs, so it costs no task at each connect.
+_NOTHING_TO_DO = OnDemand(_nothing_to_do, lambda: False)
 
 
 def _reveal(value: object) -> str:

@@ -14,31 +14,32 @@ from fsm_live.outbox import Outbox
 pytestmark = pytest.mark.anyio
 
 
-async def test_outbox_is_ordered_and_bounded() -> None:
+def test_outbox_is_ordered_and_bounded() -> None:
     outbox = Outbox(capacity=2)
+    assert not outbox
     outbox.put("a")
     outbox.put("b")
     with pytest.raises(BufferFull, match="maximum of 2"):
         outbox.put("c")
-    assert await outbox.peek() == "a"
-    assert await outbox.peek() == "a"  # peek keeps it: a failed send is retried
+    assert outbox.peek() == "a"
+    assert outbox.peek() == "a"  # peek keeps it: a failed send is retried
     outbox.pop()
-    assert await outbox.peek() == "b"
+    assert outbox.peek() == "b"
     assert outbox.clear() == 1
+    assert len(outbox) == 0
 
 
-async def test_outbox_peek_waits_for_a_frame() -> None:
-    outbox = Outbox(capacity=5)
-    got: list[Any] = []
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            async def take() -> None:
-                got.append(await outbox.peek())
-            tg.start_soon(take)
-            await anyio.wait_all_tasks_blocked()
-            assert got == []
-            outbox.put("x")
-    assert got == ["x"]
+def test_empty_outbox_refuses_peek_and_pop() -> None:
+    outbox = Outbox(capacity=2)
+    for empty in (outbox, Outbox(capacity=2)):
+        if empty is outbox:
+            outbox.put("a")
+            outbox.pop()
+        with pytest.raises(IndexError):
+            empty.peek()
+        with pytest.raises(IndexError):
+            empty.pop()
+    assert outbox.clear() == 0
 
 
 async def test_inbox_iteration_applies_backpressure() -> None:

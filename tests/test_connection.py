@@ -87,10 +87,14 @@ async def test_lifecycle_of_a_clean_session(network: MemoryNetwork, tmp_path: Pa
         with anyio.fail_after(60):
             async with live(network, protocol="json", trace=trace) as conn:
                 await conn.wait_connected()
+                # reader, heartbeat; cleanup is periodic, nothing to refresh, and
+                # flush runs only while there is something to send (and a linger)
+                assert conn.stats().tasks_alive == 2
                 await conn.send({"id": "1", "text": "hello"})
+                assert conn.stats().tasks_alive == 3  # the flush, asked for by send()
                 assert await anext(aiter(conn)) == {"id": "1", "text": "hello"}
-                # reader, heartbeat, flush; cleanup is periodic, nothing to refresh
-                assert conn.stats().tasks_alive == 3
+                while conn.stats().tasks_alive != 2:  # the flush ends after lingering idle
+                    await conn.wait_changed()
             assert conn.state == "CLOSED"
             assert conn.stats().tasks_alive == 0
         assert client_tasks() == before
@@ -351,6 +355,26 @@ async def test_sends_before_connected_flush_in_order(network: MemoryNetwork) -> 
         async with network.serve(URL, collect):
             await done.wait()
     assert received == [f"m{i}" for i in range(5)]
+
+
+async def test_sends_while_connected_run_the_flush_on_demand(network: MemoryNetwork) -> None:
+    received: list[Any] = []
+
+    async def collect(link: ServerLink) -> None:
+        while len(received) < 30:
+            received.append(await link.receive())
+        await anyio.sleep_forever()
+
+    async with (network.serve(URL, collect),
+                live(network, config=Config(outbound_buffer=10)) as conn):
+        await conn.wait_connected()
+        for burst in range(3):
+            for i in range(10):  # send() never waits: the buffer fills up
+                await conn.send(f"{burst}-{i}")
+            while conn.stats().buffered or conn.stats().tasks_alive != 2:
+                await conn.wait_changed()  # the flush returned after lingering idle
+        assert conn.stats().messages_out == 30
+    assert received == [f"{burst}-{i}" for burst in range(3) for i in range(10)]
 
 
 async def test_duplicates_dropped_and_handler_called(network: MemoryNetwork) -> None:

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Final
 
 from fsm_live.errors import ConfigError
-from fsm_live.protocols.base import Decoded, ProtocolAdapter
+from fsm_live.protocols.base import Decoded, ProtocolAdapter, SimpleDecoder
 from fsm_live.protocols.json import JsonProtocol
 from fsm_live.protocols.lwp import LwpProtocol
 from fsm_live.protocols.ping import PingProtocol
 
 __all__ = ("PROTOCOLS", "Decoded", "JsonProtocol", "LwpProtocol", "PingProtocol",
-           "ProtocolAdapter", "get_protocol")
+           "ProtocolAdapter", "SimpleDecoder", "get_protocol")
 
 #: Adapters by the names the CLI and configuration files use.
 PROTOCOLS: Final[dict[str, Callable[[], ProtocolAdapter]]] = {

@@ -15,7 +15,7 @@ import attrs
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.transport.base import Link, Message
 
-__all__ = ("Decoded", "ProtocolAdapter")
+__all__ = ("Decoded", "ProtocolAdapter", "SimpleDecoder")
 
 
 @attrs.frozen
@@ -62,5 +62,22 @@ class ProtocolAdapter(Protocol):
         Raises :class:`~fsm_live.errors.TransportError` with kind
         ``registration_rejected`` when the server refused, or as the link raises.
         Runs under the open timeout.
+        """
+        ...
+
+
+class SimpleDecoder(Protocol):
+    """An optional fast path an adapter may add to :meth:`ProtocolAdapter.decode`.
+
+    The reader calls it for every inbound frame when the adapter has it: most
+    frames of most protocols are one application message and nothing else, and
+    this saves a list and a :class:`Decoded` per frame.
+    """
+
+    def decode_simple(self, frame: Message) -> tuple[Any, str | None] | None:
+        """``(message, message_id)`` when the frame is exactly one application
+        message (``message_id`` None when it has none) and means nothing else to
+        the protocol: no heartbeat ack, no reply to send.  None otherwise: the
+        reader then calls :meth:`ProtocolAdapter.decode`.
         """
         ...

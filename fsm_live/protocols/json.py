@@ -37,10 +37,15 @@ class JsonProtocol(PingProtocol):
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
     def decode(self, frame: Message) -> list[Decoded]:
+        message, message_id = self.decode_simple(frame)
+        return [Decoded(message=message, message_id=message_id)]
+
+    def decode_simple(self, frame: Message) -> tuple[Any, str | None]:
+        """Every frame is one message, with the ``"id"`` of an object as its id
+        (see :class:`~fsm_live.protocols.base.SimpleDecoder`)."""
         try:
             value = json.loads(frame)
         except ValueError as exc:
-            return [Decoded(message=InvalidJson(frame, str(exc)))]
+            return InvalidJson(frame, str(exc)), None
         message_id = value.get("id") if isinstance(value, dict) else None
-        return [Decoded(message=value,
-                        message_id=None if message_id is None else str(message_id))]
+        return value, None if message_id is None else str(message_id)

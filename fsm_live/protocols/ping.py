@@ -30,6 +30,10 @@ class PingProtocol:
     def decode(self, frame: Message) -> list[Decoded]:
         return [Decoded(message=frame)]
 
+    def decode_simple(self, frame: Message) -> tuple[Any, str | None] | None:
+        """Every frame is one message (see :class:`~fsm_live.protocols.base.SimpleDecoder`)."""
+        return frame, None
+
     def heartbeat(self) -> tuple[str, Message]:
         raise NotImplementedError("the ping protocol's heartbeat is a ping frame")
 
