@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fsm_live.cli import Output, build_parser, main
+from fsm_live.cli._output import parse_number
 from fsm_live.diagram import to_dot, to_mermaid
 from fsm_live.spec import Spec
 
@@ -247,3 +250,22 @@ def test_console_script_runs() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{SPEC}: ok (6 states, 10 transitions)\n"
+
+
+@pytest.mark.parametrize(("text", "options", "message"), [
+    ("x", {}, "expected a number, got 'x'"),
+    ("0", {}, "expected a positive number, got '0'"),
+    ("inf", {"unit": "number of seconds"}, "expected a positive number of seconds, got 'inf'"),
+    ("-1", {"at_least": 0}, "expected a number >= 0, got '-1'"),
+    ("nan", {"at_least": 0}, "expected a number >= 0, got 'nan'"),
+])
+def test_numbers_from_the_command_line_are_checked(text: str, options: dict[str, Any],
+                                                   message: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as caught:
+        parse_number(text, **options)
+    assert str(caught.value) == message
+
+
+def test_numbers_in_range_are_returned() -> None:
+    assert parse_number("0", at_least=0) == 0
+    assert parse_number("2.5", unit="number of seconds") == 2.5

@@ -99,4 +99,4 @@ def test_a_too_short_demo_is_refused(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as caught:
         main(["demo", "--duration", "5"])
     assert caught.value.code == 2
-    assert "expected at least 15 seconds, got '5'" in capsys.readouterr().err
+    assert "expected a number of seconds >= 15, got '5'" in capsys.readouterr().err

@@ -10,7 +10,8 @@ from typing import TextIO, TypeAlias
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ("PROG", "Handler", "Output", "Subparsers", "positive_number", "seconds")
+__all__ = ("PROG", "Handler", "Output", "Subparsers", "parse_number", "positive_number",
+           "seconds")
 
 PROG = "fsm-live"
 
@@ -50,17 +51,29 @@ Handler: TypeAlias = Callable[[argparse.Namespace, Output], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def positive_number(text: str, unit: str = "number") -> float:
-    """An argparse ``type``: a positive finite number (``unit`` names it in errors)."""
+def parse_number(text: str, *, unit: str = "number", at_least: float | None = None) -> float:
+    """A finite number from a command-line argument, for argparse ``type=`` functions.
+
+    Positive, or ``>= at_least`` when given; ``unit`` names it in the
+    ``ArgumentTypeError`` (``expected a positive number of seconds, got '-1'``).
+    """
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a {unit}, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive {unit}, got {text!r}")
+    if at_least is None:
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected a positive {unit}, got {text!r}")
+    elif not at_least <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a {unit} >= {at_least:g}, got {text!r}")
     return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a positive finite number."""
+    return parse_number(text)
 
 
 def seconds(text: str) -> float:
     """An argparse ``type``: a positive finite number of seconds."""
-    return positive_number(text, "number of seconds")
+    return parse_number(text, unit="number of seconds")

@@ -12,7 +12,6 @@ trace; 1 when a step got stuck or the counts disagree; 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 from collections import deque
@@ -23,7 +22,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.cli._output import PROG, Output, Subparsers, parse_number
 from fsm_live.cli.connect import configure_logging
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
@@ -64,14 +63,7 @@ def add(subparsers: Subparsers) -> None:
 
 
 def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not MIN_DURATION <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected at least {MIN_DURATION:g} seconds, "
-                                         f"got {text!r}")
-    return value
+    return parse_number(text, unit="number of seconds", at_least=MIN_DURATION)
 
 
 class _PlainView:

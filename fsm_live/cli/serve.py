@@ -17,7 +17,7 @@ import signal
 
 import anyio
 
-from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.cli._output import PROG, Output, Subparsers, parse_number, seconds
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.testing.fault_schedule import FaultSyntaxError, ScheduledFault, load_schedule
 from fsm_live.testing.lwp_server import FaultEvent, LwpServer
@@ -44,7 +44,7 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("--push-interval", type=_push_interval, default=DEFAULT_PUSH_INTERVAL,
                         metavar="S", help="seconds between sync pushes to each registered "
                                           "client; 0 for none (default: 1)")
-    parser.add_argument("--duration", type=_positive, metavar="S",
+    parser.add_argument("--duration", type=seconds, metavar="S",
                         help="stop after S seconds (default: run until SIGINT/SIGTERM)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="DEBUG logs of every logger (secrets redacted)")
@@ -57,21 +57,8 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive(text: str) -> float:
-    value = _push_interval(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
 def _push_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
+    return parse_number(text, unit="number of seconds", at_least=0)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
