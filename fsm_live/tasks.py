@@ -190,7 +190,7 @@ class SessionTasks:
                 await self._process(generation, link, frame, clock())
             decode_simple: Callable[[Message], tuple[Any, str | None] | None] | None = (
                 getattr(self.adapter, "decode_simple", None))
-            inbox, counters = self.inbox, self.counters
+            inbox = self.inbox
             while True:
                 frame = await link.receive()
                 now = clock()
@@ -201,11 +201,7 @@ class SessionTasks:
                     continue
                 # The end of _process, for the one message of a simple frame.
                 message, message_id = simple
-                if message_id is not None and self.dedup.seen(message_id, now):
-                    counters.duplicates_dropped += 1
-                    continue
-                counters.messages_in += 1
-                if not inbox.offer(message):
+                if self._is_new(message_id, now) and not inbox.offer(message):
                     await inbox.deliver(message)
         except TransportError as error:
             await self._fail(generation, error)
@@ -219,12 +215,17 @@ class SessionTasks:
                 await link.send(item.reply)
             if item.message is None:
                 continue
-            if item.message_id is not None and self.dedup.seen(item.message_id, now):
-                self.counters.duplicates_dropped += 1
-                continue
-            self.counters.messages_in += 1
-            if not self.inbox.offer(item.message):
+            if self._is_new(item.message_id, now) and not self.inbox.offer(item.message):
                 await self.inbox.deliver(item.message)
+
+    def _is_new(self, message_id: str | None, now: float) -> bool:
+        """Count an inbound message, or drop it as a duplicate seen before ``now``."""
+        counters = self.counters
+        if message_id is not None and self.dedup.seen(message_id, now):
+            counters.duplicates_dropped += 1
+            return False
+        counters.messages_in += 1
+        return True
 
     async def heartbeat(self, generation: int) -> None:
         """Every ``heartbeat_interval``: a ping frame, or the protocol's heartbeat frame.
