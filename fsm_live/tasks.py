@@ -270,9 +270,7 @@ class SessionTasks:
         self.counters.heartbeats_acked += 1
         self.counters.heartbeat_rtt = rtt
         self.driver.note_inbound(now)
-        # Only an ack that can end the stability window is news for the core;
-        # afterwards an ack just moves the last-inbound time (note_inbound).
-        if "stability" in self.lifecycle.timers:
+        if self.lifecycle.awaits_heartbeat_ack:  # else note_inbound said it all
             await self.driver.post(HeartbeatAcked(now, generation, rtt))
 
     async def refresh_token(self, generation: int) -> None:

@@ -152,9 +152,11 @@ def test_first_heartbeat_ack_makes_the_connection_stable() -> None:
     lifecycle.handle(Tick(lifecycle.timers["backoff"]))
     lifecycle.handle(Opened(5.0, lifecycle.generation))
     assert lifecycle.failures == 1
+    assert lifecycle.awaits_heartbeat_ack
     lifecycle.handle(HeartbeatAcked(6.0, lifecycle.generation, rtt=0.01))
     assert (lifecycle.failures, lifecycle.stable) == (0, True)
     assert "stability" not in lifecycle.timers
+    assert not lifecycle.awaits_heartbeat_ack
     assert lifecycle.timers["heartbeat_timeout"] == 36.0
 
 

@@ -175,6 +175,15 @@ class Lifecycle:
         return self.escalations < self.config.max_escalations
 
     @property
+    def awaits_heartbeat_ack(self) -> bool:
+        """True while a :class:`HeartbeatAcked` would end the stability window.
+
+        Otherwise an ack only moves the last-inbound time, which an ``Inbound``
+        (or the driver's ``note_inbound``) does as well.
+        """
+        return "stability" in self.timers
+
+    @property
     def is_final(self) -> bool:
         """True in a final (absorbing) state."""
         return self.machine.states[self.state].final
