@@ -22,6 +22,9 @@ dedup_max_entries          10000       at most this many ids remembered
 cleanup_interval           60          sweep expired ids this often
 max_failures               5           failures in a row before FAILED
 max_escalations            1           escalations (re-login) before staying FAILED
+failed_retry               true        leave FAILED by itself after retryable failures
+failed_retry_delay         (cap)       ... after this long, jittered (default: the
+                                       backoff policy's cap, 60 s by default)
 message_concurrency        100         inbound messages handled at once
 outbound_buffer            1000        messages buffered while not CONNECTED
 open_timeout               10          dial + handshake + registration
@@ -54,6 +57,8 @@ __all__ = ("ENV_PREFIX", "Config")
 
 #: Environment variables starting with this configure fsm_live.
 ENV_PREFIX: Final = "FSM_LIVE_"
+#: A failure count past every policy's growth: its delay bound is the policy's cap.
+_MANY_FAILURES: Final = 1000
 #: ``FSM_LIVE_*`` names that are not Config fields (read by the CLI).
 _ENV_NOT_CONFIG: Final = frozenset({"COOKIES"})
 
@@ -63,6 +68,11 @@ def _seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> N
         raise ConfigError(attribute.name, f"must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(attribute.name, f"must be a positive finite number, got {value!r}")
+
+
+def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _seconds(instance, attribute, value)
 
 
 def _count(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -108,6 +118,9 @@ class Config:
     cleanup_interval: float = _seconds_field(60.0)
     max_failures: int = attrs.field(default=5, validator=_count)
     max_escalations: int = attrs.field(default=1, validator=_count_or_zero)
+    failed_retry: bool = attrs.field(default=True, validator=_flag)
+    failed_retry_delay: float | None = attrs.field(default=None, validator=_optional_seconds,
+                                                   converter=_as_float)
     message_concurrency: int = attrs.field(default=100, validator=_count)
     outbound_buffer: int = attrs.field(default=1000, validator=_count)
     open_timeout: float = _seconds_field(10.0)
@@ -173,6 +186,15 @@ class Config:
             # "f.toml: heartbeat_timeout" names the field already; "FSM_LIVE_X" does not.
             where = origin if origin.endswith(error.field) else f"{origin} ({error.field})"
             raise ConfigError(where, str(error).partition(": ")[2]) from None
+
+    @property
+    def failed_retry_after(self) -> float:
+        """Seconds a FAILED connection waits before it retries by itself (before jitter):
+        ``failed_retry_delay``, else the backoff policy's cap (its ceiling after many
+        failures)."""
+        if self.failed_retry_delay is not None:
+            return self.failed_retry_delay
+        return self.backoff.bounds(_MANY_FAILURES, "network")[1]
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""

@@ -46,20 +46,24 @@ TASKS: Final = frozenset(
      "escalation"}
 )
 #: Deadlines the core keeps while a state is active (see ``fsm_live.core.lifecycle``).
-TIMERS: Final = frozenset({"open_timeout", "heartbeat_timeout", "stability", "backoff"})
+TIMERS: Final = frozenset(
+    {"open_timeout", "heartbeat_timeout", "stability", "backoff", "failed_retry"}
+)
 #: Guards a transition may name in ``conditions`` / ``unless``.
-GUARDS: Final = frozenset({"exhausted"})
+GUARDS: Final = frozenset({"exhausted", "retryable"})
 LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 #: What an error class makes the machine do.
 ACTIONS: Final = frozenset({"retry", "refresh", "planned", "fail"})
 #: Failure kinds a transport names from an exception's type (never its message).
 FAILURE_KINDS: Final = frozenset(
     {"refused", "reset", "dns", "timeout", "eof", "unreachable", "registration_rejected",
-     "bad_uri", "tls", "heartbeat_timeout", "credentials"}
+     "bad_uri", "tls", "tls_handshake", "heartbeat_timeout", "credentials"}
 )
 
 Action = Literal["retry", "refresh", "planned", "fail"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The roles a state may carry (see :class:`StateSpec`).
+_ROLES: Final = ("final", "success", "failed")
 _MAPPING_SOURCE = "<mapping>"
 
 
@@ -76,7 +80,12 @@ class TimerSpec:
 
 @attrs.frozen
 class StateSpec:
-    """One state: its log level on entry, its tasks and its timers."""
+    """One state: its log level on entry, its tasks, its timers and its roles.
+
+    Roles let code speak of states without naming them: ``final`` (absorbing:
+    nothing leaves it), ``success`` (the connection is up: a connect is counted)
+    and ``failed`` (the connection is failing: waiters and stats report why).
+    """
 
     name: str
     log_level: str = "INFO"
@@ -84,6 +93,7 @@ class StateSpec:
     timers: tuple[TimerSpec, ...] = ()
     final: bool = False
     success: bool = False
+    failed: bool = False
     description: str = ""
 
 
@@ -201,6 +211,16 @@ class Spec:
     def final_states(self) -> frozenset[str]:
         """Names of the final (absorbing) states."""
         return frozenset(name for name, state in self.states.items() if state.final)
+
+    @property
+    def failed_states(self) -> frozenset[str]:
+        """Names of the states with the ``failed`` role."""
+        return frozenset(name for name, state in self.states.items() if state.failed)
+
+    @property
+    def success_states(self) -> frozenset[str]:
+        """Names of the states with the ``success`` role."""
+        return frozenset(name for name, state in self.states.items() if state.success)
 
     @property
     def triggers(self) -> tuple[str, ...]:
@@ -376,8 +396,7 @@ class _Validator:
         return states
 
     def state(self, name: str, body: Mapping[str, Any], path: tuple[Any, ...]) -> StateSpec:
-        self.known_keys(body, ("log", "tasks", "timers", "final", "success", "description"),
-                        path)
+        self.known_keys(body, ("log", "tasks", "timers", *_ROLES, "description"), path)
         log = body.get("log", "INFO")
         if self.expect(log, str, (*path, "log"), "a log level") and log not in LOG_LEVELS:
             self.problem((*path, "log"), f"unknown log level {log!r} (known: "
@@ -386,14 +405,16 @@ class _Validator:
         self.vocabulary(tasks, TASKS, (*path, "tasks"), "task")
         timers = self.timers(body.get("timers", {}), (*path, "timers"))
         flags = {}
-        for flag in ("final", "success"):
+        for flag in _ROLES:
             flags[flag] = body.get(flag, False)
             self.expect(flags[flag], bool, (*path, flag), "true or false")
         description = body.get("description", "")
         self.expect(description, str, (*path, "description"), "a string")
+        if sum(flags[role] is True for role in _ROLES) > 1:
+            self.problem(path, f"a state has at most one role of {', '.join(_ROLES)}")
         return StateSpec(name=name, log_level=str(log), tasks=tasks, timers=timers,
                          final=flags["final"] is True, success=flags["success"] is True,
-                         description=str(description))
+                         failed=flags["failed"] is True, description=str(description))
 
     def timers(self, value: Any, path: tuple[Any, ...]) -> tuple[TimerSpec, ...]:
         if not self.expect(value, dict, path, "a mapping of timer -> trigger(s)"):

@@ -53,14 +53,14 @@ def broken_spec(tmp_path: Path) -> tuple[Path, int]:
 def test_check_valid_spec(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "check", SPEC)
     assert code == 0
-    assert out == f"{SPEC}: ok (6 states, 10 transitions)\n"
+    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
     assert err == ""
 
 
 def test_check_several_specs(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "check", SPEC, TRAFFIC)
     assert code == 0
-    assert out.splitlines() == [f"{SPEC}: ok (6 states, 10 transitions)",
+    assert out.splitlines() == [f"{SPEC}: ok (6 states, 11 transitions)",
                                 f"{TRAFFIC}: ok (6 states, 9 transitions)"]
 
 
@@ -85,7 +85,7 @@ def test_check_reports_every_problem_and_checks_every_file(
     assert code == 1
     assert "LIMBO" in err
     assert "LOUD" in err
-    assert out == f"{SPEC}: ok (6 states, 10 transitions)\n"
+    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
 
 
 def test_check_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -249,7 +249,7 @@ def test_console_script_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "fsm_live", "check", str(SPEC)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"{SPEC}: ok (6 states, 10 transitions)\n"
+    assert done.stdout == f"{SPEC}: ok (6 states, 11 transitions)\n"
 
 
 @pytest.mark.parametrize(("text", "options", "message"), [

@@ -134,7 +134,7 @@ def test_mermaid_has_one_labelled_line_per_edge(spec: Spec) -> None:
     for source, transition in edges:
         line = f"    {source} --> {transition.dest}: {transition.trigger}{transition.guard_label}"
         assert line in lines
-    assert sum(": " in line for line in lines) == len(edges) == 15
+    assert sum(": " in line for line in lines) == len(edges) == 16
 
 
 def test_mermaid_shows_guard_labels(spec: Spec, traffic: Spec) -> None:

@@ -21,7 +21,11 @@ from fsm_live.core.events import (
     Failed,
     HeartbeatAcked,
     Inbound,
+    MessageReceived,
     Opened,
+    ReadingPaused,
+    ReadingResumed,
+    Reset,
     Rotate,
     Start,
     Tick,
@@ -152,11 +156,11 @@ def test_first_heartbeat_ack_makes_the_connection_stable() -> None:
     lifecycle.handle(Tick(lifecycle.timers["backoff"]))
     lifecycle.handle(Opened(5.0, lifecycle.generation))
     assert lifecycle.failures == 1
-    assert lifecycle.awaits_heartbeat_ack
+    assert lifecycle.awaits_proof
     lifecycle.handle(HeartbeatAcked(6.0, lifecycle.generation, rtt=0.01))
     assert (lifecycle.failures, lifecycle.stable) == (0, True)
     assert "stability" not in lifecycle.timers
-    assert not lifecycle.awaits_heartbeat_ack
+    assert not lifecycle.awaits_proof
     assert lifecycle.timers["heartbeat_timeout"] == 36.0
 
 
@@ -215,6 +219,144 @@ def test_max_failures_then_failed_then_escalation_resets() -> None:
     assert records(effects) == [("FAILED", "reset", "RECONNECTING")]
     assert lifecycle.failures == 0
     assert backoff_delay(lifecycle, now) == 1
+
+
+def give_up(lifecycle: Lifecycle, now: float = 0.0) -> float:
+    """Drive ``lifecycle`` from DISCONNECTED to FAILED by refused dials; return the time."""
+    lifecycle.handle(Start(now))
+    while lifecycle.state != "FAILED":
+        now += 1
+        fail(lifecycle, now, kind="refused")
+        now = lifecycle.timers["backoff"]
+        lifecycle.handle(Tick(now))
+    return now
+
+
+def test_failed_after_retryable_failures_retries_by_itself_after_failed_retry_delay() -> None:
+    lifecycle = new(Config(max_failures=3, backoff=FixedDelay(1), failed_retry_delay=40),
+                    draw=1.0)
+    now = give_up(lifecycle)
+    assert not lifecycle.terminal
+    deadline = lifecycle.timers["failed_retry"]
+    assert deadline == now + 40  # jitter: U(0.5, 1) x the delay; the draw is 1.0
+    assert not lifecycle.needs_reset  # the escalation still runs
+    assert lifecycle.handle(EscalationFinished(now + 1, lifecycle.generation, ok=False)) == []
+    assert not lifecycle.needs_reset  # the timer will end FAILED
+    effects = lifecycle.handle(Tick(deadline))
+    assert records(effects) == [("FAILED", "recover", "RECONNECTING")]
+    assert lifecycle.failures == 0
+    assert "failed_retry_delay" in effects[-1].record.reason  # type: ignore[union-attr]
+
+
+def test_failed_retry_delay_defaults_to_the_backoff_cap_jittered() -> None:
+    low, high = new(draw=0.0), new(draw=0.999)
+    for lifecycle, share in ((low, 0.5), (high, 0.9995)):
+        now = give_up(lifecycle)
+        assert lifecycle.timers["failed_retry"] - now == pytest.approx(60 * share)
+
+
+def test_a_failed_retry_due_during_the_escalation_waits_for_it() -> None:
+    lifecycle = new(Config(max_failures=1, failed_retry_delay=5))
+    now = give_up(lifecycle)
+    generation = lifecycle.generation
+    assert lifecycle.handle(Tick(now + 10)) == []  # due, but the escalation still runs
+    assert lifecycle.state == "FAILED"
+    effects = lifecycle.handle(EscalationFinished(now + 12, generation, ok=False))
+    assert records(effects) == [("FAILED", "recover", "RECONNECTING")]
+
+
+def test_failed_after_a_terminal_failure_waits_for_reset() -> None:
+    lifecycle = connected(new(Config(failed_retry_delay=5)))
+    fail(lifecycle, 1.0, close_code=4500)
+    assert (lifecycle.state, lifecycle.terminal) == ("FAILED", True)
+    lifecycle.handle(EscalationFinished(2.0, lifecycle.generation, ok=False))
+    assert lifecycle.needs_reset
+    assert lifecycle.handle(Tick(1000.0)) == []
+    assert lifecycle.state == "FAILED"
+    effects = lifecycle.handle(Reset(1001.0))
+    assert records(effects) == [("FAILED", "reset", "RECONNECTING")]
+    assert not lifecycle.terminal
+    assert not lifecycle.needs_reset
+
+
+def test_failed_retry_off_keeps_failed_for_good() -> None:
+    lifecycle = new(Config(max_failures=1, failed_retry=False))
+    now = give_up(lifecycle)
+    lifecycle.handle(EscalationFinished(now, lifecycle.generation, ok=False))
+    assert lifecycle.needs_reset
+    assert lifecycle.handle(Tick(now + 3600)) == []
+    assert lifecycle.state == "FAILED"
+
+
+def test_reset_is_refused_unless_failed() -> None:
+    lifecycle = connected(new())
+    with pytest.raises(TransitionRefused, match="'reset' is not allowed in state CONNECTED"):
+        lifecycle.handle(Reset(1.0))
+
+
+def test_an_application_message_proves_the_session_like_a_heartbeat_ack() -> None:
+    lifecycle = new()
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, kind="refused")
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    lifecycle.handle(Opened(5.0, lifecycle.generation))
+    assert lifecycle.awaits_proof
+    lifecycle.handle(MessageReceived(5.1, lifecycle.generation))
+    assert (lifecycle.failures, lifecycle.stable, lifecycle.awaits_proof) == (0, True, False)
+
+
+def test_sessions_recycled_with_1001_that_delivered_messages_never_fail() -> None:
+    # The server closes every session with 1001 after 0.4 s while streaming a message
+    # every 50 ms; heartbeat 0.6 s, stability window 1 s: every session worked.
+    lifecycle = new(Config(heartbeat_interval=0.6, heartbeat_timeout=1.8,
+                           stability_window=1.0, max_failures=5))
+    now = 0.0
+    lifecycle.handle(Start(now))
+    for _ in range(100):
+        lifecycle.handle(Opened(now, lifecycle.generation))
+        lifecycle.handle(MessageReceived(now + 0.05, lifecycle.generation))
+        now += 0.4
+        fail(lifecycle, now, close_code=1001)
+        assert lifecycle.state == "RECONNECTING"
+        now = lifecycle.timers["backoff"]
+        lifecycle.handle(Tick(now))
+    assert (lifecycle.state, lifecycle.failures) == ("CONNECTING", 0)
+
+
+def test_reading_paused_suspends_the_heartbeat_timeout() -> None:
+    lifecycle = connected(new(Config(heartbeat_interval=2, heartbeat_timeout=5)))
+    lifecycle.handle(Inbound(1.0, lifecycle.generation))
+    lifecycle.handle(ReadingPaused(2.0, lifecycle.generation))
+    assert lifecycle.reading_paused
+    assert lifecycle.handle(Tick(3600.0)) == []  # an hour behind: still CONNECTED
+    assert lifecycle.state == "CONNECTED"
+    lifecycle.handle(Inbound(3600.0, lifecycle.generation))  # frames read before the pause
+    assert lifecycle.next_deadline() is None  # stability expired; the timeout is suspended
+    lifecycle.handle(ReadingResumed(3601.0, lifecycle.generation))
+    assert lifecycle.timers["heartbeat_timeout"] == 3606.0  # counted from the resume
+    # A frame read before the resume, handed over late, does not move it back.
+    lifecycle.handle(Inbound(3600.5, lifecycle.generation))
+    assert lifecycle.timers["heartbeat_timeout"] == 3606.0
+    assert records(lifecycle.handle(Tick(3606.0))) == [("CONNECTED", "lost", "RECONNECTING")]
+
+
+def test_a_refused_trigger_counts_no_failure() -> None:
+    lifecycle = connected(new())
+    with pytest.raises(TransitionRefused):
+        lifecycle.fire("connect_failed", 1.0, failure=failure(kind="refused"))
+    assert (lifecycle.failures, lifecycle.last_failure) == (0, None)
+    lifecycle.handle(Close(2.0))
+    assert lifecycle.failures == 0
+
+
+def test_a_trigger_refused_by_its_guards_counts_no_failure() -> None:
+    lifecycle = new(Config(max_failures=3))
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, kind="refused")
+    assert lifecycle.failures == 1
+    # give_up's guard (exhausted) refuses: the failure it carried is not counted.
+    assert lifecycle.fire("give_up", 2.0, failure=failure(kind="refused")) == []
+    assert lifecycle.failures == 1
 
 
 def test_exhausted_gives_up_without_waiting() -> None:

@@ -18,7 +18,11 @@ __all__ = (
     "Failed",
     "HeartbeatAcked",
     "Inbound",
+    "MessageReceived",
     "Opened",
+    "ReadingPaused",
+    "ReadingResumed",
+    "Reset",
     "Rotate",
     "Start",
     "Tick",
@@ -38,6 +42,15 @@ class Close:
 
     now: float
     reason: str = "closed by the application"
+
+
+@attrs.frozen
+class Reset:
+    """The application resets a failed connection: its failure count is cleared and
+    it retries (the spec's ``reset`` edge)."""
+
+    now: float
+    reason: str = "reset by the application"
 
 
 @attrs.frozen
@@ -73,6 +86,38 @@ class Inbound:
 
 
 @attrs.frozen
+class MessageReceived:
+    """An application message arrived at ``now``: the session works.
+
+    Like a heartbeat ack, it proves the session (ends the stability window).
+    """
+
+    now: float
+    generation: int
+
+
+@attrs.frozen
+class ReadingPaused:
+    """The application is behind: the client stopped reading the link at ``now``.
+
+    Silence that follows is ours, not the peer's: the heartbeat timeout is
+    suspended until :class:`ReadingResumed`.
+    """
+
+    now: float
+    generation: int
+
+
+@attrs.frozen
+class ReadingResumed:
+    """The client reads the link again from ``now``; the heartbeat timeout counts
+    from here."""
+
+    now: float
+    generation: int
+
+
+@attrs.frozen
 class HeartbeatAcked:
     """The peer acknowledged a heartbeat (matched by id); ``rtt`` in seconds."""
 
@@ -100,5 +145,5 @@ class EscalationFinished:
     reason: str = ""
 
 
-Event = Start | Close | Tick | Opened | Failed | Inbound | HeartbeatAcked | Rotate | \
-    EscalationFinished
+Event = (Start | Close | Reset | Tick | Opened | Failed | Inbound | MessageReceived
+         | ReadingPaused | ReadingResumed | HeartbeatAcked | Rotate | EscalationFinished)

@@ -18,7 +18,15 @@ The policies it owns (ARCHITECTURE.md, section 3):
 * **backoff**: the config's policy, Retry-After honoured and capped, a class's
   ``min_delay``, zero when exhausted (so ``give_up`` follows at once);
 * **auth**: one credential refresh and one immediate retry, then ``fatal``;
-* **escalation**: its success fires ``reset`` (failure count cleared).
+* **escalation**: its success fires ``reset`` (failure count cleared);
+* **failed retry**: a failed state reached by retryable failures (``give_up``)
+  leaves by itself after ``failed_retry_delay`` (jittered) once its escalation,
+  if any, did not recover (the ``retryable`` guard and the ``failed_retry``
+  timer); one reached by a terminal failure (``fatal``) waits for ``Reset``;
+* **proof**: a heartbeat ack or an application message ends the stability window;
+* **backpressure**: while the application is behind and the client stopped
+  reading (``ReadingPaused``), the heartbeat timeout is suspended: our own
+  silence is not the peer's.
 
 The trigger vocabulary the event mapping uses is :data:`REQUIRED_TRIGGERS`;
 specs for real connections must provide it (checked at construction).
@@ -26,6 +34,7 @@ specs for real connections must provide it (checked at construction).
 
 from __future__ import annotations
 
+import math
 import random as _random
 from collections.abc import Callable
 from typing import Any, Final
@@ -48,7 +57,11 @@ from fsm_live.core.events import (
     Failed,
     HeartbeatAcked,
     Inbound,
+    MessageReceived,
     Opened,
+    ReadingPaused,
+    ReadingResumed,
+    Reset,
     Rotate,
     Start,
     Tick,
@@ -109,6 +122,8 @@ class Lifecycle:
     __slots__ = (
         "_auth_refreshed",
         "_effects",
+        "_escalation_pending",
+        "_reading_since",
         "can_refresh_credentials",
         "config",
         "entered_at",
@@ -120,9 +135,11 @@ class Lifecycle:
         "machine",
         "pacer",
         "random",
+        "reading_paused",
         "refresh_credentials_first",
         "stable",
         "state",
+        "terminal",
         "timers",
     )
 
@@ -154,6 +171,13 @@ class Lifecycle:
         #: Set after an auth failure: the next dial refreshes credentials first.
         self.refresh_credentials_first = False
         self._auth_refreshed = False
+        #: True in a failed state entered by a terminal failure (``fatal``).
+        self.terminal = False
+        #: True while the application is behind and the client does not read.
+        self.reading_paused = False
+        #: When the client last started reading again: silence counts from then at most.
+        self._reading_since = now
+        self._escalation_pending = False
         #: Armed timers of the current state: name -> deadline.
         self.timers: dict[str, float] = {}
         self._effects: list[Effect] = []
@@ -175,13 +199,31 @@ class Lifecycle:
         return self.escalations < self.config.max_escalations
 
     @property
-    def awaits_heartbeat_ack(self) -> bool:
-        """True while a :class:`HeartbeatAcked` would end the stability window.
+    def awaits_proof(self) -> bool:
+        """True while a :class:`HeartbeatAcked` or :class:`MessageReceived` would end
+        the stability window.
 
-        Otherwise an ack only moves the last-inbound time, which an ``Inbound``
+        Otherwise they only move the last-inbound time, which an ``Inbound``
         (or the driver's ``note_inbound``) does as well.
         """
         return "stability" in self.timers
+
+    @property
+    def retryable(self) -> bool:
+        """The ``retryable`` guard: this failed state was reached by retryable
+        failures (not a terminal one), ``config.failed_retry`` is on, and no
+        escalation is running."""
+        return self.config.failed_retry and not self.terminal and not self._escalation_pending
+
+    @property
+    def needs_reset(self) -> bool:
+        """True in a failed state that the connection will not leave by itself:
+        after a terminal failure (or with ``failed_retry`` off), once its
+        escalation, if any, did not recover.  Only :class:`Reset` (or ``Close``)
+        leaves it then."""
+        if not self.machine.states[self.state].failed or self._escalation_pending:
+            return False
+        return not (self.retryable and "failed_retry" in self.timers)
 
     @property
     def is_final(self) -> bool:
@@ -189,8 +231,12 @@ class Lifecycle:
         return self.machine.states[self.state].final
 
     def next_deadline(self) -> float | None:
-        """The earliest armed timer's deadline, or None: call ``handle(Tick(now))`` then."""
-        return min(self.timers.values()) if self.timers else None
+        """The earliest armed timer's deadline, or None: call ``handle(Tick(now))`` then.
+
+        A suspended timer (the heartbeat timeout while reading is paused) has no deadline.
+        """
+        deadline = min(self.timers.values(), default=math.inf)
+        return None if deadline == math.inf else deadline
 
     def backoff_bounds(self, failure: Failure | None = None) -> tuple[float, float]:
         """The interval a backoff delay falls in, given the last failure and the count."""
@@ -216,8 +262,8 @@ class Lifecycle:
 
         Events from a task whose generation is stale are dropped (no effects).
         Raises :class:`TransitionRefused` for an application event the state does
-        not allow (``Start`` twice, ``Rotate`` while not connected); ``Close`` in a
-        final state is a no-op.
+        not allow (``Start`` twice, ``Rotate`` while not connected, ``Reset`` while
+        not failed); ``Close`` in a final state is a no-op.
         """
         if isinstance(event, Tick):
             return self._on_tick(event.now)
@@ -227,15 +273,20 @@ class Lifecycle:
             if self.is_final:
                 return []
             return self.fire("close", event.now, reason=event.reason)
+        if isinstance(event, Reset):
+            return self.fire("reset", event.now, reason=event.reason)
         if event.generation != self.generation:
             return []
         if isinstance(event, Inbound):
             self._note_inbound(event.now)
             return []
-        if isinstance(event, HeartbeatAcked):
+        if isinstance(event, HeartbeatAcked | MessageReceived):
             self._note_inbound(event.now)
             if self.timers.pop("stability", None) is not None:
                 self._become_stable()
+            return []
+        if isinstance(event, ReadingPaused | ReadingResumed):
+            self._set_reading_paused(isinstance(event, ReadingPaused), event.now)
             return []
         if isinstance(event, Opened):
             self.refresh_credentials_first = False
@@ -252,8 +303,9 @@ class Lifecycle:
 
         A ``failure`` is counted first (by its class's action), so guards such as
         ``exhausted`` see it.  Returns no effects when guards refused every
-        transition.  Raises :class:`TransitionRefused` if the current state has no
-        transition for ``trigger``.
+        transition, and then the failure is not counted either: a refused trigger
+        changes nothing.  Raises :class:`TransitionRefused` if the current state
+        has no transition for ``trigger``.
         """
         effects: list[Effect] = []
         self._effects = effects
@@ -266,10 +318,16 @@ class Lifecycle:
     # -- internals ---------------------------------------------------------------------
 
     def _fire(self, trigger: str, now: float, failure: Failure | None, reason: str) -> bool:
+        if trigger not in self.machine.allowed[self.state]:
+            raise TransitionRefused(self.state, trigger)
+        counted = self.failures, self.last_failure
         if failure is not None:
             self._count_failure(failure)
-        return self.machine.fire(self, trigger, now=now, failure=failure,
-                                 reason=reason or (str(failure) if failure else ""))
+        taken = self.machine.fire(self, trigger, now=now, failure=failure,
+                                  reason=reason or (str(failure) if failure else ""))
+        if not taken:
+            self.failures, self.last_failure = counted
+        return taken
 
     def _count_failure(self, failure: Failure) -> None:
         self.last_failure = failure
@@ -279,39 +337,49 @@ class Lifecycle:
 
     def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
         action = self.machine.classifier.policy(failure.error_class).action
-        self.refresh_credentials_first = False
-        if action == "refresh":
-            if self.can_refresh_credentials and not self._auth_refreshed:
-                self._auth_refreshed = True
-                self.refresh_credentials_first = True
-            else:
-                action = "fail"
-        if action == "fail":
-            return self.fire("fatal", now, failure=failure)
-        trigger = self.machine.failure_trigger[self.state]
-        if trigger is None:
-            raise TransitionRefused(self.state, FAILURE_TRIGGERS[0])
+        refresh = action == "refresh" and self.can_refresh_credentials \
+            and not self._auth_refreshed
+        if action == "fail" or (action == "refresh" and not refresh):
+            trigger: str | None = "fatal"
+        else:
+            trigger = self.machine.failure_trigger[self.state]
+        if trigger is None or trigger not in self.machine.allowed[self.state]:
+            raise TransitionRefused(self.state, trigger or FAILURE_TRIGGERS[0])
+        self.refresh_credentials_first = refresh
+        self._auth_refreshed = self._auth_refreshed or refresh
+        self.terminal = trigger == "fatal"
         return self.fire(trigger, now, failure=failure)
 
     def _on_escalation(self, event: EscalationFinished) -> list[Effect]:
         self.escalations += 1
-        if not event.ok:
-            return []
-        return self.fire("reset", event.now, reason=event.reason or "escalation succeeded")
+        self._escalation_pending = False
+        if event.ok:
+            return self.fire("reset", event.now, reason=event.reason or "escalation succeeded")
+        if "failed_retry" in self.machine.timers[self.state] and "failed_retry" not in self.timers:
+            # Its timer expired while the escalation ran, and waited for it: retry now.
+            return self._collect(self._expire, "failed_retry", event.now)
+        return []
 
     def _on_tick(self, now: float) -> list[Effect]:
+        return self._collect(self._expire_due, now)
+
+    def _collect(self, step: Callable[..., None], *args: Any) -> list[Effect]:
+        """Run ``step(*args)``, returning the effects the Machine's callbacks record."""
         effects: list[Effect] = []
         self._effects = effects
         try:
-            while self.timers:
-                name, deadline = min(self.timers.items(), key=lambda item: item[1])
-                if deadline > now:
-                    break
-                del self.timers[name]
-                self._expire(name, now)
+            step(*args)
         finally:
             self._effects = []
         return effects
+
+    def _expire_due(self, now: float) -> None:
+        while self.timers:
+            name, deadline = min(self.timers.items(), key=lambda item: item[1])
+            if deadline > now:
+                break
+            del self.timers[name]
+            self._expire(name, now)
 
     def _expire(self, name: str, now: float) -> None:
         if name == "stability":
@@ -319,14 +387,19 @@ class Lifecycle:
             return
         kind = _TIMER_KINDS.get(name)
         failure = None
-        reason = ("retry after a credential refresh" if self.refresh_credentials_first
-                  else "backoff elapsed")
         if kind is not None:
             failure = self.machine.classifier.classify(kind=kind, reason=_TIMER_REASONS[name])
+            reason = ""
+        elif name == "failed_retry":
+            reason = "failed_retry_delay elapsed: retrying with the failure count reset"
         elif self.exhausted:
             reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
+        elif self.refresh_credentials_first:
+            reason = "retry after a credential refresh"
+        else:
+            reason = "backoff elapsed"
         for trigger in self.machine.timers[self.state][name].triggers:
-            if self._fire(trigger, now, failure, reason if failure is None else ""):
+            if self._fire(trigger, now, failure, reason):
                 return
             failure = None  # counted once, whichever trigger takes it
 
@@ -334,7 +407,24 @@ class Lifecycle:
         if now > self.last_inbound:
             self.last_inbound = now
         if "heartbeat_timeout" in self.timers:
-            self.timers["heartbeat_timeout"] = self.last_inbound + self.config.heartbeat_timeout
+            self._move_heartbeat_timeout()
+
+    def _move_heartbeat_timeout(self) -> None:
+        """Lost after ``heartbeat_timeout`` of silence, counted from the last inbound
+        frame or from when the client last started reading, whichever is later;
+        never while reading is paused (that silence is ours)."""
+        self.timers["heartbeat_timeout"] = math.inf if self.reading_paused else (
+            max(self.last_inbound, self._reading_since) + self.config.heartbeat_timeout)
+
+    def _set_reading_paused(self, paused: bool, now: float) -> None:
+        """Suspend the heartbeat timeout while paused; on resume it counts from ``now``."""
+        if paused == self.reading_paused:
+            return
+        self.reading_paused = paused
+        if not paused:
+            self._reading_since = now
+        if "heartbeat_timeout" in self.timers:
+            self._move_heartbeat_timeout()
 
     def _become_stable(self) -> None:
         self.stable = True
@@ -351,6 +441,8 @@ class Lifecycle:
         if name == "stability":
             self.stable = False
             return now + config.stability_window
+        if name == "failed_retry":  # jittered, so a fleet that failed together spreads out
+            return now + config.failed_retry_after * (0.5 + 0.5 * self.random())
         # The backoff timer.
         low, high = self.backoff_bounds()
         if self.exhausted:
@@ -388,6 +480,11 @@ class Lifecycle:
         state = self.machine.states[self.state]
         if state.success:
             self._auth_refreshed = False
+        if not state.failed:
+            self.terminal = False
+        self.reading_paused = False
+        self._reading_since = now
+        self._escalation_pending = "escalation" in state.tasks
         for task in state.tasks:
             effects.append(StartTask(task, self.generation))
         for timer in state.timers:

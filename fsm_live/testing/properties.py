@@ -227,9 +227,11 @@ def _build(spec: Spec, config: Config,
             low, high = config.backoff.bounds(lifecycle.failures, error_class)
             widest = max(high, policy.min_delay, config.planned_reconnect_delay,
                          config.retry_after_cap if policy.retry_after else 0.0)
-            assert 0 <= delay <= widest, f"backoff {delay} outside [0, {widest}]"
+            # The delay is read back as deadline - now: allow for that rounding.
+            slack = 1e-9 * max(1.0, abs(self.now))
+            assert -slack <= delay <= widest + slack, f"backoff {delay} outside [0, {widest}]"
             if policy.action == "retry":
-                assert delay >= low, f"backoff {delay} below the policy's floor {low}"
+                assert delay >= low - slack, f"backoff {delay} below the policy's floor {low}"
 
         def check_failure_count(self, allow_reset: bool) -> None:
             previous, self.failures = self.failures, self.lifecycle.failures
