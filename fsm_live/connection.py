@@ -26,20 +26,18 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 
 from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.core.events import Close, Rotate, Start
+from fsm_live.core.events import Close, Event, Reset, Rotate, Start
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.dedup import Deduplicator
 from fsm_live.errors import (
-    ConfigError,
     ConnectionClosedByApp,
     ConnectionFailed,
     TransitionRefused,
@@ -54,6 +52,7 @@ from fsm_live.stats import Counters, Stats
 from fsm_live.tasks import SessionTasks
 from fsm_live.trace import TraceWriter
 from fsm_live.transport.base import Transport
+from fsm_live.transport.url import check_url
 from fsm_live.wakeup import Wakeup
 
 __all__ = ("TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine")
@@ -95,8 +94,9 @@ class LiveConnection:
       other connections of this event loop, bounding their reconnect attempts
       per second (a :class:`~fsm_live.fleet.Fleet` passes its own).
 
-    Raises :class:`~fsm_live.errors.ConfigError` for a URL that is not ``ws://``
-    or ``wss://`` or an unknown protocol name.
+    Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
+    (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
+    naming what is wrong, or for an unknown protocol name.
     """
 
     def __init__(
@@ -114,10 +114,7 @@ class LiveConnection:
         random: Callable[[], float] | None = None,
         pacer: ReconnectPacer | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ConfigError("url", f"expected a ws:// or wss:// URL, got {safe_url(url)!r}")
-        self.url = url
+        self.url = check_url(url)
         self.config = config or Config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
         if transport is None:
@@ -145,11 +142,19 @@ class LiveConnection:
         )
         self._driver.bodies = self._tasks.bodies()
         self._driver.observers.append(self._on_transition)
+        self._callbacks: list[Callable[[TransitionRecord], None]] = []
         self._stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._finished = False  # the driver returned; its tasks and link are released
         self._finished_wakeup = Wakeup()
         self._state = self._lifecycle.state
+        #: Why the connection is, or was last, in a failed state (kept after close).
+        self._failure: ConnectionFailed | None = None
+        #: An exception raised by an on_transition callback, or by the driver itself:
+        #: the connection closed because of it, and __aexit__ raises it.
+        self._crash: BaseException | None = None
+        #: Application requests (rotate, reset) waiting for their transition.
+        self._requests: list[_Request] = []
 
     def __repr__(self) -> str:
         return f"<LiveConnection {safe_url(self.url)} {self.state}>"
@@ -182,16 +187,30 @@ class LiveConnection:
             # Link holders close their sockets within close_timeout; handlers get as long.
             self._task_group.cancel_scope.deadline = (anyio.current_time()
                                                       + self.config.close_timeout)
-        return await self._stack.__aexit__(exc_type, exc, tb)
+        # The body's own exception is not passed in: it propagates as it is, never
+        # wrapped in an exception group by the connection's task group.
+        await self._stack.__aexit__(None, None, None)
+        if self._crash is not None and exc is None:
+            raise self._crash
+        return None
 
     async def _run_driver(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
             await self._driver.run(task_status=task_status)
+        except Exception as exc:
+            # A bug (ours, or a callback's): never leave waiters on a dead driver.  Its
+            # tasks are cancelled and joined; the lifecycle ends in its final state.
+            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # the driver's task group wrapped it
+            self._crash = self._crash or exc
+            transitions_logger.exception("%s: the connection's driver crashed",
+                                         safe_url(self.url))
         finally:
             self._tasks.release_link()
             self._inbox.close()
             self._finished = True
             self._finished_wakeup.notify()
+            self._settle_requests()
 
     async def close(self) -> None:
         """Close from any state: cancel and join every task, close the socket, end CLOSED.
@@ -218,20 +237,27 @@ class LiveConnection:
 
     @property
     def failure(self) -> ConnectionFailed | None:
-        """Why the connection is FAILED, or None in any other state."""
-        failure = self._lifecycle.last_failure
-        if self.state != "FAILED" or failure is None:
-            return None
-        return ConnectionFailed(failure)
+        """Why the connection is in a failed state (FAILED), or why it was when it
+        was closed from there; None otherwise (it is reset by the next connect)."""
+        return self._failure
+
+    @property
+    def needs_reset(self) -> bool:
+        """True while the connection is FAILED and will not leave it by itself: after a
+        terminal failure (or with ``Config.failed_retry`` off), once its escalation,
+        if any, did not recover.  :meth:`reset` or :meth:`close` end it."""
+        return self.state in self._lifecycle.machine.spec.failed_states \
+            and self._lifecycle.needs_reset
 
     async def wait_for(self, *states: str, raise_on_failed: bool = True) -> str:
         """Wait until the state is one of ``states``; return it.
 
-        Raises :class:`ConnectionFailed` (with the reason) if the connection is or
-        goes FAILED, unless FAILED is among ``states`` or ``raise_on_failed`` is
-        False (an escalation may still recover it), and
-        :class:`ConnectionClosedByApp` if it closes.  Raises ValueError for a name
-        the spec does not have.
+        Waits through outages of any length: a FAILED connection that will retry
+        by itself is waited for.  Raises :class:`ConnectionFailed` (with the
+        reason) once it :attr:`needs_reset`, unless FAILED is among ``states`` or
+        ``raise_on_failed`` is False; :class:`ConnectionClosedByApp` if it closes
+        (chained from the exception that closed it, if one did).  Raises
+        ValueError for a name the spec does not have.
         """
         unknown = set(states) - set(self._lifecycle.machine.states)
         if unknown or not states:
@@ -241,24 +267,32 @@ class LiveConnection:
             state = self.state
             if state in states:
                 return state
-            if raise_on_failed and state == "FAILED" and (error := self.failure) is not None:
-                raise error
+            if raise_on_failed and self.needs_reset and self._failure is not None:
+                raise self._failure
             if self._lifecycle.machine.states[state].final or self._finished:
-                raise ConnectionClosedByApp(f"the connection is {state}")
+                raise ConnectionClosedByApp(f"the connection is {state}") from self._crash
             await self._driver.wait_changed()
 
     async def wait_changed(self) -> None:
-        """Return after the next transition, or when a task of the state finished
-        (e.g. the escalation in FAILED gave up).  Returns at once once closed."""
+        """Return after the next transition or event the connection handled (e.g. the
+        escalation in FAILED gave up).
+
+        Raises :class:`ConnectionClosedByApp` once the connection is closed (chained
+        from the exception that closed it, if one did), so a loop around it never spins.
+        """
+        if self._finished:
+            raise ConnectionClosedByApp(f"the connection is {self.state}") from self._crash
         await self._driver.wait_changed()
 
     def on_transition(self, callback: Callable[[TransitionRecord], None]) -> None:
         """Call ``callback(record)`` synchronously after every transition.
 
-        It runs inside the driver: keep it short and never block; exceptions
-        propagate into the driver and end the connection.
+        It runs inside the driver: keep it short and never block.  If it raises,
+        the connection closes (CLOSED; :meth:`send` and :meth:`wait_for` raise
+        :class:`~fsm_live.errors.ConnectionClosedByApp` chained from it) and
+        leaving ``async with`` raises the original exception.
         """
-        self._driver.observers.append(callback)
+        self._callbacks.append(callback)
 
     @property
     def started_at(self) -> float:
@@ -267,8 +301,8 @@ class LiveConnection:
         return self._started_at
 
     async def wait_connected(self) -> None:
-        """Wait until CONNECTED; raises as :meth:`wait_for` does."""
-        await self.wait_for("CONNECTED")
+        """Wait until connected (the spec's success state); raises as :meth:`wait_for` does."""
+        await self.wait_for(*self._lifecycle.machine.spec.success_states)
 
     # -- traffic -----------------------------------------------------------------------
 
@@ -277,14 +311,15 @@ class LiveConnection:
 
         Raises TypeError/ValueError if the protocol cannot encode it,
         :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer`` messages are
-        waiting, :class:`ConnectionFailed` in FAILED and
+        waiting, :class:`ConnectionFailed` once it :attr:`needs_reset` (while
+        FAILED and retrying by itself, messages are buffered), and
         :class:`ConnectionClosedByApp` once closed.
         """
         frame = self.adapter.encode(message)
-        if self.state == "FAILED" and (error := self.failure) is not None:
-            raise error
-        if self._lifecycle.machine.states[self.state].final:
-            raise ConnectionClosedByApp("the connection is closed")
+        if self.needs_reset and self._failure is not None:
+            raise self._failure
+        if self._lifecycle.machine.states[self.state].final or self._finished:
+            raise ConnectionClosedByApp("the connection is closed") from self._crash
         self._outbox.put(frame)
         self._driver.request("flush")  # an OnDemand task: it runs only with frames to send
 
@@ -297,11 +332,52 @@ class LiveConnection:
             raise RuntimeError("this connection delivers to on_message; it is not iterable")
         return aiter(self._inbox)
 
-    async def rotate(self, reason: str = "rotate") -> None:
-        """Reconnect on purpose (no failure counted, no backoff).  Only while CONNECTED."""
-        if "rotate" not in self._lifecycle.machine.allowed[self.state]:
-            raise TransitionRefused(self.state, "rotate")
-        await self._driver.post(Rotate(anyio.current_time(), self._lifecycle.generation, reason))
+    async def rotate(self, reason: str = "rotate") -> TransitionRecord:
+        """Reconnect on purpose (no failure counted, no backoff).  Only while CONNECTED.
+
+        Returns the rotation's transition once it was taken.  Concurrent calls
+        share one rotation (each returns its record).  Raises
+        :class:`TransitionRefused` if the state does not allow it, now or by the
+        time it would be taken (the connection was lost meanwhile, say).
+        """
+        return await self._request(
+            "rotate", Rotate(anyio.current_time(), self._lifecycle.generation, reason))
+
+    async def reset(self, reason: str = "reset by the application") -> TransitionRecord:
+        """Leave FAILED: clear the failure count and retry.  Only while FAILED.
+
+        Needed after a terminal failure (see :attr:`needs_reset`); a FAILED
+        connection reached by retryable failures retries by itself.  Returns the
+        transition once taken; raises :class:`TransitionRefused` if the state does
+        not allow it.
+        """
+        return await self._request("reset", Reset(anyio.current_time(), reason))
+
+    async def _request(self, trigger: str, event: Event) -> TransitionRecord:
+        """Post an application event and wait for the transition it asks for.
+
+        A request made while an equal one is pending joins it.
+        """
+        if self._finished or trigger not in self._lifecycle.machine.allowed[self.state]:
+            raise TransitionRefused(self.state, trigger)
+        request = next((r for r in self._requests if r.trigger == trigger), None)
+        if request is None:
+            request = _Request(trigger)
+            self._requests.append(request)
+            await self._driver.post(event)
+        await request.done.wait()
+        if request.record is None:
+            raise TransitionRefused(self.state, trigger)
+        return request.record
+
+    def _settle_requests(self, record: TransitionRecord | None = None) -> None:
+        """A transition was taken (or the driver ended): every pending request is
+        answered, by this record if it took the trigger asked for, else refused."""
+        requests, self._requests = self._requests, []
+        for request in requests:
+            if record is not None and record.trigger == request.trigger:
+                request.record = record
+            request.done.set()
 
     # -- observability -----------------------------------------------------------------
 
@@ -344,11 +420,41 @@ class LiveConnection:
         dest = states[record.dest]
         if dest.success:
             counters.connects += 1
+            self._failure = None
         else:
             self._tasks.release_link()
+        if dest.failed and self._lifecycle.last_failure is not None:
+            self._failure = ConnectionFailed(self._lifecycle.last_failure)
         if self._trace is not None:
             self._trace.write(record)
         transitions_logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
                    safe_url(self.url), record.source, record.dest, record.trigger,
                    f": {record.reason}" if record.reason else "",
                    " [success]" if dest.success else "")
+        self._settle_requests(record)
+        for callback in self._callbacks:
+            try:
+                callback(record)
+            except Exception as exc:
+                self._crashed_in_callback(exc)
+
+    def _crashed_in_callback(self, exc: Exception) -> None:
+        """An on_transition callback raised: close the connection, keep the exception."""
+        if self._crash is None:
+            self._crash = exc
+            transitions_logger.error("%s: an on_transition callback raised %s; closing",
+                                     safe_url(self.url), type(exc).__name__)
+            self._driver.post_nowait(Close(anyio.current_time(),
+                                           f"an on_transition callback raised "
+                                           f"{type(exc).__name__}"))
+
+
+class _Request:
+    """An application request (rotate, reset) waiting for its transition."""
+
+    __slots__ = ("done", "record", "trigger")
+
+    def __init__(self, trigger: str) -> None:
+        self.trigger = trigger
+        self.record: TransitionRecord | None = None
+        self.done = anyio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 
 __all__ = ("Deduplicator",)
 
@@ -23,12 +24,12 @@ class Deduplicator:
             raise ValueError("ttl must be > 0 and max_entries >= 1")
         self.ttl = ttl
         self.max_entries = max_entries
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._expiry: OrderedDict[Hashable, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._expiry)
 
-    def seen(self, message_id: str, now: float) -> bool:
+    def seen(self, message_id: Hashable, now: float) -> bool:
         """True if ``message_id`` was seen within the TTL; otherwise remember it."""
         expiry = self._expiry.get(message_id)
         if expiry is not None and expiry > now:

@@ -318,6 +318,14 @@ class Fleet:
 
     async def _start(self, member: _Member) -> None:
         task_group = self._task_group_or_raise()
+        final = {name for name, state in self.machine.states.items() if state.final}
+
+        def stop_when_closed(record: TransitionRecord) -> None:
+            # A connection that closed by itself (a callback raised) ends its task too.
+            if record.dest in final:
+                member.stop.set()
+
+        member.connection.on_transition(stop_when_closed)
         self._members[member.key] = member
         self._counts[member.connection.state] += 1
         try:

@@ -81,9 +81,18 @@ class Inbox:
             return False  # keep the order: older messages go first
         return self._take(message)
 
+    @property
+    def pending_delivery(self) -> bool:
+        """True while a message waits for room (an interrupted delivery left it)."""
+        return bool(self._undelivered)
+
+    def hold(self, message: Any) -> None:
+        """Keep ``message`` for :meth:`deliver_undelivered` (after what waits already)."""
+        self._undelivered.append(message)
+
     async def deliver(self, message: Any) -> None:
         """Deliver one message, waiting while the application is at its bound."""
-        self._undelivered.append(message)
+        self.hold(message)
         await self.deliver_undelivered()
 
     async def deliver_undelivered(self) -> None:

@@ -54,9 +54,13 @@ def _redact(msg: object, args: tuple[object, ...]) -> tuple[object, ...]:
 
 
 def safe_url(url: str) -> str:
-    """``url`` without user info, query or fragment (they may carry secrets)."""
-    parts = urlsplit(url)
+    """``url`` without user info, query or fragment (they may carry secrets).  Never raises."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # not a URL, or a bad port: show nothing that could be a secret
+        return "<invalid URL>"
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     return f"{parts.scheme}://{host}{parts.path}"

@@ -48,7 +48,7 @@ import attrs
 import sniffio
 
 from fsm_live.core.effects import CancelTask, Effect, Emit, StartTask, TransitionRecord
-from fsm_live.core.events import Event, Failed, Inbound, Tick
+from fsm_live.core.events import Close, Event, Failed, Inbound, Tick
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.errors import TransitionRefused
 from fsm_live.wakeup import Wakeup
@@ -176,6 +176,13 @@ class Driver:
         self._events.append(event)
         self._posted.notify()
 
+    def post_nowait(self, event: Event) -> None:
+        """Queue an event without waiting, even past the bound (for the connection's
+        own rare events, such as a close after a callback raised)."""
+        if not self._finished:
+            self._events.append(event)
+            self._posted.notify()
+
     def note_inbound(self, now: float) -> None:
         """Record that a frame arrived at ``now`` (no event: it only moves a deadline).
 
@@ -201,7 +208,8 @@ class Driver:
         return sum(running.scope is not None for running in self._running.values())
 
     async def wait_changed(self) -> None:
-        """Return after the next transition or task exit (at once once the driver finished)."""
+        """Return after the next event handled, transition or task exit (at once once the
+        driver finished)."""
         if not self._finished:
             await self._changed.wait()
 
@@ -228,11 +236,28 @@ class Driver:
                     with anyio.CancelScope(shield=True):
                         for name in list(self._running):
                             await self._cancel(name)
+                        self._close_lifecycle()
         finally:
             self._finished = True
             self._events.clear()
             self._changed.notify()
             self._taken.notify()
+
+    def _close_lifecycle(self) -> None:
+        """The driver ends before the lifecycle did (it was cancelled from outside, or
+        crashed): close the lifecycle too, so its state, trace and observers end in
+        the final state.  Its tasks are joined already."""
+        lifecycle = self.lifecycle
+        if lifecycle.is_final:
+            return
+        reason = "the connection's task was cancelled before it closed"
+        for effect in lifecycle.handle(Close(self.clock(), reason)):
+            if isinstance(effect, Emit):
+                for observer in self.observers:
+                    try:
+                        observer(effect.record)
+                    except Exception:  # the driver is ending: report, never mask why
+                        logger.exception("a transition observer raised at the final close")
 
     def _check_bodies(self) -> None:
         # Not inline in run(): its locals would live as long as the connection.
@@ -288,6 +313,7 @@ class Driver:
             logger.warning("dropped %s: %s", type(event).__name__, refused)
             return
         await self.execute(effects)
+        self._changed.notify()  # waiters re-check what the event may have changed
 
     async def execute(self, effects: list[Effect]) -> None:
         """Execute effects in order: start tasks, cancel and join them, notify observers."""

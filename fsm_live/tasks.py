@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import anyio
@@ -27,7 +27,16 @@ import attrs
 
 from fsm_live.config import Config
 from fsm_live.core.classify import Classifier
-from fsm_live.core.events import EscalationFinished, Failed, HeartbeatAcked, Opened, Rotate
+from fsm_live.core.events import (
+    EscalationFinished,
+    Failed,
+    HeartbeatAcked,
+    MessageReceived,
+    Opened,
+    ReadingPaused,
+    ReadingResumed,
+    Rotate,
+)
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.credentials import CredentialsProvider, provider_failures
 from fsm_live.dedup import Deduplicator
@@ -77,6 +86,7 @@ class SessionTasks:
     _held: _HeldLink | None = None
     _early_frames: list[Message] = attrs.Factory(list)
     _token_refresh_failed: bool = False
+    _warned_generation: int = -1  # the session whose slow application was logged
     _pending_heartbeats: OrderedDict[str, float] = attrs.Factory(OrderedDict)
 
     def bodies(self) -> dict[str, TaskBody]:
@@ -179,16 +189,19 @@ class SessionTasks:
         the driver's cheap clock.  A frame that the adapter's ``decode_simple``
         (:class:`~fsm_live.protocols.base.SimpleDecoder`) maps to one message, and
         that the inbox takes at once, costs no await besides ``link.receive()``;
-        every other frame goes through :meth:`_process`.
+        every other frame goes through :meth:`_process`.  The first message of a
+        session proves it (:class:`~fsm_live.core.events.MessageReceived`).
         """
         try:
             link = self._link()
             clock, note_inbound = self.driver.clock, self.driver.note_inbound
-            await self.inbox.deliver_undelivered()
+            lifecycle = self.lifecycle
+            if self.inbox.pending_delivery:
+                await self._deliver_when_room(generation)
             early, self._early_frames = self._early_frames, []
             for frame in early:
                 await self._process(generation, link, frame, clock())
-            decode_simple: Callable[[Message], tuple[Any, str | None] | None] | None = (
+            decode_simple: Callable[[Message], tuple[Any, Hashable | None] | None] | None = (
                 getattr(self.adapter, "decode_simple", None))
             inbox = self.inbox
             while True:
@@ -201,8 +214,13 @@ class SessionTasks:
                     continue
                 # The end of _process, for the one message of a simple frame.
                 message, message_id = simple
-                if self._is_new(message_id, now) and not inbox.offer(message):
-                    await inbox.deliver(message)
+                if not self._is_new(message_id, now):
+                    continue
+                if lifecycle.awaits_proof:
+                    await self.driver.post(MessageReceived(now, generation))
+                if not inbox.offer(message):
+                    inbox.hold(message)
+                    await self._deliver_when_room(generation)
         except TransportError as error:
             await self._fail(generation, error)
 
@@ -213,12 +231,39 @@ class SessionTasks:
                 await self._heartbeat_acked(generation, item.heartbeat_ack, now)
             if item.reply is not None:
                 await link.send(item.reply)
-            if item.message is None:
+            if item.message is None or not self._is_new(item.message_id, now):
                 continue
-            if self._is_new(item.message_id, now) and not self.inbox.offer(item.message):
-                await self.inbox.deliver(item.message)
+            if self.lifecycle.awaits_proof:
+                await self.driver.post(MessageReceived(now, generation))
+            if not self.inbox.offer(item.message):
+                self.inbox.hold(item.message)
+                await self._deliver_when_room(generation)
 
-    def _is_new(self, message_id: str | None, now: float) -> bool:
+    async def _deliver_when_room(self, generation: int) -> None:
+        """The application is behind: stop reading until it took the messages held.
+
+        Our own backpressure is not the peer's silence: the core suspends the
+        heartbeat timeout meanwhile (ReadingPaused / ReadingResumed).  The first
+        pause of a session longer than ``heartbeat_timeout`` is logged at WARNING
+        (later ones at DEBUG: an application that stays behind is told once).
+        """
+        clock = self.driver.clock
+        paused_at = clock()
+        await self.driver.post(ReadingPaused(paused_at, generation))
+        with anyio.move_on_after(self.config.heartbeat_timeout):
+            await self.inbox.deliver_undelivered()
+        if self.inbox.pending_delivery:
+            first = self._warned_generation != generation
+            self._warned_generation = generation
+            logger.log(logging.WARNING if first else logging.DEBUG,
+                       "the application has not taken a message for %.1f s: reading is "
+                       "paused, and the link is not declared lost for it", clock() - paused_at)
+            await self.inbox.deliver_undelivered()
+            logger.log(logging.INFO if first else logging.DEBUG,
+                       "reading resumed after %.1f s", clock() - paused_at)
+        await self.driver.post(ReadingResumed(clock(), generation))
+
+    def _is_new(self, message_id: Hashable | None, now: float) -> bool:
         """Count an inbound message, or drop it as a duplicate seen before ``now``."""
         counters = self.counters
         if message_id is not None and self.dedup.seen(message_id, now):
@@ -270,7 +315,7 @@ class SessionTasks:
         self.counters.heartbeats_acked += 1
         self.counters.heartbeat_rtt = rtt
         self.driver.note_inbound(now)
-        if self.lifecycle.awaits_heartbeat_ack:  # else note_inbound said it all
+        if self.lifecycle.awaits_proof:  # else note_inbound said it all
             await self.driver.post(HeartbeatAcked(now, generation, rtt))
 
     async def refresh_token(self, generation: int) -> None:
@@ -340,15 +385,23 @@ class SessionTasks:
             await self._fail(generation, error)
 
     async def escalation(self, generation: int) -> None:
-        """In FAILED: ask the credentials provider to escalate (e.g. re-login), once."""
-        if self.credentials is None or not self.lifecycle.may_escalate:
-            return
-        try:
-            ok = await self.credentials.escalate()
-            reason = "escalation succeeded" if ok else "escalation did not recover"
-        except Exception as exc:
-            logger.warning("credentials escalation raised %s", type(exc).__name__)
-            ok, reason = False, f"escalation raised {type(exc).__name__}"
+        """In FAILED: ask the credentials provider to escalate (e.g. re-login), once.
+
+        Always reports how it ended, at once when there is nothing to try (no
+        provider, or ``max_escalations`` reached): the core waits for it before
+        a failed connection retries by itself.
+        """
+        if self.credentials is None:
+            ok, reason = False, "no escalation hook"
+        elif not self.lifecycle.may_escalate:
+            ok, reason = False, "max_escalations reached"
+        else:
+            try:
+                ok = await self.credentials.escalate()
+                reason = "escalation succeeded" if ok else "escalation did not recover"
+            except Exception as exc:
+                logger.warning("credentials escalation raised %s", type(exc).__name__)
+                ok, reason = False, f"escalation raised {type(exc).__name__}"
         await self.driver.post(EscalationFinished(anyio.current_time(), generation, ok, reason))
 
 

@@ -16,8 +16,19 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from fsm_live import Config, ConnectionFailed, FixedDelay, ReconnectPacer, Secret, connect
+from fsm_live import (
+    Config,
+    ConnectionFailed,
+    FixedDelay,
+    JsonProtocol,
+    ReconnectPacer,
+    Secret,
+    TransitionRefused,
+    connect,
+)
 from fsm_live.connection import LiveConnection
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.events import Close
 from fsm_live.errors import BufferFull, ConnectionClosedByApp
 from fsm_live.trace import TRACE_KEYS, read_trace
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
@@ -267,7 +278,7 @@ async def test_accept_then_close_server_sees_growing_gaps(network: MemoryNetwork
         await link.close(1000)
 
     async with network.serve(URL, accept_and_close), \
-            live(network, config=Config(max_failures=8)) as conn:
+            live(network, config=Config(max_failures=8, failed_retry=False)) as conn:
         with pytest.raises(ConnectionFailed):
             await conn.wait_for("CLOSED")
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(opened)]
@@ -389,7 +400,7 @@ async def test_duplicates_dropped_and_handler_called(network: MemoryNetwork) -> 
         await anyio.sleep_forever()
 
     async with network.serve(URL, pushes), \
-            live(network, protocol="json", on_message=handler) as conn:
+            live(network, protocol=JsonProtocol(dedup_key="id"), on_message=handler) as conn:
         await conn.wait_connected()
         await anyio.sleep(1)
         assert conn.stats().duplicates_dropped == 1
@@ -398,24 +409,234 @@ async def test_duplicates_dropped_and_handler_called(network: MemoryNetwork) -> 
     assert got == [{"id": 1}, {"id": 2}]
 
 
+async def test_json_delivers_every_message_unless_dedup_is_asked_for(
+        network: MemoryNetwork) -> None:
+    frames = ('{"id": 1}', '{"id": "1"}', '{"id": 1}', '{"id": 1.5}', "[1]", '{"x": 1}')
+
+    async def pushes(link: ServerLink) -> None:
+        for frame in frames:
+            await link.send(frame)
+        await anyio.sleep_forever()
+
+    async def receive_all(protocol: JsonProtocol, count: int) -> list[Any]:
+        received: list[Any] = []
+        async with network.serve(URL, pushes), live(network, protocol=protocol) as conn:
+            async for message in conn:
+                received.append(message)
+                if len(received) == count:
+                    break
+            await anyio.sleep(1)
+            assert conn.stats().messages_in == count
+        return received
+
+    # A JSON-RPC client whose ids restart after a reconnect must get every response.
+    assert await receive_all(JsonProtocol(), 6) == [
+        {"id": 1}, {"id": "1"}, {"id": 1}, {"id": 1.5}, [1], {"x": 1}]
+    # Opted in, ids compare as JSON values: 1 and "1" are two ids.
+    assert await receive_all(JsonProtocol(dedup_key="id"), 5) == [
+        {"id": 1}, {"id": "1"}, {"id": 1.5}, [1], {"x": 1}]
+
+
 async def test_rotate_reconnects_without_failure(network: MemoryNetwork) -> None:
     async with network.serve(URL, echo), live(network) as conn:
         await conn.wait_connected()
-        await conn.rotate("new token")
-        await conn.wait_for("CONNECTING")
+        record = await conn.rotate("new token")
+        assert (record.source, record.trigger, record.reason) == (
+            "CONNECTED", "rotate", "new token")
         await conn.wait_connected()
         assert conn.stats().failures == {}
         assert network.attempts(URL) == 2
 
 
-async def test_bad_url_and_state_names(network: MemoryNetwork) -> None:
-    from fsm_live.errors import ConfigError
+async def test_concurrent_rotates_share_one_rotation_and_each_learns_it(
+        network: MemoryNetwork) -> None:
+    records: list[Any] = []
 
-    with pytest.raises(ConfigError, match="ws:// or wss://"):
-        connect("http://example.org/")
+    async def rotate(conn: LiveConnection) -> None:
+        records.append(await conn.rotate())
+
+    async with network.serve(URL, echo), live(network) as conn:
+        await conn.wait_connected()
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(rotate, conn)
+        assert len(records) == 20
+        assert all(record is records[0] for record in records)
+        await conn.wait_connected()
+        network.refuse(URL)
+        conn._driver.post_nowait(Close(anyio.current_time()))  # leaves before rotating
+        with pytest.raises(TransitionRefused, match="'rotate' is not allowed in state CLOSED"):
+            await conn.rotate()
+    assert edges(conn)[("CONNECTED", "rotate", "CONNECTING")] == 1
+
+
+async def test_state_names_are_checked(network: MemoryNetwork) -> None:
     async with network.serve(URL, echo), live(network) as conn:
         with pytest.raises(ValueError, match="unknown state"):
             await conn.wait_for("ONLINE")
+
+
+# -- outages of any length never strand a connection ----------------------------------------
+
+
+async def test_an_outage_longer_than_the_backoff_ends_connected(
+        network: MemoryNetwork) -> None:
+    # Defaults: 5 failures (about 15 s of backoff at the ceiling) then FAILED; it
+    # retries by itself after failed_retry_delay (the backoff cap, 60 s, jittered).
+    network.refuse(URL)
+    async with live(network) as conn:
+        await anyio.sleep(20 * 60)  # twenty minutes down
+        assert conn.state in ("FAILED", "RECONNECTING", "CONNECTING")
+        assert not conn.needs_reset
+        back = anyio.current_time()
+        network.forget(URL)
+        async with network.serve(URL, echo):
+            await conn.wait_connected()  # waits through FAILED: it is not for good
+            took = anyio.current_time() - back
+    # Within failed_retry_delay plus the backoff cap of the server's return.
+    assert took <= 60 + 60
+    stats = conn.stats()
+    assert stats.transitions[("FAILED", "recover", "RECONNECTING")] >= 10
+    assert ("FAILED", "reset", "RECONNECTING") not in stats.transitions
+
+
+async def test_a_server_that_accepts_and_closes_for_a_while_is_retried_until_it_works(
+        network: MemoryNetwork) -> None:
+    opened: list[float] = []
+
+    async def accept_and_close(link: ServerLink) -> None:
+        opened.append(anyio.current_time())
+        await link.close(1000)
+
+    async with live(network) as conn:
+        async with network.serve(URL, accept_and_close):
+            await conn.wait_for("FAILED", raise_on_failed=False)
+            await anyio.sleep(10)
+        async with network.serve(URL, echo):
+            await conn.wait_connected()
+    gaps = [b - a for a, b in itertools.pairwise(opened)]
+    assert min(gaps) > 0.5  # never a spin
+    assert ("FAILED", "recover", "RECONNECTING") in conn.stats().transitions
+
+
+async def test_sessions_recycled_with_1001_that_stream_messages_never_fail(
+        network: MemoryNetwork) -> None:
+    async def recycle(link: ServerLink) -> None:
+        for i in range(8):  # a message every 50 ms, then close 1001 at 0.4 s
+            await link.send(f"m{i}")
+            await anyio.sleep(0.05)
+        await link.close(1001)
+
+    config = Config(heartbeat_interval=0.6, heartbeat_timeout=1.8, stability_window=1.0)
+    received = 0
+
+    async def count(message: Any) -> None:
+        nonlocal received
+        received += 1
+
+    async with network.serve(URL, recycle), \
+            live(network, config=config, on_message=count, random=lambda: 0.5) as conn:
+        await anyio.sleep(60)
+        stats = conn.stats()
+    assert "FAILED" not in {dest for (_, _, dest) in stats.transitions}
+    assert stats.failures == {"planned": stats.transitions[("CONNECTED", "lost", "RECONNECTING")]}
+    assert stats.consecutive_failures == 0
+    assert received >= 8 * 60 // 1  # every session delivered its messages
+
+
+async def test_a_terminal_failure_needs_reset_and_reset_recovers(network: MemoryNetwork) -> None:
+    async def close_4500(link: ServerLink) -> None:
+        await link.close(4500)
+
+    async with live(network) as conn:
+        async with network.serve(URL, close_4500):
+            with pytest.raises(ConnectionFailed) as caught:
+                await conn.wait_for("CLOSED")  # raises once FAILED for good
+        assert caught.value.failure.close_code == 4500
+        assert conn.needs_reset
+        await anyio.sleep(3600)
+        assert conn.state == "FAILED"  # nothing retries a terminal failure
+        with pytest.raises(ConnectionFailed):
+            await conn.send("x")
+        async with network.serve(URL, echo):
+            record = await conn.reset()
+            assert (record.source, record.trigger) == ("FAILED", "reset")
+            await conn.wait_connected()
+        assert conn.failure is None
+        with pytest.raises(TransitionRefused, match="'reset' is not allowed in state CONNECTED"):
+            await conn.reset()
+
+
+async def test_why_it_failed_is_kept_after_close(network: MemoryNetwork) -> None:
+    network.reject(URL, 404)
+    async with live(network) as conn:
+        await conn.wait_for("FAILED")
+    assert conn.state == "CLOSED"
+    assert conn.failure is not None
+    assert conn.failure.failure.http_status == 404
+
+
+# -- errors in the application's code end the connection cleanly -----------------------------
+
+
+async def test_a_raising_on_transition_callback_closes_the_connection(
+        network: MemoryNetwork) -> None:
+    def boom(record: TransitionRecord) -> None:
+        if record.dest == "CONNECTED":
+            raise RuntimeError("callback bug")
+
+    async def use(conn: LiveConnection) -> None:
+        async with conn:
+            with pytest.raises(ConnectionClosedByApp) as caught:
+                await conn.wait_for("FAILED")
+            assert isinstance(caught.value.__cause__, RuntimeError)
+            assert conn.state == "CLOSED"
+            with pytest.raises(ConnectionClosedByApp):
+                await conn.send("x")
+
+    async with network.serve(URL, echo):
+        conn = live(network)
+        conn.on_transition(boom)
+        with pytest.raises(RuntimeError, match="callback bug"):
+            await use(conn)
+    assert conn.state == "CLOSED"
+    assert conn.stats().tasks_alive == 0
+    assert edges(conn)[("CONNECTED", "close", "CLOSED")] == 1
+
+
+async def test_a_connection_cancelled_from_outside_still_ends_closed(
+        network: MemoryNetwork, tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    async with network.serve(URL, echo):
+        with anyio.CancelScope() as scope:
+            async with live(network, trace=trace) as conn:
+                await conn.wait_connected()
+                scope.cancel()  # what a signal handler's cancellation does
+                await anyio.sleep_forever()
+    assert conn.state == "CLOSED"
+    assert read_trace(trace)[-1]["to"] == "CLOSED"
+    assert conn.stats().tasks_alive == 0
+
+
+async def wait_on(conn: LiveConnection) -> None:
+    async with conn:
+        with pytest.raises(ConnectionClosedByApp):
+            await conn.wait_connected()
+        with pytest.raises(ConnectionClosedByApp):
+            await conn.wait_changed()
+
+
+async def test_waiters_never_spin_on_a_crashed_driver(network: MemoryNetwork) -> None:
+    async with network.serve(URL, echo):
+        conn = live(network)
+
+        def crash(record: TransitionRecord) -> None:
+            raise ValueError("a bug in the driver's own observers")
+
+        conn._driver.observers.append(crash)  # not a user callback: the driver dies
+        with pytest.raises(ValueError, match="a bug"):
+            await wait_on(conn)
+    assert conn.state == "CLOSED"
 
 
 class _nothing:  # reads as a null context in the test above

@@ -15,7 +15,7 @@ from fsm_live.trace import read_trace
 
 SIX_STATES = {"DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED"}
 TRIGGERS = {"start", "opened", "connect_failed", "lost", "rotate", "retry", "give_up", "fatal",
-            "reset", "close"}
+            "reset", "recover", "close"}
 
 
 @pytest.mark.timeout(60)

@@ -8,6 +8,7 @@ protocol needs; one adapter instance serves one connection.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, Protocol
 
 import attrs
@@ -28,7 +29,7 @@ class Decoded:
     """
 
     message: Any = None
-    message_id: str | None = None
+    message_id: Hashable | None = None
     heartbeat_ack: str | None = None
     reply: Message | None = None
 
@@ -74,7 +75,7 @@ class SimpleDecoder(Protocol):
     this saves a list and a :class:`Decoded` per frame.
     """
 
-    def decode_simple(self, frame: Message) -> tuple[Any, str | None] | None:
+    def decode_simple(self, frame: Message) -> tuple[Any, Hashable | None] | None:
         """``(message, message_id)`` when the frame is exactly one application
         message (``message_id`` None when it has none) and means nothing else to
         the protocol: no heartbeat ack, no reply to send.  None otherwise: the

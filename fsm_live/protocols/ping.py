@@ -7,6 +7,7 @@ registration, no de-duplication, no acknowledgements.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from fsm_live.credentials import CredentialsProvider
@@ -30,7 +31,7 @@ class PingProtocol:
     def decode(self, frame: Message) -> list[Decoded]:
         return [Decoded(message=frame)]
 
-    def decode_simple(self, frame: Message) -> tuple[Any, str | None] | None:
+    def decode_simple(self, frame: Message) -> tuple[Any, Hashable | None] | None:
         """Every frame is one message (see :class:`~fsm_live.protocols.base.SimpleDecoder`)."""
         return frame, None
 

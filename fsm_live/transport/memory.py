@@ -272,7 +272,9 @@ class MemoryServer:
             if not link.black_holed:
                 link._close_now(_GOING_AWAY)
         self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        # The body's exception propagates as it is, not wrapped in an exception group.
+        await self._task_group.__aexit__(None, None, None)
+        return None
 
     def _accept(self, link: ServerLink) -> None:
         assert self._task_group is not None
