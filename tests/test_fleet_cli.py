@@ -242,13 +242,21 @@ async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> 
     (["good.toml", "--trace-dir", "a-file"], "--trace-dir"),
     (["no-unb.toml"], "no-unb.toml: accounts.alice.cookies_file: the 'unb' cookie is required "
                       "(found: cna)"),
-], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "lwp-without-unb"])
+    (["bad-port.toml"], "bad-port.toml: accounts.alice.url: expected a port from 1 to 65535, "
+                        "got '127.0.0.1:99999'"),
+    (["no-scheme.toml"], "no-scheme.toml: accounts.alice.url: expected a ws:// or wss:// URL"),
+], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "lwp-without-unb", "bad-port",
+        "no-scheme"])
 def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str],
                                                  message: str) -> None:
     (tmp_path / "bad.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
                                        'protocol = "smoke"\n', encoding="utf-8")
     (tmp_path / "good.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
                                         encoding="utf-8")
+    (tmp_path / "bad-port.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:99999/"\n',
+                                            encoding="utf-8")
+    (tmp_path / "no-scheme.toml").write_text('[accounts.alice]\nurl = "127.0.0.1:18080"\n',
+                                             encoding="utf-8")
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     (tmp_path / "no-unb.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
                                           'protocol = "lwp"\ncookies_file = "c.txt"\n',
@@ -259,6 +267,7 @@ def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str]
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("fsm-live fleet: error: ")
+    assert done.stderr.count("\n") == 1
     assert message in done.stderr
     assert CANARY not in done.stderr
 
