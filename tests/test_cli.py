@@ -269,3 +269,17 @@ def test_numbers_from_the_command_line_are_checked(text: str, options: dict[str,
 def test_numbers_in_range_are_returned() -> None:
     assert parse_number("0", at_least=0) == 0
     assert parse_number("2.5", unit="number of seconds") == 2.5
+
+
+# -- the demo's arguments ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("trace", "reason"), [
+    ("no/such/dir/t.jsonl", "No such file or directory"),
+    (".", "Is a directory"),
+])
+def test_demo_trace_that_cannot_be_written_exits_2(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, trace: str, reason: str) -> None:
+    path = tmp_path / trace
+    assert main(["demo", "--trace", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"fsm-live demo: error: --trace {path}: {reason}\n")

@@ -18,6 +18,7 @@ import anyio
 import pytest
 from servers import websocket_server
 
+from fsm_live.cli import main
 from fsm_live.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,19 +96,69 @@ async def test_a_server_refusing_with_403_ends_failed_exit_3_after_one_attempt(
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["ws://127.0.0.1:9/", "--heartbeat-timeout", "1", "--heartbeat-interval", "5"],
-     "heartbeat_timeout: must be greater than heartbeat_interval (5), got 1"),
+     "--heartbeat-timeout: must be greater than --heartbeat-interval (5), got 1"),
+    (["ws://127.0.0.1:9/", "--backoff-initial", "10", "--backoff-max", "1"],
+     "--backoff-max: must be >= --backoff-initial (10), got 1"),
+    (["ws://127.0.0.1:9/", "--backoff-max", "0.5"], "--backoff-max: must be >= initial (1"),
+    (["ws://127.0.0.1:9/", "--trace", "{tmp}/no/such/dir/t.jsonl"],
+     "--trace {tmp}/no/such/dir/t.jsonl: No such file or directory"),
+    (["ws://127.0.0.1:9/", "--trace", "{tmp}"], "--trace {tmp}: Is a directory"),
     (["http://127.0.0.1:9/"], "expected a ws:// or wss:// URL"),
     (["ws://127.0.0.1:9/", "--protocol", "nope"], "invalid choice: 'nope'"),
     (["ws://127.0.0.1:9/", "--duration", "-1"], "expected a positive number of seconds"),
-])
-def test_bad_arguments_exit_2_with_a_clear_message(arguments: list[str], message: str) -> None:
+], ids=["heartbeats", "backoff", "backoff-max-below-the-default", "trace-dir-missing",
+        "trace-is-a-directory", "http-url", "protocol", "duration"])
+def test_bad_arguments_exit_2_with_a_clear_message(tmp_path: Path, arguments: list[str],
+                                                   message: str) -> None:
     # Port 9 (discard) is never dialled: the arguments are refused first.
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
     done = subprocess.run([*COMMAND, *arguments], capture_output=True, text=True,
                           timeout=DEADLINE, env=_env(), check=False)
     assert done.returncode == 2
-    assert message in done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr
     assert "Traceback" not in done.stderr
+    if "--protocol" not in arguments and "--duration" not in arguments:  # not argparse's
+        assert done.stderr.startswith("fsm-live connect: error: ")
+        assert done.stderr.count("\n") == 1
     assert done.stdout == ""
+
+
+@pytest.fixture
+def no_fsm_live_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.startswith("FSM_LIVE_"):
+            monkeypatch.delenv(name)
+
+
+FIXED_WITH_INITIAL = "not a parameter of the 'fixed' policy (its parameters: seconds)"
+
+
+@pytest.mark.usefixtures("no_fsm_live_env")
+@pytest.mark.parametrize(("toml", "env", "flags", "message"), [
+    ('[backoff]\npolicy = "fixed"\ninitial = 1\n', {}, [],
+     f"{{config}}: backoff.initial: {FIXED_WITH_INITIAL}"),
+    ("", {"FSM_LIVE_BACKOFF_POLICY": "fixed", "FSM_LIVE_BACKOFF_INITIAL": "1"}, [],
+     f"FSM_LIVE_BACKOFF_INITIAL (initial): {FIXED_WITH_INITIAL}"),
+    ('[backoff]\npolicy = "fixed"\n', {}, ["--backoff-initial", "2"],
+     f"--backoff-initial: {FIXED_WITH_INITIAL}"),
+    ("heartbeat_timeout = 20\n", {}, ["--heartbeat-interval", "30"],
+     "{config}: heartbeat_timeout: must be greater than --heartbeat-interval (30), got 20"),
+    ("", {"FSM_LIVE_HEARTBEAT_TIMEOUT": "20"}, ["--heartbeat-interval", "30"],
+     "FSM_LIVE_HEARTBEAT_TIMEOUT (heartbeat_timeout): must be greater than "
+     "--heartbeat-interval (30), got 20"),
+], ids=["file-fixed-with-initial", "env-fixed-with-initial", "flag-fixed-with-initial",
+        "file-and-flag", "env-and-flag"])
+def test_a_bad_setting_is_named_where_it_was_set(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        toml: str, env: dict[str, str], flags: list[str], message: str) -> None:
+    config = tmp_path / "f.toml"
+    config.write_text(toml, encoding="utf-8")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["connect", "ws://127.0.0.1:9/", "--config", str(config), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"fsm-live connect: error: {message.format(config=config)}\n"
 
 
 @pytest.mark.anyio

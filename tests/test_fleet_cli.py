@@ -28,8 +28,9 @@ from websockets.exceptions import ConnectionClosed
 
 from fsm_live.cli import Output
 from fsm_live.cli.fleet import run_fleet, trace_file_name
+from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.fleet_config import FleetConfig
+from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
 from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.testing.lwp_server import LwpServer
@@ -239,14 +240,19 @@ async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> 
 @pytest.mark.parametrize(("argv", "message"), [
     (["missing.toml"], "missing.toml: cannot read"),
     (["bad.toml"], "bad.toml: accounts.alice.protocol: unknown protocol 'smoke'"),
-    (["good.toml", "--trace-dir", "a-file"], "--trace-dir"),
+    (["good.toml", "--trace-dir", "a-file"], "--trace-dir a-file: File exists"),
+    (["good.toml", "--trace-dir", "a-file/sub"], "--trace-dir a-file/sub: Not a directory"),
+    (["good.toml", "--trace-dir", "traces"], "--trace-dir traces/alice.jsonl: Is a directory"),
     (["no-unb.toml"], "no-unb.toml: accounts.alice.cookies_file: the 'unb' cookie is required "
                       "(found: cna)"),
     (["bad-port.toml"], "bad-port.toml: accounts.alice.url: expected a port from 1 to 65535, "
                         "got '127.0.0.1:99999'"),
     (["no-scheme.toml"], "no-scheme.toml: accounts.alice.url: expected a ws:// or wss:// URL"),
-], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "lwp-without-unb", "bad-port",
-        "no-scheme"])
+    (["fixed.toml"], "fixed.toml: defaults.backoff.initial: not a parameter of the 'fixed' "
+                     "policy (its parameters: seconds)"),
+], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "trace-dir-in-a-file",
+        "trace-file-is-a-directory", "lwp-without-unb", "bad-port", "no-scheme",
+        "backoff-parameter-of-another-policy"])
 def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str],
                                                  message: str) -> None:
     (tmp_path / "bad.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
@@ -257,7 +263,11 @@ def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str]
                                             encoding="utf-8")
     (tmp_path / "no-scheme.toml").write_text('[accounts.alice]\nurl = "127.0.0.1:18080"\n',
                                              encoding="utf-8")
+    (tmp_path / "fixed.toml").write_text('[defaults.backoff]\npolicy = "fixed"\ninitial = 1\n'
+                                         '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
+                                         encoding="utf-8")
     (tmp_path / "a-file").write_text("", encoding="utf-8")
+    (tmp_path / "traces" / "alice.jsonl").mkdir(parents=True)
     (tmp_path / "no-unb.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
                                           'protocol = "lwp"\ncookies_file = "c.txt"\n',
                                           encoding="utf-8")
@@ -270,6 +280,19 @@ def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str]
     assert done.stderr.count("\n") == 1
     assert message in done.stderr
     assert CANARY not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_a_url_the_connection_refuses_is_one_line(tmp_path: Path) -> None:
+    # FleetConfig.load checks URLs itself; this is what the connection refuses beyond that.
+    path = tmp_path / "fleet.toml"
+    account = Account(key="a", url="http://127.0.0.1:1/", protocol="ping", config=Config())
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with anyio.fail_after(DEADLINE):
+        code = await run_fleet(FleetConfig(path, (account,)), None, 1.0, Output(stdout, stderr))
+    assert code == 2
+    assert stderr.getvalue().startswith(f"fsm-live fleet: error: {path}: accounts.a: url: ")
+    assert stderr.getvalue().count("\n") == 1
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -3,7 +3,9 @@
 On a terminal: a rich live status (state, time in state, heartbeat RTT,
 reconnects, last error, recent transitions).  Otherwise: one plain line per
 transition.  Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or
-SIGINT/SIGTERM), 3 when it ended FAILED, 2 for bad arguments.
+SIGINT/SIGTERM), 3 when it ended FAILED, 2 for bad arguments, with one line
+naming the flag as typed (``--backoff-max``), or the file key or ``FSM_LIVE_*``
+variable a bad setting came from.
 
 ``--protocol lwp`` needs the account's cookies (``--cookies-file PATH``, else the
 ``FSM_LIVE_COOKIES`` environment variable; a ``unb`` cookie is required): the
@@ -17,17 +19,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from collections import deque
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import anyio
 from rich.console import Console
 from rich.live import Live
 
 from fsm_live.account_credentials import lwp_credentials, read_cookies_file
-from fsm_live.cli._output import PROG, Output, Subparsers, seconds
+from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
 from fsm_live.config import Config
 from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
@@ -36,8 +39,8 @@ from fsm_live.errors import ConfigError
 from fsm_live.protocols import PROTOCOLS
 from fsm_live.render import plain_transition, status_panel
 
-__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "add", "build_credentials",
-           "configure_logging", "run")
+__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "add", "build_connection",
+           "build_credentials", "configure_logging", "run")
 
 #: The environment variable ``--protocol lwp`` takes the cookies from without --cookies-file.
 COOKIES_ENV = "FSM_LIVE_COOKIES"
@@ -47,14 +50,31 @@ EXIT_BAD_USAGE = 2
 _RECENT = 8
 _REFRESH = 0.25  # seconds between live-status redraws
 
-#: Flags that map onto Config fields (dest -> Config.load override key).
-_CONFIG_FLAGS = {
-    "heartbeat_interval": "heartbeat_interval",
-    "heartbeat_timeout": "heartbeat_timeout",
-    "open_timeout": "open_timeout",
-    "backoff_initial": "backoff_initial",
-    "backoff_max": "backoff_maximum",
-}
+class _ConfigFlag(NamedTuple):
+    """A flag that sets a Config field, and the names Config's errors give that field."""
+
+    flag: str  # as typed: --backoff-max
+    key: str  # Config.load's override key, which names the setting in its errors
+    name: str  # how other settings' messages refer to it ("must be >= initial (1)")
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+_CONFIG_FLAGS: Final = (
+    _ConfigFlag("--heartbeat-interval", "heartbeat_interval", "heartbeat_interval",
+                "seconds between heartbeats (default 15)"),
+    _ConfigFlag("--heartbeat-timeout", "heartbeat_timeout", "heartbeat_timeout",
+                "lost after this long without inbound frames (default 30)"),
+    _ConfigFlag("--backoff-initial", "backoff_initial", "initial",
+                "first backoff ceiling in seconds (default 1)"),
+    _ConfigFlag("--backoff-max", "backoff_maximum", "maximum",
+                "backoff cap in seconds (default 60)"),
+    _ConfigFlag("--open-timeout", "open_timeout", "open_timeout",
+                "dial + handshake + registration limit (default 10)"),
+)
 
 
 def add(subparsers: Subparsers) -> None:
@@ -64,14 +84,8 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
     parser.add_argument("--protocol", metavar="NAME", default="ping", choices=sorted(PROTOCOLS),
                         help="protocol adapter (default: ping)")
-    for flag, help_text in (
-        ("--heartbeat-interval", "seconds between heartbeats (default 15)"),
-        ("--heartbeat-timeout", "lost after this long without inbound frames (default 30)"),
-        ("--backoff-initial", "first backoff ceiling in seconds (default 1)"),
-        ("--backoff-max", "backoff cap in seconds (default 60)"),
-        ("--open-timeout", "dial + handshake + registration limit (default 10)"),
-    ):
-        parser.add_argument(flag, metavar="S", type=seconds, help=help_text)
+    for option in _CONFIG_FLAGS:
+        parser.add_argument(option.flag, metavar="S", type=seconds, help=option.help)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--cookies-file", metavar="PATH",
                         help=f"the account's cookies (name=value; ...) for --protocol lwp "
@@ -98,12 +112,50 @@ def configure_logging(verbose: bool) -> None:
 
 def build_connection(args: argparse.Namespace,
                      credentials: CredentialsProvider | None = None) -> LiveConnection:
-    """The connection the flags describe; raises ConfigError for bad values."""
-    overrides = {key: getattr(args, dest) for dest, key in _CONFIG_FLAGS.items()
-                 if getattr(args, dest) is not None}
-    config = Config.load(args.config, env=os.environ, overrides=overrides)
-    return LiveConnection(args.url, protocol=args.protocol, config=config,
+    """The connection the flags describe; raises ConfigError for bad values.
+
+    A bad setting given as a flag is named as the flag (``--backoff-max: must be >=
+    --backoff-initial (10), got 1``); one from ``--config`` or an ``FSM_LIVE_*``
+    variable keeps the name :meth:`Config.load` gives it (file and key, or
+    variable).  ``--trace`` is opened once here, so that an unwritable path is a
+    ConfigError too.
+    """
+    given = [option for option in _CONFIG_FLAGS if getattr(args, option.dest) is not None]
+    overrides = {option.key: _as_typed(getattr(args, option.dest)) for option in given}
+    try:
+        config = Config.load(args.config, env=os.environ, overrides=overrides)
+    except ConfigError as error:
+        raise _in_flag_terms(error, given) from None
+    conn = LiveConnection(args.url, protocol=args.protocol, config=config,
                           credentials=credentials, trace=args.trace)
+    if args.trace is not None:
+        check_writable(args.trace, "--trace")
+    return conn
+
+
+def _as_typed(value: float) -> float:
+    # A whole number as an int, as a TOML file or an FSM_LIVE_* variable gives it, so
+    # that messages quote "10" as the user typed it, not "10.0".
+    return int(value) if value.is_integer() else value
+
+
+def _in_flag_terms(error: ConfigError, given: list[_ConfigFlag]) -> ConfigError:
+    """``error`` with every setting the user gave as a flag named as that flag.
+
+    Config.load names a setting given as an override by its override key
+    (``backoff_maximum``), and a message mentions another setting by its name
+    (``initial``); neither is what the user typed.  Settings from the file or the
+    environment keep their names: they did not come from a flag.
+    """
+    field = error.field
+    message = str(error).removeprefix(f"{field}: ")
+    for option in given:
+        if field == option.key:
+            field = option.flag
+        # A whole word only: not inside "backoff.initial" (a file key) or a path.
+        message = re.sub(rf"(?<![\w.-]){re.escape(option.name)}(?![\w-])", option.flag,
+                         message)
+    return ConfigError(field, message)
 
 
 def build_credentials(args: argparse.Namespace,

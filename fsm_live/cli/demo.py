@@ -6,7 +6,8 @@ per transition and per story event, then the summary as plain lines.  Both end
 with the spec's Mermaid diagram, each edge annotated with how often it was taken.
 
 Exit codes: 0 when the story ran to its end and the summary agrees with the
-trace; 1 when a step got stuck or the counts disagree; 2 for bad arguments.
+trace; 1 when a step got stuck or the counts disagree; 2 for bad arguments
+(``--trace`` a path that cannot be written included).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers, parse_number
-from fsm_live.cli.connect import configure_logging
+from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, parse_number
+from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import (
@@ -35,6 +36,7 @@ from fsm_live.demo import (
     run_demo,
 )
 from fsm_live.diagram import to_mermaid
+from fsm_live.errors import ConfigError
 from fsm_live.render import plain_transition
 from fsm_live.render_demo import demo_panel, plain_event, summary_lines, summary_tables
 
@@ -121,8 +123,14 @@ class _LiveView:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    configure_logging(args.verbose)
     trace: Path = args.trace
+    try:
+        if trace is not None:
+            check_writable(trace, "--trace")
+    except ConfigError as exc:
+        out.problem(f"{PROG} demo: error: {exc}")
+        return EXIT_BAD_USAGE
+    configure_logging(args.verbose)
     try:
         if trace is None:
             handle, name = tempfile.mkstemp(prefix="fsm-live-demo-", suffix=".jsonl")

@@ -8,8 +8,9 @@ appends each account's transitions to ``DIR/<key>.jsonl`` (see
 :func:`trace_file_name`).
 
 Exit codes: 0 once ``--duration`` elapsed or SIGINT/SIGTERM arrived and every
-connection is closed; 2 for bad arguments or a bad fleet file.  Members that
-crashed are reported on stderr.
+connection is closed; 2 for bad arguments, a bad fleet file, or a trace
+directory or file that cannot be written (one line naming the file and account,
+or the path).  Members that crashed are reported on stderr.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers, positive_number, seconds
+from fsm_live.cli._output import (
+    PROG,
+    Output,
+    Subparsers,
+    check_writable,
+    positive_number,
+    seconds,
+)
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
@@ -79,19 +87,26 @@ def trace_file_name(key: str) -> str:
 def run(args: argparse.Namespace, out: Output) -> int:
     try:
         config = FleetConfig.load(args.config)
+        if args.trace_dir is not None:
+            _check_trace_dir(args.trace_dir, config)
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return EXIT_BAD_USAGE
-    if args.trace_dir is not None:
-        try:
-            args.trace_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            out.problem(f"{PROG} fleet: error: --trace-dir {args.trace_dir}: "
-                        f"{exc.strerror or exc}")
-            return EXIT_BAD_USAGE
     configure_logging(args.verbose)
     return anyio.run(functools.partial(run_fleet, config, args.trace_dir, args.duration, out,
                                        reconnects_per_second=args.reconnects_per_second))
+
+
+def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
+    """Create ``trace_dir`` and open every account's trace file in it once; raise
+    ConfigError (``--trace-dir PATH: reason``) for the first that fails, before any
+    connection starts."""
+    try:
+        trace_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--trace-dir {trace_dir}", exc.strerror or str(exc)) from None
+    for account in config.accounts:
+        check_writable(trace_dir / trace_file_name(account.key), "--trace-dir")
 
 
 async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
@@ -113,8 +128,12 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
             try:
                 await fleet.add(account.key, account.url, trace=trace,
                                 **account.connection_options())
-            except OSError as exc:
-                out.problem(f"{PROG} fleet: error: {trace}: {exc.strerror or exc}")
+            except ConfigError as exc:  # what the connection refuses beyond the file's checks
+                out.problem(f"{PROG} fleet: error: {config.path}: accounts.{account.key}: {exc}")
+                return EXIT_BAD_USAGE
+            except OSError as exc:  # the trace file went away since run() checked it
+                out.problem(f"{PROG} fleet: error: --trace-dir {trace}: "
+                            f"{exc.strerror or exc}")
                 return EXIT_BAD_USAGE
         async with anyio.create_task_group() as task_group:
             if interactive:
