@@ -162,8 +162,10 @@ def test_a_bad_setting_is_named_where_it_was_set(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-async def test_a_signal_closes_cleanly_with_exit_0(tmp_path: Path, signum: signal.Signals) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)],
+                         ids=["SIGINT", "SIGTERM"])
+async def test_a_signal_closes_cleanly(tmp_path: Path, signum: signal.Signals,
+                                       code: int) -> None:
     trace_path = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
         async with websocket_server() as server:
@@ -181,7 +183,9 @@ async def test_a_signal_closes_cleanly_with_exit_0(tmp_path: Path, signum: signa
                 returncode = await process.wait()
                 assert process.stderr is not None
                 errors = b"".join([chunk async for chunk in process.stderr])
-    assert returncode == 0, errors.decode()
+    # Ctrl-C: exit 130 and one line; SIGTERM: the graceful stop, exit 0 and nothing.
+    assert returncode == code, errors.decode()
+    assert errors.decode() == ("fsm-live connect: interrupted\n" if code else "")
     trace = read_trace(trace_path)
     _check_lines(trace)
     assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"),

@@ -196,14 +196,16 @@ async def test_100_lwp_accounts_against_the_local_lwp_server(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
-async def test_a_signal_closes_everything_and_exits_0(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)],
+                         ids=["INT", "TERM"])
+async def test_a_signal_closes_everything(tmp_path: Path, signum: int, code: int) -> None:
     with anyio.fail_after(DEADLINE):
         async with echo_server() as url:
             path = fleet_file(tmp_path, url, keys()[:5])
             async with await anyio.open_process([*COMMAND, str(path)], env=_env(),
-                                                stderr=subprocess.DEVNULL) as process:
+                                                stderr=subprocess.PIPE) as process:
                 assert process.stdout is not None
+                assert process.stderr is not None
                 seen = ""
                 async for chunk in process.stdout:
                     seen += chunk.decode()
@@ -212,7 +214,10 @@ async def test_a_signal_closes_everything_and_exits_0(tmp_path: Path, signum: in
                 process.send_signal(signum)
                 async for chunk in process.stdout:
                     seen += chunk.decode()
-                assert await process.wait() == 0
+                assert await process.wait() == code
+                errors = b"".join([chunk async for chunk in process.stderr]).decode()
+    # Ctrl-C: exit 130 and one line; SIGTERM: the graceful stop, exit 0 and nothing.
+    assert errors == ("fsm-live fleet: interrupted\n" if code else "")
     assert seen.count("CONNECTED -> CLOSED") == 5
     assert "5 connections: CLOSED 5; 0 crashed" in seen.splitlines()[-1]
 

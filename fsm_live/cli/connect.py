@@ -2,10 +2,14 @@
 
 On a terminal: a rich live status (state, time in state, heartbeat RTT,
 reconnects, last error, recent transitions).  Otherwise: one plain line per
-transition.  Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or
-SIGINT/SIGTERM), 3 when it ended FAILED, 2 for bad arguments, with one line
-naming the flag as typed (``--backoff-max``), or the file key or ``FSM_LIVE_*``
-variable a bad setting came from.
+transition.
+
+Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or SIGTERM: the
+connection closes cleanly first); 3 when it ended FAILED; 2 for bad arguments,
+with one line naming the flag as typed (``--backoff-max``), or the file key or
+``FSM_LIVE_*`` variable a bad setting came from; 130 after Ctrl-C (SIGINT): the
+connection closes cleanly first, and a second Ctrl-C or SIGTERM during that
+close cuts it short.
 
 ``--protocol lwp`` needs the account's cookies (``--cookies-file PATH``, else the
 ``FSM_LIVE_COOKIES`` environment variable; a ``unb`` cookie is required): the
@@ -17,20 +21,22 @@ an auth failure, and every ``token_refresh_interval``.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import re
-import signal
 import sys
 from collections import deque
 from typing import Any, Final, NamedTuple
 
 import anyio
+import anyio.lowlevel
 from rich.console import Console
 from rich.live import Live
 
 from fsm_live.account_credentials import lwp_credentials, read_cookies_file
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
+from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.config import Config
 from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
@@ -80,7 +86,9 @@ _CONFIG_FLAGS: Final = (
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "connect", help="keep one connection alive and show its state",
-        description="Keep one WebSocket connection alive with fsm_live and show its state.")
+        description="Keep one WebSocket connection alive with fsm_live and show its state.",
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 3 FAILED; 2 bad arguments; "
+               "130 Ctrl-C (it closes cleanly first; a second Ctrl-C cuts the close short).")
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
     parser.add_argument("--protocol", metavar="NAME", default="ping", choices=sorted(PROTOCOLS),
                         help="protocol adapter (default: ping)")
@@ -189,12 +197,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
-    return anyio.run(keep_alive, conn, args.duration, out)
+    return anyio.run(run_until_stopped, "connect", out,
+                     functools.partial(keep_alive, conn, args.duration, out))
 
 
-async def keep_alive(conn: LiveConnection, duration: float | None, out: Output) -> int:
-    """Run the connection until ``duration`` elapses, a signal arrives, or it is FAILED
-    for good; return the exit code."""
+async def keep_alive(conn: LiveConnection, duration: float | None, out: Output,
+                     stop: Stop) -> int:
+    """Run the connection until ``duration`` elapses, ``stop`` is set, or it is FAILED
+    for good; return the exit code (0 or :data:`EXIT_FAILED`)."""
     recent: deque[TransitionRecord] = deque(maxlen=_RECENT)
     interactive = out.stdout.isatty()
     if not interactive:
@@ -204,7 +214,7 @@ async def keep_alive(conn: LiveConnection, duration: float | None, out: Output) 
         conn.on_transition(print_line)
     conn.on_transition(recent.append)
     async with conn, anyio.create_task_group() as tg:
-        tg.start_soon(_close_on_signal, conn)
+        tg.start_soon(_close_on, conn, stop)
         if duration is not None:
             tg.start_soon(_close_after, conn, duration)
         if interactive:
@@ -225,6 +235,10 @@ async def _wait_for_the_end(conn: LiveConnection) -> bool:
         if conn.state == "FAILED" and conn.stats().tasks_alive == 0:
             return True
         await conn.wait_changed()
+        # wait_changed returns at once, without a checkpoint, once the connection's
+        # driver finished; if it finished without a final state (it crashed), this
+        # yield lets the crash (and a signal) through instead of spinning forever.
+        await anyio.lowlevel.checkpoint()
 
 
 async def _close_after(conn: LiveConnection, duration: float) -> None:
@@ -232,11 +246,9 @@ async def _close_after(conn: LiveConnection, duration: float) -> None:
     await conn.close()
 
 
-async def _close_on_signal(conn: LiveConnection) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            await conn.close()
-            return
+async def _close_on(conn: LiveConnection, stop: Stop) -> None:
+    await stop.wait()
+    await conn.close()
 
 
 async def _show_live(conn: LiveConnection, recent: deque[TransitionRecord], out: Output) -> None:

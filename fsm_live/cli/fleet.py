@@ -7,20 +7,20 @@ the account's key, a line once every account is connected, a summary line every
 appends each account's transitions to ``DIR/<key>.jsonl`` (see
 :func:`trace_file_name`).
 
-Exit codes: 0 once ``--duration`` elapsed or SIGINT/SIGTERM arrived and every
+Exit codes: 0 once ``--duration`` elapsed or SIGTERM arrived and every
 connection is closed; 2 for bad arguments, a bad fleet file, or a trace
 directory or file that cannot be written (one line naming the file and account,
-or the path).  Members that crashed are reported on stderr.
+or the path); 130 after Ctrl-C (SIGINT): every connection closes first, and a
+second Ctrl-C or SIGTERM during that close cuts it short.  Members that crashed
+are reported on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import math
 import re
-import signal
 from pathlib import Path
 
 import anyio
@@ -35,6 +35,7 @@ from fsm_live.cli._output import (
     positive_number,
     seconds,
 )
+from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
@@ -55,7 +56,9 @@ def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "fleet", help="keep every account of a fleet file connected",
         description="Keep one connection per account of a TOML fleet file alive and show "
-                    "how the fleet is doing.")
+                    "how the fleet is doing.",
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 2 bad arguments or fleet file; "
+               "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).")
     parser.add_argument("config", metavar="CONFIG", help="TOML fleet file ([accounts.NAME] "
                                                          "tables; see docs/fleet.md)")
     parser.add_argument("--trace-dir", metavar="DIR", type=Path,
@@ -93,8 +96,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.problem(f"{PROG} fleet: error: {exc}")
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
-    return anyio.run(functools.partial(run_fleet, config, args.trace_dir, args.duration, out,
-                                       reconnects_per_second=args.reconnects_per_second))
+
+    async def body(stop: Stop) -> int:
+        return await run_fleet(config, args.trace_dir, args.duration, out, stop=stop,
+                               reconnects_per_second=args.reconnects_per_second)
+
+    return anyio.run(run_until_stopped, "fleet", out, body)
 
 
 def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
@@ -111,9 +118,10 @@ def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
 
 async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
                     out: Output, *,
-                    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND) -> int:
-    """Run every account of ``config`` until ``duration`` elapses or a signal arrives;
-    return the exit code."""
+                    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
+                    stop: Stop | None = None) -> int:
+    """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
+    (None: only ``duration`` ends it); return the exit code."""
     interactive = out.stdout.isatty()
     close_timeout = max(account.config.close_timeout for account in config.accounts)
     async with Fleet(close_timeout=close_timeout,
@@ -141,7 +149,7 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
             else:
                 task_group.start_soon(_report_all_connected, fleet, out)
                 task_group.start_soon(_print_summaries, fleet, out)
-            await _wait_for_the_end(duration)
+            await _wait_for_the_end(duration, stop)
             task_group.cancel_scope.cancel()
     if not interactive:
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
@@ -151,11 +159,12 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
     return 0
 
 
-async def _wait_for_the_end(duration: float | None) -> None:
-    with (anyio.move_on_after(math.inf if duration is None else duration),
-          anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals):
-        async for _ in signals:
-            return
+async def _wait_for_the_end(duration: float | None, stop: Stop | None) -> None:
+    with anyio.move_on_after(math.inf if duration is None else duration):
+        if stop is None:
+            await anyio.sleep_forever()
+        else:
+            await stop.wait()
 
 
 async def _report_all_connected(fleet: Fleet, out: Output) -> None:
