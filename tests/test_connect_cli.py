@@ -16,9 +16,11 @@ from typing import Any
 
 import anyio
 import pytest
-from servers import websocket_server
+from servers import ServerSide, echo, websocket_server
 
 from fsm_live.cli import main
+from fsm_live.render import MESSAGE_CHARS, plain_message, plain_stats
+from fsm_live.stats import Stats
 from fsm_live.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,8 +72,12 @@ async def test_duration_against_an_echo_server_exits_0_with_a_full_trace(
     assert trace[-1]["to"] == "CLOSED"
     assert 1.0 <= trace[-1]["t"] < 5.0  # closed after --duration 1
     assert server.attempts.count == 1
-    # Not a terminal: one plain line per transition.
-    assert done.stdout.decode().count("\n") == len(trace)
+    # Not a terminal: one plain line per transition, then a summary line.
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == len(trace) + 1
+    assert lines[-1].startswith("summary ")
+    assert "CLOSED; 1 connects, 0 reconnects; failures: none;" in lines[-1]
+    assert "messages 0 in, 0 out" in lines[-1]
 
 
 @pytest.mark.anyio
@@ -191,3 +197,60 @@ async def test_a_signal_closes_cleanly(tmp_path: Path, signum: signal.Signals,
     assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"),
                              ("CONNECTED", "CLOSED")]
     assert server.attempts.count == 1
+
+
+#: Three times message_concurrency: unread, they would stop the reader.
+PUSHES = 300
+
+
+async def push_then_echo(side: ServerSide) -> None:
+    for number in range(PUSHES):
+        await side.send(f"push {number}")
+    await echo(side)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+async def test_every_message_is_taken_and_counted(tmp_path: Path, verbose: bool) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(push_then_echo) as server:
+            done = await anyio.run_process(
+                [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "3",
+                 "--heartbeat-interval", "0.5", "--heartbeat-timeout", "2",
+                 *(["-v"] if verbose else [])], check=False, env=_env())
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    # Never lost: a reader stopped by unread messages would have missed its pongs.
+    assert _edges(read_trace(trace_path)) == [
+        ("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"), ("CONNECTED", "CLOSED")]
+    lines = done.stdout.decode().splitlines()
+    assert lines[-1].startswith("summary ")
+    assert f"messages {PUSHES} in, 0 out" in lines[-1]
+    # -v: each message as a line, in order (and DEBUG logs on stderr, as before).
+    messages = [line.partition("  message: ")[2] for line in lines if "  message: " in line]
+    assert messages == ([f"push {number}" for number in range(PUSHES)] if verbose else [])
+    assert (b" DEBUG " in done.stderr) is verbose
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def test_plain_message_lines() -> None:
+    assert plain_message("hello", at=12.5, started_at=10.0) == "    2.500s  message: hello"
+    assert plain_message("a\nb", 1, 0).endswith("message: a\\nb")  # one line each
+    assert plain_message({"id": "é", "n": 1}, 1, 0).endswith('message: {"id": "é", "n": 1}')
+    assert plain_message(b"\x00", 1, 0).endswith("message: b'\\x00'")
+    long = plain_message("x" * 2000, 1, 0)
+    assert long.endswith(f"{'x' * MESSAGE_CHARS}... (2000 characters)")
+
+
+def test_plain_stats_line() -> None:
+    stats = Stats(state="CONNECTED", time_in_state=1.0, transitions={}, connects=2,
+                  reconnects=1, failures={"lost": 1}, consecutive_failures=0,
+                  last_error="lost: closed 1006", heartbeats_sent=5, heartbeats_acked=4,
+                  heartbeat_rtt=0.01, messages_in=42, messages_out=3, duplicates_dropped=2,
+                  token_refreshes=0, token_refresh_failures=0, cookie_refreshes=0,
+                  buffered=0, tasks_alive=3, stuck_tasks=0)
+    assert plain_stats(stats, now=30.0, started_at=10.0) == (
+        "summary    20.000s  CONNECTED; 2 connects, 1 reconnects; failures: lost 1; "
+        "heartbeats 4/5 acked; messages 42 in, 3 out, 2 duplicates dropped")

@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 import pytest
 from rich.console import Console
+from servers import ServerSide, echo, websocket_server
 from test_docs import block
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -222,6 +223,30 @@ async def test_a_signal_closes_everything(tmp_path: Path, signum: int, code: int
     assert "5 connections: CLOSED 5; 0 crashed" in seen.splitlines()[-1]
 
 
+#: Three times message_concurrency, to each account: unread, they would stop its reader.
+PUSHES = 300
+
+
+async def push_then_echo(side: ServerSide) -> None:
+    for number in range(PUSHES):
+        await side.send(f"push {number}")
+    await echo(side)
+
+
+@pytest.mark.anyio
+async def test_every_member_takes_its_messages(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(push_then_echo) as server:
+            path = fleet_file(tmp_path, server.url, ["a", "b", "c"])
+            done = await anyio.run_process([*COMMAND, str(path), "--duration", "3"],
+                                           check=False, env=_env())
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    # Never lost: a reader stopped by unread messages would have missed its heartbeats.
+    assert not [line for line in lines if "RECONNECTING" in line]
+    assert f"messages {3 * PUSHES} in, 0 out" in lines[-1]
+
+
 @pytest.mark.anyio
 async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> None:
     # A bound socket that does not listen: connecting to it is refused.
@@ -386,8 +411,8 @@ def test_dashboard_panel() -> None:
     assert lines[1].split() == ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",
                                 "FAILED", "CLOSED", "crashed"]
     assert lines[2].split() == ["0", "0", "1", "1", "0", "0", "1"]
-    assert ("3 connections, 9 transitions (4/min), heartbeats 9/10 acked, failures: lost 2"
-            in lines)
+    totals = lines.index("3 connections, 9 transitions (4/min), failures: lost 2")
+    assert lines[totals + 1] == "heartbeats 9/10 acked, messages 5 in, 4 out"
     worst = lines[lines.index("worst") + 1:lines.index("recent") - 1]
     assert worst[0].split() == ["account", "state", "failures", "in", "state", "last", "error"]
     # The key is shown as written (never read as markup); a crash shows as CRASHED.

@@ -1,8 +1,11 @@
 """``fsm-live connect URL``: keep one connection alive and show how it is doing.
 
 On a terminal: a rich live status (state, time in state, heartbeat RTT,
-reconnects, last error, recent transitions).  Otherwise: one plain line per
-transition.
+reconnects, messages, last error, recent transitions).  Otherwise: one plain line
+per transition, a summary line (messages received included) every
+``SUMMARY_INTERVAL`` seconds and one after the connection closed.  Every message
+the connection receives is taken as it arrives and counted; ``-v`` also prints
+each one as a line.
 
 Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or SIGTERM: the
 connection closes cleanly first); 3 when it ended FAILED; 2 for bad arguments,
@@ -31,8 +34,9 @@ from typing import Any, Final, NamedTuple
 
 import anyio
 import anyio.lowlevel
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.text import Text
 
 from fsm_live.account_credentials import lwp_credentials, read_cookies_file
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
@@ -42,19 +46,23 @@ from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError
+from fsm_live.inbox import Handler
 from fsm_live.protocols import PROTOCOLS
-from fsm_live.render import plain_transition, status_panel
+from fsm_live.render import plain_message, plain_stats, plain_transition, status_panel
 
-__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "add", "build_connection",
-           "build_credentials", "configure_logging", "run")
+__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
+           "build_connection", "build_credentials", "configure_logging", "run")
 
 #: The environment variable ``--protocol lwp`` takes the cookies from without --cookies-file.
 COOKIES_ENV = "FSM_LIVE_COOKIES"
 
 EXIT_FAILED = 3
 EXIT_BAD_USAGE = 2
+#: Seconds between summary lines without a terminal.
+SUMMARY_INTERVAL: Final = 10.0
 _RECENT = 8
 _REFRESH = 0.25  # seconds between live-status redraws
+
 
 class _ConfigFlag(NamedTuple):
     """A flag that sets a Config field, and the names Config's errors give that field."""
@@ -105,7 +113,8 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("--duration", metavar="S", type=seconds,
                         help="close and exit after S seconds")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="DEBUG logs of every logger, websockets included")
+                        help="DEBUG logs of every logger, websockets included, on stderr; "
+                             "and every message received, one line each, on stdout")
     parser.set_defaults(handler=run)
 
 
@@ -119,7 +128,8 @@ def configure_logging(verbose: bool) -> None:
 
 
 def build_connection(args: argparse.Namespace,
-                     credentials: CredentialsProvider | None = None) -> LiveConnection:
+                     credentials: CredentialsProvider | None = None,
+                     on_message: Handler | None = None) -> LiveConnection:
     """The connection the flags describe; raises ConfigError for bad values.
 
     A bad setting given as a flag is named as the flag (``--backoff-max: must be >=
@@ -135,7 +145,7 @@ def build_connection(args: argparse.Namespace,
     except ConfigError as error:
         raise _in_flag_terms(error, given) from None
     conn = LiveConnection(args.url, protocol=args.protocol, config=config,
-                          credentials=credentials, trace=args.trace)
+                          credentials=credentials, trace=args.trace, on_message=on_message)
     if args.trace is not None:
         check_writable(args.trace, "--trace")
     return conn
@@ -191,38 +201,105 @@ def build_credentials(args: argparse.Namespace,
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    watch = _Watch(out, verbose=args.verbose)
     try:
-        conn = build_connection(args, build_credentials(args, os.environ))
+        conn = build_connection(args, build_credentials(args, os.environ),
+                                on_message=watch.message)
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
+    watch.attach(conn)
     return anyio.run(run_until_stopped, "connect", out,
-                     functools.partial(keep_alive, conn, args.duration, out))
+                     functools.partial(keep_alive, conn, watch, args.duration))
 
 
-async def keep_alive(conn: LiveConnection, duration: float | None, out: Output,
+class _Watch:
+    """What ``connect`` shows: a live status on a terminal, else plain lines."""
+
+    conn: LiveConnection
+
+    def __init__(self, out: Output, *, verbose: bool) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.interactive = out.stdout.isatty()
+        self.console = Console(file=out.stdout)
+        self.recent: deque[TransitionRecord] = deque(maxlen=_RECENT)
+        self.started = anyio.Event()  # set by the first transition (start)
+
+    def attach(self, conn: LiveConnection) -> None:
+        """Watch ``conn`` (built with :meth:`message` as its ``on_message``)."""
+        self.conn = conn
+        conn.on_transition(self._transition)
+
+    def _transition(self, record: TransitionRecord) -> None:
+        self.recent.append(record)
+        self.started.set()
+        if not self.interactive:
+            self._line(plain_transition(record, self.conn.started_at))
+
+    async def message(self, message: Any) -> None:
+        """The connection's ``on_message``: take every message as it arrives (the
+        connection counts it), and with ``-v`` print it.  Unread messages would
+        stop the reader at ``message_concurrency`` of them, and the silent link
+        would then be declared lost."""
+        if self.verbose:
+            self._line(plain_message(message, anyio.current_time(), self.conn.started_at))
+
+    def _line(self, line: str) -> None:
+        if self.interactive:
+            self.console.print(Text(line), soft_wrap=True)  # above the live status
+        else:
+            self.out.stdout.write(line + "\n")
+            self.out.stdout.flush()
+
+    def _panel(self) -> RenderableType:
+        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at)
+
+    def _summary(self) -> str:
+        return plain_stats(self.conn.stats(), anyio.current_time(), self.conn.started_at)
+
+    async def show(self) -> None:
+        """Until cancelled: redraw the live status, or write a summary line every
+        ``SUMMARY_INTERVAL`` seconds; then the final status or summary line."""
+        await self.started.wait()
+        if self.interactive:
+            await self._show_live()
+        else:
+            try:
+                while True:
+                    await anyio.sleep(SUMMARY_INTERVAL)
+                    self._line(self._summary())
+            finally:
+                self._line(self._summary())
+
+    async def _show_live(self) -> None:
+        with Live(self._panel(), console=self.console, auto_refresh=False,
+                  transient=False) as live:
+            try:
+                while True:
+                    await anyio.sleep(_REFRESH)
+                    live.update(self._panel(), refresh=True)
+            finally:
+                live.update(self._panel(), refresh=True)
+
+
+async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None,
                      stop: Stop) -> int:
     """Run the connection until ``duration`` elapses, ``stop`` is set, or it is FAILED
     for good; return the exit code (0 or :data:`EXIT_FAILED`)."""
-    recent: deque[TransitionRecord] = deque(maxlen=_RECENT)
-    interactive = out.stdout.isatty()
-    if not interactive:
-        def print_line(record: TransitionRecord) -> None:
-            out.stdout.write(plain_transition(record, conn.started_at) + "\n")
-            out.stdout.flush()
-        conn.on_transition(print_line)
-    conn.on_transition(recent.append)
-    async with conn, anyio.create_task_group() as tg:
-        tg.start_soon(_close_on, conn, stop)
-        if duration is not None:
-            tg.start_soon(_close_after, conn, duration)
-        if interactive:
-            tg.start_soon(_show_live, conn, recent, out)
-        failed = await _wait_for_the_end(conn)
-        tg.cancel_scope.cancel()
+    # The display outlives the connection, so that it shows the close too.
+    async with anyio.create_task_group() as shown:
+        shown.start_soon(watch.show)
+        async with conn, anyio.create_task_group() as tg:
+            tg.start_soon(_close_on, conn, stop)
+            if duration is not None:
+                tg.start_soon(_close_after, conn, duration)
+            failed = await _wait_for_the_end(conn)
+            tg.cancel_scope.cancel()
+        shown.cancel_scope.cancel()
     if failed:
-        out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
+        watch.out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
         return EXIT_FAILED
     return 0
 
@@ -249,15 +326,3 @@ async def _close_after(conn: LiveConnection, duration: float) -> None:
 async def _close_on(conn: LiveConnection, stop: Stop) -> None:
     await stop.wait()
     await conn.close()
-
-
-async def _show_live(conn: LiveConnection, recent: deque[TransitionRecord], out: Output) -> None:
-    console = Console(file=out.stdout)
-
-    def panel() -> Any:
-        return status_panel(conn.url, conn.stats(), recent, conn.started_at)
-
-    with Live(panel(), console=console, auto_refresh=False, transient=False) as live:
-        while True:
-            await anyio.sleep(_REFRESH)
-            live.update(panel(), refresh=True)

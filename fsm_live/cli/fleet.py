@@ -1,10 +1,12 @@
 """``fsm-live fleet CONFIG``: keep every account of a fleet file connected.
 
-On a terminal: a rich live dashboard (members per state, the worst members,
-recent transitions).  Otherwise: one plain line per transition, prefixed with
-the account's key, a line once every account is connected, a summary line every
-``SUMMARY_INTERVAL`` seconds and one after the fleet closed.  ``--trace-dir DIR``
-appends each account's transitions to ``DIR/<key>.jsonl`` (see
+On a terminal: a rich live dashboard (members per state, totals with messages,
+the worst members, recent transitions).  Otherwise: one plain line per
+transition, prefixed with the account's key, a line once every account is
+connected, a summary line (messages received included) every
+``SUMMARY_INTERVAL`` seconds and one after the fleet closed.  Every member takes
+each message it receives as it arrives (counted in its stats).  ``--trace-dir
+DIR`` appends each account's transitions to ``DIR/<key>.jsonl`` (see
 :func:`trace_file_name`).
 
 Exit codes: 0 once ``--duration`` elapsed or SIGTERM arrived and every
@@ -22,6 +24,7 @@ import hashlib
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
@@ -134,7 +137,7 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
         for account in config.accounts:
             trace = None if trace_dir is None else trace_dir / trace_file_name(account.key)
             try:
-                await fleet.add(account.key, account.url, trace=trace,
+                await fleet.add(account.key, account.url, trace=trace, on_message=_take,
                                 **account.connection_options())
             except ConfigError as exc:  # what the connection refuses beyond the file's checks
                 out.problem(f"{PROG} fleet: error: {config.path}: accounts.{account.key}: {exc}")
@@ -157,6 +160,13 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
         if (crash := fleet.crash(key)) is not None:
             out.problem(f"{PROG} fleet: {key} crashed: {crash}")
     return 0
+
+
+async def _take(message: Any) -> None:
+    """Every member's ``on_message``: take the message as it arrives (its connection
+    counts it, which the summary and the dashboard show).  Unread messages would stop
+    a member's reader at ``message_concurrency`` of them, and the silent link would
+    then be declared lost."""
 
 
 async def _wait_for_the_end(duration: float | None, stop: Stop | None) -> None:
