@@ -200,9 +200,8 @@ class _Reader:
         url = self._string(table, "url", where)
         if url is None:
             raise self.error(f"{where}.url", "missing: every account needs a url")
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise self.error(f"{where}.url", "expected a ws:// or wss:// URL")
+        if (problem := _url_problem(url)) is not None:
+            raise self.error(f"{where}.url", problem)
         protocol = self._string(table, "protocol", where) or "ping"
         if protocol not in PROTOCOLS:
             raise self.error(f"{where}.protocol", f"unknown protocol {protocol!r} "
@@ -272,6 +271,25 @@ class _Reader:
         if not cookies:
             raise self.error(found, "no cookies in it")
         return found, cookie_header(cookies)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be dialled as a WebSocket URL, or None: it needs the scheme
+    ws or wss, a host, and (if it has one) a port from 1 to 65535.  The message
+    quotes no more of the URL than host and port (never credentials in it)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        return "expected a ws:// or wss:// URL"
+    if not parts.hostname:
+        return "expected a host after ws:// or wss://"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        host_and_port = parts.netloc.rpartition("@")[2]
+        return f"expected a port from 1 to 65535, got {host_and_port!r}"
+    return None
 
 
 def _config_fields() -> frozenset[str]:

@@ -7,7 +7,9 @@ fixed width and compare text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from typing import Any, Final
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -17,7 +19,11 @@ from rich.text import Text
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.stats import Stats
 
-__all__ = ("STATE_STYLES", "plain_transition", "stats_table", "status_panel")
+__all__ = ("MESSAGE_CHARS", "STATE_STYLES", "plain_message", "plain_stats", "plain_transition",
+           "stats_table", "status_panel")
+
+#: A message line shows at most this many characters of the message.
+MESSAGE_CHARS: Final = 500
 
 #: How each state of the default spec is coloured; other states are plain.
 STATE_STYLES = {
@@ -39,6 +45,33 @@ def plain_transition(record: TransitionRecord, started_at: float) -> str:
     reason = f" ({record.reason})" if record.reason else ""
     return (f"{record.at - started_at:9.3f}s  {record.source} -> {record.dest}"
             f"  [{record.trigger}]{reason}")
+
+
+def plain_stats(stats: Stats, now: float, started_at: float) -> str:
+    """One line with a connection's figures at ``now``: state, connects, failures,
+    heartbeats and messages (for non-terminal output)."""
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(stats.failures.items()))
+    return (f"summary {now - started_at:9.3f}s  {stats.state}; {stats.connects} connects, "
+            f"{stats.reconnects} reconnects; failures: {failures or 'none'}; "
+            f"heartbeats {stats.heartbeats_acked}/{stats.heartbeats_sent} acked; "
+            f"messages {stats.messages_in} in, {stats.messages_out} out, "
+            f"{stats.duplicates_dropped} duplicates dropped")
+
+
+def plain_message(message: Any, at: float, started_at: float) -> str:
+    """One line for a message received at ``at``: text as it is, anything else as
+    JSON (``repr`` for what JSON cannot show), line breaks escaped, and cut at
+    :data:`MESSAGE_CHARS` characters."""
+    if isinstance(message, str):
+        text = message
+    elif isinstance(message, bytes | bytearray):
+        text = repr(bytes(message))
+    else:
+        text = json.dumps(message, ensure_ascii=False, default=repr)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > MESSAGE_CHARS:
+        text = f"{text[:MESSAGE_CHARS]}... ({len(text)} characters)"
+    return f"{at - started_at:9.3f}s  message: {text}"
 
 
 def stats_table(stats: Stats) -> Table:

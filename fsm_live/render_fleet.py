@@ -75,14 +75,17 @@ def recent_transitions(stats: FleetStats, started_at: float) -> Text:
 
 
 def fleet_panel(stats: FleetStats, started_at: float, title: str) -> RenderableType:
-    """The live dashboard of ``fsm-live fleet``: counts, the worst members, recent
-    transitions, and a line of totals."""
+    """The live dashboard of ``fsm-live fleet``: counts, totals (connections,
+    transitions, failures; heartbeats and messages), the worst members, recent
+    transitions."""
     totals = Text(f"{stats.connections} connections, {stats.transitions_total} transitions "
-                  f"({stats.transitions_per_minute:g}/min), heartbeats "
-                  f"{stats.heartbeats_acked}/{stats.heartbeats_sent} acked, failures: "
+                  f"({stats.transitions_per_minute:g}/min), failures: "
                   + (", ".join(f"{k} {v}" for k, v in stats.failures.items()) or "none"))
+    traffic = Text(f"heartbeats {stats.heartbeats_acked}/{stats.heartbeats_sent} acked, "
+                   f"messages {stats.messages_in} in, {stats.messages_out} out")
     return Panel(
-        Group(state_counts(stats), Text(""), totals, Text(""), Text("worst", style="bold"),
+        Group(state_counts(stats), Text(""), totals, traffic, Text(""),
+              Text("worst", style="bold"),
               worst_table(stats), Text(""), Text("recent", style="bold"),
               recent_transitions(stats, started_at)),
         title=Text(title), title_align="left")

@@ -61,8 +61,16 @@ def test_policies_by_name() -> None:
     assert backoff_policy("fixed", seconds=1) == FixedDelay(1)
     with pytest.raises(ConfigError, match="unknown policy 'linear'"):
         backoff_policy("linear")
-    with pytest.raises(ConfigError, match="bad parameters for 'fixed'"):
-        backoff_policy("fixed", delay=3)
+    # The field is the parameter, so Config.load can say where it was set.
+    with pytest.raises(ConfigError) as caught:
+        backoff_policy("fixed", initial=1)
+    assert caught.value.field == "initial"
+    assert str(caught.value) == ("initial: not a parameter of the 'fixed' policy "
+                                 "(its parameters: seconds)")
+    with pytest.raises(ConfigError, match=r"^seconds: not a parameter of the 'exponential' "
+                                          r"policy \(its parameters: initial, maximum, factor, "
+                                          r"floor\)$"):
+        backoff_policy("exponential", initial=2, seconds=1)
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fsm_live.cli import Output, build_parser, main
+from fsm_live.cli import Output, build_parser, main, spec_commands
 from fsm_live.cli._output import parse_number
 from fsm_live.diagram import to_dot, to_mermaid
 from fsm_live.spec import Spec
@@ -269,3 +271,52 @@ def test_numbers_from_the_command_line_are_checked(text: str, options: dict[str,
 def test_numbers_in_range_are_returned() -> None:
     assert parse_number("0", at_least=0) == 0
     assert parse_number("2.5", unit="number of seconds") == 2.5
+
+
+# -- Ctrl-C outside a command's signal receiver, and the demo's arguments --------------------
+
+
+@pytest.fixture
+def sigint_handler() -> Iterator[None]:
+    """Restores SIGINT's handler: main() ignores SIGINT after an interrupted command."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+@pytest.mark.usefixtures("sigint_handler")
+@pytest.mark.parametrize("raised", [
+    KeyboardInterrupt(),
+    BaseExceptionGroup("through a task group", [KeyboardInterrupt()]),
+], ids=["plain", "in-a-group"])
+def test_a_keyboard_interrupt_in_a_command_is_one_line_and_130(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        raised: BaseException) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise raised
+
+    monkeypatch.setattr(spec_commands.Spec, "from_path", interrupted)
+    assert main(["check", str(SPEC)]) == 130
+    assert capsys.readouterr() == ("", "fsm-live check: interrupted\n")
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the process only exits now
+
+
+def test_other_errors_in_a_group_are_not_taken_for_an_interrupt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise BaseExceptionGroup("both", [KeyboardInterrupt(), RuntimeError("bug")])
+
+    monkeypatch.setattr(spec_commands.Spec, "from_path", broken)
+    with pytest.raises(BaseExceptionGroup):
+        main(["check", str(SPEC)])
+
+
+@pytest.mark.parametrize(("trace", "reason"), [
+    ("no/such/dir/t.jsonl", "No such file or directory"),
+    (".", "Is a directory"),
+])
+def test_demo_trace_that_cannot_be_written_exits_2(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, trace: str, reason: str) -> None:
+    path = tmp_path / trace
+    assert main(["demo", "--trace", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"fsm-live demo: error: --trace {path}: {reason}\n")

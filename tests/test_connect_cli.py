@@ -16,8 +16,11 @@ from typing import Any
 
 import anyio
 import pytest
-from servers import websocket_server
+from servers import ServerSide, echo, websocket_server
 
+from fsm_live.cli import main
+from fsm_live.render import MESSAGE_CHARS, plain_message, plain_stats
+from fsm_live.stats import Stats
 from fsm_live.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,8 +72,12 @@ async def test_duration_against_an_echo_server_exits_0_with_a_full_trace(
     assert trace[-1]["to"] == "CLOSED"
     assert 1.0 <= trace[-1]["t"] < 5.0  # closed after --duration 1
     assert server.attempts.count == 1
-    # Not a terminal: one plain line per transition.
-    assert done.stdout.decode().count("\n") == len(trace)
+    # Not a terminal: one plain line per transition, then a summary line.
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == len(trace) + 1
+    assert lines[-1].startswith("summary ")
+    assert "CLOSED; 1 connects, 0 reconnects; failures: none;" in lines[-1]
+    assert "messages 0 in, 0 out" in lines[-1]
 
 
 @pytest.mark.anyio
@@ -95,24 +102,76 @@ async def test_a_server_refusing_with_403_ends_failed_exit_3_after_one_attempt(
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["ws://127.0.0.1:9/", "--heartbeat-timeout", "1", "--heartbeat-interval", "5"],
-     "heartbeat_timeout: must be greater than heartbeat_interval (5), got 1"),
+     "--heartbeat-timeout: must be greater than --heartbeat-interval (5), got 1"),
+    (["ws://127.0.0.1:9/", "--backoff-initial", "10", "--backoff-max", "1"],
+     "--backoff-max: must be >= --backoff-initial (10), got 1"),
+    (["ws://127.0.0.1:9/", "--backoff-max", "0.5"], "--backoff-max: must be >= initial (1"),
+    (["ws://127.0.0.1:9/", "--trace", "{tmp}/no/such/dir/t.jsonl"],
+     "--trace {tmp}/no/such/dir/t.jsonl: No such file or directory"),
+    (["ws://127.0.0.1:9/", "--trace", "{tmp}"], "--trace {tmp}: Is a directory"),
     (["http://127.0.0.1:9/"], "expected a ws:// or wss:// URL"),
     (["ws://127.0.0.1:9/", "--protocol", "nope"], "invalid choice: 'nope'"),
     (["ws://127.0.0.1:9/", "--duration", "-1"], "expected a positive number of seconds"),
-])
-def test_bad_arguments_exit_2_with_a_clear_message(arguments: list[str], message: str) -> None:
+], ids=["heartbeats", "backoff", "backoff-max-below-the-default", "trace-dir-missing",
+        "trace-is-a-directory", "http-url", "protocol", "duration"])
+def test_bad_arguments_exit_2_with_a_clear_message(tmp_path: Path, arguments: list[str],
+                                                   message: str) -> None:
     # Port 9 (discard) is never dialled: the arguments are refused first.
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
     done = subprocess.run([*COMMAND, *arguments], capture_output=True, text=True,
                           timeout=DEADLINE, env=_env(), check=False)
     assert done.returncode == 2
-    assert message in done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr
     assert "Traceback" not in done.stderr
+    if "--protocol" not in arguments and "--duration" not in arguments:  # not argparse's
+        assert done.stderr.startswith("fsm-live connect: error: ")
+        assert done.stderr.count("\n") == 1
     assert done.stdout == ""
 
 
+@pytest.fixture
+def no_fsm_live_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.startswith("FSM_LIVE_"):
+            monkeypatch.delenv(name)
+
+
+FIXED_WITH_INITIAL = "not a parameter of the 'fixed' policy (its parameters: seconds)"
+
+
+@pytest.mark.usefixtures("no_fsm_live_env")
+@pytest.mark.parametrize(("toml", "env", "flags", "message"), [
+    ('[backoff]\npolicy = "fixed"\ninitial = 1\n', {}, [],
+     f"{{config}}: backoff.initial: {FIXED_WITH_INITIAL}"),
+    ("", {"FSM_LIVE_BACKOFF_POLICY": "fixed", "FSM_LIVE_BACKOFF_INITIAL": "1"}, [],
+     f"FSM_LIVE_BACKOFF_INITIAL (initial): {FIXED_WITH_INITIAL}"),
+    ('[backoff]\npolicy = "fixed"\n', {}, ["--backoff-initial", "2"],
+     f"--backoff-initial: {FIXED_WITH_INITIAL}"),
+    ("heartbeat_timeout = 20\n", {}, ["--heartbeat-interval", "30"],
+     "{config}: heartbeat_timeout: must be greater than --heartbeat-interval (30), got 20"),
+    ("", {"FSM_LIVE_HEARTBEAT_TIMEOUT": "20"}, ["--heartbeat-interval", "30"],
+     "FSM_LIVE_HEARTBEAT_TIMEOUT (heartbeat_timeout): must be greater than "
+     "--heartbeat-interval (30), got 20"),
+], ids=["file-fixed-with-initial", "env-fixed-with-initial", "flag-fixed-with-initial",
+        "file-and-flag", "env-and-flag"])
+def test_a_bad_setting_is_named_where_it_was_set(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        toml: str, env: dict[str, str], flags: list[str], message: str) -> None:
+    config = tmp_path / "f.toml"
+    config.write_text(toml, encoding="utf-8")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["connect", "ws://127.0.0.1:9/", "--config", str(config), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"fsm-live connect: error: {message.format(config=config)}\n"
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-async def test_a_signal_closes_cleanly_with_exit_0(tmp_path: Path, signum: signal.Signals) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)],
+                         ids=["SIGINT", "SIGTERM"])
+async def test_a_signal_closes_cleanly(tmp_path: Path, signum: signal.Signals,
+                                       code: int) -> None:
     trace_path = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
         async with websocket_server() as server:
@@ -130,9 +189,68 @@ async def test_a_signal_closes_cleanly_with_exit_0(tmp_path: Path, signum: signa
                 returncode = await process.wait()
                 assert process.stderr is not None
                 errors = b"".join([chunk async for chunk in process.stderr])
-    assert returncode == 0, errors.decode()
+    # Ctrl-C: exit 130 and one line; SIGTERM: the graceful stop, exit 0 and nothing.
+    assert returncode == code, errors.decode()
+    assert errors.decode() == ("fsm-live connect: interrupted\n" if code else "")
     trace = read_trace(trace_path)
     _check_lines(trace)
     assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"),
                              ("CONNECTED", "CLOSED")]
     assert server.attempts.count == 1
+
+
+#: Three times message_concurrency: unread, they would stop the reader.
+PUSHES = 300
+
+
+async def push_then_echo(side: ServerSide) -> None:
+    for number in range(PUSHES):
+        await side.send(f"push {number}")
+    await echo(side)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+async def test_every_message_is_taken_and_counted(tmp_path: Path, verbose: bool) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(push_then_echo) as server:
+            done = await anyio.run_process(
+                [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "3",
+                 "--heartbeat-interval", "0.5", "--heartbeat-timeout", "2",
+                 *(["-v"] if verbose else [])], check=False, env=_env())
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    # Never lost: a reader stopped by unread messages would have missed its pongs.
+    assert _edges(read_trace(trace_path)) == [
+        ("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"), ("CONNECTED", "CLOSED")]
+    lines = done.stdout.decode().splitlines()
+    assert lines[-1].startswith("summary ")
+    assert f"messages {PUSHES} in, 0 out" in lines[-1]
+    # -v: each message as a line, in order (and DEBUG logs on stderr, as before).
+    messages = [line.partition("  message: ")[2] for line in lines if "  message: " in line]
+    assert messages == ([f"push {number}" for number in range(PUSHES)] if verbose else [])
+    assert (b" DEBUG " in done.stderr) is verbose
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def test_plain_message_lines() -> None:
+    assert plain_message("hello", at=12.5, started_at=10.0) == "    2.500s  message: hello"
+    assert plain_message("a\nb", 1, 0).endswith("message: a\\nb")  # one line each
+    assert plain_message({"id": "é", "n": 1}, 1, 0).endswith('message: {"id": "é", "n": 1}')
+    assert plain_message(b"\x00", 1, 0).endswith("message: b'\\x00'")
+    long = plain_message("x" * 2000, 1, 0)
+    assert long.endswith(f"{'x' * MESSAGE_CHARS}... (2000 characters)")
+
+
+def test_plain_stats_line() -> None:
+    stats = Stats(state="CONNECTED", time_in_state=1.0, transitions={}, connects=2,
+                  reconnects=1, failures={"lost": 1}, consecutive_failures=0,
+                  last_error="lost: closed 1006", heartbeats_sent=5, heartbeats_acked=4,
+                  heartbeat_rtt=0.01, messages_in=42, messages_out=3, duplicates_dropped=2,
+                  token_refreshes=0, token_refresh_failures=0, cookie_refreshes=0,
+                  buffered=0, tasks_alive=3, stuck_tasks=0)
+    assert plain_stats(stats, now=30.0, started_at=10.0) == (
+        "summary    20.000s  CONNECTED; 2 connects, 1 reconnects; failures: lost 1; "
+        "heartbeats 4/5 acked; messages 42 in, 3 out, 2 duplicates dropped")

@@ -22,14 +22,16 @@ from pathlib import Path
 import anyio
 import pytest
 from rich.console import Console
+from servers import ServerSide, echo, websocket_server
 from test_docs import block
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from fsm_live.cli import Output
 from fsm_live.cli.fleet import run_fleet, trace_file_name
+from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.fleet_config import FleetConfig
+from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
 from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.testing.lwp_server import LwpServer
@@ -195,14 +197,16 @@ async def test_100_lwp_accounts_against_the_local_lwp_server(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
-async def test_a_signal_closes_everything_and_exits_0(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)],
+                         ids=["INT", "TERM"])
+async def test_a_signal_closes_everything(tmp_path: Path, signum: int, code: int) -> None:
     with anyio.fail_after(DEADLINE):
         async with echo_server() as url:
             path = fleet_file(tmp_path, url, keys()[:5])
             async with await anyio.open_process([*COMMAND, str(path)], env=_env(),
-                                                stderr=subprocess.DEVNULL) as process:
+                                                stderr=subprocess.PIPE) as process:
                 assert process.stdout is not None
+                assert process.stderr is not None
                 seen = ""
                 async for chunk in process.stdout:
                     seen += chunk.decode()
@@ -211,9 +215,36 @@ async def test_a_signal_closes_everything_and_exits_0(tmp_path: Path, signum: in
                 process.send_signal(signum)
                 async for chunk in process.stdout:
                     seen += chunk.decode()
-                assert await process.wait() == 0
+                assert await process.wait() == code
+                errors = b"".join([chunk async for chunk in process.stderr]).decode()
+    # Ctrl-C: exit 130 and one line; SIGTERM: the graceful stop, exit 0 and nothing.
+    assert errors == ("fsm-live fleet: interrupted\n" if code else "")
     assert seen.count("CONNECTED -> CLOSED") == 5
     assert "5 connections: CLOSED 5; 0 crashed" in seen.splitlines()[-1]
+
+
+#: Three times message_concurrency, to each account: unread, they would stop its reader.
+PUSHES = 300
+
+
+async def push_then_echo(side: ServerSide) -> None:
+    for number in range(PUSHES):
+        await side.send(f"push {number}")
+    await echo(side)
+
+
+@pytest.mark.anyio
+async def test_every_member_takes_its_messages(tmp_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(push_then_echo) as server:
+            path = fleet_file(tmp_path, server.url, ["a", "b", "c"])
+            done = await anyio.run_process([*COMMAND, str(path), "--duration", "3"],
+                                           check=False, env=_env())
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    # Never lost: a reader stopped by unread messages would have missed its heartbeats.
+    assert not [line for line in lines if "RECONNECTING" in line]
+    assert f"messages {3 * PUSHES} in, 0 out" in lines[-1]
 
 
 @pytest.mark.anyio
@@ -239,17 +270,34 @@ async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> 
 @pytest.mark.parametrize(("argv", "message"), [
     (["missing.toml"], "missing.toml: cannot read"),
     (["bad.toml"], "bad.toml: accounts.alice.protocol: unknown protocol 'smoke'"),
-    (["good.toml", "--trace-dir", "a-file"], "--trace-dir"),
+    (["good.toml", "--trace-dir", "a-file"], "--trace-dir a-file: File exists"),
+    (["good.toml", "--trace-dir", "a-file/sub"], "--trace-dir a-file/sub: Not a directory"),
+    (["good.toml", "--trace-dir", "traces"], "--trace-dir traces/alice.jsonl: Is a directory"),
     (["no-unb.toml"], "no-unb.toml: accounts.alice.cookies_file: the 'unb' cookie is required "
                       "(found: cna)"),
-], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "lwp-without-unb"])
+    (["bad-port.toml"], "bad-port.toml: accounts.alice.url: expected a port from 1 to 65535, "
+                        "got '127.0.0.1:99999'"),
+    (["no-scheme.toml"], "no-scheme.toml: accounts.alice.url: expected a ws:// or wss:// URL"),
+    (["fixed.toml"], "fixed.toml: defaults.backoff.initial: not a parameter of the 'fixed' "
+                     "policy (its parameters: seconds)"),
+], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "trace-dir-in-a-file",
+        "trace-file-is-a-directory", "lwp-without-unb", "bad-port", "no-scheme",
+        "backoff-parameter-of-another-policy"])
 def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str],
                                                  message: str) -> None:
     (tmp_path / "bad.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
                                        'protocol = "smoke"\n', encoding="utf-8")
     (tmp_path / "good.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
                                         encoding="utf-8")
+    (tmp_path / "bad-port.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:99999/"\n',
+                                            encoding="utf-8")
+    (tmp_path / "no-scheme.toml").write_text('[accounts.alice]\nurl = "127.0.0.1:18080"\n',
+                                             encoding="utf-8")
+    (tmp_path / "fixed.toml").write_text('[defaults.backoff]\npolicy = "fixed"\ninitial = 1\n'
+                                         '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
+                                         encoding="utf-8")
     (tmp_path / "a-file").write_text("", encoding="utf-8")
+    (tmp_path / "traces" / "alice.jsonl").mkdir(parents=True)
     (tmp_path / "no-unb.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
                                           'protocol = "lwp"\ncookies_file = "c.txt"\n',
                                           encoding="utf-8")
@@ -259,8 +307,22 @@ def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str]
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("fsm-live fleet: error: ")
+    assert done.stderr.count("\n") == 1
     assert message in done.stderr
     assert CANARY not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_a_url_the_connection_refuses_is_one_line(tmp_path: Path) -> None:
+    # FleetConfig.load checks URLs itself; this is what the connection refuses beyond that.
+    path = tmp_path / "fleet.toml"
+    account = Account(key="a", url="http://127.0.0.1:1/", protocol="ping", config=Config())
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with anyio.fail_after(DEADLINE):
+        code = await run_fleet(FleetConfig(path, (account,)), None, 1.0, Output(stdout, stderr))
+    assert code == 2
+    assert stderr.getvalue().startswith(f"fsm-live fleet: error: {path}: accounts.a: url: ")
+    assert stderr.getvalue().count("\n") == 1
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -349,8 +411,8 @@ def test_dashboard_panel() -> None:
     assert lines[1].split() == ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",
                                 "FAILED", "CLOSED", "crashed"]
     assert lines[2].split() == ["0", "0", "1", "1", "0", "0", "1"]
-    assert ("3 connections, 9 transitions (4/min), heartbeats 9/10 acked, failures: lost 2"
-            in lines)
+    totals = lines.index("3 connections, 9 transitions (4/min), failures: lost 2")
+    assert lines[totals + 1] == "heartbeats 9/10 acked, messages 5 in, 4 out"
     worst = lines[lines.index("worst") + 1:lines.index("recent") - 1]
     assert worst[0].split() == ["account", "state", "failures", "in", "state", "last", "error"]
     # The key is shown as written (never read as markup); a crash shows as CRASHED.

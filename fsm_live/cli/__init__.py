@@ -7,7 +7,10 @@ registers every function listed in ``_SUBCOMMANDS``.  To add a subcommand, write
 its module and append its ``add`` to that tuple.
 
 Exit codes: 0 success; 1 the command failed (invalid spec, unreadable file,
-Graphviz missing, ...), with the reason on stderr; 2 bad usage (argparse).
+Graphviz missing, ...), with the reason on stderr; 2 bad usage (argparse, or a
+bad value the command found); 130 interrupted by Ctrl-C (SIGINT), with the one
+line ``fsm-live COMMAND: interrupted`` on stderr (see :mod:`fsm_live.cli._signals`).
+Commands add their own codes (``connect``: 3 when FAILED).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fsm_live.cli import connect, demo, fleet, serve, spec_commands
 from fsm_live.cli._output import PROG, Handler, Output, Subparsers
+from fsm_live.cli._signals import ignore_further_interrupts, interrupted
 
 __all__ = ("build_parser", "main")
 
@@ -63,11 +67,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad usage makes argparse print a message and raise ``SystemExit(2)``;
     ``--help`` and ``--version`` raise ``SystemExit(0)``.  Everything else
-    returns: 0 on success, 1 when the command failed (reason on stderr).
+    returns: 0 on success, 1 when the command failed (reason on stderr), 130
+    after Ctrl-C (SIGINT is then ignored for the rest of the process, which only
+    has to exit), and the command's own codes.
     """
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args, Output(sys.stdout, sys.stderr))
+    out = Output(sys.stdout, sys.stderr)
+    command = ""  # until the arguments are parsed
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        handler: Handler = args.handler
+        return handler(args, out)
+    except KeyboardInterrupt:
+        # The last resort: long-running commands receive SIGINT as data while they
+        # run (fsm_live.cli._signals); this catches a Ctrl-C outside that (starting,
+        # ending, or in a short command such as check).
+        pass
+    except BaseExceptionGroup as group:
+        # A KeyboardInterrupt that went through a task group arrives wrapped.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+    # Only a Ctrl-C gets here.
+    ignore_further_interrupts()
+    return interrupted(command, out)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO, TypeAlias
 
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ("PROG", "Handler", "Output", "Subparsers", "parse_number", "positive_number",
-           "seconds")
+from fsm_live.errors import ConfigError
+
+__all__ = ("PROG", "Handler", "Output", "Subparsers", "check_writable", "parse_number",
+           "positive_number", "seconds")
 
 PROG = "fsm-live"
 
@@ -77,3 +80,19 @@ def positive_number(text: str) -> float:
 def seconds(text: str) -> float:
     """An argparse ``type``: a positive finite number of seconds."""
     return parse_number(text, unit="number of seconds")
+
+
+def check_writable(path: str | Path, flag: str) -> None:
+    """Raise ConfigError (``--trace PATH: No such file or directory``) unless ``path``
+    can be opened for appending.
+
+    It is opened and closed once, so it exists afterwards (empty if new), as the
+    trace writer leaves it anyway.  A command checks its output files before it
+    starts anything, so that a bad path is one line and exit 2, not an error
+    raised from inside a running connection.
+    """
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}", exc.strerror or type(exc).__name__) from None

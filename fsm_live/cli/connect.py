@@ -1,9 +1,18 @@
 """``fsm-live connect URL``: keep one connection alive and show how it is doing.
 
 On a terminal: a rich live status (state, time in state, heartbeat RTT,
-reconnects, last error, recent transitions).  Otherwise: one plain line per
-transition.  Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or
-SIGINT/SIGTERM), 3 when it ended FAILED, 2 for bad arguments.
+reconnects, messages, last error, recent transitions).  Otherwise: one plain line
+per transition, a summary line (messages received included) every
+``SUMMARY_INTERVAL`` seconds and one after the connection closed.  Every message
+the connection receives is taken as it arrives and counted; ``-v`` also prints
+each one as a line.
+
+Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or SIGTERM: the
+connection closes cleanly first); 3 when it ended FAILED; 2 for bad arguments,
+with one line naming the flag as typed (``--backoff-max``), or the file key or
+``FSM_LIVE_*`` variable a bad setting came from; 130 after Ctrl-C (SIGINT): the
+connection closes cleanly first, and a second Ctrl-C or SIGTERM during that
+close cuts it short.
 
 ``--protocol lwp`` needs the account's cookies (``--cookies-file PATH``, else the
 ``FSM_LIVE_COOKIES`` environment variable; a ``unb`` cookie is required): the
@@ -15,63 +24,84 @@ an auth failure, and every ``token_refresh_interval``.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
-import signal
+import re
 import sys
 from collections import deque
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import anyio
-from rich.console import Console
+import anyio.lowlevel
+from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.text import Text
 
 from fsm_live.account_credentials import lwp_credentials, read_cookies_file
-from fsm_live.cli._output import PROG, Output, Subparsers, seconds
+from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
+from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.config import Config
 from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError
+from fsm_live.inbox import Handler
 from fsm_live.protocols import PROTOCOLS
-from fsm_live.render import plain_transition, status_panel
+from fsm_live.render import plain_message, plain_stats, plain_transition, status_panel
 
-__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "add", "build_credentials",
-           "configure_logging", "run")
+__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
+           "build_connection", "build_credentials", "configure_logging", "run")
 
 #: The environment variable ``--protocol lwp`` takes the cookies from without --cookies-file.
 COOKIES_ENV = "FSM_LIVE_COOKIES"
 
 EXIT_FAILED = 3
 EXIT_BAD_USAGE = 2
+#: Seconds between summary lines without a terminal.
+SUMMARY_INTERVAL: Final = 10.0
 _RECENT = 8
 _REFRESH = 0.25  # seconds between live-status redraws
 
-#: Flags that map onto Config fields (dest -> Config.load override key).
-_CONFIG_FLAGS = {
-    "heartbeat_interval": "heartbeat_interval",
-    "heartbeat_timeout": "heartbeat_timeout",
-    "open_timeout": "open_timeout",
-    "backoff_initial": "backoff_initial",
-    "backoff_max": "backoff_maximum",
-}
+
+class _ConfigFlag(NamedTuple):
+    """A flag that sets a Config field, and the names Config's errors give that field."""
+
+    flag: str  # as typed: --backoff-max
+    key: str  # Config.load's override key, which names the setting in its errors
+    name: str  # how other settings' messages refer to it ("must be >= initial (1)")
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+_CONFIG_FLAGS: Final = (
+    _ConfigFlag("--heartbeat-interval", "heartbeat_interval", "heartbeat_interval",
+                "seconds between heartbeats (default 15)"),
+    _ConfigFlag("--heartbeat-timeout", "heartbeat_timeout", "heartbeat_timeout",
+                "lost after this long without inbound frames (default 30)"),
+    _ConfigFlag("--backoff-initial", "backoff_initial", "initial",
+                "first backoff ceiling in seconds (default 1)"),
+    _ConfigFlag("--backoff-max", "backoff_maximum", "maximum",
+                "backoff cap in seconds (default 60)"),
+    _ConfigFlag("--open-timeout", "open_timeout", "open_timeout",
+                "dial + handshake + registration limit (default 10)"),
+)
 
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "connect", help="keep one connection alive and show its state",
-        description="Keep one WebSocket connection alive with fsm_live and show its state.")
+        description="Keep one WebSocket connection alive with fsm_live and show its state.",
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 3 FAILED; 2 bad arguments; "
+               "130 Ctrl-C (it closes cleanly first; a second Ctrl-C cuts the close short).")
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
     parser.add_argument("--protocol", metavar="NAME", default="ping", choices=sorted(PROTOCOLS),
                         help="protocol adapter (default: ping)")
-    for flag, help_text in (
-        ("--heartbeat-interval", "seconds between heartbeats (default 15)"),
-        ("--heartbeat-timeout", "lost after this long without inbound frames (default 30)"),
-        ("--backoff-initial", "first backoff ceiling in seconds (default 1)"),
-        ("--backoff-max", "backoff cap in seconds (default 60)"),
-        ("--open-timeout", "dial + handshake + registration limit (default 10)"),
-    ):
-        parser.add_argument(flag, metavar="S", type=seconds, help=help_text)
+    for option in _CONFIG_FLAGS:
+        parser.add_argument(option.flag, metavar="S", type=seconds, help=option.help)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--cookies-file", metavar="PATH",
                         help=f"the account's cookies (name=value; ...) for --protocol lwp "
@@ -83,7 +113,8 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("--duration", metavar="S", type=seconds,
                         help="close and exit after S seconds")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="DEBUG logs of every logger, websockets included")
+                        help="DEBUG logs of every logger, websockets included, on stderr; "
+                             "and every message received, one line each, on stdout")
     parser.set_defaults(handler=run)
 
 
@@ -97,13 +128,52 @@ def configure_logging(verbose: bool) -> None:
 
 
 def build_connection(args: argparse.Namespace,
-                     credentials: CredentialsProvider | None = None) -> LiveConnection:
-    """The connection the flags describe; raises ConfigError for bad values."""
-    overrides = {key: getattr(args, dest) for dest, key in _CONFIG_FLAGS.items()
-                 if getattr(args, dest) is not None}
-    config = Config.load(args.config, env=os.environ, overrides=overrides)
-    return LiveConnection(args.url, protocol=args.protocol, config=config,
-                          credentials=credentials, trace=args.trace)
+                     credentials: CredentialsProvider | None = None,
+                     on_message: Handler | None = None) -> LiveConnection:
+    """The connection the flags describe; raises ConfigError for bad values.
+
+    A bad setting given as a flag is named as the flag (``--backoff-max: must be >=
+    --backoff-initial (10), got 1``); one from ``--config`` or an ``FSM_LIVE_*``
+    variable keeps the name :meth:`Config.load` gives it (file and key, or
+    variable).  ``--trace`` is opened once here, so that an unwritable path is a
+    ConfigError too.
+    """
+    given = [option for option in _CONFIG_FLAGS if getattr(args, option.dest) is not None]
+    overrides = {option.key: _as_typed(getattr(args, option.dest)) for option in given}
+    try:
+        config = Config.load(args.config, env=os.environ, overrides=overrides)
+    except ConfigError as error:
+        raise _in_flag_terms(error, given) from None
+    conn = LiveConnection(args.url, protocol=args.protocol, config=config,
+                          credentials=credentials, trace=args.trace, on_message=on_message)
+    if args.trace is not None:
+        check_writable(args.trace, "--trace")
+    return conn
+
+
+def _as_typed(value: float) -> float:
+    # A whole number as an int, as a TOML file or an FSM_LIVE_* variable gives it, so
+    # that messages quote "10" as the user typed it, not "10.0".
+    return int(value) if value.is_integer() else value
+
+
+def _in_flag_terms(error: ConfigError, given: list[_ConfigFlag]) -> ConfigError:
+    """``error`` with every setting the user gave as a flag named as that flag.
+
+    Config.load names a setting given as an override by its override key
+    (``backoff_maximum``), and a message mentions another setting by its name
+    (``initial``); neither is what the user typed.  Settings from the file or the
+    environment keep their names: they did not come from a flag.
+    """
+    field = error.field
+    message = str(error).removeprefix(f"{field}: ")
+    for option in given:
+        if field == option.key:
+            field = option.flag
+        # A whole word only: not inside "backoff.initial" (a file key) or a path.
+        message = re.sub(rf"(?<![\w.-]){re.escape(option.name)}(?![\w-])", option.flag,
+                         message)
+    return ConfigError(field, message)
 
 
 def build_credentials(args: argparse.Namespace,
@@ -131,36 +201,105 @@ def build_credentials(args: argparse.Namespace,
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    watch = _Watch(out, verbose=args.verbose)
     try:
-        conn = build_connection(args, build_credentials(args, os.environ))
+        conn = build_connection(args, build_credentials(args, os.environ),
+                                on_message=watch.message)
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
-    return anyio.run(keep_alive, conn, args.duration, out)
+    watch.attach(conn)
+    return anyio.run(run_until_stopped, "connect", out,
+                     functools.partial(keep_alive, conn, watch, args.duration))
 
 
-async def keep_alive(conn: LiveConnection, duration: float | None, out: Output) -> int:
-    """Run the connection until ``duration`` elapses, a signal arrives, or it is FAILED
-    for good; return the exit code."""
-    recent: deque[TransitionRecord] = deque(maxlen=_RECENT)
-    interactive = out.stdout.isatty()
-    if not interactive:
-        def print_line(record: TransitionRecord) -> None:
-            out.stdout.write(plain_transition(record, conn.started_at) + "\n")
-            out.stdout.flush()
-        conn.on_transition(print_line)
-    conn.on_transition(recent.append)
-    async with conn, anyio.create_task_group() as tg:
-        tg.start_soon(_close_on_signal, conn)
-        if duration is not None:
-            tg.start_soon(_close_after, conn, duration)
-        if interactive:
-            tg.start_soon(_show_live, conn, recent, out)
-        failed = await _wait_for_the_end(conn)
-        tg.cancel_scope.cancel()
+class _Watch:
+    """What ``connect`` shows: a live status on a terminal, else plain lines."""
+
+    conn: LiveConnection
+
+    def __init__(self, out: Output, *, verbose: bool) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.interactive = out.stdout.isatty()
+        self.console = Console(file=out.stdout)
+        self.recent: deque[TransitionRecord] = deque(maxlen=_RECENT)
+        self.started = anyio.Event()  # set by the first transition (start)
+
+    def attach(self, conn: LiveConnection) -> None:
+        """Watch ``conn`` (built with :meth:`message` as its ``on_message``)."""
+        self.conn = conn
+        conn.on_transition(self._transition)
+
+    def _transition(self, record: TransitionRecord) -> None:
+        self.recent.append(record)
+        self.started.set()
+        if not self.interactive:
+            self._line(plain_transition(record, self.conn.started_at))
+
+    async def message(self, message: Any) -> None:
+        """The connection's ``on_message``: take every message as it arrives (the
+        connection counts it), and with ``-v`` print it.  Unread messages would
+        stop the reader at ``message_concurrency`` of them, and the silent link
+        would then be declared lost."""
+        if self.verbose:
+            self._line(plain_message(message, anyio.current_time(), self.conn.started_at))
+
+    def _line(self, line: str) -> None:
+        if self.interactive:
+            self.console.print(Text(line), soft_wrap=True)  # above the live status
+        else:
+            self.out.stdout.write(line + "\n")
+            self.out.stdout.flush()
+
+    def _panel(self) -> RenderableType:
+        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at)
+
+    def _summary(self) -> str:
+        return plain_stats(self.conn.stats(), anyio.current_time(), self.conn.started_at)
+
+    async def show(self) -> None:
+        """Until cancelled: redraw the live status, or write a summary line every
+        ``SUMMARY_INTERVAL`` seconds; then the final status or summary line."""
+        await self.started.wait()
+        if self.interactive:
+            await self._show_live()
+        else:
+            try:
+                while True:
+                    await anyio.sleep(SUMMARY_INTERVAL)
+                    self._line(self._summary())
+            finally:
+                self._line(self._summary())
+
+    async def _show_live(self) -> None:
+        with Live(self._panel(), console=self.console, auto_refresh=False,
+                  transient=False) as live:
+            try:
+                while True:
+                    await anyio.sleep(_REFRESH)
+                    live.update(self._panel(), refresh=True)
+            finally:
+                live.update(self._panel(), refresh=True)
+
+
+async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None,
+                     stop: Stop) -> int:
+    """Run the connection until ``duration`` elapses, ``stop`` is set, or it is FAILED
+    for good; return the exit code (0 or :data:`EXIT_FAILED`)."""
+    # The display outlives the connection, so that it shows the close too.
+    async with anyio.create_task_group() as shown:
+        shown.start_soon(watch.show)
+        async with conn, anyio.create_task_group() as tg:
+            tg.start_soon(_close_on, conn, stop)
+            if duration is not None:
+                tg.start_soon(_close_after, conn, duration)
+            failed = await _wait_for_the_end(conn)
+            tg.cancel_scope.cancel()
+        shown.cancel_scope.cancel()
     if failed:
-        out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
+        watch.out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
         return EXIT_FAILED
     return 0
 
@@ -173,6 +312,10 @@ async def _wait_for_the_end(conn: LiveConnection) -> bool:
         if conn.state == "FAILED" and conn.stats().tasks_alive == 0:
             return True
         await conn.wait_changed()
+        # wait_changed returns at once, without a checkpoint, once the connection's
+        # driver finished; if it finished without a final state (it crashed), this
+        # yield lets the crash (and a signal) through instead of spinning forever.
+        await anyio.lowlevel.checkpoint()
 
 
 async def _close_after(conn: LiveConnection, duration: float) -> None:
@@ -180,20 +323,6 @@ async def _close_after(conn: LiveConnection, duration: float) -> None:
     await conn.close()
 
 
-async def _close_on_signal(conn: LiveConnection) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            await conn.close()
-            return
-
-
-async def _show_live(conn: LiveConnection, recent: deque[TransitionRecord], out: Output) -> None:
-    console = Console(file=out.stdout)
-
-    def panel() -> Any:
-        return status_panel(conn.url, conn.stats(), recent, conn.started_at)
-
-    with Live(panel(), console=console, auto_refresh=False, transient=False) as live:
-        while True:
-            await anyio.sleep(_REFRESH)
-            live.update(panel(), refresh=True)
+async def _close_on(conn: LiveConnection, stop: Stop) -> None:
+    await stop.wait()
+    await conn.close()

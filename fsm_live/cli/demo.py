@@ -6,12 +6,16 @@ per transition and per story event, then the summary as plain lines.  Both end
 with the spec's Mermaid diagram, each edge annotated with how often it was taken.
 
 Exit codes: 0 when the story ran to its end and the summary agrees with the
-trace; 1 when a step got stuck or the counts disagree; 2 for bad arguments.
+trace, or SIGTERM stopped it (the client, proxy and server close cleanly; no
+summary); 1 when a step got stuck or the counts disagree; 2 for bad arguments
+(``--trace`` a path that cannot be written included); 130 after Ctrl-C (SIGINT):
+everything closes first, and a second Ctrl-C or SIGTERM cuts that short.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 from collections import deque
@@ -22,8 +26,9 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers, parse_number
-from fsm_live.cli.connect import configure_logging
+from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, parse_number
+from fsm_live.cli._signals import Stop, run_until_stopped
+from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import (
@@ -35,6 +40,7 @@ from fsm_live.demo import (
     run_demo,
 )
 from fsm_live.diagram import to_mermaid
+from fsm_live.errors import ConfigError
 from fsm_live.render import plain_transition
 from fsm_live.render_demo import demo_panel, plain_event, summary_lines, summary_tables
 
@@ -49,7 +55,10 @@ def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="watch a live connection survive a scripted series of faults",
         description="Start a local lwp server, a fault proxy and a client in one process, and "
-                    "run a scripted story through every state and transition of the lifecycle.")
+                    "run a scripted story through every state and transition of the lifecycle.",
+        epilog="Exit codes: 0 the story ran and its summary agrees with the trace (or SIGTERM "
+               "stopped it); 1 a step got stuck or the counts disagree; 2 bad arguments; "
+               "130 Ctrl-C (it closes first; a second Ctrl-C cuts that short).")
     parser.add_argument("--duration", type=_duration, default=DEFAULT_DURATION, metavar="S",
                         help=f"length of the story in seconds (default {DEFAULT_DURATION:g}, "
                              f"at least {MIN_DURATION:g})")
@@ -121,35 +130,55 @@ class _LiveView:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    configure_logging(args.verbose)
     trace: Path = args.trace
+    try:
+        if trace is not None:
+            check_writable(trace, "--trace")
+    except ConfigError as exc:
+        out.problem(f"{PROG} demo: error: {exc}")
+        return EXIT_BAD_USAGE
+    configure_logging(args.verbose)
     try:
         if trace is None:
             handle, name = tempfile.mkstemp(prefix="fsm-live-demo-", suffix=".jsonl")
             os.close(handle)
             trace = Path(name)
-        report = anyio.run(_run, args, trace, out, backend="asyncio")
-    except StoryStuck as exc:
-        out.problem(f"{PROG} demo: {exc}")
-        return 1
+        return anyio.run(run_until_stopped, "demo", out,
+                         functools.partial(_run, args, trace, out), backend="asyncio")
     except OSError as exc:
-        out.problem(f"{PROG} demo: error: {exc.filename or 'trace'}: "
-                    f"{exc.strerror or type(exc).__name__}")
+        out.problem(_os_problem(exc))
         return 1
+
+
+def _os_problem(exc: OSError) -> str:
+    return f"{PROG} demo: error: {exc.filename or 'trace'}: {exc.strerror or type(exc).__name__}"
+
+
+async def _run(args: argparse.Namespace, trace: Path, out: Output, stop: Stop) -> int:
+    """The story, shown as it runs, then its summary; the exit code (0 when a signal
+    stopped the story: :func:`run_until_stopped` makes that 130 after SIGINT)."""
+    view = _LiveView(out) if out.stdout.isatty() else _PlainView(out)
+    report: DemoReport | None = None
+    problem: str | None = None
+    async with anyio.create_task_group() as display:
+        if isinstance(view, _LiveView):
+            display.start_soon(view.show)
+        try:
+            with stop.cancelling():  # a signal ends the story; run_demo closes on its way out
+                report = await run_demo(view, duration=args.duration, seed=args.seed,
+                                        trace=trace)
+        except StoryStuck as exc:
+            problem = f"{PROG} demo: {exc}"
+        except OSError as exc:
+            problem = _os_problem(exc)
+        display.cancel_scope.cancel()
+    if problem is not None:
+        out.problem(problem)
+        return 1
+    if report is None:
+        return 0
     _print_summary(report, out)
     return 0 if report.summary.agrees else 1
-
-
-async def _run(args: argparse.Namespace, trace: Path, out: Output) -> DemoReport:
-    if not out.stdout.isatty():
-        return await run_demo(_PlainView(out), duration=args.duration, seed=args.seed,
-                              trace=trace)
-    view = _LiveView(out)
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(view.show)
-        report = await run_demo(view, duration=args.duration, seed=args.seed, trace=trace)
-        task_group.cancel_scope.cancel()
-    return report
 
 
 def _print_summary(report: DemoReport, out: Output) -> None:

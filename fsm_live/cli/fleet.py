@@ -1,32 +1,44 @@
 """``fsm-live fleet CONFIG``: keep every account of a fleet file connected.
 
-On a terminal: a rich live dashboard (members per state, the worst members,
-recent transitions).  Otherwise: one plain line per transition, prefixed with
-the account's key, a line once every account is connected, a summary line every
-``SUMMARY_INTERVAL`` seconds and one after the fleet closed.  ``--trace-dir DIR``
-appends each account's transitions to ``DIR/<key>.jsonl`` (see
+On a terminal: a rich live dashboard (members per state, totals with messages,
+the worst members, recent transitions).  Otherwise: one plain line per
+transition, prefixed with the account's key, a line once every account is
+connected, a summary line (messages received included) every
+``SUMMARY_INTERVAL`` seconds and one after the fleet closed.  Every member takes
+each message it receives as it arrives (counted in its stats).  ``--trace-dir
+DIR`` appends each account's transitions to ``DIR/<key>.jsonl`` (see
 :func:`trace_file_name`).
 
-Exit codes: 0 once ``--duration`` elapsed or SIGINT/SIGTERM arrived and every
-connection is closed; 2 for bad arguments or a bad fleet file.  Members that
-crashed are reported on stderr.
+Exit codes: 0 once ``--duration`` elapsed or SIGTERM arrived and every
+connection is closed; 2 for bad arguments, a bad fleet file, or a trace
+directory or file that cannot be written (one line naming the file and account,
+or the path); 130 after Ctrl-C (SIGINT): every connection closes first, and a
+second Ctrl-C or SIGTERM during that close cuts it short.  Members that crashed
+are reported on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import math
 import re
-import signal
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers, positive_number, seconds
+from fsm_live.cli._output import (
+    PROG,
+    Output,
+    Subparsers,
+    check_writable,
+    positive_number,
+    seconds,
+)
+from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
@@ -47,7 +59,9 @@ def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "fleet", help="keep every account of a fleet file connected",
         description="Keep one connection per account of a TOML fleet file alive and show "
-                    "how the fleet is doing.")
+                    "how the fleet is doing.",
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 2 bad arguments or fleet file; "
+               "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).")
     parser.add_argument("config", metavar="CONFIG", help="TOML fleet file ([accounts.NAME] "
                                                          "tables; see docs/fleet.md)")
     parser.add_argument("--trace-dir", metavar="DIR", type=Path,
@@ -79,26 +93,38 @@ def trace_file_name(key: str) -> str:
 def run(args: argparse.Namespace, out: Output) -> int:
     try:
         config = FleetConfig.load(args.config)
+        if args.trace_dir is not None:
+            _check_trace_dir(args.trace_dir, config)
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return EXIT_BAD_USAGE
-    if args.trace_dir is not None:
-        try:
-            args.trace_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            out.problem(f"{PROG} fleet: error: --trace-dir {args.trace_dir}: "
-                        f"{exc.strerror or exc}")
-            return EXIT_BAD_USAGE
     configure_logging(args.verbose)
-    return anyio.run(functools.partial(run_fleet, config, args.trace_dir, args.duration, out,
-                                       reconnects_per_second=args.reconnects_per_second))
+
+    async def body(stop: Stop) -> int:
+        return await run_fleet(config, args.trace_dir, args.duration, out, stop=stop,
+                               reconnects_per_second=args.reconnects_per_second)
+
+    return anyio.run(run_until_stopped, "fleet", out, body)
+
+
+def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
+    """Create ``trace_dir`` and open every account's trace file in it once; raise
+    ConfigError (``--trace-dir PATH: reason``) for the first that fails, before any
+    connection starts."""
+    try:
+        trace_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--trace-dir {trace_dir}", exc.strerror or str(exc)) from None
+    for account in config.accounts:
+        check_writable(trace_dir / trace_file_name(account.key), "--trace-dir")
 
 
 async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
                     out: Output, *,
-                    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND) -> int:
-    """Run every account of ``config`` until ``duration`` elapses or a signal arrives;
-    return the exit code."""
+                    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
+                    stop: Stop | None = None) -> int:
+    """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
+    (None: only ``duration`` ends it); return the exit code."""
     interactive = out.stdout.isatty()
     close_timeout = max(account.config.close_timeout for account in config.accounts)
     async with Fleet(close_timeout=close_timeout,
@@ -111,10 +137,14 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
         for account in config.accounts:
             trace = None if trace_dir is None else trace_dir / trace_file_name(account.key)
             try:
-                await fleet.add(account.key, account.url, trace=trace,
+                await fleet.add(account.key, account.url, trace=trace, on_message=_take,
                                 **account.connection_options())
-            except OSError as exc:
-                out.problem(f"{PROG} fleet: error: {trace}: {exc.strerror or exc}")
+            except ConfigError as exc:  # what the connection refuses beyond the file's checks
+                out.problem(f"{PROG} fleet: error: {config.path}: accounts.{account.key}: {exc}")
+                return EXIT_BAD_USAGE
+            except OSError as exc:  # the trace file went away since run() checked it
+                out.problem(f"{PROG} fleet: error: --trace-dir {trace}: "
+                            f"{exc.strerror or exc}")
                 return EXIT_BAD_USAGE
         async with anyio.create_task_group() as task_group:
             if interactive:
@@ -122,7 +152,7 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
             else:
                 task_group.start_soon(_report_all_connected, fleet, out)
                 task_group.start_soon(_print_summaries, fleet, out)
-            await _wait_for_the_end(duration)
+            await _wait_for_the_end(duration, stop)
             task_group.cancel_scope.cancel()
     if not interactive:
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
@@ -132,11 +162,19 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
     return 0
 
 
-async def _wait_for_the_end(duration: float | None) -> None:
-    with (anyio.move_on_after(math.inf if duration is None else duration),
-          anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals):
-        async for _ in signals:
-            return
+async def _take(message: Any) -> None:
+    """Every member's ``on_message``: take the message as it arrives (its connection
+    counts it, which the summary and the dashboard show).  Unread messages would stop
+    a member's reader at ``message_concurrency`` of them, and the silent link would
+    then be declared lost."""
+
+
+async def _wait_for_the_end(duration: float | None, stop: Stop | None) -> None:
+    with anyio.move_on_after(math.inf if duration is None else duration):
+        if stop is None:
+            await anyio.sleep_forever()
+        else:
+            await stop.wait()
 
 
 async def _report_all_connected(fleet: Fleet, out: Output) -> None:

@@ -5,19 +5,22 @@ fault as it fires and as a timed fault ends.  ``--faults`` takes the schedule
 syntax of :mod:`fsm_live.testing.fault_schedule` (``"5s close 1012; 12s
 blackhole 20s"``), or ``@FILE`` / a file path with one fault per line.
 
-Exit codes: 0 after SIGINT/SIGTERM or ``--duration``; 1 when the server cannot
-listen (the port is taken, ...); 2 for bad arguments or a bad schedule.
+Exit codes: 0 after SIGTERM or ``--duration``; 1 when the server cannot listen
+(the port is taken, ...); 2 for bad arguments or a bad schedule; 130 after
+Ctrl-C (SIGINT): the server closes first, and a second Ctrl-C or SIGTERM cuts
+that short.  A signal also prints ``SIGINT: stopping`` (or ``SIGTERM``) on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
-import signal
 
 import anyio
 
 from fsm_live.cli._output import PROG, Output, Subparsers, parse_number, seconds
+from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.testing.fault_schedule import FaultSyntaxError, ScheduledFault, load_schedule
 from fsm_live.testing.lwp_server import FaultEvent, LwpServer
@@ -33,7 +36,9 @@ def add(subparsers: Subparsers) -> None:
         "serve", help="run a local lwp server (tokens, pushes, faults)",
         description="Run a local WebSocket server speaking lwp: it issues tokens (GET /token "
                     "with a unb cookie), checks registrations, acks heartbeats, pushes sample "
-                    "messages (some duplicated) and fires the faults of --faults.")
+                    "messages (some duplicated) and fires the faults of --faults.",
+        epilog="Exit codes: 0 stopped (--duration, or SIGTERM); 1 cannot listen; 2 bad arguments "
+               "or schedule; 130 Ctrl-C.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
                                                              "(default: 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=0, metavar="N",
@@ -75,31 +80,34 @@ def run(args: argparse.Namespace, out: Output) -> int:
     server = LwpServer(host=args.host, port=args.port, schedule=schedule,
                        push_interval=args.push_interval or None)
     try:
-        anyio.run(serve, server, schedule, args.duration, out, backend="asyncio")
+        return anyio.run(run_until_stopped, "serve", out,
+                         functools.partial(serve, server, schedule, args.duration, out),
+                         backend="asyncio")
     except OSError as exc:
         out.problem(f"{PROG} serve: error: cannot listen on {args.host}:{args.port}: "
                     f"{exc.strerror or type(exc).__name__}")
         return 1
-    return 0
 
 
 async def serve(server: LwpServer, schedule: tuple[ScheduledFault, ...],
-                duration: float | None, out: Output) -> None:
-    """Run ``server`` until a signal arrives or ``duration`` elapses, printing its faults."""
+                duration: float | None, out: Output, stop: Stop) -> int:
+    """Run ``server`` until ``stop`` is set or ``duration`` elapses, printing its
+    faults; return 0 once it is closed."""
 
     def print_fault(event: FaultEvent) -> None:
         out.stdout.write(f"{event.at:9.3f}s  fault: {event}\n")
         out.stdout.flush()
 
     server.on_fault(print_fault)
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with server:
-            out.stdout.write(f"lwp server listening on {server.url} "
-                             f"(tokens: GET {server.token_url})\n")
-            for item in schedule:
-                out.stdout.write(f"   scheduled: {item}\n")
+    async with server:
+        out.stdout.write(f"lwp server listening on {server.url} "
+                         f"(tokens: GET {server.token_url})\n")
+        for item in schedule:
+            out.stdout.write(f"   scheduled: {item}\n")
+        out.stdout.flush()
+        with anyio.move_on_after(math.inf if duration is None else duration):
+            await stop.wait()
+            assert stop.signal is not None
+            out.stdout.write(f"{stop.signal.name}: stopping\n")
             out.stdout.flush()
-            with anyio.move_on_after(math.inf if duration is None else duration):
-                async for signum in signals:
-                    out.stdout.write(f"{signal.Signals(signum).name}: stopping\n")
-                    break
+    return 0

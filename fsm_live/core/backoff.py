@@ -141,14 +141,23 @@ BACKOFF_POLICIES: Final[dict[str, Callable[..., BackoffPolicy]]] = {
 def backoff_policy(name: str, **params: Any) -> BackoffPolicy:
     """Build a policy by name (``exponential``, ``by_error_class``, ``fixed``).
 
-    Raises :class:`ConfigError` for an unknown name or parameter.
+    Raises :class:`ConfigError` for an unknown name (field ``backoff``), a
+    parameter the policy does not have (field: that parameter, as the policies
+    name their own bad values, so :meth:`Config.load` can say where it was set;
+    the message lists the policy's parameters), or a bad value.
     """
     try:
         factory = BACKOFF_POLICIES[name]
     except KeyError:
         known = ", ".join(BACKOFF_POLICIES)
         raise ConfigError("backoff", f"unknown policy {name!r} (known: {known})") from None
+    if isinstance(factory, type) and attrs.has(factory):  # every built-in policy
+        accepted = [field.alias for field in attrs.fields(factory) if field.init]
+        for param in params:
+            if param not in accepted:
+                raise ConfigError(param, f"not a parameter of the {name!r} policy "
+                                         f"(its parameters: {', '.join(accepted)})")
     try:
         return factory(**params)
-    except TypeError as exc:
+    except TypeError as exc:  # a factory that is not an attrs class
         raise ConfigError("backoff", f"bad parameters for {name!r}: {exc}") from None
