@@ -236,6 +236,11 @@ class LiveConnection:
         return self._state
 
     @property
+    def spec(self) -> Spec:
+        """The lifecycle spec this connection runs (its states, roles and transitions)."""
+        return self._lifecycle.machine.spec
+
+    @property
     def failure(self) -> ConnectionFailed | None:
         """Why the connection is in a failed state (FAILED), or why it was when it
         was closed from there; None otherwise (it is reset by the next connect)."""

@@ -45,7 +45,7 @@ from fsm_live.config import Config
 from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
-from fsm_live.errors import ConfigError
+from fsm_live.errors import ConfigError, ConnectionClosedByApp, ConnectionFailed
 from fsm_live.inbox import Handler
 from fsm_live.protocols import PROTOCOLS
 from fsm_live.render import plain_message, plain_stats, plain_transition, status_panel
@@ -305,17 +305,15 @@ async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None
 
 
 async def _wait_for_the_end(conn: LiveConnection) -> bool:
-    """True once FAILED for good (its escalation, if any, finished); False once CLOSED."""
-    while True:
-        if conn.state == "CLOSED":
-            return False
-        if conn.state == "FAILED" and conn.stats().tasks_alive == 0:
-            return True
-        await conn.wait_changed()
-        # wait_changed returns at once, without a checkpoint, once the connection's
-        # driver finished; if it finished without a final state (it crashed), this
-        # yield lets the crash (and a signal) through instead of spinning forever.
-        await anyio.lowlevel.checkpoint()
+    """True once FAILED for good (it needs reset: a terminal failure, its escalation
+    over); False once closed.  A FAILED that retries by itself is waited through."""
+    try:
+        await conn.wait_for(*conn.spec.final_states)
+    except ConnectionFailed:
+        return True
+    except ConnectionClosedByApp:  # closed because of an error (it is logged)
+        return False
+    return False
 
 
 async def _close_after(conn: LiveConnection, duration: float) -> None:
