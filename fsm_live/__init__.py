@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from fsm_live._runtime.stats import Stats
 from fsm_live.config import Config
 from fsm_live.connection import LiveConnection, connect, default_machine
 from fsm_live.core.backoff import ByErrorClass, ExponentialJitter, FixedDelay, backoff_policy
@@ -32,7 +33,6 @@ from fsm_live.fleet import Fleet
 from fsm_live.fleet_stats import FleetStats
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
 from fsm_live.spec import Spec
-from fsm_live.stats import Stats
 
 try:
     __version__ = version("fsm_live")

@@ -11,13 +11,18 @@
 Entering starts the lifecycle (DISCONNECTED -> CONNECTING) and returns at once;
 the connection then keeps itself alive: heartbeats, reconnects with backoff,
 credential refresh.  Leaving (or :meth:`LiveConnection.close`) closes it from
-any state: every task is cancelled and joined, the socket is closed within
-``close_timeout``, and the state ends CLOSED.  Works on anyio's asyncio and
-trio backends.
+any state: the link is closed within ``close_timeout`` (aborted at the deadline),
+every job is cancelled and joined, and the state ends CLOSED.  Works on anyio's
+asyncio and trio backends.
+
+Underneath, one engine per connection (``fsm_live._runtime.engine``) owns the
+link and drives websockets' Sans-I/O protocol and the lifecycle core; this class
+is the application's side of it (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import ssl
@@ -25,41 +30,43 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
+import sniffio
 
+from fsm_live._runtime.engine import Engine, Link
+from fsm_live._runtime.inbox import Handler, Inbox
+from fsm_live._runtime.jobs import Job, Jobs
+from fsm_live._runtime.links import AsyncioLink, StreamLink
+from fsm_live._runtime.outbox import Outbox
+from fsm_live._runtime.stats import Counters, Stats
+from fsm_live._runtime.timers import LoopTimer, TaskTimer
+from fsm_live._runtime.trace import TraceWriter
+from fsm_live._runtime.wakeup import Wakeup
 from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.core.events import Close, Event, Reset, Rotate, Start
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
-from fsm_live.dedup import Deduplicator
-from fsm_live.errors import (
-    ConnectionClosedByApp,
-    ConnectionFailed,
-    TransitionRefused,
-)
-from fsm_live.inbox import Handler, Inbox
-from fsm_live.outbox import Outbox
+from fsm_live.errors import ConnectionClosedByApp, ConnectionFailed, TransitionRefused
 from fsm_live.protocols import ProtocolAdapter, get_protocol
 from fsm_live.redaction import safe_url
-from fsm_live.runner import Driver
 from fsm_live.spec import Spec
-from fsm_live.stats import Counters, Stats
-from fsm_live.tasks import SessionTasks
-from fsm_live.trace import TraceWriter
-from fsm_live.transport.base import Transport
+from fsm_live.transport.base import AsyncioTransport, Message, Transport
+from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url
-from fsm_live.wakeup import Wakeup
 
 __all__ = ("TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine")
 
 #: Every transition is logged here, at the level the spec gives its destination state.
-TRANSITIONS_LOGGER = "fsm_live.transitions"
+TRANSITIONS_LOGGER: Final = "fsm_live.transitions"
 transitions_logger = logging.getLogger(TRANSITIONS_LOGGER)
+#: Time allowed past close_timeout for an aborted link to report itself closed.
+_CLOSE_MARGIN: Final = 1.0
+_DEFAULT_TRANSPORT: Final = TcpTransport()
 
 
 @functools.cache
@@ -78,14 +85,16 @@ class LiveConnection:
 
     Options (all keyword-only):
 
-    * ``protocol``: an adapter name (``"ping"``, ``"json"``) or a
+    * ``protocol``: an adapter name (``"ping"``, ``"json"``, ``"lwp"``) or a
       :class:`~fsm_live.protocols.ProtocolAdapter`;
     * ``config``: a :class:`~fsm_live.config.Config` (defaults: the seed's);
     * ``credentials``: a :class:`~fsm_live.credentials.CredentialsProvider` for
       handshake headers, refresh after an auth failure, and escalation in FAILED;
-    * ``transport``: a :class:`~fsm_live.transport.base.Transport` (default: the
-      websockets client);
+    * ``transport``: a :class:`~fsm_live.transport.base.Transport` (default: TCP,
+      TLS for ``wss://``, through the environment's proxy if one is set);
     * ``ssl``: an ``ssl.SSLContext`` for ``wss://`` (default: verification on);
+    * ``proxy``: a proxy URL (``http://``, ``socks5h://``, ...), True for the
+      environment's (the default), None for none;
     * ``on_message``: an async handler; without one, iterate the connection;
     * ``trace``: a path; every transition is appended to it as a JSON line;
     * ``machine``: a shared :class:`~fsm_live.core.lifecycle.LifecycleMachine`
@@ -96,7 +105,7 @@ class LiveConnection:
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
     (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
-    naming what is wrong, or for an unknown protocol name.
+    naming what is wrong, for an unknown protocol name or an unusable proxy.
     """
 
     def __init__(
@@ -108,6 +117,7 @@ class LiveConnection:
         credentials: CredentialsProvider | None = None,
         transport: Transport | None = None,
         ssl: ssl.SSLContext | None = None,
+        proxy: str | bool | None = True,
         on_message: Handler | None = None,
         trace: str | Path | None = None,
         machine: LifecycleMachine | None = None,
@@ -117,44 +127,40 @@ class LiveConnection:
         self.url = check_url(url)
         self.config = config or Config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
-        if transport is None:
-            from fsm_live.transport.websocket import WebSocketTransport
-
-            transport = WebSocketTransport()
+        self._target = target_for(url, ssl=ssl, proxy=proxy)
+        self._transport = transport or _DEFAULT_TRANSPORT
         self._lifecycle = Lifecycle(machine or default_machine(), self.config, random=random,
                                     can_refresh_credentials=credentials is not None,
                                     pacer=pacer)
         self._counters = Counters()
+        self._jobs = Jobs(self._job_crashed, self._notify)
+        self._inbox = Inbox(self.config.message_concurrency, on_message, jobs=self._jobs)
+        self._outbox = Outbox(self.config.outbound_buffer)
+        self._engine = Engine(
+            url=url, lifecycle=self._lifecycle, adapter=self.adapter, config=self.config,
+            credentials=credentials, inbox=self._inbox, outbox=self._outbox,
+            counters=self._counters, jobs=self._jobs, clock=anyio.current_time,
+            open_link=self._open_link, on_transition=self._on_transition,
+            on_change=self._notify)
+        self._inbox.on_taken = self._engine.message_taken
         self._trace_path = trace
         self._trace: TraceWriter | None = None
         self._started_at = 0.0
-        self._inbox = Inbox(self.config.message_concurrency, on_message)
-        self._outbox = Outbox(self.config.outbound_buffer)
-        self._driver = Driver(self._lifecycle, {}, join_timeout=self.config.close_timeout,
-                              classify_crash=self._lifecycle.machine.classifier.classify_exception)
-        self._tasks = SessionTasks(
-            url=url, transport=transport, adapter=self.adapter, config=self.config,
-            lifecycle=self._lifecycle, driver=self._driver,
-            classifier=self._lifecycle.machine.classifier, counters=self._counters,
-            outbox=self._outbox, inbox=self._inbox,
-            dedup=Deduplicator(self.config.message_expire_time, self.config.dedup_max_entries),
-            credentials=credentials, ssl=ssl,
-        )
-        self._driver.bodies = self._tasks.bodies()
-        self._driver.observers.append(self._on_transition)
         self._callbacks: list[Callable[[TransitionRecord], None]] = []
         self._stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._finished = False  # the driver returned; its tasks and link are released
-        self._finished_wakeup = Wakeup()
+        self._asyncio = False
+        self._finished = False  # closed: links closed, jobs cancelled
+        self._changed = Wakeup()
+        self._writable = Wakeup()
         self._state = self._lifecycle.state
         #: Why the connection is, or was last, in a failed state (kept after close).
         self._failure: ConnectionFailed | None = None
-        #: An exception raised by an on_transition callback, or by the driver itself:
-        #: the connection closed because of it, and __aexit__ raises it.
-        self._crash: BaseException | None = None
-        #: Application requests (rotate, reset) waiting for their transition.
-        self._requests: list[_Request] = []
+        #: Transitions taken while an application request (rotate, reset) is asked for.
+        self._taken: list[TransitionRecord] | None = None
+        spec = self._lifecycle.machine.spec
+        #: The state the first transition dials in: entering it again is a reconnect.
+        self._dial_state = next((t.dest for t in spec.transitions_from(spec.initial)), None)
 
     def __repr__(self) -> str:
         return f"<LiveConnection {safe_url(self.url)} {self.state}>"
@@ -164,19 +170,28 @@ class LiveConnection:
     async def __aenter__(self) -> Self:
         if self._stack is not None:
             raise RuntimeError("a LiveConnection can be entered only once")
-        self._started_at = anyio.current_time()
+        self._asyncio = sniffio.current_async_library() == "asyncio"
+        clock = asyncio.get_running_loop().time if self._asyncio else anyio.current_time
+        self._engine.clock = clock
+        self._started_at = clock()
         self._lifecycle.entered_at = self._started_at
         async with AsyncExitStack() as stack:
             if self._trace_path is not None:
                 self._trace = stack.enter_context(TraceWriter(self._trace_path,
                                                               self._started_at))
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            self._tasks.links = self._task_group
-            self._inbox.bind(self._task_group)
-            await self._task_group.start(self._run_driver)
-            await self._driver.post(Start(anyio.current_time()))
+            self._jobs.bind(self._task_group)
+            self._engine.timer = (
+                LoopTimer(asyncio.get_running_loop(), self._engine.on_timer) if self._asyncio
+                else TaskTimer(self._jobs, self._engine.on_timer))
             self._stack = stack.pop_all()
+        # Started from a job: callbacks registered right after entering see the first
+        # transition too.
+        self._jobs.start("start", self._start)
         return self
+
+    async def _start(self) -> None:
+        self._engine.start()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
@@ -184,45 +199,62 @@ class LiveConnection:
         assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self.close()
-            # Link holders close their sockets within close_timeout; handlers get as long.
+            # Handlers get close_timeout to finish; every other job is cancelled already.
             self._task_group.cancel_scope.deadline = (anyio.current_time()
                                                       + self.config.close_timeout)
         # The body's own exception is not passed in: it propagates as it is, never
         # wrapped in an exception group by the connection's task group.
         await self._stack.__aexit__(None, None, None)
-        if self._crash is not None and exc is None:
-            raise self._crash
+        crash = self._engine.crash
+        if crash is not None and exc is None:
+            raise crash
         return None
 
-    async def _run_driver(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        try:
-            await self._driver.run(task_status=task_status)
-        except Exception as exc:
-            # A bug (ours, or a callback's): never leave waiters on a dead driver.  Its
-            # tasks are cancelled and joined; the lifecycle ends in its final state.
-            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-                exc = exc.exceptions[0]  # the driver's task group wrapped it
-            self._crash = self._crash or exc
-            transitions_logger.exception("%s: the connection's driver crashed",
-                                         safe_url(self.url))
-        finally:
-            self._tasks.release_link()
-            self._inbox.close()
-            self._finished = True
-            self._finished_wakeup.notify()
-            self._settle_requests()
-
     async def close(self) -> None:
-        """Close from any state: cancel and join every task, close the socket, end CLOSED.
+        """Close from any state: the link closes within ``close_timeout`` (aborted at
+        the deadline), every job is cancelled, and the state ends CLOSED.
 
-        Idempotent.  Returns once the lifecycle is final (CLOSED).
+        Idempotent.  Returns once the connection is closed.
         """
         if self._stack is None:
             raise RuntimeError("the connection was never entered (use async with)")
+        engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
-            await self._driver.post(Close(anyio.current_time()))
-            while not self._finished:
-                await self._finished_wakeup.wait()
+            engine.close()
+            with anyio.move_on_after(self.config.close_timeout + _CLOSE_MARGIN):
+                while not engine.idle:
+                    await self._changed.wait()
+            self._finish()
+        with anyio.move_on_after(_CLOSE_MARGIN):
+            while jobs.alive > inbox.handlers_running:  # cancelled: joined in a moment
+                await self._changed.wait()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        engine = self._engine
+        for link in [engine.link, *engine.closing]:
+            if link is not None and link.io is not None:
+                link.io.abort()
+        if engine.timer is not None:
+            engine.timer.stop()
+        engine.cancel_jobs()
+        self._inbox.close()
+        self._notify()
+
+    async def _open_link(self, link: Link) -> None:
+        """Open the byte link under ``link``: an asyncio protocol where the transport
+        and the backend allow it (no task), else an anyio stream with its jobs."""
+        transport = self._transport
+        if self._asyncio and isinstance(transport, AsyncioTransport):
+            await transport.open_asyncio(self._target, functools.partial(AsyncioLink, link))
+        else:
+            stream = await transport.open_stream(self._target)
+            StreamLink(stream, link, self._jobs)
+
+    def _job_crashed(self, job: Job, exc: Exception) -> None:
+        self._engine.job_crashed(job, exc)
 
     # -- state -------------------------------------------------------------------------
 
@@ -230,8 +262,8 @@ class LiveConnection:
     def state(self) -> str:
         """The current state's name (e.g. ``"CONNECTED"``).
 
-        It changes once a transition was fully executed (the old state's tasks
-        joined, the new state's started, stats and trace updated).
+        It changes once a transition was fully carried out (the old state's tasks
+        cancelled, the new state's started, stats and trace updated).
         """
         return self._state
 
@@ -251,8 +283,7 @@ class LiveConnection:
         """True while the connection is FAILED and will not leave it by itself: after a
         terminal failure (or with ``Config.failed_retry`` off), once its escalation,
         if any, did not recover.  :meth:`reset` or :meth:`close` end it."""
-        return self.state in self._lifecycle.machine.spec.failed_states \
-            and self._lifecycle.needs_reset
+        return self.state in self.spec.failed_states and self._lifecycle.needs_reset
 
     async def wait_for(self, *states: str, raise_on_failed: bool = True) -> str:
         """Wait until the state is one of ``states``; return it.
@@ -275,24 +306,24 @@ class LiveConnection:
             if raise_on_failed and self.needs_reset and self._failure is not None:
                 raise self._failure
             if self._lifecycle.machine.states[state].final or self._finished:
-                raise ConnectionClosedByApp(f"the connection is {state}") from self._crash
-            await self._driver.wait_changed()
+                raise ConnectionClosedByApp(f"the connection is {state}") from self._engine.crash
+            await self._changed.wait()
 
     async def wait_changed(self) -> None:
-        """Return after the next transition or event the connection handled (e.g. the
-        escalation in FAILED gave up).
+        """Return after the next event the connection handled (a transition, a message,
+        a heartbeat, ...).
 
         Raises :class:`ConnectionClosedByApp` once the connection is closed (chained
         from the exception that closed it, if one did), so a loop around it never spins.
         """
-        if self._finished:
-            raise ConnectionClosedByApp(f"the connection is {self.state}") from self._crash
-        await self._driver.wait_changed()
+        if self._finished or self._lifecycle.is_final:
+            raise ConnectionClosedByApp(f"the connection is {self.state}") from self._engine.crash
+        await self._changed.wait()
 
     def on_transition(self, callback: Callable[[TransitionRecord], None]) -> None:
         """Call ``callback(record)`` synchronously after every transition.
 
-        It runs inside the driver: keep it short and never block.  If it raises,
+        It runs inside the engine: keep it short and never block.  If it raises,
         the connection closes (CLOSED; :meth:`send` and :meth:`wait_for` raise
         :class:`~fsm_live.errors.ConnectionClosedByApp` chained from it) and
         leaving ``async with`` raises the original exception.
@@ -301,35 +332,39 @@ class LiveConnection:
 
     @property
     def started_at(self) -> float:
-        """When the connection was entered (``anyio.current_time()``); trace ``t`` is
+        """When the connection was entered (the event loop's clock); trace ``t`` is
         relative to it."""
         return self._started_at
 
     async def wait_connected(self) -> None:
         """Wait until connected (the spec's success state); raises as :meth:`wait_for` does."""
-        await self.wait_for(*self._lifecycle.machine.spec.success_states)
+        await self.wait_for(*self.spec.success_states)
 
     # -- traffic -----------------------------------------------------------------------
 
     async def send(self, message: Any) -> None:
-        """Queue a message; it is sent in order once CONNECTED (at once if connected).
+        """Send a message: at once while connected, else once connected, in order.
 
-        Raises TypeError/ValueError if the protocol cannot encode it,
-        :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer`` messages are
-        waiting, :class:`ConnectionFailed` once it :attr:`needs_reset` (while
-        FAILED and retrying by itself, messages are buffered), and
-        :class:`ConnectionClosedByApp` once closed.
+        Waits only while the link's write buffer is above its high mark (the peer
+        is slow to read).  Raises TypeError/ValueError if the protocol cannot
+        encode it, :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer``
+        messages wait for a connection, :class:`ConnectionFailed` once it
+        :attr:`needs_reset` (while FAILED and retrying by itself, messages wait),
+        and :class:`ConnectionClosedByApp` once closed.
         """
-        frame = self.adapter.encode(message)
+        frame: Message = self.adapter.encode(message)
         if self.needs_reset and self._failure is not None:
             raise self._failure
         if self._lifecycle.machine.states[self.state].final or self._finished:
-            raise ConnectionClosedByApp("the connection is closed") from self._crash
-        self._outbox.put(frame)
-        self._driver.request("flush")  # an OnDemand task: it runs only with frames to send
+            raise ConnectionClosedByApp("the connection is closed") from self._engine.crash
+        engine = self._engine
+        engine.send(frame)
+        while engine.writing_paused and not self._finished:
+            await self._changed.wait()
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        """Inbound messages in order, de-duplicated; ends when the connection closes.
+        """Inbound messages in order, de-duplicated where the protocol asks; ends once
+        the connection is closed and every message received was taken.
 
         Only without ``on_message``.
         """
@@ -340,49 +375,36 @@ class LiveConnection:
     async def rotate(self, reason: str = "rotate") -> TransitionRecord:
         """Reconnect on purpose (no failure counted, no backoff).  Only while CONNECTED.
 
-        Returns the rotation's transition once it was taken.  Concurrent calls
-        share one rotation (each returns its record).  Raises
-        :class:`TransitionRefused` if the state does not allow it, now or by the
-        time it would be taken (the connection was lost meanwhile, say).
+        The rotation happens at once; returns its transition.  Raises
+        :class:`TransitionRefused` if the state does not allow it (say, a
+        concurrent call rotated first: the connection is CONNECTING).
         """
-        return await self._request(
-            "rotate", Rotate(anyio.current_time(), self._lifecycle.generation, reason))
+        return await self._request("rotate", functools.partial(self._engine.rotate, reason))
 
     async def reset(self, reason: str = "reset by the application") -> TransitionRecord:
         """Leave FAILED: clear the failure count and retry.  Only while FAILED.
 
         Needed after a terminal failure (see :attr:`needs_reset`); a FAILED
         connection reached by retryable failures retries by itself.  Returns the
-        transition once taken; raises :class:`TransitionRefused` if the state does
-        not allow it.
+        transition; raises :class:`TransitionRefused` if the state does not allow it.
         """
-        return await self._request("reset", Reset(anyio.current_time(), reason))
+        return await self._request("reset", functools.partial(self._engine.reset, reason))
 
-    async def _request(self, trigger: str, event: Event) -> TransitionRecord:
-        """Post an application event and wait for the transition it asks for.
-
-        A request made while an equal one is pending joins it.
-        """
+    async def _request(self, trigger: str, ask: Callable[[], None]) -> TransitionRecord:
+        """Ask the engine for a transition by ``trigger``: it is taken at once, or refused."""
+        await anyio.lowlevel.checkpoint()
         if self._finished or trigger not in self._lifecycle.machine.allowed[self.state]:
             raise TransitionRefused(self.state, trigger)
-        request = next((r for r in self._requests if r.trigger == trigger), None)
-        if request is None:
-            request = _Request(trigger)
-            self._requests.append(request)
-            await self._driver.post(event)
-        await request.done.wait()
-        if request.record is None:
+        taken: list[TransitionRecord] = []
+        self._taken = taken
+        try:
+            ask()
+        finally:
+            self._taken = None
+        record = next((r for r in taken if r.trigger == trigger), None)
+        if record is None:
             raise TransitionRefused(self.state, trigger)
-        return request.record
-
-    def _settle_requests(self, record: TransitionRecord | None = None) -> None:
-        """A transition was taken (or the driver ended): every pending request is
-        answered, by this record if it took the trigger asked for, else refused."""
-        requests, self._requests = self._requests, []
-        for request in requests:
-            if record is not None and record.trigger == request.trigger:
-                request.record = record
-            request.done.set()
+        return record
 
     # -- observability -----------------------------------------------------------------
 
@@ -392,11 +414,11 @@ class LiveConnection:
         transitions = dict(counters.transitions)
         return Stats(
             state=self.state,
-            time_in_state=max(0.0, anyio.current_time() - self._lifecycle.entered_at),
+            time_in_state=max(0.0, self._engine.clock() - self._lifecycle.entered_at),
             transitions=transitions,
             connects=counters.connects,
-            reconnects=sum(n for (_, trigger, _), n in transitions.items()
-                           if trigger in ("retry", "rotate")),
+            reconnects=sum(n for (source, _, dest), n in transitions.items()
+                           if dest == self._dial_state and source != self.spec.initial),
             failures=dict(counters.failures),
             consecutive_failures=self._lifecycle.failures,
             last_error=counters.last_error,
@@ -410,56 +432,38 @@ class LiveConnection:
             token_refresh_failures=counters.token_refresh_failures,
             cookie_refreshes=counters.cookie_refreshes,
             buffered=len(self._outbox),
-            tasks_alive=self._driver.tasks_alive,
-            stuck_tasks=self._driver.stuck_tasks,
+            tasks_alive=self._jobs.alive,
         )
 
+    def _notify(self) -> None:
+        self._changed.notify()
+
     def _on_transition(self, record: TransitionRecord) -> None:
+        """Called by the engine after every transition (its effects carried out)."""
         self._state = record.dest
-        states = self._lifecycle.machine.states
         counters = self._counters
         counters.transitions[(record.source, record.trigger, record.dest)] += 1
         if record.error_class is not None:
             counters.failures[record.error_class] += 1
             counters.last_error = record.reason
-        dest = states[record.dest]
+        dest = self._lifecycle.machine.states[record.dest]
         if dest.success:
             counters.connects += 1
             self._failure = None
-        else:
-            self._tasks.release_link()
         if dest.failed and self._lifecycle.last_failure is not None:
             self._failure = ConnectionFailed(self._lifecycle.last_failure)
         if self._trace is not None:
             self._trace.write(record)
         transitions_logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
-                   safe_url(self.url), record.source, record.dest, record.trigger,
-                   f": {record.reason}" if record.reason else "",
-                   " [success]" if dest.success else "")
-        self._settle_requests(record)
+                               safe_url(self.url), record.source, record.dest, record.trigger,
+                               f": {record.reason}" if record.reason else "",
+                               " [success]" if dest.success else "")
+        if self._taken is not None:
+            self._taken.append(record)
         for callback in self._callbacks:
             try:
                 callback(record)
             except Exception as exc:
-                self._crashed_in_callback(exc)
-
-    def _crashed_in_callback(self, exc: Exception) -> None:
-        """An on_transition callback raised: close the connection, keep the exception."""
-        if self._crash is None:
-            self._crash = exc
-            transitions_logger.error("%s: an on_transition callback raised %s; closing",
-                                     safe_url(self.url), type(exc).__name__)
-            self._driver.post_nowait(Close(anyio.current_time(),
-                                           f"an on_transition callback raised "
-                                           f"{type(exc).__name__}"))
-
-
-class _Request:
-    """An application request (rotate, reset) waiting for its transition."""
-
-    __slots__ = ("done", "record", "trigger")
-
-    def __init__(self, trigger: str) -> None:
-        self.trigger = trigger
-        self.record: TransitionRecord | None = None
-        self.done = anyio.Event()
+                transitions_logger.exception("%s: an on_transition callback raised %s; closing",
+                                             safe_url(self.url), type(exc).__name__)
+                self._engine.crashed(exc)

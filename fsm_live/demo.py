@@ -43,6 +43,8 @@ from typing import Any, Final, Protocol
 import anyio
 import attrs
 
+from fsm_live._runtime.stats import Stats
+from fsm_live._runtime.trace import read_trace
 from fsm_live.config import Config
 from fsm_live.connection import LiveConnection
 from fsm_live.core.backoff import ExponentialJitter
@@ -50,7 +52,6 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import FAILURE_TRIGGERS
 from fsm_live.credentials import CookieCredentials, Secret
 from fsm_live.errors import FsmLiveError
-from fsm_live.stats import Stats
 from fsm_live.testing.fault_schedule import (
     CloseConnections,
     Drop,
@@ -61,7 +62,6 @@ from fsm_live.testing.fault_schedule import (
 from fsm_live.testing.lwp_server import FaultEvent, LwpServer, LwpServerStats
 from fsm_live.testing.proxy import FaultProxy, Faults
 from fsm_live.token_http import HttpTokenSource, TokenFetchFailed
-from fsm_live.trace import read_trace
 
 __all__ = (
     "DEFAULT_DURATION",

@@ -21,12 +21,13 @@ Third-party exceptions (websockets, ssl, OSError) are translated into
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from fsm_live.core.classify import Failure
 
 __all__ = (
+    "FAILURE_KINDS",
     "BufferFull",
     "ConfigError",
     "ConnectionClosedByApp",
@@ -36,6 +37,14 @@ __all__ = (
     "SpecError",
     "TransitionRefused",
     "TransportError",
+)
+
+
+#: Failure kinds a transport names from an exception's type (never its message); the
+#: spec's error table classifies by them.
+FAILURE_KINDS: Final = frozenset(
+    {"refused", "reset", "dns", "timeout", "eof", "unreachable", "registration_rejected",
+     "bad_uri", "tls", "tls_handshake", "heartbeat_timeout", "credentials"}
 )
 
 

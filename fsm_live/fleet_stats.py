@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.spec import StateSpec
-from fsm_live.stats import Stats
 
 __all__ = ("ConnectionSummary", "FleetStats", "FleetTransition", "TransitionRate", "summarize")
 

@@ -1,6 +1,6 @@
 """Rich renderables and plain-text lines for the CLI (one of two modules importing rich).
 
-Everything here is a pure function of data (a :class:`~fsm_live.stats.Stats`
+Everything here is a pure function of data (a :class:`~fsm_live._runtime.stats.Stats`
 snapshot, transition records), so tests render into a ``StringIO`` console at a
 fixed width and compare text.
 """
@@ -16,8 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.stats import Stats
 
 __all__ = ("MESSAGE_CHARS", "STATE_STYLES", "plain_message", "plain_stats", "plain_transition",
            "stats_table", "status_panel")

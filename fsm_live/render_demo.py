@@ -14,10 +14,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import DemoEvent, DemoReport, DemoSummary
 from fsm_live.render import STATE_STYLES, plain_transition, stats_table
-from fsm_live.stats import Stats
 
 __all__ = ("demo_panel", "plain_event", "summary_lines", "summary_tables")
 

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 import attrs
 import yaml
 
-from fsm_live.errors import SpecError
+from fsm_live.errors import FAILURE_KINDS, SpecError
 
 __all__ = (
     "ACTIONS",
@@ -54,11 +54,6 @@ GUARDS: Final = frozenset({"exhausted", "retryable"})
 LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 #: What an error class makes the machine do.
 ACTIONS: Final = frozenset({"retry", "refresh", "planned", "fail"})
-#: Failure kinds a transport names from an exception's type (never its message).
-FAILURE_KINDS: Final = frozenset(
-    {"refused", "reset", "dns", "timeout", "eof", "unreachable", "registration_rejected",
-     "bad_uri", "tls", "tls_handshake", "heartbeat_timeout", "credentials"}
-)
 
 Action = Literal["retry", "refresh", "planned", "fail"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

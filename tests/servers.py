@@ -208,7 +208,8 @@ async def websocket_server(
                 server = WebSocketServer(port, attempts, sides, request_headers, scheme)
                 yield server
             finally:
-                with trio.CancelScope(shield=True):
+                # Shielded, but bounded: a test must never hang in its server's shutdown.
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await trio_server.aclose()
     else:
         import websockets.asyncio.server

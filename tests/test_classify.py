@@ -8,7 +8,8 @@ import ssl
 
 import pytest
 
-from fsm_live.core.classify import Classifier, failure_kind
+from fsm_live.core.classify import Classifier
+from fsm_live.transport.errors import failure_kind
 from fsm_live.errors import TransportError
 from fsm_live.spec import Spec
 
@@ -48,14 +49,17 @@ def test_close_codes(code: int, expected: str) -> None:
         (OSError(errno.ENETUNREACH, "x"), "unreachable", "network"),
         (ssl.SSLCertVerificationError(1, "x"), "tls", "fatal"),
         (ssl.SSLEOFError(8, "x"), "eof", "network"),
-        (ValueError(), None, "lost"),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER]"), "tls_handshake", "network"),
     ],
 )
 def test_exception_types(exc: BaseException, kind: str | None, expected: str) -> None:
     assert failure_kind(exc) == kind
-    failure = CLASSIFIER.classify_exception(exc)
-    assert failure.error_class == expected
-    assert failure.reason == type(exc).__name__
+    assert CLASSIFIER.classify(kind=kind).error_class == expected
+
+
+def test_an_exception_of_no_transport_is_a_bug_of_the_default_class() -> None:
+    failure = CLASSIFIER.classify_exception(ValueError("x"))
+    assert (failure.error_class, failure.reason) == ("lost", "ValueError")
 
 
 def test_message_text_is_never_read() -> None:

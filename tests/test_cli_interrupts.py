@@ -29,7 +29,7 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 from servers import raw_server
 
-from fsm_live.trace import read_trace
+from fsm_live._runtime.trace import read_trace
 
 pytestmark = pytest.mark.timeout(60)
 

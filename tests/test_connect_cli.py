@@ -20,8 +20,8 @@ from servers import ServerSide, echo, websocket_server
 
 from fsm_live.cli import main
 from fsm_live.render import MESSAGE_CHARS, plain_message, plain_stats
-from fsm_live.stats import Stats
-from fsm_live.trace import TRACE_KEYS, read_trace
+from fsm_live._runtime.stats import Stats
+from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -250,7 +250,7 @@ def test_plain_stats_line() -> None:
                   last_error="lost: closed 1006", heartbeats_sent=5, heartbeats_acked=4,
                   heartbeat_rtt=0.01, messages_in=42, messages_out=3, duplicates_dropped=2,
                   token_refreshes=0, token_refresh_failures=0, cookie_refreshes=0,
-                  buffered=0, tasks_alive=3, stuck_tasks=0)
+                  buffered=0, tasks_alive=3)
     assert plain_stats(stats, now=30.0, started_at=10.0) == (
         "summary    20.000s  CONNECTED; 2 connects, 1 reconnects; failures: lost 1; "
         "heartbeats 4/5 acked; messages 42 in, 3 out, 2 duplicates dropped")

@@ -30,7 +30,7 @@ from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.events import Close
 from fsm_live.errors import BufferFull, ConnectionClosedByApp
-from fsm_live.trace import TRACE_KEYS, read_trace
+from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio
@@ -52,12 +52,14 @@ class Credentials:
     """A provider that counts what the connection asks of it."""
 
     def __init__(self, *, escalate_ok: bool = False,
-                 on_refresh: Callable[[], None] | None = None) -> None:
+                 on_refresh: Callable[[], None] | None = None,
+                 escalate_when: anyio.Event | None = None) -> None:
         self.refreshes = 0
         self.escalations = 0
         self.token_refreshes = 0
         self.escalate_ok = escalate_ok
         self.on_refresh = on_refresh
+        self.escalate_when = escalate_when
 
     async def handshake_headers(self) -> Mapping[str, Secret]:
         return {"Cookie": Secret("unb=1")}
@@ -70,6 +72,8 @@ class Credentials:
 
     async def escalate(self) -> bool:
         self.escalations += 1
+        if self.escalate_when is not None:
+            await self.escalate_when.wait()
         return self.escalate_ok
 
     async def refresh_token(self) -> bool:
@@ -98,14 +102,13 @@ async def test_lifecycle_of_a_clean_session(network: MemoryNetwork, tmp_path: Pa
         with anyio.fail_after(60):
             async with live(network, protocol="json", trace=trace) as conn:
                 await conn.wait_connected()
-                # reader, heartbeat; cleanup is periodic, nothing to refresh, and
-                # flush runs only while there is something to send (and a linger)
+                # On trio (and over any byte stream): the timer, and the link's job
+                # (its reader and writer).  Heartbeats, refreshes, cleanup and the
+                # flush are the engine's deadlines and calls: no task.
                 assert conn.stats().tasks_alive == 2
                 await conn.send({"id": "1", "text": "hello"})
-                assert conn.stats().tasks_alive == 3  # the flush, asked for by send()
+                assert conn.stats().tasks_alive == 2
                 assert await anext(aiter(conn)) == {"id": "1", "text": "hello"}
-                while conn.stats().tasks_alive != 2:  # the flush ends after lingering idle
-                    await conn.wait_changed()
             assert conn.state == "CLOSED"
             assert conn.stats().tasks_alive == 0
         assert client_tasks() == before
@@ -286,13 +289,15 @@ async def test_accept_then_close_server_sees_growing_gaps(network: MemoryNetwork
 
 
 async def test_max_failures_then_escalation_recovers(network: MemoryNetwork) -> None:
-    credentials = Credentials(escalate_ok=True)
+    relogged = anyio.Event()
+    credentials = Credentials(escalate_ok=True, escalate_when=relogged)
     network.refuse(URL)
     async with live(network, credentials=credentials,
                     config=Config(backoff=FixedDelay(1), max_failures=3)) as conn:
         await conn.wait_for("FAILED")
         network.forget(URL)
         async with network.serve(URL, echo):
+            relogged.set()
             # The escalation succeeds: reset, retry.
             await conn.wait_for("RECONNECTING", raise_on_failed=False)
             await conn.wait_connected()
@@ -448,25 +453,26 @@ async def test_rotate_reconnects_without_failure(network: MemoryNetwork) -> None
         assert network.attempts(URL) == 2
 
 
-async def test_concurrent_rotates_share_one_rotation_and_each_learns_it(
-        network: MemoryNetwork) -> None:
+async def test_concurrent_rotates_each_learn_what_happened(network: MemoryNetwork) -> None:
     records: list[Any] = []
+    refused: list[TransitionRefused] = []
 
     async def rotate(conn: LiveConnection) -> None:
-        records.append(await conn.rotate())
+        try:
+            records.append(await conn.rotate())
+        except TransitionRefused as error:
+            refused.append(error)
 
     async with network.serve(URL, echo), live(network) as conn:
         await conn.wait_connected()
         async with anyio.create_task_group() as tg:
             for _ in range(20):
                 tg.start_soon(rotate, conn)
-        assert len(records) == 20
-        assert all(record is records[0] for record in records)
+        # One rotation, taken at once; the others find the connection CONNECTING.
+        assert [(r.source, r.trigger) for r in records] == [("CONNECTED", "rotate")]
+        assert len(refused) == 19
+        assert all(error.state == "CONNECTING" for error in refused)
         await conn.wait_connected()
-        network.refuse(URL)
-        conn._driver.post_nowait(Close(anyio.current_time()))  # leaves before rotating
-        with pytest.raises(TransitionRefused, match="'rotate' is not allowed in state CLOSED"):
-            await conn.rotate()
     assert edges(conn)[("CONNECTED", "rotate", "CONNECTING")] == 1
 
 
@@ -562,9 +568,10 @@ async def test_a_terminal_failure_needs_reset_and_reset_recovers(network: Memory
             record = await conn.reset()
             assert (record.source, record.trigger) == ("FAILED", "reset")
             await conn.wait_connected()
-        assert conn.failure is None
-        with pytest.raises(TransitionRefused, match="'reset' is not allowed in state CONNECTED"):
-            await conn.reset()
+            assert conn.failure is None
+            with pytest.raises(TransitionRefused,
+                               match="'reset' is not allowed in state CONNECTED"):
+                await conn.reset()
 
 
 async def test_why_it_failed_is_kept_after_close(network: MemoryNetwork) -> None:
@@ -618,24 +625,22 @@ async def test_a_connection_cancelled_from_outside_still_ends_closed(
     assert conn.stats().tasks_alive == 0
 
 
-async def wait_on(conn: LiveConnection) -> None:
-    async with conn:
-        with pytest.raises(ConnectionClosedByApp):
-            await conn.wait_connected()
-        with pytest.raises(ConnectionClosedByApp):
-            await conn.wait_changed()
-
-
-async def test_waiters_never_spin_on_a_crashed_driver(network: MemoryNetwork) -> None:
+async def test_a_failure_of_the_connection_itself_closes_it_and_never_spins(
+        network: MemoryNetwork, tmp_path: Path) -> None:
     async with network.serve(URL, echo):
-        conn = live(network)
+        conn = live(network, trace=tmp_path / "t.jsonl")
 
-        def crash(record: TransitionRecord) -> None:
-            raise ValueError("a bug in the driver's own observers")
+        def disk_full(record: TransitionRecord) -> None:
+            raise OSError(28, "No space left on device")
 
-        conn._driver.observers.append(crash)  # not a user callback: the driver dies
-        with pytest.raises(ValueError, match="a bug"):
-            await wait_on(conn)
+        with pytest.raises(OSError, match="No space left"):
+            async with conn:
+                assert conn._trace is not None
+                conn._trace.write = disk_full  # type: ignore[method-assign]
+                with pytest.raises(ConnectionClosedByApp):
+                    await conn.wait_connected()
+                with pytest.raises(ConnectionClosedByApp):
+                    await conn.wait_changed()
     assert conn.state == "CLOSED"
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from fsm_live.cli import main
 from fsm_live.demo import summarize
-from fsm_live.stats import Stats
-from fsm_live.trace import read_trace
+from fsm_live._runtime.stats import Stats
+from fsm_live._runtime.trace import read_trace
 
 SIX_STATES = {"DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED"}
 TRIGGERS = {"start", "opened", "connect_failed", "lost", "rotate", "retry", "give_up", "fatal",
@@ -68,7 +68,7 @@ def _stats(**changes: object) -> Stats:
         "heartbeats_sent": 0, "heartbeats_acked": 0, "heartbeat_rtt": None,
         "messages_in": 0, "messages_out": 0, "duplicates_dropped": 0, "token_refreshes": 0,
         "token_refresh_failures": 0, "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0,
-        "stuck_tasks": 0,
+        
         "transitions": {("DISCONNECTED", "start", "CONNECTING"): 1,
                         ("CONNECTING", "connect_failed", "RECONNECTING"): 1},
     }

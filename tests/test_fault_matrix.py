@@ -128,9 +128,9 @@ async def poll(predicate: Callable[[], bool]) -> None:
 
 
 async def until_settled_in_failed(conn: LiveConnection) -> ConnectionFailed:
-    """Wait for FAILED and for its escalation task to end; return the failure."""
+    """Wait for FAILED for good (its escalation, if any, over); return the failure."""
     await conn.wait_for("FAILED")
-    await until(conn, lambda: conn.stats().tasks_alive == 0)
+    await until(conn, lambda: conn.needs_reset)
     failure = conn.failure
     assert failure is not None
     return failure
@@ -569,8 +569,9 @@ async def test_12_slow_close_ends_by_close_timeout(figure: Figure, fault: Faults
 
 async def test_13_flood_at_a_slow_handler_keeps_memory_bounded(figure: Figure) -> None:
     """Figure: a server flooding 2,000 x 32 KiB (64 MiB) at a handler that never
-    finishes: 4 handler calls at once (message_concurrency), the server blocked
-    after sending a bounded number of messages, and the Python heap's peak growth
+    finishes: 4 handler calls at once (message_concurrency), at most as many
+    messages more waiting (plus one read's worth), the server blocked after
+    sending a bounded number of messages, and the Python heap's peak growth
     (tracemalloc, client and server) under 4 MiB."""
     count, size, concurrency = 2_000, 32 * 1024, 4
     payload = b"f" * size
@@ -624,7 +625,9 @@ async def test_13_flood_at_a_slow_handler_keeps_memory_bounded(figure: Figure) -
     figure("server_sent_before_blocked", sent)
     figure("heap_peak_growth_bytes", peak)
     assert handler_calls == concurrency
-    assert stats.messages_in <= concurrency + 1  # the reader waits at the bound
+    # At the bound the client stops reading: the handlers' messages, as many waiting,
+    # and what one read had already brought (asyncio reads up to 256 KiB at once).
+    assert stats.messages_in <= 2 * concurrency + 256 * 1024 // size
     assert sent < count // 4  # the server felt the backpressure
     assert peak < 4 * 1024 * 1024, peak
 
@@ -656,7 +659,7 @@ async def test_14_untrusted_certificate_fails_fatal_without_retry(figure: Figure
 
 async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -> None:
     """Figure: after 1,000 connect/RST cycles, 0 extra tasks (anyio's running tasks
-    and the driver's tasks_alive), 0 stuck tasks, 1,001 links; about 3 s."""
+    and the connection's tasks_alive), 1,001 links; about 3 s."""
     cycles = 1_000
     config = CONFIG.replace(backoff=FixedDelay(0.0), max_failures=10 * cycles,
                             heartbeat_interval=5.0, heartbeat_timeout=10.0)
@@ -685,7 +688,6 @@ async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -
     figure("extra_tasks_connected", tasks_after - tasks_connected)
     figure("extra_tasks_closed", tasks_closed - tasks_before)
     assert stats.connects == cycles + 1
-    assert (tasks_after, stats.tasks_alive, stats.stuck_tasks) == (
-        tasks_connected, alive_connected, 0)
+    assert (tasks_after, stats.tasks_alive) == (tasks_connected, alive_connected)
     assert tasks_closed == tasks_before
     assert links == cycles + 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from trio.testing import MockClock
 
@@ -28,8 +29,8 @@ from fsm_live.fleet import Fleet
 from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
 from fsm_live.spec import Spec
-from fsm_live.stats import Stats
-from fsm_live.transport.base import ConnectOptions, Link
+from fsm_live._runtime.stats import Stats
+from fsm_live.transport.base import Target
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio
@@ -257,12 +258,13 @@ async def test_slow_members_do_not_delay_the_others(network: MemoryNetwork) -> N
                 await fleet.add("stall", "ws://stall.test/", **options(network))
                 for i in range(20):
                     await fleet.add(f"ok{i}", OK, **options(network))
-                await anyio.sleep(61)
+                await anyio.sleep(60.5)
                 for i in range(20):
                     stats = fleet[f"ok{i}"].stats()
                     assert (stats.heartbeats_sent, stats.heartbeats_acked) == (4, 4)
                 assert fleet["void"].stats().failures == {"lost": 1}
-                assert fleet["blocked"].stats().messages_in == 101  # 100 handled, 1 waiting
+                # 100 handlers running, 100 more waiting; then the client stopped reading.
+                assert fleet["blocked"].stats().messages_in == 200
                 assert fleet["stall"].stats().failures == {"network": 4}
                 # The void member is CONNECTED again (its server answers nothing).
                 assert fleet["void"].state == "CONNECTED"
@@ -309,17 +311,32 @@ async def test_a_crashing_connection_does_not_tear_down_the_fleet(
     assert "connection 'b' crashed (the fleet goes on)" in caplog.text
 
 
+class _CloseRaisesStream(anyio.abc.ByteStream):
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self.inner = inner
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        raise RuntimeError("transport bug")
+
+
 class CloseRaises:
-    """A transport whose attempts raise when they are left: a component bug."""
+    """A transport whose streams raise when they are closed: a component bug."""
 
     def __init__(self, network: MemoryNetwork) -> None:
         self.inner = MemoryTransport(network)
 
-    @asynccontextmanager
-    async def connect(self, url: str, options: ConnectOptions) -> AsyncIterator[Link]:
-        async with self.inner.connect(url, options) as link:
-            yield link
-        raise RuntimeError("transport bug")
+    async def open_stream(self, target: Target) -> anyio.abc.ByteStream:
+        return _CloseRaisesStream(await self.inner.open_stream(target))
 
 
 async def test_a_transport_crashing_at_close(network: MemoryNetwork) -> None:
@@ -452,7 +469,7 @@ def a_stats(state: str, *, consecutive: int = 0, time_in_state: float = 1.0,
         "last_error": "", "heartbeats_sent": 0, "heartbeats_acked": 0,
         "heartbeat_rtt": None, "messages_in": 0, "messages_out": 0,
         "duplicates_dropped": 0, "token_refreshes": 0, "token_refresh_failures": 0,
-        "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0, "stuck_tasks": 0}
+        "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0}
     values.update(figures)
     return Stats(**values)
 

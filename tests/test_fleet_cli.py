@@ -35,7 +35,7 @@ from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
 from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.testing.lwp_server import LwpServer
-from fsm_live.trace import TRACE_KEYS, read_trace
+from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,31 +23,6 @@ def b64(value: Any) -> str:
     return base64.b64encode(json.dumps(value).encode()).decode()
 
 
-class ScriptedLink:
-    """A Link that records what is sent and answers from a script."""
-
-    def __init__(self, answers: list[Any]) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.answers = answers
-
-    async def send(self, message: Message) -> None:
-        self.sent.append(json.loads(message))
-
-    async def receive(self) -> Message:
-        answer = self.answers.pop(0)
-        return answer(self.sent) if callable(answer) else answer
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        return None
-
-    @property
-    def close_code(self) -> int | None:
-        return None
-
-
 async def token_source(cookies: Mapping[str, Secret]) -> Secret:
     return Secret("tok-1")
 
@@ -55,10 +30,8 @@ async def token_source(cookies: Mapping[str, Secret]) -> Secret:
 CREDENTIALS = CookieCredentials("unb=42; cna=abc", token_source=token_source)
 
 
-def reply_to_reg(code: int) -> Any:
-    def answer(sent: list[dict[str, Any]]) -> str:
-        return json.dumps({"code": code, "headers": {"mid": sent[0]["headers"]["mid"]}})
-    return answer
+def reply_to(request: Message, code: int) -> str:
+    return json.dumps({"code": code, "headers": {"mid": json.loads(request)["headers"]["mid"]}})
 
 
 def test_mid_format() -> None:
@@ -78,13 +51,11 @@ def test_heartbeat_ack_is_matched_by_mid_only() -> None:
     assert other.heartbeat_ack == "9 0"  # the runner ignores acks of heartbeats it never sent
 
 
-async def test_registration_waits_for_code_200() -> None:
-    push = json.dumps({"lwp": "/s/para", "headers": {"mid": "p1 0"}, "body": {"x": 1}})
-    link = ScriptedLink([push, reply_to_reg(200)])
+async def test_registration_waits_for_the_reply_to_its_mid() -> None:
     with anyio.fail_after(5):
-        early = await LwpProtocol(user_agent="ua-test").register(link, CREDENTIALS)
-    assert early == [push]  # not lost: the reader processes it first
-    reg, ack_diff = link.sent
+        registration = await LwpProtocol(user_agent="ua-test").prepare(CREDENTIALS)
+    [request] = registration.request()
+    reg = json.loads(request)
     assert reg["lwp"] == "/reg"
     headers = reg["headers"]
     assert headers["token"] == "tok-1"
@@ -95,20 +66,27 @@ async def test_registration_waits_for_code_200() -> None:
     assert headers["cache-header"] == "app-key token ua wv"
     assert headers["did"] == CREDENTIALS.device_id
     assert headers["did"].endswith("-42")
-    assert ack_diff["lwp"] == "/r/SyncStatus/ackDiff"
+    push = json.dumps({"lwp": "/s/para", "headers": {"mid": "p1 0"}, "body": {"x": 1}})
+    assert registration.reply(push) is None  # not the reply: kept, delivered once connected
+    other = json.dumps({"code": 200, "headers": {"mid": "9 0"}})
+    assert registration.reply(other) is None  # a reply to something else
+    then = registration.reply(reply_to(request, 200))
+    assert then is not None
+    [ack_diff] = then
+    assert json.loads(ack_diff)["lwp"] == "/r/SyncStatus/ackDiff"
 
 
 async def test_rejected_registration_is_an_auth_failure() -> None:
-    link = ScriptedLink([reply_to_reg(401)])
-    with anyio.fail_after(5), pytest.raises(TransportError) as caught:
-        await LwpProtocol().register(link, CREDENTIALS)
+    registration = await LwpProtocol().prepare(CREDENTIALS)
+    [request] = registration.request()
+    with pytest.raises(TransportError) as caught:
+        registration.reply(reply_to(request, 401))
     assert caught.value.kind == "registration_rejected"
-    assert len(link.sent) == 1  # no ackDiff after a refusal
 
 
 async def test_registration_needs_token_credentials() -> None:
     with pytest.raises(TransportError, match="needs credentials"):
-        await LwpProtocol().register(ScriptedLink([]), None)
+        await LwpProtocol().prepare(None)
 
 
 async def test_a_token_source_that_raises_fails_the_attempt_without_its_message() -> None:
@@ -117,7 +95,7 @@ async def test_a_token_source_that_raises_fails_the_attempt_without_its_message(
 
     credentials = CookieCredentials("unb=42", token_source=broken_source)
     with anyio.fail_after(5), pytest.raises(TransportError) as caught:
-        await LwpProtocol().register(ScriptedLink([]), credentials)
+        await LwpProtocol().prepare(credentials)
     assert caught.value.kind == "credentials"
     assert str(caught.value) == "credentials provider raised OSError"
 

@@ -18,7 +18,7 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 
 from fsm_live.cli import main
-from fsm_live.trace import read_trace
+from fsm_live._runtime.trace import read_trace
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from fsm_live.wakeup import Wakeup
+from fsm_live._runtime.wakeup import Wakeup
 
 pytestmark = pytest.mark.anyio
 

@@ -38,6 +38,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from fsm_live._runtime.inbox import Handler
 from fsm_live.account_credentials import lwp_credentials, read_cookies_file
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
@@ -46,7 +47,6 @@ from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError, ConnectionClosedByApp, ConnectionFailed
-from fsm_live.inbox import Handler
 from fsm_live.protocols import PROTOCOLS
 from fsm_live.render import plain_message, plain_stats, plain_transition, status_panel
 

@@ -1,23 +1,20 @@
 """Failure classification: from exception type, HTTP status and close code.
 
 Never from message text.  A transport names the *kind* of a failure from the
-exception's type (:func:`failure_kind`), or reports the handshake's HTTP status
+exception's type (``fsm_live.transport.errors.failure_kind``), or reports the
+handshake's HTTP status
 or the WebSocket close code; the spec's error table (:class:`Classifier`) maps
 that to a class such as ``network`` or ``terminal``, and the class to an action.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
-import ssl
-
 import attrs
 
 from fsm_live.errors import TransportError
 from fsm_live.spec import ErrorClassSpec, ErrorTable
 
-__all__ = ("Classifier", "Failure", "failure_kind")
+__all__ = ("Classifier", "Failure")
 
 
 @attrs.frozen
@@ -37,34 +34,6 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.error_class}: {self.reason}" if self.reason else self.error_class
-
-
-def failure_kind(exc: BaseException) -> str | None:
-    """The failure kind of an exception, decided by its type (and errno), or None.
-
-    Certificate and hostname failures are ``tls`` (fatal: verification is never
-    switched off silently); an EOF during a TLS handshake is ``eof``.
-    """
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return "tls"
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | EOFError):
-        return "eof"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return "tls"
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
-        return "reset"
-    if isinstance(exc, socket.gaierror):
-        return "dns"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, OSError) and exc.errno in {
-        errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
-        errno.EADDRNOTAVAIL,
-    }:
-        return "unreachable"
-    return None
 
 
 class Classifier:
@@ -107,8 +76,9 @@ class Classifier:
                        retry_after=retry_after)
 
     def classify_exception(self, exc: BaseException, reason: str = "") -> Failure:
-        """Classify an exception by its type; the reason defaults to the type's name."""
-        return self.classify(kind=failure_kind(exc), reason=reason or type(exc).__name__)
+        """Classify an exception that is no transport's (a bug: the default class);
+        the reason is its type's name."""
+        return self.classify(reason=reason or type(exc).__name__)
 
     def classify_error(self, error: TransportError) -> Failure:
         """Classify a transport's error by the facts it carries."""

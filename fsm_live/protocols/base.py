@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import attrs
 
 from fsm_live.credentials import CredentialsProvider
-from fsm_live.transport.base import Link, Message
+from fsm_live.transport.base import Message
 
-__all__ = ("Decoded", "ProtocolAdapter", "SimpleDecoder")
+__all__ = ("Decoded", "ProtocolAdapter", "Registration", "SimpleDecoder")
 
 
 @attrs.frozen
@@ -32,6 +32,26 @@ class Decoded:
     message_id: Hashable | None = None
     heartbeat_ack: str | None = None
     reply: Message | None = None
+
+
+class Registration(Protocol):
+    """A protocol's handshake right after the WebSocket opens, without I/O.
+
+    The engine sends :meth:`request`'s frames, then hands every inbound frame
+    to :meth:`reply` until it accepts or refuses, all under the open timeout.
+    """
+
+    def request(self) -> list[Message]:
+        """The frames to send as soon as the WebSocket is open (e.g. lwp's ``/reg``)."""
+        ...
+
+    def reply(self, frame: Message) -> list[Message] | None:
+        """None when ``frame`` is not the reply (a push that came first: it is kept
+        and delivered once connected); the frames to send next when the server
+        accepted.  Raises :class:`~fsm_live.errors.TransportError` with kind
+        ``registration_rejected`` when it refused.
+        """
+        ...
 
 
 class ProtocolAdapter(Protocol):
@@ -54,15 +74,12 @@ class ProtocolAdapter(Protocol):
         """A new app-level heartbeat: its id and its frame (unused when ``uses_ping``)."""
         ...
 
-    async def register(self, link: Link, credentials: CredentialsProvider | None
-                       ) -> list[Message]:
-        """The handshake right after the WebSocket opens (e.g. registration).
+    async def prepare(self, credentials: CredentialsProvider | None) -> Registration | None:
+        """Await what the registration needs (e.g. an access token) before dialling;
+        None when the protocol has no registration.
 
-        Returns once the server accepted it, with any frames that arrived before
-        the acceptance (the reader processes them first, so nothing is lost).
-        Raises :class:`~fsm_live.errors.TransportError` with kind
-        ``registration_rejected`` when the server refused, or as the link raises.
-        Runs under the open timeout.
+        Raises :class:`~fsm_live.errors.TransportError` (a provider's own
+        exception becomes one of kind ``credentials``).
         """
         ...
 

@@ -32,8 +32,8 @@ import attrs
 
 from fsm_live.credentials import CredentialsProvider, Secret, provider_failures
 from fsm_live.errors import TransportError
-from fsm_live.protocols.base import Decoded
-from fsm_live.transport.base import Link, Message
+from fsm_live.protocols.base import Decoded, Registration
+from fsm_live.transport.base import Message
 
 __all__ = ("LwpCredentials", "LwpProtocol", "UndecodedItem", "new_mid")
 
@@ -116,42 +116,14 @@ class LwpProtocol:
         return mid, json.dumps({"lwp": HEARTBEAT, "headers": {"mid": mid}},
                                separators=(",", ":"))
 
-    async def register(self, link: Link, credentials: CredentialsProvider | None
-                       ) -> list[Message]:
+    async def prepare(self, credentials: CredentialsProvider | None) -> Registration:
+        """Fetch the access token registration sends (raises TransportError)."""
         if not isinstance(credentials, LwpCredentials):
             raise TransportError("lwp registration needs credentials with a token and a "
                                  "device id", kind="registration_rejected")
         with provider_failures():
             token = await credentials.access_token()
-        mid = new_mid()
-        await link.send(json.dumps({"lwp": REGISTER, "headers": {
-            "cache-header": "app-key token ua wv",
-            "app-key": self.app_key,
-            "token": token.reveal(),
-            "ua": self.user_agent,
-            "dt": "j",
-            "wv": "im:3,au:3,sy:6",
-            "sync": "0,0;0;0;",
-            "did": credentials.device_id,
-            "mid": mid,
-        }}, separators=(",", ":")))
-        early: list[Message] = []
-        while True:
-            frame = await link.receive()
-            reply = _parse(frame)
-            if reply is None or "code" not in reply or _mid(reply) != mid:
-                early.append(frame)  # a push before the reply: the reader handles it
-                continue
-            if reply.get("code") != 200:
-                raise TransportError(f"registration rejected (code {reply.get('code')!r})",
-                                     kind="registration_rejected")
-            break
-        now_ms = int(time.time() * 1000)
-        await link.send(json.dumps({"lwp": ACK_DIFF, "headers": {"mid": new_mid()}, "body": [{
-            "pipeline": "sync", "tooLong2Tag": "PNM,1", "channel": "sync", "topic": "sync",
-            "highPts": 0, "pts": now_ms * 1000, "seq": 0, "timestamp": now_ms,
-        }]}, separators=(",", ":")))
-        return early
+        return _LwpRegistration(self, token, credentials.device_id)
 
     def decode(self, frame: Message) -> list[Decoded]:
         value = _parse(frame)
@@ -198,3 +170,43 @@ def _sync_items(value: dict[str, Any]) -> list[Any] | None:
     package = body.get("syncPushPackage") if isinstance(body, dict) else None
     data = package.get("data") if isinstance(package, dict) else None
     return data if isinstance(data, list) else None
+
+
+class _LwpRegistration:
+    """``/reg`` with the token and device id; CONNECTED once the reply to its mid says
+    200; then ``/r/SyncStatus/ackDiff``."""
+
+    __slots__ = ("_device_id", "_mid", "_protocol", "_token")
+
+    def __init__(self, protocol: LwpProtocol, token: Secret, device_id: str) -> None:
+        self._protocol = protocol
+        self._token = token
+        self._device_id = device_id
+        self._mid = new_mid()
+
+    def request(self) -> list[Message]:
+        protocol = self._protocol
+        return [json.dumps({"lwp": REGISTER, "headers": {
+            "cache-header": "app-key token ua wv",
+            "app-key": protocol.app_key,
+            "token": self._token.reveal(),
+            "ua": protocol.user_agent,
+            "dt": "j",
+            "wv": "im:3,au:3,sy:6",
+            "sync": "0,0;0;0;",
+            "did": self._device_id,
+            "mid": self._mid,
+        }}, separators=(",", ":"))]
+
+    def reply(self, frame: Message) -> list[Message] | None:
+        reply = _parse(frame)
+        if reply is None or "code" not in reply or _mid(reply) != self._mid:
+            return None  # a push before the reply: delivered once connected
+        if reply.get("code") != 200:
+            raise TransportError(f"registration rejected (code {reply.get('code')!r})",
+                                 kind="registration_rejected")
+        now_ms = int(time.time() * 1000)
+        return [json.dumps({"lwp": ACK_DIFF, "headers": {"mid": new_mid()}, "body": [{
+            "pipeline": "sync", "tooLong2Tag": "PNM,1", "channel": "sync", "topic": "sync",
+            "highPts": 0, "pts": now_ms * 1000, "seq": 0, "timestamp": now_ms,
+        }]}, separators=(",", ":"))]

@@ -11,8 +11,8 @@ from collections.abc import Hashable
 from typing import Any
 
 from fsm_live.credentials import CredentialsProvider
-from fsm_live.protocols.base import Decoded
-from fsm_live.transport.base import Link, Message
+from fsm_live.protocols.base import Decoded, Registration
+from fsm_live.transport.base import Message
 
 __all__ = ("PingProtocol",)
 
@@ -38,6 +38,5 @@ class PingProtocol:
     def heartbeat(self) -> tuple[str, Message]:
         raise NotImplementedError("the ping protocol's heartbeat is a ping frame")
 
-    async def register(self, link: Link, credentials: CredentialsProvider | None
-                       ) -> list[Message]:
-        return []
+    async def prepare(self, credentials: CredentialsProvider | None) -> Registration | None:
+        return None

@@ -1,94 +1,84 @@
-"""The transport seam: one attempt to open a WebSocket link, and the open link.
+"""The transport seam: one attempt to open a byte link to a WebSocket server.
 
-A :class:`Transport` makes a single connection attempt (it never retries: the
-lifecycle machine owns retrying).  Every failure, at the attempt or on the open
-link, is raised as :class:`~fsm_live.errors.TransportError` carrying the facts
-the spec's error table classifies by; third-party exceptions never escape.
+fsm_live speaks WebSocket itself (websockets' Sans-I/O layer, driven by the
+engine); a transport only opens the bytes underneath: TCP, TLS for ``wss://``,
+a proxy tunnel, or an in-memory pipe in tests.  It makes a single attempt (the
+lifecycle owns retrying) and reports every failure as a
+:class:`~fsm_live.errors.TransportError` carrying the facts the spec's error
+table classifies by (translated in :mod:`fsm_live.transport.errors`, once).
 
-Implementations: ``fsm_live.transport.websocket`` (websockets' client, asyncio
-and trio backends) and ``fsm_live.transport.memory`` (in-memory, for tests).
-All pass the conformance suite in ``tests/transport_conformance.py``.
+Two shapes:
+
+* :class:`Transport`: ``open_stream`` returns an anyio byte stream.  Any
+  backend; the engine reads and writes it with two jobs.
+* :class:`AsyncioTransport` adds ``open_asyncio``, which hands the connection
+  to an ``asyncio.Protocol`` (``loop.create_connection``): no task per link.
+  The default transport has both and fsm_live uses the second on asyncio.
+
+Implementations: :class:`fsm_live.transport.tcp.TcpTransport` (the default)
+and :class:`fsm_live.transport.memory.MemoryTransport` (tests).
 """
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+import asyncio
+import ssl as _ssl
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
+import anyio.abc
 import attrs
 
-__all__ = ("ConnectOptions", "Link", "Message", "Transport")
+__all__ = ("AsyncioTransport", "Message", "Target", "Transport")
 
+#: An application-level WebSocket message: text (``str``) or binary (``bytes``).
 Message = str | bytes
 
 
 @attrs.frozen(kw_only=True)
-class ConnectOptions:
-    """How to make one attempt.
+class Target:
+    """Where one attempt goes.
 
-    ``headers`` are sent with the handshake (e.g. Cookie); they may hold secrets
-    and are never logged.  ``ssl`` None means the default context for ``wss://``:
-    certificate and hostname verification on.  ``compression`` enables
-    permessage-deflate (about 3x the memory per idle connection).
+    ``url`` is the WebSocket URL (checked, see :func:`fsm_live.transport.url.check_url`);
+    ``host``/``port`` what to connect to and ``secure`` whether it is ``wss://``.
+    ``ssl`` None means a default context for ``wss://``: certificate and
+    hostname verification on, never switched off silently.  ``proxy`` is a proxy
+    URL (``http://``, ``socks5h://``, ...) or None for a direct connection.
     """
 
-    open_timeout: float = 10.0
-    close_timeout: float = 5.0
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    max_size: int | None = 1 << 20
-    max_queue: int = 16
-    compression: bool = False
-    ssl: ssl.SSLContext | None = None
-    user_agent: str | None = "fsm_live"
+    url: str
+    host: str
+    port: int
+    secure: bool
+    ssl: _ssl.SSLContext | None = None
+    proxy: str | None = None
+
+    def ssl_context(self) -> _ssl.SSLContext | None:
+        """The context for TLS (None for ``ws://``)."""
+        if not self.secure:
+            return None
+        return self.ssl if self.ssl is not None else _ssl.create_default_context()
 
 
-class Link(Protocol):
-    """An open WebSocket link.  Methods may be called from different tasks.
-
-    After the link breaks or closes, ``send``, ``receive`` and ``ping`` raise
-    :class:`~fsm_live.errors.TransportError` with the close code (1006 when the
-    TCP connection dropped without a close frame).
-    """
-
-    async def send(self, message: Message) -> None:
-        """Send one message (``str`` as a text frame, ``bytes`` as binary)."""
-        ...
-
-    async def receive(self) -> Message:
-        """Wait for and return the next whole message; never a fragment."""
-        ...
-
-    async def ping(self) -> None:
-        """Send a ping frame and return once its pong (or a later one) arrives."""
-        ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close within the attempt's ``close_timeout``, then abort.
-
-        Raises no :class:`~fsm_live.errors.TransportError` (a broken link is simply
-        closed); raises ValueError for a code or reason that cannot be sent
-        (1005, 1006, outside 1000-4999, a reason over 123 bytes).
-        """
-        ...
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code once the link is closed (1006 for an abnormal drop), else None."""
-        ...
-
-
+@runtime_checkable
 class Transport(Protocol):
-    """Makes single connection attempts."""
+    """Opens byte links as anyio streams."""
 
-    def connect(self, url: str, options: ConnectOptions) -> AbstractAsyncContextManager[Link]:
-        """An async context manager: entering dials and completes the WebSocket handshake
-        within ``options.open_timeout``, yielding the open :class:`Link`; leaving closes it
-        (bounded by ``options.close_timeout``).
+    async def open_stream(self, target: Target) -> anyio.abc.ByteStream:
+        """One attempt; the stream is open (TLS done) when it returns.
 
-        Entering raises :class:`~fsm_live.errors.TransportError` (an HTTP error answer
-        as :class:`~fsm_live.errors.HandshakeRejected`, with ``retry_after`` from the
-        Retry-After header when present).  Must be entered and left in the same task.
+        Raises :class:`~fsm_live.errors.TransportError`.  Cancellation stops the
+        attempt and leaves nothing open.
         """
+        ...
+
+
+@runtime_checkable
+class AsyncioTransport(Transport, Protocol):
+    """A transport that can also hand a connection to an ``asyncio.Protocol``."""
+
+    async def open_asyncio(self, target: Target,
+                           protocol: Callable[[], asyncio.Protocol]) -> None:
+        """One attempt with ``loop.create_connection``: returns once the protocol's
+        ``connection_made`` was called.  Raises as :meth:`open_stream` does."""
         ...

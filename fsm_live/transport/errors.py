@@ -14,15 +14,16 @@ exception                                        facts on the TransportError
 ``InvalidStatus`` (HTTP answer other than 101)   :class:`HandshakeRejected`, ``http_status``,
                                                  ``retry_after`` from Retry-After
 ``InvalidURI``, ``InvalidProxy``                 kind ``bad_uri``
-``ProxyError`` (proxy refused or garbled)        kind ``unreachable``
+python-socks' ``ProxyError`` (refused, garbled)  kind ``unreachable``
 ``InvalidMessage`` and other ``InvalidHandshake`` kind of its cause (e.g. ``reset``), else ``eof``
 ``ConnectionClosed``                             ``close_code``: the received close frame's
                                                  code; else the code websockets failed the
                                                  link with (1009 message too big, 1002, 1007);
                                                  else 1006 (abnormal closure)
-``TimeoutError`` (open timeout)                  kind ``timeout``
-``OSError``, ``ssl.SSLError``, ``EOFError``      :func:`~fsm_live.core.classify.failure_kind`
-                                                 (certificate failure -> ``tls``)
+``TimeoutError``                                 kind ``timeout``
+``OSError``, ``ssl.SSLError``, ``EOFError``      :func:`failure_kind` (a certificate or host
+                                                 name failure -> ``tls``, any other TLS
+                                                 failure -> ``tls_handshake``)
 stream errors, exception groups                  the first kind found in ``__cause__`` or in
                                                  the group (trio wraps connect and TLS errors)
 ===============================================  =========================================
@@ -34,10 +35,14 @@ The in-memory transport raises through the same helpers (:func:`closed`,
 from __future__ import annotations
 
 import email.utils
+import errno
 import math
+import socket
+import ssl
 from datetime import UTC, datetime
 
 import anyio
+from python_socks import ProxyError as SocksProxyError
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -48,7 +53,6 @@ from websockets.exceptions import (
 )
 from websockets.frames import EXTERNAL_CLOSE_CODES
 
-from fsm_live.core.classify import failure_kind
 from fsm_live.errors import HandshakeRejected, TransportError
 
 __all__ = (
@@ -58,6 +62,7 @@ __all__ = (
     "close_code_of",
     "closed",
     "failed",
+    "failure_kind",
     "parse_retry_after",
     "rejected",
     "translate",
@@ -93,6 +98,7 @@ _KIND_REASONS = {
     "unreachable": "network unreachable",
     "bad_uri": "invalid WebSocket URI",
     "tls": "TLS certificate or hostname verification failed",
+    "tls_handshake": "TLS handshake failed (does the server speak TLS on this port?)",
     "registration_rejected": "registration rejected",
     "heartbeat_timeout": "heartbeat timed out",
 }
@@ -113,9 +119,11 @@ def _close_name(code: int) -> str:
     return "unknown code"
 
 
-def closed(code: int) -> TransportError:
-    """The error for a link that closed with ``code`` (1006: dropped without a close frame)."""
-    return TransportError(f"closed {code} ({_close_name(code)})", close_code=code)
+def closed(code: int, detail: str | None = None) -> TransportError:
+    """The error for a link that closed with ``code`` (1006: dropped without a close
+    frame); ``detail`` says how, if known (say, "connection reset")."""
+    how = f": {detail}" if detail else ""
+    return TransportError(f"closed {code} ({_close_name(code)}{how})", close_code=code)
 
 
 def failed(kind: str, reason: str | None = None) -> TransportError:
@@ -180,6 +188,38 @@ def check_close(code: int, reason: str) -> None:
         raise ValueError(f"close reason is longer than {_MAX_CLOSE_REASON} bytes")
 
 
+def failure_kind(exc: BaseException) -> str | None:
+    """The failure kind of an exception, decided by its type (and errno), or None.
+
+    Certificate and host name failures are ``tls`` (fatal: verification is never
+    switched off silently); any other TLS failure (say, ``wss://`` to a port that
+    speaks plain HTTP) is ``tls_handshake``; an EOF during a TLS handshake is ``eof``.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | EOFError | anyio.EndOfStream):
+        return "eof"
+    if isinstance(exc, ssl.SSLError):
+        return "tls_handshake"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+                  | anyio.BrokenResourceError):
+        return "reset"
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError) and exc.errno in {
+        errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
+        errno.EADDRNOTAVAIL,
+    }:
+        return "unreachable"
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return "refused"  # e.g. python-socks' ProxyConnectionError
+    return None
+
+
 def _kind(exc: BaseException, depth: int = 0) -> str | None:
     """The failure kind of ``exc``, else of its cause or the exceptions it groups."""
     kind = failure_kind(exc)
@@ -212,7 +252,7 @@ def translate(exc: BaseException, *, closed_by_app: bool = False) -> TransportEr
         return failed("bad_uri")
     if isinstance(exc, ConnectionClosed):
         return closed(close_code_of(exc, closed_by_app=closed_by_app))
-    if isinstance(exc, ProxyError):
+    if isinstance(exc, ProxyError | SocksProxyError):
         return failed("unreachable", "the proxy did not open the connection")
     if isinstance(exc, InvalidHandshake):
         kind = _kind(exc.__cause__) if exc.__cause__ is not None else None
@@ -231,5 +271,5 @@ def translate(exc: BaseException, *, closed_by_app: bool = False) -> TransportEr
 #: the websocket transport adds it, as trio is only imported on that backend.)
 TRANSLATABLE: tuple[type[BaseException], ...] = (
     TransportError, ConnectionClosed, InvalidHandshake, InvalidURI, InvalidProxy,
-    OSError, EOFError, anyio.BrokenResourceError,
+    OSError, EOFError, anyio.BrokenResourceError, anyio.EndOfStream, SocksProxyError,
 )

@@ -1,11 +1,13 @@
-"""An in-memory transport for tests: no sockets, no threads, virtual-time friendly.
+"""An in-memory network for tests: real WebSocket bytes, no sockets, virtual-time friendly.
 
 A :class:`MemoryNetwork` maps URLs to what a server there does; a
-:class:`MemoryTransport` dials into it.  Everything runs on the caller's anyio
-backend (asyncio or trio) and all waiting goes through anyio, so timeouts follow a
-mock clock such as ``trio.testing.MockClock(autojump_threshold=0)``.  Errors are
-raised through :mod:`fsm_live.transport.errors`, so they carry the same facts as
-the websocket transport's (both pass ``tests/transport_conformance.py``).
+:class:`MemoryTransport` opens byte streams into it.  The bytes are real
+WebSocket traffic: the client end is driven by fsm_live's engine, the server end
+by websockets' Sans-I/O ``ServerProtocol`` (the handshake, framing, pings
+answered, the closing handshake), fed synchronously as the client writes, so a
+server costs no task of its own beyond its handler.  Everything runs on the
+caller's anyio backend and all waiting goes through anyio, so timeouts follow a
+mock clock such as ``trio.testing.MockClock(autojump_threshold=0)``.
 
 What a URL does, set by the test::
 
@@ -17,15 +19,15 @@ What a URL does, set by the test::
             await link.send(await link.receive())
 
     async with network.serve("ws://chat/", echo):   # runs echo per connection
-        async with transport.connect("ws://chat/", ConnectOptions()) as link: ...
+        async with fsm_live.connect("ws://chat/", transport=transport) as conn: ...
 
-    network.reject("ws://busy/", 503, retry_after=7)  # HandshakeRejected, retry_after 7.0
-    network.refuse("ws://down/", kind="reset")        # TransportError(kind="reset")
-    network.stall("ws://slow/")                       # the handshake never completes:
-                                                      # TransportError(kind="timeout")
-    network.black_hole("ws://void/")                  # opens, then never answers
+    network.reject("ws://busy/", 503, retry_after=7)  # HTTP 503 with Retry-After: 7
+    network.refuse("ws://down/", kind="reset")        # the attempt fails: kind reset
+    network.stall("ws://slow/")                       # the connect never completes
+    network.black_hole("ws://void/")                  # the handshake completes, then
+                                                      # nothing answers
     network.restore("ws://busy/")                     # undo the above: back to the server
-    # a URL nothing is set for refuses: TransportError(kind="refused")
+    # a URL nothing is set for refuses: kind refused
     network.attempts("ws://chat/")                    # attempts so far, whatever came of them
 
 ``reject``, ``refuse``, ``stall`` and ``black_hole`` set an *override*: it takes
@@ -35,123 +37,272 @@ until :meth:`MemoryNetwork.restore`; the latest override wins.  While several
 
 A server handler gets a :class:`ServerLink`: it can ``receive``/``send``, ``close``
 with any code, ``drop()`` the connection without a close frame (the client sees
-1006), or ``black_hole()`` it: from then on the server end neither reads nor
-writes, answers no ping and no close (a half-open connection).  Pings are
-otherwise answered at once, and close frames echoed, as websockets does in the
-background whatever the handler is doing.  When a handler returns, its link is
-closed with 1000; when it raises, with 1011 and the exception propagates out of
-``serve`` (so a broken test server fails the test).  Leaving ``serve`` closes its
-open links with 1001 (going away) and cancels its handlers.
+its stream end: 1006), ``reset()`` it (the client's stream breaks), stop reading
+(``pause_reading()``: the client's writes wait once :data:`PIPE_LIMIT` bytes are
+pending), or ``black_hole()`` it: from then on the server end discards what it
+reads and writes nothing, not even a pong (a half-open connection).  When a
+handler returns, its link is closed with 1000; when it raises, with 1011 and the
+exception propagates out of ``serve`` (so a broken test server fails the test).
+Leaving ``serve`` closes its open links with 1001 (going away) and cancels its
+handlers.
 
-Buffers are unbounded (there is no flow control), and messages arrive in order,
-after any message sent before them; the close frame or drop comes last.
+Each direction buffers at most :data:`PIPE_LIMIT` bytes before a writer waits
+(control frames excepted), as on TCP, so a peer that stops reading pushes back.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
-from websockets.exceptions import InvalidURI
-from websockets.uri import parse_uri
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
 
-from fsm_live.errors import TransportError
-from fsm_live.spec import FAILURE_KINDS
+from fsm_live.errors import FAILURE_KINDS, TransportError
 from fsm_live.transport import errors
-from fsm_live.transport.base import ConnectOptions, Message
+from fsm_live.transport.base import Message, Target
 
-__all__ = ("MemoryLink", "MemoryNetwork", "MemoryServer", "MemoryTransport", "ServerHandler",
+__all__ = ("PIPE_LIMIT", "MemoryNetwork", "MemoryServer", "MemoryTransport", "ServerHandler",
            "ServerLink", "echo")
 
 ServerHandler = Callable[["ServerLink"], Awaitable[None]]
 
-_ABNORMAL = errors.ABNORMAL_CLOSURE
-_GOING_AWAY = 1001
-_INTERNAL_ERROR = 1011
-_MESSAGE_TOO_BIG = 1009
-# How long the server end waits for a close to be answered (the client end uses the
-# attempt's close_timeout); websockets' default.
-_SERVER_CLOSE_TIMEOUT = 10.0
+#: Bytes each direction of an in-memory connection buffers before a writer waits.
+PIPE_LIMIT: Final = 256 * 1024
+_GOING_AWAY: Final = 1001
+_INTERNAL_ERROR: Final = 1011
+#: How long a server end waits for the client to answer a close it started.
+_SERVER_CLOSE_TIMEOUT: Final = 10.0
+_LOGGER: Final = logging.getLogger("fsm_live.transport.memory")
+
+
+class _ToClient:
+    """Bytes from the server to the client, in order, then the end (EOF or broken)."""
+
+    def __init__(self) -> None:
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.eof = False
+        self.broken = False
+        self._changed = anyio.Event()
+
+    def changed(self) -> anyio.Event:
+        return self._changed
+
+    def wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def write(self, data: bytes) -> None:
+        if not (self.eof or self.broken) and data:
+            self.chunks.append(data)
+            self.size += len(data)
+            self.wake()
+
+    def end(self, broken: bool = False) -> None:
+        self.eof = True
+        self.broken = self.broken or broken
+        if broken:
+            self.chunks.clear()
+            self.size = 0
+        self.wake()
+
+
+class _ClientStream(anyio.abc.ByteStream):
+    """The client's end: an anyio byte stream whose writes feed the server end."""
+
+    def __init__(self, server: ServerLink) -> None:
+        self._server = server
+        self._closed = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        incoming = self._server._to_client
+        while not incoming.chunks:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if incoming.broken:
+                raise anyio.BrokenResourceError
+            if incoming.eof:
+                raise anyio.EndOfStream
+            await incoming.changed().wait()
+        await anyio.lowlevel.checkpoint()
+        chunk = incoming.chunks.popleft()
+        if len(chunk) > max_bytes:
+            chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
+            incoming.chunks.appendleft(rest)
+        incoming.size -= len(chunk)
+        incoming.wake()  # room for the server's writer
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        await anyio.lowlevel.checkpoint()
+        server = self._server
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if server._to_client.broken or server._reset:
+                raise anyio.BrokenResourceError
+            if server._pending_size < PIPE_LIMIT:
+                break
+            await server._room.wait()
+        server._receive(bytes(item))
+
+    async def send_eof(self) -> None:
+        self._server._receive_eof()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._server._receive_eof()
+        await anyio.lowlevel.checkpoint()
+
 
 
 @attrs.frozen
 class _CloseMark:
-    """The last item of an inbox: the link closed with ``code``."""
+    """The last item a server link receives: the connection closed with ``code``."""
 
     code: int
 
 
-class _End:
-    """One end of an in-memory link; the peer is the other end."""
+class ServerLink:
+    """The server end of an in-memory WebSocket, handed to a server handler.
 
-    def __init__(self, *, max_size: int | None, close_timeout: float) -> None:
+    ``url`` is the URL dialled and ``request_headers`` the handshake's headers.
+    ``send``/``receive`` raise :class:`~fsm_live.errors.TransportError` with the
+    close code once the connection is closed.
+    """
+
+    def __init__(self, url: str, *, reject: tuple[int, str | None] | None = None,
+                 on_open: Callable[[ServerLink], None] | None = None) -> None:
+        self.url = url
+        self.request_headers: Mapping[str, str] = {}
+        self._reject = reject
+        self._on_open = on_open
+        self._protocol = ServerProtocol(max_size=None, logger=_LOGGER)
+        self._to_client = _ToClient()
         self._inbox: collections.deque[Message | _CloseMark] = collections.deque()
         self._readable = anyio.Event()
         self._closed = anyio.Event()
         self._close_code: int | None = None
-        self._closing = False
         self._black_holed = False
-        self._max_size = max_size
-        self._close_timeout = close_timeout
-        self._peer: _End = self
+        self._reset = False
+        self._reading = True
+        self._pending: collections.deque[bytes] = collections.deque()  # while not reading
+        self._pending_size = 0
+        self._room = anyio.Event()
+        self._fragments: list[bytes] = []
+        self._fragments_text = False
 
-    # -- what the other end (or the network) does to this end, synchronously
+    # -- fed by the client's writes (synchronously) ----------------------------------------
+
+    def _receive(self, data: bytes) -> None:
+        if self._black_holed or self._closed.is_set():
+            return
+        if not self._reading:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            return
+        protocol = self._protocol
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Request):
+                self._answer(event)
+            elif isinstance(event, Frame):
+                self._on_frame(event)
+        self._write_out()
+
+    def _receive_eof(self) -> None:
+        if not self._black_holed:
+            self._protocol.receive_eof()
+            self._write_out()
+        self._ended()
+
+    def _answer(self, request: Request) -> None:
+        protocol = self._protocol
+        self.request_headers = dict(request.headers.raw_items())
+        if self._reject is None:
+            response = protocol.accept(request)
+        else:
+            status, retry_after = self._reject
+            response = protocol.reject(status, "rejected by the memory network\n")
+            if retry_after is not None:
+                response.headers["Retry-After"] = retry_after
+        protocol.send_response(response)
+        if protocol.state is OPEN and self._on_open is not None:
+            self._on_open(self)
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            if opcode is not Opcode.CONT:
+                self._fragments_text = opcode is Opcode.TEXT
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments.clear()
+                self._deliver(data.decode() if self._fragments_text else data)
+        elif opcode is Opcode.CLOSE:
+            close = self._protocol.close_rcvd
+            self._close_code = close.code if close is not None else 1005
+
+    def _write_out(self) -> None:
+        for data in self._protocol.data_to_send():
+            if data:
+                self._to_client.write(data)
+            else:  # the server closes the TCP connection after the closing handshake
+                self._to_client.end()
+                self._ended()
 
     def _deliver(self, item: Message | _CloseMark) -> None:
         self._inbox.append(item)
-        readable, self._readable = self._readable, anyio.Event()
-        readable.set()
+        self._readable.set()
+        self._readable = anyio.Event()
 
-    def _terminate(self, code: int) -> None:
-        """Mark this end closed with ``code``: after what is queued, receive raises."""
+    def _ended(self) -> None:
+        if self._closed.is_set():
+            return
         if self._close_code is None:
-            self._close_code = code
-            self._deliver(_CloseMark(code))
-            self._closed.set()
+            close = self._protocol.close_rcvd
+            self._close_code = close.code if close is not None else errors.ABNORMAL_CLOSURE
+        self._deliver(_CloseMark(self._close_code))
+        self._closed.set()
+        self._room.set()
 
-    def _silent(self) -> bool:
-        """True when frames between the two ends go nowhere (either is black-holed)."""
-        return self._black_holed or self._peer._black_holed
-
-    def _close_now(self, code: int) -> None:
-        """A close answered at once: both ends closed with ``code``."""
-        self._peer._terminate(code)
-        self._terminate(code)
-
-    # -- the Link methods
+    # -- the handler's API -----------------------------------------------------------------
 
     @property
     def close_code(self) -> int | None:
-        """The close code once closed (1006 when dropped without a close frame), else None."""
-        return self._close_code
-
-    async def _raise_closed(self) -> None:
-        if self._closing:  # like websockets: wait for the close to finish, then raise
-            await self._closed.wait()
-        if self._close_code is not None:
-            raise errors.closed(self._close_code)
+        """The close code once closed (1006 when it ended without a close frame)."""
+        return self._close_code if self._closed.is_set() else None
 
     async def send(self, message: Message) -> None:
-        """Send one message; raises TransportError with the close code once closed."""
+        """Send one message (``str`` as text, ``bytes`` as binary); waits while the
+        client has :data:`PIPE_LIMIT` bytes unread."""
         if not isinstance(message, str | bytes):
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
         await anyio.lowlevel.checkpoint()
-        await self._raise_closed()
-        if self._silent():
+        while not self._closed.is_set() and self._to_client.size >= PIPE_LIMIT:
+            await self._to_client.changed().wait()
+        if self._closed.is_set() or self._protocol.state is not OPEN:
+            raise errors.closed(self._close_code or errors.ABNORMAL_CLOSURE)
+        if self._black_holed:
             return
-        peer = self._peer
-        size = len(message.encode()) if isinstance(message, str) else len(message)
-        if peer._max_size is not None and size > peer._max_size:
-            # The receiver fails the link with 1009 (and stops reading), as websockets does.
-            self._close_now(_MESSAGE_TOO_BIG)
-            return
-        peer._deliver(message)
+        if isinstance(message, str):
+            self._protocol.send_text(message.encode())
+        else:
+            self._protocol.send_binary(message)
+        self._write_out()
 
     async def receive(self) -> Message:
         """The next message; raises TransportError with the close code once closed."""
@@ -164,69 +315,32 @@ class _End:
         self._inbox.popleft()
         return item
 
-    async def ping(self) -> None:
-        """Return once the pong arrives: at once, unless one end is black-holed
-        (then when the link closes, raising TransportError)."""
-        await anyio.lowlevel.checkpoint()
-        await self._raise_closed()
-        if self._silent():
-            await self._closed.wait()
-            await self._raise_closed()
-
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close; if the peer does not answer, wait ``close_timeout`` and abort (1006).
-
-        Raises no TransportError; ValueError for a code or reason that cannot be sent.
-        """
+        """Close with ``code``; wait for the client's answer up to 10 s, then drop."""
         errors.check_close(code, reason)
-        if self._closing or self._close_code is not None:
-            await self._closed.wait()
-            return
-        self._closing = True
-        try:
-            await anyio.lowlevel.checkpoint()
-            if self._black_holed:
-                self._terminate(_ABNORMAL)  # a dead end sends nothing at all
-            elif self._peer._black_holed:
-                with anyio.move_on_after(self._close_timeout):
-                    await self._closed.wait()
-                self._close_now(_ABNORMAL)  # no answer: abort
-            else:
-                self._close_now(code)
-        except BaseException:
-            self._close_now(_ABNORMAL)  # cancelled mid-close: abort, and re-raise
-            raise
-        finally:
-            self._closing = False
-
-
-class MemoryLink(_End):
-    """The client end of an in-memory link; implements :class:`~fsm_live.transport.base.Link`."""
-
-
-class ServerLink(_End):
-    """The server end of an in-memory link, handed to a server handler.
-
-    ``url`` is the URL dialled and ``request_headers`` the handshake's headers
-    (``ConnectOptions.headers`` plus ``User-Agent`` when set).
-    """
-
-    def __init__(self, url: str, request_headers: Mapping[str, str]) -> None:
-        super().__init__(max_size=None, close_timeout=_SERVER_CLOSE_TIMEOUT)
-        self.url = url
-        self.request_headers = request_headers
+        if self._protocol.state is OPEN and not self._black_holed:
+            self._protocol.send_close(code, reason)
+            self._write_out()
+            with anyio.move_on_after(_SERVER_CLOSE_TIMEOUT):
+                await self._closed.wait()
+        self.drop()
 
     def drop(self) -> None:
-        """Drop the connection without a close frame: both ends closed with 1006."""
-        self._close_now(_ABNORMAL)
+        """End the connection without a close frame: the client sees its stream end."""
+        self._to_client.end()
+        self._ended()
+
+    def reset(self) -> None:
+        """Break the connection (a TCP reset): the client's reads and writes fail."""
+        self._reset = True
+        self._to_client.end(broken=True)
+        self._ended()
 
     def black_hole(self) -> None:
-        """Stop answering: from now on this end neither reads nor writes.
-
-        The client's messages vanish, its pings and its close go unanswered (so its
-        ``close()`` takes ``close_timeout`` and ends with 1006), and it receives
-        nothing more: a half-open connection, found only by a heartbeat timeout.
-        """
+        """Stop answering: from now on this end discards what it reads and writes
+        nothing.  The client's messages vanish, its pings and its close go unanswered
+        (so its close takes ``close_timeout``): a half-open connection, found only by
+        a heartbeat timeout."""
         self._black_holed = True
 
     @property
@@ -234,8 +348,22 @@ class ServerLink(_End):
         """True once :meth:`black_hole` was called."""
         return self._black_holed
 
+    def pause_reading(self) -> None:
+        """Stop reading: the client's bytes wait (its writes block past PIPE_LIMIT)."""
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        """Read again, starting with what waited."""
+        self._reading = True
+        pending, self._pending = self._pending, collections.deque()
+        self._pending_size = 0
+        for data in pending:
+            self._receive(data)
+        self._room.set()
+        self._room = anyio.Event()
+
     async def wait_closed(self) -> int:
-        """Wait until the link is closed; return its close code."""
+        """Wait until the connection is closed; return its close code."""
         await self._closed.wait()
         assert self._close_code is not None
         return self._close_code
@@ -243,7 +371,7 @@ class ServerLink(_End):
 
 class MemoryServer:
     """A server handler registered at a URL: an async context manager, from
-    :meth:`MemoryNetwork.serve`.  ``links`` are the server ends accepted so far."""
+    :meth:`MemoryNetwork.serve`.  ``links`` are the server ends opened so far."""
 
     def __init__(self, network: MemoryNetwork, url: str, handler: ServerHandler) -> None:
         self._network = network
@@ -269,28 +397,37 @@ class MemoryServer:
         assert self._task_group is not None
         self._network._servers[self._url].remove(self)
         for link in self.links:
-            if not link.black_holed:
-                link._close_now(_GOING_AWAY)
+            if not link.black_holed and link.close_code is None \
+                    and link._protocol.state is OPEN:
+                link._protocol.send_close(_GOING_AWAY)
+                link._write_out()
         self._task_group.cancel_scope.cancel()
         # The body's exception propagates as it is, not wrapped in an exception group.
         await self._task_group.__aexit__(None, None, None)
         return None
 
-    def _accept(self, link: ServerLink) -> None:
+    def _opened(self, link: ServerLink) -> None:
         assert self._task_group is not None
         self.links.append(link)
         # The name says "transport.memory": tests tell the server's tasks from theirs.
-        self._task_group.start_soon(self._run, link, name=f"fsm_live.transport.memory {link.url}")
+        self._task_group.start_soon(self._run, link,
+                                    name=f"fsm_live.transport.memory {self._url}")
 
     async def _run(self, link: ServerLink) -> None:
         try:
             await self._handler(link)
+        except TransportError:
+            return  # the connection closed under the handler
         except Exception:
             if not link.black_holed:
-                link._close_now(_INTERNAL_ERROR)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(0.1):
+                    await link.close(_INTERNAL_ERROR)
             raise
-        if not link.black_holed:
+        if not link.black_holed and link.close_code is None:
             await link.close(1000)
+
+
+# -- the network ---------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -353,7 +490,7 @@ class MemoryNetwork:
         self._overrides[url] = _Refuse(kind)
 
     def stall(self, url: str) -> None:
-        """Never complete handshakes at ``url``: attempts end at their open_timeout;
+        """Never complete connects to ``url``: attempts end at their open timeout;
         an override."""
         self._overrides[url] = _Stall()
 
@@ -374,41 +511,23 @@ class MemoryNetwork:
         """How many attempts were made at ``url``, whatever came of them."""
         return self._attempts[url]
 
-    async def _open(self, url: str, options: ConnectOptions) -> MemoryLink:
+    async def _open(self, target: Target) -> anyio.abc.ByteStream:
+        url = target.url
         self._attempts[url] += 1
-        try:
-            parse_uri(url)
-        except InvalidURI as exc:
-            raise errors.translate(exc) from exc
-        try:
-            with anyio.fail_after(options.open_timeout):
-                await anyio.lowlevel.checkpoint()
-                servers = self._servers.get(url)
-                route: _Override | MemoryServer | None = self._overrides.get(url)
-                if route is None and servers:
-                    route = servers[-1]
-                if isinstance(route, _Stall):
-                    await anyio.sleep_forever()
-        except TimeoutError as exc:
-            raise errors.translate(exc) from exc
-        if route is None:
-            raise errors.failed("refused")
+        await anyio.lowlevel.checkpoint()
+        route = self._overrides.get(url)
+        servers = self._servers.get(url)
+        if isinstance(route, _Stall):
+            await anyio.sleep_forever()
         if isinstance(route, _Refuse):
             raise errors.failed(route.kind)
         if isinstance(route, _Reject):
-            raise errors.rejected(route.status, route.retry_after)
-        headers = dict(options.headers)
-        if options.user_agent is not None:
-            headers.setdefault("User-Agent", options.user_agent)
-        client = MemoryLink(max_size=options.max_size, close_timeout=options.close_timeout)
-        server = ServerLink(url, headers)
-        client._peer, server._peer = server, client
+            return _ClientStream(ServerLink(url, reject=(route.status, route.retry_after)))
         if isinstance(route, _BlackHole):
-            server.black_hole()
-        else:
-            assert isinstance(route, MemoryServer)
-            route._accept(server)
-        return client
+            return _ClientStream(ServerLink(url, on_open=ServerLink.black_hole))
+        if not servers:
+            raise errors.failed("refused")
+        return _ClientStream(ServerLink(url, on_open=servers[-1]._opened))
 
 
 class MemoryTransport:
@@ -417,39 +536,13 @@ class MemoryTransport:
     def __init__(self, network: MemoryNetwork) -> None:
         self.network = network
 
-    def connect(self, url: str, options: ConnectOptions) -> _Attempt:
-        """One attempt; see :meth:`fsm_live.transport.base.Transport.connect`."""
-        return _Attempt(self.network, url, options)
-
-
-class _Attempt:
-    def __init__(self, network: MemoryNetwork, url: str, options: ConnectOptions) -> None:
-        self._network = network
-        self._url = url
-        self._options = options
-        self._link: MemoryLink | None = None
-
-    async def __aenter__(self) -> MemoryLink:
-        if self._link is not None:
-            raise RuntimeError("an attempt can be entered only once")
-        self._link = await self._network._open(self._url, self._options)
-        return self._link
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._link is not None, "__aexit__ without __aenter__"
-        with anyio.CancelScope(shield=True):  # cleanup, bounded by close_timeout
-            await self._link.close()
+    async def open_stream(self, target: Target) -> anyio.abc.ByteStream:
+        """One attempt; see :meth:`fsm_live.transport.base.Transport.open_stream`."""
+        return await self.network._open(target)
 
 
 async def echo(link: ServerLink) -> None:
     """A server handler that sends every message back until the link closes."""
-    try:
+    with contextlib.suppress(TransportError):
         while True:
             await link.send(await link.receive())
-    except TransportError:
-        pass

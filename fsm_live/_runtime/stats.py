@@ -38,7 +38,6 @@ class Stats:
     cookie_refreshes: int
     buffered: int
     tasks_alive: int
-    stuck_tasks: int
 
 
 @attrs.define

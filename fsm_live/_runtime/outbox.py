@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
+from fsm_live._runtime.wakeup import Wakeup
 from fsm_live.errors import BufferFull
 from fsm_live.transport.base import Message
-from fsm_live.wakeup import Wakeup
 
 __all__ = ("Outbox",)
 
