@@ -14,7 +14,9 @@ Faults, as the memory network expresses them:
 ``close CODE``     :meth:`ServerLink.close` with CODE on every open link
 ``restart D``      close every open link with 1012, and refuse new attempts for D
 ``reject S xN``    the next N handshakes that reach the server are answered HTTP S
-                   (only for clients dialling through :attr:`MemoryLwpServer.transport`)
+                   (only for clients dialling through :attr:`MemoryLwpServer.transport`;
+                   the answer is the URL's override during that one attempt, so an
+                   attempt by another client at the very same moment meets it too)
 ``refuse-reg xN``  the next N registrations are answered 401
 ``blackhole D``    for D, frames are read and dropped and nothing is pushed (unlike the
                    socket server, a handshake is not held: the registration's answer is
