@@ -1,29 +1,34 @@
 """The demo: one lwp client kept alive through a scripted series of faults.
 
-:func:`run_demo` starts, in one process on anyio's asyncio backend, an
-:class:`~fsm_live.testing.lwp_server.LwpServer`, a
-:class:`~fsm_live.testing.proxy.FaultProxy` in front of it, and a
-:class:`~fsm_live.connection.LiveConnection` (protocol ``lwp``) that dials the
-proxy.  The client's access token comes from the server's ``GET /token``
-through the proxy (:class:`~fsm_live.token_http.HttpTokenSource`), so its
-escalation, a re-login that fetches a fresh token, fails while the network is
-down, as a real one would.  Then the story runs; each step starts at its share
-of ``duration`` (or once the previous step finished, if later) and waits for
-the outcome it provokes:
+:func:`run_demo` runs the story against a
+:class:`~fsm_live.testing.demo_environments.DemoEnvironment`: by default
+(``fsm-live demo``) a :class:`~fsm_live.testing.lwp_server.LwpServer` and a
+:class:`~fsm_live.testing.proxy.FaultProxy` in front of it on 127.0.0.1, on
+anyio's asyncio backend; in tests an in-memory one, in virtual time.  The
+client is a :class:`~fsm_live.connection.LiveConnection` (protocol ``lwp``)
+that dials through the network; its ``on_message`` handler takes and counts
+every message, as an application would.  Its access token comes from the
+server's token endpoint across the network, so its escalation, a re-login that
+fetches a fresh token, fails while the network is down, as a real one would.
+Then the story runs; each step starts at its share of ``duration`` (or once the
+previous step finished, if later) and waits for the outcome it provokes:
 
 1. a clean session: pushes of several items, some of them duplicates (dropped),
    a few messages sent; it lasts until the token refresh task fetched a new token
    and applied it by a planned ``rotate``;
-2. a half-open link: the proxy swallows everything both ways; only the heartbeat
-   timeout notices (``lost``), then the proxy heals;
+2. a half-open link: the network swallows everything both ways; only the heartbeat
+   timeout notices (``lost``), then the network heals;
 3. a server restart: every connection closed with 1012, nothing listening for
    a moment (``connect_failed``: refused), then back;
 4. a dropped link whose reconnect is answered HTTP 401: one credential refresh,
    one immediate retry, CONNECTED;
 5. a terminal close (4500): FAILED; the escalation (re-login) succeeds: ``reset``;
-6. the proxy goes down: ``max_failures`` failures in a row, ``give_up``, FAILED;
-   the escalation cannot reach the server: FAILED for good;
-7. the network comes back, and the application closes the connection: CLOSED.
+6. the network goes down for long enough: ``max_failures`` failures in a row,
+   ``give_up``, FAILED; the escalation cannot reach the server; after
+   ``failed_retry_delay`` the connection retries by itself (``recover``), and
+   again each time it gives up while the network stays down;
+7. the network comes back: the connection gets CONNECTED by itself;
+8. the application closes the connection: CLOSED.
 
 Every transition goes to the trace file; :func:`summarize` counts edges and
 failure classes from the trace's records and checks them against the
@@ -52,6 +57,12 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import FAILURE_TRIGGERS
 from fsm_live.credentials import CookieCredentials, Secret
 from fsm_live.errors import FsmLiveError
+from fsm_live.testing.demo_environments import (
+    ITEMS_PER_PUSH,
+    PUSH_INTERVAL,
+    DemoEnvironment,
+    SocketEnvironment,
+)
 from fsm_live.testing.fault_schedule import (
     CloseConnections,
     Drop,
@@ -59,13 +70,13 @@ from fsm_live.testing.fault_schedule import (
     Reject,
     Restart,
 )
-from fsm_live.testing.lwp_server import FaultEvent, LwpServer, LwpServerStats
-from fsm_live.testing.proxy import FaultProxy, Faults
-from fsm_live.token_http import HttpTokenSource, TokenFetchFailed
+from fsm_live.testing.lwp_service import FaultEvent, LwpServerStats
+from fsm_live.token_http import TokenFetchFailed
 
 __all__ = (
     "DEFAULT_DURATION",
     "MIN_DURATION",
+    "DemoEnvironment",
     "DemoEvent",
     "DemoObserver",
     "DemoReport",
@@ -86,6 +97,9 @@ DEMO_COOKIES: Final = "unb=2206600001; cna=demo-cna; _m_h5_tk=demo-h5"
 #: How long the server is down in the restart step: shorter than the client's
 #: smallest two backoff delays, so the restart alone never exhausts max_failures.
 RESTART_DOWNTIME: Final = 0.25
+#: FAILED retries by itself after this (jittered to 50-100 %): short enough that it
+#: happens at least once while the network is down, even in a 15 s story.
+FAILED_RETRY_DELAY: Final = 2.0
 #: Triggers whose records carry a failure (their reason reads ``class: why``).
 _FAILURE_TRIGGERS: Final = frozenset({*FAILURE_TRIGGERS, "fatal"})
 _POLL: Final = 0.05  # the longest a step waits before checking its outcome again
@@ -100,7 +114,7 @@ def demo_config(duration: float) -> Config:
 
     Heartbeat every 1 s, lost after 3 s of silence, stable after 2 s; a token
     refresh a fifth of the way into the run; backoff 0.15-2 s; FAILED after 3
-    failures in a row.
+    failures in a row, and out of it by itself 1-2 s later (after retryable ones).
     """
     return Config(
         heartbeat_interval=1.0,
@@ -111,6 +125,7 @@ def demo_config(duration: float) -> Config:
         backoff=ExponentialJitter(initial=0.25, maximum=2.0, floor=0.15),
         planned_reconnect_delay=0.5,
         max_failures=3,
+        failed_retry_delay=FAILED_RETRY_DELAY,
         open_timeout=2.0,
         close_timeout=1.0,
     )
@@ -141,6 +156,9 @@ class DemoObserver(Protocol):
     def event(self, event: DemoEvent) -> None:
         """A step started, a fault was injected, or a note."""
 
+    def messages_taken(self, count: int) -> None:
+        """The application took a message; ``count`` so far (called per message: be quick)."""
+
 
 @attrs.frozen
 class DemoSummary:
@@ -160,12 +178,17 @@ class DemoSummary:
 
 @attrs.frozen
 class DemoReport:
-    """What :func:`run_demo` returns."""
+    """What :func:`run_demo` returns.
+
+    ``messages_taken`` is how many messages the application's ``on_message``
+    handler took (every message the connection delivered).
+    """
 
     trace: Path
     summary: DemoSummary
     server: LwpServerStats
     events: tuple[DemoEvent, ...]
+    messages_taken: int
 
 
 def summarize(records: list[dict[str, Any]], stats: Stats) -> DemoSummary:
@@ -184,22 +207,44 @@ def summarize(records: list[dict[str, Any]], stats: Stats) -> DemoSummary:
 
 
 async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION,
-                   seed: int = 1, trace: Path) -> DemoReport:
-    """Run the story for about ``duration`` seconds; the trace goes to ``trace``
-    (overwritten).  Needs anyio's asyncio backend.
+                   seed: int = 1, trace: Path,
+                   environment: DemoEnvironment | None = None) -> DemoReport:
+    """Run the story for about ``duration`` seconds in ``environment`` (default: a
+    :class:`~fsm_live.testing.demo_environments.SocketEnvironment`, which needs
+    anyio's asyncio backend); the trace goes to ``trace`` (overwritten).  ``seed``
+    seeds the client's jitter.
 
-    Raises :class:`StoryStuck` when a step does not reach its outcome in time,
-    and ValueError for a ``duration`` below :data:`MIN_DURATION`.
+    Raises :class:`StoryStuck` when a step does not reach its outcome in time (as
+    it is: never inside an exception group, even if stopping the environment
+    failed too; that failure is logged), and ValueError for a ``duration`` below
+    :data:`MIN_DURATION`.
     """
     if not MIN_DURATION <= duration < math.inf:
         raise ValueError(f"the demo needs a duration of at least {MIN_DURATION:g} s")
-    await anyio.Path(trace).write_text("", encoding="utf-8")
+    # Synchronous on purpose (an empty write): waiting for a worker thread would let
+    # a mock clock jump to the next deadline meanwhile.
+    trace.write_text("", encoding="utf-8")  # noqa: ASYNC240
     story = _Story(observer, duration, seed, trace)
-    return await story.run()
+    if environment is None:
+        environment = SocketEnvironment(seed=seed)
+    stuck: StoryStuck | None = None
+    try:
+        async with environment as env:
+            try:
+                return await story.run(env)
+            except StoryStuck as exc:
+                stuck = exc  # raised below, once the environment has stopped
+    except Exception:
+        if stuck is None:
+            raise
+        logger.warning("stopping the demo's environment after it got stuck failed too",
+                       exc_info=True)
+    assert stuck is not None, "the story neither returned nor got stuck"
+    raise stuck
 
 
 class _Story:
-    """The demo's objects and its steps (one instance per run)."""
+    """The demo's client and its steps (one instance per run)."""
 
     def __init__(self, observer: DemoObserver, duration: float, seed: int,
                  trace: Path) -> None:
@@ -210,37 +255,38 @@ class _Story:
         self.events: list[DemoEvent] = []
         self.started_at = 0.0
         self.sent = 0
+        self.taken = 0
 
     # -- the run ---------------------------------------------------------------------------
 
-    async def run(self) -> DemoReport:
-        async with LwpServer(push_interval=0.5, items_per_push=3, duplicate_every=2) as server, \
-                FaultProxy(upstream=("127.0.0.1", server.port), seed=self.seed) as proxy:
-            self.server, self.proxy = server, proxy
-            host, port = proxy.address
-            credentials = CookieCredentials(
-                Secret(DEMO_COOKIES),
-                token_source=HttpTokenSource(f"http://{host}:{port}/token", timeout=2.0),
-                escalation=self._relogin)
-            self.credentials = credentials
-            conn = LiveConnection(
-                f"ws://{host}:{port}/", protocol="lwp", config=demo_config(self.duration),
-                credentials=credentials, trace=self.trace,
-                random=random.Random(self.seed).random)
-            self.conn = conn
-            self.observer.attach(conn, self.duration)
-            conn.on_transition(self.observer.transition)
-            server.on_fault(self._server_fault)
-            async with conn:
-                self.started_at = conn.started_at
-                for step in (self._clean_session, self._half_open, self._restart,
-                             self._unauthorized, self._terminal_close, self._give_up,
-                             self._finish):
-                    await step()
-            stats = conn.stats()
-            server_stats = server.stats()
+    async def run(self, env: DemoEnvironment) -> DemoReport:
+        self.env = env
+        credentials = CookieCredentials(Secret(DEMO_COOKIES), token_source=env.fetch_token,
+                                        escalation=self._relogin)
+        self.credentials = credentials
+        conn = LiveConnection(
+            env.url, protocol="lwp", config=demo_config(self.duration),
+            credentials=credentials, transport=env.transport, trace=self.trace,
+            on_message=self._take, random=random.Random(self.seed).random)
+        self.conn = conn
+        self.observer.attach(conn, self.duration)
+        conn.on_transition(self.observer.transition)
+        env.on_fault(self._server_fault)
+        async with conn:
+            self.started_at = conn.started_at
+            for step in (self._clean_session, self._half_open, self._restart,
+                         self._unauthorized, self._terminal_close, self._network_down,
+                         self._network_back, self._finish):
+                await step()
+        stats = conn.stats()
         summary = summarize(read_trace(self.trace), stats)
-        return DemoReport(self.trace, summary, server_stats, tuple(self.events))
+        return DemoReport(self.trace, summary, env.server_stats(), tuple(self.events),
+                          self.taken)
+
+    async def _take(self, message: object) -> None:
+        """The application's on_message handler: take the message, count it."""
+        self.taken += 1
+        self.observer.messages_taken(self.taken)
 
     async def _relogin(self) -> bool:
         """The escalation hook: log in again (a fresh token over the network)."""
@@ -254,8 +300,8 @@ class _Story:
     # -- the steps -------------------------------------------------------------------------
 
     async def _clean_session(self) -> None:
-        self._step("clean session: pushes of 3 items every 0.5 s, some duplicated; "
-                   "a token refresh is due after "
+        self._step(f"clean session: pushes of {ITEMS_PER_PUSH} items every "
+                   f"{PUSH_INTERVAL:g} s, some duplicated; a token refresh is due after "
                    f"{self.conn.config.token_refresh_interval:g} s")
         await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 10)
         for _ in range(3):
@@ -268,14 +314,15 @@ class _Story:
         await self._settle()
 
     async def _half_open(self) -> None:
-        await self._start_at(0.27, "half-open link: the proxy swallows every byte both ways; "
+        net = self.env.network_name
+        await self._start_at(0.27, f"half-open link: the {net} swallows every byte both ways; "
                                    "only the heartbeat timeout can notice")
-        self._fault("proxy: black hole, both directions")
-        self.proxy.set_faults(Faults(black_hole=True))
+        self._fault(f"{net}: black hole, both directions")
+        await self.env.set_black_hole(True)
         await self._until("lost by heartbeat timeout", lambda s: s.state == "RECONNECTING",
                           self.conn.config.heartbeat_timeout + 5)
-        self._fault("proxy: black hole lifted")
-        self.proxy.clear_faults()
+        self._fault(f"{net}: black hole lifted")
+        await self.env.set_black_hole(False)
         await self._settle()
 
     async def _restart(self) -> None:
@@ -304,22 +351,26 @@ class _Story:
                                                       0) >= 1, 10)
         await self._settle()
 
-    async def _give_up(self) -> None:
-        await self._start_at(0.8, "the network goes down: max_failures "
-                                  f"({self.conn.config.max_failures}) in a row, give_up")
-        self._fault("proxy: down (open links closed, new ones reset)")
-        await self.proxy.set_down(True)
-        await self._until("FAILED for good (give_up, escalation over)",
-                          lambda s: s.state == "FAILED" and s.tasks_alive == 0
-                          and s.transitions.get(("RECONNECTING", "give_up", "FAILED"), 0) >= 1,
-                          20)
-        self._note("FAILED for good: the escalation did not recover")
+    async def _network_down(self) -> None:
+        config = self.conn.config
+        await self._start_at(0.8, f"the network goes down: max_failures "
+                                  f"({config.max_failures}) in a row, give_up, FAILED; the "
+                                  "re-login cannot reach the server; FAILED retries by itself "
+                                  f"after failed_retry_delay ({config.failed_retry_after:g} s, "
+                                  "jittered): recover")
+        self._fault(f"{self.env.network_name}: down (open links dropped, new ones fail)")
+        await self.env.set_down(True)
+        await self._until("give_up", lambda s: _taken(s, "give_up") >= 1, 20)
+        await self._until("recover while the network is down",
+                          lambda s: _taken(s, "recover") >= 1, config.failed_retry_after + 10)
+
+    async def _network_back(self) -> None:
+        await self._start_at(0.9, "the network is back: the connection gets there by itself")
+        self._fault(f"{self.env.network_name}: up")
+        await self.env.set_down(False)
+        await self._settle()
 
     async def _finish(self) -> None:
-        await self._start_at(0.9, "the network is back; the connection stays FAILED "
-                                  "until the application acts")
-        self._fault("proxy: up")
-        await self.proxy.set_down(False)
         await self._wait_until(self.duration)
         self._step("the application closes the connection")
         with anyio.fail_after(5):
@@ -351,7 +402,7 @@ class _Story:
 
     async def _inject(self, fault: Fault) -> None:
         self._fault(f"server: {fault}")
-        await self.server.inject(fault)
+        await self.env.inject(fault)
 
     async def _send(self) -> None:
         self.sent += 1
@@ -363,6 +414,7 @@ class _Story:
 
     async def _start_at(self, share: float, text: str) -> None:
         await self._wait_until(share * self.duration)
+        self._note(f"the application has taken {self.taken} messages so far")
         self._step(text)
 
     async def _until(self, what: str, done: Callable[[Stats], bool], limit: float) -> None:
@@ -382,6 +434,11 @@ class _Story:
         await self._until("a heartbeat ack",
                           lambda s: s.state == "CONNECTED" and s.heartbeats_acked > acked, 10)
         await self._send()
+
+
+def _taken(stats: Stats, trigger: str) -> int:
+    """How often edges of ``trigger`` were taken."""
+    return sum(n for (_, name, _), n in stats.transitions.items() if name == trigger)
 
 
 async def _bounded(what: str, limit: float, work: Awaitable[None]) -> None:

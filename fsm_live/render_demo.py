@@ -37,12 +37,16 @@ def _line(item: TransitionRecord | DemoEvent, started_at: float) -> Text:
 
 
 def demo_panel(stats: Stats, timeline: Iterable[TransitionRecord | DemoEvent],
-               started_at: float, elapsed: float, duration: float) -> RenderableType:
-    """The live view: the state and counters, then the latest transitions and events
-    (one line each, cut with an ellipsis rather than wrapped)."""
+               started_at: float, elapsed: float, duration: float,
+               messages_taken: int = 0) -> RenderableType:
+    """The live view: the state and counters (and the messages the application
+    took), then the latest transitions and events (one line each, cut with an
+    ellipsis rather than wrapped)."""
     lines = Text("\n").join(_line(item, started_at) for item in timeline)
     lines.no_wrap, lines.overflow = True, "ellipsis"
-    return Panel(Group(stats_table(stats), Text(""), lines or Text("(starting)")),
+    counters = stats_table(stats)
+    counters.add_row("application", f"{messages_taken} messages taken")
+    return Panel(Group(counters, Text(""), lines or Text("(starting)")),
                  title=f"fsm-live demo  {elapsed:5.1f} s / {duration:g} s",
                  title_align="left")
 
@@ -63,6 +67,7 @@ def _figure_rows(report: DemoReport) -> list[tuple[str, str]]:
         ("connects", str(stats.connects)),
         ("messages in", f"{stats.messages_in} (server sent {server.items_sent} items "
                         f"in {server.pushes_sent} pushes)"),
+        ("messages taken", f"{report.messages_taken} by the application's on_message handler"),
         ("duplicates dropped", f"{stats.duplicates_dropped} (server re-sent "
                                f"{server.duplicates_sent})"),
         ("messages out", str(stats.messages_out)),

@@ -9,9 +9,9 @@ import ssl
 import pytest
 
 from fsm_live.core.classify import Classifier
-from fsm_live.transport.errors import failure_kind
 from fsm_live.errors import TransportError
 from fsm_live.spec import Spec
+from fsm_live.transport.errors import failure_kind
 
 CLASSIFIER = Classifier(Spec.default().errors)
 

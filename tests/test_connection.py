@@ -26,11 +26,10 @@ from fsm_live import (
     TransitionRefused,
     connect,
 )
+from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.core.events import Close
 from fsm_live.errors import BufferFull, ConnectionClosedByApp
-from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio

@@ -1,64 +1,188 @@
-"""``fsm-live demo``: the whole story runs, visits every state, and its summary is its trace."""
+"""The demo's story: in virtual time against the in-memory environment (many seeds, long
+stories, in moments), and once end to end through ``fsm-live demo`` on real sockets (slow).
+"""
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
+import anyio
 import pytest
+from rich.console import Console
+from trio.testing import MockClock
 
-from fsm_live.cli import main
-from fsm_live.demo import summarize
+import fsm_live.cli.demo
 from fsm_live._runtime.stats import Stats
 from fsm_live._runtime.trace import read_trace
+from fsm_live.cli import main
+from fsm_live.connection import LiveConnection, default_machine
+from fsm_live.core.effects import TransitionRecord
+from fsm_live.credentials import Secret
+from fsm_live.demo import DemoEvent, DemoReport, StoryStuck, run_demo, summarize
+from fsm_live.render_demo import demo_panel
+from fsm_live.testing.demo_environments import TOKEN_TIMEOUT, MemoryEnvironment
+from fsm_live.token_http import TokenFetchFailed
 
 SIX_STATES = {"DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED"}
 TRIGGERS = {"start", "opened", "connect_failed", "lost", "rotate", "retry", "give_up", "fatal",
             "reset", "recover", "close"}
+SPEC_EDGES = {(source, t.trigger, t.dest) for source, t in default_machine().spec.edges()}
 
 
-@pytest.mark.timeout(60)
-def test_demo_20s_seed_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    trace_path = tmp_path / "demo.jsonl"
-    trace_path.write_text('{"stale": "line"}\n', encoding="utf-8")  # overwritten, not appended
-    code = main(["demo", "--duration", "20", "--seed", "1", "--trace", str(trace_path)])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert err == ""
-    trace = read_trace(trace_path)
-    states = {state for line in trace for state in (line["from"], line["to"])}
-    assert states == SIX_STATES
-    assert {line["trigger"] for line in trace} == TRIGGERS  # every transition class
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+
+class Recorder:
+    """A DemoObserver that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.records: list[TransitionRecord] = []
+        self.events: list[DemoEvent] = []
+        self.taken: list[int] = []
+
+    def attach(self, conn: LiveConnection, duration: float) -> None:
+        self.conn = conn
+
+    def transition(self, record: TransitionRecord) -> None:
+        self.records.append(record)
+
+    def event(self, event: DemoEvent) -> None:
+        self.events.append(event)
+
+    def messages_taken(self, count: int) -> None:
+        self.taken.append(count)
+
+
+def step_at(report: DemoReport, starts: str) -> float:
+    """When the story's step whose text starts with ``starts`` began."""
+    [at] = [e.at for e in report.events if e.kind == "step" and e.text.startswith(starts)]
+    return at
+
+
+# -- the story in virtual time -------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("duration", [15, 30, 75, 600])
+@pytest.mark.parametrize("seed", [1, 2, 3, 7])
+async def test_the_story_in_virtual_time(seed: int, duration: float, tmp_path: Path) -> None:
+    recorder = Recorder()
+    with anyio.fail_after(duration + 60):  # virtual seconds
+        report = await run_demo(recorder, duration=duration, seed=seed,
+                                trace=tmp_path / "demo.jsonl", environment=MemoryEnvironment())
+    trace = read_trace(report.trace)
+    summary = report.summary
+    edges = [(r["from"], r["trigger"], r["to"]) for r in trace]
+
+    # It ran to its end: the application closed a CONNECTED connection, on time.
+    assert report.events[-1].text == "the application closes the connection"
+    assert trace[-1]["from"] == "CONNECTED"
     assert trace[-1]["to"] == "CLOSED"
-    assert 20.0 <= trace[-1]["t"] < 25.0
+    assert duration <= trace[-1]["t"] < duration + 5
 
-    # One plain line per transition, in trace order, and each fault as injected.
-    transition_lines = re.findall(r"^ +[\d.]+s  (\w+) -> (\w+)  \[(\w+)\]", out, re.M)
-    assert transition_lines == [(line["from"], line["to"], line["trigger"]) for line in trace]
-    for fault in ("proxy: black hole, both directions", "server: restart 250ms",
-                  "server: reject 401 x1", "server: drop", "server: close 4500",
-                  "proxy: down"):
-        assert f"!! {fault}" in out
+    # Every state, every trigger, and nothing the spec does not have.
+    assert set(summary.states_visited) == SIX_STATES
+    assert {trigger for _, trigger, _ in edges} == TRIGGERS
+    assert set(edges) <= SPEC_EDGES
 
-    # The summary's edge counts and the diagram's are the trace's.
-    from_trace = Counter((line["from"], line["to"], line["trigger"]) for line in trace)
-    summary = out.split("transitions by edge:\n", 1)[1].split("failures by class:", 1)[0]
-    printed = {(src, dest, trigger): int(count) for count, src, dest, trigger
-               in re.findall(r"^ +(\d+)  (\w+) -> (\w+) \[(\w+)\]$", summary, re.M)}
-    assert printed == dict(from_trace)
-    diagram = out.split("stateDiagram-v2\n", 1)[1]
-    drawn = {(src, dest, trigger): int(count) for src, dest, trigger, count
-             in re.findall(r"^ +(\w+) --> (\w+): (\w+)(?: \[\w+\])? \u00d7(\d+)$", diagram, re.M)}
-    assert {edge: n for edge, n in drawn.items() if n} == dict(from_trace)
-    failures = Counter(line["reason"].split(":")[0] for line in trace
-                       if line["trigger"] in ("connect_failed", "lost", "fatal"))
-    assert {"auth", "lost", "planned", "terminal", "network"} <= set(failures)
-    for name, count in failures.items():
-        assert re.search(rf"^ +{count}  {name}$", out, re.M)
-    assert "counts agree with the connection's counters: yes" in out
-    assert re.search(r"duplicates dropped +[1-9]", out)
-    assert re.search(r"token refreshes +[1-9]", out)
+    # The summary is the trace, and the connection's counters agree with both.
+    assert summary.agrees
+    assert Counter(edges) == Counter(summary.edges)
+    assert len(summary.records) == len(trace) == len(recorder.records)
+
+    # The application took every message delivered, and the count was shown as it grew.
+    assert report.messages_taken == summary.stats.messages_in > 0
+    assert recorder.taken == list(range(1, report.messages_taken + 1))
+    assert summary.stats.duplicates_dropped > 0
+    assert report.server.acks_received > 0
+
+    # The clean session lost nothing (the application keeps up: reading never stops).
+    clean = [r["trigger"] for r in trace if r["t"] < step_at(report, "half-open link")]
+    assert "lost" not in clean
+    assert set(clean) == {"start", "opened", "rotate"}
+
+    # The outage: give_up, the re-login fails, FAILED retries by itself while the
+    # network is still down; back up, CONNECTED again with no help from the application.
+    down, back = step_at(report, "the network goes down"), step_at(report, "the network is back")
+    during = [r for r in trace if down <= r["t"] <= back]
+    assert [r["trigger"] for r in during].count("give_up") >= 1
+    assert [r["trigger"] for r in during].count("recover") >= 1
+    assert any(e.text.startswith("escalation: re-login failed") for e in report.events
+               if down <= e.at)
+    after = [r for r in trace if r["t"] >= back]
+    assert "reset" not in {r["trigger"] for r in after}
+    assert [r for r in after if r["to"] == "CONNECTED"]
+
+    # The terminal close needed its escalation (reset), and only that one.
+    assert summary.edges[("CONNECTED", "fatal", "FAILED")] == 1
+    assert summary.edges[("FAILED", "reset", "RECONNECTING")] == 1
+
+
+@pytest.mark.anyio
+async def test_the_memory_token_endpoint_fails_as_an_unreachable_one_would() -> None:
+    cookies = {"unb": Secret("42")}
+    with anyio.fail_after(60):
+        async with MemoryEnvironment() as env:
+            assert await env.fetch_token(cookies)
+            await env.set_down(True)
+            started = anyio.current_time()
+            with pytest.raises(TokenFetchFailed, match=r"cannot connect \(refused\)$"):
+                await env.fetch_token(cookies)
+            assert anyio.current_time() == started  # at once
+            await env.set_down(False)
+            await env.set_black_hole(True)
+            with pytest.raises(TokenFetchFailed, match="no answer within 2 s"):
+                await env.fetch_token(cookies)
+            assert anyio.current_time() - started == TOKEN_TIMEOUT
+            await env.set_black_hole(False)
+            assert await env.fetch_token(cookies)
+    assert env.server_stats().tokens_issued == 2
+
+
+class StuckEnvironment(MemoryEnvironment):
+    """The black hole never lifts, and stopping the server fails too."""
+
+    async def set_black_hole(self, on: bool) -> None:
+        if on:
+            await super().set_black_hole(on)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await super().__aexit__(exc_type, exc, tb)
+        raise ExceptionGroup("the server's tasks", [RuntimeError("a handler broke")])
+
+
+@pytest.mark.anyio
+async def test_a_stuck_story_raises_story_stuck_itself(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with anyio.fail_after(120), pytest.raises(StoryStuck) as caught:
+        await run_demo(Recorder(), duration=15, seed=1, trace=tmp_path / "demo.jsonl",
+                       environment=StuckEnvironment())
+    assert type(caught.value) is StoryStuck  # not an exception group around it
+    assert str(caught.value) == "the demo got stuck waiting for: CONNECTED (15 s)"
+    assert "stopping the demo's environment after it got stuck failed too" in caplog.text
+
+
+def test_the_cli_says_a_stuck_story_in_one_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def stuck(*args: object, **kwargs: object) -> DemoReport:
+        raise StoryStuck("the demo got stuck waiting for: a heartbeat ack (10 s)")
+
+    monkeypatch.setattr(fsm_live.cli.demo, "run_demo", stuck)
+    assert main(["demo", "--duration", "15"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "fsm-live demo: the demo got stuck waiting for: "
+                              "a heartbeat ack (10 s)\n")
+
+
+# -- pieces --------------------------------------------------------------------------------
 
 
 def _stats(**changes: object) -> Stats:
@@ -68,7 +192,7 @@ def _stats(**changes: object) -> Stats:
         "heartbeats_sent": 0, "heartbeats_acked": 0, "heartbeat_rtt": None,
         "messages_in": 0, "messages_out": 0, "duplicates_dropped": 0, "token_refreshes": 0,
         "token_refresh_failures": 0, "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0,
-        
+
         "transitions": {("DISCONNECTED", "start", "CONNECTING"): 1,
                         ("CONNECTING", "connect_failed", "RECONNECTING"): 1},
     }
@@ -95,8 +219,82 @@ def test_summarize_counts_the_trace_and_checks_it_against_the_counters() -> None
     assert not summarize(RECORDS[:1], _stats()).agrees
 
 
+def test_the_live_panel_shows_the_messages_the_application_took() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    console.print(demo_panel(_stats(state="CONNECTED"), [], 0.0, 8.4, 30, messages_taken=42))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert re.search(r"│ application +42 messages taken +│", text)
+
+
 def test_a_too_short_demo_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["demo", "--duration", "5"])
     assert caught.value.code == 2
     assert "expected a number of seconds >= 15, got '5'" in capsys.readouterr().err
+
+
+# -- end to end: the CLI, real sockets, real time ------------------------------------------
+
+
+def _figure(out: str, name: str) -> str:
+    match = re.search(rf"^  {name} +(.*)$", out, re.M)
+    assert match is not None, f"no {name!r} figure in the summary"
+    return match.group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_fsm_live_demo_20s_seed_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace_path = tmp_path / "demo.jsonl"
+    trace_path.write_text('{"stale": "line"}\n', encoding="utf-8")  # overwritten, not appended
+    code = main(["demo", "--duration", "20", "--seed", "1", "--trace", str(trace_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err == ""
+    trace = read_trace(trace_path)
+    states = {state for line in trace for state in (line["from"], line["to"])}
+    assert states == SIX_STATES
+    assert {line["trigger"] for line in trace} == TRIGGERS  # every transition class
+    assert {(r["from"], r["trigger"], r["to"]) for r in trace} <= SPEC_EDGES
+    assert (trace[-1]["from"], trace[-1]["to"]) == ("CONNECTED", "CLOSED")
+    assert 20.0 <= trace[-1]["t"] < 25.0
+
+    # One plain line per transition, in trace order, and each fault as injected.
+    transition_lines = re.findall(r"^ +[\d.]+s  (\w+) -> (\w+)  \[(\w+)\]", out, re.M)
+    assert transition_lines == [(line["from"], line["to"], line["trigger"]) for line in trace]
+    for fault in ("proxy: black hole, both directions", "server: restart 250ms",
+                  "server: reject 401 x1", "server: drop", "server: close 4500",
+                  "proxy: down", "proxy: up"):
+        assert f"!! {fault}" in out
+    # recover while the proxy is down, before it comes back up
+    assert out.index("[recover]") < out.index("!! proxy: up")
+
+    # The summary's edge counts and the diagram's are the trace's.
+    from_trace = Counter((line["from"], line["to"], line["trigger"]) for line in trace)
+    summary = out.split("transitions by edge:\n", 1)[1].split("failures by class:", 1)[0]
+    printed = {(src, dest, trigger): int(count) for count, src, dest, trigger
+               in re.findall(r"^ +(\d+)  (\w+) -> (\w+) \[(\w+)\]$", summary, re.M)}
+    assert printed == dict(from_trace)
+    diagram = out.split("stateDiagram-v2\n", 1)[1]
+    drawn = {(src, dest, trigger): int(count) for src, dest, trigger, count
+             in re.findall(r"^ +(\w+) --> (\w+): (\w+)(?: \[\w+\])? \u00d7(\d+)$", diagram, re.M)}
+    assert {edge: n for edge, n in drawn.items() if n} == dict(from_trace)
+    failures = Counter(line["reason"].split(":")[0] for line in trace
+                       if line["trigger"] in ("connect_failed", "lost", "fatal"))
+    assert {"auth", "lost", "planned", "terminal", "network"} <= set(failures)
+    for name, count in failures.items():
+        assert re.search(rf"^ +{count}  {name}$", out, re.M)
+    assert "counts agree with the connection's counters: yes" in out
+    assert re.search(r"duplicates dropped +[1-9]", out)
+    assert re.search(r"token refreshes +[1-9]", out)
+
+    # The application took every message, and the output said so as it went.
+    messages_in = int(_figure(out, "messages in").split()[0])
+    assert _figure(out, "messages taken") == (f"{messages_in} by the application's "
+                                              "on_message handler")
+    assert messages_in > 0
+    so_far = [int(n) for n in re.findall(r"-- the application has taken (\d+) messages so far",
+                                         out)]
+    assert len(so_far) == 6  # before each step from the half-open link on
+    assert so_far == sorted(so_far)
+    assert 0 < so_far[-1] <= messages_in

@@ -11,8 +11,8 @@ from __future__ import annotations
 import gc
 import math
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 from trio.testing import MockClock
 
 from fsm_live import Config, ConfigError, ExponentialJitter, FixedDelay, Secret
+from fsm_live._runtime.stats import Stats
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CookieCredentials, StaticCredentials
@@ -29,7 +30,6 @@ from fsm_live.fleet import Fleet
 from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
 from fsm_live.spec import Spec
-from fsm_live._runtime.stats import Stats
 from fsm_live.transport.base import Target
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 

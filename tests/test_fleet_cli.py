@@ -27,6 +27,7 @@ from test_docs import block
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.cli import Output
 from fsm_live.cli.fleet import run_fleet, trace_file_name
 from fsm_live.config import Config
@@ -35,7 +36,6 @@ from fsm_live.fleet_config import Account, FleetConfig
 from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
 from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.testing.lwp_server import LwpServer
-from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 
 pytestmark = pytest.mark.timeout(60)
 

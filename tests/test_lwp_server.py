@@ -1,8 +1,9 @@
 """The local lwp server: tokens, registration, heartbeat acks, sync pushes, every fault.
 
-The server is websockets' asyncio server, so these tests run on asyncio only.
+The socket server is websockets' asyncio server, so its tests run on asyncio only.
 Raw websockets clients check the wire; real ``LiveConnection``\\ s (protocol lwp)
-check what a client makes of it.
+check what a client makes of it.  The in-memory server (the same session logic)
+is tested in virtual time, on trio's MockClock.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+import attrs
 import pytest
+from trio.testing import MockClock
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -23,13 +26,16 @@ from fsm_live.testing.fault_schedule import (
     BlackHole,
     CloseConnections,
     Drop,
+    Fault,
     RefuseRegistration,
     Reject,
     Restart,
     parse_schedule,
 )
+from fsm_live.testing.lwp_memory import MemoryLwpServer, MemoryRoute
 from fsm_live.testing.lwp_server import MAX_TOKENS, FaultEvent, LwpServer
 from fsm_live.token_http import TokenFetchFailed, fetch_token
+from fsm_live.transport.memory import MemoryNetwork
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
@@ -312,3 +318,153 @@ async def test_faults_seen_by_a_live_connection() -> None:
                 await conn.wait_connected()
                 failures = dict(conn.stats().failures)
     assert failures == {"lost": 2, "planned": 1, "retry": 1}
+
+
+# -- the same server in memory, in virtual time --------------------------------------------
+
+
+MEMORY_URL = "ws://lwp.test/"
+
+
+class TestMemoryLwpServer:
+    """MemoryLwpServer answers as LwpServer does (the same LwpService), and carries out
+    each fault with the memory network's overrides and ServerLink methods."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
+        return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+    @staticmethod
+    def client(server: MemoryLwpServer, **options: Any) -> LiveConnection:
+        credentials = CookieCredentials(COOKIES, token_source=server.token_source)
+        return LiveConnection(server.url, protocol="lwp", config=FAST, credentials=credentials,
+                              transport=server.transport, **options)
+
+    async def test_pushes_are_delivered_once_each_and_acked(self) -> None:
+        delivered: list[dict[str, str]] = []
+
+        async def on_message(message: dict[str, str]) -> None:
+            delivered.append(message)
+
+        server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=0.05,
+                                 items_per_push=3, duplicate_every=2)
+        with anyio.fail_after(60):
+            async with server, self.client(server, on_message=on_message) as conn:
+                await conn.wait_connected()
+                await anyio.sleep(10.01)  # off the pushes' 0.05 s grid: all 200 handled
+                stats, served = conn.stats(), server.stats()
+        # Every item once (handlers run concurrently: trio starts them in any order).
+        ids = sorted(int(message["messageId"].removeprefix("msg-")) for message in delivered)
+        assert ids == list(range(1, len(ids) + 1))
+        assert served.pushes_sent == 200
+        assert len(ids) == 3 * served.pushes_sent
+        assert stats.duplicates_dropped == served.duplicates_sent == 100  # every 2nd push
+        assert served.acks_received == served.pushes_sent
+        assert stats.heartbeats_acked == served.heartbeats_acked > 0
+        assert (served.handshakes, served.registrations, served.tokens_issued) == (1, 1, 1)
+        assert served.connections_open == 1
+
+    async def test_a_wrong_token_ends_failed_after_exactly_one_refresh(self) -> None:
+        async def wrong(cookies: Mapping[str, Secret]) -> Secret:
+            return Secret("not-a-token")
+
+        server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=None)
+        credentials = CookieCredentials(COOKIES, token_source=wrong)
+        with anyio.fail_after(60):
+            async with server, LiveConnection(server.url, protocol="lwp", config=FAST,
+                                              credentials=credentials,
+                                              transport=server.transport) as conn:
+                assert await conn.wait_for("FAILED") == "FAILED"
+                assert conn.stats().failures == {"auth": 2}
+        assert server.stats().registrations_rejected == 2
+
+    @pytest.mark.parametrize(("fault", "error_class"), [
+        (Drop(), "lost"),
+        (CloseConnections(1012), "planned"),
+        (CloseConnections(4001), "retry"),
+        (BlackHole(0.6), "lost"),
+    ])
+    async def test_faults_on_open_links(self, fault: Fault, error_class: str) -> None:
+        server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=None)
+        events: list[str] = []
+        server.on_fault(lambda event: events.append(str(event)))
+        with anyio.fail_after(60):
+            async with server, self.client(server) as conn:
+                await conn.wait_connected()
+                await server.inject(fault)
+                while not conn.stats().failures:
+                    await conn.wait_changed()
+                assert dict(conn.stats().failures) == {error_class: 1}
+                await conn.wait_connected()
+                await anyio.sleep(1)
+        assert events[0] == str(fault)
+        assert events[1:] == ([f"{fault} over"] if isinstance(fault, BlackHole) else [])
+
+    async def test_restart_closes_with_1012_and_refuses_for_its_downtime(self) -> None:
+        network = MemoryNetwork()
+        server = MemoryLwpServer(network, MEMORY_URL, push_interval=None)
+        events: list[tuple[float, str]] = []
+        server.on_fault(lambda event: events.append((event.at, str(event))))
+        config = attrs.evolve(FAST, backoff=FixedDelay(0.1), planned_reconnect_delay=0.01)
+        credentials = CookieCredentials(COOKIES, token_source=server.token_source)
+        with anyio.fail_after(60):
+            async with server, LiveConnection(server.url, protocol="lwp", config=config,
+                                              credentials=credentials,
+                                              transport=server.transport) as conn:
+                await conn.wait_connected()
+                await server.inject(Restart(0.35))
+                assert server.route.blocked_by == "refuse"
+                await server.wait_until(lambda s: s.registrations == 2)
+                failures = dict(conn.stats().failures)
+        assert failures["planned"] == 1
+        assert failures["network"] >= 2  # refused while nothing listened
+        assert server.route.blocked_by is None
+        assert [text for _, text in events] == ["restart 350ms", "restart 350ms over"]
+        assert events[1][0] - events[0][0] == pytest.approx(0.35)
+
+    async def test_reject_answers_only_handshakes_that_reach_the_server(self) -> None:
+        network = MemoryNetwork()
+        server = MemoryLwpServer(network, MEMORY_URL, push_interval=None)
+        with anyio.fail_after(60):
+            async with server, self.client(server) as conn:
+                await conn.wait_connected()
+                server.route.refuse("outage")  # the network in front of the server is down
+                await server.inject(Reject(503, 1, retry_after=2))
+                await server.inject(Drop())
+                while conn.stats().failures.get("network", 0) < 2:
+                    await conn.wait_changed()
+                assert server.stats().handshakes_rejected == 0  # none got through yet
+                server.route.clear("outage")
+                await conn.wait_connected()
+                failures = dict(conn.stats().failures)
+        assert failures["server"] == 1  # the 503, once the network was back
+        assert (server.stats().handshakes, server.stats().handshakes_rejected) == (3, 1)
+
+    async def test_refuse_reg_refuses_the_next_registration(self) -> None:
+        server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=None)
+        with anyio.fail_after(60):
+            async with server:
+                await server.inject(RefuseRegistration(1))
+                async with self.client(server) as conn:
+                    await conn.wait_connected()
+                    failures = dict(conn.stats().failures)
+        assert failures == {"auth": 1}
+        assert (server.stats().registrations_rejected, server.stats().registrations) == (1, 1)
+
+
+def test_a_route_applies_its_strongest_override_until_every_cause_is_cleared() -> None:
+    network = MemoryNetwork()
+    route = MemoryRoute(network, MEMORY_URL)
+    assert route.blocked_by is None
+    route.black_hole("network")
+    route.refuse("restart")
+    assert route.blocked_by == "refuse"  # a restart under a black hole: refused
+    route.clear("restart")
+    assert route.blocked_by == "black_hole"  # the restart is over, the black hole is not
+    route.reject("handshake", 401)
+    assert route.blocked_by == "black_hole"
+    route.clear("network")
+    assert route.blocked_by == "reject"
+    route.clear("handshake")
+    route.clear("never set")
+    assert route.blocked_by is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fsm_live.errors import BufferFull
 from fsm_live._runtime.outbox import Outbox
+from fsm_live.errors import BufferFull
 
 
 def test_outbox_is_ordered_and_bounded() -> None:

@@ -17,8 +17,8 @@ import anyio.abc
 import pytest
 from anyio.streams.text import TextReceiveStream
 
-from fsm_live.cli import main
 from fsm_live._runtime.trace import read_trace
+from fsm_live.cli import main
 
 pytestmark = pytest.mark.timeout(30)
 

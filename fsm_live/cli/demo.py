@@ -48,7 +48,7 @@ __all__ = ("add", "run")
 
 _TIMELINE: Final = 14  # lines of the live timeline
 _REFRESH: Final = 0.25  # seconds between redraws
-_PANEL_ROWS: Final = 14  # rows of the live panel besides its timeline (+1 for the cursor)
+_PANEL_ROWS: Final = 15  # rows of the live panel besides its timeline (+1 for the cursor)
 
 
 def add(subparsers: Subparsers) -> None:
@@ -91,6 +91,9 @@ class _PlainView:
     def event(self, event: DemoEvent) -> None:
         self._write(plain_event(event))
 
+    def messages_taken(self, count: int) -> None:
+        pass  # the story's notes and the summary show the count
+
     def _write(self, line: str) -> None:
         self.out.stdout.write(line + "\n")
         self.out.stdout.flush()
@@ -104,6 +107,7 @@ class _LiveView:
         self.timeline: deque[TransitionRecord | DemoEvent] = deque(maxlen=_TIMELINE)
         self.conn: LiveConnection | None = None
         self.duration = 0.0
+        self.taken = 0
         self.started = anyio.Event()  # set by the first transition (start)
 
     def attach(self, conn: LiveConnection, duration: float) -> None:
@@ -116,6 +120,9 @@ class _LiveView:
     def event(self, event: DemoEvent) -> None:
         self.timeline.append(event)
 
+    def messages_taken(self, count: int) -> None:
+        self.taken = count
+
     async def show(self) -> None:
         await self.started.wait()
         conn = self.conn
@@ -125,7 +132,8 @@ class _LiveView:
                 elapsed = anyio.current_time() - conn.started_at
                 rows = max(3, self.console.height - _PANEL_ROWS)  # fit the terminal
                 live.update(demo_panel(conn.stats(), list(self.timeline)[-rows:],
-                                       conn.started_at, elapsed, self.duration), refresh=True)
+                                       conn.started_at, elapsed, self.duration, self.taken),
+                            refresh=True)
                 await anyio.sleep(_REFRESH)
 
 
