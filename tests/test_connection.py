@@ -632,7 +632,7 @@ async def test_a_failure_of_the_connection_itself_closes_it_and_never_spins(
         def disk_full(record: TransitionRecord) -> None:
             raise OSError(28, "No space left on device")
 
-        with pytest.raises(OSError, match="No space left"):
+        async def use() -> None:
             async with conn:
                 assert conn._trace is not None
                 conn._trace.write = disk_full  # type: ignore[method-assign]
@@ -640,6 +640,9 @@ async def test_a_failure_of_the_connection_itself_closes_it_and_never_spins(
                     await conn.wait_connected()
                 with pytest.raises(ConnectionClosedByApp):
                     await conn.wait_changed()
+
+        with pytest.raises(OSError, match="No space left"):
+            await use()
     assert conn.state == "CLOSED"
 
 
