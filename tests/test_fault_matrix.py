@@ -691,3 +691,143 @@ async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -
     assert (tasks_after, stats.tasks_alive) == (tasks_connected, alive_connected)
     assert tasks_closed == tasks_before
     assert links == cycles + 1
+
+
+# -- 16. every message before a close reaches the application first ------------------
+
+
+@BOTH_BACKENDS
+@pytest.mark.parametrize("acks", [False, True], ids=["iterating", "acking"])
+async def test_16_messages_before_a_close_all_arrive_then_the_planned_reconnect(
+        figure: Figure, acks: bool) -> None:
+    """Figure: of 200 messages the server sends before closing with 1001, 200 reach an
+    application that takes one every 2 ms (heartbeats every 0.05 s; with ``acking``,
+    it sends an ack per message), in order; then the planned reconnect."""
+    count = 200
+
+    async def push_then_close(side: ServerSide) -> None:
+        async def drain() -> None:  # the acks: a server that reads nothing deadlocks
+            with contextlib.suppress(Exception):
+                while True:
+                    await side.recv()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            if side.request_headers.get("x-session") is None:  # only the first session
+                for i in range(count):
+                    await side.send(f'{{"n": {i}}}')
+                await side.close(1001)
+            await side.wait_closed()
+            tg.cancel_scope.cancel()
+
+    sessions = 0
+
+    class FirstSession:
+        async def handshake_headers(self) -> Mapping[str, Secret]:
+            nonlocal sessions
+            sessions += 1
+            return {} if sessions == 1 else {"X-Session": Secret(str(sessions))}
+
+        async def refresh(self) -> bool:
+            return False
+
+        async def escalate(self) -> bool:
+            return False
+
+    config = CONFIG.replace(heartbeat_interval=0.05, heartbeat_timeout=1.0)
+    received: list[int] = []
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(push_then_close) as server, \
+                live(server.url, protocol="json", config=config,
+                     credentials=FirstSession()) as conn:
+            rec = Recorder(conn)
+            async for message in conn:
+                received.append(message["n"])
+                if acks:
+                    await conn.send({"ack": message["n"]})
+                await anyio.sleep(0.002)
+                if len(received) == count:
+                    break
+            # Then the planned reconnect (the close may still wait behind the messages).
+            while [r.trigger for r in rec.records].count("opened") < 2:
+                await conn.wait_changed()
+    figure("delivered", len(received))
+    assert received == list(range(count))
+    lost = [r for r in rec.records if (r.source, r.trigger) == ("CONNECTED", "lost")]
+    assert [r.error_class for r in lost] == ["planned"]
+
+
+# -- 17. bytes moving outward prove the link alive ------------------------------------
+
+
+@BOTH_BACKENDS
+async def test_17_a_slow_upload_is_alive_though_no_frame_comes_back(figure: Figure) -> None:
+    """Figure: a 300 kB message sent through a 100 kB/s uplink (3 s), heartbeat 0.5 s
+    and timeout 1.5 s, the pongs stuck behind it: 0 ``lost`` during the upload; the
+    server receives it whole."""
+    size = 300_000
+    got = anyio.Event()
+    sizes: list[int] = []
+
+    async def sink(side: ServerSide) -> None:
+        while True:
+            message = await side.recv()
+            sizes.append(len(message))
+            got.set()
+
+    config = CONFIG.replace(heartbeat_interval=0.5, heartbeat_timeout=1.5)
+    with anyio.fail_after(DEADLINE):
+        async with websocket_server(sink) as server, proxied(server) as proxy, \
+                live(proxy_url(proxy), config=config) as conn:
+            rec = Recorder(conn)
+            await conn.wait_connected()
+            proxy.set_faults(Faults(bandwidth=100_000), Direction.UPSTREAM)
+            started = anyio.current_time()
+            await conn.send(b"u" * size)
+            await got.wait()
+            took = anyio.current_time() - started
+            state = conn.state
+    figure("upload_s", took)
+    assert took > 2 * config.heartbeat_timeout  # the pongs could not have kept it alive
+    assert sizes == [size]
+    assert state == "CONNECTED"
+    assert not [r for r in rec.records if r.trigger == "lost"]
+
+
+# -- 18. closing takes at most close_timeout ------------------------------------------
+
+
+async def _handshake_then_never_read(stream: Any) -> None:
+    """Complete the WebSocket handshake by hand, then never read again."""
+    from websockets.utils import accept_key
+
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += await stream.receive()
+    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:"))
+    await stream.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                      + accept_key(key.decode()).encode() + b"\r\n\r\n")
+    await anyio.sleep_forever()
+
+
+@BOTH_BACKENDS
+async def test_18_leaving_takes_at_most_close_timeout_when_the_server_never_reads(
+        figure: Figure) -> None:
+    """Figure: with 20 MB unsent to a server that stopped reading, leaving ``async with``
+    takes at most close_timeout (0.5 s) + 0.1 s: the link is aborted at the deadline."""
+    config = CONFIG.replace(close_timeout=0.5, heartbeat_interval=5.0, heartbeat_timeout=10.0)
+    with anyio.fail_after(DEADLINE):
+        async with raw_server(_handshake_then_never_read) as server:
+            conn = live(server.url, config=config)
+            async with conn:
+                await conn.wait_connected()
+                with anyio.move_on_after(0.5):  # send() waits once the buffers are full
+                    for _ in range(40):
+                        await conn.send(b"z" * 500_000)
+                leaving = anyio.current_time()
+            took = anyio.current_time() - leaving
+    figure("leave_s", took)
+    assert conn.state == "CLOSED"
+    assert took <= config.close_timeout + MARGIN

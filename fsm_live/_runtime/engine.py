@@ -50,7 +50,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from fsm_live._runtime.dedup import Deduplicator
 from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Job, Jobs
-from fsm_live._runtime.links import LinkIO
+from fsm_live._runtime.links import LinkIO, unacknowledged
 from fsm_live._runtime.outbox import Outbox
 from fsm_live._runtime.stats import Counters
 from fsm_live._runtime.timers import Timer
@@ -91,6 +91,8 @@ _PENDING_HEARTBEATS: Final = 16
 _NORMAL_CLOSURE: Final = 1000
 _INTERNAL_ERROR: Final = 1011
 _INVALID_DATA: Final = 1007
+#: Unacknowledged outbound bytes from which their progress counts as the link's life.
+_OUTBOUND_BACKLOG: Final = 16 * 1024
 
 
 @runtime_checkable
@@ -822,16 +824,20 @@ class Engine:
         self.counters.heartbeats_sent += 1
 
     def _check_outbound(self, link: Link, now: float) -> None:
-        """Bytes leaving a non-empty write buffer are the peer taking them: life."""
+        """Outbound bytes the peer acknowledged are life (ARCHITECTURE rule 8): while a
+        backlog of at least :data:`_OUTBOUND_BACKLOG` waits for the peer, any progress
+        of it proves the link alive, though no frame comes back (an upload that holds
+        up the pongs).  Not a ping's few bytes: a hung peer whose kernel still
+        acknowledges them would otherwise look alive forever."""
         io = link.io
         if io is None:
             return
-        buffered = io.get_write_buffer_size()
-        flushed = link.written - buffered
-        if link.outbound and flushed > link.flushed:
+        pending = unacknowledged(io)
+        acknowledged = link.written - pending
+        if link.outbound and acknowledged > link.flushed:
             link.last_activity = max(link.last_activity, now)
-        link.flushed = flushed
-        link.outbound = buffered > 0
+        link.flushed = acknowledged
+        link.outbound = pending >= _OUTBOUND_BACKLOG
 
     # == periodic tasks and jobs ==========================================================
 

@@ -15,7 +15,10 @@ reading, the write buffer's size), and hears from it through
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
+import termios
 from collections import deque
 from typing import Any, Final, Protocol
 
@@ -26,14 +29,17 @@ from fsm_live._runtime.jobs import Job, Jobs
 
 logger = logging.getLogger("fsm_live")
 
-__all__ = ("AsyncioLink", "LinkEvents", "LinkIO", "StreamLink")
+__all__ = ("AsyncioLink", "LinkEvents", "LinkIO", "StreamLink", "unacknowledged")
 
 #: A StreamLink pauses its writers above this many buffered bytes and resumes
 #: them below the low mark (asyncio's transport defaults: 64 KiB and 16 KiB).
 WRITE_HIGH: Final = 64 * 1024
 WRITE_LOW: Final = 16 * 1024
-#: Bytes a StreamLink asks its stream for at once.
+#: The ioctl that reads a TCP socket's unacknowledged bytes (Linux; None elsewhere).
+_SIOCOUTQ: Final = getattr(termios, "TIOCOUTQ", None)
+#: Bytes a StreamLink asks its stream for at once, and hands it at once.
 _READ_SIZE: Final = 65536
+_WRITE_PIECE: Final = 65536
 
 
 class LinkIO(Protocol):
@@ -70,6 +76,24 @@ class LinkIO(Protocol):
     def get_write_buffer_size(self) -> int:
         """Bytes queued and not yet handed to the operating system."""
         ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport facts by name; ``"socket"``: the TCP socket, if there is one."""
+        ...
+
+
+def unacknowledged(io: LinkIO) -> int:
+    """Bytes written and not yet acknowledged by the peer: those still queued, plus
+    those in the kernel's send queue where it tells (Linux ``SIOCOUTQ``)."""
+    pending = io.get_write_buffer_size()
+    sock = io.get_extra_info("socket")
+    if sock is not None and _SIOCOUTQ is not None:
+        try:
+            pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ,
+                                                      b"\0\0\0\0"))[0]
+        except (OSError, ValueError):  # not a TCP socket, or closed
+            pass
+    return pending
 
 
 class LinkEvents(Protocol):
@@ -192,6 +216,11 @@ class StreamLink:
     def get_write_buffer_size(self) -> int:
         return self._buffered
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self._stream.extra(anyio.abc.SocketAttribute.raw_socket, default)
+        return default
+
     # -- the job -------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -228,8 +257,12 @@ class StreamLink:
             while True:
                 while queue:
                     data = queue.popleft()
-                    await stream.send(data)
-                    self._buffered -= len(data)
+                    # In pieces: the buffer's size shows the peer taking bytes as
+                    # they go (outbound liveness), not once a large frame is all sent.
+                    for start in range(0, len(data), _WRITE_PIECE):
+                        piece = data[start:start + _WRITE_PIECE]
+                        await stream.send(piece)
+                        self._buffered -= len(piece)
                     if self._write_paused and self._buffered < WRITE_LOW:
                         self._write_paused = False
                         self._events.writing_paused(False)

@@ -42,6 +42,12 @@ __all__ = ["Direction", "FaultProxy", "Faults", "ProxyStats"]
 # Chunks read but not yet forwarded, per direction, before the proxy stops reading
 # (and TCP flow control pushes back on the sender).
 _MAX_QUEUED_CHUNKS = 1024
+#: Under a bandwidth cap, a direction holds at most this much transfer before it stops
+#: reading from the sender (and at least _MIN_HELD bytes).
+_HELD_SECONDS = 0.1
+_MIN_HELD = 16 * 1024
+#: SO_RCVBUF of the links the proxy accepts (the kernel doubles it).
+_RECEIVE_WINDOW = 16 * 1024
 # A bandwidth-capped direction forwards pieces worth this many seconds of transfer.
 _BANDWIDTH_TICK = 0.05
 _LINGER_ZERO = struct.pack("ii", 1, 0)
@@ -95,7 +101,11 @@ class Faults:
             uniformly from ``[-1, 1]``, clamped at 0.
         bandwidth: Cap in bytes per second, or ``None`` for no cap.  Data is
             forwarded in pieces of about 50 ms worth of transfer, each started no
-            sooner than the previous piece's size divided by ``bandwidth``.
+            sooner than the previous piece's size divided by ``bandwidth``.  Like
+            a slow link, the proxy then holds at most about 0.1 s of transfer
+            (16 KiB at least) and stops reading from the sender beyond that, and
+            its receive window is small, so the sender feels the cap as
+            backpressure.
         black_hole: Keep reading from the sender but forward nothing: data is
             discarded (never delivered later), and a close or reset of the sender
             is not propagated while the black hole lasts.  No FIN, no RST.
@@ -238,6 +248,8 @@ class _Pipe:
         self._rng = rng
         self._stop_link = stop_link
         self._forwarded = 0
+        self._queued = 0  # bytes read and not yet forwarded
+        self._drained = anyio.Event()
         self._limit_base = 0  # value of _forwarded when limit_data took its value
         self._last_write = (-math.inf, 0, -math.inf)  # (start, size, end)
 
@@ -267,7 +279,21 @@ class _Pipe:
             except (anyio.BrokenResourceError, OSError):
                 await queue.send(_End(*self._stamp(), broken=True))
                 return
+            self._queued += len(data)
             await queue.send(_Data(*self._stamp(), data=data))
+            while self._holding_too_much():
+                await self._drained.wait()
+
+    def _unqueue(self, size: int) -> None:
+        """``size`` bytes left the queue (forwarded or dropped): read again if held back."""
+        self._queued -= size
+        self._drained.set()
+        self._drained = anyio.Event()
+
+    def _holding_too_much(self) -> bool:
+        """Under a bandwidth cap, hold about half a second of transfer (64 KiB at least)."""
+        bandwidth = self._faults.bandwidth
+        return bandwidth is not None and self._queued > max(_MIN_HELD, bandwidth * _HELD_SECONDS)
 
     def _stamp(self) -> tuple[float, float]:
         return anyio.current_time(), self._rng.uniform(-1.0, 1.0)
@@ -288,8 +314,10 @@ class _Pipe:
         while remaining:
             await self._sleep_until(self._next_write_time)
             if self._faults.black_hole:
+                self._unqueue(len(remaining))
                 return True  # swallow the rest of the chunk
             if self._limit_reached():
+                self._unqueue(len(remaining))
                 return self._cut()
             piece, remaining = self._split(remaining)
             if not await self._send(piece):
@@ -312,6 +340,7 @@ class _Pipe:
         # Count the piece before awaiting: once the peer has it, a fault change made
         # in reaction (e.g. a new limit_data) must see it as already forwarded.
         start = anyio.current_time()
+        self._unqueue(len(piece))
         self._forwarded += len(piece)
         self._counters.bytes_forwarded[self._direction] += len(piece)
         try:
@@ -508,6 +537,12 @@ class FaultProxy:
             for listener in multi.listeners
             if isinstance(listener, anyio.abc.SocketListener)
         ]
+        for listener in self._listeners:
+            # Accepted links inherit a small receive window: what the proxy holds back
+            # (a bandwidth cap) stays with the sender, as on a slow link, instead of
+            # vanishing into a loopback window of megabytes.
+            listener.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_WINDOW)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
