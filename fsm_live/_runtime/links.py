@@ -15,6 +15,7 @@ reading, the write buffer's size), and hears from it through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import struct
@@ -88,11 +89,9 @@ def unacknowledged(io: LinkIO) -> int:
     pending = io.get_write_buffer_size()
     sock = io.get_extra_info("socket")
     if sock is not None and _SIOCOUTQ is not None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # not a TCP socket, or closed
             pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ,
                                                       b"\0\0\0\0"))[0]
-        except (OSError, ValueError):  # not a TCP socket, or closed
-            pass
     return pending
 
 
