@@ -27,7 +27,6 @@ import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -108,6 +107,33 @@ class LiveConnection:
     naming what is wrong, for an unknown protocol name or an unusable proxy.
     """
 
+    __slots__ = (
+        "_asyncio",
+        "_callbacks",
+        "_changed",
+        "_counters",
+        "_dial_state",
+        "_engine",
+        "_failure",
+        "_fast_path",
+        "_finished",
+        "_inbox",
+        "_jobs",
+        "_lifecycle",
+        "_outbox",
+        "_started_at",
+        "_state",
+        "_taken",
+        "_target",
+        "_task_group",
+        "_trace",
+        "_trace_path",
+        "_transport",
+        "adapter",
+        "config",
+        "url",
+    )
+
     def __init__(
         self,
         url: str,
@@ -129,6 +155,9 @@ class LiveConnection:
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
         self._target = target_for(url, ssl=ssl, proxy=proxy)
         self._transport = transport or _DEFAULT_TRANSPORT
+        #: The transport, if it can hand a connection to an asyncio protocol (no task).
+        self._fast_path = (self._transport if isinstance(self._transport, AsyncioTransport)
+                           else None)
         self._lifecycle = Lifecycle(machine or default_machine(), self.config, random=random,
                                     can_refresh_credentials=credentials is not None,
                                     pacer=pacer)
@@ -147,12 +176,10 @@ class LiveConnection:
         self._trace: TraceWriter | None = None
         self._started_at = 0.0
         self._callbacks: list[Callable[[TransitionRecord], None]] = []
-        self._stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._asyncio = False
         self._finished = False  # closed: links closed, jobs cancelled
         self._changed = Wakeup()
-        self._writable = Wakeup()
         self._state = self._lifecycle.state
         #: Why the connection is, or was last, in a failed state (kept after close).
         self._failure: ConnectionFailed | None = None
@@ -168,26 +195,33 @@ class LiveConnection:
     # -- lifetime ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._stack is not None:
+        if self._task_group is not None:
             raise RuntimeError("a LiveConnection can be entered only once")
         self._asyncio = sniffio.current_async_library() == "asyncio"
+        if self._asyncio:
+            # The engine starts jobs from loop callbacks (a timer, bytes received),
+            # where no task tells anyio which library runs: say it in the context
+            # they inherit.  (anyio.run says so already; asyncio.run does not.)
+            sniffio.current_async_library_cvar.set("asyncio")
         clock = asyncio.get_running_loop().time if self._asyncio else anyio.current_time
         self._engine.clock = clock
         self._started_at = clock()
         self._lifecycle.entered_at = self._started_at
-        async with AsyncExitStack() as stack:
-            if self._trace_path is not None:
-                self._trace = stack.enter_context(TraceWriter(self._trace_path,
-                                                              self._started_at))
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            self._jobs.bind(self._task_group)
-            self._engine.timer = (
-                LoopTimer(asyncio.get_running_loop(), self._engine.on_timer) if self._asyncio
-                else TaskTimer(self._jobs, self._engine.on_timer))
-            self._stack = stack.pop_all()
-        # Started from a job: callbacks registered right after entering see the first
-        # transition too.
-        self._jobs.start("start", self._start)
+        if self._trace_path is not None:
+            self._trace = TraceWriter(self._trace_path, self._started_at)  # OSError: raised
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._jobs.bind(task_group)
+        self._engine.timer = (
+            LoopTimer(asyncio.get_running_loop(), self._engine.on_timer) if self._asyncio
+            else TaskTimer(self._jobs, self._engine.on_timer))
+        # Started soon, not now: callbacks registered right after entering see the first
+        # transition too.  On asyncio a loop callback does it (no task).
+        if self._asyncio:
+            asyncio.get_running_loop().call_soon(self._engine.start)
+        else:
+            self._jobs.start("start", self._start)
         return self
 
     async def _start(self) -> None:
@@ -195,16 +229,19 @@ class LiveConnection:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
-        assert self._stack is not None
         assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self.close()
             # Handlers get close_timeout to finish; every other job is cancelled already.
             self._task_group.cancel_scope.deadline = (anyio.current_time()
                                                       + self.config.close_timeout)
-        # The body's own exception is not passed in: it propagates as it is, never
-        # wrapped in an exception group by the connection's task group.
-        await self._stack.__aexit__(None, None, None)
+        try:
+            # The body's own exception is not passed in: it propagates as it is, never
+            # wrapped in an exception group by the connection's task group.
+            await self._task_group.__aexit__(None, None, None)
+        finally:
+            if self._trace is not None:
+                self._trace.close()
         crash = self._engine.crash
         if crash is not None and exc is None:
             raise crash
@@ -216,7 +253,7 @@ class LiveConnection:
 
         Idempotent.  Returns once the connection is closed.
         """
-        if self._stack is None:
+        if self._task_group is None:
             raise RuntimeError("the connection was never entered (use async with)")
         engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
@@ -247,8 +284,9 @@ class LiveConnection:
         """Open the byte link under ``link``: an asyncio protocol where the transport
         and the backend allow it (no task), else an anyio stream with its jobs."""
         transport = self._transport
-        if self._asyncio and isinstance(transport, AsyncioTransport):
-            await transport.open_asyncio(self._target, functools.partial(AsyncioLink, link))
+        fast_path = self._fast_path
+        if self._asyncio and fast_path is not None:
+            await fast_path.open_asyncio(self._target, functools.partial(AsyncioLink, link))
         else:
             stream = await transport.open_stream(self._target)
             StreamLink(stream, link, self._jobs)

@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -91,6 +90,9 @@ _PENDING_HEARTBEATS: Final = 16
 _NORMAL_CLOSURE: Final = 1000
 _INTERNAL_ERROR: Final = 1011
 _INVALID_DATA: Final = 1007
+#: Seconds within which the engine's own deadlines (heartbeats, periodic tasks) are
+#: taken as due at a wake-up, rather than waking again for them.
+_COALESCE: Final = 0.001
 #: Unacknowledged outbound bytes from which their progress counts as the link's life.
 _OUTBOUND_BACKLOG: Final = 16 * 1024
 
@@ -135,7 +137,7 @@ class Link:
     (:class:`~fsm_live._runtime.links.LinkEvents`) and hands them to its engine."""
 
     __slots__ = ("_engine", "close_deadline", "early", "flushed", "fragments", "fragments_text",
-                 "headers", "io", "last_activity", "outbound", "phase", "ping",
+                 "headers", "io", "last_activity", "outbound", "phase", "ping", "pings",
                  "protocol", "registration", "written")
 
     def __init__(self, engine: Engine) -> None:
@@ -150,6 +152,7 @@ class Link:
         self.fragments_text = False  # ... and whether it is text
         self.last_activity = -math.inf
         self.ping: tuple[bytes, float] | None = None  # the ping in flight, sent at
+        self.pings = 0
         self.written = 0  # bytes handed to io.write
         self.flushed = 0  # bytes known to have left the write buffer
         self.outbound = False  # the write buffer was not empty at the last check
@@ -184,6 +187,14 @@ class Engine:
     after every tick that changed something an application may wait for.
     """
 
+    __slots__ = ("_can_refresh_cookies", "_can_refresh_token", "_dedup", "_delivering",
+                 "_events", "_extensions", "_feeding", "_flushing", "_heartbeat_at", "_jobs",
+                 "_on_change", "_on_transition", "_open_link", "_paused_at", "_pending_acks",
+                 "_periodic", "_rearm", "_token_refresh_failed", "_warned_generation",
+                 "_write_blocked", "adapter", "clock", "closing", "config", "counters", "crash",
+                 "credentials", "inbox", "jobs", "lifecycle", "link", "outbox", "timer", "url",
+                 "user_agent", "wsuri")
+
     def __init__(
         self,
         *,
@@ -217,24 +228,30 @@ class Engine:
         self._open_link = open_link
         self._on_transition = on_transition
         self._on_change = on_change
-        self.dedup = Deduplicator(config.message_expire_time, config.dedup_max_entries)
+        self._dedup: Deduplicator | None = None  # created by the first message id
+        # What the provider can refresh (checked once: a runtime protocol check is slow).
+        self._can_refresh_token = isinstance(credentials, TokenRefresher)
+        self._can_refresh_cookies = isinstance(credentials, CookieRefresher)
         self.timer: Timer | None = None
         #: The link the lifecycle is on (dialling, registering or open), if any.
         self.link: Link | None = None
         #: Links left by the lifecycle that are still closing.
-        self.closing: set[Link] = set()
-        self._events: deque[Event] = deque()  # core events waiting for the running one
+        self.closing: list[Link] = []
+        # Core events waiting for the one being handled (a list: mostly empty, and a
+        # deque is 760 bytes even then).
+        self._events: list[Event] = []
         self._feeding = False
         self._jobs: dict[str, Job] = {}  # the spec tasks that run as jobs, by name
         self._delivering = False  # the reader task is active
         self._flushing = False  # the flush task is active: send() writes at once
         self._heartbeat_at = math.inf
-        self._pending_acks: OrderedDict[str, float] = OrderedDict()
+        self._pending_acks: OrderedDict[str, float] | None = None  # app heartbeats only
         self._periodic: dict[str, float] = {}  # periodic task -> next run
         self._token_refresh_failed = False
         self._paused_at: float | None = None  # reading paused since
         self._warned_generation = -1
         self._write_blocked = False
+        self._rearm = False  # a deadline may have moved earlier: arm the timer again
         self._extensions = (enable_client_permessage_deflate(None) if config.compression
                             else None)
         #: The exception that made the connection close (a callback's, a crashed job's).
@@ -311,19 +328,27 @@ class Engine:
 
     # == the timer ========================================================================
 
-    def on_timer(self) -> None:
-        """The timer is due: close, tick and send what is due now."""
-        now = self.clock()
+    def on_timer(self, due: float = -math.inf) -> None:
+        """The timer armed for ``due`` fired: close, tick and send what is due now."""
+        now = max(self.clock(), due)
+        self._rearm = True
         for link in [link for link in self.closing if link.close_deadline <= now]:
             self._abort(link)  # the peer did not finish closing in time
+        # The engine's own deadlines a hair away are due now: one wake-up, not two.
+        horizon = now + _COALESCE
         current = self.link
-        if current is not None and current.phase == _Phase.OPEN and self._heartbeat_at <= now:
+        if current is not None and current.phase == _Phase.OPEN \
+                and self._heartbeat_at <= horizon:
             self._heartbeat(current, now)
         self._hand_activity()
-        self._feed(Tick(now))
-        for name, due in list(self._periodic.items()):
-            if due <= now:
-                self._run_periodic(name, now)
+        core_due = self.lifecycle.next_deadline()
+        if core_due is not None and core_due <= now:
+            self._feed(Tick(now))
+        periodic = self._periodic
+        if periodic and min(periodic.values()) <= horizon:
+            for name, periodic_due in list(periodic.items()):
+                if periodic_due <= horizon:
+                    self._run_periodic(name, now)
         if self._paused_at is not None:
             self._warn_paused(now)
         self._settle()
@@ -339,8 +364,10 @@ class Engine:
         return earliest
 
     def _settle(self) -> None:
-        """After every tick: arm the timer; tell the application something changed."""
-        if self.timer is not None:
+        """After every tick: arm the timer if a deadline may have moved earlier; tell
+        the application something changed."""
+        if self._rearm and self.timer is not None:
+            self._rearm = False
             self.timer.arm(self._next_deadline())
         self._on_change()
 
@@ -353,12 +380,13 @@ class Engine:
         callback closing the connection) wait their turn: one at a time, in order.
         """
         self._events.append(event)
+        self._rearm = True
         if self._feeding:
             return
         self._feeding = True
         try:
             while self._events:
-                event = self._events.popleft()
+                event = self._events.pop(0)
                 try:
                     effects = self.lifecycle.handle(event)
                 except TransitionRefused as refused:
@@ -406,11 +434,12 @@ class Engine:
                     self._on_message(current, frame, now)
         elif name == "heartbeat":
             self._heartbeat_at = now + self.config.heartbeat_interval
+            self._rearm = True
         elif name == "token_refresh":
-            if isinstance(self.credentials, TokenRefresher):
+            if self._can_refresh_token:
                 self._periodic[name] = now + self._token_refresh_delay()
         elif name == "cookie_refresh":
-            if isinstance(self.credentials, CookieRefresher):
+            if self._can_refresh_cookies:
                 self._periodic[name] = now + self.config.cookie_refresh_interval
         elif name == "cleanup":
             self._periodic[name] = now + self.config.cleanup_interval
@@ -501,6 +530,7 @@ class Engine:
                     self._on_response(link, event, now)
         if protocol.close_expected() and link.close_deadline == math.inf:
             link.close_deadline = now + self.config.close_timeout
+            self._rearm = True
         self._check_backpressure(now)
         self._settle()
 
@@ -525,7 +555,8 @@ class Engine:
                 error = errors.closed(errors.ABNORMAL_CLOSURE, errors.translate(exc).reason)
             self._link_failed(link, error)
         link.phase = _Phase.CLOSED
-        self.closing.discard(link)
+        if link in self.closing:
+            self.closing.remove(link)
         self._settle()
 
     def _writing_paused(self, link: Link, paused: bool) -> None:
@@ -573,13 +604,15 @@ class Engine:
             self._write_out(link)
         if link.close_deadline == math.inf:
             link.close_deadline = self.clock() + self.config.close_timeout
+        self._rearm = True
         io.resume_reading()  # read the peer's close frame even if the app is behind
-        self.closing.add(link)
+        self.closing.append(link)
 
     def _abort(self, link: Link) -> None:
         """Close ``link`` now: its peer did not close in time."""
         link.close_deadline = math.inf
-        self.closing.discard(link)
+        if link in self.closing:
+            self.closing.remove(link)
         if link.io is not None:
             link.io.abort()
 
@@ -705,7 +738,8 @@ class Engine:
             return
         for item in adapter.decode(frame):
             if item.heartbeat_ack is not None:
-                sent_at = self._pending_acks.pop(item.heartbeat_ack, None)
+                pending = self._pending_acks
+                sent_at = None if pending is None else pending.pop(item.heartbeat_ack, None)
                 if sent_at is not None:  # an ack of nothing we sent is not an ack
                     self._acked(now, now - sent_at)
             if item.reply is not None:
@@ -724,17 +758,29 @@ class Engine:
         self.inbox.put(message)
 
     def _acked(self, now: float, rtt: float) -> None:
+        """A heartbeat's ack: the core hears of it at once (once per interval), so its
+        heartbeat deadline stays a whole interval past the next heartbeat and wakes
+        no one while the link is healthy; other frames are handed over lazily."""
         counters = self.counters
         counters.heartbeats_acked += 1
         counters.heartbeat_rtt = rtt
-        if self.lifecycle.awaits_proof:
-            self._feed(HeartbeatAcked(now, self.lifecycle.generation, rtt))
+        lifecycle = self.lifecycle
+        if lifecycle.awaits_proof:
+            self._feed(HeartbeatAcked(now, lifecycle.generation, rtt))
+        else:
+            self._note_activity(now)
+
+    def _note_activity(self, at: float) -> None:
+        """Tell the core the link showed life at ``at``.  Directly, not through
+        :meth:`_feed`: it has no effects and only moves a deadline later."""
+        lifecycle = self.lifecycle
+        lifecycle.handle(Inbound(at, lifecycle.generation))
 
     def _hand_activity(self) -> None:
         """Tell the core when the current link last showed life (it moves a deadline)."""
         link = self.link
         if link is not None and link.last_activity > self.lifecycle.last_inbound:
-            self._feed(Inbound(link.last_activity, self.lifecycle.generation))
+            self._note_activity(link.last_activity)
 
     # -- backpressure: the application is behind -----------------------------------------
 
@@ -771,6 +817,14 @@ class Engine:
                        self.url_for_logs, now - paused_at)
 
     @property
+    def dedup(self) -> Deduplicator:
+        """The message ids seen (created at first use: most protocols have none)."""
+        if self._dedup is None:
+            config = self.config
+            self._dedup = Deduplicator(config.message_expire_time, config.dedup_max_entries)
+        return self._dedup
+
+    @property
     def url_for_logs(self) -> str:
         """The URL without anything that could be a secret."""
         return safe_url(self.url)
@@ -799,8 +853,12 @@ class Engine:
             self.counters.messages_out += 1
 
     def _heartbeat(self, link: Link, now: float) -> None:
-        """Due every ``heartbeat_interval`` while connected."""
-        self._heartbeat_at = now + self.config.heartbeat_interval
+        """Due every ``heartbeat_interval`` while connected, on a fixed schedule (a late
+        wake-up does not shift the next ones; missed ones are skipped, not bunched)."""
+        interval = self.config.heartbeat_interval
+        self._heartbeat_at += interval
+        if self._heartbeat_at <= now:
+            self._heartbeat_at = now + interval
         self._check_outbound(link, now)
         if self.adapter.uses_ping:
             ping = link.ping
@@ -808,7 +866,8 @@ class Engine:
             # (as websockets' keepalive): a pong slower than the interval counts.
             if ping is not None and now - ping[1] < self.config.heartbeat_timeout:
                 return
-            payload = secrets.token_bytes(4)
+            link.pings += 1
+            payload = link.pings.to_bytes(4, "big")  # unique on this link: no need to draw
             link.ping = (payload, now)
             protocol = link.protocol
             assert protocol is not None
@@ -817,6 +876,8 @@ class Engine:
         else:
             heartbeat_id, frame = self.adapter.heartbeat()
             pending = self._pending_acks
+            if pending is None:
+                pending = self._pending_acks = OrderedDict()
             pending[heartbeat_id] = now
             while len(pending) > _PENDING_HEARTBEATS:
                 pending.popitem(last=False)
@@ -832,6 +893,9 @@ class Engine:
         io = link.io
         if io is None:
             return
+        if not link.outbound and link.written - link.flushed < _OUTBOUND_BACKLOG:
+            link.flushed = link.written  # too little written since to make a backlog
+            return
         pending = unacknowledged(io)
         acknowledged = link.written - pending
         if link.outbound and acknowledged > link.flushed:
@@ -843,7 +907,8 @@ class Engine:
 
     def _run_periodic(self, name: str, now: float) -> None:
         if name == "cleanup":
-            self.dedup.sweep(now)
+            if self._dedup is not None:
+                self._dedup.sweep(now)
             self._periodic[name] = now + self.config.cleanup_interval
             return
         del self._periodic[name]  # rescheduled when the run ends
@@ -871,6 +936,7 @@ class Engine:
             return
         self._jobs.pop("token_refresh", None)
         self._periodic["token_refresh"] = self.clock() + self._token_refresh_delay()
+        self._rearm = True
         if changed:
             self._feed(Rotate(self.clock(), generation, "token refreshed"))
         self._settle()
@@ -892,6 +958,7 @@ class Engine:
         if generation == self.lifecycle.generation:
             self._jobs.pop("cookie_refresh", None)
             self._periodic["cookie_refresh"] = self.clock() + self.config.cookie_refresh_interval
+            self._rearm = True
             self._settle()
 
     def _start_escalation(self, generation: int) -> None:

@@ -2,10 +2,11 @@
 
 The engine keeps its own deadlines (the core's timers, the next heartbeat, the
 periodic refreshes, closing links) and asks for a wake-up at the earliest one
-with :meth:`Timer.arm`.  A timer armed for a later time than it already is keeps
-its earlier wake-up: the engine finds nothing due, and arms again.  So a deadline
-that only moves later (the heartbeat timeout, moved by every byte received)
-costs nothing until it is reached.
+with :meth:`Timer.arm`; the callback gets the deadline it was armed for.  A
+timer armed for a later time than it already is keeps its earlier wake-up: the
+engine finds nothing due, and arms again.  So a deadline that only moves later
+(the heartbeat timeout, moved by every byte received) costs nothing until it is
+reached.
 
 * :class:`LoopTimer` (asyncio): a ``loop.call_at`` handle; no task.
 * :class:`TaskTimer` (any anyio backend, trio's virtual clock included): one
@@ -43,7 +44,7 @@ class LoopTimer:
 
     __slots__ = ("_callback", "_handle", "_loop", "_when")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[float], None]) -> None:
         self._loop = loop
         self._callback = callback
         self._handle: asyncio.TimerHandle | None = None
@@ -63,8 +64,10 @@ class LoopTimer:
         self._handle, self._when = None, -math.inf  # arm() is a no-op from now on
 
     def _fire(self) -> None:
-        self._handle, self._when = None, math.inf
-        self._callback()
+        # asyncio runs a handle up to its clock resolution early: the deadline it was
+        # armed for is due, whatever the clock reads a hair before it.
+        when, self._handle, self._when = self._when, None, math.inf
+        self._callback(when)
 
 
 class TaskTimer:
@@ -72,7 +75,7 @@ class TaskTimer:
 
     __slots__ = ("_callback", "_scope", "_stopped", "_when")
 
-    def __init__(self, jobs: Jobs, callback: Callable[[], None]) -> None:
+    def __init__(self, jobs: Jobs, callback: Callable[[float], None]) -> None:
         self._callback = callback
         self._when = math.inf
         self._scope: anyio.CancelScope | None = None
@@ -97,5 +100,5 @@ class TaskTimer:
                 await anyio.sleep_forever()
             self._scope = None
             if not self._stopped and anyio.current_time() >= self._when:
-                self._when = math.inf
-                self._callback()
+                when, self._when = self._when, math.inf
+                self._callback(when)

@@ -265,6 +265,10 @@ class Lifecycle:
         not allow (``Start`` twice, ``Rotate`` while not connected, ``Reset`` while
         not failed); ``Close`` in a final state is a no-op.
         """
+        if isinstance(event, Inbound):  # the most frequent event: first
+            if event.generation == self.generation:
+                self._note_inbound(event.now)
+            return []
         if isinstance(event, Tick):
             return self._on_tick(event.now)
         if isinstance(event, Start):
@@ -276,9 +280,6 @@ class Lifecycle:
         if isinstance(event, Reset):
             return self.fire("reset", event.now, reason=event.reason)
         if event.generation != self.generation:
-            return []
-        if isinstance(event, Inbound):
-            self._note_inbound(event.now)
             return []
         if isinstance(event, HeartbeatAcked | MessageReceived):
             self._note_inbound(event.now)

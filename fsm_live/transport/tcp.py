@@ -20,23 +20,26 @@ Every failure is a :class:`~fsm_live.errors.TransportError`, translated by
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import ssl as ssl_
+import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 from python_socks import ProxyType
 from websockets.exceptions import InvalidProxy
-from websockets.proxy import get_proxy, parse_proxy
-from websockets.uri import parse_uri
+from websockets.proxy import parse_proxy
+from websockets.uri import WebSocketURI, parse_uri
 
 from fsm_live.errors import ConfigError
 from fsm_live.transport import errors
 from fsm_live.transport.base import Target
 
-__all__ = ("TcpTransport", "proxy_for", "target_for")
+__all__ = ("TcpTransport", "environment_proxy", "proxy_for", "target_for")
 
 _PROXY_TYPES = {
     "http": (ProxyType.HTTP, False),
@@ -50,12 +53,13 @@ _PROXY_TYPES = {
 def proxy_for(url: str, proxy: str | bool | None) -> str | None:
     """The proxy URL an attempt to ``url`` goes through, or None.
 
-    ``proxy`` True: the environment's (as websockets decides it); None or False:
-    none; a string: that one.  Raises :class:`~fsm_live.errors.ConfigError` for
-    a proxy URL that cannot be used (naming it without its credentials).
+    ``proxy`` True: the environment's (as websockets decides it, see
+    :func:`environment_proxy`); None or False: none; a string: that one.  Raises
+    :class:`~fsm_live.errors.ConfigError` for a proxy URL that cannot be used
+    (naming it without its credentials).
     """
     if proxy is True:
-        proxy = get_proxy(parse_uri(url))
+        proxy = environment_proxy(parse_uri(url))
     if not proxy:
         return None
     try:
@@ -74,6 +78,44 @@ def target_for(url: str, *, ssl: ssl_.SSLContext | None = None,
     wsuri = parse_uri(url)
     return Target(url=url, host=wsuri.host, port=wsuri.port, secure=wsuri.secure, ssl=ssl,
                   proxy=proxy_for(url, proxy))
+
+
+#: The environment variables urllib reads proxies from (either case), and no_proxy.
+_PROXY_VARIABLES: Final = tuple(
+    name for scheme in ("ws", "wss", "socks", "https", "http", "all", "no")
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"))
+
+
+def environment_proxy(wsuri: WebSocketURI) -> str | None:
+    """The proxy the environment names for ``wsuri``, as websockets'
+    ``websockets.proxy.get_proxy`` decides it (RFC 6455 section 4.1: SOCKS first,
+    else the HTTPS proxy, for ``ws://`` the HTTP proxy too; ``no_proxy`` honoured).
+
+    urllib reads the whole environment every time, about 0.4 ms: a fleet of ten
+    thousand would spend seconds on it.  The proxies are read again only when
+    one of the proxy variables changed.
+    """
+    proxies = _proxies(tuple(os.environ.get(name) for name in _PROXY_VARIABLES))
+    if _proxy_bypass(f"{wsuri.host}:{wsuri.port}", proxies):
+        return None
+    for scheme in (("wss", "socks", "https") if wsuri.secure
+                   else ("ws", "socks", "https", "http")):
+        found = proxies.get(scheme)
+        if found is not None:
+            if scheme == "socks" and found.startswith("http://"):
+                found = "socks5h://" + found[7:]
+            return found
+    return None
+
+
+#: urllib's no_proxy check against given proxies (not in typeshed; stable since 3.x).
+_proxy_bypass: Callable[[str, dict[str, str]], bool] = (
+    urllib.request.proxy_bypass_environment)  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4)
+def _proxies(fingerprint: tuple[str | None, ...]) -> dict[str, str]:
+    return urllib.request.getproxies_environment()
 
 
 def _shown(proxy: str) -> str:
