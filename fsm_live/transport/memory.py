@@ -126,6 +126,9 @@ class _ClientStream(anyio.abc.ByteStream):
         self._closed = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        # The checkpoint comes first: once chunks are seen, nothing may run before
+        # one is taken (a reset clears them).
+        await anyio.lowlevel.checkpoint()
         incoming = self._server._to_client
         while not incoming.chunks:
             if self._closed:
@@ -135,7 +138,8 @@ class _ClientStream(anyio.abc.ByteStream):
             if incoming.eof:
                 raise anyio.EndOfStream
             await incoming.changed().wait()
-        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise anyio.ClosedResourceError
         chunk = incoming.chunks.popleft()
         if len(chunk) > max_bytes:
             chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
