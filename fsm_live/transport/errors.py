@@ -221,7 +221,16 @@ def failure_kind(exc: BaseException) -> str | None:
 
 
 def _kind(exc: BaseException, depth: int = 0) -> str | None:
-    """The failure kind of ``exc``, else of its cause or the exceptions it groups."""
+    """The failure kind of ``exc``, else of its cause or the exceptions it groups.
+
+    A broken stream is ``reset`` unless its cause says more (a TLS stream broken by
+    a certificate failure is ``tls``).
+    """
+    if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None \
+            and depth < _MAX_DEPTH:
+        kind = _kind(exc.__cause__, depth + 1)
+        if kind is not None:
+            return kind
     kind = failure_kind(exc)
     if kind is not None or depth >= _MAX_DEPTH:
         return kind
