@@ -28,6 +28,10 @@ stream errors, exception groups                  the first kind found in ``__cau
                                                  the group (trio wraps connect and TLS errors)
 ===============================================  =========================================
 
+A failure while TLS is set up over an open TCP connection is translated by
+:func:`tls_failed`: ``tls`` for a certificate or host name, else ``tls_handshake``
+whatever the TLS layer made of it (an alert, an HTTP answer, the peer hanging up).
+
 The in-memory transport raises through the same helpers (:func:`closed`,
 :func:`failed`, :func:`rejected`), so both transports report identical facts.
 """
@@ -65,6 +69,7 @@ __all__ = (
     "failure_kind",
     "parse_retry_after",
     "rejected",
+    "tls_failed",
     "translate",
 )
 
@@ -273,6 +278,18 @@ def translate(exc: BaseException, *, closed_by_app: bool = False) -> TransportEr
     if kind is None:
         return TransportError(f"transport failure ({type(exc).__name__})")
     return failed(kind)
+
+
+def tls_failed(exc: BaseException) -> TransportError:
+    """The error for ``exc`` raised while setting up TLS over an open connection.
+
+    A certificate or host name failure is ``tls`` (fatal); anything else is
+    ``tls_handshake``: the TCP connection was up, so the peer hanging up or resetting
+    it on the TLS hello (a port that does not speak TLS) is a handshake failure too.
+    Use as ``raise tls_failed(exc) from exc``.
+    """
+    error = translate(exc)
+    return error if error.kind == "tls" else failed("tls_handshake")
 
 
 #: The exception types a transport catches and hands to :func:`translate`; anything
