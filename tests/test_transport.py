@@ -495,11 +495,13 @@ async def test_an_answer_that_is_not_http_fails_the_attempt_at_once(tcp: TcpHarn
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", ["http", "socks5", "socks5h", "socks5-password"])
+@pytest.mark.parametrize("kind", ["http", "http-password", "socks5", "socks5h",
+                                  "socks5h-password"])
 async def test_an_explicit_proxy(tcp: TcpHarness, kind: str) -> None:
-    user = ("alice", "s3cr3t") if kind == "socks5-password" else None
-    proxy_cm = http_connect_proxy() if kind == "http" else socks5_proxy(credentials=user)
-    scheme = "socks5h" if kind == "socks5-password" else kind
+    scheme, _, password = kind.partition("-")
+    user = ("alice", "s3cr3t") if password else None
+    proxy_cm = http_connect_proxy(credentials=user) if scheme == "http" else socks5_proxy(
+        credentials=user)
     with anyio.fail_after(TEST_DEADLINE):
         async with tcp.serving(echo) as served, proxy_cm as proxy:
             url = proxy.url(scheme, "alice:s3cr3t" if user else None)
@@ -754,8 +756,12 @@ class _Credentials:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("authorization", ["credentials", "url"])
 async def test_no_secret_reaches_websockets_debug_log(tcp: TcpHarness,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      authorization: str) -> None:
+    """Cookie and Authorization from a credentials provider (or Authorization from the
+    URL's user info), a query string token, frame contents: none at DEBUG."""
     caplog.set_level(logging.DEBUG)
     seen: list[Mapping[str, str]] = []
 
@@ -763,25 +769,33 @@ async def test_no_secret_reaches_websockets_debug_log(tcp: TcpHarness,
         seen.append(side.request_headers)
         await echo(side)
 
+    if authorization == "url":
+        credentials = None
+        expected = {"Authorization": "Basic YWxpY2U6czNjcjN0LXVzZXJpbmZv"}
+    else:
+        credentials = _Credentials()
+        expected = {"Cookie": "session=s3cr3t-cookie", "Authorization": "Bearer s3cr3t-bearer"}
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(record) as served, \
-                tcp.connect(served.url + "?token=s3cr3t-query", credentials=_Credentials()) \
-                as conn:
-            await conn.wait_connected()
-            await conn.send("hello s3cr3t-frame")
-            await conn.send(b"bytes s3cr3t-frame")
-            iterator = aiter(conn)
-            assert await anext(iterator) == "hello s3cr3t-frame"
-            assert await anext(iterator) == b"bytes s3cr3t-frame"
-    # The secrets did reach the server.
+        async with tcp.serving(record) as served:
+            url = served.url + "?token=s3cr3t-query"
+            if authorization == "url":
+                url = url.replace("ws://", "ws://alice:s3cr3t-userinfo@")
+            async with tcp.connect(url, credentials=credentials) as conn:
+                await conn.wait_connected()
+                await conn.send("hello s3cr3t-frame")
+                await conn.send(b"bytes s3cr3t-frame")
+                iterator = aiter(conn)
+                assert await anext(iterator) == "hello s3cr3t-frame"
+                assert await anext(iterator) == b"bytes s3cr3t-frame"
+    # The secrets did reach the server, once each.
     [headers] = seen
-    assert headers["Cookie"] == "session=s3cr3t-cookie"
-    assert headers["Authorization"] == "Bearer s3cr3t-bearer"
+    for name, value in expected.items():
+        assert headers.get_all(name) == [value]  # type: ignore[attr-defined]
     formatter = logging.Formatter("%(message)s")
     client = [formatter.format(r) for r in caplog.records if r.name == "websockets.client"]
     assert "> GET /?[redacted] HTTP/1.1" in client  # DEBUG stays on, values go
-    assert "> Cookie: [redacted]" in client
-    assert "> Authorization: [redacted]" in client
+    for name in expected:
+        assert f"> {name}: [redacted]" in client
     assert "> TEXT [18 bytes]" in client
     assert "< BINARY [18 bytes]" in client
     assert not [line for line in client if "s3cr3t" in line]
