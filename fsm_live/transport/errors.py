@@ -293,8 +293,8 @@ def tls_failed(exc: BaseException) -> TransportError:
 
 
 #: The exception types a transport catches and hands to :func:`translate`; anything
-#: else is a bug and propagates as is.  (On trio, ``trio.BrokenResourceError`` too:
-#: the websocket transport adds it, as trio is only imported on that backend.)
+#: else is a bug and propagates as is.  (anyio's stream errors stand for trio's too:
+#: anyio wraps them; python-socks' connection and timeout errors are OSErrors.)
 TRANSLATABLE: tuple[type[BaseException], ...] = (
     TransportError, ConnectionClosed, InvalidHandshake, InvalidURI, InvalidProxy,
     OSError, EOFError, anyio.BrokenResourceError, anyio.EndOfStream, SocksProxyError,
