@@ -439,7 +439,9 @@ class TransportConformance:
         assert recorder.states == ["CONNECTING", "CONNECTED", "FAILED", "CLOSED"]
         failure = recorder.failure(failed)
         assert (failure.error_class, failure.close_code) == ("terminal", 1009)
-        assert recorder.records[failed].at - recorder.records[connected].at <= harness.margin
+        took = recorder.records[failed].at - recorder.records[connected].at
+        assert took <= harness.margin
+        self.figure("over max_size to FAILED (server talking on)", took)
 
     # -- the server closing ---------------------------------------------------------------
 
@@ -526,6 +528,7 @@ class TransportConformance:
             "server", 503, retry_after)
         waited = recorder.records[2].at - recorder.records[1].at
         assert retry_after <= waited <= retry_after + CONFIG.backoff.maximum + harness.margin
+        self.figure("Retry-After: 1 waited", waited)
         assert served.attempts() == 2
         assert connected == 3
 
@@ -581,6 +584,7 @@ class TransportConformance:
         assert (failure.error_class, failure.kind) == ("network", "timeout")
         took = recorder.records[1].at - recorder.records[0].at
         assert open_timeout <= took <= open_timeout + harness.margin
+        self.figure("stalled handshake failed after", took)
         assert served.attempts() >= 1
 
     # -- a silent peer ---------------------------------------------------------------------
