@@ -14,7 +14,7 @@ import contextlib
 import functools
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -31,8 +31,11 @@ __all__ = (
     "Reject",
     "ServerSide",
     "WebSocketServer",
+    "answer_http_400",
     "echo",
+    "hang_up_after_request",
     "raw_server",
+    "speak_something_else",
     "stalled_listener",
     "websocket_server",
 )
@@ -84,8 +87,37 @@ class ServerSide:
         headers: Mapping[str, str] = self.ws.request.headers
         return headers
 
-    async def send(self, message: str | bytes) -> None:
-        await self.ws.send(message)
+    @property
+    def response_headers(self) -> Mapping[str, str]:
+        headers: Mapping[str, str] = self.ws.response.headers
+        return headers
+
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
+        """Send a message; ``text=True`` sends bytes in a text frame as they are."""
+        await self.ws.send(message, text=text)
+
+    async def send_fragments(self, fragments: Sequence[str | bytes], *,
+                             text: bool | None = None) -> None:
+        """Send one message in fragments, a frame each."""
+        await self.ws.send(list(fragments), text=text)
+
+    async def ping(self, data: bytes = b"") -> None:
+        """Send a ping and wait for its pong."""
+        if self._trio:
+            pong = await self.ws.ping(data)
+            await pong.wait()
+        else:
+            await (await self.ws.ping(data))
+
+    async def drop(self) -> None:
+        """End the TCP connection now, without a close frame."""
+        if self._trio:
+            import trio
+
+            await trio.aclose_forcefully(self.ws.stream)
+        else:
+            self.ws.transport.abort()
+        await self.ws.wait_closed()
 
     async def recv(self) -> str | bytes:
         message: str | bytes = await self.ws.recv()
@@ -150,12 +182,14 @@ async def websocket_server(
     reject: Reject | None = None,
     ssl_context: ssl.SSLContext | None = None,
     max_queue: int | None = 16,
+    compression: str | None = "deflate",
 ) -> AsyncIterator[WebSocketServer]:
     """A websockets server on 127.0.0.1 for the running backend.
 
     Every handshake request is an attempt (counted before ``reject`` decides).
     ``handler`` runs per accepted connection; the connection closes (1000) when
-    it returns, and a ConnectionClosed it lets out is swallowed.
+    it returns, and a ConnectionClosed it lets out is swallowed.  ``compression``
+    is websockets' (permessage-deflate when the client offers it).
     """
     attempts = Attempts()
     sides: list[ServerSide] = []
@@ -192,6 +226,7 @@ async def websocket_server(
         "ping_interval": None,
         "close_timeout": SERVER_CLOSE_TIMEOUT,
         "max_queue": max_queue,
+        "compression": compression,
     }
     scheme = "ws" if ssl_context is None else "wss"
     if _on_trio():
@@ -262,6 +297,31 @@ async def say_nothing(stream: anyio.abc.SocketStream) -> None:
 
 async def close_at_once(stream: anyio.abc.SocketStream) -> None:
     """Accept and close (the client sees EOF during its handshake)."""
+
+
+async def hang_up_after_request(stream: anyio.abc.SocketStream) -> None:
+    """Read the handshake request, then close without answering: the client sees the
+    end of the stream (a FIN, never a reset: nothing is left unread) during its
+    handshake."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += await stream.receive()
+
+
+async def speak_something_else(stream: anyio.abc.SocketStream) -> None:
+    """Answer the handshake request with a line that is not HTTP, then wait (a port
+    speaking another protocol that keeps the connection open)."""
+    await stream.receive()
+    await stream.send(b"SSH-2.0-OpenSSH_9.6\r\n")
+    await anyio.sleep_forever()
+
+
+async def answer_http_400(stream: anyio.abc.SocketStream) -> None:
+    """Answer whatever arrives first with a plain-text HTTP 400, then close (a port
+    speaking HTTP: ``wss://`` to it gets no TLS handshake)."""
+    await stream.receive()
+    await stream.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                      b"Connection: close\r\n\r\n")
 
 
 @contextlib.contextmanager

@@ -528,11 +528,29 @@ class Engine:
                     self._on_frame(link, event, now)
                 elif isinstance(event, Response):
                     self._on_response(link, event, now)
+            self._check_given_up(link, protocol)
         if protocol.close_expected() and link.close_deadline == math.inf:
             link.close_deadline = now + self.config.close_timeout
             self._rearm = True
         self._check_backpressure(now)
         self._settle()
+
+    def _check_given_up(self, link: Link, protocol: ClientProtocol) -> None:
+        """websockets gave up on ``link`` by itself: the lifecycle learns now, not when
+        the peer closes the TCP connection (which a peer that reads nothing never does).
+
+        An answer to the handshake it cannot parse leaves no event, only
+        ``handshake_exc``; an open link it failed (1009 message too big, 1002 protocol
+        error) has its close frame sent and reads nothing more (``parser_exc``).
+        """
+        if link is not self.link:
+            return
+        if link.phase == _Phase.HANDSHAKE and protocol.handshake_exc is not None:
+            self._link_failed(link, errors.translate(protocol.handshake_exc))
+        elif link.phase != _Phase.HANDSHAKE and protocol.parser_exc is not None:
+            sent = protocol.close_sent
+            self._link_failed(link, errors.closed(
+                sent.code if sent is not None else errors.ABNORMAL_CLOSURE))
 
     def _link_eof(self, link: Link) -> None:
         protocol = link.protocol

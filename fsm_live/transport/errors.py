@@ -28,6 +28,10 @@ stream errors, exception groups                  the first kind found in ``__cau
                                                  the group (trio wraps connect and TLS errors)
 ===============================================  =========================================
 
+A failure while TLS is set up over an open TCP connection is translated by
+:func:`tls_failed`: ``tls`` for a certificate or host name, else ``tls_handshake``
+whatever the TLS layer made of it (an alert, an HTTP answer, the peer hanging up).
+
 The in-memory transport raises through the same helpers (:func:`closed`,
 :func:`failed`, :func:`rejected`), so both transports report identical facts.
 """
@@ -65,6 +69,7 @@ __all__ = (
     "failure_kind",
     "parse_retry_after",
     "rejected",
+    "tls_failed",
     "translate",
 )
 
@@ -221,7 +226,16 @@ def failure_kind(exc: BaseException) -> str | None:
 
 
 def _kind(exc: BaseException, depth: int = 0) -> str | None:
-    """The failure kind of ``exc``, else of its cause or the exceptions it groups."""
+    """The failure kind of ``exc``, else of its cause or the exceptions it groups.
+
+    A broken stream is ``reset`` unless its cause says more (a TLS stream broken by
+    a certificate failure is ``tls``).
+    """
+    if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None \
+            and depth < _MAX_DEPTH:
+        kind = _kind(exc.__cause__, depth + 1)
+        if kind is not None:
+            return kind
     kind = failure_kind(exc)
     if kind is not None or depth >= _MAX_DEPTH:
         return kind
@@ -266,9 +280,21 @@ def translate(exc: BaseException, *, closed_by_app: bool = False) -> TransportEr
     return failed(kind)
 
 
+def tls_failed(exc: BaseException) -> TransportError:
+    """The error for ``exc`` raised while setting up TLS over an open connection.
+
+    A certificate or host name failure is ``tls`` (fatal); anything else is
+    ``tls_handshake``: the TCP connection was up, so the peer hanging up or resetting
+    it on the TLS hello (a port that does not speak TLS) is a handshake failure too.
+    Use as ``raise tls_failed(exc) from exc``.
+    """
+    error = translate(exc)
+    return error if error.kind == "tls" else failed("tls_handshake")
+
+
 #: The exception types a transport catches and hands to :func:`translate`; anything
-#: else is a bug and propagates as is.  (On trio, ``trio.BrokenResourceError`` too:
-#: the websocket transport adds it, as trio is only imported on that backend.)
+#: else is a bug and propagates as is.  (anyio's stream errors stand for trio's too:
+#: anyio wraps them; python-socks' connection and timeout errors are OSErrors.)
 TRANSLATABLE: tuple[type[BaseException], ...] = (
     TransportError, ConnectionClosed, InvalidHandshake, InvalidURI, InvalidProxy,
     OSError, EOFError, anyio.BrokenResourceError, anyio.EndOfStream, SocksProxyError,

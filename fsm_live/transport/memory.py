@@ -26,17 +26,21 @@ What a URL does, set by the test::
     network.stall("ws://slow/")                       # the connect never completes
     network.black_hole("ws://void/")                  # the handshake completes, then
                                                       # nothing answers
+    network.hang_up("ws://gone/")                     # the connection is accepted, then
+                                                      # closed before any answer (EOF
+                                                      # during the handshake)
     network.restore("ws://busy/")                     # undo the above: back to the server
     # a URL nothing is set for refuses: kind refused
     network.attempts("ws://chat/")                    # attempts so far, whatever came of them
 
-``reject``, ``refuse``, ``stall`` and ``black_hole`` set an *override*: it takes
+``reject``, ``refuse``, ``stall``, ``black_hole`` and ``hang_up`` set an *override*: it takes
 precedence over a server serving the URL (an outage in front of a live server)
 until :meth:`MemoryNetwork.restore`; the latest override wins.  While several
 ``serve`` contexts for one URL are entered, the latest entered serves.
 
-A server handler gets a :class:`ServerLink`: it can ``receive``/``send``, ``close``
-with any code, ``drop()`` the connection without a close frame (the client sees
+A server handler gets a :class:`ServerLink`: it can ``receive``/``send`` (a
+message, or one in fragments with ``send_fragments``), ``ping`` and wait for the
+pong, ``close`` with any code, ``drop()`` the connection without a close frame (the client sees
 its stream end: 1006), ``reset()`` it (the client's stream breaks), stop reading
 (``pause_reading()``: the client's writes wait once :data:`PIPE_LIMIT` bytes are
 pending), or ``black_hole()`` it: from then on the server end discards what it
@@ -55,7 +59,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Final, Self
 
@@ -126,6 +130,9 @@ class _ClientStream(anyio.abc.ByteStream):
         self._closed = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        # The checkpoint comes first: once chunks are seen, nothing may run before
+        # one is taken (a reset clears them).
+        await anyio.lowlevel.checkpoint()
         incoming = self._server._to_client
         while not incoming.chunks:
             if self._closed:
@@ -135,7 +142,8 @@ class _ClientStream(anyio.abc.ByteStream):
             if incoming.eof:
                 raise anyio.EndOfStream
             await incoming.changed().wait()
-        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise anyio.ClosedResourceError
         chunk = incoming.chunks.popleft()
         if len(chunk) > max_bytes:
             chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
@@ -203,6 +211,7 @@ class ServerLink:
         self._room = anyio.Event()
         self._fragments: list[bytes] = []
         self._fragments_text = False
+        self._pings: dict[bytes, anyio.Event] = {}
 
     # -- fed by the client's writes (synchronously) ----------------------------------------
 
@@ -252,6 +261,10 @@ class ServerLink:
                 data = b"".join(self._fragments)
                 self._fragments.clear()
                 self._deliver(data.decode() if self._fragments_text else data)
+        elif opcode is Opcode.PONG:
+            waiter = self._pings.pop(bytes(frame.data), None)
+            if waiter is not None:
+                waiter.set()
         elif opcode is Opcode.CLOSE:
             close = self._protocol.close_rcvd
             self._close_code = close.code if close is not None else 1005
@@ -278,6 +291,8 @@ class ServerLink:
         self._deliver(_CloseMark(self._close_code))
         self._closed.set()
         self._room.set()
+        for waiter in self._pings.values():  # ping() raises: no pong will come
+            waiter.set()
 
     # -- the handler's API -----------------------------------------------------------------
 
@@ -286,23 +301,56 @@ class ServerLink:
         """The close code once closed (1006 when it ended without a close frame)."""
         return self._close_code if self._closed.is_set() else None
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, *, text: bool | None = None) -> None:
         """Send one message (``str`` as text, ``bytes`` as binary); waits while the
-        client has :data:`PIPE_LIMIT` bytes unread."""
-        if not isinstance(message, str | bytes):
-            raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
+        client has :data:`PIPE_LIMIT` bytes unread.
+
+        ``text`` overrides the frame type, as websockets' ``send`` does: ``bytes`` with
+        ``text=True`` go out in a text frame as they are (UTF-8 or not).
+        """
+        await self.send_fragments([message], text=text)
+
+    async def send_fragments(self, fragments: Sequence[Message], *,
+                             text: bool | None = None) -> None:
+        """Send one message in ``fragments``, a frame each (all ``str`` or all
+        ``bytes``; ``text`` as in :meth:`send`)."""
+        kinds = {type(fragment) for fragment in fragments}
+        if not fragments or not kinds <= {str, bytes} or len(kinds) > 1:
+            raise TypeError("a message is one or more fragments, all str or all bytes")
+        await self._wait_room()
+        if self._black_holed:
+            return
+        as_text = (str in kinds) if text is None else text
+        last = len(fragments) - 1
+        for i, fragment in enumerate(fragments):
+            data = fragment.encode() if isinstance(fragment, str) else fragment
+            if i > 0:
+                self._protocol.send_continuation(data, fin=i == last)
+            elif as_text:
+                self._protocol.send_text(data, fin=i == last)
+            else:
+                self._protocol.send_binary(data, fin=i == last)
+        self._write_out()
+
+    async def ping(self, data: bytes = b"") -> None:
+        """Send a ping and wait for its pong; raises TransportError if the link closes
+        first (a black-holed link never answers: bound the wait)."""
+        await self._wait_room()
+        waiter = self._pings.setdefault(data, anyio.Event())
+        if not self._black_holed:
+            self._protocol.send_ping(data)
+            self._write_out()
+        await waiter.wait()
+        if self._closed.is_set():
+            raise errors.closed(self._close_code or errors.ABNORMAL_CLOSURE)
+
+    async def _wait_room(self) -> None:
+        """Wait while the client has PIPE_LIMIT bytes unread; raise once closed."""
         await anyio.lowlevel.checkpoint()
         while not self._closed.is_set() and self._to_client.size >= PIPE_LIMIT:
             await self._to_client.changed().wait()
         if self._closed.is_set() or self._protocol.state is not OPEN:
             raise errors.closed(self._close_code or errors.ABNORMAL_CLOSURE)
-        if self._black_holed:
-            return
-        if isinstance(message, str):
-            self._protocol.send_text(message.encode())
-        else:
-            self._protocol.send_binary(message)
-        self._write_out()
 
     async def receive(self) -> Message:
         """The next message; raises TransportError with the close code once closed."""
@@ -451,7 +499,12 @@ class _BlackHole:
     pass
 
 
-_Override = _Reject | _Refuse | _Stall | _BlackHole
+@attrs.frozen
+class _HangUp:
+    pass
+
+
+_Override = _Reject | _Refuse | _Stall | _BlackHole | _HangUp
 
 
 class MemoryNetwork:
@@ -499,6 +552,12 @@ class MemoryNetwork:
         no close (a half-open connection from its first moment); an override."""
         self._overrides[url] = _BlackHole()
 
+    def hang_up(self, url: str) -> None:
+        """Accept connections to ``url`` and close them before answering anything: the
+        client sees the end of the stream during its handshake (kind ``eof``); an
+        override."""
+        self._overrides[url] = _HangUp()
+
     def restore(self, url: str) -> None:
         """Remove the override set for ``url`` (if any): the server serving it answers
         again; with none serving, attempts are refused."""
@@ -525,6 +584,10 @@ class MemoryNetwork:
             return _ClientStream(ServerLink(url, reject=(route.status, route.retry_after)))
         if isinstance(route, _BlackHole):
             return _ClientStream(ServerLink(url, on_open=ServerLink.black_hole))
+        if isinstance(route, _HangUp):
+            link = ServerLink(url)
+            link.drop()
+            return _ClientStream(link)
         if not servers:
             raise errors.failed("refused")
         return _ClientStream(ServerLink(url, on_open=servers[-1]._opened))

@@ -7,6 +7,13 @@ byte stream instead (``anyio.connect_tcp``, anyio's TLS).  TLS verifies the
 certificate and host name with a default context unless the target carries its
 own ``ssl`` context; it is never switched off silently.
 
+An attempt has two steps, and a failure is reported for the step it happened in:
+the TCP connection (direct, or a proxy's tunnel), then TLS over it for ``wss://``.
+A failure of the second step is ``tls`` (certificate, host name) or else
+``tls_handshake`` (:func:`fsm_live.transport.errors.tls_failed`), whatever the TLS
+layer made of it: a port that does not speak TLS may answer in plain HTTP, hang up
+(asyncio's TLS reads that as a reset, anyio's as an end of stream) or reset.
+
 Proxies follow websockets' rules (:func:`proxy_for`): the target's own proxy, or
 the one the environment names for the URL (``wss_proxy``/``ws_proxy``,
 ``socks_proxy``, ``https_proxy``, ``http_proxy``, with ``no_proxy`` honoured).
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import ssl as ssl_
 import urllib.request
 from collections.abc import Callable
@@ -130,22 +138,25 @@ class TcpTransport:
     async def open_stream(self, target: Target) -> anyio.abc.ByteStream:
         """An anyio stream to the target, TLS done (see
         :class:`~fsm_live.transport.base.Transport`)."""
+        context = target.ssl_context()
+        stream: anyio.abc.ByteStream
         try:
-            context = target.ssl_context()
-            stream: anyio.abc.ByteStream
-            if target.proxy is None and context is not None:
-                return await anyio.connect_tcp(
-                    target.host, target.port, ssl_context=context, tls_hostname=target.host,
-                    tls_standard_compatible=False)
             if target.proxy is None:
-                return await anyio.connect_tcp(target.host, target.port)
-            stream = await self._tunnel_stream(target)
-            if context is not None:
-                stream = await TLSStream.wrap(stream, hostname=target.host,
-                                              ssl_context=context, standard_compatible=False)
+                stream = await anyio.connect_tcp(target.host, target.port)
+            else:
+                stream = await self._tunnel_stream(target)
         except errors.TRANSLATABLE as exc:
             raise errors.translate(exc) from exc
-        return stream
+        if context is None:
+            return stream
+        try:
+            return await TLSStream.wrap(stream, hostname=target.host, ssl_context=context,
+                                        standard_compatible=False)
+        except BaseException as exc:
+            await anyio.aclose_forcefully(stream)  # the TCP connection or the tunnel
+            if isinstance(exc, errors.TRANSLATABLE):
+                raise errors.tls_failed(exc) from exc
+            raise
 
     async def open_asyncio(self, target: Target,
                            protocol: Callable[[], asyncio.Protocol]) -> None:
@@ -154,15 +165,47 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         context = target.ssl_context()
         try:
-            if target.proxy is None:
-                await loop.create_connection(protocol, target.host, target.port, ssl=context)
-            else:
-                sock = await self._tunnel_socket(target)
-                await loop.create_connection(
-                    protocol, sock=sock, ssl=context,
-                    server_hostname=target.host if context is not None else None)
+            if target.proxy is None and context is None:
+                await loop.create_connection(protocol, target.host, target.port)
+                return
+            sock = await (self._tcp_socket(target) if target.proxy is None
+                          else self._tunnel_socket(target))
         except errors.TRANSLATABLE as exc:
             raise errors.translate(exc) from exc
+        try:
+            # Given a socket, asyncio owns it from here: it closes it on failure.
+            await loop.create_connection(
+                protocol, sock=sock, ssl=context,
+                server_hostname=target.host if context is not None else None)
+        except errors.TRANSLATABLE as exc:
+            raise (errors.tls_failed(exc) if context is not None
+                   else errors.translate(exc)) from exc
+
+    @staticmethod
+    async def _tcp_socket(target: Target) -> socket.socket:
+        """A TCP connection to the target, as a connected non-blocking socket: each
+        address in turn (as ``loop.create_connection`` does), the first error if all
+        fail with one alike, else an OSError caused by the group of them."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        failures: list[OSError] = []
+        for family, type_, proto, _, address in infos:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                failures.append(exc)
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        if len({str(exc) for exc in failures}) == 1:
+            raise failures[0]
+        raise OSError(f"all {len(failures)} connection attempts failed") from ExceptionGroup(
+            "connection attempts", failures)
 
     @staticmethod
     def _proxy_args(target: Target) -> dict[str, Any]:
