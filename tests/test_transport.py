@@ -1024,8 +1024,9 @@ async def test_memory_a_server_that_stops_reading_pushes_back() -> None:
                 if waiting.cancelled_caught:
                     break
             assert conn.state == "CONNECTED"  # backpressure, not a failure
-            # PIPE_LIMIT in the pipe, then the write buffer above its high mark (64 KiB).
-            assert PIPE_LIMIT < sent * len(chunk) <= PIPE_LIMIT + 2 * len(chunk)
+            # PIPE_LIMIT in the pipe, then the write buffer up to its high mark (64 KiB;
+            # the link writes in 64 KiB pieces, so where it stops depends on framing).
+            assert PIPE_LIMIT <= sent * len(chunk) <= PIPE_LIMIT + 2 * len(chunk)
             release.set()
             await conn.send(b"last")
             await done.wait()
