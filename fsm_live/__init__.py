@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.config import Config
-from fsm_live.connection import LiveConnection, connect, default_machine
+from fsm_live.connection import LiveConnection, connect, default_machine, get_protocol
 from fsm_live.core.backoff import ByErrorClass, ExponentialJitter, FixedDelay, backoff_policy
 from fsm_live.core.classify import Classifier, Failure
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
@@ -30,8 +30,8 @@ from fsm_live.errors import (
     TransportError,
 )
 from fsm_live.fleet import Fleet
-from fsm_live.fleet_stats import FleetStats
-from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
+from fsm_live.fleet.stats import FleetStats
+from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
 from fsm_live.spec import Spec
 
 try:

@@ -50,15 +50,21 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
-from fsm_live.errors import ConnectionClosedByApp, ConnectionFailed, TransitionRefused
-from fsm_live.protocols import ProtocolAdapter, get_protocol
-from fsm_live.redaction import safe_url
+from fsm_live.errors import (
+    ConfigError,
+    ConnectionClosedByApp,
+    ConnectionFailed,
+    TransitionRefused,
+)
+from fsm_live.lwp.protocol import LwpProtocol
+from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
 from fsm_live.spec import Spec
 from fsm_live.transport.base import AsyncioTransport, Message, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
-from fsm_live.transport.url import check_url
+from fsm_live.transport.url import check_url, safe_url
 
-__all__ = ("TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine")
+__all__ = ("PROTOCOLS", "TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine",
+           "get_protocol")
 
 #: Every transition is logged here, at the level the spec gives its destination state.
 TRANSITIONS_LOGGER: Final = "fsm_live.transitions"
@@ -66,6 +72,23 @@ transitions_logger = logging.getLogger(TRANSITIONS_LOGGER)
 #: Time allowed past close_timeout for an aborted link to report itself closed.
 _CLOSE_MARGIN: Final = 1.0
 _DEFAULT_TRANSPORT: Final = TcpTransport()
+
+
+#: Protocol adapters by the names ``connect(protocol=...)``, the CLI and fleet files use.
+PROTOCOLS: Final[dict[str, Callable[[], ProtocolAdapter]]] = {
+    "ping": PingProtocol,
+    "json": JsonProtocol,
+    "lwp": LwpProtocol,
+}
+
+
+def get_protocol(name: str) -> ProtocolAdapter:
+    """A new adapter by name; raises :class:`ConfigError` naming the known ones."""
+    try:
+        return PROTOCOLS[name]()
+    except KeyError:
+        known = ", ".join(sorted(PROTOCOLS))
+        raise ConfigError("protocol", f"unknown protocol {name!r} (known: {known})") from None
 
 
 @functools.cache

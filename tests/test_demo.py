@@ -20,13 +20,13 @@ import fsm_live.cli.demo
 from fsm_live._runtime.stats import Stats
 from fsm_live._runtime.trace import read_trace
 from fsm_live.cli import main
+from fsm_live.cli.views.demo import demo_panel
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import Secret
 from fsm_live.demo import DemoEvent, DemoReport, StoryStuck, run_demo, summarize
-from fsm_live.render_demo import demo_panel
-from fsm_live.testing.demo_environments import TOKEN_TIMEOUT, MemoryEnvironment
-from fsm_live.token_http import TokenFetchFailed
+from fsm_live.demo.environments import TOKEN_TIMEOUT, MemoryEnvironment
+from fsm_live.lwp.token import TokenFetchFailed
 
 SIX_STATES = {"DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED"}
 TRIGGERS = {"start", "opened", "connect_failed", "lost", "rotate", "retry", "give_up", "fatal",

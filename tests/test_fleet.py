@@ -25,10 +25,11 @@ from fsm_live import Config, ConfigError, ExponentialJitter, FixedDelay, Secret
 from fsm_live._runtime.stats import Stats
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.credentials import CookieCredentials, StaticCredentials
+from fsm_live.credentials import StaticCredentials
 from fsm_live.fleet import Fleet
-from fsm_live.fleet_config import Account, FleetConfig
-from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
+from fsm_live.fleet.config import Account, FleetConfig
+from fsm_live.fleet.stats import FleetTransition, TransitionRate, summarize
+from fsm_live.lwp.credentials import CookieCredentials
 from fsm_live.spec import Spec
 from fsm_live.transport.base import Target
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo

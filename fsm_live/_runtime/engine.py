@@ -75,9 +75,10 @@ from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.credentials import CredentialsProvider, provider_failures
 from fsm_live.errors import TransitionRefused, TransportError
 from fsm_live.protocols.base import ProtocolAdapter, Registration
-from fsm_live.redaction import redacting_logger, safe_url
 from fsm_live.transport import errors
 from fsm_live.transport.base import Message
+from fsm_live.transport.redaction import redacting_logger
+from fsm_live.transport.url import safe_url
 
 __all__ = ("CookieRefresher", "Engine", "Link", "LinkOpener", "TokenRefresher")
 

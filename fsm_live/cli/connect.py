@@ -39,16 +39,15 @@ from rich.live import Live
 from rich.text import Text
 
 from fsm_live._runtime.inbox import Handler
-from fsm_live.account_credentials import lwp_credentials, read_cookies_file
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
+from fsm_live.cli.views.connection import plain_message, plain_stats, plain_transition, status_panel
 from fsm_live.config import Config
-from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
+from fsm_live.connection import PROTOCOLS, TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError, ConnectionClosedByApp, ConnectionFailed
-from fsm_live.protocols import PROTOCOLS
-from fsm_live.render import plain_message, plain_stats, plain_transition, status_panel
+from fsm_live.lwp.credentials import lwp_credentials, read_cookies_file
 
 __all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
            "build_connection", "build_credentials", "configure_logging", "run")

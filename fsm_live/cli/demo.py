@@ -29,6 +29,8 @@ from rich.live import Live
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, parse_number
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.views.connection import plain_transition
+from fsm_live.cli.views.demo import demo_panel, plain_event, summary_lines, summary_tables
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import (
@@ -41,8 +43,6 @@ from fsm_live.demo import (
 )
 from fsm_live.diagram import to_mermaid
 from fsm_live.errors import ConfigError
-from fsm_live.render import plain_transition
-from fsm_live.render_demo import demo_panel, plain_event, summary_lines, summary_tables
 
 __all__ = ("add", "run")
 

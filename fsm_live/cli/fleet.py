@@ -40,11 +40,11 @@ from fsm_live.cli._output import (
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
 from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
-from fsm_live.fleet_config import FleetConfig
-from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.fleet.config import FleetConfig
 
 __all__ = ("SUMMARY_INTERVAL", "add", "run", "run_fleet", "trace_file_name")
 

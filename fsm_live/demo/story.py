@@ -1,9 +1,9 @@
 """The demo: one lwp client kept alive through a scripted series of faults.
 
 :func:`run_demo` runs the story against a
-:class:`~fsm_live.testing.demo_environments.DemoEnvironment`: by default
-(``fsm-live demo``) a :class:`~fsm_live.testing.lwp_server.LwpServer` and a
-:class:`~fsm_live.testing.proxy.FaultProxy` in front of it on 127.0.0.1, on
+:class:`~fsm_live.demo.environments.DemoEnvironment`: by default
+(``fsm-live demo``) a :class:`~fsm_live.lwp.server.LwpServer` and a
+:class:`~fsm_live.fault_proxy.FaultProxy` in front of it on 127.0.0.1, on
 anyio's asyncio backend; in tests an in-memory one, in virtual time.  The
 client is a :class:`~fsm_live.connection.LiveConnection` (protocol ``lwp``)
 that dials through the network; its ``on_message`` handler takes and counts
@@ -55,23 +55,24 @@ from fsm_live.connection import LiveConnection
 from fsm_live.core.backoff import ExponentialJitter
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import FAILURE_TRIGGERS
-from fsm_live.credentials import CookieCredentials, Secret
-from fsm_live.errors import FsmLiveError
-from fsm_live.testing.demo_environments import (
+from fsm_live.credentials import Secret
+from fsm_live.demo.environments import (
     ITEMS_PER_PUSH,
     PUSH_INTERVAL,
     DemoEnvironment,
     SocketEnvironment,
 )
-from fsm_live.testing.fault_schedule import (
+from fsm_live.errors import FsmLiveError
+from fsm_live.lwp.credentials import CookieCredentials
+from fsm_live.lwp.faults import (
     CloseConnections,
     Drop,
     Fault,
     Reject,
     Restart,
 )
-from fsm_live.testing.lwp_service import FaultEvent, LwpServerStats
-from fsm_live.token_http import TokenFetchFailed
+from fsm_live.lwp.service import FaultEvent, LwpServerStats
+from fsm_live.lwp.token import TokenFetchFailed
 
 __all__ = (
     "DEFAULT_DURATION",
@@ -210,7 +211,7 @@ async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION
                    seed: int = 1, trace: Path,
                    environment: DemoEnvironment | None = None) -> DemoReport:
     """Run the story for about ``duration`` seconds in ``environment`` (default: a
-    :class:`~fsm_live.testing.demo_environments.SocketEnvironment`, which needs
+    :class:`~fsm_live.demo.environments.SocketEnvironment`, which needs
     anyio's asyncio backend); the trace goes to ``trace`` (overwritten).  ``seed``
     seeds the client's jitter.
 

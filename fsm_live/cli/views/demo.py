@@ -15,9 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from fsm_live._runtime.stats import Stats
+from fsm_live.cli.views.connection import STATE_STYLES, plain_transition, stats_table
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import DemoEvent, DemoReport, DemoSummary
-from fsm_live.render import STATE_STYLES, plain_transition, stats_table
 
 __all__ = ("demo_panel", "plain_event", "summary_lines", "summary_tables")
 
@@ -26,7 +26,8 @@ _EVENT_STYLES: Final = {"step": "bold", "fault": "bold magenta", "note": "italic
 
 
 def plain_event(event: DemoEvent) -> str:
-    """One line for a story event, aligned with :func:`~fsm_live.render.plain_transition`."""
+    """One line for a story event, aligned with
+    :func:`~fsm_live.cli.views.connection.plain_transition`."""
     return f"{event.at:9.3f}s  {_MARKS.get(event.kind, '--')} {event.text}"
 
 

@@ -45,7 +45,7 @@ from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
-from fsm_live.fleet_stats import FleetStats, FleetTransition, TransitionRate, summarize
+from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
 
 __all__ = ("DEFAULT_RECONNECTS_PER_SECOND", "Fleet", "FleetObserver")
 

@@ -1,7 +1,7 @@
 """Rich renderables and plain-text lines for ``fsm-live fleet``.
 
-Like :mod:`fsm_live.render`, everything is a pure function of data (a
-:class:`~fsm_live.fleet_stats.FleetStats` snapshot), so tests render into a
+Like :mod:`fsm_live.cli.views.connection`, everything is a pure function of data (a
+:class:`~fsm_live.fleet.stats.FleetStats` snapshot), so tests render into a
 ``StringIO`` console at a fixed width and compare text.  Account keys and
 errors come from configuration and peers: they are always wrapped in
 :class:`~rich.text.Text`, never parsed as markup.
@@ -14,9 +14,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fsm_live.cli.views.connection import STATE_STYLES, plain_transition
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.fleet_stats import FleetStats
-from fsm_live.render import STATE_STYLES, plain_transition
+from fsm_live.fleet.stats import FleetStats
 
 __all__ = ("fleet_panel", "plain_fleet_transition", "plain_summary", "recent_transitions",
            "state_counts", "worst_table")
