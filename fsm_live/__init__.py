@@ -21,7 +21,7 @@ from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
 from fsm_live.errors import (
     BufferFull,
     ConfigError,
-    ConnectionClosedByApp,
+    ConnectionClosed,
     ConnectionFailed,
     FsmLiveError,
     HandshakeRejected,
@@ -45,7 +45,7 @@ __all__ = (
     "Classifier",
     "Config",
     "ConfigError",
-    "ConnectionClosedByApp",
+    "ConnectionClosed",
     "ConnectionFailed",
     "CredentialsProvider",
     "ExponentialJitter",

@@ -52,9 +52,10 @@ from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.errors import (
     ConfigError,
-    ConnectionClosedByApp,
+    ConnectionClosed,
     ConnectionFailed,
     TransitionRefused,
+    UsageError,
 )
 from fsm_live.lwp.protocol import LwpProtocol
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
@@ -219,7 +220,7 @@ class LiveConnection:
 
     async def __aenter__(self) -> Self:
         if self._task_group is not None:
-            raise RuntimeError("a LiveConnection can be entered only once")
+            raise UsageError("a LiveConnection can be entered only once")
         self._asyncio = sniffio.current_async_library() == "asyncio"
         if self._asyncio:
             # The engine starts jobs from loop callbacks (a timer, bytes received),
@@ -277,7 +278,7 @@ class LiveConnection:
         Idempotent.  Returns once the connection is closed.
         """
         if self._task_group is None:
-            raise RuntimeError("the connection was never entered (use async with)")
+            raise UsageError("the connection was never entered (use async with)")
         engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
             engine.close()
@@ -352,13 +353,13 @@ class LiveConnection:
         Waits through outages of any length: a FAILED connection that will retry
         by itself is waited for.  Raises :class:`ConnectionFailed` (with the
         reason) once it :attr:`needs_reset`, unless FAILED is among ``states`` or
-        ``raise_on_failed`` is False; :class:`ConnectionClosedByApp` if it closes
+        ``raise_on_failed`` is False; :class:`ConnectionClosed` if it closes
         (chained from the exception that closed it, if one did).  Raises
         ValueError for a name the spec does not have.
         """
         unknown = set(states) - set(self._lifecycle.machine.states)
         if unknown or not states:
-            raise ValueError(f"unknown state(s) {sorted(unknown)}; known: "
+            raise ConfigError("states", f"unknown state(s) {sorted(unknown)}; known: "
                              f"{', '.join(self._lifecycle.machine.states)}")
         while True:
             state = self.state
@@ -367,18 +368,18 @@ class LiveConnection:
             if raise_on_failed and self.needs_reset and self._failure is not None:
                 raise self._failure
             if self._lifecycle.machine.states[state].final or self._finished:
-                raise ConnectionClosedByApp(f"the connection is {state}") from self._engine.crash
+                raise ConnectionClosed(f"the connection is {state}") from self._engine.crash
             await self._changed.wait()
 
     async def wait_changed(self) -> None:
         """Return after the next event the connection handled (a transition, a message,
         a heartbeat, ...).
 
-        Raises :class:`ConnectionClosedByApp` once the connection is closed (chained
+        Raises :class:`ConnectionClosed` once the connection is closed (chained
         from the exception that closed it, if one did), so a loop around it never spins.
         """
         if self._finished or self._lifecycle.is_final:
-            raise ConnectionClosedByApp(f"the connection is {self.state}") from self._engine.crash
+            raise ConnectionClosed(f"the connection is {self.state}") from self._engine.crash
         await self._changed.wait()
 
     def on_transition(self, callback: Callable[[TransitionRecord], None]) -> None:
@@ -386,7 +387,7 @@ class LiveConnection:
 
         It runs inside the engine: keep it short and never block.  If it raises,
         the connection closes (CLOSED; :meth:`send` and :meth:`wait_for` raise
-        :class:`~fsm_live.errors.ConnectionClosedByApp` chained from it) and
+        :class:`~fsm_live.errors.ConnectionClosed` chained from it) and
         leaving ``async with`` raises the original exception.
         """
         self._callbacks.append(callback)
@@ -411,13 +412,13 @@ class LiveConnection:
         encode it, :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer``
         messages wait for a connection, :class:`ConnectionFailed` once it
         :attr:`needs_reset` (while FAILED and retrying by itself, messages wait),
-        and :class:`ConnectionClosedByApp` once closed.
+        and :class:`ConnectionClosed` once closed.
         """
         frame: Message = self.adapter.encode(message)
         if self.needs_reset and self._failure is not None:
             raise self._failure
         if self._lifecycle.machine.states[self.state].final or self._finished:
-            raise ConnectionClosedByApp("the connection is closed") from self._engine.crash
+            raise ConnectionClosed("the connection is closed") from self._engine.crash
         engine = self._engine
         engine.send(frame)
         while engine.writing_paused and not self._finished:
@@ -430,7 +431,7 @@ class LiveConnection:
         Only without ``on_message``.
         """
         if self._inbox.handler is not None:
-            raise RuntimeError("this connection delivers to on_message; it is not iterable")
+            raise UsageError("this connection delivers to on_message; it is not iterable")
         return aiter(self._inbox)
 
     async def rotate(self, reason: str = "rotate") -> TransitionRecord:

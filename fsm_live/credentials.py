@@ -25,7 +25,7 @@ __all__ = (
     "StaticCredentials",
     "cookie_header",
     "parse_cookies",
-    "provider_failures",
+    "provider_errors",
 )
 
 
@@ -86,7 +86,7 @@ class CredentialsProvider(Protocol):
 
 
 @contextlib.contextmanager
-def provider_failures() -> Iterator[None]:
+def provider_errors() -> Iterator[None]:
     """Around a call into a credentials provider while a connection is set up: its
     own exception becomes a :class:`~fsm_live.errors.TransportError` of kind
     ``credentials`` (the spec classes it as a server failure: backoff, then retry).

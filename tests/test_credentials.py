@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from fsm_live.credentials import Secret, StaticCredentials, cookie_header, parse_cookies
-from fsm_live.lwp.credentials import CookieCredentials, new_device_id
 from fsm_live.errors import ConfigError
+from fsm_live.lwp.credentials import CookieCredentials, new_device_id
 
 pytestmark = pytest.mark.anyio
 

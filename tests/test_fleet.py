@@ -157,7 +157,7 @@ async def test_members_reconnect_at_the_fleets_pace(network: MemoryNetwork) -> N
 
 @pytest.mark.parametrize("rate", [0, -5, math.inf])
 def test_reconnects_per_second_must_be_positive(rate: float) -> None:
-    with pytest.raises(ValueError, match="rate must be a positive number"):
+    with pytest.raises(ValueError, match="rate: must be a positive number"):
         Fleet(reconnects_per_second=rate)
 
 

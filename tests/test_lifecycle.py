@@ -18,9 +18,9 @@ from fsm_live.core.effects import CancelTask, CancelTimer, Effect, Emit, Schedul
 from fsm_live.core.events import (
     Close,
     EscalationFinished,
-    Failed,
     HeartbeatAcked,
     Inbound,
+    LinkFailed,
     MessageReceived,
     Opened,
     ReadingPaused,
@@ -39,7 +39,8 @@ CONNECTED_TASKS = ("reader", "heartbeat", "token_refresh", "cookie_refresh", "cl
 
 
 def new(config: Config | None = None, *, draw: float = 0.5, refresh: bool = False) -> Lifecycle:
-    return Lifecycle(MACHINE, config, random=lambda: draw, can_refresh_credentials=refresh)
+    return Lifecycle(MACHINE, config or Config(), random=lambda: draw,
+                     can_refresh_credentials=refresh)
 
 
 def failure(**facts: object) -> Failure:
@@ -54,7 +55,7 @@ def connected(lifecycle: Lifecycle, now: float = 0.0) -> Lifecycle:
 
 
 def fail(lifecycle: Lifecycle, now: float, **facts: object) -> list[Effect]:
-    return lifecycle.handle(Failed(now, lifecycle.generation, failure(**facts)))
+    return lifecycle.handle(LinkFailed(now, lifecycle.generation, failure(**facts)))
 
 
 def records(effects: Iterable[Effect]) -> list[tuple[str, str, str]]:
@@ -420,7 +421,7 @@ def test_stale_events_are_dropped() -> None:
     old = lifecycle.generation
     lifecycle.handle(Opened(1.0, old))
     assert lifecycle.handle(Opened(1.0, old)) == []
-    assert lifecycle.handle(Failed(2.0, old, failure(kind="refused"))) == []
+    assert lifecycle.handle(LinkFailed(2.0, old, failure(kind="refused"))) == []
     assert lifecycle.handle(Rotate(2.0, old)) == []
     assert lifecycle.state == "CONNECTED"
 
@@ -487,7 +488,7 @@ def test_spec_without_the_connection_triggers_is_refused() -> None:
                               "transitions": [{"trigger": "go", "source": "A", "dest": "B"}]})
     with pytest.raises(SpecError, match="needs the triggers close, connect_failed"):
         LifecycleMachine(spec)
-    lifecycle = Lifecycle(LifecycleMachine(spec, require_triggers=False))
+    lifecycle = Lifecycle(LifecycleMachine(spec, require_triggers=False), Config())
     assert records(lifecycle.fire("go", 1.0)) == [("A", "go", "B")]
 
 

@@ -59,9 +59,9 @@ from fsm_live.core.events import (
     Close,
     EscalationFinished,
     Event,
-    Failed,
     HeartbeatAcked,
     Inbound,
+    LinkFailed,
     MessageReceived,
     Opened,
     ReadingPaused,
@@ -72,8 +72,8 @@ from fsm_live.core.events import (
     Tick,
 )
 from fsm_live.core.lifecycle import Lifecycle
-from fsm_live.credentials import CredentialsProvider, provider_failures
-from fsm_live.errors import TransitionRefused, TransportError
+from fsm_live.credentials import CredentialsProvider, provider_errors
+from fsm_live.errors import SpecError, TransitionRefused, TransportError
 from fsm_live.protocols.base import ProtocolAdapter, Registration
 from fsm_live.transport import errors
 from fsm_live.transport.base import Message
@@ -318,7 +318,7 @@ class Engine:
         """A job let an exception out (a bug): its link fails over, as a crash."""
         if job.generation == self.lifecycle.generation:
             failure = self.lifecycle.machine.classifier.classify_exception(exc)
-            self._feed(Failed(self.clock(), job.generation, failure))
+            self._feed(LinkFailed(self.clock(), job.generation, failure))
             self._settle()
 
     def crashed(self, exc: BaseException) -> None:
@@ -450,7 +450,7 @@ class Engine:
         elif name == "escalation":
             self._start_escalation(generation)
         else:
-            raise ValueError(f"no task body for {name!r}")
+            raise SpecError([f"{self.lifecycle.machine.spec.source}: no task body for {name!r}"])
 
     def _cancel_task(self, name: str) -> None:
         job = self._jobs.pop(name, None)
@@ -476,7 +476,7 @@ class Engine:
         """Credentials, then the byte link; the rest happens in the link's callbacks."""
         try:
             link.headers = await self._handshake_headers()
-            with provider_failures():
+            with provider_errors():
                 link.registration = await self.adapter.prepare(self.credentials)
             await self._open_link(link)
         except TransportError as error:
@@ -487,7 +487,7 @@ class Engine:
         """The provider's headers, refreshed first after an auth failure."""
         if self.credentials is None:
             return {}
-        with provider_failures():
+        with provider_errors():
             if self.lifecycle.refresh_credentials_first:
                 await self.credentials.refresh()
             secrets_: Mapping[str, Any] = await self.credentials.handshake_headers()
@@ -598,7 +598,7 @@ class Engine:
             return
         failure = self.lifecycle.machine.classifier.classify_error(error)
         self.counters.last_error = str(failure)
-        self._feed(Failed(self.clock(), self.lifecycle.generation, failure))
+        self._feed(LinkFailed(self.clock(), self.lifecycle.generation, failure))
         if self.link is link:  # a state the failure did not leave (none, in the spec)
             self._release_link(_INTERNAL_ERROR)
 

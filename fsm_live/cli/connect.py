@@ -46,7 +46,7 @@ from fsm_live.config import Config
 from fsm_live.connection import PROTOCOLS, TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
-from fsm_live.errors import ConfigError, ConnectionClosedByApp, ConnectionFailed
+from fsm_live.errors import ConfigError, ConnectionClosed, ConnectionFailed
 from fsm_live.lwp.credentials import lwp_credentials, read_cookies_file
 
 __all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
@@ -310,7 +310,7 @@ async def _wait_for_the_end(conn: LiveConnection) -> bool:
         await conn.wait_for(*conn.spec.final_states)
     except ConnectionFailed:
         return True
-    except ConnectionClosedByApp:  # closed because of an error (it is logged)
+    except ConnectionClosed:  # closed because of an error (it is logged)
         return False
     return False
 

@@ -29,6 +29,7 @@ import anyio
 import anyio.lowlevel
 
 from fsm_live.credentials import Secret
+from fsm_live.errors import UsageError
 from fsm_live.fault_proxy import FaultProxy, Faults
 from fsm_live.lwp.faults import Fault
 from fsm_live.lwp.memory import MemoryLwpServer
@@ -146,7 +147,7 @@ class SocketEnvironment:
 
     def _running(self) -> tuple[LwpServer, FaultProxy]:
         if self._server is None or self._proxy is None:
-            raise RuntimeError("the environment is not running (use async with)")
+            raise UsageError("the environment is not running (use async with)")
         return self._server, self._proxy
 
     @property

@@ -62,7 +62,7 @@ from fsm_live.demo.environments import (
     DemoEnvironment,
     SocketEnvironment,
 )
-from fsm_live.errors import FsmLiveError
+from fsm_live.errors import ConfigError, FsmLiveError
 from fsm_live.lwp.credentials import CookieCredentials
 from fsm_live.lwp.faults import (
     CloseConnections,
@@ -221,7 +221,7 @@ async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION
     :data:`MIN_DURATION`.
     """
     if not MIN_DURATION <= duration < math.inf:
-        raise ValueError(f"the demo needs a duration of at least {MIN_DURATION:g} s")
+        raise ConfigError("duration", f"the demo needs a duration of at least {MIN_DURATION:g} s")
     # Synchronous on purpose (an empty write): waiting for a worker thread would let
     # a mock clock jump to the next deadline meanwhile.
     trace.write_text("", encoding="utf-8")  # noqa: ASYNC240

@@ -45,6 +45,7 @@ from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
+from fsm_live.errors import ConfigError, NotAMember, UsageError
 from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
 
 __all__ = ("DEFAULT_RECONNECTS_PER_SECOND", "Fleet", "FleetObserver")
@@ -109,9 +110,9 @@ class Fleet:
         reconnects_per_second: float | None = DEFAULT_RECONNECTS_PER_SECOND,
     ) -> None:
         if not close_timeout > 0:
-            raise ValueError(f"close_timeout must be positive, got {close_timeout!r}")
+            raise ConfigError("close_timeout", f"must be positive, got {close_timeout!r}")
         if recent < 0 or worst < 0:
-            raise ValueError(f"recent and worst must be >= 0, got {recent}, {worst}")
+            raise ConfigError("recent", f"recent and worst must be >= 0, got {recent}, {worst}")
         self.machine = machine or default_machine()
         self.pacer = (None if reconnects_per_second is None
                       else ReconnectPacer(reconnects_per_second))
@@ -137,7 +138,7 @@ class Fleet:
 
     async def __aenter__(self) -> Self:
         if self._task_group is not None or self._closing:
-            raise RuntimeError("a Fleet can be entered only once")
+            raise UsageError("a Fleet can be entered only once")
         self._started_at = anyio.current_time()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -172,7 +173,7 @@ class Fleet:
         """
         async with self._exclusive(key):
             if key in self._members:
-                raise ValueError(f"{key!r} is already in the fleet")
+                raise ConfigError("key", f"{key!r} is already in the fleet")
             connection = self._build(key, url, options)
             await self._start(_Member(key, connection))
             return connection
@@ -213,7 +214,7 @@ class Fleet:
         try:
             return self._members[key].connection
         except KeyError:
-            raise KeyError(key) from None
+            raise NotAMember(f"{key!r} is not a member of the fleet") from None
 
     def __contains__(self, key: object) -> bool:
         return key in self._members
@@ -236,7 +237,7 @@ class Fleet:
         try:
             return self._members[key].crash
         except KeyError:
-            raise KeyError(key) from None
+            raise NotAMember(f"{key!r} is not a member of the fleet") from None
 
     # -- observing ---------------------------------------------------------------------
 
@@ -283,9 +284,9 @@ class Fleet:
 
     def _task_group_or_raise(self) -> anyio.abc.TaskGroup:
         if self._closing:
-            raise RuntimeError("the fleet is closed")
+            raise UsageError("the fleet is closed")
         if self._task_group is None:
-            raise RuntimeError("the fleet is not running (use async with)")
+            raise UsageError("the fleet is not running (use async with)")
         return self._task_group
 
     def _member(self, key: str) -> _Member:
@@ -293,7 +294,7 @@ class Fleet:
         try:
             return self._members[key]
         except KeyError:
-            raise KeyError(key) from None
+            raise NotAMember(f"{key!r} is not a member of the fleet") from None
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, key: str) -> AsyncIterator[None]:

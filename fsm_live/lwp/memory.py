@@ -39,7 +39,7 @@ import anyio
 import anyio.abc
 
 from fsm_live.credentials import Secret
-from fsm_live.errors import TransportError
+from fsm_live.errors import TransportError, UsageError
 from fsm_live.lwp.faults import (
     BlackHole,
     CloseConnections,
@@ -175,7 +175,7 @@ class MemoryLwpServer:
 
     async def __aenter__(self) -> Self:
         if self._stack is not None:
-            raise RuntimeError("a MemoryLwpServer can be entered only once")
+            raise UsageError("a MemoryLwpServer can be entered only once")
         self.service.start()
         async with contextlib.AsyncExitStack() as stack:
             # Left in reverse: first the links close (1001) and their handlers are
@@ -246,7 +246,7 @@ class MemoryLwpServer:
 
     def _running(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:
-            raise RuntimeError("the MemoryLwpServer is not running (use async with)")
+            raise UsageError("the MemoryLwpServer is not running (use async with)")
         return self._task_group
 
     async def _end_later(self, fault: BlackHole) -> None:

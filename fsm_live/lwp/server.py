@@ -55,6 +55,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from fsm_live.credentials import Secret
+from fsm_live.errors import UsageError
 from fsm_live.lwp.faults import (
     BlackHole,
     CloseConnections,
@@ -119,7 +120,7 @@ class LwpServer:
 
     async def __aenter__(self) -> Self:
         if self._task_group is not None:
-            raise RuntimeError("an LwpServer can be entered only once")
+            raise UsageError("an LwpServer can be entered only once")
         await self._listen()
         self.service.start()
         task_group = anyio.create_task_group()
@@ -233,7 +234,7 @@ class LwpServer:
 
     def _running(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:
-            raise RuntimeError("the LwpServer is not running (use async with)")
+            raise UsageError("the LwpServer is not running (use async with)")
         return self._task_group
 
     async def _end_later(self, fault: Fault, delay: float) -> None:
