@@ -164,3 +164,18 @@ def test_a_planted_violation_is_caught(importer: str, imported: str) -> None:
     graph = package_graph()
     graph[importer] = {*graph.get(importer, ()), imported}
     assert [v for v in violations(graph) if v.startswith(f"{importer} -> {imported}:")]
+
+
+def test_the_documented_table_is_the_enforced_one() -> None:
+    """docs/architecture.md's table of rooms says what :data:`ALLOWED` enforces."""
+    doc = PACKAGE.parent / "docs" / "architecture.md"
+    documented: dict[str, frozenset[str]] = {}
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        room = cells[0].strip("`").strip('"')
+        imports = cells[2]
+        documented[room] = frozenset() if imports == "—" else frozenset(
+            name.strip().strip('"') for name in imports.split(","))
+    assert documented == ALLOWED

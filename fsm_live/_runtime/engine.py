@@ -18,7 +18,7 @@ report (a dial failed, an escalation finished).  Each call is one *tick*:
    read), and the timer is armed for the earliest deadline.
 
 Order and liveness follow from there being one engine per connection that sees
-every byte and every frame in order (ARCHITECTURE section 2, rules 7 and 8):
+every byte and every frame in order (docs/architecture.md, rules 7 and 8):
 every message received before a close frame is in the inbox before the close
 is acted on; any byte received, and outbound bytes that the peer takes while our
 write buffer is not empty, prove the link alive; while reading is paused because
@@ -908,7 +908,7 @@ class Engine:
         self.counters.heartbeats_sent += 1
 
     def _check_outbound(self, link: Link, now: float) -> None:
-        """Outbound bytes the peer acknowledged are life (ARCHITECTURE rule 8): while a
+        """Outbound bytes the peer acknowledged are life (docs/architecture.md, rule 8): while a
         backlog of at least :data:`_OUTBOUND_BACKLOG` waits for the peer, any progress
         of it proves the link alive, though no frame comes back (an upload that holds
         up the pongs).  Not a ping's few bytes: a hung peer whose kernel still

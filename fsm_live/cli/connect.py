@@ -296,25 +296,26 @@ async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None
             tg.start_soon(_close_on, conn, stop)
             if duration is not None:
                 tg.start_soon(_close_after, conn, duration)
-            failed = await _wait_for_the_end(conn)
+            failed_in = await _wait_for_the_end(conn)
             tg.cancel_scope.cancel()
         shown.cancel_scope.cancel()
-    if failed:
-        watch.out.problem(f"{PROG} connect: {conn.state}: {conn.stats().last_error}")
+    if failed_in is not None:
+        watch.out.problem(f"{PROG} connect: {failed_in}: {conn.stats().last_error}")
         return EXIT_FAILED
     return 0
 
 
-async def _wait_for_the_end(conn: LiveConnection) -> bool:
-    """True once FAILED for good (it needs reset: a terminal failure, its escalation
-    over); False once closed.  A FAILED that retries by itself is waited through."""
+async def _wait_for_the_end(conn: LiveConnection) -> str | None:
+    """The failed state, once the connection is in it for good (it needs reset: a
+    terminal failure, its escalation over); None once closed.  A failed state that
+    retries by itself is waited through."""
     try:
         await conn.wait_for(*conn.spec.final_states)
     except ConnectionFailed:
-        return True
+        return conn.state
     except ConnectionClosed:  # closed because of an error (it is logged)
-        return False
-    return False
+        return None
+    return None
 
 
 async def _close_after(conn: LiveConnection, duration: float) -> None:
