@@ -136,7 +136,6 @@ class LiveConnection:
         "_callbacks",
         "_changed",
         "_counters",
-        "_dial_state",
         "_engine",
         "_failure",
         "_fast_path",
@@ -209,9 +208,6 @@ class LiveConnection:
         self._failure: ConnectionFailed | None = None
         #: Transitions taken while an application request (rotate, reset) is asked for.
         self._taken: list[TransitionRecord] | None = None
-        spec = self._lifecycle.machine.spec
-        #: The state the first transition dials in: entering it again is a reconnect.
-        self._dial_state = next((t.dest for t in spec.transitions_from(spec.initial)), None)
 
     def __repr__(self) -> str:
         return f"<LiveConnection {safe_url(self.url)} {self.state}>"
@@ -232,7 +228,10 @@ class LiveConnection:
         self._started_at = clock()
         self._lifecycle.entered_at = self._started_at
         if self._trace_path is not None:
-            self._trace = TraceWriter(self._trace_path, self._started_at)  # OSError: raised
+            # An OSError is raised.  Stats records and heartbeat round trips: docs/diagnostics.md
+            self._trace = TraceWriter(self._trace_path, self._started_at, stats=self.stats,
+                                      clock=clock, interval=self.config.trace_stats_interval)
+            self._counters.add_ack_observer(self._trace.heartbeat_acked)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -392,6 +391,16 @@ class LiveConnection:
         """
         self._callbacks.append(callback)
 
+    def on_heartbeat_ack(self, callback: Callable[[float, float], None]) -> None:
+        """Call ``callback(at, rtt)`` synchronously after every heartbeat ack: when (the
+        event loop's clock) and the round trip in seconds.
+
+        For observers of round trips (a metrics collector): it runs inside the
+        engine, so keep it short and never raise.  Without one, an ack costs one
+        ``is None`` check more.
+        """
+        self._counters.add_ack_observer(callback)
+
     @property
     def started_at(self) -> float:
         """When the connection was entered (the event loop's clock); trace ``t`` is
@@ -479,8 +488,7 @@ class LiveConnection:
             time_in_state=max(0.0, self._engine.clock() - self._lifecycle.entered_at),
             transitions=transitions,
             connects=counters.connects,
-            reconnects=sum(n for (source, _, dest), n in transitions.items()
-                           if dest == self._dial_state and source != self.spec.initial),
+            reconnects=self.spec.reconnects(transitions),
             failures=dict(counters.failures),
             consecutive_failures=self._lifecycle.failures,
             last_error=counters.last_error,

@@ -783,6 +783,8 @@ class Engine:
         counters = self.counters
         counters.heartbeats_acked += 1
         counters.heartbeat_rtt = rtt
+        if counters.on_heartbeat_ack is not None:  # a trace or a metrics collector watches
+            counters.on_heartbeat_ack(now, rtt)
         lifecycle = self.lifecycle
         if lifecycle.awaits_proof:
             self._feed(HeartbeatAcked(now, lifecycle.generation, rtt))

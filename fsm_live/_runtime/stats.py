@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
-__all__ = ("Counters", "Stats")
+__all__ = ("AckObserver", "Counters", "Stats")
+
+#: Called with ``(at, rtt)`` after every heartbeat ack: when (the event loop's clock)
+#: and the round trip in seconds.
+AckObserver = Callable[[float, float], None]
 
 
 @attrs.frozen
@@ -42,7 +46,12 @@ class Stats:
 
 @attrs.define
 class Counters:
-    """The mutable counters behind :class:`Stats` (one per connection)."""
+    """The mutable counters behind :class:`Stats` (one per connection).
+
+    ``on_heartbeat_ack`` is None unless someone watches the round trips (a trace
+    writing stats records, a metrics collector): the engine calls it after every
+    heartbeat ack, and checks only ``is None`` otherwise.
+    """
 
     transitions: Counter[tuple[str, str, str]] = attrs.Factory(Counter)
     failures: Counter[str] = attrs.Factory(Counter)
@@ -57,3 +66,17 @@ class Counters:
     token_refreshes: int = 0
     token_refresh_failures: int = 0
     cookie_refreshes: int = 0
+    on_heartbeat_ack: AckObserver | None = None
+
+    def add_ack_observer(self, observer: AckObserver) -> None:
+        """Call ``observer(at, rtt)`` after every heartbeat ack, after those added before."""
+        previous = self.on_heartbeat_ack
+        if previous is None:
+            self.on_heartbeat_ack = observer
+            return
+
+        def both(at: float, rtt: float) -> None:
+            previous(at, rtt)
+            observer(at, rtt)
+
+        self.on_heartbeat_ack = both
