@@ -111,7 +111,8 @@ class TraceWriter:
             self._write_stats(at)
 
     def _write_stats(self, at: float) -> None:
-        assert self._file is not None and self._stats is not None
+        assert self._file is not None
+        assert self._stats is not None
         stats = self._stats()
         rtts, self._rtts = self._rtts, []
         self._stats_at = at

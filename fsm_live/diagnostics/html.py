@@ -9,7 +9,7 @@ its head, and every chart is a Plotly figure rendered into it
 * failures over time, stacked by error class;
 * the distribution of heartbeat round trips, with p50/p95/p99 marked;
 * the spec's diagram with hot edges: each edge's width and colour grow with how
-  often it was taken, and its label says ``trigger ×N``.
+  often it was taken, and its label says ``trigger (N)``.
 
 Plotly is the ``report`` extra (``pip install 'fsm_live[report]'``);
 :func:`require_plotly` raises :class:`~fsm_live.errors.MissingExtra` saying so.
@@ -134,7 +134,7 @@ def _diagram(go: Any, spec: Spec, report: ConnectionReport) -> Any:
                               axref="x", ayref="y", text="", showarrow=True, arrowhead=2,
                               arrowsize=1, arrowwidth=max(1.5, width / 2), arrowcolor=colour)
         middle = _bezier(p0, control, p1, 0.5)
-        figure.add_annotation(x=middle[0], y=middle[1], text=f"{html.escape(trigger)} ×{count}",
+        figure.add_annotation(x=middle[0], y=middle[1], text=f"{html.escape(trigger)} ({count})",
                               showarrow=False, font={"size": 11, "color": "#333" if count
                                                      else "#999"},
                               bgcolor="rgba(255,255,255,0.8)")
@@ -167,8 +167,8 @@ def _timeline(go: Any, spec: Spec, reports: Sequence[ConnectionReport]) -> Any:
     rows: list[str] = []
     by_state: dict[str, dict[str, list[Any]]] = {}
     for report in reports:
-        for run in range(report.runs):
-            rows.append(report.name if report.runs == 1 else f"{report.name} (run {run + 1})")
+        rows.extend(report.name if report.runs == 1 else f"{report.name} (run {run + 1})"
+                    for run in range(report.runs))
         for visit in report.visits:
             row = report.name if report.runs == 1 else f"{report.name} (run {visit.run + 1})"
             data = by_state.setdefault(visit.state, {"y": [], "x": [], "base": [], "text": []})
@@ -180,9 +180,9 @@ def _timeline(go: Any, spec: Spec, reports: Sequence[ConnectionReport]) -> Any:
                                 + ("" if visit.complete else ", cut short"))
     figure = go.Figure()
     for state in spec.states:
-        data = by_state.get(state)
-        if data is None:
+        if state not in by_state:
             continue
+        data = by_state[state]
         figure.add_trace(go.Bar(orientation="h", name=state, y=data["y"], x=data["x"],
                                 base=data["base"], hovertext=data["text"], hoverinfo="text",
                                 marker={"color": colours[state]}))

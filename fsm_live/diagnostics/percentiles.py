@@ -42,8 +42,8 @@ def nice_step(span: float, bins: int) -> float:
     if not span > 0 or bins < 1:
         return 1.0
     raw = span / bins
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     for factor in (1, 2, 5, 10):
         if factor * power >= raw:
             return max(0.001, float(factor * power))
-    return max(0.001, 10 * power)  # pragma: no cover - the loop always returns
+    return max(0.001, 10.0 * power)  # pragma: no cover - the loop always returns

@@ -14,14 +14,25 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
-from fsm_live._runtime.trace import STATS_KEYS, TRACE_KEYS
+__all__ = ("FAILURE_KEYS", "STATS_KEYS", "TRANSITION_KEYS", "BadLine", "FailureRecord", "Line",
+           "Record", "StatsRecord", "TraceFile", "Transition", "parse_line", "parse_lines",
+           "read_trace_file")
 
-__all__ = ("BadLine", "FailureRecord", "Line", "Record", "StatsRecord", "TraceFile",
-           "Transition", "parse_line", "parse_lines", "read_trace_file")
+# The format, as the runtime's writer has it (tests/test_diagnostics.py checks they agree;
+# this room reads traces without importing the runtime).
+#: The keys of a transition row (it has no ``kind``).
+TRANSITION_KEYS: Final = ("t", "from", "to", "trigger", "reason")
+#: The keys of a failure record.
+FAILURE_KEYS: Final = ("t", "kind", "class")
+#: The keys of a stats record.
+STATS_KEYS: Final = ("t", "kind", "state", "connects", "reconnects", "failures",
+                     "heartbeats_sent", "heartbeats_acked", "rtts", "messages_in",
+                     "messages_out", "duplicates_dropped", "token_refreshes",
+                     "token_refresh_failures", "cookie_refreshes", "buffered", "tasks")
 
 
 @attrs.frozen
@@ -138,11 +149,11 @@ def parse_line(text: str, line: int) -> Line:
 def _record(row: dict[str, Any], line: int) -> Record:
     kind = row.get("kind")
     if kind is None:
-        _keys(row, TRACE_KEYS, "transition")
+        _keys(row, TRANSITION_KEYS, "transition")
         return Transition(line, _number(row, "t"), _text(row, "from"), _text(row, "to"),
                           _text(row, "trigger"), _text(row, "reason"))
     if kind == "failure":
-        _keys(row, ("t", "kind", "class"), "failure")
+        _keys(row, FAILURE_KEYS, "failure")
         return FailureRecord(line, _number(row, "t"), _text(row, "class"))
     if kind == "stats":
         _keys(row, STATS_KEYS, "stats")

@@ -7,8 +7,9 @@ outages, round trips, failure times) and derives its figures from it, so
 combined percentiles are over every value, not averages of percentiles.
 
 Roles come from the spec, never from state names: availability is the share of
-observed time spent in the spec's ``success`` states; a reconnect is an edge for
-which :meth:`Spec.is_reconnect` holds (what ``Stats.reconnects`` counts); time
+observed time spent in the spec's ``success`` states; a reconnect is an edge
+into the state the initial state's first transition enters, from any state but
+the initial one (:func:`is_reconnect`, what ``Stats.reconnects`` counts); time
 back is how long a connection that left a success state (not for a final one)
 took to enter one again.  Times are seconds.
 
@@ -38,7 +39,7 @@ from fsm_live.diagnostics.records import (
 from fsm_live.spec import Spec
 
 __all__ = ("ConnectionReport", "StateFigures", "Totals", "Visit", "analyze", "combine",
-           "edge_counts", "failures_over_time", "split_runs")
+           "dial_state", "edge_counts", "failures_over_time", "is_reconnect", "split_runs")
 
 Edge = tuple[str, str, str]
 
@@ -175,6 +176,19 @@ class ConnectionReport:
         return max((v.end for v in self.visits), default=0.0)
 
 
+def dial_state(spec: Spec) -> str | None:
+    """The state the initial state's first transition enters: where a connection
+    dials.  None if the initial state has no way out."""
+    first = spec.transitions_from(spec.initial)
+    return first[0].dest if first else None
+
+
+def is_reconnect(spec: Spec, source: str, dest: str) -> bool:
+    """True for an edge that starts a reconnect attempt: it enters :func:`dial_state`
+    from any state but the initial one (as ``Stats.reconnects`` counts)."""
+    return dest == dial_state(spec) and source != spec.initial
+
+
 def split_runs(records: Iterable[Record], spec: Spec) -> list[list[Record]]:
     """Records grouped by run: a run starts at a transition out of the initial state
     (records before the first transition belong to the first run)."""
@@ -209,6 +223,7 @@ def analyze(name: str, spec: Spec, lines: Iterable[Line]) -> ConnectionReport:
     reconnects = unrecovered = 0
     ended_in: str | None = None
     runs = split_runs(records, spec)
+    dial = dial_state(spec)
     for index, run in enumerate(runs):
         transitions = [r for r in run if isinstance(r, Transition)]
         stats = [r for r in run if isinstance(r, StatsRecord)]
@@ -234,7 +249,7 @@ def analyze(name: str, spec: Spec, lines: Iterable[Line]) -> ConnectionReport:
         for transition in transitions:
             visits.append(Visit(index, state, since, transition.t))
             edges[transition.edge] += 1
-            if spec.is_reconnect(transition.source, transition.dest):
+            if transition.dest == dial and transition.source != spec.initial:
                 reconnects += 1
             if transition.dest in success:
                 if outage_since is not None:

@@ -238,7 +238,7 @@ class FleetCollector:
         fleet = self.fleet
         states = fleet.machine.states
         if self.per_connection:
-            result = []
+            result: list[tuple[tuple[str, ...], Figures]] = []
             for key in fleet:
                 figures = Figures.empty(states)
                 figures.add_live(fleet[key].stats())

@@ -57,7 +57,7 @@ class Figures:
 
     @classmethod
     def empty(cls, states: Iterable[str]) -> Figures:
-        return cls({state: 0 for state in states})
+        return cls(dict.fromkeys(states, 0))
 
     def add_live(self, stats: Stats) -> None:
         """Add a connection that is running (its state, counters and gauges)."""

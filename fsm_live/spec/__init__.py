@@ -232,25 +232,6 @@ class Spec:
         """The transitions whose sources include ``state``, in table order."""
         return tuple(t for t in self.transitions if state in t.sources)
 
-    @property
-    def dial_state(self) -> str | None:
-        """The state the initial state's first transition enters (``CONNECTING``): where
-        a connection dials.  None if the initial state has no way out."""
-        first = self.transitions_from(self.initial)
-        return first[0].dest if first else None
-
-    def is_reconnect(self, source: str, dest: str) -> bool:
-        """True for an edge that starts a reconnect attempt: it enters :attr:`dial_state`
-        from any state but the initial one (``retry``, ``rotate``; not ``start``)."""
-        return dest == self.dial_state and source != self.initial
-
-    def reconnects(self, edges: Mapping[tuple[str, str, str], int]) -> int:
-        """How many reconnect attempts ``edges`` hold: the counts of the edges
-        ``(source, trigger, dest)`` for which :meth:`is_reconnect` is true."""
-        dial = self.dial_state
-        return sum(n for (source, _, dest), n in edges.items()
-                   if dest == dial and source != self.initial)
-
 
 def default_spec_path() -> Path:
     """Path of the packaged ``connection.yaml``.

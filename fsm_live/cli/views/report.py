@@ -153,7 +153,7 @@ def edges_table(spec: Spec, report: ConnectionReport) -> Table:
     for (source, trigger, dest), count in counts:
         bar = "█" * max(1, round(count / top * _EDGE_BAR)) if count else ""
         table.add_row(Text(source, style=_style(spec, source)), trigger,
-                      Text(dest, style=_style(spec, dest)), f"×{count}",
+                      Text(dest, style=_style(spec, dest)), str(count),
                       Text(bar, style="magenta"), style="" if count else "dim")
     return table
 
