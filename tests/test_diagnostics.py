@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from trio.testing import MockClock
 
@@ -82,16 +83,16 @@ def live_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     async def run() -> None:
         network = MemoryNetwork()
+        ok = connect(OK, transport=MemoryTransport(network), config=config, protocol="json",
+                     trace=folder / "ok.jsonl")
+        down = connect(DOWN, transport=MemoryTransport(network), config=config,
+                       trace=folder / "team%2Fdown.jsonl")
         with anyio.fail_after(600):
-            async with network.serve(OK, echo):
-                async with connect(OK, transport=MemoryTransport(network), config=config,
-                                   protocol="json", trace=folder / "ok.jsonl") as ok, \
-                        connect(DOWN, transport=MemoryTransport(network), config=config,
-                                trace=folder / "team%2Fdown.jsonl"):
-                    await ok.wait_connected()
-                    for i in range(5):
-                        await ok.send({"id": str(i), "text": "hello"})
-                    await anyio.sleep(10)
+            async with network.serve(OK, echo), ok, down:
+                await ok.wait_connected()
+                for i in range(5):
+                    await ok.send({"id": str(i), "text": "hello"})
+                await anyio.sleep(10)
 
     _virtual(run)
     return folder
@@ -197,7 +198,7 @@ def test_each_rule_names_its_line(lines: list[str], line: int, message: str) -> 
 
 def test_runs_one_after_the_other_verify() -> None:
     run = [START, OPENED, _t(1, "CONNECTED", "close", "CLOSED")]
-    verdict = verify_lines(Spec.default(), parse_lines(run + ["", *run]))
+    verdict = verify_lines(Spec.default(), parse_lines([*run, "", *run]))
     assert verdict.ok
     assert (verdict.transitions, verdict.runs) == (6, 2)
 
@@ -372,3 +373,38 @@ def test_the_html_page_draws_its_charts_offline(demo_trace: Path, tmp_path: Path
     for div in ("timeline", "failures", "rtts", "diagram"):
         assert re.search(rf'<div id="{div}" class="[^"]*js-plotly-plot', dom) or \
             re.search(rf'id="{div}"[^>]*>\s*<div class="plot-container', dom), div
+
+
+# -- docs -----------------------------------------------------------------------------------
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_troubleshooting_names_real_settings_and_metrics() -> None:
+    text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith(("| symptom", "| ---"))]
+    assert len(rows) >= 8
+    fields = {field.name for field in attrs.fields(Config)}
+    for row in rows:
+        settings = set(re.findall(r"`([a-z_]+)`", row[3]))
+        assert settings, row[0]
+        assert settings <= fields, (row[0], settings - fields)
+    metrics = set(re.findall(r"\b(fsm_live_[a-z_]+)", text))
+    documented = set(re.findall(r"\| `(fsm_live_[a-z_]+)` \|",
+                                (DOCS / "diagnostics.md").read_text(encoding="utf-8")))
+    assert len(documented) == 10
+    assert metrics <= documented
+    for symptom in ("frequent disconnects", "heartbeat timeouts", "token refresh failures",
+                    "memory growth", "a slow application", "an outage longer than the backoff",
+                    "a half-open link", "accept-then-close"):
+        assert f"| {symptom}" in text, symptom
+
+
+def test_the_documented_stats_keys_are_the_written_ones() -> None:
+    text = (DOCS / "diagnostics.md").read_text(encoding="utf-8")
+    table = text.split("| key | unit | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {key for cell in re.findall(r"^\| ([^|]+) \|", table, re.MULTILINE)
+                  for key in re.findall(r"`([a-z_]+)`", cell)}
+    assert documented | {"t", "kind"} == set(writer.STATS_KEYS)
