@@ -41,7 +41,7 @@ from fsm_live._runtime.inbox import Handler, Inbox
 from fsm_live._runtime.jobs import Job, Jobs
 from fsm_live._runtime.links import AsyncioLink, StreamLink
 from fsm_live._runtime.outbox import Outbox
-from fsm_live._runtime.stats import Counters, Stats
+from fsm_live._runtime.stats import Counters, Stats, both
 from fsm_live._runtime.timers import LoopTimer, TaskTimer
 from fsm_live._runtime.trace import TraceWriter
 from fsm_live._runtime.wakeup import Wakeup
@@ -244,7 +244,8 @@ class LiveConnection:
             # An OSError is raised.  Stats records and heartbeat round trips: docs/diagnostics.md
             self._trace = TraceWriter(self._trace_path, self._started_at, stats=self.stats,
                                       clock=clock, interval=self.config.trace_stats_interval)
-            self._counters.add_ack_observer(self._trace.heartbeat_acked)
+            engine = self._engine
+            engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -412,7 +413,7 @@ class LiveConnection:
         engine, so keep it short and never raise.  Without one, an ack costs one
         ``is None`` check more.
         """
-        self._counters.add_ack_observer(callback)
+        self._engine.on_heartbeat_ack = both(self._engine.on_heartbeat_ack, callback)
 
     @property
     def started_at(self) -> float:

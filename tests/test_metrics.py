@@ -99,7 +99,7 @@ def test_every_state_is_listed_even_at_zero() -> None:
 
 def test_without_a_collector_nothing_watches_the_acks() -> None:
     conn = connect(OK, transport=MemoryTransport(MemoryNetwork()))
-    assert conn._counters.on_heartbeat_ack is None  # one `is None` per ack, nothing else
+    assert conn._engine.on_heartbeat_ack is None  # one `is None` per ack, nothing else
 
 
 def test_a_connection_collector_reads_stats_at_scrape_time() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-__all__ = ("AckObserver", "Counters", "Stats")
+__all__ = ("AckObserver", "Counters", "Stats", "both")
 
 #: Called with ``(at, rtt)`` after every heartbeat ack: when (the event loop's clock)
 #: and the round trip in seconds.
@@ -53,12 +53,7 @@ class Stats:
 
 @attrs.define
 class Counters:
-    """The mutable counters behind :class:`Stats` (one per connection).
-
-    ``on_heartbeat_ack`` is None unless someone watches the round trips (a trace
-    writing stats records, a metrics collector): the engine calls it after every
-    heartbeat ack, and checks only ``is None`` otherwise.
-    """
+    """The mutable counters behind :class:`Stats` (one per connection)."""
 
     transitions: Counter[tuple[str, str, str]] = attrs.Factory(Counter)
     failures: Counter[str] = attrs.Factory(Counter)
@@ -73,20 +68,6 @@ class Counters:
     token_refreshes: int = 0
     token_refresh_failures: int = 0
     cookie_refreshes: int = 0
-    on_heartbeat_ack: AckObserver | None = None
-
-    def add_ack_observer(self, observer: AckObserver) -> None:
-        """Call ``observer(at, rtt)`` after every heartbeat ack, after those added before."""
-        previous = self.on_heartbeat_ack
-        if previous is None:
-            self.on_heartbeat_ack = observer
-            return
-
-        def both(at: float, rtt: float) -> None:
-            previous(at, rtt)
-            observer(at, rtt)
-
-        self.on_heartbeat_ack = both
 
     def snapshot(self, *, state: str, time_in_state: float, reconnects: int,
                  consecutive_failures: int, buffered: int, tasks_alive: int) -> Stats:
@@ -99,6 +80,16 @@ class Counters:
                      tasks_alive=tasks_alive, **counted)
 
 
-#: The fields :meth:`Counters.snapshot` copies into :class:`Stats` (not the observer).
-_COUNTER_FIELDS = tuple(field for field in attrs.fields(Counters)
-                        if field.name != "on_heartbeat_ack")
+_COUNTER_FIELDS = attrs.fields(Counters)
+
+
+def both(first: AckObserver | None, then: AckObserver) -> AckObserver:
+    """An observer calling ``first`` (if any), then ``then``."""
+    if first is None:
+        return then
+
+    def chained(at: float, rtt: float) -> None:
+        first(at, rtt)
+        then(at, rtt)
+
+    return chained
