@@ -114,7 +114,9 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("--token-url", metavar="URL",
                         help="where to GET access tokens (default: http://HOST:PORT/token "
                              "of URL)")
-    parser.add_argument("--trace", metavar="FILE", help="append every transition as JSON lines")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="append every transition (and failure and stats records) as "
+                             "JSON lines (docs/diagnostics.md)")
     parser.add_argument("--duration", metavar="S", type=seconds,
                         help="close and exit after S seconds")
     metrics_endpoint.add_arguments(parser)
