@@ -30,12 +30,14 @@ from typing import IO, Any, Final, Self
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
 
-__all__ = ("KINDS", "MAX_PENDING_RTTS", "STATS_KEYS", "TRACE_KEYS", "TraceWriter", "read_trace",
-           "trace_line")
+__all__ = ("FAILURE_KEYS", "KINDS", "MAX_PENDING_RTTS", "STATS_KEYS", "TRACE_KEYS",
+           "TraceWriter", "read_trace", "stats_row", "trace_line")
 
 TRACE_KEYS: Final = ("t", "from", "to", "trigger", "reason")
 #: The ``kind`` of the records that are not transitions.
 KINDS: Final = ("failure", "stats")
+#: The keys of a failure record, in the order written.
+FAILURE_KEYS: Final = ("t", "kind", "class")
 #: The keys of a stats record, in the order written.
 STATS_KEYS: Final = ("t", "kind", "state", "connects", "reconnects", "failures",
                      "heartbeats_sent", "heartbeats_acked", "rtts", "messages_in",
@@ -47,13 +49,12 @@ MAX_PENDING_RTTS: Final = 256
 
 def trace_line(record: TransitionRecord, started_at: float) -> str:
     """The JSON line (without newline) for one transition."""
-    return json.dumps({
-        "t": round(record.at - started_at, 6),
-        "from": record.source,
-        "to": record.dest,
-        "trigger": record.trigger,
-        "reason": record.reason,
-    }, ensure_ascii=False)
+    return _transition_line(record, round(record.at - started_at, 6))
+
+
+def _transition_line(record: TransitionRecord, t: float) -> str:
+    return json.dumps({"t": t, "from": record.source, "to": record.dest,
+                       "trigger": record.trigger, "reason": record.reason}, ensure_ascii=False)
 
 
 class TraceWriter:
@@ -91,13 +92,12 @@ class TraceWriter:
         if file is None:
             return
         t = self._t(record.at)
-        file.write(json.dumps({"t": t, "from": record.source, "to": record.dest,
-                               "trigger": record.trigger, "reason": record.reason},
-                              ensure_ascii=False) + "\n")
+        file.write(_transition_line(record, t) + "\n")
         if self._stats is None:
             return
         if record.error_class is not None:
-            file.write(json.dumps({"t": t, "kind": "failure", "class": record.error_class},
+            file.write(json.dumps(dict(zip(FAILURE_KEYS, (t, "failure", record.error_class),
+                                           strict=True)),
                                   ensure_ascii=False) + "\n")
         if record.at - self._stats_at >= self.interval:
             self._write_stats(record.at)
