@@ -63,6 +63,12 @@ def value(family: Any, name: str | None = None, **labels: str) -> float:
     return samples(family, name)[tuple(sorted(labels.items()))]
 
 
+def total(family: Any, name: str | None = None, **labels: str) -> float:
+    """The sum of the samples with these labels (and any others: per connection)."""
+    return sum(s.value for s in family.samples if (name is None or s.name == name)
+               and labels.items() <= s.labels.items())
+
+
 def scrape_registry(registry: Any) -> dict[str, Any]:
     return parse(prometheus_client.generate_latest(registry).decode())
 
@@ -219,34 +225,58 @@ async def _read_line(stream: Any, starts: str) -> str:
                 return line
 
 
+async def _serve_and_scrape(argv: list[str], command: str, connected: int) -> dict[str, Any]:
+    """Run ``fsm-live ARGV`` until a scrape shows ``connected`` members CONNECTED with
+    heartbeat acks; then SIGTERM it (exit 0) and check the endpoint went with it."""
+    process = await anyio.open_process([sys.executable, "-m", "fsm_live", *argv], env=_env())
+    async with process:
+        assert process.stderr is not None
+        line = await _read_line(process.stderr, f"fsm-live {command}: metrics on ")
+        url = line.rpartition(" ")[2]
+        assert url.startswith("http://127.0.0.1:")
+        while True:  # until connected with acks to show (the collector is registered
+            # once the event loop runs: process_* alone until then)
+            families = parse(await anyio.to_thread.run_sync(_get, url))
+            rtt = families.get("fsm_live_heartbeat_rtt_seconds")
+            if rtt and total(rtt, "fsm_live_heartbeat_rtt_seconds_count") >= 2 and \
+                    total(families["fsm_live_connections"], state="CONNECTED") == connected:
+                break
+            await anyio.sleep(0.1)
+        process.terminate()  # SIGTERM: it closes cleanly, exit 0
+        assert await process.wait() == 0
+    assert set(families) >= FAMILIES
+    assert any(name.startswith("process_") for name in families)
+    with pytest.raises(OSError, match="refused"):  # the endpoint went with the command
+        _get(url)
+    return families
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_connect_serves_metrics_while_it_runs(anyio_backend: str) -> None:
     with anyio.fail_after(25):
         async with websocket_server() as server:
-            process = await anyio.open_process(
-                [sys.executable, "-m", "fsm_live", "connect", server.url,
-                 "--metrics-port", "0", "--duration", "20", "--heartbeat-interval", "0.2"],
-                env=_env())
-            async with process:
-                assert process.stderr is not None
-                line = await _read_line(process.stderr, "fsm-live connect: metrics on ")
-                url = line.rpartition(" ")[2]
-                assert url.startswith("http://127.0.0.1:")
-                while True:  # until it is connected and has acks to show (the collector is
-                    # registered once the event loop runs: process_* alone until then)
-                    families = parse(await anyio.to_thread.run_sync(_get, url))
-                    rtt = families.get("fsm_live_heartbeat_rtt_seconds")
-                    if rtt and value(rtt, "fsm_live_heartbeat_rtt_seconds_count") >= 2:
-                        break
-                    await anyio.sleep(0.1)
-                process.terminate()  # SIGTERM: it closes cleanly, exit 0
-                assert await process.wait() == 0
-    assert set(families) >= FAMILIES
-    assert value(families["fsm_live_connections"], state="CONNECTED") == 1
-    assert any(name.startswith("process_") for name in families)
-    with pytest.raises(OSError, match="refused"):  # the endpoint went with the command
-        _get(url)
+            families = await _serve_and_scrape(
+                ["connect", server.url, "--metrics-port", "0", "--duration", "20",
+                 "--heartbeat-interval", "0.2"], "connect", 1)
+    assert value(families["fsm_live_transitions"], "fsm_live_transitions_total",
+                 source="CONNECTING", dest="CONNECTED", trigger="opened") == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_fleet_serves_metrics_per_connection(anyio_backend: str, tmp_path: Any) -> None:
+    with anyio.fail_after(25):
+        async with websocket_server() as server:
+            path = tmp_path / "fleet.toml"
+            path.write_text("[defaults]\nheartbeat_interval = 0.2\nheartbeat_timeout = 1\n"
+                            + "".join(f'[accounts.a{i}]\nurl = "{server.url}"\n'
+                                      for i in range(3)), encoding="utf-8")
+            families = await _serve_and_scrape(
+                ["fleet", str(path), "--metrics-port", "0", "--duration", "20",
+                 "--metrics-per-connection"], "fleet", 3)
+    keys = {dict(k)["connection"] for k in samples(families["fsm_live_tasks"])}
+    assert keys == {"a0", "a1", "a2"}
 
 
 def _one_line(code: int, err: str) -> str:
