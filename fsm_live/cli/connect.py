@@ -314,10 +314,11 @@ async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None
             if duration is not None:
                 tg.start_soon(_close_after, conn, duration)
             failed = await _wait_for_the_end(conn)
+            ended = conn.stats()  # before leaving the connection closes it
             tg.cancel_scope.cancel()
         shown.cancel_scope.cancel()
     if failed:
-        watch.out.problem(f"{PROG} connect: {conn.state}: {conn.stats().last_error}")
+        watch.out.problem(f"{PROG} connect: {ended.state}: {ended.last_error}")
         return EXIT_FAILED
     return 0
 
