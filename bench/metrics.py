@@ -21,6 +21,11 @@ variants rotates from run to run so that drift hits each; the result is each
 variant's median CPU seconds over ``R`` runs and its ratio to ``none``.  The
 figures are for this machine and this workload: the ratios, not the seconds, carry
 over.  ``--quick``: 3 runs, 10 connections, half a virtual hour.
+
+A run on the development machine (2026-11-30, defaults, a shared and noisy machine:
+single runs vary by about 15 %): none 10.53 s, registered 10.14 s (0.96 x), scraped
+11.82 s (1.12 x).  A registered collector is within the noise of none; the scrapes
+(20 registries every 15 s, the process collector reading /proc) are the cost.
 """
 
 from __future__ import annotations
