@@ -126,3 +126,12 @@ def test_testing_names_resolve_lazily() -> None:
 
     for name in fsm_live.testing.__all__:
         assert callable(getattr(fsm_live.testing, name)), name
+
+
+def test_the_metrics_surface_is_pinned() -> None:
+    # fsm_live.metrics is public (docs/diagnostics.md); prometheus-client is imported
+    # only when a collector or a server is made, so importing it needs no extra.
+    metrics = importlib.import_module("fsm_live.metrics")
+    assert metrics.__all__ == ("ConnectionCollector", "FleetCollector", "MetricsServer",
+                               "new_registry", "serve_metrics")
+    assert not hasattr(fsm_live, "metrics") or fsm_live.metrics is metrics

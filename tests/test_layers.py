@@ -39,11 +39,15 @@ ALLOWED: Mapping[str, frozenset[str]] = {
                         "protocols", "lwp", "_runtime", "connection"}),
     "demo": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
                        "protocols", "lwp", "_runtime", "connection", "fault_proxy"}),
+    # Reads traces back (report, verify): pure functions of a spec and text.
+    "diagnostics": frozenset({"errors", "spec"}),
+    # Reads connections' and fleets' stats at scrape time.
+    "metrics": frozenset({"errors", "spec", "core", "_runtime", "connection", "fleet"}),
     "": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
                    "protocols", "_runtime", "connection", "fleet"}),
     "cli": frozenset({"", "errors", "spec", "core", "diagram", "config", "credentials",
                       "transport", "protocols", "lwp", "_runtime", "connection", "fleet",
-                      "demo", "fault_proxy"}),
+                      "demo", "fault_proxy", "diagnostics", "metrics"}),
     "__main__": frozenset({"cli"}),
     # Used by tests and by users, never by the package (no room lists it):
     "testing": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
@@ -59,6 +63,8 @@ CONFINED: Mapping[str, frozenset[str]] = {
     "python_socks": frozenset({"transport"}),
     "transitions": frozenset({"core"}),
     "yaml": frozenset({"spec"}),
+    "prometheus_client": frozenset({"metrics"}),
+    "plotly": frozenset({"diagnostics"}),
 }
 
 #: What the sans-I/O core never imports: event loops, sockets, clocks, threads.
@@ -156,6 +162,13 @@ PLANTED = {
     "the runtime imports the connection": ("fsm_live._runtime.engine", "fsm_live.connection"),
     "the core imports the runtime": ("fsm_live.core.lifecycle", "fsm_live._runtime.engine"),
     "the package imports the CLI": ("fsm_live", "fsm_live.cli"),
+    "diagnostics imports the runtime": ("fsm_live.diagnostics.records", "fsm_live._runtime.trace"),
+    "diagnostics imports the CLI": ("fsm_live.diagnostics.report", "fsm_live.cli.views.report"),
+    "diagnostics imports the connection": ("fsm_live.diagnostics.report", "fsm_live.connection"),
+    "the runtime imports metrics": ("fsm_live._runtime.engine", "fsm_live.metrics.collector"),
+    "the package imports metrics": ("fsm_live", "fsm_live.metrics"),
+    "prometheus_client outside metrics": ("fsm_live.connection", "prometheus_client"),
+    "plotly outside diagnostics": ("fsm_live.cli.report", "plotly.graph_objects"),
 }
 
 

@@ -37,6 +37,21 @@ PACKAGE = Path(fsm_live.__path__[0]).resolve()
 #: Modules without a ``tests/test_NAME.py`` of their own (or whose ``test_NAME.py`` is
 #: about another module of the same name) -> the test modules that cover them.
 TESTED_IN: Mapping[str, tuple[str, ...]] = {
+    "fsm_live.cli.metrics_endpoint": ("test_metrics",),
+    "fsm_live.cli.report": ("test_diagnostics",),
+    "fsm_live.cli.verify": ("test_diagnostics",),
+    "fsm_live.cli.views.report": ("test_diagnostics",),
+    "fsm_live.diagnostics.files": ("test_diagnostics",),
+    "fsm_live.diagnostics.html": ("test_diagnostics",),
+    "fsm_live.diagnostics.percentiles": ("test_diagnostics",),
+    "fsm_live.diagnostics.records": ("test_diagnostics",),
+    "fsm_live.diagnostics.report": ("test_diagnostics",),
+    "fsm_live.diagnostics.summary": ("test_diagnostics",),
+    "fsm_live.diagnostics.verify": ("test_diagnostics",),
+    "fsm_live.metrics.collector": ("test_metrics",),
+    "fsm_live.metrics.histogram": ("test_metrics",),
+    "fsm_live.metrics.server": ("test_metrics",),
+    "fsm_live.metrics.snapshot": ("test_metrics",),
     "fsm_live._runtime.engine": ("test_connection", "test_fault_matrix", "test_backpressure",
                                  "test_plain_asyncio"),
     "fsm_live._runtime.links": ("test_transport", "test_backpressure", "test_connection"),

@@ -51,7 +51,7 @@ from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Job, Jobs
 from fsm_live._runtime.links import LinkIO, unacknowledged
 from fsm_live._runtime.outbox import Outbox
-from fsm_live._runtime.stats import Counters
+from fsm_live._runtime.stats import AckObserver, Counters
 from fsm_live._runtime.timers import Timer
 from fsm_live.config import Config
 from fsm_live.core.effects import CancelTask, Effect, Emit, StartTask, TransitionRecord
@@ -194,8 +194,8 @@ class Engine:
                  "_on_change", "_on_transition", "_open_link", "_paused_at", "_pending_acks",
                  "_periodic", "_rearm", "_token_refresh_failed", "_warned_generation",
                  "_write_blocked", "adapter", "clock", "closing", "config", "counters", "crash",
-                 "credentials", "inbox", "jobs", "lifecycle", "link", "outbox", "timer", "url",
-                 "user_agent", "wsuri")
+                 "credentials", "inbox", "jobs", "lifecycle", "link", "on_heartbeat_ack", "outbox",
+                 "timer", "url", "user_agent", "wsuri")
 
     def __init__(
         self,
@@ -224,6 +224,9 @@ class Engine:
         self.inbox = inbox
         self.outbox = outbox
         self.counters = counters
+        #: Called with ``(at, rtt)`` after every heartbeat ack when not None (a trace
+        #: writing stats records, a metrics collector): only an ``is None`` check otherwise.
+        self.on_heartbeat_ack: AckObserver | None = None
         self.jobs = jobs
         self.clock = clock
         self.user_agent = user_agent
@@ -787,6 +790,9 @@ class Engine:
         counters = self.counters
         counters.heartbeats_acked += 1
         counters.heartbeat_rtt = rtt
+        observer = self.on_heartbeat_ack
+        if observer is not None:  # a trace or a metrics collector watches
+            observer(now, rtt)
         lifecycle = self.lifecycle
         if lifecycle.awaits_proof:
             self._feed(HeartbeatAcked(now, lifecycle.generation, rtt))
