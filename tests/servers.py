@@ -183,8 +183,13 @@ async def websocket_server(
     ssl_context: ssl.SSLContext | None = None,
     max_queue: int | None = 16,
     compression: str | None = "deflate",
+    close_timeout: float = SERVER_CLOSE_TIMEOUT,
 ) -> AsyncIterator[WebSocketServer]:
     """A websockets server on 127.0.0.1 for the running backend.
+
+    ``close_timeout``: how long the server waits for the client's close frame before
+    it aborts the TCP connection (an abort makes the client's kernel drop what the
+    client has not read yet).
 
     Every handshake request is an attempt (counted before ``reject`` decides).
     ``handler`` runs per accepted connection; the connection closes (1000) when
@@ -224,7 +229,7 @@ async def websocket_server(
         "process_request": process_request,
         "ssl": ssl_context,
         "ping_interval": None,
-        "close_timeout": SERVER_CLOSE_TIMEOUT,
+        "close_timeout": close_timeout,
         "max_queue": max_queue,
         "compression": compression,
     }

@@ -6,7 +6,7 @@ names the figure.  docs/fault-matrix.md lists the rows with the figures measured
 Times are ``anyio.current_time()`` (the event loop's monotonic clock), the clock
 transition records are stamped with.
 
-Every row runs on asyncio; rows 1, 2, 8 and 12 run on trio too.  Where a fact has
+Every row runs on both backends (asyncio and trio).  Where a fact has
 no event to wait for (a heartbeat ack, "nothing more happens"), the test watches
 for a stated window; nothing else waits on real time.
 """
@@ -63,11 +63,6 @@ MARGIN = 0.1
 WATCH = 0.3
 
 BOTH_BACKENDS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 Figure = Callable[[str, object], None]
@@ -377,10 +372,11 @@ async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) 
 @pytest.mark.parametrize("code", [1001, 1012])
 async def test_07_planned_close_reconnects_after_a_jittered_delay(
         figure: Figure, code: int) -> None:
-    """Figure: with random() = 0.5, the delay from the server's close (once stable)
-    to the next attempt is 0.5 * planned_reconnect_delay = 0.1 s (+- 0.03 s), never
-    above planned_reconnect_delay (0.2 s); no failure is counted."""
-    config = CONFIG.replace(backoff=ExponentialJitter(initial=5.0, maximum=5.0))
+    """Figure: with random() = 0.5 and planned_reconnect_delay 0.4 s, the delay from the
+    server's close (once stable) to the next attempt is 0.5 * 0.4 = 0.2 s (at most
+    + 0.1 s on a busy machine: still below the unjittered 0.4 s); no failure is counted."""
+    config = CONFIG.replace(backoff=ExponentialJitter(initial=5.0, maximum=5.0),
+                            planned_reconnect_delay=0.4)
     with anyio.fail_after(DEADLINE):
         async with websocket_server(commands) as server, \
                 live(server.url, config=config, random=lambda: 0.5) as conn:
@@ -393,8 +389,8 @@ async def test_07_planned_close_reconnects_after_a_jittered_delay(
             stats = conn.stats()
     delay = rec.at("RECONNECTING", "CONNECTING") - rec.at("CONNECTED", "RECONNECTING")
     figure("planned_delay_s", delay)
-    assert delay == pytest.approx(0.5 * config.planned_reconnect_delay, abs=0.03)
-    assert delay <= config.planned_reconnect_delay
+    jittered = 0.5 * config.planned_reconnect_delay
+    assert jittered <= delay <= jittered + 0.1
     assert stats.failures == {"planned": 1}
     assert stats.consecutive_failures == 0
 
@@ -661,13 +657,15 @@ async def test_14_untrusted_certificate_fails_fatal_without_retry(figure: Figure
 # -- 15. 1,000 connect/reset cycles ----------------------------------------------------
 
 
+@pytest.mark.timeout(120)
 async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -> None:
     """Figure: after 1,000 connect/RST cycles, 0 extra tasks (anyio's running tasks
-    and the connection's tasks_alive), 1,001 links; about 3 s."""
+    and the connection's tasks_alive), 1,001 links; about 3 s (asyncio) and 6 s
+    (trio), several times that with both cores busy."""
     cycles = 1_000
     config = CONFIG.replace(backoff=FixedDelay(0.0), max_failures=10 * cycles,
                             heartbeat_interval=5.0, heartbeat_timeout=10.0)
-    with anyio.fail_after(25):
+    with anyio.fail_after(100):
         async with websocket_server() as server, proxied(server) as proxy:
             tasks_before = len(anyio.get_running_tasks())
             async with live(proxy_url(proxy), config=config) as conn:
@@ -686,6 +684,10 @@ async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -
                 stats = conn.stats()
             await proxy.drop_links()  # the proxy's own task for the last link
             await server.wait_active(0)
+            # The server's and the proxy's tasks for that link wind down on their own
+            # schedule; a task of ours left behind would never go:
+            with anyio.move_on_after(2):
+                await poll(lambda: len(anyio.get_running_tasks()) <= tasks_before)
             tasks_closed = len(anyio.get_running_tasks())
             links = proxy.stats.links_accepted
     figure("cycles_s", took)
@@ -741,7 +743,11 @@ async def test_16_messages_before_a_close_all_arrive_then_the_planned_reconnect(
     config = CONFIG.replace(heartbeat_interval=0.05, heartbeat_timeout=1.0)
     received: list[int] = []
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(push_then_close) as server, \
+        # The server waits for the client's close frame as long as the client takes to
+        # read the 200 messages before it, on a busy machine too: an abort (RST) after
+        # its close_timeout would make the client's kernel drop the messages not yet
+        # read, which no client can help.
+        async with websocket_server(push_then_close, close_timeout=DEADLINE) as server, \
                 live(server.url, protocol="json", config=config,
                      credentials=FirstSession()) as conn:
             rec = Recorder(conn)
