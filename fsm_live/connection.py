@@ -29,7 +29,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypedDict
 
 import anyio
 import anyio.abc
@@ -64,8 +64,8 @@ from fsm_live.transport.base import AsyncioTransport, Message, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url, safe_url
 
-__all__ = ("PROTOCOLS", "TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine",
-           "get_protocol")
+__all__ = ("PROTOCOLS", "TRANSITIONS_LOGGER", "ConnectionOptions", "LiveConnection", "connect",
+           "default_machine", "get_protocol")
 
 #: Every transition is logged here, at the level the spec gives its destination state.
 TRANSITIONS_LOGGER: Final = "fsm_live.transitions"
@@ -92,15 +92,25 @@ def get_protocol(name: str) -> ProtocolAdapter:
         raise ConfigError("protocol", f"unknown protocol {name!r} (known: {known})") from None
 
 
+class ConnectionOptions(TypedDict, total=False):
+    """The keywords of :class:`LiveConnection` a :class:`~fsm_live.fleet.Fleet` passes
+    on to its members: all but ``machine`` and ``pacer``, which are the fleet's."""
+
+    protocol: str | ProtocolAdapter
+    config: Config | None
+    credentials: CredentialsProvider | None
+    transport: Transport | None
+    ssl: ssl.SSLContext | None
+    proxy: str | bool | None
+    on_message: Handler | None
+    trace: str | Path | None
+    random: Callable[[], float] | None
+
+
 @functools.cache
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())
-
-
-def connect(url: str, **options: Any) -> LiveConnection:
-    """A :class:`LiveConnection` to ``url``; use it with ``async with``.  See its options."""
-    return LiveConnection(url, **options)
 
 
 class LiveConnection:
@@ -230,7 +240,6 @@ class LiveConnection:
         clock = asyncio.get_running_loop().time if self._asyncio else anyio.current_time
         self._engine.clock = clock
         self._started_at = clock()
-        self._lifecycle.entered_at = self._started_at
         if self._trace_path is not None:
             self._trace = TraceWriter(self._trace_path, self._started_at)  # OSError: raised
         task_group = anyio.create_task_group()
@@ -472,27 +481,14 @@ class LiveConnection:
 
     def stats(self) -> Stats:
         """A frozen snapshot of the connection's figures."""
-        counters = self._counters
-        transitions = dict(counters.transitions)
-        return Stats(
+        transitions = self._counters.transitions
+        return self._counters.snapshot(
             state=self.state,
-            time_in_state=max(0.0, self._engine.clock() - self._lifecycle.entered_at),
-            transitions=transitions,
-            connects=counters.connects,
+            time_in_state=max(0.0, self._engine.clock()
+                              - max(self._lifecycle.entered_at, self._started_at)),
             reconnects=sum(n for (source, _, dest), n in transitions.items()
                            if dest == self._dial_state and source != self.spec.initial),
-            failures=dict(counters.failures),
             consecutive_failures=self._lifecycle.failures,
-            last_error=counters.last_error,
-            heartbeats_sent=counters.heartbeats_sent,
-            heartbeats_acked=counters.heartbeats_acked,
-            heartbeat_rtt=counters.heartbeat_rtt,
-            messages_in=counters.messages_in,
-            messages_out=counters.messages_out,
-            duplicates_dropped=counters.duplicates_dropped,
-            token_refreshes=counters.token_refreshes,
-            token_refresh_failures=counters.token_refresh_failures,
-            cookie_refreshes=counters.cookie_refreshes,
             buffered=len(self._outbox),
             tasks_alive=self._jobs.alive,
         )
@@ -529,3 +525,9 @@ class LiveConnection:
                 transitions_logger.exception("%s: an on_transition callback raised %s; closing",
                                              safe_url(self.url), type(exc).__name__)
                 self._engine.crashed(exc)
+
+
+#: ``connect(url, **options)`` makes a :class:`LiveConnection`, to use with ``async
+#: with``.  It is the class itself (as websockets' ``connect`` is), so every keyword
+#: is typed and checked.
+connect = LiveConnection

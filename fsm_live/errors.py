@@ -11,7 +11,7 @@ from ``RemoteProtocolError``::
     │   └── NotAMember (KeyError)              a fleet key that is not a member
     ├── SpecError (ValueError)               the caller: a spec file or mapping is invalid
     ├── ConfigError (ValueError)             the caller: a setting or argument is invalid
-    ├── ConnectionError                      the connection: it cannot do that now
+    ├── LiveConnectionError                  the connection: it cannot do that now
     │   ├── ConnectionClosed                   it is closed (by close(), or because of
     │   │                                      the exception it is chained from)
     │   ├── ConnectionFailed                   it is FAILED and needs reset(); carries the Failure
@@ -23,7 +23,7 @@ Third-party exceptions (websockets, ssl, OSError, anyio's stream errors) are
 translated into :class:`TransportError` in one place,
 :mod:`fsm_live.transport.errors`, with ``raise ... from``.  A message an adapter
 cannot encode raises Python's own ``TypeError``/``ValueError``, as ``json.dumps``
-does.  (``ConnectionError`` here is fsm_live's, not the builtin of that name.)
+does.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ __all__ = (
     "BufferFull",
     "ConfigError",
     "ConnectionClosed",
-    "ConnectionError",
     "ConnectionFailed",
     "Failure",
     "FsmLiveError",
     "HandshakeRejected",
+    "LiveConnectionError",
     "NotAMember",
     "SpecError",
     "TransitionRefused",
@@ -125,27 +125,28 @@ class NotAMember(UsageError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ConnectionError(FsmLiveError):
+class LiveConnectionError(FsmLiveError):
     """The connection cannot do what was asked now (see its subclasses)."""
 
 
-class ConnectionFailed(ConnectionError):
-    """The connection is FAILED and will not retry by itself: it needs ``reset()``.
+class ConnectionFailed(LiveConnectionError):
+    """The connection is in a ``failed`` state of the spec and will not retry by
+    itself: it needs ``reset()``.
 
     ``failure`` says why (its class and a reason free of secrets).
     """
 
     def __init__(self, failure: Failure) -> None:
         self.failure = failure
-        super().__init__(f"connection FAILED: {failure}")
+        super().__init__(f"the connection failed: {failure}")
 
 
-class ConnectionClosed(ConnectionError):
+class ConnectionClosed(LiveConnectionError):
     """The connection is closed: by ``close()``, or because an exception closed it
     (a callback's, a bug's), which this one is chained from (``__cause__``)."""
 
 
-class BufferFull(ConnectionError):
+class BufferFull(LiveConnectionError):
     """``send()`` was called while the outbound buffer holds its maximum."""
 
 

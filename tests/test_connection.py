@@ -20,8 +20,6 @@ from fsm_live import (
     Config,
     ConnectionFailed,
     FixedDelay,
-    JsonProtocol,
-    ReconnectPacer,
     Secret,
     TransitionRefused,
     connect,
@@ -29,7 +27,9 @@ from fsm_live import (
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.errors import BufferFull, ConnectionClosed
+from fsm_live.protocols import JsonProtocol
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio

@@ -72,7 +72,7 @@ def test_start_records_effects_in_order() -> None:
     lifecycle = new()
     effects = lifecycle.handle(Start(100.0))
     assert effects == [
-        StartTask("dial", 1),
+        StartTask("dial", 1, may_escalate=True),
         ScheduleTimer("open_timeout", 110.0),
         Emit(effects[-1].record),  # type: ignore[union-attr]
     ]
@@ -388,8 +388,11 @@ def test_auth_failure_refreshes_once_then_fails() -> None:
     assert lifecycle.state == "RECONNECTING"
     assert lifecycle.refresh_credentials_first
     assert backoff_delay(lifecycle, 1.0) == 0
-    [retry] = [e.record for e in lifecycle.handle(Tick(1.0)) if isinstance(e, Emit)]
+    effects = lifecycle.handle(Tick(1.0))
+    [retry] = [e.record for e in effects if isinstance(e, Emit)]
     assert (retry.dest, retry.reason) == ("CONNECTING", "retry after a credential refresh")
+    [dial] = [e for e in effects if isinstance(e, StartTask)]
+    assert dial.refresh_credentials  # the dial task is told, it does not ask
     assert lifecycle.refresh_credentials_first
     assert records(fail(lifecycle, 2.0, http_status=401)) == [
         ("CONNECTING", "fatal", "FAILED")]
@@ -431,7 +434,7 @@ def test_rotate_is_planned_no_failure_no_delay() -> None:
     effects = lifecycle.handle(Rotate(5.0, lifecycle.generation, reason="token refreshed"))
     assert records(effects) == [("CONNECTED", "rotate", "CONNECTING")]
     assert lifecycle.failures == 0
-    assert StartTask("dial", lifecycle.generation) in effects
+    assert StartTask("dial", lifecycle.generation, may_escalate=True) in effects
 
 
 def test_refused_trigger_names_state_and_trigger() -> None:

@@ -42,6 +42,7 @@ from fsm_live._runtime.inbox import Handler
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.views.connection import plain_message, plain_stats, plain_transition, status_panel
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.config import Config
 from fsm_live.connection import PROTOCOLS, TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
@@ -253,7 +254,8 @@ class _Watch:
             self.out.stdout.flush()
 
     def _panel(self) -> RenderableType:
-        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at)
+        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at,
+                            styles=StateStyles(self.conn.spec))
 
     def _summary(self) -> str:
         return plain_stats(self.conn.stats(), anyio.current_time(), self.conn.started_at)
@@ -298,7 +300,7 @@ async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None
             tg.cancel_scope.cancel()
         shown.cancel_scope.cancel()
     if failed:
-        watch.out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
+        watch.out.problem(f"{PROG} connect: {conn.state}: {conn.stats().last_error}")
         return EXIT_FAILED
     return 0
 

@@ -486,8 +486,10 @@ class Lifecycle:
         self.reading_paused = False
         self._reading_since = now
         self._escalation_pending = "escalation" in state.tasks
+        refresh, escalate = self.refresh_credentials_first, self.may_escalate
         for task in state.tasks:
-            effects.append(StartTask(task, self.generation))
+            effects.append(StartTask(task, self.generation, refresh_credentials=refresh,
+                                     may_escalate=escalate))
         for timer in state.timers:
             deadline = self._arm(timer.name, now)
             self.timers[timer.name] = deadline

@@ -304,13 +304,12 @@ class _Story:
         self._step(f"clean session: pushes of {ITEMS_PER_PUSH} items every "
                    f"{PUSH_INTERVAL:g} s, some duplicated; a token refresh is due after "
                    f"{self.conn.config.token_refresh_interval:g} s")
-        await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 10)
+        await self._until(self._up_name, self._up, 10)
         for _ in range(3):
             await self._send()
             await anyio.sleep(0.5)
         await self._until("a token refresh applied by rotate",
-                          lambda s: s.transitions.get(("CONNECTED", "rotate", "CONNECTING"),
-                                                      0) >= 1,
+                          lambda s: _taken(s, "rotate") >= 1,
                           self.conn.config.token_refresh_interval + 10)
         await self._settle()
 
@@ -319,8 +318,9 @@ class _Story:
         await self._start_at(0.27, f"half-open link: the {net} swallows every byte both ways; "
                                    "only the heartbeat timeout can notice")
         self._fault(f"{net}: black hole, both directions")
+        lost = _taken(self.conn.stats(), "lost")
         await self.env.set_black_hole(True)
-        await self._until("lost by heartbeat timeout", lambda s: s.state == "RECONNECTING",
+        await self._until("lost by heartbeat timeout", lambda s: _taken(s, "lost") > lost,
                           self.conn.config.heartbeat_timeout + 5)
         self._fault(f"{net}: black hole lifted")
         await self.env.set_black_hole(False)
@@ -344,19 +344,19 @@ class _Story:
         await self._settle()
 
     async def _terminal_close(self) -> None:
-        await self._start_at(0.7, "terminal close 4500: FAILED, then the escalation "
-                                  "(re-login) recovers")
+        await self._start_at(0.7, f"terminal close 4500: {self._failed_name}, then the "
+                                  "escalation (re-login) recovers")
         await self._inject(CloseConnections(4500))
         await self._until("reset by the escalation",
-                          lambda s: s.transitions.get(("FAILED", "reset", "RECONNECTING"),
-                                                      0) >= 1, 10)
+                          lambda s: _taken(s, "reset") >= 1, 10)
         await self._settle()
 
     async def _network_down(self) -> None:
         config = self.conn.config
         await self._start_at(0.8, f"the network goes down: max_failures "
-                                  f"({config.max_failures}) in a row, give_up, FAILED; the "
-                                  "re-login cannot reach the server; FAILED retries by itself "
+                                  f"({config.max_failures}) in a row, give_up, "
+                                  f"{self._failed_name}; the re-login cannot reach the "
+                                  f"server; {self._failed_name} retries by itself "
                                   f"after failed_retry_delay ({config.failed_retry_after:g} s, "
                                   "jittered): recover")
         self._fault(f"{self.env.network_name}: down (open links dropped, new ones fail)")
@@ -418,6 +418,18 @@ class _Story:
         self._note(f"the application has taken {self.taken} messages so far")
         self._step(text)
 
+    def _up(self, stats: Stats) -> bool:
+        """Whether the connection is up: in a ``success`` state of the spec."""
+        return stats.state in self.conn.spec.success_states
+
+    @property
+    def _up_name(self) -> str:
+        return " or ".join(sorted(self.conn.spec.success_states))
+
+    @property
+    def _failed_name(self) -> str:
+        return " or ".join(sorted(self.conn.spec.failed_states))
+
     async def _until(self, what: str, done: Callable[[Stats], bool], limit: float) -> None:
         """Wait until ``done(stats)``; raise StoryStuck after ``limit`` seconds."""
         await _bounded(what, limit, self._poll(done))
@@ -429,11 +441,12 @@ class _Story:
                 await self.conn.wait_changed()
 
     async def _settle(self) -> None:
-        """Wait until CONNECTED and stable (a heartbeat acked on this link), then send."""
-        await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 15)
+        """Wait until up (a ``success`` state of the spec) and stable (a heartbeat acked
+        on this link), then send."""
+        await self._until(self._up_name, self._up, 15)
         acked = self.conn.stats().heartbeats_acked
         await self._until("a heartbeat ack",
-                          lambda s: s.state == "CONNECTED" and s.heartbeats_acked > acked, 10)
+                          lambda s: self._up(s) and s.heartbeats_acked > acked, 10)
         await self._send()
 
 

@@ -35,13 +35,13 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self, Unpack
 
 import anyio
 import anyio.abc
 import attrs
 
-from fsm_live.connection import LiveConnection, default_machine
+from fsm_live.connection import ConnectionOptions, LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
@@ -160,15 +160,17 @@ class Fleet:
 
     # -- membership --------------------------------------------------------------------
 
-    async def add(self, key: str, url: str, **options: Any) -> LiveConnection:
+    async def add(self, key: str, url: str, **options: Unpack[ConnectionOptions]
+                  ) -> LiveConnection:
         """Start a connection to ``url`` as member ``key``; return it once entered.
 
-        ``options`` are :class:`LiveConnection`'s, except ``machine`` (the fleet's
-        is shared; a TypeError).  Returns as soon as the connection started
-        (CONNECTING); wait with :meth:`LiveConnection.wait_for`.  Raises
-        ValueError if ``key`` is a member already, ConfigError for a bad URL or
-        option, what entering the connection raised (say, an unwritable
-        ``trace`` path; the key is then not added), and RuntimeError outside
+        ``options`` are :class:`LiveConnection`'s (:class:`ConnectionOptions`),
+        except ``machine`` and ``pacer`` (the fleet's are shared; a TypeError).
+        Returns as soon as the connection started (left its initial state); wait
+        with :meth:`LiveConnection.wait_for`.  Raises :class:`ConfigError` if
+        ``key`` is a member already or for a bad URL or option, what entering the
+        connection raised (say, an unwritable ``trace`` path; the key is then not
+        added), and :class:`UsageError` outside
         ``async with``.
         """
         async with self._exclusive(key):
@@ -192,7 +194,8 @@ class Fleet:
             del self._members[key]
             self._forget(member)
 
-    async def replace(self, key: str, url: str, **options: Any) -> LiveConnection:
+    async def replace(self, key: str, url: str, **options: Unpack[ConnectionOptions]
+                      ) -> LiveConnection:
         """Close member ``key``'s connection, then start a new one to ``url``.
 
         The new connection is built (and its options checked) before the old one
@@ -309,7 +312,7 @@ class Fleet:
             del self._busy[key]
             done.set()
 
-    def _build(self, key: str, url: str, options: dict[str, Any]) -> LiveConnection:
+    def _build(self, key: str, url: str, options: ConnectionOptions) -> LiveConnection:
         if "machine" in options or "pacer" in options:
             raise TypeError("a fleet's connections share its machine and pacer; "
                             "configure them with Fleet()")

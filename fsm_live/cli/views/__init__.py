@@ -3,3 +3,5 @@
 One module per command family (``connection``, ``demo``, ``fleet``); tests render
 them into a ``StringIO`` console at a fixed width and compare text.
 """
+
+__all__: tuple[str, ...] = ()
