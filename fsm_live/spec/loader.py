@@ -29,7 +29,29 @@ Lines = dict[Path, int]
 
 #: True when PyYAML's libyaml binding is available (the fast path).
 LIBYAML: Final = bool(getattr(yaml, "__with_libyaml__", False))
-_Loader: Final[Any] = yaml.CSafeLoader if LIBYAML else yaml.SafeLoader
+_Base: Final[Any] = yaml.CSafeLoader if LIBYAML else yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """The safe loader with implicit tag resolution memoised per document.
+
+    PyYAML resolves every plain scalar's tag with regular expressions, in Python
+    even under libyaml; a spec repeats its names (states, triggers) thousands of
+    times, so most resolutions are repeats.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._resolved: dict[tuple[str, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        key = (value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = self._resolved[key] = super().resolve(kind, value, implicit)
+        return tag
 _STR_TAG: Final = "tag:yaml.org,2002:str"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _KEY: Final = "<key>"
@@ -69,7 +91,12 @@ def parse(text: str) -> tuple[Any, Lines, list[tuple[Path, int, str]]]:
 
 
 class _Builder:
-    """Builds plain data from composed nodes, recording lines and duplicate keys."""
+    """Builds plain data from composed nodes, recording lines and duplicate keys.
+
+    Lines are recorded where problems are located: the document, each mapping
+    entry (at its key) and each sequence item; a scalar mapping value is located
+    at its key.
+    """
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
@@ -78,14 +105,24 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.ScalarNode):
+        return self.value(node, path)
+
+    def value(self, node: yaml.Node, path: Path) -> Any:
+        """The data of ``node`` (its own line already recorded by the caller)."""
+        if type(node) is yaml.ScalarNode:
             if node.tag == _STR_TAG:
                 return node.value
             return self.loader.construct_object(node, deep=True)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
+        if type(node) is yaml.MappingNode:
             return self.mapping(node, path)
+        if type(node) is yaml.SequenceNode:
+            lines = self.lines
+            items = []
+            for i, item in enumerate(node.value):
+                item_path = (*path, i)
+                lines[item_path] = item.start_mark.line + 1
+                items.append(self.value(item, item_path))
+            return items
         return self.loader.construct_object(node, deep=True)  # pragma: no cover - no other nodes
 
     def mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
@@ -93,19 +130,22 @@ class _Builder:
         lines = self.lines
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
-            if key_node.tag == _MERGE_TAG:
+            if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode:
+                key = key_node.value
+            elif key_node.tag == _MERGE_TAG:
                 self.problems.append((path, key_line, "merge keys (<<) are not supported"))
                 continue
-            key = self.build(key_node, (*path, _KEY))
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                key = str(key)
+            else:
+                key = self.value(key_node, (*path, _KEY))
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    key = str(key)
+            entry = (*path, key)
             if key in result:
-                first = lines[(*path, key)]
-                self.problems.append(((*path, key), key_line,
-                                      f"duplicate key {key!r} at lines {first} and {key_line} "
-                                      f"(YAML loaders silently keep only one)"))
+                self.problems.append((entry, key_line,
+                                      f"duplicate key {key!r} at lines {lines[entry]} and "
+                                      f"{key_line} (YAML loaders silently keep only one)"))
                 continue
-            result[key] = self.build(value_node, (*path, key))
             # An entry is located at its key (a block value starts on the next line).
-            lines[(*path, key)] = key_line
+            lines[entry] = key_line
+            result[key] = self.value(value_node, entry)
         return result
