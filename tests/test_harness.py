@@ -24,8 +24,10 @@ from fsm_live.testing import (
     Step,
     TransitionsAdapter,
     check_implementation,
+    covering_paths,
     run_steps,
 )
+from fsm_live.testing.harness import expect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -362,3 +364,67 @@ def test_python_statemachine_order_control() -> None:
     with pytest.raises(Mismatch, match="receive_payment"):
         check_implementation(spec, lambda: StateMachineAdapter(Broken(), spec_states=spec.states),
                              settings=QUICK)
+
+
+# -- covering paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*sorted(MACHINES), "connection"])
+def test_covering_paths_take_every_edge(name: str) -> None:
+    spec = Spec.default() if name == "connection" else spec_of(name)
+    paths = covering_paths(spec)
+    assert paths.unreachable == ()
+    taken = {(source, id(row)) for path in paths for source, row in path.edges}
+    assert taken == {(source, id(row)) for source, row in spec.edges()}
+    for path in paths:
+        assert path.states[0] == spec.initial
+        state = spec.initial
+        for step, (source, row) in zip(path.steps, path.edges, strict=True):
+            assert source == state
+            expected = expect(spec, state, step)
+            assert (expected.outcome, expected.row) == ("taken", row)  # the guard picks it
+            state = row.dest
+    assert covering_paths(spec) == paths  # deterministic
+
+
+@pytest.mark.parametrize("name", sorted(MACHINES))
+def test_covering_paths_drive_the_implementations(name: str) -> None:
+    states, rows, initial = MACHINES[name]
+    spec = spec_of(name)
+    for path in covering_paths(spec):
+        assert run_steps(spec, factory(states, rows, initial)(), path.steps) == list(path.states)
+
+
+def test_covering_paths_find_a_missing_edge() -> None:
+    states, rows, initial = MACHINES["traffic_light"]
+    rows = [r for r in rows if r["trigger"] != "retire"]
+    spec = spec_of("traffic_light")
+    failures = []
+    for path in covering_paths(spec):
+        try:
+            run_steps(spec, factory(states, rows, initial)(), path.steps)
+        except Mismatch as exc:
+            failures.append(str(exc))
+    assert len(failures) == 1
+    assert "the implementation refused retire in DARK" in failures[0]
+
+
+def test_covering_paths_of_a_spec_without_edges() -> None:
+    spec = Spec.from_yaml("initial: DONE\nstates: {DONE: {final: true}}\ntransitions: []\n")
+    assert len(covering_paths(spec)) == 0
+
+
+def test_covering_path_ids_read_as_triggers() -> None:
+    (first, *_) = covering_paths(spec_of("order_control"))
+    assert str(first) == "add_to_order-receive_payment-process_order-ship_order"
+    assert repr(first.steps[1]) == "receive_payment(payments_enough=True)"
+
+
+def test_spec_state_machine_on_a_spec_whose_only_state_is_final() -> None:
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from fsm_live.testing import spec_state_machine
+
+    spec = Spec.from_yaml("initial: DONE\nstates: {DONE: {final: true}}\ntransitions: []\n")
+    run_state_machine_as_test(spec_state_machine(spec),
+                              settings=settings(max_examples=10, deadline=None, database=None))

@@ -32,8 +32,9 @@ walk, so a report reads::
     RECONNECTING; the implementation accepted it and is in CONNECTED
 
 Walks favour triggers the current state accepts (three times in four; the
-fourth, one it refuses), so deep states are reached in few examples.  A spec without triggers (a single final
-state, say) is checked for its initial state only.
+fourth, one it refuses), so deep states are reached in few examples.  A spec
+without triggers (a single final state, say) is checked for its initial state
+only.
 
 Adapters for ``transitions`` and python-statemachine are in
 :mod:`fsm_live.testing.adapters`.
