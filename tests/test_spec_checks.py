@@ -421,3 +421,68 @@ def test_graphviz_timeout_flag(capsys: pytest.CaptureFixture[str]) -> None:
     code = caught.value.code
     assert code == 2
     assert "--graphviz-timeout" in capsys.readouterr().err
+
+
+# -- the packaged lifecycle is bound like any spec ----------------------------------------------
+
+
+def test_packaged_names_have_one_implementation_each() -> None:
+    from fsm_live._runtime.engine import TASK_STARTS
+    from fsm_live.core.lifecycle import LIFECYCLE_REGISTRY
+    from fsm_live.spec import LIFECYCLE_VOCABULARY
+
+    assert set(TASK_STARTS) == LIFECYCLE_VOCABULARY.names("task")
+    assert LIFECYCLE_REGISTRY.names("guard") == LIFECYCLE_VOCABULARY.names("guard")
+    assert LIFECYCLE_REGISTRY.check(Spec.default(), kinds=("guard",)) == []
+
+
+# -- a spec machine runs the registry's guards and actions -----------------------------------------
+
+
+def test_spec_machine_binds_guards_with_event_args_actions_ignore_and_internal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsm_live.core.machine import SpecMachine
+    from fsm_live.errors import TransitionRefused
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import registries
+
+    machine = SpecMachine(Spec.from_path(EXAMPLES / "order_control.yaml"),
+                          registry=registries.order_control)
+
+    class Model:
+        """What SpecMachine calls on its model besides the registry's callables."""
+
+        state = "WAITING_FOR_PAYMENT"
+
+        def _on_enter(self, event_data: object) -> None: ...
+        def _on_exit(self, event_data: object) -> None: ...
+        def _on_transition(self, event_data: object) -> None: ...
+
+    order = registries.Order()
+    model = Model()
+    # The registry's callables get the model as subject: hand them the order's fields.
+    model.total, model.payments = order.total, order.payments  # type: ignore[attr-defined]
+    assert machine.fire(model, "add_to_order", amount=10)  # internal: stays
+    assert model.state == "WAITING_FOR_PAYMENT"
+    assert model.total == 10  # type: ignore[attr-defined]
+    assert machine.fire(model, "receive_payment", amount=4)  # not enough: internal row
+    assert model.state == "WAITING_FOR_PAYMENT"
+    assert machine.fire(model, "receive_payment", amount=6)  # enough: on to PROCESSING
+    assert model.state == "PROCESSING"
+    assert model.payments == [4, 6]  # type: ignore[attr-defined]
+    with pytest.raises(TransitionRefused):
+        machine.fire(model, "add_to_order", amount=1)
+
+    grpc = SpecMachine(Spec.from_path(EXAMPLES / "grpc_connectivity.yaml"))
+    model.state = "READY"
+    assert grpc.fire(model, "rpc") is False  # ignored in READY: accepted, nothing happens
+    assert model.state == "READY"
+
+
+def test_spec_machine_refuses_a_registry_that_cannot_bind_the_spec() -> None:
+    from fsm_live.core.machine import SpecMachine
+
+    with pytest.raises(SpecError, match=r"order_control.yaml:12: guards.payments_enough: "
+                                        r"guard 'payments_enough' is not bound"):
+        SpecMachine(Spec.from_path(EXAMPLES / "order_control.yaml"), registry=Registry("empty"))

@@ -69,9 +69,10 @@ from fsm_live.core.machine import SpecMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.core.settings import LifecycleSettings
 from fsm_live.errors import SpecError, TransitionRefused
-from fsm_live.spec import Spec
+from fsm_live.spec import Registry, Spec
 
-__all__ = ("FAILURE_TRIGGERS", "REQUIRED_TRIGGERS", "Lifecycle", "LifecycleMachine")
+__all__ = ("FAILURE_TRIGGERS", "LIFECYCLE_REGISTRY", "REQUIRED_TRIGGERS", "Lifecycle",
+           "LifecycleMachine")
 
 #: Triggers that carry a recoverable failure, tried in this order from the current state.
 FAILURE_TRIGGERS: Final = ("connect_failed", "lost")
@@ -90,18 +91,22 @@ _TIMER_REASONS: Final = {
 class LifecycleMachine(SpecMachine):
     """A :class:`SpecMachine` plus the spec's error table, ready to drive lifecycles.
 
-    Build one per spec and share it; each :class:`Lifecycle` refers to it.
+    Build one per spec and share it; each :class:`Lifecycle` refers to it.  Its
+    guards are those of :data:`LIFECYCLE_REGISTRY`, plus ``registry``'s (which
+    win where both bind a name).
     """
 
     __slots__ = ("classifier", "failure_trigger")
 
-    def __init__(self, spec: Spec, *, require_triggers: bool = True) -> None:
+    def __init__(self, spec: Spec, *, require_triggers: bool = True,
+                 registry: Registry | None = None) -> None:
         if require_triggers:
             missing = REQUIRED_TRIGGERS - set(spec.triggers)
             if missing:
                 raise SpecError([f"{spec.source}: triggers: a connection spec needs the "
                                  f"triggers {', '.join(sorted(missing))}"])
-        super().__init__(spec)
+        registry = LIFECYCLE_REGISTRY if registry is None else LIFECYCLE_REGISTRY | registry
+        super().__init__(spec, registry=registry)
         self.classifier = Classifier(spec.errors)
         self.failure_trigger: dict[str, str | None] = {
             name: next((t for t in FAILURE_TRIGGERS if t in allowed), None)
@@ -501,7 +506,7 @@ class Lifecycle:
         self._effects.append(Emit(TransitionRecord(
             at=event_data.kwargs["now"],
             source=transition.source,
-            dest=transition.dest,
+            dest=transition.dest or transition.source,  # an internal row has no dest
             trigger=event_data.event.name,
             reason=event_data.kwargs["reason"],
             error_class=failure.error_class if failure else None,
@@ -510,3 +515,26 @@ class Lifecycle:
     def _on_reset_failures(self, event_data: Any) -> None:
         self.failures = 0
         self.stable = False
+
+
+# -- the packaged lifecycle's guards, bound like any spec's ----------------------------------
+
+
+def _exhausted(lifecycle: Lifecycle) -> bool:
+    """The ``exhausted`` guard (see :attr:`Lifecycle.exhausted`)."""
+    return lifecycle.exhausted
+
+
+def _retryable(lifecycle: Lifecycle) -> bool:
+    """The ``retryable`` guard (see :attr:`Lifecycle.retryable`)."""
+    return lifecycle.retryable
+
+
+#: The guards of the packaged lifecycle, bound as a user's are (``func(lifecycle)``);
+#: every :class:`LifecycleMachine` uses them.  Its tasks are started by the runtime's
+#: engine from a table keyed by task name (``TASK_STARTS``) and its timers armed by
+#: :meth:`Lifecycle._arm`; the tests hold both to the names of
+#: :data:`~fsm_live.spec.LIFECYCLE_VOCABULARY`.
+LIFECYCLE_REGISTRY: Final = Registry("lifecycle")
+LIFECYCLE_REGISTRY.bind("guard", "exhausted", _exhausted)
+LIFECYCLE_REGISTRY.bind("guard", "retryable", _retryable)

@@ -41,7 +41,7 @@ and that tasks are coroutine functions.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -191,18 +191,22 @@ class Registry:
 
     # -- checking ----------------------------------------------------------------------
 
-    def check(self, spec: Spec) -> list[str]:
+    def check(self, spec: Spec, *, kinds: Iterable[Kind] = KINDS) -> list[str]:
         """Problems binding ``spec`` with this registry, each ``FILE:LINE: item: message``.
 
         A name the spec uses must be bound, and its callable must accept the
         call of its kind (see the module docstring); a task must be a coroutine
-        function.  Problems are reported once per name, at its declaration if
-        the spec declares it, else at its first use.  Nothing is called.
+        function.  Only names of ``kinds`` are checked (default: every kind).
+        Problems are reported once per name, at its declaration if the spec
+        declares it, else at its first use.  Nothing is called.
         """
         problems: list[str] = []
         seen: set[tuple[Kind, str]] = set()
         known = spec.known
+        wanted = frozenset(kinds)
         for use in spec.uses():
+            if use.kind not in wanted:
+                continue
             key = (use.kind, use.name)
             if key in seen:
                 continue
