@@ -70,6 +70,7 @@ from fsm_live.core.events import (
     Rotate,
     Start,
     Tick,
+    TriggerFired,
 )
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.credentials import CredentialsProvider, Secret, provider_errors
@@ -80,7 +81,8 @@ from fsm_live.transport.base import Message
 from fsm_live.transport.redaction import redacting_logger
 from fsm_live.transport.url import safe_url
 
-__all__ = ("CookieRefresher", "Engine", "Link", "LinkOpener", "TokenRefresher")
+__all__ = ("TASK_STARTS", "CookieRefresher", "Engine", "Link", "LinkOpener", "TaskContext",
+           "TokenRefresher")
 
 logger = logging.getLogger("fsm_live")
 
@@ -427,10 +429,30 @@ class Engine:
 
     def _start_task(self, effect: StartTask) -> None:
         start = TASK_STARTS.get(effect.task)
-        if start is None:
+        if start is not None:
+            start(self, effect, self.clock())
+            return
+        registry = self.lifecycle.machine.registry
+        if registry is None or ("task", effect.task) not in registry:
             raise SpecError([f"{self.lifecycle.machine.spec.source}: no task body for "
                              f"{effect.task!r}"])
-        start(self, effect, self.clock())
+        func = registry.lookup("task", effect.task)
+        self._start_job(effect.task, effect.generation, self._run_user_task, func,
+                        TaskContext(self, effect.task, effect.generation))
+
+    async def _run_user_task(self, func: Callable[[TaskContext], Awaitable[None]],
+                             context: TaskContext) -> None:
+        """A task of the spec's own: ``await func(context)``; if it raises, the
+        connection closes and keeps the exception (as for a raising callback)."""
+        try:
+            await func(context)
+        except Exception as exc:
+            self.crashed(exc)
+            self._settle()
+        finally:
+            if self._jobs.get(context.task) is not None and \
+                    self._jobs[context.task].generation == context.generation:
+                self._jobs.pop(context.task, None)
 
     # The packaged lifecycle's tasks (TASK_STARTS, below the class, maps their names).
 
@@ -1018,6 +1040,45 @@ class Engine:
         self._jobs.pop("escalation", None)
         self._feed(EscalationFinished(self.clock(), generation, ok, reason))
         self._settle()
+
+
+class TaskContext:
+    """What a task of the spec's own (``async func(context)``, bound in a Registry) is given.
+
+    It runs while its state lasts (cancelled on leaving it).  :meth:`send` writes a
+    frame on the open link at once (the outbound buffer is not used: a task such
+    as a subscription runs before the application's sends flow); :meth:`fire`
+    fires one of the spec's triggers, as of this task's state (ignored once the
+    connection has left it).
+    """
+
+    __slots__ = ("_engine", "generation", "task")
+
+    def __init__(self, engine: Engine, task: str, generation: int) -> None:
+        self._engine = engine
+        self.task = task
+        self.generation = generation
+
+    @property
+    def state(self) -> str:
+        """The connection's current state."""
+        return self._engine.lifecycle.state
+
+    def send(self, frame: Message) -> bool:
+        """Send ``frame`` (text or bytes, as the protocol frames it) now; False if no
+        link is open (the frame is dropped)."""
+        engine, link = self._engine, self._engine.link
+        if link is None or link.phase != _Phase.OPEN:
+            return False
+        engine._send_frame(link, frame)
+        engine.counters.messages_out += 1
+        return True
+
+    def fire(self, trigger: str, reason: str = "") -> None:
+        """Fire ``trigger`` (say ``subscribed``); refused or stale triggers are dropped."""
+        engine = self._engine
+        engine._feed(TriggerFired(engine.clock(), self.generation, trigger, reason))
+        engine._settle()
 
 
 def _reveal(value: Secret | str) -> str:

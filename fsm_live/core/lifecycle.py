@@ -64,6 +64,7 @@ from fsm_live.core.events import (
     Rotate,
     Start,
     Tick,
+    TriggerFired,
 )
 from fsm_live.core.machine import SpecMachine
 from fsm_live.core.pacing import ReconnectPacer
@@ -93,7 +94,9 @@ class LifecycleMachine(SpecMachine):
 
     Build one per spec and share it; each :class:`Lifecycle` refers to it.  Its
     guards are those of :data:`LIFECYCLE_REGISTRY`, plus ``registry``'s (which
-    win where both bind a name).
+    win where both bind a name); tasks the spec declares itself must be bound in
+    ``registry`` (the runtime runs them as ``async func(context)``).  Raises
+    :class:`~fsm_live.errors.SpecError` listing what is not bound.
     """
 
     __slots__ = ("classifier", "failure_trigger")
@@ -106,6 +109,11 @@ class LifecycleMachine(SpecMachine):
                 raise SpecError([f"{spec.source}: triggers: a connection spec needs the "
                                  f"triggers {', '.join(sorted(missing))}"])
         registry = LIFECYCLE_REGISTRY if registry is None else LIFECYCLE_REGISTRY | registry
+        # Tasks of the spec's own run as the registry's coroutines (the runtime starts
+        # the packaged ones itself): each must be bound.
+        problems = registry.check(spec, kinds=("task", "timer"), declared_only=True)
+        if problems:
+            raise SpecError(problems)
         super().__init__(spec, registry=registry)
         self.classifier = Classifier(spec.errors)
         self.failure_trigger: dict[str, str | None] = {
@@ -301,6 +309,8 @@ class Lifecycle:
             return self._on_failure(event.now, event.failure)
         if isinstance(event, Rotate):
             return self.fire("rotate", event.now, reason=event.reason)
+        if isinstance(event, TriggerFired):
+            return self.fire(event.trigger, event.now, reason=event.reason or event.trigger)
         return self._on_escalation(event)
 
     def fire(self, trigger: str, now: float, *, failure: Failure | None = None,
@@ -398,6 +408,8 @@ class Lifecycle:
             reason = ""
         elif name == "failed_retry":
             reason = "failed_retry_delay elapsed: retrying with the failure count reset"
+        elif name != "backoff":
+            reason = f"{name} elapsed"
         elif self.exhausted:
             reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
         elif self.refresh_credentials_first:
@@ -449,6 +461,10 @@ class Lifecycle:
             return now + config.stability_window
         if name == "failed_retry":  # jittered, so a fleet that failed together spreads out
             return now + config.failed_retry_after * (0.5 + 0.5 * self.random())
+        if name != "backoff":  # a timer of the spec's own: its registry says how long
+            registry = self.machine.registry
+            assert registry is not None  # LifecycleMachine always has one
+            return now + float(registry.lookup("timer", name)(self))
         # The backoff timer.
         low, high = self.backoff_bounds()
         if self.exhausted:

@@ -191,12 +191,15 @@ class Registry:
 
     # -- checking ----------------------------------------------------------------------
 
-    def check(self, spec: Spec, *, kinds: Iterable[Kind] = KINDS) -> list[str]:
+    def check(self, spec: Spec, *, kinds: Iterable[Kind] = KINDS,
+              declared_only: bool = False) -> list[str]:
         """Problems binding ``spec`` with this registry, each ``FILE:LINE: item: message``.
 
         A name the spec uses must be bound, and its callable must accept the
         call of its kind (see the module docstring); a task must be a coroutine
-        function.  Only names of ``kinds`` are checked (default: every kind).
+        function.  Only names of ``kinds`` are checked (default: every kind), and
+        with ``declared_only`` only the names the spec declares itself (not the
+        packaged lifecycle's, which its runtime implements).
         Problems are reported once per name, at its declaration if the spec
         declares it, else at its first use.  Nothing is called.
         """
@@ -205,7 +208,8 @@ class Registry:
         known = spec.known
         wanted = frozenset(kinds)
         for use in spec.uses():
-            if use.kind not in wanted:
+            if use.kind not in wanted or (
+                    declared_only and spec.vocabulary.get(use.kind, use.name) is None):
                 continue
             key = (use.kind, use.name)
             if key in seen:

@@ -11,11 +11,15 @@ The subject each callable receives is the object the machine runs for (a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
+from fsm_live.lwp.protocol import new_mid
 from fsm_live.spec import Registry
 
-__all__ = ("Channel", "Order", "Tcb", "grpc_connectivity", "order_control", "tcp")
+__all__ = ("SUBSCRIBE_PATH", "TOPICS", "Channel", "Order", "Tcb", "grpc_connectivity",
+           "order_control", "subscribing", "tcp")
 
 
 # -- order control (python-statemachine's example) -------------------------------------------
@@ -97,3 +101,31 @@ def _time_wait(tcb: Tcb) -> float:
 def _user_timeout(tcb: Tcb) -> float:
     """Unacknowledged data for this long drops the connection (RFC 793, section 3.9)."""
     return tcb.user_timeout
+
+
+# -- subscribing.yaml: the connection lifecycle with a SUBSCRIBING state ----------------------
+
+#: What the subscribe task subscribes to, and the lwp request path it uses.
+TOPICS = ("prices", "news")
+SUBSCRIBE_PATH = "/r/Subscribe/topics"
+
+subscribing = Registry("subscribing")
+
+
+@subscribing.task
+async def subscribe(context: Any) -> None:
+    """Send the subscription on the new link, then fire ``subscribed``.
+
+    ``context`` is the runtime's ``TaskContext``: ``send(frame)`` writes on the
+    link now, ``fire(trigger)`` fires one of the spec's triggers.  It runs on
+    entering SUBSCRIBING, so after every reconnect.
+    """
+    frame = {"lwp": SUBSCRIBE_PATH, "headers": {"mid": new_mid()}, "body": {"topics": TOPICS}}
+    context.send(json.dumps(frame, separators=(",", ":")))
+    context.fire("subscribed", reason=f"subscribed to {', '.join(TOPICS)}")
+
+
+@subscribing.timer("subscribe_timeout")
+def _subscribe_timeout(lifecycle: Any) -> float:
+    """Seconds the subscription may take before the link counts as lost."""
+    return 10.0
