@@ -2,10 +2,11 @@
 
 A spec names its guards, tasks, timers and actions; a registry says which
 callable each name runs.  It is a plain value with no I/O: build one at import
-time, hand it to whatever runs the spec (``SpecMachine(spec, registry=...)``
-now; the connection and the fleet in a later version), and check it against a
-spec with :meth:`Registry.check` (``fsm-live check SPEC --bind module:registry``
-does that from the command line)::
+time, hand it to whatever runs the spec (``SpecMachine(spec, registry=...)``;
+for a live connection ``LiveConnection(..., machine=LifecycleMachine(spec,
+registry=...))``), and check it against a spec with :meth:`Registry.check`
+(``fsm-live check SPEC --bind module:registry`` does that from the command
+line)::
 
     from fsm_live.spec import Registry
 
@@ -20,7 +21,9 @@ does that from the command line)::
         order.payments.append(amount)
 
 How each kind is called (``subject`` is what the machine runs for: the model of
-a ``transitions.Machine``; in the runtime, the connection's context):
+a ``transitions.Machine``; in a live connection, the core's ``Lifecycle`` for
+guards, actions and timers, and a ``TaskContext`` for tasks: ``send(frame)``,
+``fire(trigger)``, ``state``):
 
 ============  =======================================  ==============================
 kind          called as                                when
