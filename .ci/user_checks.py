@@ -13,7 +13,7 @@ Checks, each printing one line (``ci: VENV: CHECK: ok ...``) or failing with exi
   extras is not mistaken for a plain one.
 * ``demo``: ``fsm-live demo --duration 20 --seed 2 --trace FILE``, with the
   ``fsm-live`` next to this Python, output not a terminal: exit 0, every trace
-  row has exactly the keys t, from, to, trigger, reason, and all six lifecycle
+  row has exactly the keys t, from, to, trigger, reason, and all the spec's lifecycle
   states appear both in the trace and in the printed transitions.
 * ``readme-demo``: the same for ``fsm-live demo`` with its defaults, as the
   README's first command runs it (30 s).
@@ -42,9 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "fsm_live"
 #: Needs the ``testing`` extra (Hypothesis); skipped with everything under it.
 SKIPPED = "fsm_live.testing"
-STATES = ("DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED")
 TRACE_KEYS = ("t", "from", "to", "trigger", "reason")
-TRANSITION_LINE = re.compile(r"^\s*[\d.]+s\s+([A-Z]+) -> ([A-Z]+)\s+\[")
+TRANSITION_LINE = re.compile(r"^\s*[\d.]+s\s+(\S+) -> (\S+)\s+\[")
 #: Packages of the dev/testing/trio extras: present in a plain install only by accident.
 EXTRAS = ("pytest", "hypothesis", "trio", "mypy", "ruff", "trustme")
 DEMO_ARGS = ("demo", "--duration", "20", "--seed", "2")
@@ -133,12 +132,19 @@ def states_seen(rows: list[dict[str, object]]) -> set[str]:
     return seen
 
 
-def states_printed(output: str) -> set[str]:
+def packaged_states() -> tuple[str, ...]:
+    """The states of the installed package's spec (the demo goes through all of them)."""
+    from fsm_live.spec import Spec
+
+    return tuple(Spec.default().states)
+
+
+def states_printed(output: str, states: tuple[str, ...]) -> set[str]:
     """The states of the plain transition lines (``  12.5s  A -> B  [trigger] (reason)``);
     other lines, and states named in a reason, do not count."""
     seen: set[str] = set()
     for line in output.splitlines():
-        if (found := TRANSITION_LINE.match(line)) and {found[1], found[2]} <= set(STATES):
+        if (found := TRANSITION_LINE.match(line)) and {found[1], found[2]} <= set(states):
             seen.update((found[1], found[2]))
     return seen
 
@@ -184,15 +190,16 @@ def check_demo(demo_args: tuple[str, ...]) -> str:
             raise CheckFailed(f"{command} exited 0 but wrote no trace at {trace}")
         rows = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()
                 if line.strip()]
-    in_trace, printed = states_seen(rows), states_printed(done.stdout)
-    missing = {"trace": [s for s in STATES if s not in in_trace],
-               "output": [s for s in STATES if s not in printed]}
+    states = packaged_states()
+    in_trace, printed = states_seen(rows), states_printed(done.stdout, states)
+    missing = {"trace": [s for s in states if s not in in_trace],
+               "output": [s for s in states if s not in printed]}
     if missing["trace"] or missing["output"]:
         raise CheckFailed(f"{command} exited 0 but states are missing: from the trace "
                           f"{missing['trace'] or 'none'}, from the output "
                           f"{missing['output'] or 'none'}; last lines:\n{tail(done.stdout)}")
-    return (f"{command}: exit 0 after {took:.1f} s, {len(rows)} transitions, all six states "
-            f"in its trace and output")
+    return (f"{command}: exit 0 after {took:.1f} s, {len(rows)} transitions, all "
+            f"{len(states)} states in its trace and output")
 
 
 CHECKS: dict[str, Callable[[argparse.Namespace], str]] = {

@@ -36,6 +36,8 @@ backoff                    exponential ``ExponentialJitter(1, 60)``
 max_size                   1048576     largest inbound message in bytes (close 1009 above)
 max_queue                  16          inbound frames websockets buffers per link
 compression                false       permessage-deflate (about 3x memory per link)
+trace_stats_interval       60          a trace's stats records at most this often
+                                       (docs/diagnostics.md)
 =========================  ==========  ==============================================
 """
 
@@ -132,6 +134,7 @@ class Config:
     max_size: int = attrs.field(default=1 << 20, validator=_count)
     max_queue: int = attrs.field(default=16, validator=_count)
     compression: bool = attrs.field(default=False, validator=_flag)
+    trace_stats_interval: float = _seconds_field(60.0)
 
     def __attrs_post_init__(self) -> None:
         if self.heartbeat_timeout <= self.heartbeat_interval:

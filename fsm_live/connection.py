@@ -41,7 +41,7 @@ from fsm_live._runtime.inbox import Handler, Inbox
 from fsm_live._runtime.jobs import Job, Jobs
 from fsm_live._runtime.links import AsyncioLink, StreamLink
 from fsm_live._runtime.outbox import Outbox
-from fsm_live._runtime.stats import Counters, Stats
+from fsm_live._runtime.stats import Counters, Stats, both
 from fsm_live._runtime.timers import LoopTimer, TaskTimer
 from fsm_live._runtime.trace import TraceWriter
 from fsm_live._runtime.wakeup import Wakeup
@@ -241,7 +241,11 @@ class LiveConnection:
         self._engine.clock = clock
         self._started_at = clock()
         if self._trace_path is not None:
-            self._trace = TraceWriter(self._trace_path, self._started_at)  # OSError: raised
+            # An OSError is raised.  Stats records and heartbeat round trips: docs/diagnostics.md
+            self._trace = TraceWriter(self._trace_path, self._started_at, stats=self.stats,
+                                      clock=clock, interval=self.config.trace_stats_interval)
+            engine = self._engine
+            engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -400,6 +404,16 @@ class LiveConnection:
         leaving ``async with`` raises the original exception.
         """
         self._callbacks.append(callback)
+
+    def on_heartbeat_ack(self, callback: Callable[[float, float], None]) -> None:
+        """Call ``callback(at, rtt)`` synchronously after every heartbeat ack: when (the
+        event loop's clock) and the round trip in seconds.
+
+        For observers of round trips (a metrics collector): it runs inside the
+        engine, so keep it short and never raise.  Without one, an ack costs one
+        ``is None`` check more.
+        """
+        self._engine.on_heartbeat_ack = both(self._engine.on_heartbeat_ack, callback)
 
     @property
     def started_at(self) -> float:

@@ -11,6 +11,7 @@ from ``RemoteProtocolError``::
     │   └── NotAMember (KeyError)              a fleet key that is not a member
     ├── SpecError (ValueError)               the caller: a spec file or mapping is invalid
     ├── ConfigError (ValueError)             the caller: a setting or argument is invalid
+    ├── MissingExtra (ImportError)           the install: a feature needs an extra's package
     ├── LiveConnectionError                  the connection: it cannot do that now
     │   ├── ConnectionClosed                   it is closed (by close(), or because of
     │   │                                      the exception it is chained from)
@@ -42,6 +43,7 @@ __all__ = (
     "FsmLiveError",
     "HandshakeRejected",
     "LiveConnectionError",
+    "MissingExtra",
     "NotAMember",
     "SpecError",
     "TransitionRefused",
@@ -106,6 +108,11 @@ class ConfigError(FsmLiveError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class MissingExtra(FsmLiveError, ImportError):
+    """An optional feature needs a package that is not installed; the message says
+    which extra to install (``pip install 'fsm_live[report]'``)."""
 
 
 class TransitionRefused(UsageError):

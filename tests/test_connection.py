@@ -28,6 +28,7 @@ from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.pacing import ReconnectPacer
+from fsm_live.diagnostics.verify import verify_file
 from fsm_live.errors import BufferFull, ConnectionClosed
 from fsm_live.protocols import JsonProtocol
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
@@ -116,6 +117,7 @@ async def test_lifecycle_of_a_clean_session(network: MemoryNetwork, tmp_path: Pa
         ("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"), ("CONNECTED", "CLOSED")]
     assert all(tuple(line) == TRACE_KEYS for line in lines)
     assert lines[0]["t"] == 0.0
+    assert verify_file(conn.spec, trace).ok  # fsm-live verify: it conforms to the spec
 
 
 async def test_24_hours_of_heartbeats(network: MemoryNetwork) -> None:

@@ -94,7 +94,7 @@ def test_the_embedding_guide_uses_only_public_names() -> None:
     text = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
     used = set(re.findall(r"\bfsm_live\.([A-Za-z_]\w*)\b", text))
     modules = {info.name for info in pkgutil.iter_modules(fsm_live.__path__)}
-    attributes = used - modules - {"transitions"}  # fsm_live.transitions: a logger name
+    attributes = used - modules - {"transitions", "__all__"}  # a logger name; the list itself
     assert attributes, "the guide names no fsm_live attribute: the pattern is wrong"
     assert attributes <= set(PUBLIC), sorted(attributes - set(PUBLIC))
 
@@ -126,3 +126,12 @@ def test_testing_names_resolve_lazily() -> None:
 
     for name in fsm_live.testing.__all__:
         assert callable(getattr(fsm_live.testing, name)), name
+
+
+def test_the_metrics_surface_is_pinned() -> None:
+    # fsm_live.metrics is public (docs/diagnostics.md); prometheus-client is imported
+    # only when a collector or a server is made, so importing it needs no extra.
+    metrics = importlib.import_module("fsm_live.metrics")
+    assert metrics.__all__ == ("ConnectionCollector", "FleetCollector", "MetricsServer",
+                               "new_registry", "serve_metrics")
+    assert not hasattr(fsm_live, "metrics") or fsm_live.metrics is metrics

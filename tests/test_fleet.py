@@ -386,7 +386,8 @@ def heartbeats(connected_at: float, until: float) -> int:
     return math.floor((until - connected_at) / HEARTBEAT)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_1000_connections_for_24_virtual_hours(network: MemoryNetwork) -> None:
     """1,000 members on 10 shards for 24 virtual hours: an outage of one shard and
     half-open links on another, with exact counts.

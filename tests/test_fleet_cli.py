@@ -42,6 +42,7 @@ from fsm_live.spec import Spec
 pytestmark = pytest.mark.timeout(60)
 
 DEADLINE = 30.0
+SPEC_FILE = Path(__file__).resolve().parent.parent / "specs" / "connection.yaml"
 COMMAND = (sys.executable, "-m", "fsm_live", "fleet")
 ACCOUNTS = 20
 
@@ -129,6 +130,23 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
         assert tuple(trace[0]) == TRACE_KEYS
         assert trace[0]["t"] >= 0.0
         assert trace[0]["reason"] == "started"
+
+    # The traces conform to the spec, and the report reads them (docs/diagnostics.md).
+    with anyio.fail_after(DEADLINE):
+        verified = await anyio.run_process(
+            [sys.executable, "-m", "fsm_live", "verify", str(SPEC_FILE), str(traces)],
+            check=False, env=_env())
+        report = await anyio.run_process(
+            [sys.executable, "-m", "fsm_live", "report", str(traces)], check=False, env=_env())
+    assert verified.returncode == 0, verified.stderr.decode()
+    assert verified.stdout.decode().count(": ok (3 transitions, 1 run)") == ACCOUNTS
+    assert report.returncode == 0, report.stderr.decode()
+    text = report.stdout.decode()
+    assert text.startswith(f"fsm-live report: {ACCOUNTS} connections, {ACCOUNTS} runs")
+    availability = text.partition("availability")[2].split()[0]
+    assert float(availability) > 90  # CONNECTED from the first moments to the close
+    assert "heartbeats" in text
+    assert "team/ops" in text
 
 
 LWP_ACCOUNTS = 100

@@ -39,11 +39,15 @@ ALLOWED: Mapping[str, frozenset[str]] = {
                         "protocols", "lwp", "_runtime", "connection"}),
     "demo": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
                        "protocols", "lwp", "_runtime", "connection", "fault_proxy"}),
+    # Reads traces back (report, verify): pure functions of a spec and text.
+    "diagnostics": frozenset({"errors", "spec"}),
+    # Reads connections' and fleets' stats at scrape time.
+    "metrics": frozenset({"errors", "spec", "core", "_runtime", "connection", "fleet"}),
     "": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
                    "protocols", "_runtime", "connection", "fleet"}),
     "cli": frozenset({"", "errors", "spec", "core", "diagram", "config", "credentials",
                       "transport", "protocols", "lwp", "_runtime", "connection", "fleet",
-                      "demo", "fault_proxy"}),
+                      "demo", "fault_proxy", "diagnostics", "metrics"}),
     "__main__": frozenset({"cli"}),
     # Used by tests and by users, never by the package (no room lists it):
     "testing": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
@@ -59,6 +63,8 @@ CONFINED: Mapping[str, frozenset[str]] = {
     "python_socks": frozenset({"transport"}),
     "transitions": frozenset({"core"}),
     "yaml": frozenset({"spec"}),
+    "prometheus_client": frozenset({"metrics"}),
+    "plotly": frozenset({"diagnostics"}),
 }
 
 #: What the sans-I/O core never imports: event loops, sockets, clocks, threads.
@@ -156,6 +162,13 @@ PLANTED = {
     "the runtime imports the connection": ("fsm_live._runtime.engine", "fsm_live.connection"),
     "the core imports the runtime": ("fsm_live.core.lifecycle", "fsm_live._runtime.engine"),
     "the package imports the CLI": ("fsm_live", "fsm_live.cli"),
+    "diagnostics imports the runtime": ("fsm_live.diagnostics.records", "fsm_live._runtime.trace"),
+    "diagnostics imports the CLI": ("fsm_live.diagnostics.report", "fsm_live.cli.views.report"),
+    "diagnostics imports the connection": ("fsm_live.diagnostics.report", "fsm_live.connection"),
+    "the runtime imports metrics": ("fsm_live._runtime.engine", "fsm_live.metrics.collector"),
+    "the package imports metrics": ("fsm_live", "fsm_live.metrics"),
+    "prometheus_client outside metrics": ("fsm_live.connection", "prometheus_client"),
+    "plotly outside diagnostics": ("fsm_live.cli.report", "plotly.graph_objects"),
 }
 
 
@@ -164,3 +177,18 @@ def test_a_planted_violation_is_caught(importer: str, imported: str) -> None:
     graph = package_graph()
     graph[importer] = {*graph.get(importer, ()), imported}
     assert [v for v in violations(graph) if v.startswith(f"{importer} -> {imported}:")]
+
+
+def test_the_documented_table_is_the_enforced_one() -> None:
+    """docs/architecture.md's table of rooms says what :data:`ALLOWED` enforces."""
+    doc = PACKAGE.parent / "docs" / "architecture.md"
+    documented: dict[str, frozenset[str]] = {}
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        room = cells[0].strip("`").strip('"')
+        imports = cells[2]
+        documented[room] = frozenset() if imports == "—" else frozenset(
+            name.strip().strip('"') for name in imports.split(","))
+    assert documented == ALLOWED

@@ -14,8 +14,10 @@ from fsm_live.spec import Spec
 from fsm_live.testing import spec_state_machine
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-CI = settings(max_examples=300, stateful_step_count=40, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow])
+#: The slow run's budget (``pytest -m slow``); the default run tries a sixth of it.
+THOROUGH = settings(max_examples=300, stateful_step_count=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+CI = settings(THOROUGH, max_examples=50)
 # Planted bugs only need finding, not shrinking.
 PLANTED = settings(max_examples=500, stateful_step_count=30, deadline=None, database=None,
                    derandomize=True,
@@ -50,7 +52,19 @@ TestJobRunnerSpec = spec_state_machine(EXAMPLE).TestCase
 TestJobRunnerSpec.settings = CI
 
 TestTrafficLightSpec = spec_state_machine(SPECS / "examples" / "traffic_light.yaml").TestCase
-TestTrafficLightSpec.settings = settings(CI, max_examples=100)
+TestTrafficLightSpec.settings = CI
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+class TestConnectionSpecThoroughly(TestConnectionSpec):
+    settings = THOROUGH
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+class TestJobRunnerSpecThoroughly(TestJobRunnerSpec):
+    settings = THOROUGH
 
 
 class ForgetsToCancelHeartbeat(Lifecycle):

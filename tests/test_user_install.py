@@ -79,7 +79,8 @@ def test_states_are_read_from_plain_transition_lines() -> None:
     output = ("    0.001s  == clean session: A -> B\n"
               "    8.101s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)\n"
               "   21.001s  RECONNECTING -> FAILED  [give_up] (CONNECTED -> CLOSED quoted)\n")
-    assert checks.states_printed(output) == {"CONNECTED", "RECONNECTING", "FAILED"}
+    states = checks.packaged_states()
+    assert checks.states_printed(output, states) == {"CONNECTED", "RECONNECTING", "FAILED"}
 
 
 def test_ci_installs_the_user_venv_as_the_readme_first_command_does() -> None:

@@ -18,7 +18,7 @@ report (a dial failed, an escalation finished).  Each call is one *tick*:
    read), and the timer is armed for the earliest deadline.
 
 Order and liveness follow from there being one engine per connection that sees
-every byte and every frame in order (ARCHITECTURE section 2, rules 7 and 8):
+every byte and every frame in order (docs/architecture.md, rules 7 and 8):
 every message received before a close frame is in the inbox before the close
 is acted on; any byte received, and outbound bytes that the peer takes while our
 write buffer is not empty, prove the link alive; while reading is paused because
@@ -51,7 +51,7 @@ from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Job, Jobs
 from fsm_live._runtime.links import LinkIO, unacknowledged
 from fsm_live._runtime.outbox import Outbox
-from fsm_live._runtime.stats import Counters
+from fsm_live._runtime.stats import AckObserver, Counters
 from fsm_live._runtime.timers import Timer
 from fsm_live.config import Config
 from fsm_live.core.effects import CancelTask, Effect, Emit, StartTask, TransitionRecord
@@ -196,8 +196,8 @@ class Engine:
                  "_on_change", "_on_transition", "_open_link", "_paused_at", "_pending_acks",
                  "_periodic", "_rearm", "_token_refresh_failed", "_warned_generation",
                  "_write_blocked", "adapter", "clock", "closing", "config", "counters", "crash",
-                 "credentials", "inbox", "jobs", "lifecycle", "link", "outbox", "timer", "url",
-                 "user_agent", "wsuri")
+                 "credentials", "inbox", "jobs", "lifecycle", "link", "on_heartbeat_ack", "outbox",
+                 "timer", "url", "user_agent", "wsuri")
 
     def __init__(
         self,
@@ -226,6 +226,9 @@ class Engine:
         self.inbox = inbox
         self.outbox = outbox
         self.counters = counters
+        #: Called with ``(at, rtt)`` after every heartbeat ack when not None (a trace
+        #: writing stats records, a metrics collector): only an ``is None`` check otherwise.
+        self.on_heartbeat_ack: AckObserver | None = None
         self.jobs = jobs
         self.clock = clock
         self.user_agent = user_agent
@@ -821,6 +824,9 @@ class Engine:
         counters = self.counters
         counters.heartbeats_acked += 1
         counters.heartbeat_rtt = rtt
+        observer = self.on_heartbeat_ack
+        if observer is not None:  # a trace or a metrics collector watches
+            observer(now, rtt)
         lifecycle = self.lifecycle
         if lifecycle.awaits_proof:
             self._feed(HeartbeatAcked(now, lifecycle.generation, rtt))
@@ -942,7 +948,7 @@ class Engine:
         self.counters.heartbeats_sent += 1
 
     def _check_outbound(self, link: Link, now: float) -> None:
-        """Outbound bytes the peer acknowledged are life (ARCHITECTURE rule 8): while a
+        """Outbound bytes the peer acknowledged are life (docs/architecture.md, rule 8): while a
         backlog of at least :data:`_OUTBOUND_BACKLOG` waits for the peer, any progress
         of it proves the link alive, though no frame comes back (an upload that holds
         up the pongs).  Not a ping's few bytes: a hung peer whose kernel still

@@ -6,7 +6,7 @@ the reader and writer of a byte stream on trio) runs as a :class:`Job`: an anyio
 task started with ``TaskGroup.start_soon`` (which works from any code on the
 event loop's thread, protocol callbacks included) under a cancel scope of its
 own.  Cancelling a job cancels that scope; the task group joins every job when
-the connection closes, so none outlives it (ARCHITECTURE rule 3), and what a
+the connection closes, so none outlives it (docs/architecture.md, rule 3), and what a
 cancelled job still reports is dropped by its generation (rule 4).
 """
 

@@ -10,11 +10,15 @@ by being declared once in each class.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
-__all__ = ("Counters", "Stats")
+__all__ = ("AckObserver", "Counters", "Stats", "both")
+
+#: Called with ``(at, rtt)`` after every heartbeat ack: when (the event loop's clock)
+#: and the round trip in seconds.
+AckObserver = Callable[[float, float], None]
 
 
 @attrs.frozen
@@ -77,3 +81,15 @@ class Counters:
 
 
 _COUNTER_FIELDS = attrs.fields(Counters)
+
+
+def both(first: AckObserver | None, then: AckObserver) -> AckObserver:
+    """An observer calling ``first`` (if any), then ``then``."""
+    if first is None:
+        return then
+
+    def chained(at: float, rtt: float) -> None:
+        first(at, rtt)
+        then(at, rtt)
+
+    return chained

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from fsm_live.cli import connect, demo, fleet, serve, spec_commands
+from fsm_live.cli import connect, demo, fleet, report, serve, spec_commands, verify
 from fsm_live.cli._output import PROG, Handler, Output, Subparsers
 from fsm_live.cli._signals import ignore_further_interrupts, interrupted
 
@@ -42,6 +42,8 @@ def _package_version() -> str:
 _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     spec_commands.add_check,
     spec_commands.add_diagram,
+    verify.add,
+    report.add,
     connect.add,
     fleet.add,
     serve.add,

@@ -7,6 +7,9 @@ per transition, a summary line (messages received included) every
 the connection receives is taken as it arrives and counted; ``-v`` also prints
 each one as a line.
 
+``--metrics-port N`` serves Prometheus metrics of the connection on
+``http://127.0.0.1:N/metrics`` while it runs (:mod:`fsm_live.metrics`).
+
 Exit codes: 0 when it ended CLOSED (``--duration`` elapsed, or SIGTERM: the
 connection closes cleanly first); 3 when it ended FAILED; 2 for bad arguments,
 with one line naming the flag as typed (``--backoff-max``), or the file key or
@@ -39,6 +42,7 @@ from rich.live import Live
 from rich.text import Text
 
 from fsm_live._runtime.inbox import Handler
+from fsm_live.cli import metrics_endpoint
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.views.connection import plain_message, plain_stats, plain_transition, status_panel
@@ -49,6 +53,7 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError, ConnectionClosed, ConnectionFailed
 from fsm_live.lwp.credentials import lwp_credentials, read_cookies_file
+from fsm_live.metrics.collector import ConnectionCollector
 
 __all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
            "build_connection", "build_credentials", "configure_logging", "run")
@@ -109,9 +114,12 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("--token-url", metavar="URL",
                         help="where to GET access tokens (default: http://HOST:PORT/token "
                              "of URL)")
-    parser.add_argument("--trace", metavar="FILE", help="append every transition as JSON lines")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="append every transition (and failure and stats records) as "
+                             "JSON lines (docs/diagnostics.md)")
     parser.add_argument("--duration", metavar="S", type=seconds,
                         help="close and exit after S seconds")
+    metrics_endpoint.add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="DEBUG logs of every logger, websockets included, on stderr; "
                              "and every message received, one line each, on stdout")
@@ -205,13 +213,22 @@ def run(args: argparse.Namespace, out: Output) -> int:
     try:
         conn = build_connection(args, build_credentials(args, os.environ),
                                 on_message=watch.message)
+        metrics = metrics_endpoint.start(args, "connect", out)
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
     watch.attach(conn)
-    return anyio.run(run_until_stopped, "connect", out,
-                     functools.partial(keep_alive, conn, watch, args.duration))
+
+    async def body(stop: Stop) -> int:
+        with metrics_endpoint.registered(metrics, functools.partial(ConnectionCollector, conn)):
+            return await keep_alive(conn, watch, args.duration, stop)
+
+    try:
+        return anyio.run(run_until_stopped, "connect", out, body)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 class _Watch:
@@ -296,25 +313,26 @@ async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None
             tg.start_soon(_close_on, conn, stop)
             if duration is not None:
                 tg.start_soon(_close_after, conn, duration)
-            failed = await _wait_for_the_end(conn)
+            failed_in = await _wait_for_the_end(conn)
             tg.cancel_scope.cancel()
         shown.cancel_scope.cancel()
-    if failed:
-        watch.out.problem(f"{PROG} connect: {conn.state}: {conn.stats().last_error}")
+    if failed_in is not None:
+        watch.out.problem(f"{PROG} connect: {failed_in}: {conn.stats().last_error}")
         return EXIT_FAILED
     return 0
 
 
-async def _wait_for_the_end(conn: LiveConnection) -> bool:
-    """True once FAILED for good (it needs reset: a terminal failure, its escalation
-    over); False once closed.  A FAILED that retries by itself is waited through."""
+async def _wait_for_the_end(conn: LiveConnection) -> str | None:
+    """The failed state, once the connection is in it for good (it needs reset: a
+    terminal failure, its escalation over); None once closed.  A failed state that
+    retries by itself is waited through."""
     try:
         await conn.wait_for(*conn.spec.final_states)
     except ConnectionFailed:
-        return True
+        return conn.state
     except ConnectionClosed:  # closed because of an error (it is logged)
-        return False
-    return False
+        return None
+    return None
 
 
 async def _close_after(conn: LiveConnection, duration: float) -> None:

@@ -20,9 +20,13 @@ are reported on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import hashlib
 import math
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
+from fsm_live.cli import metrics_endpoint
 from fsm_live.cli._output import (
     PROG,
     Output,
@@ -46,6 +51,7 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
 from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
 from fsm_live.fleet.config import FleetConfig
+from fsm_live.metrics.collector import FleetCollector
 
 __all__ = ("SUMMARY_INTERVAL", "add", "run", "run_fleet", "trace_file_name")
 
@@ -73,6 +79,7 @@ def add(subparsers: Subparsers) -> None:
                         default=DEFAULT_RECONNECTS_PER_SECOND,
                         help="reconnect attempts per second of all accounts together "
                              f"(default {DEFAULT_RECONNECTS_PER_SECOND:g})")
+    metrics_endpoint.add_arguments(parser, fleet=True)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="DEBUG logs of every logger, websockets included")
     parser.set_defaults(handler=run)
@@ -96,16 +103,26 @@ def run(args: argparse.Namespace, out: Output) -> int:
         config = FleetConfig.load(args.config)
         if args.trace_dir is not None:
             _check_trace_dir(args.trace_dir, config)
+        metrics = metrics_endpoint.start(args, "fleet", out)
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
 
+    def collector(fleet: Fleet) -> AbstractContextManager[None]:
+        return metrics_endpoint.registered(metrics, functools.partial(
+            FleetCollector, fleet, per_connection=args.metrics_per_connection))
+
     async def body(stop: Stop) -> int:
         return await run_fleet(config, args.trace_dir, args.duration, out, stop=stop,
-                               reconnects_per_second=args.reconnects_per_second)
+                               reconnects_per_second=args.reconnects_per_second,
+                               metrics=collector if metrics is not None else None)
 
-    return anyio.run(run_until_stopped, "fleet", out, body)
+    try:
+        return anyio.run(run_until_stopped, "fleet", out, body)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
@@ -123,9 +140,12 @@ def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
 async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
                     out: Output, *,
                     reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
-                    stop: Stop | None = None) -> int:
+                    stop: Stop | None = None,
+                    metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None
+                    ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
-    (None: only ``duration`` ends it); return the exit code."""
+    (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
+    the fleet runs in once its members are added (a metrics collector registered)."""
     interactive = out.stdout.isatty()
     close_timeout = max(account.config.close_timeout for account in config.accounts)
     async with Fleet(close_timeout=close_timeout,
@@ -147,14 +167,16 @@ async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float
                 out.problem(f"{PROG} fleet: error: --trace-dir {trace}: "
                             f"{exc.strerror or exc}")
                 return EXIT_BAD_USAGE
-        async with anyio.create_task_group() as task_group:
-            if interactive:
-                task_group.start_soon(_show_live, fleet, config.path.name, out)
-            else:
-                task_group.start_soon(_report_all_connected, fleet, out)
-                task_group.start_soon(_print_summaries, fleet, out)
-            await _wait_for_the_end(duration, stop)
-            task_group.cancel_scope.cancel()
+        watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
+        with watched:
+            async with anyio.create_task_group() as task_group:
+                if interactive:
+                    task_group.start_soon(_show_live, fleet, config.path.name, out)
+                else:
+                    task_group.start_soon(_report_all_connected, fleet, out)
+                    task_group.start_soon(_print_summaries, fleet, out)
+                await _wait_for_the_end(duration, stop)
+                task_group.cancel_scope.cancel()
     if not interactive:
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
     for key in fleet:

@@ -2,7 +2,7 @@
 
 ``now`` is monotonic seconds (the runner uses ``anyio.current_time()``).  Events
 that come from a task carry the ``generation`` the task was started with; the
-core drops events whose generation is stale (ARCHITECTURE.md, runner rule 4).
+core drops events whose generation is stale (docs/architecture.md, rule 4).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ sans-I/O: :meth:`Lifecycle.handle` takes an event stamped with ``now`` and
 returns the effects the runner must execute; :meth:`Lifecycle.next_deadline`
 says when to call it again with a :class:`~fsm_live.core.events.Tick`.
 
-The policies it owns (ARCHITECTURE.md, section 3):
+The policies it owns (docs/lifecycle.md describes them for users):
 
 * **timers** a state declares in the spec are armed on entry and disarmed on exit:
   ``open_timeout`` (CONNECTING), ``heartbeat_timeout`` (moved by every inbound

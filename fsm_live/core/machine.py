@@ -1,7 +1,7 @@
 """The ONE ``transitions.Machine`` built from a :class:`~fsm_live.spec.Spec`.
 
 A :class:`SpecMachine` is built once per spec and shared by every connection
-model in the process (ARCHITECTURE.md, section 2, rule 5): models are not added
+model in the process (docs/architecture.md, rule 5): models are not added
 to it with ``add_model`` (whose per-model bound methods cost memory and whose
 removal scans a list); triggers are fired on a model through :meth:`fire`, the
 one typed entry point.  The Machine is synchronous, has no ``to_*`` shortcuts

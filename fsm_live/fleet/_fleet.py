@@ -13,7 +13,7 @@
 A :class:`Fleet` owns a task group.  Each member's :class:`LiveConnection` runs
 in one task of it (``async with connection:`` until asked to stop), so a member
 costs its connection's own tasks plus that one.  Every member shares ONE
-lifecycle Machine (ARCHITECTURE.md, section 2, rule 5).
+lifecycle Machine (docs/architecture.md, rule 5).
 
 Isolation: members share nothing but the event loop and the fleet's counters.
 A member that is slow (a black-holed server, a stuck close, a blocking

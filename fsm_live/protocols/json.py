@@ -43,7 +43,7 @@ class JsonProtocol(PingProtocol):
         self.dedup_key = dedup_key
 
     def encode(self, message: Any) -> Message:
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     def decode(self, frame: Message) -> list[Decoded]:
         message, message_id = self.decode_simple(frame)

@@ -6,7 +6,7 @@ At DEBUG websockets logs every handshake header (Cookie, Authorization, a
 Set-Cookie), the request line with its query string, and the start and end of
 every frame (which may carry a token).  :func:`redacting_logger` wraps one of its
 loggers so that header names, the request path, frame types and sizes stay, and
-values go.  The client (:mod:`fsm_live.transport.websocket`) and the local test
+values go.  The engine (:mod:`fsm_live._runtime.engine`) and the local test
 server (:mod:`fsm_live.lwp.server`) both log through it.
 """
 
@@ -26,6 +26,8 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if level <= logging.DEBUG and args:
             args = _redact(msg, args)
+        # The record names websockets' line that logged, not this one:
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         super().log(level, msg, *args, **kwargs)
 
 

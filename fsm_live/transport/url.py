@@ -29,8 +29,12 @@ def display_url(url: str) -> str:
     query replaced by ``***`` (they may be credentials).  Never raises."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url.partition("?")[0]
+    except ValueError:  # unparsable (an unbalanced [): hide whatever could be a secret
+        scheme, sep, rest = url.rpartition("://")
+        user, at, host = rest.partition("?")[0].rpartition("@")
+        if at and ":" in user:
+            user = f"{user.partition(':')[0]}:{HIDDEN}"
+        return f"{scheme}{sep}{user}{at}{host}"
     netloc = parts.netloc
     user, at, host = netloc.rpartition("@")
     if at and ":" in user:
@@ -82,6 +86,8 @@ def safe_url(url: str) -> str:
     except ValueError:  # not a URL, or a bad port: show nothing that could be a secret
         return "<invalid URL>"
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets (RFC 3986 section 3.2.2)
+        host = f"[{host}]"
     if port is not None:
         host = f"{host}:{port}"
     return f"{parts.scheme}://{host}{parts.path}"
