@@ -100,9 +100,10 @@ class TraceUnreadable(FsmLiveError, ValueError):
 def trace_counts(paths: Iterable[str | Path]) -> Counter[tuple[str, str, str]]:
     """Edge counts ``(from, trigger, to) -> times`` from JSONL trace files.
 
-    Each non-blank line is one JSON object with at least the keys ``from``,
-    ``trigger`` and ``to`` (strings), as ``Connection(trace=...)`` and
-    ``fsm-live connect --trace`` write them (``t`` and ``reason`` are not read).
+    Each non-blank line is one JSON object: a transition, with at least the keys
+    ``from``, ``trigger`` and ``to`` (strings), as ``Connection(trace=...)`` and
+    ``fsm-live connect --trace`` write them (``t`` and ``reason`` are not read),
+    or a record of another ``kind`` (failure, stats), which is skipped.
     Counts of several files add up.  Raises :class:`TraceUnreadable` for a file
     that cannot be read or a line that is not such an object.
     """
@@ -112,18 +113,23 @@ def trace_counts(paths: Iterable[str | Path]) -> Counter[tuple[str, str, str]]:
             with Path(path).open(encoding="utf-8") as file:
                 for number, line in enumerate(file, 1):
                     if line.strip():
-                        counts[_trace_edge(line, f"{path}:{number}")] += 1
+                        edge = _trace_edge(line, f"{path}:{number}")
+                        if edge is not None:
+                            counts[edge] += 1
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise TraceUnreadable(f"{path}: cannot read: {why}") from None
     return counts
 
 
-def _trace_edge(line: str, where: str) -> tuple[str, str, str]:
+def _trace_edge(line: str, where: str) -> tuple[str, str, str] | None:
+    """The edge of a transition record; None for a record of another ``kind``."""
     try:
         row = json.loads(line)
     except ValueError as exc:
         raise TraceUnreadable(f"{where}: not JSON ({exc})") from None
+    if isinstance(row, dict) and "kind" in row:
+        return None  # a failure or stats record (docs/diagnostics.md)
     keys = ("from", "trigger", "to")
     if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in keys):
         raise TraceUnreadable(f"{where}: not a transition (expected an object with string "

@@ -360,7 +360,9 @@ def test_diagram_with_trace_counts(tmp_path: Path, capsys: pytest.CaptureFixture
             ("CONNECTING", "CONNECTED", "opened")]
     trace = tmp_path / "T.jsonl"
     trace.write_text("".join(json.dumps({"t": i, "from": a, "to": b, "trigger": t, "reason": ""})
-                             + "\n" for i, (a, b, t) in enumerate(rows)))
+                             + "\n" for i, (a, b, t) in enumerate(rows))
+                     # records of other kinds are skipped
+                     + '{"t": 2, "kind": "failure", "class": "lost"}\n')
     code, out, err = run(capsys, "diagram", ROOT / "specs" / "connection.yaml",
                          "--trace", trace, "--format", "mermaid")
     assert code == 0

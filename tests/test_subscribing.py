@@ -8,7 +8,6 @@ time), the subscription is sent again after every reconnect.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from trio.testing import MockClock
 
 from fsm_live import Config, ExponentialJitter, LiveConnection
+from fsm_live._runtime.trace import read_trace
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.credentials import parse_cookies
 from fsm_live.errors import SpecError
@@ -73,8 +73,7 @@ async def test_subscribes_after_every_reconnect(registries: Any, tmp_path: Path)
             await conn.wait_for("CONNECTED")
             await server.wait_until(subscriptions(2))
             assert server.stats().registrations == 2
-    states = [(row["from"], row["trigger"], row["to"])
-              for row in map(json.loads, trace.read_text().splitlines())]
+    states = [(row["from"], row["trigger"], row["to"]) for row in read_trace(trace)]
     assert states == [
         ("DISCONNECTED", "start", "CONNECTING"),
         ("CONNECTING", "opened", "SUBSCRIBING"),
