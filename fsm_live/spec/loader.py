@@ -20,7 +20,9 @@ from typing import Any, Final
 
 import yaml
 
-__all__ = ("LIBYAML", "Lines", "Path", "parse")
+from fsm_live.errors import FsmLiveError
+
+__all__ = ("LIBYAML", "Lines", "Path", "YamlProblem", "parse")
 
 #: An item's path in the data: keys and list indexes from the top.
 Path = tuple[Any, ...]
@@ -57,8 +59,10 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _KEY: Final = "<key>"
 
 
-class YamlProblem(Exception):
-    """The text is not YAML; ``line`` (1-based) is where the parser stopped, if known."""
+class YamlProblem(FsmLiveError):
+    """The text is not YAML; ``line`` (1-based) is where the parser stopped, if known.
+
+    Internal: the validator turns it into a located :class:`~fsm_live.errors.SpecError`."""
 
     def __init__(self, line: int | None, message: str) -> None:
         super().__init__(message)

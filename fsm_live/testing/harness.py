@@ -50,6 +50,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from fsm_live.errors import FsmLiveError
 from fsm_live.spec import Spec, TransitionSpec
 
 __all__ = ("Adapter", "Expected", "Mismatch", "Step", "check_implementation", "expect",
@@ -106,8 +107,10 @@ class Expected:
     guards: Mapping[str, bool] = attrs.field(factory=dict, hash=False)
 
 
-class Mismatch(AssertionError):
-    """The implementation and the spec disagree; the message names the walk so far."""
+class Mismatch(FsmLiveError, AssertionError):
+    """The implementation and the spec disagree; the message names the walk so far.
+
+    An ``AssertionError``, so test runners report it as a failed check."""
 
 
 def expect(spec: Spec, state: str, step: Step,
