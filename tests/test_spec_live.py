@@ -106,8 +106,8 @@ WALKS: dict[str, list[Step]] = {
                                  "opened", "close"),
     "fatal_reset_fatal": walk("start", "fatal", "reset", ("retry", NOT_EXHAUSTED), "opened",
                               "fatal", "close"),
-    "close_while_CONNECTING": walk("start", "close"),
-    "close_while_RECONNECTING": walk("start", "connect_failed", "close"),
+    "close_while_dialling": walk("start", "close"),
+    "close_while_backing_off": walk("start", "connect_failed", "close"),
     "close_before_start": walk("close"),
 }
 
@@ -158,8 +158,9 @@ async def test_fatal_reset_fatal(tmp_path: Path) -> None:
     check_trace(trace, WALKS["fatal_reset_fatal"])
 
 
-@pytest.mark.parametrize("state", ["CONNECTING", "RECONNECTING"])
-async def test_close_while(state: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("state", "scenario"), [("CONNECTING", "close_while_dialling"),
+                                               ("RECONNECTING", "close_while_backing_off")])
+async def test_close_while(state: str, scenario: str, tmp_path: Path) -> None:
     network, trace = MemoryNetwork(), tmp_path / "t.jsonl"
     if state == "CONNECTING":
         network.stall(URL)
@@ -167,7 +168,7 @@ async def test_close_while(state: str, tmp_path: Path) -> None:
         network.refuse(URL)
     async with live(network, trace) as conn:
         await conn.wait_for(state)
-    check_trace(trace, WALKS[f"close_while_{state}"])
+    check_trace(trace, WALKS[scenario])
 
 
 async def test_close_before_start(tmp_path: Path) -> None:
