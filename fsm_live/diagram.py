@@ -12,21 +12,30 @@ What a diagram shows:
   leading to an end point (Mermaid ``[*]``) or drawn as a double circle (DOT);
 - one arrow per (source, transition) pair of :meth:`Spec.edges`, labelled with
   the trigger and its guards, e.g. ``give_up [exhausted]``;
-- with ``notes=True`` (the default), each state's tasks and timers: a Mermaid
-  note beside the state, extra lines of the node's label in DOT;
+- with ``notes=True`` (the default), each state's tasks, timers and ignored
+  events: a Mermaid note beside the state, extra lines of the node's label in DOT;
 - with ``counts`` (a mapping ``(source, trigger, dest) -> times taken``, e.g.
   from a trace), each label ends with the count after a multiplication sign,
   e.g. ``retry \u00d73``.  Edges missing from ``counts`` show ``\u00d70`` (and
-  are drawn dashed in DOT); keys that name no edge of the spec are ignored.
+  are drawn dashed in DOT, and the others heavier the more they were taken);
+  keys that name no edge of the spec are ignored.  :func:`trace_counts` reads
+  them from JSONL trace files.
+
+Mermaid refuses to render text longer than its ``maxTextSize`` setting
+(:data:`MERMAID_MAX_TEXT`, 50,000 characters by default): callers may warn when
+:func:`to_mermaid`'s output is longer (``fsm-live diagram`` does).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import textwrap
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from fsm_live.errors import FsmLiveError
 from fsm_live.spec import Spec, StateSpec, TransitionSpec
@@ -34,14 +43,17 @@ from fsm_live.spec import Spec, StateSpec, TransitionSpec
 __all__ = (
     "DOCS_BEGIN",
     "DOCS_END",
+    "MERMAID_MAX_TEXT",
     "EdgeCounts",
     "GraphvizFailed",
     "GraphvizMissing",
+    "TraceUnreadable",
     "find_docs_block",
     "render_docs_block",
     "to_dot",
     "to_mermaid",
     "to_svg",
+    "trace_counts",
 )
 
 #: How many times each edge was taken, keyed by ``(source, trigger, dest)``.
@@ -59,6 +71,10 @@ _INSTALL_HINT = (
 _NOTE_WIDTH = 48
 _INDENT = "    "
 _TIMES = "\u00d7"  # the multiplication sign of "retry \u00d73"
+#: Mermaid's default ``maxTextSize``: longer diagrams render as an error message.
+MERMAID_MAX_TEXT = 50_000
+#: The heaviest pen width of a DOT edge (the most taken edge of a trace).
+_MAX_PEN = 5.0
 
 
 class GraphvizMissing(FsmLiveError, RuntimeError):
@@ -74,6 +90,51 @@ class GraphvizMissing(FsmLiveError, RuntimeError):
 
 class GraphvizFailed(FsmLiveError, RuntimeError):
     """Graphviz's ``dot`` ran but failed (non-zero exit, timeout, or could not start)."""
+
+
+class TraceUnreadable(FsmLiveError, ValueError):
+    """A trace file cannot be read or a row is not a transition; the message is
+    one line, ``FILE:LINE: what is wrong`` (``FILE: why`` when it cannot be opened)."""
+
+
+def trace_counts(paths: Iterable[str | Path]) -> Counter[tuple[str, str, str]]:
+    """Edge counts ``(from, trigger, to) -> times`` from JSONL trace files.
+
+    Each non-blank line is one JSON object: a transition, with at least the keys
+    ``from``, ``trigger`` and ``to`` (strings), as ``Connection(trace=...)`` and
+    ``fsm-live connect --trace`` write them (``t`` and ``reason`` are not read),
+    or a record of another ``kind`` (failure, stats), which is skipped.
+    Counts of several files add up.  Raises :class:`TraceUnreadable` for a file
+    that cannot be read or a line that is not such an object.
+    """
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for path in paths:
+        try:
+            with Path(path).open(encoding="utf-8") as file:
+                for number, line in enumerate(file, 1):
+                    if line.strip():
+                        edge = _trace_edge(line, f"{path}:{number}")
+                        if edge is not None:
+                            counts[edge] += 1
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise TraceUnreadable(f"{path}: cannot read: {why}") from None
+    return counts
+
+
+def _trace_edge(line: str, where: str) -> tuple[str, str, str] | None:
+    """The edge of a transition record; None for a record of another ``kind``."""
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise TraceUnreadable(f"{where}: not JSON ({exc})") from None
+    if isinstance(row, dict) and "kind" in row:
+        return None  # a failure or stats record (docs/diagnostics.md)
+    keys = ("from", "trigger", "to")
+    if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in keys):
+        raise TraceUnreadable(f"{where}: not a transition (expected an object with string "
+                              f"keys {', '.join(keys)})")
+    return row["from"], row["trigger"], row["to"]
 
 
 # -- shared helpers --------------------------------------------------------------------------
@@ -98,6 +159,8 @@ def _note_lines(state: StateSpec) -> list[str]:
             for timer in state.timers
         ]
         lines += _wrap(f"timers: {', '.join(timers)}")
+    if state.ignore:
+        lines += _wrap(f"ignores: {', '.join(state.ignore)}")
     return lines
 
 
@@ -216,7 +279,8 @@ def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) 
     a node's label lists the state's tasks and timers under its name (left
     aligned); every node's tooltip (shown on hover in SVG) gives the state's
     description and log level.  With ``counts``, each edge label ends with ``\u00d7N``
-    and edges never taken are dashed and grey.
+    and edges never taken are dashed and grey; the others get a pen width from 1
+    to 5 in proportion to their count (the most taken edge is the heaviest).
 
     Returns text ending with a newline.
     """
@@ -235,10 +299,15 @@ def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) 
     for name, state in spec.states.items():
         lines.append(f"{_INDENT}{_dot_string(name)} {_dot_attrs(_dot_node(state, notes))};")
     lines.append(f"{_INDENT}{_dot_string(_DOT_START)} -> {_dot_string(spec.initial)};")
+    hottest = max((counts.get((s, t.trigger, t.dest), 0) for s, t in spec.edges()),
+                  default=0) if counts is not None else 0
     for source, transition in spec.edges():
         attrs = {"label": _dot_string(_edge_label(source, transition, counts))}
-        if counts is not None and not counts.get((source, transition.trigger, transition.dest)):
+        taken = counts.get((source, transition.trigger, transition.dest), 0) if counts else 0
+        if counts is not None and not taken:
             attrs.update(style="dashed", color='"gray50"', fontcolor='"gray50"')
+        elif taken:
+            attrs["penwidth"] = f"{1 + (_MAX_PEN - 1) * taken / hottest:.2f}"
         lines.append(f"{_INDENT}{_dot_string(source)} -> {_dot_string(transition.dest)} "
                      f"{_dot_attrs(attrs)};")
     lines.append("}")

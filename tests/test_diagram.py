@@ -260,9 +260,12 @@ def test_counts_annotate_mermaid_labels(spec: Spec) -> None:
 
 
 def test_counts_annotate_dot_labels(spec: Spec) -> None:
-    text = to_dot(spec, counts={("RECONNECTING", "retry", "CONNECTING"): 3})
+    text = to_dot(spec, counts={("RECONNECTING", "retry", "CONNECTING"): 3,
+                                ("CONNECTING", "opened", "CONNECTED"): 1})
     check_dot(text)
-    assert dot_edge("RECONNECTING", "CONNECTING", "retry \u00d73") + "];" in text
+    # The most taken edge is the heaviest; the others in proportion.
+    assert dot_edge("RECONNECTING", "CONNECTING", "retry \u00d73") + ", penwidth=5.00];" in text
+    assert dot_edge("CONNECTING", "CONNECTED", "opened \u00d71") + ", penwidth=2.33];" in text
     assert dot_edge("DISCONNECTED", "CONNECTING", "start \u00d70") + ", style=dashed" in text
 
 

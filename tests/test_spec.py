@@ -144,8 +144,9 @@ def test_duplicate_unconditional_transition() -> None:
 
 def test_guarded_transitions_may_share_trigger_and_source() -> None:
     data = mapping()
-    data["transitions"].append({"trigger": "retry", "source": "RECONNECTING",
-                                "dest": "FAILED", "conditions": ["exhausted"]})
+    retry = next(i for i, row in enumerate(data["transitions"]) if row["trigger"] == "retry")
+    data["transitions"].insert(retry, {"trigger": "retry", "source": "RECONNECTING",
+                                       "dest": "FAILED", "conditions": ["exhausted"]})
     Spec.from_mapping(data)
 
 

@@ -70,6 +70,7 @@ from fsm_live.core.events import (
     Rotate,
     Start,
     Tick,
+    TriggerFired,
 )
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.credentials import CredentialsProvider, Secret, provider_errors
@@ -80,7 +81,8 @@ from fsm_live.transport.base import Message
 from fsm_live.transport.redaction import redacting_logger
 from fsm_live.transport.url import safe_url
 
-__all__ = ("CookieRefresher", "Engine", "Link", "LinkOpener", "TokenRefresher")
+__all__ = ("TASK_STARTS", "CookieRefresher", "Engine", "Link", "LinkOpener", "TaskContext",
+           "TokenRefresher")
 
 logger = logging.getLogger("fsm_live")
 
@@ -429,36 +431,68 @@ class Engine:
             self.crashed(exc)
 
     def _start_task(self, effect: StartTask) -> None:
-        name, generation, now = effect.task, effect.generation, self.clock()
-        if name == "dial":
-            self.link = Link(self)
-            self._start_job(name, generation, self._dial, self.link,
-                            effect.refresh_credentials)
-        elif name == "reader":
-            self._delivering = True
-            current = self.link
-            if current is not None:
-                early, current.early = current.early, []
-                for frame in early:
-                    self._on_message(current, frame, now)
-        elif name == "heartbeat":
-            self._heartbeat_at = now + self.config.heartbeat_interval
-            self._rearm = True
-        elif name == "token_refresh":
-            if self._can_refresh_token:
-                self._periodic[name] = now + self._token_refresh_delay()
-        elif name == "cookie_refresh":
-            if self._can_refresh_cookies:
-                self._periodic[name] = now + self.config.cookie_refresh_interval
-        elif name == "cleanup":
-            self._periodic[name] = now + self.config.cleanup_interval
-        elif name == "flush":
-            self._flushing = True
-            self._flush()
-        elif name == "escalation":
-            self._start_escalation(generation, effect.may_escalate)
-        else:
-            raise SpecError([f"{self.lifecycle.machine.spec.source}: no task body for {name!r}"])
+        start = TASK_STARTS.get(effect.task)
+        if start is not None:
+            start(self, effect, self.clock())
+            return
+        registry = self.lifecycle.machine.registry
+        if registry is None or ("task", effect.task) not in registry:
+            raise SpecError([f"{self.lifecycle.machine.spec.source}: no task body for "
+                             f"{effect.task!r}"])
+        func = registry.lookup("task", effect.task)
+        self._start_job(effect.task, effect.generation, self._run_user_task, func,
+                        TaskContext(self, effect.task, effect.generation))
+
+    async def _run_user_task(self, func: Callable[[TaskContext], Awaitable[None]],
+                             context: TaskContext) -> None:
+        """A task of the spec's own: ``await func(context)``; if it raises, the
+        connection closes and keeps the exception (as for a raising callback)."""
+        try:
+            await func(context)
+        except Exception as exc:
+            self.crashed(exc)
+            self._settle()
+        finally:
+            if self._jobs.get(context.task) is not None and \
+                    self._jobs[context.task].generation == context.generation:
+                self._jobs.pop(context.task, None)
+
+    # The packaged lifecycle's tasks (TASK_STARTS, below the class, maps their names).
+
+    def _start_dial(self, effect: StartTask, now: float) -> None:
+        self.link = Link(self)
+        self._start_job("dial", effect.generation, self._dial, self.link,
+                        effect.refresh_credentials)
+
+    def _start_reader(self, effect: StartTask, now: float) -> None:
+        self._delivering = True
+        current = self.link
+        if current is not None:
+            early, current.early = current.early, []
+            for frame in early:
+                self._on_message(current, frame, now)
+
+    def _start_heartbeat(self, effect: StartTask, now: float) -> None:
+        self._heartbeat_at = now + self.config.heartbeat_interval
+        self._rearm = True
+
+    def _start_token_refresh(self, effect: StartTask, now: float) -> None:
+        if self._can_refresh_token:
+            self._periodic["token_refresh"] = now + self._token_refresh_delay()
+
+    def _start_cookie_refresh(self, effect: StartTask, now: float) -> None:
+        if self._can_refresh_cookies:
+            self._periodic["cookie_refresh"] = now + self.config.cookie_refresh_interval
+
+    def _start_cleanup(self, effect: StartTask, now: float) -> None:
+        self._periodic["cleanup"] = now + self.config.cleanup_interval
+
+    def _start_flush(self, effect: StartTask, now: float) -> None:
+        self._flushing = True
+        self._flush()
+
+    def _start_escalation_task(self, effect: StartTask, now: float) -> None:
+        self._start_escalation(effect.generation, effect.may_escalate)
 
     def _cancel_task(self, name: str) -> None:
         job = self._jobs.pop(name, None)
@@ -1014,7 +1048,60 @@ class Engine:
         self._settle()
 
 
+class TaskContext:
+    """What a task of the spec's own (``async func(context)``, bound in a Registry) is given.
+
+    It runs while its state lasts (cancelled on leaving it).  :meth:`send` writes a
+    frame on the open link at once (the outbound buffer is not used: a task such
+    as a subscription runs before the application's sends flow); :meth:`fire`
+    fires one of the spec's triggers, as of this task's state (ignored once the
+    connection has left it).
+    """
+
+    __slots__ = ("_engine", "generation", "task")
+
+    def __init__(self, engine: Engine, task: str, generation: int) -> None:
+        self._engine = engine
+        self.task = task
+        self.generation = generation
+
+    @property
+    def state(self) -> str:
+        """The connection's current state."""
+        return self._engine.lifecycle.state
+
+    def send(self, frame: Message) -> bool:
+        """Send ``frame`` (text or bytes, as the protocol frames it) now; False if no
+        link is open (the frame is dropped)."""
+        engine, link = self._engine, self._engine.link
+        if link is None or link.phase != _Phase.OPEN:
+            return False
+        engine._send_frame(link, frame)
+        engine.counters.messages_out += 1
+        return True
+
+    def fire(self, trigger: str, reason: str = "") -> None:
+        """Fire ``trigger`` (say ``subscribed``); refused or stale triggers are dropped."""
+        engine = self._engine
+        engine._feed(TriggerFired(engine.clock(), self.generation, trigger, reason))
+        engine._settle()
+
+
 def _reveal(value: Secret | str) -> str:
     """A header value as sent: a :class:`Secret` revealed, a plain string as it is."""
     return value.reveal() if isinstance(value, Secret) else str(value)
 
+
+#: How the engine starts each task of the packaged lifecycle, by its spec name (the
+#: names of ``LIFECYCLE_VOCABULARY.names("task")``; tests/test_spec_checks.py holds
+#: them equal).
+TASK_STARTS: Final[Mapping[str, Callable[[Engine, StartTask, float], None]]] = {
+    "dial": Engine._start_dial,
+    "reader": Engine._start_reader,
+    "heartbeat": Engine._start_heartbeat,
+    "token_refresh": Engine._start_token_refresh,
+    "cookie_refresh": Engine._start_cookie_refresh,
+    "cleanup": Engine._start_cleanup,
+    "flush": Engine._start_flush,
+    "escalation": Engine._start_escalation_task,
+}

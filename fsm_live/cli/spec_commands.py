@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import sys
 from pathlib import Path
 
-from fsm_live.cli._output import PROG, Output, Subparsers
-from fsm_live.diagram import GraphvizFailed, GraphvizMissing, to_dot, to_mermaid, to_svg
+from fsm_live.cli._output import PROG, Output, Subparsers, seconds
+from fsm_live.diagram import (
+    MERMAID_MAX_TEXT,
+    GraphvizFailed,
+    GraphvizMissing,
+    TraceUnreadable,
+    to_dot,
+    to_mermaid,
+    to_svg,
+    trace_counts,
+)
 from fsm_live.errors import SpecError
-from fsm_live.spec import Spec
+from fsm_live.spec import Registry, Spec
 
 __all__ = ("add_check", "add_diagram")
 
@@ -40,17 +52,53 @@ def add_check(subparsers: Subparsers) -> None:
         description="Validate each spec file; report every problem as FILE:LINE: item: message.",
     )
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="a spec file (YAML)")
+    parser.add_argument("--bind", metavar="MODULE:NAME",
+                        help="also check the bindings of a Registry (imports MODULE; "
+                             "without --bind no user code is imported)")
     parser.set_defaults(handler=_run_check)
 
 
+def _registry(target: str) -> Registry | str:
+    """The :class:`Registry` ``module:name`` names, or a one-line reason why not."""
+    module_name, sep, name = target.partition(":")
+    if not sep or not module_name or not name:
+        return f"--bind {target}: expected MODULE:NAME, e.g. myapp.machines:registry"
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: MODULE may be beside the spec
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        return f"--bind {target}: cannot import {module_name}: {type(exc).__name__}: {exc}"
+    value = getattr(module, name, None)
+    if not isinstance(value, Registry):
+        what = "nothing" if value is None else f"a {type(value).__name__}"
+        return f"--bind {target}: {module_name}.{name} is {what}, not a fsm_live.spec.Registry"
+    return value
+
+
 def _run_check(args: argparse.Namespace, out: Output) -> int:
+    registry: Registry | None = None
+    if args.bind is not None:
+        found = _registry(args.bind)
+        if isinstance(found, str):
+            out.problem(f"{PROG} check: {found}")
+            return 2
+        registry = found
     status = 0
     for path in args.specs:
         spec = _load(path, out)
         if spec is None:
             status = 1
             continue
-        out.ok(f"{path}: ok ({len(spec.states)} states, {len(spec.transitions)} transitions)")
+        problems = registry.check(spec) if registry is not None else []
+        for problem in problems:
+            out.problem(problem)
+        if problems:
+            status = 1
+            continue
+        bound = f", bound by {args.bind}" if registry is not None else ""
+        out.ok(f"{path}: ok ({len(spec.states)} states, {len(spec.transitions)} "
+               f"transitions{bound})")
     return status
 
 
@@ -68,7 +116,13 @@ def add_diagram(subparsers: Subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write to FILE instead of standard output")
     parser.add_argument("--no-notes", dest="notes", action="store_false",
-                        help="leave out each state's tasks and timers")
+                        help="leave out each state's tasks, timers and ignored events")
+    parser.add_argument("--trace", nargs="+", metavar="FILE", default=None,
+                        help="JSONL trace file(s): label each edge with the times it was "
+                             "taken (hot edges heavier in DOT and SVG)")
+    parser.add_argument("--graphviz-timeout", type=seconds, default=30.0, metavar="S",
+                        help="give Graphviz at most S seconds for --format svg "
+                             "(default: %(default)g)")
     parser.set_defaults(handler=_run_diagram)
 
 
@@ -77,15 +131,25 @@ def _run_diagram(args: argparse.Namespace, out: Output) -> int:
     if spec is None:
         return 1
     try:
+        counts = None if args.trace is None else trace_counts(args.trace)
+    except TraceUnreadable as exc:
+        out.problem(f"{PROG} diagram: {exc}")
+        return 1
+    try:
         if args.format == "svg":
-            text = to_svg(spec, notes=args.notes)
+            text = to_svg(spec, notes=args.notes, counts=counts, timeout=args.graphviz_timeout)
         elif args.format == "dot":
-            text = to_dot(spec, notes=args.notes)
+            text = to_dot(spec, notes=args.notes, counts=counts)
         else:
-            text = to_mermaid(spec, notes=args.notes)
+            text = to_mermaid(spec, notes=args.notes, counts=counts)
     except (GraphvizMissing, GraphvizFailed) as exc:
         out.problem(f"{PROG} diagram: {exc}")
         return 1
+    if args.format == "mermaid" and len(text) > MERMAID_MAX_TEXT:
+        out.problem(f"{PROG} diagram: warning: the Mermaid text is {len(text):,} characters, "
+                    f"over Mermaid's default maxTextSize ({MERMAID_MAX_TEXT:,}): renderers "
+                    f"show 'Maximum text size in diagram exceeded' unless configured; "
+                    f"try --no-notes or --format svg")
     if args.output is None:
         out.text(text)
         return 0

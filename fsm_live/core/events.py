@@ -26,6 +26,7 @@ __all__ = (
     "Rotate",
     "Start",
     "Tick",
+    "TriggerFired",
 )
 
 
@@ -145,5 +146,16 @@ class EscalationFinished:
     reason: str = ""
 
 
+@attrs.frozen
+class TriggerFired:
+    """A task of the spec's own (bound in a Registry) fires one of the spec's triggers."""
+
+    now: float
+    generation: int
+    trigger: str
+    reason: str = ""
+
+
 Event = (Start | Close | Reset | Tick | Opened | LinkFailed | Inbound | MessageReceived
-         | ReadingPaused | ReadingResumed | HeartbeatAcked | Rotate | EscalationFinished)
+         | ReadingPaused | ReadingResumed | HeartbeatAcked | Rotate | EscalationFinished
+         | TriggerFired)

@@ -64,14 +64,16 @@ from fsm_live.core.events import (
     Rotate,
     Start,
     Tick,
+    TriggerFired,
 )
 from fsm_live.core.machine import SpecMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.core.settings import LifecycleSettings
 from fsm_live.errors import SpecError, TransitionRefused
-from fsm_live.spec import Spec
+from fsm_live.spec import Registry, Spec
 
-__all__ = ("FAILURE_TRIGGERS", "REQUIRED_TRIGGERS", "Lifecycle", "LifecycleMachine")
+__all__ = ("FAILURE_TRIGGERS", "LIFECYCLE_REGISTRY", "REQUIRED_TRIGGERS", "Lifecycle",
+           "LifecycleMachine")
 
 #: Triggers that carry a recoverable failure, tried in this order from the current state.
 FAILURE_TRIGGERS: Final = ("connect_failed", "lost")
@@ -90,18 +92,29 @@ _TIMER_REASONS: Final = {
 class LifecycleMachine(SpecMachine):
     """A :class:`SpecMachine` plus the spec's error table, ready to drive lifecycles.
 
-    Build one per spec and share it; each :class:`Lifecycle` refers to it.
+    Build one per spec and share it; each :class:`Lifecycle` refers to it.  Its
+    guards are those of :data:`LIFECYCLE_REGISTRY`, plus ``registry``'s (which
+    win where both bind a name); tasks the spec declares itself must be bound in
+    ``registry`` (the runtime runs them as ``async func(context)``).  Raises
+    :class:`~fsm_live.errors.SpecError` listing what is not bound.
     """
 
     __slots__ = ("classifier", "failure_trigger")
 
-    def __init__(self, spec: Spec, *, require_triggers: bool = True) -> None:
+    def __init__(self, spec: Spec, *, require_triggers: bool = True,
+                 registry: Registry | None = None) -> None:
         if require_triggers:
             missing = REQUIRED_TRIGGERS - set(spec.triggers)
             if missing:
                 raise SpecError([f"{spec.source}: triggers: a connection spec needs the "
                                  f"triggers {', '.join(sorted(missing))}"])
-        super().__init__(spec)
+        registry = LIFECYCLE_REGISTRY if registry is None else LIFECYCLE_REGISTRY | registry
+        # Tasks of the spec's own run as the registry's coroutines (the runtime starts
+        # the packaged ones itself): each must be bound.
+        problems = registry.check(spec, kinds=("task", "timer"), declared_only=True)
+        if problems:
+            raise SpecError(problems)
+        super().__init__(spec, registry=registry)
         self.classifier = Classifier(spec.errors)
         self.failure_trigger: dict[str, str | None] = {
             name: next((t for t in FAILURE_TRIGGERS if t in allowed), None)
@@ -296,6 +309,8 @@ class Lifecycle:
             return self._on_failure(event.now, event.failure)
         if isinstance(event, Rotate):
             return self.fire("rotate", event.now, reason=event.reason)
+        if isinstance(event, TriggerFired):
+            return self.fire(event.trigger, event.now, reason=event.reason or event.trigger)
         return self._on_escalation(event)
 
     def fire(self, trigger: str, now: float, *, failure: Failure | None = None,
@@ -393,6 +408,8 @@ class Lifecycle:
             reason = ""
         elif name == "failed_retry":
             reason = "failed_retry_delay elapsed: retrying with the failure count reset"
+        elif name != "backoff":
+            reason = f"{name} elapsed"
         elif self.exhausted:
             reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
         elif self.refresh_credentials_first:
@@ -444,6 +461,10 @@ class Lifecycle:
             return now + config.stability_window
         if name == "failed_retry":  # jittered, so a fleet that failed together spreads out
             return now + config.failed_retry_after * (0.5 + 0.5 * self.random())
+        if name != "backoff":  # a timer of the spec's own: its registry says how long
+            registry = self.machine.registry
+            assert registry is not None  # LifecycleMachine always has one
+            return now + float(registry.lookup("timer", name)(self))
         # The backoff timer.
         low, high = self.backoff_bounds()
         if self.exhausted:
@@ -501,7 +522,7 @@ class Lifecycle:
         self._effects.append(Emit(TransitionRecord(
             at=event_data.kwargs["now"],
             source=transition.source,
-            dest=transition.dest,
+            dest=transition.dest or transition.source,  # an internal row has no dest
             trigger=event_data.event.name,
             reason=event_data.kwargs["reason"],
             error_class=failure.error_class if failure else None,
@@ -510,3 +531,26 @@ class Lifecycle:
     def _on_reset_failures(self, event_data: Any) -> None:
         self.failures = 0
         self.stable = False
+
+
+# -- the packaged lifecycle's guards, bound like any spec's ----------------------------------
+
+
+def _exhausted(lifecycle: Lifecycle) -> bool:
+    """The ``exhausted`` guard (see :attr:`Lifecycle.exhausted`)."""
+    return lifecycle.exhausted
+
+
+def _retryable(lifecycle: Lifecycle) -> bool:
+    """The ``retryable`` guard (see :attr:`Lifecycle.retryable`)."""
+    return lifecycle.retryable
+
+
+#: The guards of the packaged lifecycle, bound as a user's are (``func(lifecycle)``);
+#: every :class:`LifecycleMachine` uses them.  Its tasks are started by the runtime's
+#: engine from a table keyed by task name (``TASK_STARTS``) and its timers armed by
+#: :meth:`Lifecycle._arm`; the tests hold both to the names of
+#: :data:`~fsm_live.spec.LIFECYCLE_VOCABULARY`.
+LIFECYCLE_REGISTRY: Final = Registry("lifecycle")
+LIFECYCLE_REGISTRY.bind("guard", "exhausted", _exhausted)
+LIFECYCLE_REGISTRY.bind("guard", "retryable", _retryable)

@@ -7,17 +7,23 @@ removal scans a list); triggers are fired on a model through :meth:`fire`, the
 one typed entry point.  The Machine is synchronous, has no ``to_*`` shortcuts
 (``auto_transitions=False``), and its callbacks are methods of the model that
 only record effects.
+
+Guards and actions are looked up in a :class:`~fsm_live.spec.Registry` when one
+is given (a bound guard is called as ``func(model, **args)``, its declared args
+taken from the event data; an action likewise), else on the model by name.
+Triggers a state ignores are accepted there and do nothing; internal rows leave
+the state without running its exit and entry callbacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, Protocol
 
 from transitions import Machine, State
 
-from fsm_live.errors import TransitionRefused
-from fsm_live.spec import Spec, StateSpec, TimerSpec
+from fsm_live.errors import SpecError, TransitionRefused
+from fsm_live.spec import Registry, Spec, StateSpec, TimerSpec
 
 __all__ = ("CALLBACKS", "MachineModel", "SpecMachine")
 
@@ -39,13 +45,26 @@ class MachineModel(Protocol):
 class SpecMachine:
     """A spec compiled into one shared Machine plus per-state lookup tables."""
 
-    __slots__ = ("_events", "allowed", "machine", "spec", "states", "timers")
+    __slots__ = ("_events", "allowed", "ignored", "machine", "registry", "spec", "states",
+                 "timers")
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, *, registry: Registry | None = None) -> None:
+        """Build the Machine.  ``registry`` binds the spec's guards and actions; raises
+        :class:`~fsm_live.errors.SpecError` (``FILE:LINE: item: message``) if a guard
+        or action the spec uses is bound to nothing or to a callable that cannot take
+        its call.  Without a registry, guards and actions are model attributes."""
         self.spec = spec
+        self.registry = registry
+        if registry is not None:
+            problems = registry.check(spec, kinds=("guard", "action"))
+            if problems:
+                raise SpecError(problems)
         self.states: Mapping[str, StateSpec] = spec.states
+        self.ignored: dict[str, frozenset[str]] = {
+            name: frozenset(state.ignore) for name, state in spec.states.items()
+        }
         self.allowed: dict[str, frozenset[str]] = {
-            name: frozenset(t.trigger for t in spec.transitions_from(name))
+            name: frozenset(t.trigger for t in spec.transitions_from(name)) | self.ignored[name]
             for name in spec.states
         }
         self.timers: dict[str, dict[str, TimerSpec]] = {
@@ -55,7 +74,9 @@ class SpecMachine:
         self.machine = Machine(
             model=None,
             states=[
-                State(name, on_enter=CALLBACKS["on_enter"], on_exit=CALLBACKS["on_exit"],
+                State(name,
+                      on_enter=[CALLBACKS["on_enter"], *self._callbacks("action", state.on_enter)],
+                      on_exit=[CALLBACKS["on_exit"], *self._callbacks("action", state.on_exit)],
                       final=state.final)
                 for name, state in spec.states.items()
             ],
@@ -63,10 +84,12 @@ class SpecMachine:
                 {
                     "trigger": t.trigger,
                     "source": list(t.sources),
-                    "dest": t.dest,
-                    "conditions": list(t.conditions),
-                    "unless": list(t.unless),
-                    "before": [CALLBACKS["reset_failures"]] if t.reset_failures else [],
+                    "dest": None if t.internal else t.dest,
+                    "conditions": self._callbacks("guard", t.conditions),
+                    "unless": self._callbacks("guard", t.unless),
+                    "before": [*([CALLBACKS["reset_failures"]] if t.reset_failures else []),
+                               *self._callbacks("action", t.before)],
+                    "after": self._callbacks("action", t.after),
                 }
                 for t in spec.transitions
             ],
@@ -86,4 +109,34 @@ class SpecMachine:
         """
         if trigger not in self.allowed[model.state]:
             raise TransitionRefused(model.state, trigger)
+        if trigger in self.ignored[model.state]:
+            return False
         return bool(self._events[trigger].trigger(model, **data))
+
+    def _callbacks(self, kind: Literal["guard", "action"], names: tuple[str, ...]) -> list[Any]:
+        """Machine callbacks for the spec's ``names``: the registry's callables where
+        bound, else the names (looked up on the model by transitions)."""
+        registry = self.registry
+        if registry is None:
+            return list(names)
+        known = self.spec.known
+        callbacks: list[Any] = []
+        for name in names:
+            if (kind, name) not in registry:
+                callbacks.append(name)
+                continue
+            declaration = known.get(kind, name)
+            args = declaration.args if declaration is not None else ()
+            callbacks.append(_bound(registry.lookup(kind, name), args))
+        return callbacks
+
+
+def _bound(func: Callable[..., Any], args: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A Machine callback (``send_event``) calling ``func(model, **args)``; each arg
+    is taken from the event data by name (None if the event has none)."""
+    def callback(event_data: Any) -> Any:
+        kwargs = event_data.kwargs
+        return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})
+
+    callback.__name__ = getattr(func, "__name__", "callback")
+    return callback

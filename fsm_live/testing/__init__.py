@@ -1,7 +1,15 @@
 """Test helpers for fsm_live and for applications built on it.
 
-* :func:`spec_state_machine`: a Hypothesis state machine from any spec
+* :func:`check_implementation` and :func:`run_steps`: property tests of *your*
+  implementation of a spec (a ``transitions`` model, a python-statemachine
+  machine, anything behind an :class:`Adapter`), with the spec as the oracle
   (needs ``hypothesis``: ``pip install 'fsm_live[testing]'``);
+  :class:`TransitionsAdapter` and :class:`StateMachineAdapter` are ready-made
+  adapters; see :mod:`fsm_live.testing.harness`;
+* :func:`covering_paths`: walks from the initial state that take every edge and
+  every guarded alternative, for ``pytest.mark.parametrize``;
+* :func:`spec_state_machine`: a Hypothesis state machine checking fsm_live's own
+  lifecycle on any spec;
 * ``fsm_live.fault_proxy``: a fault-injection TCP proxy (latency, black hole,
   reset, ...) for tests against real sockets on 127.0.0.1.
 
@@ -14,12 +22,35 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fsm_live.testing.adapters import StateMachineAdapter, TransitionsAdapter
+    from fsm_live.testing.harness import (
+        Adapter,
+        Mismatch,
+        Step,
+        check_implementation,
+        run_steps,
+        walks,
+    )
+    from fsm_live.testing.paths import covering_paths
     from fsm_live.testing.properties import failures, spec_state_machine
 
-__all__ = ("failures", "spec_state_machine")
+__all__ = ("Adapter", "Mismatch", "StateMachineAdapter", "Step", "TransitionsAdapter",
+           "check_implementation", "covering_paths", "failures", "run_steps",
+           "spec_state_machine", "walks")
 
-_LAZY = {"failures": "fsm_live.testing.properties",
-         "spec_state_machine": "fsm_live.testing.properties"}
+_LAZY = {
+    "failures": "fsm_live.testing.properties",
+    "spec_state_machine": "fsm_live.testing.properties",
+    "Adapter": "fsm_live.testing.harness",
+    "Mismatch": "fsm_live.testing.harness",
+    "Step": "fsm_live.testing.harness",
+    "check_implementation": "fsm_live.testing.harness",
+    "run_steps": "fsm_live.testing.harness",
+    "walks": "fsm_live.testing.harness",
+    "StateMachineAdapter": "fsm_live.testing.adapters",
+    "TransitionsAdapter": "fsm_live.testing.adapters",
+    "covering_paths": "fsm_live.testing.paths",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -130,7 +130,10 @@ def _build(spec: Spec, config: Config,
 
         # -- rules ---------------------------------------------------------------------
 
-        @rule(trigger=st.sampled_from(spec.triggers),
+        # A spec without triggers (its one state final) has nothing to fire: the
+        # rule is never run, and its strategy must still be valid.
+        @precondition(lambda self: bool(spec.triggers))
+        @rule(trigger=st.sampled_from(spec.triggers or ("",)),
               failure=st.none() | failure_strategy)
         def fire_trigger(self, trigger: str, failure: Failure | None) -> None:
             before = self.lifecycle.state
