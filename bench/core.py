@@ -48,7 +48,7 @@ if str(_ROOT) not in sys.path:
 
 from transitions import Machine  # noqa: E402
 
-from fsm_live.config import Config  # noqa: E402
+from fsm_live import Config, Spec  # noqa: E402
 from fsm_live.core.classify import Classifier, Failure  # noqa: E402
 from fsm_live.core.events import (  # noqa: E402
     Event,
@@ -62,7 +62,6 @@ from fsm_live.core.events import (  # noqa: E402
 )
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine  # noqa: E402
 from fsm_live.core.machine import SpecMachine  # noqa: E402
-from fsm_live.spec import Spec  # noqa: E402
 
 KIB: Final = 1024
 STEP_TARGET_NS: Final = 15_000

@@ -41,7 +41,7 @@ import anyio
 import websockets.asyncio.client
 
 import fsm_live
-from fsm_live.config import Config
+from fsm_live import Config
 
 FSM_INTERVAL, FSM_TIMEOUT = 15.0, 30.0
 WS_PING_INTERVAL, WS_PING_TIMEOUT, WS_CLOSE_TIMEOUT = 20.0, 20.0, 10.0
