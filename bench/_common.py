@@ -18,7 +18,7 @@
     logs the ``time.monotonic()`` of every opening-handshake request (CLOCK_MONOTONIC
     is system-wide on Linux, so client and server times compare directly).
   - ``accept_close``: like ``hold`` but the handler returns at once (close 1000).
-  - ``proxy``: ``hold`` behind a :class:`fsm_live.testing.proxy.FaultProxy`; the
+  - ``proxy``: ``hold`` behind a :class:`fsm_live.fault_proxy.FaultProxy`; the
     port reported is the proxy's; the stdin command ``black_hole`` black-holes both
     directions of every link.
 
@@ -492,7 +492,7 @@ async def _serve(mode: str, port: int, at: float | None) -> None:
     bound = server.sockets[0].getsockname()[1]
     listening_at = time.monotonic()
     if mode == "proxy":
-        from fsm_live.testing.proxy import FaultProxy
+        from fsm_live.fault_proxy import FaultProxy
 
         proxy = FaultProxy(upstream=(HOST, bound))
         await proxy.__aenter__()
@@ -505,7 +505,7 @@ async def _serve(mode: str, port: int, at: float | None) -> None:
         elif command == "count":
             print(len(requests), flush=True)
         elif command == "black_hole" and proxy is not None:
-            from fsm_live.testing.proxy import Faults
+            from fsm_live.fault_proxy import Faults
 
             proxy.set_faults(Faults(black_hole=True))
             print(repr(time.monotonic()), flush=True)

@@ -52,9 +52,9 @@ from fsm_live import Config, Spec  # noqa: E402
 from fsm_live.core.classify import Classifier, Failure  # noqa: E402
 from fsm_live.core.events import (  # noqa: E402
     Event,
-    Failed,
     HeartbeatAcked,
     Inbound,
+    LinkFailed,
     Opened,
     Rotate,
     Start,
@@ -270,7 +270,7 @@ def bench_cycle(plan: Plan, machine: LifecycleMachine, failure: Failure) -> list
         for i in range(cycles):
             t = base + i * 1000.0
             yield Opened(t + 0.1, generation)
-            yield Failed(t + 0.2, generation + 1, failure)
+            yield LinkFailed(t + 0.2, generation + 1, failure)
             yield Tick(t + 500.0)  # past any backoff delay (cap 60 s); before open_timeout
             generation += 3
 
@@ -287,15 +287,15 @@ def bench_cycle(plan: Plan, machine: LifecycleMachine, failure: Failure) -> list
     rows = [summarize(
         "2 transitions with task effects", "reconnect cycle, mean per transition", cycles * 3,
         time_runs(batched, plan),
-        note="Opened, Failed(refused), Tick(backoff) from CONNECTING; batch-timed")]
+        note="Opened, LinkFailed(refused), Tick(backoff) from CONNECTING; batch-timed")]
 
     # Single-call timing of each transition of the cycle, minus the clock's own cost.
     overhead = timer_overhead_ns()
     names = {
         Opened: ("2 transitions with task effects",
                  "Opened: CONNECTING->CONNECTED (-1 +6 tasks, +2 timers)"),
-        Failed: ("2 transitions with task effects",
-                 "Failed: CONNECTED->RECONNECTING (-6 tasks, backoff timer)"),
+        LinkFailed: ("2 transitions with task effects",
+                 "LinkFailed: CONNECTED->RECONNECTING (-6 tasks, backoff timer)"),
         Tick: ("3 timer", "Tick fires backoff: RECONNECTING->CONNECTING (retry)"),
     }
     per_kind: dict[type, list[float]] = {kind: [] for kind in names}
@@ -360,12 +360,12 @@ def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine,
     count = plan.models[-1]
 
     def own_config(count: int = count) -> list[object]:
-        return [Lifecycle(machine, random=_rng()) for _ in range(count)]
+        return [Lifecycle(machine, Config(), random=_rng()) for _ in range(count)]
 
     def own_config_connected(count: int = count) -> list[object]:
         models: list[object] = []
         for _ in range(count):
-            lifecycle = Lifecycle(machine, random=_rng())
+            lifecycle = Lifecycle(machine, Config(), random=_rng())
             lifecycle.handle(Start(0.0))
             lifecycle.handle(Opened(0.01, lifecycle.generation))
             models.append(lifecycle)

@@ -5,7 +5,7 @@ Usage::
     python bench/half_open.py [--quick] [--json FILE] [--scale X] [--n N]
 
 The ``proxy`` server of ``bench/_common.py`` runs a ``hold`` server behind a
-:class:`fsm_live.testing.proxy.FaultProxy` in its own process.  N clients of each
+:class:`fsm_live.fault_proxy.FaultProxy` in its own process.  N clients of each
 variant connect through the proxy, their starts staggered uniformly over one heartbeat
 period of their own, so the black hole falls at a uniformly random phase of each
 client's heartbeat schedule.  Then the proxy black-holes both directions of every link

@@ -1,9 +1,17 @@
 """fsm_live: keep long-lived WebSocket client connections alive, as an explicit FSM.
 
 The lifecycle is a declarative spec (``specs/connection.yaml``) loaded into one
-shared ``transitions.Machine``; a sans-I/O core applies the policies (backoff,
-stability, heartbeat deadlines, classification) and an anyio runner executes
-its effects.  Start with :func:`connect`; many connections by key: :class:`Fleet`.
+shared ``transitions.Machine``; a sans-I/O core (:mod:`fsm_live.core`) applies the
+policies (backoff, stability, heartbeat deadlines, classification) and an
+event-driven engine runs its effects on the sockets.  Start with :func:`connect`;
+many connections by key: :class:`Fleet`.
+
+The names here are the public surface (``tests/test_exports.py`` pins them).
+Beyond them: :mod:`fsm_live.errors` (the whole exception tree),
+:mod:`fsm_live.protocols` and :mod:`fsm_live.lwp` (adapters, cookie credentials),
+:mod:`fsm_live.transport` and :mod:`fsm_live.transport.memory` (the transport seam,
+an in-memory network for tests), :mod:`fsm_live.core` (the sans-I/O lifecycle),
+:mod:`fsm_live.testing` (property tests of specs), :mod:`fsm_live.fault_proxy`.
 """
 
 from __future__ import annotations
@@ -12,27 +20,23 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.config import Config
-from fsm_live.connection import LiveConnection, connect, default_machine
-from fsm_live.core.backoff import ByErrorClass, ExponentialJitter, FixedDelay, backoff_policy
-from fsm_live.core.classify import Classifier, Failure
-from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
-from fsm_live.core.pacing import ReconnectPacer
+from fsm_live.connection import LiveConnection, connect
+from fsm_live.core.backoff import ExponentialJitter, FixedDelay
+from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
 from fsm_live.errors import (
     BufferFull,
     ConfigError,
-    ConnectionClosedByApp,
+    ConnectionClosed,
     ConnectionFailed,
+    Failure,
     FsmLiveError,
-    HandshakeRejected,
-    SpecError,
     TransitionRefused,
-    TransportError,
 )
-from fsm_live.fleet import Fleet
-from fsm_live.fleet_stats import FleetStats
-from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter, get_protocol
+from fsm_live.fleet import Fleet, FleetStats
+from fsm_live.protocols import ProtocolAdapter
 from fsm_live.spec import Spec
+from fsm_live.transport import Transport
 
 try:
     __version__ = version("fsm_live")
@@ -41,11 +45,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = (
     "BufferFull",
-    "ByErrorClass",
-    "Classifier",
     "Config",
     "ConfigError",
-    "ConnectionClosedByApp",
+    "ConnectionClosed",
     "ConnectionFailed",
     "CredentialsProvider",
     "ExponentialJitter",
@@ -54,24 +56,15 @@ __all__ = (
     "Fleet",
     "FleetStats",
     "FsmLiveError",
-    "HandshakeRejected",
-    "JsonProtocol",
-    "Lifecycle",
-    "LifecycleMachine",
     "LiveConnection",
-    "PingProtocol",
     "ProtocolAdapter",
-    "ReconnectPacer",
     "Secret",
     "Spec",
-    "SpecError",
     "StaticCredentials",
     "Stats",
+    "TransitionRecord",
     "TransitionRefused",
-    "TransportError",
+    "Transport",
     "__version__",
-    "backoff_policy",
     "connect",
-    "default_machine",
-    "get_protocol",
 )

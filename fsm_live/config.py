@@ -91,7 +91,7 @@ def _flag(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None
 
 
 def _backoff(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (callable(getattr(value, "delay", None)) and callable(getattr(value, "bounds", None))):
+    if not isinstance(value, BackoffPolicy):
         raise ConfigError(attribute.name, f"must be a backoff policy, got {value!r}")
 
 

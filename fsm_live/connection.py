@@ -29,7 +29,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypedDict
 
 import anyio
 import anyio.abc
@@ -50,15 +50,22 @@ from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
-from fsm_live.errors import ConnectionClosedByApp, ConnectionFailed, TransitionRefused
-from fsm_live.protocols import ProtocolAdapter, get_protocol
-from fsm_live.redaction import safe_url
+from fsm_live.errors import (
+    ConfigError,
+    ConnectionClosed,
+    ConnectionFailed,
+    TransitionRefused,
+    UsageError,
+)
+from fsm_live.lwp.protocol import LwpProtocol
+from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
 from fsm_live.spec import Spec
 from fsm_live.transport.base import AsyncioTransport, Message, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
-from fsm_live.transport.url import check_url
+from fsm_live.transport.url import check_url, safe_url
 
-__all__ = ("TRANSITIONS_LOGGER", "LiveConnection", "connect", "default_machine")
+__all__ = ("PROTOCOLS", "TRANSITIONS_LOGGER", "ConnectionOptions", "LiveConnection", "connect",
+           "default_machine", "get_protocol")
 
 #: Every transition is logged here, at the level the spec gives its destination state.
 TRANSITIONS_LOGGER: Final = "fsm_live.transitions"
@@ -68,15 +75,42 @@ _CLOSE_MARGIN: Final = 1.0
 _DEFAULT_TRANSPORT: Final = TcpTransport()
 
 
+#: Protocol adapters by the names ``connect(protocol=...)``, the CLI and fleet files use.
+PROTOCOLS: Final[dict[str, Callable[[], ProtocolAdapter]]] = {
+    "ping": PingProtocol,
+    "json": JsonProtocol,
+    "lwp": LwpProtocol,
+}
+
+
+def get_protocol(name: str) -> ProtocolAdapter:
+    """A new adapter by name; raises :class:`ConfigError` naming the known ones."""
+    try:
+        return PROTOCOLS[name]()
+    except KeyError:
+        known = ", ".join(sorted(PROTOCOLS))
+        raise ConfigError("protocol", f"unknown protocol {name!r} (known: {known})") from None
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The keywords of :class:`LiveConnection` a :class:`~fsm_live.fleet.Fleet` passes
+    on to its members: all but ``machine`` and ``pacer``, which are the fleet's."""
+
+    protocol: str | ProtocolAdapter
+    config: Config | None
+    credentials: CredentialsProvider | None
+    transport: Transport | None
+    ssl: ssl.SSLContext | None
+    proxy: str | bool | None
+    on_message: Handler | None
+    trace: str | Path | None
+    random: Callable[[], float] | None
+
+
 @functools.cache
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())
-
-
-def connect(url: str, **options: Any) -> LiveConnection:
-    """A :class:`LiveConnection` to ``url``; use it with ``async with``.  See its options."""
-    return LiveConnection(url, **options)
 
 
 class LiveConnection:
@@ -196,7 +230,7 @@ class LiveConnection:
 
     async def __aenter__(self) -> Self:
         if self._task_group is not None:
-            raise RuntimeError("a LiveConnection can be entered only once")
+            raise UsageError("a LiveConnection can be entered only once")
         self._asyncio = sniffio.current_async_library() == "asyncio"
         if self._asyncio:
             # The engine starts jobs from loop callbacks (a timer, bytes received),
@@ -206,7 +240,6 @@ class LiveConnection:
         clock = asyncio.get_running_loop().time if self._asyncio else anyio.current_time
         self._engine.clock = clock
         self._started_at = clock()
-        self._lifecycle.entered_at = self._started_at
         if self._trace_path is not None:
             self._trace = TraceWriter(self._trace_path, self._started_at)  # OSError: raised
         task_group = anyio.create_task_group()
@@ -254,7 +287,7 @@ class LiveConnection:
         Idempotent.  Returns once the connection is closed.
         """
         if self._task_group is None:
-            raise RuntimeError("the connection was never entered (use async with)")
+            raise UsageError("the connection was never entered (use async with)")
         engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
             engine.close()
@@ -329,13 +362,13 @@ class LiveConnection:
         Waits through outages of any length: a FAILED connection that will retry
         by itself is waited for.  Raises :class:`ConnectionFailed` (with the
         reason) once it :attr:`needs_reset`, unless FAILED is among ``states`` or
-        ``raise_on_failed`` is False; :class:`ConnectionClosedByApp` if it closes
+        ``raise_on_failed`` is False; :class:`ConnectionClosed` if it closes
         (chained from the exception that closed it, if one did).  Raises
         ValueError for a name the spec does not have.
         """
         unknown = set(states) - set(self._lifecycle.machine.states)
         if unknown or not states:
-            raise ValueError(f"unknown state(s) {sorted(unknown)}; known: "
+            raise ConfigError("states", f"unknown state(s) {sorted(unknown)}; known: "
                              f"{', '.join(self._lifecycle.machine.states)}")
         while True:
             state = self.state
@@ -344,18 +377,18 @@ class LiveConnection:
             if raise_on_failed and self.needs_reset and self._failure is not None:
                 raise self._failure
             if self._lifecycle.machine.states[state].final or self._finished:
-                raise ConnectionClosedByApp(f"the connection is {state}") from self._engine.crash
+                raise ConnectionClosed(f"the connection is {state}") from self._engine.crash
             await self._changed.wait()
 
     async def wait_changed(self) -> None:
         """Return after the next event the connection handled (a transition, a message,
         a heartbeat, ...).
 
-        Raises :class:`ConnectionClosedByApp` once the connection is closed (chained
+        Raises :class:`ConnectionClosed` once the connection is closed (chained
         from the exception that closed it, if one did), so a loop around it never spins.
         """
         if self._finished or self._lifecycle.is_final:
-            raise ConnectionClosedByApp(f"the connection is {self.state}") from self._engine.crash
+            raise ConnectionClosed(f"the connection is {self.state}") from self._engine.crash
         await self._changed.wait()
 
     def on_transition(self, callback: Callable[[TransitionRecord], None]) -> None:
@@ -363,7 +396,7 @@ class LiveConnection:
 
         It runs inside the engine: keep it short and never block.  If it raises,
         the connection closes (CLOSED; :meth:`send` and :meth:`wait_for` raise
-        :class:`~fsm_live.errors.ConnectionClosedByApp` chained from it) and
+        :class:`~fsm_live.errors.ConnectionClosed` chained from it) and
         leaving ``async with`` raises the original exception.
         """
         self._callbacks.append(callback)
@@ -388,13 +421,13 @@ class LiveConnection:
         encode it, :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer``
         messages wait for a connection, :class:`ConnectionFailed` once it
         :attr:`needs_reset` (while FAILED and retrying by itself, messages wait),
-        and :class:`ConnectionClosedByApp` once closed.
+        and :class:`ConnectionClosed` once closed.
         """
         frame: Message = self.adapter.encode(message)
         if self.needs_reset and self._failure is not None:
             raise self._failure
         if self._lifecycle.machine.states[self.state].final or self._finished:
-            raise ConnectionClosedByApp("the connection is closed") from self._engine.crash
+            raise ConnectionClosed("the connection is closed") from self._engine.crash
         engine = self._engine
         engine.send(frame)
         while engine.writing_paused and not self._finished:
@@ -407,7 +440,7 @@ class LiveConnection:
         Only without ``on_message``.
         """
         if self._inbox.handler is not None:
-            raise RuntimeError("this connection delivers to on_message; it is not iterable")
+            raise UsageError("this connection delivers to on_message; it is not iterable")
         return aiter(self._inbox)
 
     async def rotate(self, reason: str = "rotate") -> TransitionRecord:
@@ -448,27 +481,14 @@ class LiveConnection:
 
     def stats(self) -> Stats:
         """A frozen snapshot of the connection's figures."""
-        counters = self._counters
-        transitions = dict(counters.transitions)
-        return Stats(
+        transitions = self._counters.transitions
+        return self._counters.snapshot(
             state=self.state,
-            time_in_state=max(0.0, self._engine.clock() - self._lifecycle.entered_at),
-            transitions=transitions,
-            connects=counters.connects,
+            time_in_state=max(0.0, self._engine.clock()
+                              - max(self._lifecycle.entered_at, self._started_at)),
             reconnects=sum(n for (source, _, dest), n in transitions.items()
                            if dest == self._dial_state and source != self.spec.initial),
-            failures=dict(counters.failures),
             consecutive_failures=self._lifecycle.failures,
-            last_error=counters.last_error,
-            heartbeats_sent=counters.heartbeats_sent,
-            heartbeats_acked=counters.heartbeats_acked,
-            heartbeat_rtt=counters.heartbeat_rtt,
-            messages_in=counters.messages_in,
-            messages_out=counters.messages_out,
-            duplicates_dropped=counters.duplicates_dropped,
-            token_refreshes=counters.token_refreshes,
-            token_refresh_failures=counters.token_refresh_failures,
-            cookie_refreshes=counters.cookie_refreshes,
             buffered=len(self._outbox),
             tasks_alive=self._jobs.alive,
         )
@@ -505,3 +525,9 @@ class LiveConnection:
                 transitions_logger.exception("%s: an on_transition callback raised %s; closing",
                                              safe_url(self.url), type(exc).__name__)
                 self._engine.crashed(exc)
+
+
+#: ``connect(url, **options)`` makes a :class:`LiveConnection`, to use with ``async
+#: with``.  It is the class itself (as websockets' ``connect`` is), so every keyword
+#: is typed and checked.
+connect = LiveConnection

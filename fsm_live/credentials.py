@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import secrets
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -22,14 +20,12 @@ import attrs
 from fsm_live.errors import ConfigError, FsmLiveError, TransportError
 
 __all__ = (
-    "CookieCredentials",
     "CredentialsProvider",
     "Secret",
     "StaticCredentials",
     "cookie_header",
-    "new_device_id",
     "parse_cookies",
-    "provider_failures",
+    "provider_errors",
 )
 
 
@@ -90,7 +86,7 @@ class CredentialsProvider(Protocol):
 
 
 @contextlib.contextmanager
-def provider_failures() -> Iterator[None]:
+def provider_errors() -> Iterator[None]:
     """Around a call into a credentials provider while a connection is set up: its
     own exception becomes a :class:`~fsm_live.errors.TransportError` of kind
     ``credentials`` (the spec classes it as a server failure: backoff, then retry).
@@ -129,11 +125,6 @@ class StaticCredentials:
         return False
 
 
-TokenSource = Callable[[Mapping[str, Secret]], Awaitable[Secret]]
-CookieSource = Callable[[Mapping[str, Secret]], Awaitable[Mapping[str, Secret]]]
-Escalation = Callable[[], Awaitable[bool]]
-
-
 def parse_cookies(text: str | Secret) -> dict[str, Secret]:
     """``name=value`` pairs separated by ``;`` (spaces tolerated), values as Secrets.
 
@@ -156,89 +147,3 @@ def parse_cookies(text: str | Secret) -> dict[str, Secret]:
 def cookie_header(cookies: Mapping[str, Secret]) -> Secret:
     """The ``Cookie`` header value for these cookies."""
     return Secret("; ".join(f"{name}={value.reveal()}" for name, value in cookies.items()))
-
-
-def new_device_id(user_id: str) -> str:
-    """A UUID4-shaped random string (from :mod:`secrets`), ``-``, and the user id."""
-    return f"{uuid.UUID(bytes=secrets.token_bytes(16), version=4)}-{user_id}"
-
-
-class CookieCredentials:
-    """The messaging client's credentials: cookies, an access token, and hooks.
-
-    The ``unb`` cookie is required (it is the user id; the device id ends with
-    it).  ``token_source`` gets a fresh access token from the cookies (called at
-    first use, after an auth failure, and every ``token_refresh_interval``);
-    ``cookie_source`` returns refreshed cookies; ``escalation`` (e.g. re-login)
-    runs when the connection went FAILED.  Nothing here is ever shown: repr and
-    errors name cookies, never their values.
-    """
-
-    def __init__(
-        self,
-        cookies: str | Secret | Mapping[str, Secret],
-        *,
-        token_source: TokenSource,
-        cookie_source: CookieSource | None = None,
-        escalation: Escalation | None = None,
-    ) -> None:
-        self._cookies = dict(cookies) if isinstance(cookies, Mapping) else parse_cookies(cookies)
-        if "unb" not in self._cookies:
-            names = ", ".join(sorted(self._cookies)) or "none"
-            raise ConfigError("cookies", f"the 'unb' cookie is required (found: {names})")
-        self._user_id = self._cookies["unb"]
-        self._device_id = new_device_id(self._user_id.reveal())
-        self._token_source = token_source
-        self._cookie_source = cookie_source
-        self._escalation = escalation
-        self._token: Secret | None = None
-
-    def __repr__(self) -> str:
-        return f"<CookieCredentials cookies={sorted(self._cookies)}>"
-
-    @property
-    def user_id(self) -> Secret:
-        """The ``unb`` cookie."""
-        return self._user_id
-
-    @property
-    def device_id(self) -> str:
-        """Sent at registration as ``did``; contains the user id, so never log it."""
-        return self._device_id
-
-    @property
-    def cookie_names(self) -> list[str]:
-        return sorted(self._cookies)
-
-    async def handshake_headers(self) -> Mapping[str, Secret]:
-        return {"Cookie": cookie_header(self._cookies)}
-
-    async def access_token(self) -> Secret:
-        if self._token is None:
-            self._token = await self._token_source(self._cookies)
-        return self._token
-
-    async def refresh_token(self) -> bool:
-        """Get a new access token; True if it differs from the old one."""
-        old, self._token = self._token, await self._token_source(self._cookies)
-        return old is None or old != self._token
-
-    async def refresh_cookies(self) -> bool:
-        """Refresh the cookies if a cookie source was given; True if they changed."""
-        if self._cookie_source is None:
-            return False
-        fresh = dict(await self._cookie_source(self._cookies))
-        if "unb" not in fresh:
-            raise ConfigError("cookies", "refreshed cookies lack 'unb' (found: "
-                                         f"{', '.join(sorted(fresh)) or 'none'})")
-        changed = fresh != self._cookies
-        self._cookies = fresh
-        return changed
-
-    async def refresh(self) -> bool:
-        return await self.refresh_token()
-
-    async def escalate(self) -> bool:
-        if self._escalation is None:
-            return False
-        return await self._escalation()

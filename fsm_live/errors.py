@@ -1,42 +1,52 @@
-"""The exceptions fsm_live raises.
+"""The exceptions fsm_live raises, as a tree: whose doing was it?
 
-Every exception derives from :class:`FsmLiveError`; where a builtin fits, it is a
-base too, so ``except ValueError`` keeps working for bad input.  The tree splits
-mistakes of the caller (bad spec, bad config, an event the state does not allow)
-from things that happened to the connection (the peer or the network)::
+Every exception fsm_live raises on purpose derives from :class:`FsmLiveError`;
+where a builtin fits, it is a base too, so ``except ValueError`` keeps working for
+bad input.  The tree tells three things apart, as h11 tells ``LocalProtocolError``
+from ``RemoteProtocolError``::
 
     FsmLiveError
-    ├── SpecError (ValueError)            a spec file or mapping is invalid
-    ├── ConfigError (ValueError)          a Config field is invalid
-    ├── TransitionRefused (RuntimeError)  a trigger the current state does not allow
-    ├── ConnectionFailed                  the connection ended FAILED; carries the Failure
-    ├── ConnectionClosedByApp             the connection was closed by the application
-    ├── BufferFull                        the outbound buffer is at its bound
-    └── TransportError                    an attempt or an open link failed: the facts to classify
-        └── HandshakeRejected             the server answered the handshake with an HTTP error
+    ├── UsageError (RuntimeError)            the caller: a call at the wrong time or place
+    │   ├── TransitionRefused                  a trigger the current state does not allow
+    │   └── NotAMember (KeyError)              a fleet key that is not a member
+    ├── SpecError (ValueError)               the caller: a spec file or mapping is invalid
+    ├── ConfigError (ValueError)             the caller: a setting or argument is invalid
+    ├── LiveConnectionError                  the connection: it cannot do that now
+    │   ├── ConnectionClosed                   it is closed (by close(), or because of
+    │   │                                      the exception it is chained from)
+    │   ├── ConnectionFailed                   it is FAILED and needs reset(); carries the Failure
+    │   └── BufferFull                         send() found the outbound buffer at its bound
+    └── TransportError                       the peer or the network: the facts to classify
+        └── HandshakeRejected                  the server answered the handshake with an HTTP error
 
-Third-party exceptions (websockets, ssl, OSError) are translated into
-:class:`TransportError` in one place, ``fsm_live.transport``, with ``raise ... from``.
+Third-party exceptions (websockets, ssl, OSError, anyio's stream errors) are
+translated into :class:`TransportError` in one place,
+:mod:`fsm_live.transport.errors`, with ``raise ... from``.  A message an adapter
+cannot encode raises Python's own ``TypeError``/``ValueError``, as ``json.dumps``
+does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from fsm_live.core.classify import Failure
+import attrs
 
 __all__ = (
     "FAILURE_KINDS",
     "BufferFull",
     "ConfigError",
-    "ConnectionClosedByApp",
+    "ConnectionClosed",
     "ConnectionFailed",
+    "Failure",
     "FsmLiveError",
     "HandshakeRejected",
+    "LiveConnectionError",
+    "NotAMember",
     "SpecError",
     "TransitionRefused",
     "TransportError",
+    "UsageError",
 )
 
 
@@ -48,8 +58,32 @@ FAILURE_KINDS: Final = frozenset(
 )
 
 
+@attrs.frozen
+class Failure:
+    """What went wrong with an attempt or a link, classified.
+
+    ``reason`` is a short human text free of secrets (no headers, no URLs with
+    credentials); ``retry_after`` is the server's Retry-After in seconds, if any.
+    """
+
+    error_class: str
+    reason: str = ""
+    kind: str | None = None
+    http_status: int | None = None
+    close_code: int | None = None
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.error_class}: {self.reason}" if self.reason else self.error_class
+
+
 class FsmLiveError(Exception):
     """Root of every exception fsm_live raises on purpose."""
+
+
+class UsageError(FsmLiveError, RuntimeError):
+    """A call made at the wrong time or place (a connection entered twice, used before
+    ``async with``, iterated though it has a handler; a fleet no longer running)."""
 
 
 class SpecError(FsmLiveError, ValueError):
@@ -66,15 +100,17 @@ class SpecError(FsmLiveError, ValueError):
 
 
 class ConfigError(FsmLiveError, ValueError):
-    """A configuration value is invalid; ``field`` names it."""
+    """A setting or argument is invalid; ``field`` names it (a Config field, a flag,
+    a file key, a parameter)."""
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
 
 
-class TransitionRefused(FsmLiveError, RuntimeError):
-    """A trigger was fired in a state that has no transition for it."""
+class TransitionRefused(UsageError):
+    """A trigger was fired in a state that has no transition for it (``rotate()`` while
+    not connected, ``reset()`` while not failed)."""
 
     def __init__(self, state: str, trigger: str) -> None:
         self.state = state
@@ -82,22 +118,35 @@ class TransitionRefused(FsmLiveError, RuntimeError):
         super().__init__(f"trigger {trigger!r} is not allowed in state {state}")
 
 
-class ConnectionFailed(FsmLiveError):
-    """The connection is FAILED and will not retry by itself.
+class NotAMember(UsageError, KeyError):
+    """A fleet key that is not a member."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class LiveConnectionError(FsmLiveError):
+    """The connection cannot do what was asked now (see its subclasses)."""
+
+
+class ConnectionFailed(LiveConnectionError):
+    """The connection is in a ``failed`` state of the spec and will not retry by
+    itself: it needs ``reset()``.
 
     ``failure`` says why (its class and a reason free of secrets).
     """
 
     def __init__(self, failure: Failure) -> None:
         self.failure = failure
-        super().__init__(f"connection FAILED: {failure}")
+        super().__init__(f"the connection failed: {failure}")
 
 
-class ConnectionClosedByApp(FsmLiveError):
-    """The operation cannot complete: the application closed the connection."""
+class ConnectionClosed(LiveConnectionError):
+    """The connection is closed: by ``close()``, or because an exception closed it
+    (a callback's, a bug's), which this one is chained from (``__cause__``)."""
 
 
-class BufferFull(FsmLiveError):
+class BufferFull(LiveConnectionError):
     """``send()`` was called while the outbound buffer holds its maximum."""
 
 

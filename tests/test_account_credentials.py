@@ -9,11 +9,16 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fsm_live.account_credentials import lwp_credentials, parse_cookie_text, read_cookies_file
-from fsm_live.credentials import CookieCredentials, Secret
+from fsm_live.credentials import Secret
 from fsm_live.errors import ConfigError
-from fsm_live.testing.lwp_server import LwpServer
-from fsm_live.token_http import TokenFetchFailed
+from fsm_live.lwp.credentials import (
+    CookieCredentials,
+    lwp_credentials,
+    parse_cookie_text,
+    read_cookies_file,
+)
+from fsm_live.lwp.server import LwpServer
+from fsm_live.lwp.token import TokenFetchFailed
 
 pytestmark = pytest.mark.timeout(20)
 

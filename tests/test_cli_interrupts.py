@@ -14,6 +14,7 @@ Every interrupted command must exit 130 with the one line
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -81,7 +82,10 @@ class Child:
             self.out += await self._text.receive()
 
     def send(self, signum: int) -> None:
-        self.process.send_signal(signum)
+        """Send ``signum``, unless the process already exited (a first SIGINT may end
+        it before a second one is sent: the exit code tells the rest)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signum)
 
     async def end(self) -> tuple[int, str, float]:
         """Wait for the exit; its code, its whole stderr, and how long the wait took."""

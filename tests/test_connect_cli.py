@@ -21,7 +21,7 @@ from servers import ServerSide, echo, websocket_server
 from fsm_live._runtime.stats import Stats
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.cli import main
-from fsm_live.render import MESSAGE_CHARS, plain_message, plain_stats
+from fsm_live.cli.views.connection import MESSAGE_CHARS, plain_message, plain_stats
 
 pytestmark = pytest.mark.timeout(60)
 

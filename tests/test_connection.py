@@ -20,8 +20,6 @@ from fsm_live import (
     Config,
     ConnectionFailed,
     FixedDelay,
-    JsonProtocol,
-    ReconnectPacer,
     Secret,
     TransitionRefused,
     connect,
@@ -29,7 +27,9 @@ from fsm_live import (
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.errors import BufferFull, ConnectionClosedByApp
+from fsm_live.core.pacing import ReconnectPacer
+from fsm_live.errors import BufferFull, ConnectionClosed
+from fsm_live.protocols import JsonProtocol
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
 
 pytestmark = pytest.mark.anyio
@@ -344,7 +344,7 @@ async def test_close_from_any_state_joins_everything(network: MemoryNetwork,
             assert conn.state == "CLOSED"
             assert anyio.current_time() - started <= conn.config.close_timeout
             assert conn.stats().tasks_alive == 0
-            with pytest.raises(ConnectionClosedByApp):
+            with pytest.raises(ConnectionClosed):
                 await conn.send("late")
         assert client_tasks() == before
 
@@ -593,11 +593,11 @@ async def test_a_raising_on_transition_callback_closes_the_connection(
 
     async def use(conn: LiveConnection) -> None:
         async with conn:
-            with pytest.raises(ConnectionClosedByApp) as caught:
+            with pytest.raises(ConnectionClosed) as caught:
                 await conn.wait_for("FAILED")
             assert isinstance(caught.value.__cause__, RuntimeError)
             assert conn.state == "CLOSED"
-            with pytest.raises(ConnectionClosedByApp):
+            with pytest.raises(ConnectionClosed):
                 await conn.send("x")
 
     async with network.serve(URL, echo):
@@ -636,9 +636,9 @@ async def test_a_failure_of_the_connection_itself_closes_it_and_never_spins(
             async with conn:
                 assert conn._trace is not None
                 conn._trace.write = disk_full  # type: ignore[method-assign]
-                with pytest.raises(ConnectionClosedByApp):
+                with pytest.raises(ConnectionClosed):
                     await conn.wait_connected()
-                with pytest.raises(ConnectionClosedByApp):
+                with pytest.raises(ConnectionClosed):
                     await conn.wait_changed()
 
         with pytest.raises(OSError, match="No space left"):

@@ -9,15 +9,9 @@ from collections.abc import Mapping
 import anyio
 import pytest
 
-from fsm_live.credentials import (
-    CookieCredentials,
-    Secret,
-    StaticCredentials,
-    cookie_header,
-    new_device_id,
-    parse_cookies,
-)
+from fsm_live.credentials import Secret, StaticCredentials, cookie_header, parse_cookies
 from fsm_live.errors import ConfigError
+from fsm_live.lwp.credentials import CookieCredentials, new_device_id
 
 pytestmark = pytest.mark.anyio
 

@@ -20,13 +20,15 @@ import fsm_live.cli.demo
 from fsm_live._runtime.stats import Stats
 from fsm_live._runtime.trace import read_trace
 from fsm_live.cli import main
+from fsm_live.cli.views.demo import demo_panel
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import Secret
 from fsm_live.demo import DemoEvent, DemoReport, StoryStuck, run_demo, summarize
-from fsm_live.render_demo import demo_panel
-from fsm_live.testing.demo_environments import TOKEN_TIMEOUT, MemoryEnvironment
-from fsm_live.token_http import TokenFetchFailed
+from fsm_live.demo.environments import TOKEN_TIMEOUT, MemoryEnvironment
+from fsm_live.lwp.token import TokenFetchFailed
+from fsm_live.spec import Spec
 
 SIX_STATES = {"DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED"}
 TRIGGERS = {"start", "opened", "connect_failed", "lost", "rotate", "retry", "give_up", "fatal",
@@ -221,7 +223,8 @@ def test_summarize_counts_the_trace_and_checks_it_against_the_counters() -> None
 
 def test_the_live_panel_shows_the_messages_the_application_took() -> None:
     console = Console(file=io.StringIO(), width=80)
-    console.print(demo_panel(_stats(state="CONNECTED"), [], 0.0, 8.4, 30, messages_taken=42))
+    console.print(demo_panel(_stats(state="CONNECTED"), [], 0.0, 8.4, 30, messages_taken=42,
+                             styles=StateStyles(Spec.default())))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert re.search(r"│ application +42 messages taken +│", text)
 

@@ -39,8 +39,8 @@ from fsm_live import Config, ConnectionFailed, ExponentialJitter, FixedDelay, Se
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
+from fsm_live.fault_proxy import Direction, FaultProxy, Faults
 from fsm_live.spec import Spec, default_spec_path
-from fsm_live.testing.proxy import Direction, FaultProxy, Faults
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fsm_live.testing.fault_schedule import (
+from fsm_live.lwp.faults import (
     BlackHole,
     CloseConnections,
     Drop,

@@ -25,10 +25,11 @@ from fsm_live import Config, ConfigError, ExponentialJitter, FixedDelay, Secret
 from fsm_live._runtime.stats import Stats
 from fsm_live.connection import LiveConnection
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.credentials import CookieCredentials, StaticCredentials
+from fsm_live.credentials import StaticCredentials
 from fsm_live.fleet import Fleet
-from fsm_live.fleet_config import Account, FleetConfig
-from fsm_live.fleet_stats import FleetTransition, TransitionRate, summarize
+from fsm_live.fleet.config import Account, FleetConfig
+from fsm_live.fleet.stats import FleetTransition, TransitionRate, summarize
+from fsm_live.lwp.credentials import CookieCredentials
 from fsm_live.spec import Spec
 from fsm_live.transport.base import Target
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
@@ -156,7 +157,7 @@ async def test_members_reconnect_at_the_fleets_pace(network: MemoryNetwork) -> N
 
 @pytest.mark.parametrize("rate", [0, -5, math.inf])
 def test_reconnects_per_second_must_be_positive(rate: float) -> None:
-    with pytest.raises(ValueError, match="rate must be a positive number"):
+    with pytest.raises(ValueError, match="rate: must be a positive number"):
         Fleet(reconnects_per_second=rate)
 
 

@@ -30,12 +30,14 @@ from websockets.exceptions import ConnectionClosed
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.cli import Output
 from fsm_live.cli.fleet import run_fleet, trace_file_name
+from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.fleet_config import Account, FleetConfig
-from fsm_live.fleet_stats import ConnectionSummary, FleetStats, FleetTransition
-from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
-from fsm_live.testing.lwp_server import LwpServer
+from fsm_live.fleet.config import Account, FleetConfig
+from fsm_live.fleet.stats import ConnectionSummary, FleetStats, FleetTransition
+from fsm_live.lwp.server import LwpServer
+from fsm_live.spec import Spec
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -405,7 +407,8 @@ def test_plain_lines() -> None:
 
 
 def test_dashboard_panel() -> None:
-    text = render(fleet_panel(STATS, started_at=10.0, title="fsm-live fleet f.toml"))
+    text = render(fleet_panel(STATS, started_at=10.0, title="fsm-live fleet f.toml",
+                             styles=StateStyles(Spec.default())))
     lines = [line.strip("│ ") for line in text.splitlines()]
     assert "fsm-live fleet f.toml" in lines[0]
     assert lines[1].split() == ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",

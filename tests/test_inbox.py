@@ -9,6 +9,7 @@ import pytest
 
 from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Jobs
+from fsm_live.errors import UsageError
 
 pytestmark = pytest.mark.anyio
 
@@ -98,5 +99,5 @@ def test_a_handler_needs_jobs() -> None:
     async def handler(message: Any) -> None:
         pass
 
-    with pytest.raises(TypeError, match="needs the jobs"):
+    with pytest.raises(UsageError, match="needs the jobs"):
         Inbox(1, handler)

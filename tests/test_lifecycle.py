@@ -18,9 +18,9 @@ from fsm_live.core.effects import CancelTask, CancelTimer, Effect, Emit, Schedul
 from fsm_live.core.events import (
     Close,
     EscalationFinished,
-    Failed,
     HeartbeatAcked,
     Inbound,
+    LinkFailed,
     MessageReceived,
     Opened,
     ReadingPaused,
@@ -39,7 +39,8 @@ CONNECTED_TASKS = ("reader", "heartbeat", "token_refresh", "cookie_refresh", "cl
 
 
 def new(config: Config | None = None, *, draw: float = 0.5, refresh: bool = False) -> Lifecycle:
-    return Lifecycle(MACHINE, config, random=lambda: draw, can_refresh_credentials=refresh)
+    return Lifecycle(MACHINE, config or Config(), random=lambda: draw,
+                     can_refresh_credentials=refresh)
 
 
 def failure(**facts: object) -> Failure:
@@ -54,7 +55,7 @@ def connected(lifecycle: Lifecycle, now: float = 0.0) -> Lifecycle:
 
 
 def fail(lifecycle: Lifecycle, now: float, **facts: object) -> list[Effect]:
-    return lifecycle.handle(Failed(now, lifecycle.generation, failure(**facts)))
+    return lifecycle.handle(LinkFailed(now, lifecycle.generation, failure(**facts)))
 
 
 def records(effects: Iterable[Effect]) -> list[tuple[str, str, str]]:
@@ -71,7 +72,7 @@ def test_start_records_effects_in_order() -> None:
     lifecycle = new()
     effects = lifecycle.handle(Start(100.0))
     assert effects == [
-        StartTask("dial", 1),
+        StartTask("dial", 1, may_escalate=True),
         ScheduleTimer("open_timeout", 110.0),
         Emit(effects[-1].record),  # type: ignore[union-attr]
     ]
@@ -387,8 +388,11 @@ def test_auth_failure_refreshes_once_then_fails() -> None:
     assert lifecycle.state == "RECONNECTING"
     assert lifecycle.refresh_credentials_first
     assert backoff_delay(lifecycle, 1.0) == 0
-    [retry] = [e.record for e in lifecycle.handle(Tick(1.0)) if isinstance(e, Emit)]
+    effects = lifecycle.handle(Tick(1.0))
+    [retry] = [e.record for e in effects if isinstance(e, Emit)]
     assert (retry.dest, retry.reason) == ("CONNECTING", "retry after a credential refresh")
+    [dial] = [e for e in effects if isinstance(e, StartTask)]
+    assert dial.refresh_credentials  # the dial task is told, it does not ask
     assert lifecycle.refresh_credentials_first
     assert records(fail(lifecycle, 2.0, http_status=401)) == [
         ("CONNECTING", "fatal", "FAILED")]
@@ -420,7 +424,7 @@ def test_stale_events_are_dropped() -> None:
     old = lifecycle.generation
     lifecycle.handle(Opened(1.0, old))
     assert lifecycle.handle(Opened(1.0, old)) == []
-    assert lifecycle.handle(Failed(2.0, old, failure(kind="refused"))) == []
+    assert lifecycle.handle(LinkFailed(2.0, old, failure(kind="refused"))) == []
     assert lifecycle.handle(Rotate(2.0, old)) == []
     assert lifecycle.state == "CONNECTED"
 
@@ -430,7 +434,7 @@ def test_rotate_is_planned_no_failure_no_delay() -> None:
     effects = lifecycle.handle(Rotate(5.0, lifecycle.generation, reason="token refreshed"))
     assert records(effects) == [("CONNECTED", "rotate", "CONNECTING")]
     assert lifecycle.failures == 0
-    assert StartTask("dial", lifecycle.generation) in effects
+    assert StartTask("dial", lifecycle.generation, may_escalate=True) in effects
 
 
 def test_refused_trigger_names_state_and_trigger() -> None:
@@ -487,7 +491,7 @@ def test_spec_without_the_connection_triggers_is_refused() -> None:
                               "transitions": [{"trigger": "go", "source": "A", "dest": "B"}]})
     with pytest.raises(SpecError, match="needs the triggers close, connect_failed"):
         LifecycleMachine(spec)
-    lifecycle = Lifecycle(LifecycleMachine(spec, require_triggers=False))
+    lifecycle = Lifecycle(LifecycleMachine(spec, require_triggers=False), Config())
     assert records(lifecycle.fire("go", 1.0)) == [("A", "go", "B")]
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import anyio
 import pytest
 
-from fsm_live.credentials import CookieCredentials, Secret
+from fsm_live.credentials import Secret
 from fsm_live.errors import TransportError
-from fsm_live.protocols.lwp import LwpProtocol, UndecodedItem, new_mid
+from fsm_live.lwp.credentials import CookieCredentials
+from fsm_live.lwp.protocol import LwpProtocol, UndecodedItem, new_mid
 from fsm_live.transport.base import Message
 
 pytestmark = pytest.mark.anyio

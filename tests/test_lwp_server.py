@@ -20,9 +20,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fsm_live import Config, FixedDelay, LiveConnection
-from fsm_live.credentials import CookieCredentials, Secret, parse_cookies
-from fsm_live.protocols.lwp import new_mid
-from fsm_live.testing.fault_schedule import (
+from fsm_live.credentials import Secret, parse_cookies
+from fsm_live.lwp.credentials import CookieCredentials
+from fsm_live.lwp.faults import (
     BlackHole,
     CloseConnections,
     Drop,
@@ -32,9 +32,10 @@ from fsm_live.testing.fault_schedule import (
     Restart,
     parse_schedule,
 )
-from fsm_live.testing.lwp_memory import MemoryLwpServer, MemoryRoute
-from fsm_live.testing.lwp_server import MAX_TOKENS, FaultEvent, LwpServer
-from fsm_live.token_http import TokenFetchFailed, fetch_token
+from fsm_live.lwp.memory import MemoryLwpServer, MemoryRoute
+from fsm_live.lwp.protocol import new_mid
+from fsm_live.lwp.server import MAX_TOKENS, FaultEvent, LwpServer
+from fsm_live.lwp.token import TokenFetchFailed, fetch_token
 from fsm_live.transport.memory import MemoryNetwork
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]

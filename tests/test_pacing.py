@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from fsm_live import Config, FixedDelay
 from fsm_live.connection import default_machine
 from fsm_live.core.classify import Failure
-from fsm_live.core.events import Failed, Opened, Start
+from fsm_live.core.events import LinkFailed, Opened, Start
 from fsm_live.core.lifecycle import Lifecycle
 from fsm_live.core.pacing import ReconnectPacer
 
 
 @pytest.mark.parametrize("rate", [0, -1, math.inf, math.nan])
 def test_rate_must_be_positive_and_finite(rate: float) -> None:
-    with pytest.raises(ValueError, match="rate must be a positive number"):
+    with pytest.raises(ValueError, match="rate: must be a positive number"):
         ReconnectPacer(rate)
 
 
@@ -80,7 +80,7 @@ def test_lifecycles_sharing_a_pacer_take_turns() -> None:
     for lifecycle in lifecycles:
         lifecycle.handle(Start(0.0))
         lifecycle.handle(Opened(0.0, lifecycle.generation))
-        lifecycle.handle(Failed(5.0, lifecycle.generation,
+        lifecycle.handle(LinkFailed(5.0, lifecycle.generation,
                                 Failure(error_class="network", reason="reset")))
     assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
 
@@ -90,6 +90,6 @@ def test_giving_up_is_not_paced() -> None:
     pacer.reserve(5.0, now=5.0)  # the bin at 5 s is full
     lifecycle = Lifecycle(default_machine(), Config(max_failures=1), pacer=pacer)
     lifecycle.handle(Start(0.0))
-    lifecycle.handle(Failed(5.0, lifecycle.generation,
+    lifecycle.handle(LinkFailed(5.0, lifecycle.generation,
                             Failure(error_class="network", reason="refused")))
     assert lifecycle.timers["backoff"] == 5.0  # give_up at once

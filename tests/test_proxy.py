@@ -1,4 +1,4 @@
-"""Tests for fsm_live.testing.proxy, over real loopback sockets, on asyncio and trio."""
+"""Tests for fsm_live.fault_proxy, over real loopback sockets, on asyncio and trio."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import attrs
 import pytest
 from trio.testing import MockClock
 
-from fsm_live.testing.proxy import Direction, FaultProxy, Faults, ProxyStats
+from fsm_live.fault_proxy import Direction, FaultProxy, Faults, ProxyStats
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
@@ -212,7 +212,7 @@ def proxy_tasks() -> list[str]:
     return [
         str(task.name)
         for task in anyio.get_running_tasks()
-        if "fsm_live.testing.proxy" in str(task.name)
+        if "fsm_live.fault_proxy" in str(task.name)
     ]
 
 

@@ -23,9 +23,10 @@ import anyio
 import pytest
 
 from fsm_live import Config, FixedDelay, LiveConnection
-from fsm_live.credentials import CookieCredentials, Secret
-from fsm_live.testing.fault_schedule import CloseConnections, Drop, Reject
-from fsm_live.testing.lwp_server import LwpServer
+from fsm_live.credentials import Secret
+from fsm_live.lwp.credentials import CookieCredentials
+from fsm_live.lwp.faults import CloseConnections, Drop, Reject
+from fsm_live.lwp.server import LwpServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(15)]
 

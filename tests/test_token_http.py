@@ -9,7 +9,7 @@ from servers import raw_server, say_nothing
 
 from fsm_live.credentials import parse_cookies
 from fsm_live.errors import ConfigError
-from fsm_live.token_http import (
+from fsm_live.lwp.token import (
     MAX_RESPONSE,
     HttpTokenSource,
     TokenFetchFailed,

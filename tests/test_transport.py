@@ -69,7 +69,7 @@ from websockets.http11 import Response
 from fsm_live import ConfigError, Secret, connect
 from fsm_live.connection import LiveConnection
 from fsm_live.errors import HandshakeRejected
-from fsm_live.testing.proxy import Direction, FaultProxy, Faults
+from fsm_live.fault_proxy import Direction, FaultProxy, Faults
 from fsm_live.transport import errors
 from fsm_live.transport.base import Message, Target, Transport
 from fsm_live.transport.memory import (

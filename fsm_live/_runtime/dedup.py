@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
+from fsm_live.errors import ConfigError
+
 __all__ = ("Deduplicator",)
 
 
@@ -21,7 +23,7 @@ class Deduplicator:
 
     def __init__(self, ttl: float, max_entries: int) -> None:
         if ttl <= 0 or max_entries < 1:
-            raise ValueError("ttl must be > 0 and max_entries >= 1")
+            raise ConfigError("message_expire_time", "ttl must be > 0 and max_entries >= 1")
         self.ttl = ttl
         self.max_entries = max_entries
         self._expiry: OrderedDict[Hashable, float] = OrderedDict()

@@ -59,9 +59,9 @@ from fsm_live.core.events import (
     Close,
     EscalationFinished,
     Event,
-    Failed,
     HeartbeatAcked,
     Inbound,
+    LinkFailed,
     MessageReceived,
     Opened,
     ReadingPaused,
@@ -72,12 +72,13 @@ from fsm_live.core.events import (
     Tick,
 )
 from fsm_live.core.lifecycle import Lifecycle
-from fsm_live.credentials import CredentialsProvider, provider_failures
-from fsm_live.errors import TransitionRefused, TransportError
-from fsm_live.protocols.base import ProtocolAdapter, Registration
-from fsm_live.redaction import redacting_logger, safe_url
+from fsm_live.credentials import CredentialsProvider, Secret, provider_errors
+from fsm_live.errors import SpecError, TransitionRefused, TransportError
+from fsm_live.protocols.base import ProtocolAdapter, Registration, SimpleDecoder
 from fsm_live.transport import errors
 from fsm_live.transport.base import Message
+from fsm_live.transport.redaction import redacting_logger
+from fsm_live.transport.url import safe_url
 
 __all__ = ("CookieRefresher", "Engine", "Link", "LinkOpener", "TokenRefresher")
 
@@ -187,8 +188,9 @@ class Engine:
     after every tick that changed something an application may wait for.
     """
 
-    __slots__ = ("_can_refresh_cookies", "_can_refresh_token", "_dedup", "_delivering",
-                 "_events", "_extensions", "_feeding", "_flushing", "_heartbeat_at", "_jobs",
+    __slots__ = ("_can_refresh_cookies", "_can_refresh_token", "_decode_simple", "_dedup",
+                 "_delivering", "_events", "_extensions", "_feeding", "_flushing",
+                 "_heartbeat_at", "_jobs",
                  "_on_change", "_on_transition", "_open_link", "_paused_at", "_pending_acks",
                  "_periodic", "_rearm", "_token_refresh_failed", "_warned_generation",
                  "_write_blocked", "adapter", "clock", "closing", "config", "counters", "crash",
@@ -229,7 +231,10 @@ class Engine:
         self._on_transition = on_transition
         self._on_change = on_change
         self._dedup: Deduplicator | None = None  # created by the first message id
-        # What the provider can refresh (checked once: a runtime protocol check is slow).
+        # What the adapter and the provider can do (checked once: a runtime protocol
+        # check is slow).
+        self._decode_simple = (adapter.decode_simple if isinstance(adapter, SimpleDecoder)
+                               else None)
         self._can_refresh_token = isinstance(credentials, TokenRefresher)
         self._can_refresh_cookies = isinstance(credentials, CookieRefresher)
         self.timer: Timer | None = None
@@ -317,7 +322,7 @@ class Engine:
         """A job let an exception out (a bug): its link fails over, as a crash."""
         if job.generation == self.lifecycle.generation:
             failure = self.lifecycle.machine.classifier.classify_exception(exc)
-            self._feed(Failed(self.clock(), job.generation, failure))
+            self._feed(LinkFailed(self.clock(), job.generation, failure))
             self._settle()
 
     def crashed(self, exc: BaseException) -> None:
@@ -407,7 +412,7 @@ class Engine:
             self._release_link(_INTERNAL_ERROR if record.error_class else _NORMAL_CLOSURE)
         for effect in effects:
             if isinstance(effect, StartTask):
-                self._start_task(effect.task, effect.generation)
+                self._start_task(effect)
             elif isinstance(effect, CancelTask):
                 self._cancel_task(effect.task)
             elif isinstance(effect, Emit):
@@ -420,11 +425,12 @@ class Engine:
         except Exception as exc:
             self.crashed(exc)
 
-    def _start_task(self, name: str, generation: int) -> None:
-        now = self.clock()
+    def _start_task(self, effect: StartTask) -> None:
+        name, generation, now = effect.task, effect.generation, self.clock()
         if name == "dial":
             self.link = Link(self)
-            self._start_job(name, generation, self._dial, generation, self.link)
+            self._start_job(name, generation, self._dial, self.link,
+                            effect.refresh_credentials)
         elif name == "reader":
             self._delivering = True
             current = self.link
@@ -447,9 +453,9 @@ class Engine:
             self._flushing = True
             self._flush()
         elif name == "escalation":
-            self._start_escalation(generation)
+            self._start_escalation(generation, effect.may_escalate)
         else:
-            raise ValueError(f"no task body for {name!r}")
+            raise SpecError([f"{self.lifecycle.machine.spec.source}: no task body for {name!r}"])
 
     def _cancel_task(self, name: str) -> None:
         job = self._jobs.pop(name, None)
@@ -471,23 +477,23 @@ class Engine:
 
     # == the link's life ==================================================================
 
-    async def _dial(self, generation: int, link: Link) -> None:
+    async def _dial(self, link: Link, refresh_credentials: bool) -> None:
         """Credentials, then the byte link; the rest happens in the link's callbacks."""
         try:
-            link.headers = await self._handshake_headers()
-            with provider_failures():
+            link.headers = await self._handshake_headers(refresh_credentials)
+            with provider_errors():
                 link.registration = await self.adapter.prepare(self.credentials)
             await self._open_link(link)
         except TransportError as error:
             self._link_failed(link, error)
             self._settle()
 
-    async def _handshake_headers(self) -> dict[str, str]:
-        """The provider's headers, refreshed first after an auth failure."""
+    async def _handshake_headers(self, refresh: bool) -> dict[str, str]:
+        """The provider's headers, refreshed first if ``refresh`` (after an auth failure)."""
         if self.credentials is None:
             return {}
-        with provider_failures():
-            if self.lifecycle.refresh_credentials_first:
+        with provider_errors():
+            if refresh:
                 await self.credentials.refresh()
             secrets_: Mapping[str, Any] = await self.credentials.handshake_headers()
         return {name: _reveal(value) for name, value in secrets_.items()}
@@ -597,7 +603,7 @@ class Engine:
             return
         failure = self.lifecycle.machine.classifier.classify_error(error)
         self.counters.last_error = str(failure)
-        self._feed(Failed(self.clock(), self.lifecycle.generation, failure))
+        self._feed(LinkFailed(self.clock(), self.lifecycle.generation, failure))
         if self.link is link:  # a state the failure did not leave (none, in the spec)
             self._release_link(_INTERNAL_ERROR)
 
@@ -748,8 +754,7 @@ class Engine:
     def _on_message(self, link: Link, frame: Message, now: float) -> None:
         """Everything one inbound frame means, item by item, in order."""
         adapter = self.adapter
-        decode_simple: Callable[[Message], tuple[Any, Hashable | None] | None] | None = getattr(
-            adapter, "decode_simple", None)
+        decode_simple = self._decode_simple
         simple = None if decode_simple is None else decode_simple(frame)
         if simple is not None:
             self._deliver(simple[0], simple[1], now)
@@ -979,12 +984,12 @@ class Engine:
             self._rearm = True
             self._settle()
 
-    def _start_escalation(self, generation: int) -> None:
-        """In FAILED: the escalation hook (e.g. re-login), if any and allowed; it always
+    def _start_escalation(self, generation: int, allowed: bool) -> None:
+        """The escalation hook (e.g. re-login), if any and ``allowed``; it always
         reports how it ended, so the core can retry after it."""
         if self.credentials is None:
             self._feed(EscalationFinished(self.clock(), generation, False, "no escalation hook"))
-        elif not self.lifecycle.may_escalate:
+        elif not allowed:
             self._feed(EscalationFinished(self.clock(), generation, False,
                                           "max_escalations reached"))
         else:
@@ -1003,7 +1008,7 @@ class Engine:
         self._settle()
 
 
-def _reveal(value: object) -> str:
-    reveal = getattr(value, "reveal", None)
-    return str(reveal()) if callable(reveal) else str(value)
+def _reveal(value: Secret | str) -> str:
+    """A header value as sent: a :class:`Secret` revealed, a plain string as it is."""
+    return value.reveal() if isinstance(value, Secret) else str(value)
 

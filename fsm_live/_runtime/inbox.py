@@ -27,6 +27,7 @@ from typing import Any
 
 from fsm_live._runtime.jobs import Jobs
 from fsm_live._runtime.wakeup import Wakeup
+from fsm_live.errors import UsageError
 
 __all__ = ("Handler", "Inbox")
 
@@ -44,7 +45,7 @@ class Inbox:
     def __init__(self, capacity: int, handler: Handler | None = None, *,
                  jobs: Jobs | None = None) -> None:
         if handler is not None and jobs is None:
-            raise TypeError("an inbox with a handler needs the jobs to run it")
+            raise UsageError("an inbox with a handler needs the jobs to run it")
         self.capacity = capacity
         self.handler = handler
         self.handler_errors = 0

@@ -1,4 +1,11 @@
-"""Counters a connection keeps, and the frozen snapshot ``stats()`` returns."""
+"""Counters a connection keeps, and the frozen snapshot ``stats()`` returns.
+
+:class:`Stats` is :class:`Counters`' fields (copied, so later counting does not
+change a snapshot) plus what only the connection knows at that moment (the
+state, time in it, the failure streak, the buffer, the jobs alive):
+:meth:`Counters.snapshot` builds it, so a new counter appears in ``stats()``
+by being declared once in each class.
+"""
 
 from __future__ import annotations
 
@@ -57,3 +64,16 @@ class Counters:
     token_refreshes: int = 0
     token_refresh_failures: int = 0
     cookie_refreshes: int = 0
+
+    def snapshot(self, *, state: str, time_in_state: float, reconnects: int,
+                 consecutive_failures: int, buffered: int, tasks_alive: int) -> Stats:
+        """A frozen :class:`Stats`: these counters, with the connection's figures."""
+        counted = {field.name: getattr(self, field.name) for field in _COUNTER_FIELDS}
+        counted["transitions"] = dict(self.transitions)
+        counted["failures"] = dict(self.failures)
+        return Stats(state=state, time_in_state=time_in_state, reconnects=reconnects,
+                     consecutive_failures=consecutive_failures, buffered=buffered,
+                     tasks_alive=tasks_alive, **counted)
+
+
+_COUNTER_FIELDS = attrs.fields(Counters)

@@ -39,16 +39,16 @@ from rich.live import Live
 from rich.text import Text
 
 from fsm_live._runtime.inbox import Handler
-from fsm_live.account_credentials import lwp_credentials, read_cookies_file
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
+from fsm_live.cli.views.connection import plain_message, plain_stats, plain_transition, status_panel
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.config import Config
-from fsm_live.connection import TRANSITIONS_LOGGER, LiveConnection
+from fsm_live.connection import PROTOCOLS, TRANSITIONS_LOGGER, LiveConnection
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.credentials import CredentialsProvider, Secret
-from fsm_live.errors import ConfigError, ConnectionClosedByApp, ConnectionFailed
-from fsm_live.protocols import PROTOCOLS
-from fsm_live.render import plain_message, plain_stats, plain_transition, status_panel
+from fsm_live.errors import ConfigError, ConnectionClosed, ConnectionFailed
+from fsm_live.lwp.credentials import lwp_credentials, read_cookies_file
 
 __all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
            "build_connection", "build_credentials", "configure_logging", "run")
@@ -254,7 +254,8 @@ class _Watch:
             self.out.stdout.flush()
 
     def _panel(self) -> RenderableType:
-        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at)
+        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at,
+                            styles=StateStyles(self.conn.spec))
 
     def _summary(self) -> str:
         return plain_stats(self.conn.stats(), anyio.current_time(), self.conn.started_at)
@@ -299,7 +300,7 @@ async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None
             tg.cancel_scope.cancel()
         shown.cancel_scope.cancel()
     if failed:
-        watch.out.problem(f"{PROG} connect: FAILED: {conn.stats().last_error}")
+        watch.out.problem(f"{PROG} connect: {conn.state}: {conn.stats().last_error}")
         return EXIT_FAILED
     return 0
 
@@ -311,7 +312,7 @@ async def _wait_for_the_end(conn: LiveConnection) -> bool:
         await conn.wait_for(*conn.spec.final_states)
     except ConnectionFailed:
         return True
-    except ConnectionClosedByApp:  # closed because of an error (it is logged)
+    except ConnectionClosed:  # closed because of an error (it is logged)
         return False
     return False
 

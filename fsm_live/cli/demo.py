@@ -29,6 +29,9 @@ from rich.live import Live
 from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, parse_number
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.views.connection import plain_transition
+from fsm_live.cli.views.demo import demo_panel, plain_event, summary_lines, summary_tables
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import (
@@ -41,8 +44,6 @@ from fsm_live.demo import (
 )
 from fsm_live.diagram import to_mermaid
 from fsm_live.errors import ConfigError
-from fsm_live.render import plain_transition
-from fsm_live.render_demo import demo_panel, plain_event, summary_lines, summary_tables
 
 __all__ = ("add", "run")
 
@@ -127,12 +128,14 @@ class _LiveView:
         await self.started.wait()
         conn = self.conn
         assert conn is not None, "a transition before attach()"
+        styles = StateStyles(conn.spec)
         with Live(console=self.console, auto_refresh=False, transient=False) as live:
             while True:
                 elapsed = anyio.current_time() - conn.started_at
                 rows = max(3, self.console.height - _PANEL_ROWS)  # fit the terminal
                 live.update(demo_panel(conn.stats(), list(self.timeline)[-rows:],
-                                       conn.started_at, elapsed, self.duration, self.taken),
+                                       conn.started_at, elapsed, self.duration, self.taken,
+                                       styles=styles),
                             refresh=True)
                 await anyio.sleep(_REFRESH)
 

@@ -40,11 +40,12 @@ from fsm_live.cli._output import (
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
 from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
-from fsm_live.fleet_config import FleetConfig
-from fsm_live.render_fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.fleet.config import FleetConfig
 
 __all__ = ("SUMMARY_INTERVAL", "add", "run", "run_fleet", "trace_file_name")
 
@@ -198,8 +199,10 @@ async def _print_summaries(fleet: Fleet, out: Output) -> None:
 async def _show_live(fleet: Fleet, title: str, out: Output) -> None:
     console = Console(file=out.stdout)
     title = f"fsm-live fleet {title}"
-    with Live(fleet_panel(fleet.stats(), fleet.started_at, title), console=console,
+    styles = StateStyles(fleet.machine.spec)
+    with Live(fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles), console=console,
               auto_refresh=False, transient=False) as live:
         while True:
             await anyio.sleep(_REFRESH)
-            live.update(fleet_panel(fleet.stats(), fleet.started_at, title), refresh=True)
+            live.update(fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles),
+                        refresh=True)

@@ -2,7 +2,7 @@
 
 Prints the WebSocket URL it listens on (and its token URL), then one line per
 fault as it fires and as a timed fault ends.  ``--faults`` takes the schedule
-syntax of :mod:`fsm_live.testing.fault_schedule` (``"5s close 1012; 12s
+syntax of :mod:`fsm_live.lwp.faults` (``"5s close 1012; 12s
 blackhole 20s"``), or ``@FILE`` / a file path with one fault per line.
 
 Exit codes: 0 after SIGTERM or ``--duration``; 1 when the server cannot listen
@@ -22,8 +22,8 @@ import anyio
 from fsm_live.cli._output import PROG, Output, Subparsers, parse_number, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
-from fsm_live.testing.fault_schedule import FaultSyntaxError, ScheduledFault, load_schedule
-from fsm_live.testing.lwp_server import FaultEvent, LwpServer
+from fsm_live.lwp.faults import FaultSyntaxError, ScheduledFault, load_schedule
+from fsm_live.lwp.server import FaultEvent, LwpServer
 
 __all__ = ("add", "run", "serve")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
@@ -27,6 +27,7 @@ __all__ = (
 RandomSource = Callable[[], float]
 
 
+@runtime_checkable
 class BackoffPolicy(Protocol):
     """The delay before attempt number ``failures + 1``."""
 

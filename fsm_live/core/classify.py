@@ -9,31 +9,10 @@ that to a class such as ``network`` or ``terminal``, and the class to an action.
 
 from __future__ import annotations
 
-import attrs
-
-from fsm_live.errors import TransportError
+from fsm_live.errors import Failure, TransportError
 from fsm_live.spec import ErrorClassSpec, ErrorTable
 
 __all__ = ("Classifier", "Failure")
-
-
-@attrs.frozen
-class Failure:
-    """What went wrong with an attempt or a link, classified.
-
-    ``reason`` is a short human text free of secrets (no headers, no URLs with
-    credentials); ``retry_after`` is the server's Retry-After in seconds, if any.
-    """
-
-    error_class: str
-    reason: str = ""
-    kind: str | None = None
-    http_status: int | None = None
-    close_code: int | None = None
-    retry_after: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.error_class}: {self.reason}" if self.reason else self.error_class
 
 
 class Classifier:

@@ -1,7 +1,7 @@
 """Outputs of the core: what the runner must do after a step.
 
-Effects are executed in order.  A cancelled task must be joined before the
-runner goes on (ARCHITECTURE.md, runner rule 3).
+Effects are executed in order; each carries what its executor needs, so the
+runtime never reads the core's state to carry one out.
 """
 
 from __future__ import annotations
@@ -21,10 +21,20 @@ __all__ = (
 
 @attrs.frozen
 class StartTask:
-    """Start the task named ``task``; tag its events with ``generation``."""
+    """Start the task named ``task``; tag its events with ``generation``.
+
+    What the packaged tasks need from the core comes with it:
+    ``refresh_credentials`` (the task that dials refreshes the credentials before
+    using them: the last attempt failed with an error whose spec action is
+    ``refresh``) and ``may_escalate`` (the escalation task may run the hook:
+    fewer than ``max_escalations`` since the connection was last stable; when it
+    may not, it reports at once that it did not recover).
+    """
 
     task: str
     generation: int
+    refresh_credentials: bool = False
+    may_escalate: bool = False
 
 
 @attrs.frozen
@@ -37,7 +47,8 @@ class CancelTask:
 
 @attrs.frozen
 class ScheduleTimer:
-    """The core armed ``timer`` for ``deadline``; ``next_deadline()`` already accounts for it."""
+    """The core armed ``timer`` for ``deadline``.  Informational (traces, tests):
+    ``next_deadline()`` already accounts for it, and a runtime needs only that."""
 
     timer: str
     deadline: float
@@ -45,7 +56,7 @@ class ScheduleTimer:
 
 @attrs.frozen
 class CancelTimer:
-    """The core disarmed ``timer``."""
+    """The core disarmed ``timer``.  Informational, like :class:`ScheduleTimer`."""
 
     timer: str
 

@@ -15,9 +15,9 @@ __all__ = (
     "Close",
     "EscalationFinished",
     "Event",
-    "Failed",
     "HeartbeatAcked",
     "Inbound",
+    "LinkFailed",
     "MessageReceived",
     "Opened",
     "ReadingPaused",
@@ -69,7 +69,7 @@ class Opened:
 
 
 @attrs.frozen
-class Failed:
+class LinkFailed:
     """The dial failed, or the open link failed; ``failure`` says how."""
 
     now: float
@@ -145,5 +145,5 @@ class EscalationFinished:
     reason: str = ""
 
 
-Event = (Start | Close | Reset | Tick | Opened | Failed | Inbound | MessageReceived
+Event = (Start | Close | Reset | Tick | Opened | LinkFailed | Inbound | MessageReceived
          | ReadingPaused | ReadingResumed | HeartbeatAcked | Rotate | EscalationFinished)

@@ -39,7 +39,6 @@ import random as _random
 from collections.abc import Callable
 from typing import Any, Final
 
-from fsm_live.config import Config
 from fsm_live.core.classify import Classifier, Failure
 from fsm_live.core.effects import (
     CancelTask,
@@ -54,9 +53,9 @@ from fsm_live.core.events import (
     Close,
     EscalationFinished,
     Event,
-    Failed,
     HeartbeatAcked,
     Inbound,
+    LinkFailed,
     MessageReceived,
     Opened,
     ReadingPaused,
@@ -68,6 +67,7 @@ from fsm_live.core.events import (
 )
 from fsm_live.core.machine import SpecMachine
 from fsm_live.core.pacing import ReconnectPacer
+from fsm_live.core.settings import LifecycleSettings
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Spec
 
@@ -146,7 +146,7 @@ class Lifecycle:
     def __init__(
         self,
         machine: LifecycleMachine,
-        config: Config | None = None,
+        config: LifecycleSettings,
         *,
         random: Callable[[], float] | None = None,
         can_refresh_credentials: bool = False,
@@ -154,7 +154,7 @@ class Lifecycle:
         now: float = 0.0,
     ) -> None:
         self.machine = machine
-        self.config = config or Config()
+        self.config = config
         self.pacer = pacer
         self.random = random or _random.random
         self.can_refresh_credentials = can_refresh_credentials
@@ -292,7 +292,7 @@ class Lifecycle:
         if isinstance(event, Opened):
             self.refresh_credentials_first = False
             return self.fire("opened", event.now, reason="opened")
-        if isinstance(event, Failed):
+        if isinstance(event, LinkFailed):
             return self._on_failure(event.now, event.failure)
         if isinstance(event, Rotate):
             return self.fire("rotate", event.now, reason=event.reason)
@@ -486,8 +486,10 @@ class Lifecycle:
         self.reading_paused = False
         self._reading_since = now
         self._escalation_pending = "escalation" in state.tasks
+        refresh, escalate = self.refresh_credentials_first, self.may_escalate
         for task in state.tasks:
-            effects.append(StartTask(task, self.generation))
+            effects.append(StartTask(task, self.generation, refresh_credentials=refresh,
+                                     may_escalate=escalate))
         for timer in state.timers:
             deadline = self._arm(timer.name, now)
             self.timers[timer.name] = deadline

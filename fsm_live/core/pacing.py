@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from fsm_live.errors import ConfigError
+
 __all__ = ("ReconnectPacer",)
 
 _MIN_BIN = 0.01
@@ -37,7 +39,7 @@ class ReconnectPacer:
 
     def __init__(self, rate: float) -> None:
         if not 0 < rate < math.inf:
-            raise ValueError(f"rate must be a positive number of attempts per second, "
+            raise ConfigError("rate", f"must be a positive number of attempts per second, "
                              f"got {rate!r}")
         self.rate = rate
         self.bin_width = max(_MIN_BIN, 1.0 / rate)

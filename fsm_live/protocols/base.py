@@ -9,7 +9,7 @@ protocol needs; one adapter instance serves one connection.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -84,6 +84,7 @@ class ProtocolAdapter(Protocol):
         ...
 
 
+@runtime_checkable
 class SimpleDecoder(Protocol):
     """An optional fast path an adapter may add to :meth:`ProtocolAdapter.decode`.
 

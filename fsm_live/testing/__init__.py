@@ -2,7 +2,7 @@
 
 * :func:`spec_state_machine`: a Hypothesis state machine from any spec
   (needs ``hypothesis``: ``pip install 'fsm_live[testing]'``);
-* ``fsm_live.testing.proxy``: a fault-injection TCP proxy (latency, black hole,
+* ``fsm_live.fault_proxy``: a fault-injection TCP proxy (latency, black hole,
   reset, ...) for tests against real sockets on 127.0.0.1.
 
 Names are imported on first use, so the proxy works without Hypothesis installed.

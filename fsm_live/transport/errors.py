@@ -57,7 +57,7 @@ from websockets.exceptions import (
 )
 from websockets.frames import EXTERNAL_CLOSE_CODES
 
-from fsm_live.errors import HandshakeRejected, TransportError
+from fsm_live.errors import ConfigError, HandshakeRejected, TransportError
 
 __all__ = (
     "ABNORMAL_CLOSURE",
@@ -188,9 +188,9 @@ def close_code_of(exc: ConnectionClosed, *, closed_by_app: bool = False) -> int:
 def check_close(code: int, reason: str) -> None:
     """Raise ValueError unless ``code`` and ``reason`` may be sent in a close frame."""
     if not (code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000):
-        raise ValueError(f"close code {code} may not be sent in a close frame")
+        raise ConfigError("code", f"close code {code} may not be sent in a close frame")
     if len(reason.encode()) > _MAX_CLOSE_REASON:
-        raise ValueError(f"close reason is longer than {_MAX_CLOSE_REASON} bytes")
+        raise ConfigError("reason", f"close reason is longer than {_MAX_CLOSE_REASON} bytes")
 
 
 def failure_kind(exc: BaseException) -> str | None:

@@ -1,5 +1,9 @@
 """WebSocket URLs: checked once, when a connection is made, and shown without secrets.
 
+:func:`display_url` is the URL as typed with its password and query values hidden
+(for error messages about it); :func:`safe_url` only its scheme, host, port and
+path (for logs and reprs).
+
 :func:`check_url` accepts what a client can dial (RFC 6455 section 3: ``ws://`` or
 ``wss://``, a host, an optional port from 1 to 65535, no fragment) and raises
 :class:`~fsm_live.errors.ConfigError` naming the part that is wrong and the URL as
@@ -13,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from fsm_live.errors import ConfigError
 
-__all__ = ("HIDDEN", "check_url", "display_url")
+__all__ = ("HIDDEN", "check_url", "display_url", "safe_url")
 
 #: What replaces a password or a query value when a URL is shown.
 HIDDEN = "***"
@@ -68,3 +72,16 @@ def check_url(url: object, *, field: str = "url") -> str:
     if parts.fragment or url.endswith("#"):
         raise bad("a fragment (#...) means nothing in a WebSocket URL")
     return url
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info, query or fragment (they may carry secrets).  Never raises."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # not a URL, or a bad port: show nothing that could be a secret
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if port is not None:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}{parts.path}"

@@ -1,9 +1,9 @@
 """The demo: one lwp client kept alive through a scripted series of faults.
 
 :func:`run_demo` runs the story against a
-:class:`~fsm_live.testing.demo_environments.DemoEnvironment`: by default
-(``fsm-live demo``) a :class:`~fsm_live.testing.lwp_server.LwpServer` and a
-:class:`~fsm_live.testing.proxy.FaultProxy` in front of it on 127.0.0.1, on
+:class:`~fsm_live.demo.environments.DemoEnvironment`: by default
+(``fsm-live demo``) a :class:`~fsm_live.lwp.server.LwpServer` and a
+:class:`~fsm_live.fault_proxy.FaultProxy` in front of it on 127.0.0.1, on
 anyio's asyncio backend; in tests an in-memory one, in virtual time.  The
 client is a :class:`~fsm_live.connection.LiveConnection` (protocol ``lwp``)
 that dials through the network; its ``on_message`` handler takes and counts
@@ -55,23 +55,24 @@ from fsm_live.connection import LiveConnection
 from fsm_live.core.backoff import ExponentialJitter
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import FAILURE_TRIGGERS
-from fsm_live.credentials import CookieCredentials, Secret
-from fsm_live.errors import FsmLiveError
-from fsm_live.testing.demo_environments import (
+from fsm_live.credentials import Secret
+from fsm_live.demo.environments import (
     ITEMS_PER_PUSH,
     PUSH_INTERVAL,
     DemoEnvironment,
     SocketEnvironment,
 )
-from fsm_live.testing.fault_schedule import (
+from fsm_live.errors import ConfigError, FsmLiveError
+from fsm_live.lwp.credentials import CookieCredentials
+from fsm_live.lwp.faults import (
     CloseConnections,
     Drop,
     Fault,
     Reject,
     Restart,
 )
-from fsm_live.testing.lwp_service import FaultEvent, LwpServerStats
-from fsm_live.token_http import TokenFetchFailed
+from fsm_live.lwp.service import FaultEvent, LwpServerStats
+from fsm_live.lwp.token import TokenFetchFailed
 
 __all__ = (
     "DEFAULT_DURATION",
@@ -210,7 +211,7 @@ async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION
                    seed: int = 1, trace: Path,
                    environment: DemoEnvironment | None = None) -> DemoReport:
     """Run the story for about ``duration`` seconds in ``environment`` (default: a
-    :class:`~fsm_live.testing.demo_environments.SocketEnvironment`, which needs
+    :class:`~fsm_live.demo.environments.SocketEnvironment`, which needs
     anyio's asyncio backend); the trace goes to ``trace`` (overwritten).  ``seed``
     seeds the client's jitter.
 
@@ -220,7 +221,7 @@ async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION
     :data:`MIN_DURATION`.
     """
     if not MIN_DURATION <= duration < math.inf:
-        raise ValueError(f"the demo needs a duration of at least {MIN_DURATION:g} s")
+        raise ConfigError("duration", f"the demo needs a duration of at least {MIN_DURATION:g} s")
     # Synchronous on purpose (an empty write): waiting for a worker thread would let
     # a mock clock jump to the next deadline meanwhile.
     trace.write_text("", encoding="utf-8")  # noqa: ASYNC240
@@ -303,13 +304,12 @@ class _Story:
         self._step(f"clean session: pushes of {ITEMS_PER_PUSH} items every "
                    f"{PUSH_INTERVAL:g} s, some duplicated; a token refresh is due after "
                    f"{self.conn.config.token_refresh_interval:g} s")
-        await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 10)
+        await self._until(self._up_name, self._up, 10)
         for _ in range(3):
             await self._send()
             await anyio.sleep(0.5)
         await self._until("a token refresh applied by rotate",
-                          lambda s: s.transitions.get(("CONNECTED", "rotate", "CONNECTING"),
-                                                      0) >= 1,
+                          lambda s: _taken(s, "rotate") >= 1,
                           self.conn.config.token_refresh_interval + 10)
         await self._settle()
 
@@ -318,8 +318,9 @@ class _Story:
         await self._start_at(0.27, f"half-open link: the {net} swallows every byte both ways; "
                                    "only the heartbeat timeout can notice")
         self._fault(f"{net}: black hole, both directions")
+        lost = _taken(self.conn.stats(), "lost")
         await self.env.set_black_hole(True)
-        await self._until("lost by heartbeat timeout", lambda s: s.state == "RECONNECTING",
+        await self._until("lost by heartbeat timeout", lambda s: _taken(s, "lost") > lost,
                           self.conn.config.heartbeat_timeout + 5)
         self._fault(f"{net}: black hole lifted")
         await self.env.set_black_hole(False)
@@ -343,19 +344,19 @@ class _Story:
         await self._settle()
 
     async def _terminal_close(self) -> None:
-        await self._start_at(0.7, "terminal close 4500: FAILED, then the escalation "
-                                  "(re-login) recovers")
+        await self._start_at(0.7, f"terminal close 4500: {self._failed_name}, then the "
+                                  "escalation (re-login) recovers")
         await self._inject(CloseConnections(4500))
         await self._until("reset by the escalation",
-                          lambda s: s.transitions.get(("FAILED", "reset", "RECONNECTING"),
-                                                      0) >= 1, 10)
+                          lambda s: _taken(s, "reset") >= 1, 10)
         await self._settle()
 
     async def _network_down(self) -> None:
         config = self.conn.config
         await self._start_at(0.8, f"the network goes down: max_failures "
-                                  f"({config.max_failures}) in a row, give_up, FAILED; the "
-                                  "re-login cannot reach the server; FAILED retries by itself "
+                                  f"({config.max_failures}) in a row, give_up, "
+                                  f"{self._failed_name}; the re-login cannot reach the "
+                                  f"server; {self._failed_name} retries by itself "
                                   f"after failed_retry_delay ({config.failed_retry_after:g} s, "
                                   "jittered): recover")
         self._fault(f"{self.env.network_name}: down (open links dropped, new ones fail)")
@@ -417,6 +418,18 @@ class _Story:
         self._note(f"the application has taken {self.taken} messages so far")
         self._step(text)
 
+    def _up(self, stats: Stats) -> bool:
+        """Whether the connection is up: in a ``success`` state of the spec."""
+        return stats.state in self.conn.spec.success_states
+
+    @property
+    def _up_name(self) -> str:
+        return " or ".join(sorted(self.conn.spec.success_states))
+
+    @property
+    def _failed_name(self) -> str:
+        return " or ".join(sorted(self.conn.spec.failed_states))
+
     async def _until(self, what: str, done: Callable[[Stats], bool], limit: float) -> None:
         """Wait until ``done(stats)``; raise StoryStuck after ``limit`` seconds."""
         await _bounded(what, limit, self._poll(done))
@@ -428,11 +441,12 @@ class _Story:
                 await self.conn.wait_changed()
 
     async def _settle(self) -> None:
-        """Wait until CONNECTED and stable (a heartbeat acked on this link), then send."""
-        await self._until("CONNECTED", lambda s: s.state == "CONNECTED", 15)
+        """Wait until up (a ``success`` state of the spec) and stable (a heartbeat acked
+        on this link), then send."""
+        await self._until(self._up_name, self._up, 15)
         acked = self.conn.stats().heartbeats_acked
         await self._until("a heartbeat ack",
-                          lambda s: s.state == "CONNECTED" and s.heartbeats_acked > acked, 10)
+                          lambda s: self._up(s) and s.heartbeats_acked > acked, 10)
         await self._send()
 
 

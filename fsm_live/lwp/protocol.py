@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
-from fsm_live.credentials import CredentialsProvider, Secret, provider_failures
+from fsm_live.credentials import CredentialsProvider, Secret, provider_errors
 from fsm_live.errors import TransportError
 from fsm_live.protocols.base import Decoded, Registration
 from fsm_live.transport.base import Message
@@ -121,7 +121,7 @@ class LwpProtocol:
         if not isinstance(credentials, LwpCredentials):
             raise TransportError("lwp registration needs credentials with a token and a "
                                  "device id", kind="registration_rejected")
-        with provider_failures():
+        with provider_errors():
             token = await credentials.access_token()
         return _LwpRegistration(self, token, credentials.device_id)
 

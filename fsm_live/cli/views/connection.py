@@ -17,23 +17,15 @@ from rich.table import Table
 from rich.text import Text
 
 from fsm_live._runtime.stats import Stats
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.core.effects import TransitionRecord
 
-__all__ = ("MESSAGE_CHARS", "STATE_STYLES", "plain_message", "plain_stats", "plain_transition",
+__all__ = ("MESSAGE_CHARS", "plain_message", "plain_stats", "plain_transition",
            "stats_table", "status_panel")
 
 #: A message line shows at most this many characters of the message.
 MESSAGE_CHARS: Final = 500
 
-#: How each state of the default spec is coloured; other states are plain.
-STATE_STYLES = {
-    "DISCONNECTED": "dim",
-    "CONNECTING": "cyan",
-    "CONNECTED": "bold green",
-    "RECONNECTING": "yellow",
-    "FAILED": "bold red",
-    "CLOSED": "dim",
-}
 
 
 def _rtt(stats: Stats) -> str:
@@ -74,12 +66,12 @@ def plain_message(message: Any, at: float, started_at: float) -> str:
     return f"{at - started_at:9.3f}s  message: {text}"
 
 
-def stats_table(stats: Stats) -> Table:
+def stats_table(stats: Stats, *, styles: StateStyles) -> Table:
     """The connection's counters as a two-column table."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    state = Text(stats.state, style=STATE_STYLES.get(stats.state, ""))
+    state = Text(stats.state, style=styles(stats.state))
     rows: list[tuple[str, str | Text]] = [
         ("state", state),
         ("time in state", f"{stats.time_in_state:.1f} s"),
@@ -99,11 +91,12 @@ def stats_table(stats: Stats) -> Table:
 
 
 def status_panel(url: str, stats: Stats, recent: Iterable[TransitionRecord],
-                 started_at: float) -> RenderableType:
+                 started_at: float, *, styles: StateStyles) -> RenderableType:
     """The live status of ``fsm-live connect``: counters and the latest transitions."""
     timeline = Text()
     for record in recent:
         timeline.append(plain_transition(record, started_at) + "\n",
-                        style=STATE_STYLES.get(record.dest, ""))
-    return Panel(Group(stats_table(stats), Text(""), timeline or Text("(no transitions yet)")),
+                        style=styles(record.dest))
+    table = stats_table(stats, styles=styles)
+    return Panel(Group(table, Text(""), timeline or Text("(no transitions yet)")),
                  title=f"fsm-live {url}", title_align="left")

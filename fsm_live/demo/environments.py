@@ -4,13 +4,13 @@ The story (:mod:`fsm_live.demo`) is written against :class:`DemoEnvironment`;
 two implementations carry it out:
 
 * :class:`SocketEnvironment` (``fsm-live demo``): an
-  :class:`~fsm_live.testing.lwp_server.LwpServer` and a
-  :class:`~fsm_live.testing.proxy.FaultProxy` in front of it, on 127.0.0.1,
+  :class:`~fsm_live.lwp.server.LwpServer` and a
+  :class:`~fsm_live.fault_proxy.FaultProxy` in front of it, on 127.0.0.1,
   with real sockets and real time (anyio's asyncio backend).  Network faults are
   the proxy's; the token endpoint is the server's ``GET /token`` through the proxy.
 * :class:`MemoryEnvironment` (tests): a
   :class:`~fsm_live.transport.memory.MemoryNetwork` and a
-  :class:`~fsm_live.testing.lwp_memory.MemoryLwpServer`, on any anyio backend,
+  :class:`~fsm_live.lwp.memory.MemoryLwpServer`, on any anyio backend,
   so the story runs in virtual time (trio's ``MockClock``).  Network faults are
   the URL's overrides and :class:`~fsm_live.transport.memory.ServerLink` methods;
   the token endpoint is a token source that fails as an unreachable one would.
@@ -29,12 +29,13 @@ import anyio
 import anyio.lowlevel
 
 from fsm_live.credentials import Secret
-from fsm_live.testing.fault_schedule import Fault
-from fsm_live.testing.lwp_memory import MemoryLwpServer
-from fsm_live.testing.lwp_server import LwpServer
-from fsm_live.testing.lwp_service import FaultEvent, LwpServerStats
-from fsm_live.testing.proxy import FaultProxy, Faults
-from fsm_live.token_http import HttpTokenSource, TokenFetchFailed
+from fsm_live.errors import UsageError
+from fsm_live.fault_proxy import FaultProxy, Faults
+from fsm_live.lwp.faults import Fault
+from fsm_live.lwp.memory import MemoryLwpServer
+from fsm_live.lwp.server import LwpServer
+from fsm_live.lwp.service import FaultEvent, LwpServerStats
+from fsm_live.lwp.token import HttpTokenSource, TokenFetchFailed
 from fsm_live.transport.base import Transport
 from fsm_live.transport.memory import MemoryNetwork
 
@@ -74,7 +75,7 @@ class DemoEnvironment(Protocol):
     async def fetch_token(self, cookies: Mapping[str, Secret]) -> Secret:
         """A fresh access token from the server's token endpoint, across the network.
 
-        Raises :class:`~fsm_live.token_http.TokenFetchFailed` when the endpoint
+        Raises :class:`~fsm_live.lwp.token.TokenFetchFailed` when the endpoint
         cannot be reached: at once while the network is down, after
         :data:`TOKEN_TIMEOUT` while it is a black hole.
         """
@@ -146,7 +147,7 @@ class SocketEnvironment:
 
     def _running(self) -> tuple[LwpServer, FaultProxy]:
         if self._server is None or self._proxy is None:
-            raise RuntimeError("the environment is not running (use async with)")
+            raise UsageError("the environment is not running (use async with)")
         return self._server, self._proxy
 
     @property

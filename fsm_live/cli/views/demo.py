@@ -15,9 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from fsm_live._runtime.stats import Stats
+from fsm_live.cli.views.connection import plain_transition, stats_table
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.demo import DemoEvent, DemoReport, DemoSummary
-from fsm_live.render import STATE_STYLES, plain_transition, stats_table
 
 __all__ = ("demo_panel", "plain_event", "summary_lines", "summary_tables")
 
@@ -26,25 +27,26 @@ _EVENT_STYLES: Final = {"step": "bold", "fault": "bold magenta", "note": "italic
 
 
 def plain_event(event: DemoEvent) -> str:
-    """One line for a story event, aligned with :func:`~fsm_live.render.plain_transition`."""
+    """One line for a story event, aligned with
+    :func:`~fsm_live.cli.views.connection.plain_transition`."""
     return f"{event.at:9.3f}s  {_MARKS.get(event.kind, '--')} {event.text}"
 
 
-def _line(item: TransitionRecord | DemoEvent, started_at: float) -> Text:
+def _line(item: TransitionRecord | DemoEvent, started_at: float, styles: StateStyles) -> Text:
     if isinstance(item, DemoEvent):
         return Text(plain_event(item), style=_EVENT_STYLES.get(item.kind, ""))
-    return Text(plain_transition(item, started_at), style=STATE_STYLES.get(item.dest, ""))
+    return Text(plain_transition(item, started_at), style=styles(item.dest))
 
 
 def demo_panel(stats: Stats, timeline: Iterable[TransitionRecord | DemoEvent],
                started_at: float, elapsed: float, duration: float,
-               messages_taken: int = 0) -> RenderableType:
+               messages_taken: int = 0, *, styles: StateStyles) -> RenderableType:
     """The live view: the state and counters (and the messages the application
     took), then the latest transitions and events (one line each, cut with an
     ellipsis rather than wrapped)."""
-    lines = Text("\n").join(_line(item, started_at) for item in timeline)
+    lines = Text("\n").join(_line(item, started_at, styles) for item in timeline)
     lines.no_wrap, lines.overflow = True, "ellipsis"
-    counters = stats_table(stats)
+    counters = stats_table(stats, styles=styles)
     counters.add_row("application", f"{messages_taken} messages taken")
     return Panel(Group(counters, Text(""), lines or Text("(starting)")),
                  title=f"fsm-live demo  {elapsed:5.1f} s / {duration:g} s",

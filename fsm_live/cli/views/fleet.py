@@ -1,7 +1,7 @@
 """Rich renderables and plain-text lines for ``fsm-live fleet``.
 
-Like :mod:`fsm_live.render`, everything is a pure function of data (a
-:class:`~fsm_live.fleet_stats.FleetStats` snapshot), so tests render into a
+Like :mod:`fsm_live.cli.views.connection`, everything is a pure function of data (a
+:class:`~fsm_live.fleet.stats.FleetStats` snapshot), so tests render into a
 ``StringIO`` console at a fixed width and compare text.  Account keys and
 errors come from configuration and peers: they are always wrapped in
 :class:`~rich.text.Text`, never parsed as markup.
@@ -14,9 +14,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fsm_live.cli.views.connection import plain_transition
+from fsm_live.cli.views.styles import CRASHED_STYLE, StateStyles
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.fleet_stats import FleetStats
-from fsm_live.render import STATE_STYLES, plain_transition
+from fsm_live.fleet.stats import FleetStats
 
 __all__ = ("fleet_panel", "plain_fleet_transition", "plain_summary", "recent_transitions",
            "state_counts", "worst_table")
@@ -39,18 +40,18 @@ def plain_summary(stats: FleetStats, started_at: float) -> str:
             f"messages {stats.messages_in} in, {stats.messages_out} out")
 
 
-def state_counts(stats: FleetStats) -> Table:
+def state_counts(stats: FleetStats, styles: StateStyles) -> Table:
     """Members per state (every state of the spec), then crashed members."""
     table = Table(box=None, padding=(0, 2), show_edge=False)
     for name in stats.states:
-        table.add_column(Text(name, style=STATE_STYLES.get(name, "")), justify="right")
-    table.add_column(Text("crashed", style="bold red" if stats.crashed else ""),
+        table.add_column(Text(name, style=styles(name)), justify="right")
+    table.add_column(Text("crashed", style=CRASHED_STYLE if stats.crashed else ""),
                      justify="right")
     table.add_row(*(str(count) for count in stats.states.values()), str(stats.crashed))
     return table
 
 
-def worst_table(stats: FleetStats) -> RenderableType:
+def worst_table(stats: FleetStats, styles: StateStyles) -> RenderableType:
     """The members that are not well, worst first (or a line saying all are well)."""
     if not stats.worst:
         return Text("every connection is well", style="green")
@@ -58,23 +59,27 @@ def worst_table(stats: FleetStats) -> RenderableType:
     for column in ("account", "state", "failures", "in state", "last error"):
         table.add_column(column, justify="right" if column in ("failures", "in state") else "left")
     for member in stats.worst:
-        state = "CRASHED" if member.crash is not None else member.state
-        table.add_row(Text(member.key), Text(state, style=STATE_STYLES.get(state, "bold red")),
+        if member.crash is not None:
+            state = Text("CRASHED", style=CRASHED_STYLE)
+        else:
+            state = Text(member.state, style=styles(member.state))
+        table.add_row(Text(member.key), state,
                       str(member.consecutive_failures), f"{member.time_in_state:.1f} s",
                       Text(member.crash or member.last_error or "-"))
     return table
 
 
-def recent_transitions(stats: FleetStats, started_at: float) -> Text:
+def recent_transitions(stats: FleetStats, started_at: float, styles: StateStyles) -> Text:
     """The fleet's latest transitions, one line each, coloured by destination."""
     text = Text()
     for item in stats.recent:
         text.append(plain_fleet_transition(item.key, item.record, started_at) + "\n",
-                    style=STATE_STYLES.get(item.record.dest, ""))
+                    style=styles(item.record.dest))
     return text or Text("(no transitions yet)")
 
 
-def fleet_panel(stats: FleetStats, started_at: float, title: str) -> RenderableType:
+def fleet_panel(stats: FleetStats, started_at: float, title: str, *,
+                styles: StateStyles) -> RenderableType:
     """The live dashboard of ``fsm-live fleet``: counts, totals (connections,
     transitions, failures; heartbeats and messages), the worst members, recent
     transitions."""
@@ -84,8 +89,8 @@ def fleet_panel(stats: FleetStats, started_at: float, title: str) -> RenderableT
     traffic = Text(f"heartbeats {stats.heartbeats_acked}/{stats.heartbeats_sent} acked, "
                    f"messages {stats.messages_in} in, {stats.messages_out} out")
     return Panel(
-        Group(state_counts(stats), Text(""), totals, traffic, Text(""),
+        Group(state_counts(stats, styles), Text(""), totals, traffic, Text(""),
               Text("worst", style="bold"),
-              worst_table(stats), Text(""), Text("recent", style="bold"),
-              recent_transitions(stats, started_at)),
+              worst_table(stats, styles), Text(""), Text("recent", style="bold"),
+              recent_transitions(stats, started_at, styles)),
         title=Text(title), title_align="left")

@@ -1,7 +1,7 @@
 """What an lwp server does, free of any transport: shared by the socket and in-memory servers.
 
-:class:`LwpService` holds everything :class:`~fsm_live.testing.lwp_server.LwpServer`
-(websockets on a port) and :class:`~fsm_live.testing.lwp_memory.MemoryLwpServer`
+:class:`LwpService` holds everything :class:`~fsm_live.lwp.server.LwpServer`
+(websockets on a port) and :class:`~fsm_live.lwp.memory.MemoryLwpServer`
 (on a :class:`~fsm_live.transport.memory.MemoryNetwork`) have in common; they only
 move frames and carry out the faults that need their transport (closing,
 dropping, refusing).  The service's contract:
@@ -47,8 +47,8 @@ import attrs
 
 from fsm_live.credentials import Secret, parse_cookies
 from fsm_live.errors import ConfigError
-from fsm_live.protocols.lwp import new_mid
-from fsm_live.testing.fault_schedule import BlackHole, Fault, RefuseRegistration, Reject
+from fsm_live.lwp.faults import BlackHole, Fault, RefuseRegistration, Reject
+from fsm_live.lwp.protocol import new_mid
 
 __all__ = (
     "MAX_RECORDED",
@@ -59,7 +59,7 @@ __all__ = (
     "LwpSession",
 )
 
-logger = logging.getLogger("fsm_live.testing.lwp_server")
+logger = logging.getLogger("fsm_live.lwp.server")
 
 #: Tokens remembered (oldest forgotten first); acks and requests recorded.
 MAX_TOKENS: Final = 1024

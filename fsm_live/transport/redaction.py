@@ -1,24 +1,23 @@
-"""Keeping secrets out of what fsm_live shows: URLs, and websockets' DEBUG logs.
+"""Keeping secrets out of websockets' DEBUG logs.
 
-:func:`safe_url` is a URL as logs, reprs and errors may show it.
+(URLs as logs, reprs and errors may show them: :func:`fsm_live.transport.url.safe_url`.)
 
 At DEBUG websockets logs every handshake header (Cookie, Authorization, a
 Set-Cookie), the request line with its query string, and the start and end of
 every frame (which may carry a token).  :func:`redacting_logger` wraps one of its
 loggers so that header names, the request path, frame types and sizes stay, and
 values go.  The client (:mod:`fsm_live.transport.websocket`) and the local test
-server (:mod:`fsm_live.testing.lwp_server`) both log through it.
+server (:mod:`fsm_live.lwp.server`) both log through it.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.frames import Frame
 
-__all__ = ("redacting_logger", "safe_url")
+__all__ = ("REDACTED", "redacting_logger")
 
 REDACTED = "[redacted]"
 
@@ -51,16 +50,3 @@ def _redact(msg: object, args: tuple[object, ...]) -> tuple[object, ...]:
         frame = args[0]
         return (f"{frame.opcode.name} [{len(frame.data)} bytes]",)
     return args
-
-
-def safe_url(url: str) -> str:
-    """``url`` without user info, query or fragment (they may carry secrets).  Never raises."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # not a URL, or a bad port: show nothing that could be a secret
-        return "<invalid URL>"
-    host = parts.hostname or ""
-    if port is not None:
-        host = f"{host}:{port}"
-    return f"{parts.scheme}://{host}{parts.path}"

@@ -4,15 +4,15 @@
 picks a free port; see :attr:`LwpServer.port`), so it needs anyio's **asyncio**
 backend.  It plays the messaging service the lwp client talks to; what it
 answers (tokens, registration, heartbeats, pushes with duplicates, acks) is
-:class:`~fsm_live.testing.lwp_service.LwpService`'s, shared with the in-memory
-:class:`~fsm_live.testing.lwp_memory.MemoryLwpServer`:
+:class:`~fsm_live.lwp.service.LwpService`'s, shared with the in-memory
+:class:`~fsm_live.lwp.memory.MemoryLwpServer`:
 
 * ``GET /token`` (plain HTTP on the same port, answered from websockets'
   ``process_request`` hook) issues an access token: it needs a ``Cookie`` header
   with a ``unb`` cookie and answers ``{"token": "..."}`` (401 without ``unb``,
   400 for a malformed Cookie header).  In-process code calls
   :meth:`LwpServer.issue_token` / :meth:`LwpServer.revoke_token`, or passes
-  :meth:`LwpServer.token_source` to :class:`~fsm_live.credentials.CookieCredentials`.
+  :meth:`LwpServer.token_source` to :class:`~fsm_live.lwp.credentials.CookieCredentials`.
 * ``/reg`` is answered with code 200 and the request's mid when its ``token`` was
   issued and not revoked and its ``did`` ends with ``-<unb>`` of that token's
   user; otherwise with code 401.
@@ -25,7 +25,7 @@ answers (tokens, registration, heartbeats, pushes with duplicates, acks) is
   de-duplication.  The client's acks (code-200 replies echoing a push's mid) are
   recorded.
 
-Faults (:mod:`fsm_live.testing.fault_schedule`) fire from ``schedule`` at their
+Faults (:mod:`fsm_live.lwp.faults`) fire from ``schedule`` at their
 offsets from the server's start, or at once through :meth:`LwpServer.inject`.
 Each firing, and the end of a timed fault, is reported to the callbacks given
 to :meth:`LwpServer.on_fault`.
@@ -55,8 +55,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from fsm_live.credentials import Secret
-from fsm_live.redaction import redacting_logger
-from fsm_live.testing.fault_schedule import (
+from fsm_live.errors import UsageError
+from fsm_live.lwp.faults import (
     BlackHole,
     CloseConnections,
     Drop,
@@ -64,13 +64,14 @@ from fsm_live.testing.fault_schedule import (
     Restart,
     ScheduledFault,
 )
-from fsm_live.testing.lwp_service import (
+from fsm_live.lwp.service import (
     MAX_RECORDED,
     MAX_TOKENS,
     FaultEvent,
     LwpServerStats,
     LwpService,
 )
+from fsm_live.transport.redaction import redacting_logger
 
 __all__ = ("MAX_RECORDED", "MAX_TOKENS", "FaultEvent", "LwpServer", "LwpServerStats")
 
@@ -119,7 +120,7 @@ class LwpServer:
 
     async def __aenter__(self) -> Self:
         if self._task_group is not None:
-            raise RuntimeError("an LwpServer can be entered only once")
+            raise UsageError("an LwpServer can be entered only once")
         await self._listen()
         self.service.start()
         task_group = anyio.create_task_group()
@@ -233,7 +234,7 @@ class LwpServer:
 
     def _running(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:
-            raise RuntimeError("the LwpServer is not running (use async with)")
+            raise UsageError("the LwpServer is not running (use async with)")
         return self._task_group
 
     async def _end_later(self, fault: Fault, delay: float) -> None:

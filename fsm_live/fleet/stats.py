@@ -19,6 +19,7 @@ import attrs
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.errors import ConfigError
 from fsm_live.spec import StateSpec
 
 __all__ = ("ConnectionSummary", "FleetStats", "FleetTransition", "TransitionRate", "summarize")
@@ -96,7 +97,7 @@ class TransitionRate:
 
     def __init__(self, window: float = 60.0, resolution: float = 1.0) -> None:
         if not (window > 0 and resolution > 0 and math.isfinite(window)):
-            raise ValueError(f"window and resolution must be positive, got {window}, "
+            raise ConfigError("window", f"window and resolution must be positive, got {window}, "
                              f"{resolution}")
         self.window = window
         self.resolution = resolution

@@ -242,7 +242,7 @@ def default_spec_path() -> Path:
     packaged = importlib.resources.files("fsm_live") / "specs" / "connection.yaml"
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "specs" / "connection.yaml"
+    return Path(__file__).resolve().parents[2] / "specs" / "connection.yaml"
 
 
 # -- YAML with line numbers -----------------------------------------------------------------

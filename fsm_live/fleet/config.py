@@ -34,7 +34,7 @@ separated by ``;`` or by line breaks; they are sent as the handshake's
 token is fetched with an HTTP GET of ``token_url`` (default: ``http://HOST:PORT/token``
 of ``url``, ``https`` for ``wss``), as ``fsm-live connect --protocol lwp`` does:
 both build their credentials with
-:func:`~fsm_live.account_credentials.lwp_credentials`.  ``token_url`` is only
+:func:`~fsm_live.lwp.credentials.lwp_credentials`.  ``token_url`` is only
 allowed on ``lwp`` accounts.
 
 Every problem raises :class:`~fsm_live.errors.ConfigError` whose field names the
@@ -53,11 +53,11 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from fsm_live.account_credentials import lwp_credentials, parse_cookie_text, read_cookies_file
 from fsm_live.config import Config
+from fsm_live.connection import PROTOCOLS
 from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials, cookie_header
 from fsm_live.errors import ConfigError
-from fsm_live.protocols import PROTOCOLS
+from fsm_live.lwp.credentials import lwp_credentials, parse_cookie_text, read_cookies_file
 
 __all__ = ("Account", "FleetConfig")
 
@@ -72,7 +72,7 @@ class Account:
 
     ``cookies`` is the ``Cookie`` header value (a :class:`Secret`), or None;
     ``token_url`` is where an ``lwp`` account fetches its access token (None:
-    the default of :func:`~fsm_live.account_credentials.lwp_credentials`).  An
+    the default of :func:`~fsm_live.lwp.credentials.lwp_credentials`).  An
     ``lwp`` account needs cookies, and only an ``lwp`` account may have a
     ``token_url`` (ConfigError otherwise; :meth:`FleetConfig.load` checks more,
     such as the ``unb`` cookie, and says where).  The repr shows neither the
@@ -96,9 +96,9 @@ class Account:
     def credentials(self) -> CredentialsProvider | None:
         """A new credentials provider for one connection of this account.
 
-        ``lwp``: a :class:`~fsm_live.credentials.CookieCredentials` fetching its
+        ``lwp``: a :class:`~fsm_live.lwp.credentials.CookieCredentials` fetching its
         token from ``token_url`` (see
-        :func:`~fsm_live.account_credentials.lwp_credentials`, whose
+        :func:`~fsm_live.lwp.credentials.lwp_credentials`, whose
         ConfigError it raises for cookies or a token URL that
         :meth:`FleetConfig.load` would have refused).  Other protocols: fixed
         ``Cookie`` headers, or None without cookies.

@@ -35,17 +35,18 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self, Unpack
 
 import anyio
 import anyio.abc
 import attrs
 
-from fsm_live.connection import LiveConnection, default_machine
+from fsm_live.connection import ConnectionOptions, LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
-from fsm_live.fleet_stats import FleetStats, FleetTransition, TransitionRate, summarize
+from fsm_live.errors import ConfigError, NotAMember, UsageError
+from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
 
 __all__ = ("DEFAULT_RECONNECTS_PER_SECOND", "Fleet", "FleetObserver")
 
@@ -109,9 +110,9 @@ class Fleet:
         reconnects_per_second: float | None = DEFAULT_RECONNECTS_PER_SECOND,
     ) -> None:
         if not close_timeout > 0:
-            raise ValueError(f"close_timeout must be positive, got {close_timeout!r}")
+            raise ConfigError("close_timeout", f"must be positive, got {close_timeout!r}")
         if recent < 0 or worst < 0:
-            raise ValueError(f"recent and worst must be >= 0, got {recent}, {worst}")
+            raise ConfigError("recent", f"recent and worst must be >= 0, got {recent}, {worst}")
         self.machine = machine or default_machine()
         self.pacer = (None if reconnects_per_second is None
                       else ReconnectPacer(reconnects_per_second))
@@ -137,7 +138,7 @@ class Fleet:
 
     async def __aenter__(self) -> Self:
         if self._task_group is not None or self._closing:
-            raise RuntimeError("a Fleet can be entered only once")
+            raise UsageError("a Fleet can be entered only once")
         self._started_at = anyio.current_time()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -159,20 +160,22 @@ class Fleet:
 
     # -- membership --------------------------------------------------------------------
 
-    async def add(self, key: str, url: str, **options: Any) -> LiveConnection:
+    async def add(self, key: str, url: str, **options: Unpack[ConnectionOptions]
+                  ) -> LiveConnection:
         """Start a connection to ``url`` as member ``key``; return it once entered.
 
-        ``options`` are :class:`LiveConnection`'s, except ``machine`` (the fleet's
-        is shared; a TypeError).  Returns as soon as the connection started
-        (CONNECTING); wait with :meth:`LiveConnection.wait_for`.  Raises
-        ValueError if ``key`` is a member already, ConfigError for a bad URL or
-        option, what entering the connection raised (say, an unwritable
-        ``trace`` path; the key is then not added), and RuntimeError outside
+        ``options`` are :class:`LiveConnection`'s (:class:`ConnectionOptions`),
+        except ``machine`` and ``pacer`` (the fleet's are shared; a TypeError).
+        Returns as soon as the connection started (left its initial state); wait
+        with :meth:`LiveConnection.wait_for`.  Raises :class:`ConfigError` if
+        ``key`` is a member already or for a bad URL or option, what entering the
+        connection raised (say, an unwritable ``trace`` path; the key is then not
+        added), and :class:`UsageError` outside
         ``async with``.
         """
         async with self._exclusive(key):
             if key in self._members:
-                raise ValueError(f"{key!r} is already in the fleet")
+                raise ConfigError("key", f"{key!r} is already in the fleet")
             connection = self._build(key, url, options)
             await self._start(_Member(key, connection))
             return connection
@@ -191,7 +194,8 @@ class Fleet:
             del self._members[key]
             self._forget(member)
 
-    async def replace(self, key: str, url: str, **options: Any) -> LiveConnection:
+    async def replace(self, key: str, url: str, **options: Unpack[ConnectionOptions]
+                      ) -> LiveConnection:
         """Close member ``key``'s connection, then start a new one to ``url``.
 
         The new connection is built (and its options checked) before the old one
@@ -213,7 +217,7 @@ class Fleet:
         try:
             return self._members[key].connection
         except KeyError:
-            raise KeyError(key) from None
+            raise NotAMember(f"{key!r} is not a member of the fleet") from None
 
     def __contains__(self, key: object) -> bool:
         return key in self._members
@@ -236,7 +240,7 @@ class Fleet:
         try:
             return self._members[key].crash
         except KeyError:
-            raise KeyError(key) from None
+            raise NotAMember(f"{key!r} is not a member of the fleet") from None
 
     # -- observing ---------------------------------------------------------------------
 
@@ -283,9 +287,9 @@ class Fleet:
 
     def _task_group_or_raise(self) -> anyio.abc.TaskGroup:
         if self._closing:
-            raise RuntimeError("the fleet is closed")
+            raise UsageError("the fleet is closed")
         if self._task_group is None:
-            raise RuntimeError("the fleet is not running (use async with)")
+            raise UsageError("the fleet is not running (use async with)")
         return self._task_group
 
     def _member(self, key: str) -> _Member:
@@ -293,7 +297,7 @@ class Fleet:
         try:
             return self._members[key]
         except KeyError:
-            raise KeyError(key) from None
+            raise NotAMember(f"{key!r} is not a member of the fleet") from None
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, key: str) -> AsyncIterator[None]:
@@ -308,7 +312,7 @@ class Fleet:
             del self._busy[key]
             done.set()
 
-    def _build(self, key: str, url: str, options: dict[str, Any]) -> LiveConnection:
+    def _build(self, key: str, url: str, options: ConnectionOptions) -> LiveConnection:
         if "machine" in options or "pacer" in options:
             raise TypeError("a fleet's connections share its machine and pacer; "
                             "configure them with Fleet()")

@@ -1,7 +1,7 @@
 """The lwp server on a :class:`~fsm_live.transport.memory.MemoryNetwork`: virtual-time friendly.
 
-:class:`MemoryLwpServer` answers what :class:`~fsm_live.testing.lwp_server.LwpServer`
-answers (the same :class:`~fsm_live.testing.lwp_service.LwpService`), on the
+:class:`MemoryLwpServer` answers what :class:`~fsm_live.lwp.server.LwpServer`
+answers (the same :class:`~fsm_live.lwp.service.LwpService`), on the
 :class:`~fsm_live.transport.memory.ServerLink`\\ s of one URL, on any anyio
 backend, so a client can be tested through hours of pushes and faults under
 trio's ``MockClock`` in a moment.  It uses only the public API of
@@ -39,15 +39,15 @@ import anyio
 import anyio.abc
 
 from fsm_live.credentials import Secret
-from fsm_live.errors import TransportError
-from fsm_live.testing.fault_schedule import (
+from fsm_live.errors import TransportError, UsageError
+from fsm_live.lwp.faults import (
     BlackHole,
     CloseConnections,
     Drop,
     Fault,
     Restart,
 )
-from fsm_live.testing.lwp_service import FaultEvent, LwpServerStats, LwpService
+from fsm_live.lwp.service import FaultEvent, LwpServerStats, LwpService
 from fsm_live.transport.base import Target
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
 
@@ -146,7 +146,7 @@ class MemoryLwpServer:
     Clients dial through :attr:`transport` (a plain
     :class:`~fsm_live.transport.memory.MemoryTransport` works too, but its
     handshakes never meet a ``reject`` fault).  The other arguments are
-    :class:`~fsm_live.testing.lwp_service.LwpService`'s.
+    :class:`~fsm_live.lwp.service.LwpService`'s.
     """
 
     def __init__(self, network: MemoryNetwork, url: str, *,
@@ -175,7 +175,7 @@ class MemoryLwpServer:
 
     async def __aenter__(self) -> Self:
         if self._stack is not None:
-            raise RuntimeError("a MemoryLwpServer can be entered only once")
+            raise UsageError("a MemoryLwpServer can be entered only once")
         self.service.start()
         async with contextlib.AsyncExitStack() as stack:
             # Left in reverse: first the links close (1001) and their handlers are
@@ -246,7 +246,7 @@ class MemoryLwpServer:
 
     def _running(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:
-            raise RuntimeError("the MemoryLwpServer is not running (use async with)")
+            raise UsageError("the MemoryLwpServer is not running (use async with)")
         return self._task_group
 
     async def _end_later(self, fault: BlackHole) -> None:

@@ -23,7 +23,7 @@ import anyio.abc
 
 from fsm_live.credentials import Secret, cookie_header
 from fsm_live.errors import ConfigError, FsmLiveError
-from fsm_live.redaction import safe_url
+from fsm_live.transport.url import safe_url
 
 __all__ = ("MAX_RESPONSE", "HttpTokenSource", "TokenFetchFailed", "fetch_token",
            "token_url_for")

@@ -37,7 +37,7 @@ import attrs
 from anyio.abc import SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["Direction", "FaultProxy", "Faults", "ProxyStats"]
+__all__ = ("Direction", "FaultProxy", "Faults", "ProxyStats")
 
 # Chunks read but not yet forwarded, per direction, before the proxy stops reading
 # (and TCP flow control pushes back on the sender).
