@@ -61,6 +61,58 @@ CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 PAGE: Final = os.sysconf("SC_PAGE_SIZE")
 
 
+# -- command lines ----------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` that reports a bad argument in one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def json_path(text: str) -> Path:
+    """``--json FILE``: checked before the run, so a long run never ends in a traceback."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not path.resolve().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {str(path.parent)!r}")
+    return path
+
+
+def variant_list(parser: argparse.ArgumentParser, text: str,
+                 known: Sequence[str]) -> tuple[str, ...]:
+    """``--variants A,B``: the names, in order, each known; a parser error otherwise."""
+    variants = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not variants:
+        parser.error("--variants: no variant given")
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return variants
+
+
 # -- machine, statistics, output --------------------------------------------------------------
 
 
@@ -515,7 +567,7 @@ async def _serve(mode: str, port: int, at: float | None) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="a benchmark server (see the docstring)")
+    parser = Parser(description="a benchmark server (see the docstring)")
     parser.add_argument("serve", choices=["serve"])
     parser.add_argument("mode", choices=["raw", "hold", "accept_close", "proxy"])
     parser.add_argument("--port", type=int, default=0)

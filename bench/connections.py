@@ -17,6 +17,9 @@ variant), 100 opening at a time:
   and open-time baseline);
 * ``bare``: the same plus, in the holding task, a WebSocket ping every ``interval``
   seconds awaiting its pong (the CPU baseline: "raw plus the same heartbeats");
+* ``keepalive``: websockets' asyncio client with its own keepalive,
+  ``ping_interval=interval``, ``ping_timeout=interval`` (a task per connection inside
+  websockets; what a hand-rolled websockets client gets without writing a ping loop);
 * ``fsm_live``: ``fsm_live.connect(url, protocol="ping")`` on asyncio,
   ``heartbeat_interval=interval``, ``heartbeat_timeout=2*interval``;
 * ``picows``: picows' ``ws_connect`` with a plain ``WSListener`` (auto-pong on, no
@@ -35,7 +38,7 @@ its CPU time (``/proc/PID/stat`` utime+stime) over the idle window, which starts
 
 Variants run in ABBA order over repetitions; ratios (fsm_live / raw RSS per
 connection, fsm_live / bare CPU, fsm_live / raw open time) are taken within one
-repetition; the table shows their medians and ranges.  Targets (issue "Runtime v2"):
+repetition; the table shows their medians and ranges.  Targets:
 RSS per connection <= 0.75 x raw, CPU <= 1.0 x bare, open all <= 1.2 x raw.
 Defaults: 10,000 connections, 15 s heartbeats (the library's default), a 45 s window;
 ``--quick``: 1,000 connections, 1.5 s heartbeats, a 6 s window.  10,000 connections
@@ -63,10 +66,11 @@ RSS_FACTOR: Final = 0.75  # fsm_live RSS per connection <= 0.75 x raw's
 CPU_FACTOR: Final = 1.0  # fsm_live CPU <= 1.0 x bare's
 OPEN_FACTOR: Final = 1.2  # fsm_live time to open all <= 1.2 x raw's
 OPEN_CONCURRENCY: Final = 100
-VARIANTS: Final = ("raw", "bare", "fsm_live", "picows", "picows-ping", "fsm_live-trio",
-                   "raw-trio", "bare-trio")
+VARIANTS: Final = ("raw", "bare", "keepalive", "fsm_live", "picows", "picows-ping",
+                   "fsm_live-trio", "raw-trio", "bare-trio")
 #: What each variant is compared with: (memory and open-time baseline, CPU baseline).
-PEERS: Final = {"fsm_live": ("raw", "bare"), "picows": ("raw", None),
+PEERS: Final = {"fsm_live": ("raw", "bare"), "keepalive": ("raw", "bare"),
+                "picows": ("raw", None),
                 "picows-ping": ("raw", "bare"), "fsm_live-trio": ("raw", "bare")}
 TRIO_PEERS: Final = {"fsm_live-trio": ("raw-trio", "bare-trio")}
 
@@ -118,11 +122,13 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
             pong = await ws.ping()
             await pong.wait() if on_trio else await pong
 
-    async def raw_asyncio(keepalive: bool) -> None:
+    async def raw_asyncio(keepalive: bool, own_pings: bool = False) -> None:
         await gate.acquire()
         try:
             ws = await websockets.asyncio.client.connect(
-                url, ping_interval=None, compression=None, open_timeout=60)
+                url, ping_interval=interval if own_pings else None,
+                ping_timeout=interval if own_pings else None, compression=None,
+                open_timeout=60)
         except Exception:
             one_opened(False)
             return
@@ -194,6 +200,8 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
         body, args = with_picows, (variant == "picows-ping",)
     elif on_trio:
         body, args = raw_trio, (variant == "bare-trio",)
+    elif variant == "keepalive":
+        body, args = raw_asyncio, (False, True)
     else:
         body, args = raw_asyncio, (variant == "bare",)
 
@@ -271,13 +279,18 @@ def ratios(runs: list[dict[str, Any]], variant: str, peer: str | None, key: str)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="1,000 connections, 1.5 s heartbeats")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
-    parser.add_argument("--n", type=int, default=None, help="connections per variant")
-    parser.add_argument("--interval", type=float, default=None, help="heartbeat interval (s)")
-    parser.add_argument("--window", type=float, default=None, help="idle window (s)")
-    parser.add_argument("--reps", type=int, default=1, help="repetitions (ABBA order)")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
+    parser.add_argument("--n", type=common.positive_int, default=None,
+                        help="connections per variant")
+    parser.add_argument("--interval", type=common.positive_float, default=None,
+                        help="heartbeat interval (s)")
+    parser.add_argument("--window", type=common.positive_float, default=None,
+                        help="idle window (s)")
+    parser.add_argument("--reps", type=common.positive_int, default=1,
+                        help="repetitions (ABBA order)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -295,10 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             asyncio.run(child(args.child, args.url, n, interval))
         return 0
-    variants = tuple(v for v in args.variants.split(",") if v)
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variant(s) {sorted(unknown)}")
+    variants = common.variant_list(parser, args.variants, VARIANTS)
     if find_spec("picows") is None:
         print("picows is not installed (pip install picows): its variants are skipped")
         variants = tuple(v for v in variants if not v.startswith("picows"))

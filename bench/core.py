@@ -18,14 +18,13 @@ figures as JSON.  How it measures:
 * memory is the ``tracemalloc`` delta of Python allocations (bytes traced after minus
   before, objects kept alive) divided by the number of models.
 
-Targets come from ARCHITECTURE.md (section 6) and the issue: a step without task effects
-<= 15 us median, one connection model <= 10 KiB at 10,000 models.  Rows marked ``ref``
-compare with a figure measured before (ARCHITECTURE.md section 6) and have no target.
+Targets: a step without task effects <= 15 us median, one connection model <= 10 KiB at
+10,000 models.  Rows marked ``ref`` compare with a reference figure of the design (a
+plain ``transitions`` machine) and have no target.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -45,7 +44,8 @@ from typing import Any, Final
 _ROOT: Final = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
 from transitions import Machine  # noqa: E402
 
 from fsm_live import Config, Spec  # noqa: E402
@@ -388,7 +388,7 @@ def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine,
 
     rows.append(summarize(group, f"NOT shared: one LifecycleMachine per model, {unshared}",
                           unshared, [traced_bytes_per(unshared_models, unshared)], unit="B",
-                          reference="~45 KB (ARCHITECTURE s.6: ~45 KB vs ~8 KB)"))
+                          reference="~45 KB"))
 
     # Where an unshared machine's bytes go.
     def machines_only(count: int = unshared) -> list[object]:
@@ -477,7 +477,7 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
         return batch, n // 2 * 2
 
     rows.append(summarize(group, "SpecMachine.fire, tiny spec, no-op callbacks", n,
-                          time_runs(spec_machine_tiny, plan), reference="~6 us (s.6)",
+                          time_runs(spec_machine_tiny, plan), reference="~6 us",
                           note="shared Machine, send_event, 4 callbacks by name"))
 
     shared = SpecMachine(spec)
@@ -495,7 +495,7 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
         return batch, n // 3 * 3
 
     rows.append(summarize(group, "SpecMachine.fire, default spec cycle, no-op callbacks", n,
-                          time_runs(spec_machine_default, plan), reference="~6 us (s.6)"))
+                          time_runs(spec_machine_default, plan), reference="~6 us"))
 
     def bare_machine() -> tuple[Callable[[], object], int]:
         model = _BareModel()
@@ -513,7 +513,7 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
         return batch, n // 2 * 2
 
     rows.append(summarize(group, "transitions.Machine trigger, bare (model.go())", n,
-                          time_runs(bare_machine, plan), reference="~6 us (s.6)",
+                          time_runs(bare_machine, plan), reference="~6 us",
                           note="no callbacks, no send_event"))
 
     def dict_fsm() -> tuple[Callable[[], object], int]:
@@ -528,7 +528,7 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
         return batch, n // 2 * 2
 
     rows.append(summarize(group, "dict-lookup FSM fire()", n, time_runs(dict_fsm, plan),
-                          reference="~0.22 us (s.6)"))
+                          reference="~0.22 us"))
     return rows
 
 
@@ -592,9 +592,10 @@ def render(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 1 min)")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
 

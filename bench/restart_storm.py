@@ -33,13 +33,12 @@ window is reported for both.  "Back" is the first CONNECTED (or new ``ws``) afte
 kill, measured from the kill.  Log output is silenced.  Variants run in ABBA order over
 repetitions; the table shows medians (and ranges) over repetitions.
 
-Targets (issue "Runtime v2"), for every variant: the busiest 100 ms holds <= 5% of the
+Targets, for every variant: the busiest 100 ms holds <= 5% of the
 attempts at the client and at the server, and the median client is back within 2 s.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -51,7 +50,8 @@ import _common as common
 import anyio
 
 import fsm_live
-from fsm_live import Config, FixedDelay, ReconnectPacer
+from fsm_live import Config, FixedDelay
+from fsm_live.core import ReconnectPacer
 
 TARGET: Final = 0.05
 BACK_P50_TARGET: Final = 2.0
@@ -174,18 +174,16 @@ async def storm(variant: str, n: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="200 clients, 1 repetition")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
-    parser.add_argument("--clients", type=int, default=None)
-    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
+    parser.add_argument("--clients", type=common.positive_int, default=None)
+    parser.add_argument("--reps", type=common.positive_int, default=None)
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     args = parser.parse_args(argv)
-    variants = tuple(v for v in args.variants.split(",") if v)
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variant(s) {sorted(unknown)}")
+    variants = common.variant_list(parser, args.variants, VARIANTS)
     n = args.clients or (200 if args.quick else 1_000)
     reps = args.reps or (1 if args.quick else 3)
     common.raise_nofile()

@@ -32,13 +32,12 @@ repetitions:
 Each round trip is timed with ``time.perf_counter`` (the same cost in every variant);
 the table shows the mean per round trip (run time / trips; for ``picows-cb``, the only
 figure it has) and the p50 and p99 of single trips, each the median over repetitions,
-and the ratio of means to raw's within a repetition.  Target (issue "Runtime v2"),
+and the ratio of means to raw's within a repetition.  Target,
 fsm_live on asyncio: no slower than raw (ratio of means <= 1.0).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -237,20 +236,21 @@ def measure(url: str, n: int, reps: int, variants: tuple[str, ...]) -> list[dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2,000 trips per run, 3 reps")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
-    parser.add_argument("--trips", type=int, default=None, help="round trips per run")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
+    parser.add_argument("--reps", type=common.positive_int, default=None,
+                        help="repetitions (default 5)")
+    parser.add_argument("--trips", type=common.positive_int, default=None,
+                        help="round trips per run")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from {', '.join(VARIANTS)} (raw is always run)")
     args = parser.parse_args(argv)
     n = args.trips or (2_000 if args.quick else 20_000)
     reps = args.reps or (3 if args.quick else 5)
-    variants = tuple(dict.fromkeys(["raw", *(v for v in args.variants.split(",") if v)]))
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variant(s) {sorted(unknown)}")
+    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants,
+                                                                VARIANTS)]))
     if find_spec("picows") is None:
         print("picows is not installed (pip install picows): its variants are skipped")
         variants = tuple(v for v in variants if not v.startswith("picows"))

@@ -42,13 +42,12 @@ A run is timed from the command (flood / count) to the last message received, or
 server's ``{"done": true}``.  ``conn.send`` never waits while the link takes the bytes;
 it waits only while the link's write buffer is above its high mark.  The ratio is a
 variant's messages per second over raw's within one repetition; the table shows the
-median and the range over repetitions.  Targets (issue "Runtime v2"), fsm_live on
+median and the range over repetitions.  Targets, fsm_live on
 asyncio: receive >= 1.0 x raw, send >= 0.95 x raw.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -314,20 +313,21 @@ def measure(url: str, n: int, reps: int, variants: tuple[str, ...]) -> list[dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="20,000 messages (< 1 min)")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
-    parser.add_argument("--messages", type=int, default=None, help="messages per run")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
+    parser.add_argument("--reps", type=common.positive_int, default=None,
+                        help="repetitions (default 5)")
+    parser.add_argument("--messages", type=common.positive_int, default=None,
+                        help="messages per run")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from {', '.join(VARIANTS)} (raw is always run)")
     args = parser.parse_args(argv)
     n = args.messages or (20_000 if args.quick else 200_000)
     reps = args.reps or 5
-    variants = tuple(dict.fromkeys(["raw", *(v for v in args.variants.split(",") if v)]))
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variant(s) {sorted(unknown)}")
+    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants,
+                                                                VARIANTS)]))
     if find_spec("picows") is None:
         print("picows is not installed (pip install picows): its variant is skipped")
         variants = tuple(v for v in variants if v != "picows")
