@@ -4,6 +4,7 @@ Usage::
 
     python bench/cpuprofile.py SCENARIO [--variant fsm_live|raw|bare] [--n N] [--top K]
                                [--interval S] [--window S] [--sort tottime|cumtime]
+                               [--quick]
 
 Not a benchmark with a target (cProfile slows Python code down, C code much less, so
 shares are skewed towards Python): it tells what a figure of ``connections.py``,
@@ -202,23 +203,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=common.positive_float, default=10.0)
     parser.add_argument("--top", type=common.positive_int, default=30)
     parser.add_argument("--sort", choices=("tottime", "cumtime"), default="tottime")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tenth of the default size and a 2 s window (a smoke test)")
     args = parser.parse_args(argv)
+    scale = 10 if args.quick else 1
+    window = 2.0 if args.quick else args.window
     common.raise_nofile()
     common.quiet_logs()
     profile = cProfile.Profile()
     server_mode = "hold" if args.scenario in ("idle", "open") else "raw"
     with common.ServerProcess(server_mode) as server:
         if args.scenario == "idle":
-            asyncio.run(idle(server.url, args.variant, args.n or 1000, args.interval,
-                             args.window, profile))
+            asyncio.run(idle(server.url, args.variant, args.n or 1000 // scale, args.interval,
+                             window, profile))
         elif args.scenario == "open":
-            asyncio.run(open_many(server.url, args.variant, args.n or 1000, profile))
+            asyncio.run(open_many(server.url, args.variant, args.n or 1000 // scale, profile))
         elif args.scenario == "recv":
-            asyncio.run(recv(server.url, args.variant, args.n or 100_000, args.protocol,
+            asyncio.run(recv(server.url, args.variant, args.n or 100_000 // scale, args.protocol,
                              profile))
         else:
-            asyncio.run(roundtrip(server.url, args.variant, args.n or 20_000, args.protocol,
-                                  profile))
+            asyncio.run(roundtrip(server.url, args.variant, args.n or 20_000 // scale,
+                                  args.protocol, profile))
     adapter = f" ({args.protocol})" if args.scenario in ("recv", "roundtrip") else ""
     print(f"{args.scenario}, {args.variant}{adapter}")
     report(profile, args.top, args.sort)

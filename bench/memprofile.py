@@ -4,6 +4,7 @@ Usage::
 
     python bench/memprofile.py [--variant fsm_live|raw|picows|fsm_live-trio|raw-trio]
                                [--n N] [--interval S] [--settle S] [--top K] [--json FILE]
+                               [--by line|line+inner|file] [--quick]
 
 Not a benchmark with a target: the profile behind the RSS figures of
 ``bench/connections.py``.  In this process, on asyncio (or trio for ``-trio``), against
@@ -175,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                              "the innermost frame, or the fsm_live file and the library "
                              "that allocated")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
+    parser.add_argument("--quick", action="store_true",
+                        help="100 connections, 1.5 s idle (a smoke test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.settle = min(args.n, 100), min(args.settle, 1.5)
     common.raise_nofile()
     common.quiet_logs()
     snapshots: list[Any] = []
