@@ -10,7 +10,9 @@
     frame a client sends is a JSON command: ``{"cmd": "flood", "n": N, "size": S}``
     writes N pre-built ~S-byte JSON text frames in one go (the server costs next to
     nothing, so the client is the bottleneck); ``{"cmd": "count", "n": N}`` counts N
-    data frames (headers parsed, payloads not unmasked) and answers ``{"done": N}``.
+    data frames (headers parsed, payloads not unmasked) and answers ``{"done": N}``;
+    ``{"cmd": "echo"}`` sends every later data frame back as a text frame (unmasked
+    with websockets' C ``apply_mask``), for request/response round trips.
   - ``hold``: a websockets asyncio server whose handler waits until the client
     closes (pongs are automatic); no keepalive, no compression, backlog 4096.  It
     logs the ``time.monotonic()`` of every opening-handshake request (CLOCK_MONOTONIC
@@ -46,7 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,6 +59,58 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without installing
 HOST: Final = "127.0.0.1"
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 PAGE: Final = os.sysconf("SC_PAGE_SIZE")
+
+
+# -- command lines ----------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` that reports a bad argument in one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def json_path(text: str) -> Path:
+    """``--json FILE``: checked before the run, so a long run never ends in a traceback."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not path.resolve().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {str(path.parent)!r}")
+    return path
+
+
+def variant_list(parser: argparse.ArgumentParser, text: str,
+                 known: Sequence[str]) -> tuple[str, ...]:
+    """``--variants A,B``: the names, in order, each known; a parser error otherwise."""
+    variants = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not variants:
+        parser.error("--variants: no variant given")
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return variants
 
 
 # -- machine, statistics, output --------------------------------------------------------------
@@ -80,6 +134,30 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def commit() -> str:
+    """The checkout's commit (short), with ``+dirty`` if fsm_live/ has changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                "fsm_live"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (head or "?") + ("+dirty" if dirty else "")
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine_facts() -> dict[str, Any]:
     return {
         "nproc": len(os.sched_getaffinity(0)),
@@ -88,11 +166,34 @@ def machine_facts() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": cpu_model(),
         "platform": platform.platform(),
-        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-        "websockets": version("websockets"),
-        "anyio": version("anyio"),
+        "loadavg_1_5_15": loadavg(),
+        "commit": commit(),
+        "websockets": _version("websockets"),
+        "anyio": _version("anyio"),
+        "trio": _version("trio"),
+        "picows": _version("picows"),
+        "aiofastnet": _version("aiofastnet"),  # picows uses it when it is installed
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
     }
+
+
+def run_on(backend: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a fresh event loop of ``backend`` ("asyncio" or "trio")."""
+    if backend == "trio":
+        import trio
+
+        return trio.run(fn, *args)
+    return asyncio.run(fn(*args))
+
+
+def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    """``median (min-max)`` of ``values``, each formatted with ``fmt``."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return (f"{fmt.format(median(values))} ({fmt.format(min(values))}-"
+            f"{fmt.format(max(values))})")
 
 
 def print_header(title: str, quick: bool, facts: dict[str, Any]) -> None:
@@ -306,6 +407,12 @@ def flood_payloads(n: int, size: int) -> list[bytes]:
     return out
 
 
+try:
+    from websockets.speedups import apply_mask as _apply_mask  # C
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask as _apply_mask
+
+
 class _RawServer(asyncio.Protocol):
     """One connection of the ``raw`` server (see the module docstring)."""
 
@@ -314,6 +421,7 @@ class _RawServer(asyncio.Protocol):
         self.buf = bytearray()
         self.open = False
         self.counting = -1  # frames still to count; -1: waiting for a command
+        self.echoing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -364,6 +472,12 @@ class _RawServer(asyncio.Protocol):
                 self.counting -= 1
                 if self.counting == 0:
                     self._send_text(json.dumps({"done": True}).encode())
+            elif self.echoing and opcode in (1, 2):  # round trips: echo it at once
+                start = pos + head + (4 if masked else 0)
+                payload = bytes(buf[start:start + length])
+                if masked:
+                    payload = _apply_mask(payload, bytes(buf[pos + head:pos + head + 4]))
+                self._send_text(payload)
             else:
                 mask = bytes(buf[pos + head:pos + head + 4]) if masked else b"\0\0\0\0"
                 start = pos + head + (4 if masked else 0)
@@ -391,6 +505,8 @@ class _RawServer(asyncio.Protocol):
                 self.transport.write(b"".join(frames))
             elif command["cmd"] == "count":
                 self.counting = command["n"]
+            elif command["cmd"] == "echo":
+                self.echoing = True
 
 
 async def _serve(mode: str, port: int, at: float | None) -> None:
@@ -451,7 +567,7 @@ async def _serve(mode: str, port: int, at: float | None) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="a benchmark server (see the docstring)")
+    parser = Parser(description="a benchmark server (see the docstring)")
     parser.add_argument("serve", choices=["serve"])
     parser.add_argument("mode", choices=["raw", "hold", "accept_close", "proxy"])
     parser.add_argument("--port", type=int, default=0)

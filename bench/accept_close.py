@@ -16,14 +16,12 @@ opening handshake and closes at once with 1000.  One client per variant runs for
   websockets' defaults; every successful open resets its backoff.
 
 Attempts are counted by the server (opening-handshake requests) and by the client.
-ARCHITECTURE.md section 6 measured ~1,556 reconnects in 1 s for websockets' loop.
-Target (ARCHITECTURE.md section 3): growing gaps, never a spin; checked here as
-fsm_live attempts <= 1% of the loop's.
+Target: growing gaps, never a spin; checked here as fsm_live attempts <= 1% of the
+loop's.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import sys
@@ -70,11 +68,12 @@ async def run(variant: str, seconds: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="3 s per variant, 1 repetition")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
+    parser.add_argument("--seconds", type=common.positive_float, default=None)
+    parser.add_argument("--reps", type=common.positive_int, default=None)
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     reps = args.reps or (1 if args.quick else 3)

@@ -27,7 +27,6 @@ scale.  Expected: fsm_live 15-30 s; websockets 30-50 s (20-40 s + close_timeout)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
@@ -41,7 +40,7 @@ import anyio
 import websockets.asyncio.client
 
 import fsm_live
-from fsm_live.config import Config
+from fsm_live import Config
 
 FSM_INTERVAL, FSM_TIMEOUT = 15.0, 30.0
 WS_PING_INTERVAL, WS_PING_TIMEOUT, WS_CLOSE_TIMEOUT = 20.0, 20.0, 10.0
@@ -98,11 +97,13 @@ async def measure(url: str, server: common.ServerProcess, n: int, scale: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="every interval x 0.1")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write figures as JSON")
-    parser.add_argument("--scale", type=float, default=None, help="time scale (default 1)")
-    parser.add_argument("--n", type=int, default=20, help="clients per variant")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write figures as JSON")
+    parser.add_argument("--scale", type=common.positive_float, default=None,
+                        help="time scale (default 1)")
+    parser.add_argument("--n", type=common.positive_int, default=20, help="clients per variant")
     args = parser.parse_args(argv)
     scale = args.scale or (0.1 if args.quick else 1.0)
     common.quiet_logs()
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
              else ""))
     worst = max(result["fsm_live_s"], default=1e9) / scale
     verdict = common.met(worst, FSM_TIMEOUT * 1.05, at_most=True)
-    print(f"  target (ARCHITECTURE.md s.3): found within {FSM_TIMEOUT:g} s: {verdict} "
+    print(f"  target: found within {FSM_TIMEOUT:g} s: {verdict} "
           "(5% allowance for timer and loop latency)")
     print(f"\n{elapsed:.1f} s")
     common.write_json(args.json, "half_open", args.quick, facts,
