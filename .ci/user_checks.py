@@ -90,8 +90,9 @@ def import_all(names: list[str]) -> dict[str, str]:
             importlib.import_module(name)
         except Exception as exc:
             last = traceback.extract_tb(exc.__traceback__)[-1]
-            failures[name] = (f"{type(exc).__name__}: {exc} "
-                              f"(at {Path(last.filename).name}:{last.lineno})")
+            failures[name] = (
+                f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
+            )
     return failures
 
 
@@ -101,8 +102,10 @@ def check_imports(*, wheel: bool = False) -> str:
         raise CheckFailed(f"{PACKAGE} is not installed in {sys.prefix}")
     origin = Path(found.origin).resolve()
     if wheel and origin.parent == ROOT / PACKAGE:
-        raise CheckFailed(f"{PACKAGE} comes from the source tree ({origin}), not from an "
-                          f"installed wheel: install with `pip install .` (not -e)")
+        raise CheckFailed(
+            f"{PACKAGE} comes from the source tree ({origin}), not from an "
+            f"installed wheel: install with `pip install .` (not -e)"
+        )
     names = sorted(set(module_names()))
     failures = import_all(names)
     if failures:
@@ -110,15 +113,21 @@ def check_imports(*, wheel: bool = False) -> str:
         for name, why in sorted(failures.items()):
             causes.setdefault(why, []).append(name)
         lines = "\n".join(f"    {why}: {', '.join(modules)}" for why, modules in causes.items())
-        raise CheckFailed(f"{len(failures)} of {len(names)} modules of {PACKAGE} do not import "
-                          f"in {sys.prefix} (is a dependency missing from pyproject.toml's "
-                          f"[project] dependencies?):\n{lines}")
+        raise CheckFailed(
+            f"{len(failures)} of {len(names)} modules of {PACKAGE} do not import "
+            f"in {sys.prefix} (is a dependency missing from pyproject.toml's "
+            f"[project] dependencies?):\n{lines}"
+        )
     extras = [name for name in EXTRAS if importlib.util.find_spec(name) is not None]
-    present = f"; extras' packages present: {', '.join(extras)}" if extras else \
-        "; no extras' packages present"
+    present = (
+        f"; extras' packages present: {', '.join(extras)}"
+        if extras
+        else "; no extras' packages present"
+    )
     where = "the source tree" if origin.parent == ROOT / PACKAGE else "an installed wheel"
-    return (f"imported all {len(names)} modules of {PACKAGE} outside {SKIPPED}, from "
-            f"{where}{present}")
+    return (
+        f"imported all {len(names)} modules of {PACKAGE} outside {SKIPPED}, from {where}{present}"
+    )
 
 
 def states_seen(rows: list[dict[str, object]]) -> set[str]:
@@ -126,8 +135,9 @@ def states_seen(rows: list[dict[str, object]]) -> set[str]:
     seen: set[str] = set()
     for number, row in enumerate(rows, 1):
         if tuple(row) != TRACE_KEYS:
-            raise CheckFailed(f"trace row {number} has keys {list(row)}, expected "
-                              f"{list(TRACE_KEYS)}: {row}")
+            raise CheckFailed(
+                f"trace row {number} has keys {list(row)}, expected {list(TRACE_KEYS)}: {row}"
+            )
         seen.update((str(row["from"]), str(row["to"])))
     return seen
 
@@ -158,8 +168,9 @@ def cli_path() -> Path:
     """The ``fsm-live`` console script installed next to this Python."""
     path = Path(sys.executable).parent / "fsm-live"
     if not path.exists():
-        raise CheckFailed(f"no fsm-live next to {sys.executable}: is fsm_live installed "
-                          f"in this venv?")
+        raise CheckFailed(
+            f"no fsm-live next to {sys.executable}: is fsm_live installed in this venv?"
+        )
     return path
 
 
@@ -168,38 +179,58 @@ def check_demo(demo_args: tuple[str, ...]) -> str:
     with tempfile.TemporaryDirectory(prefix="fsm-live-user-demo-") as directory:
         trace = Path(directory) / "demo.jsonl"
         argv = [str(cli), *demo_args, "--trace", str(trace)]
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith("FSM_LIVE_")}
+        env = {
+            name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")
+        }
         started = time.monotonic()
         try:
-            done = subprocess.run(argv, cwd=directory, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=DEMO_TIMEOUT,
-                                  check=False)
+            done = subprocess.run(
+                argv,
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=DEMO_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:  # subprocess.run killed it
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-            raise CheckFailed(f"`fsm-live {' '.join(demo_args)}` still running after "
-                              f"{DEMO_TIMEOUT:g} s (killed); its last lines:\n{tail(out)}") \
-                from None
+            raise CheckFailed(
+                f"`fsm-live {' '.join(demo_args)}` still running after "
+                f"{DEMO_TIMEOUT:g} s (killed); its last lines:\n{tail(out)}"
+            ) from None
         took = time.monotonic() - started
         command = f"`fsm-live {' '.join(demo_args)}`"
         if done.returncode != 0:
-            raise CheckFailed(f"{command} exited {done.returncode} after {took:.1f} s; "
-                              f"stderr:\n{tail(done.stderr)}\n  last lines of stdout:\n"
-                              f"{tail(done.stdout)}")
+            raise CheckFailed(
+                f"{command} exited {done.returncode} after {took:.1f} s; "
+                f"stderr:\n{tail(done.stderr)}\n  last lines of stdout:\n"
+                f"{tail(done.stdout)}"
+            )
         if not trace.exists():
             raise CheckFailed(f"{command} exited 0 but wrote no trace at {trace}")
-        rows = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        rows = [
+            json.loads(line)
+            for line in trace.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     states = packaged_states()
     in_trace, printed = states_seen(rows), states_printed(done.stdout, states)
-    missing = {"trace": [s for s in states if s not in in_trace],
-               "output": [s for s in states if s not in printed]}
+    missing = {
+        "trace": [s for s in states if s not in in_trace],
+        "output": [s for s in states if s not in printed],
+    }
     if missing["trace"] or missing["output"]:
-        raise CheckFailed(f"{command} exited 0 but states are missing: from the trace "
-                          f"{missing['trace'] or 'none'}, from the output "
-                          f"{missing['output'] or 'none'}; last lines:\n{tail(done.stdout)}")
-    return (f"{command}: exit 0 after {took:.1f} s, {len(rows)} transitions, all "
-            f"{len(states)} states in its trace and output")
+        raise CheckFailed(
+            f"{command} exited 0 but states are missing: from the trace "
+            f"{missing['trace'] or 'none'}, from the output "
+            f"{missing['output'] or 'none'}; last lines:\n{tail(done.stdout)}"
+        )
+    return (
+        f"{command}: exit 0 after {took:.1f} s, {len(rows)} transitions, all "
+        f"{len(states)} states in its trace and output"
+    )
 
 
 CHECKS: dict[str, Callable[[argparse.Namespace], str]] = {
@@ -211,11 +242,18 @@ CHECKS: dict[str, Callable[[argparse.Namespace], str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("checks", nargs="*", metavar="CHECK",
-                        help=f"checks to run, of {', '.join(CHECKS)} (default: all)")
-    parser.add_argument("--wheel", action="store_true",
-                        help="fail unless fsm_live is installed (pip install .), not the "
-                             "source tree (an editable install)")
+    parser.add_argument(
+        "checks",
+        nargs="*",
+        metavar="CHECK",
+        help=f"checks to run, of {', '.join(CHECKS)} (default: all)",
+    )
+    parser.add_argument(
+        "--wheel",
+        action="store_true",
+        help="fail unless fsm_live is installed (pip install .), not the "
+        "source tree (an editable install)",
+    )
     args = parser.parse_args(argv)
     for name in args.checks:
         if name not in CHECKS:
@@ -230,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ci: {venv}: {name}: FAILED: {exc}", flush=True)
             failed += 1
         else:
-            print(f"ci: {venv}: {name}: ok ({time.monotonic() - started:.1f} s): {line}",
-                  flush=True)
+            print(
+                f"ci: {venv}: {name}: ok ({time.monotonic() - started:.1f} s): {line}", flush=True
+            )
     return 1 if failed else 0
 
 

@@ -101,8 +101,9 @@ def json_path(text: str) -> Path:
     return path
 
 
-def variant_list(parser: argparse.ArgumentParser, text: str,
-                 known: Sequence[str]) -> tuple[str, ...]:
+def variant_list(
+    parser: argparse.ArgumentParser, text: str, known: Sequence[str]
+) -> tuple[str, ...]:
     """``--variants A,B``: the names, in order, each known; a parser error otherwise."""
     variants = tuple(v.strip() for v in text.split(",") if v.strip())
     if not variants:
@@ -144,11 +145,18 @@ def _version(name: str) -> str:
 def commit() -> str:
     """The checkout's commit (short), with ``+dirty`` if fsm_live/ has changes."""
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "fsm_live"], capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "fsm_live"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
     return (head or "?") + ("+dirty" if dirty else "")
@@ -192,8 +200,7 @@ def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
         return "-"
     if len(values) == 1:
         return fmt.format(values[0])
-    return (f"{fmt.format(median(values))} ({fmt.format(min(values))}-"
-            f"{fmt.format(max(values))})")
+    return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def print_header(title: str, quick: bool, facts: dict[str, Any]) -> None:
@@ -223,9 +230,12 @@ def render(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     out = []
     for index, line in enumerate(table):
-        out.append("  ".join(cell.rjust(w) if numeric[i] else cell.ljust(w)
-                             for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
-                   .rstrip())
+        out.append(
+            "  ".join(
+                cell.rjust(w) if numeric[i] else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
         if index == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -245,8 +255,9 @@ def met(value: float, target: float, *, at_most: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
-def write_json(path: Path | None, name: str, quick: bool, facts: dict[str, Any],
-               payload: dict[str, Any]) -> None:
+def write_json(
+    path: Path | None, name: str, quick: bool, facts: dict[str, Any], payload: dict[str, Any]
+) -> None:
     if path is None:
         return
     data = {"benchmark": name, "quick": quick, "machine": facts, **payload}
@@ -299,7 +310,7 @@ def rss_bytes(pid: int) -> int:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` so far (``/proc/PID/stat``)."""
     text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
@@ -313,21 +324,24 @@ class ServerProcess:
     blocks on a dead pipe; :meth:`kill` is SIGKILL and always reaps it.
     """
 
-    def __init__(self, mode: str, *, port: int = 0, at: float | None = None,
-                 start_timeout: float = 20.0) -> None:
+    def __init__(
+        self, mode: str, *, port: int = 0, at: float | None = None, start_timeout: float = 20.0
+    ) -> None:
         self.mode = mode
         argv = [sys.executable, str(Path(__file__).resolve()), "serve", mode, "--port", str(port)]
         if at is not None:
             argv += ["--at", repr(at)]
         self._lines: queue.Queue[str | None] = queue.Queue()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
         threading.Thread(target=self._read, daemon=True).start()
         self.port = 0
         self.listening_at = 0.0
         try:
-            ready = self.line(timeout=start_timeout + (max(0.0, at - time.monotonic())
-                                                       if at else 0.0))
+            ready = self.line(
+                timeout=start_timeout + (max(0.0, at - time.monotonic()) if at else 0.0)
+            )
             _, port_text, at_text = ready.split()
             self.port, self.listening_at = int(port_text), float(at_text)
         except BaseException:
@@ -435,7 +449,7 @@ class _RawServer(asyncio.Protocol):
             if end < 0:
                 return
             self._handshake(bytes(buf[:end]))
-            del buf[:end + 4]
+            del buf[: end + 4]
         self._frames()
 
     def _handshake(self, head: bytes) -> None:
@@ -446,9 +460,10 @@ class _RawServer(asyncio.Protocol):
             if name.strip().lower() == b"sec-websocket-key":
                 key = value.strip()
         accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-        self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept
-                             + b"\r\n\r\n")
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
         self.open = True
 
     def _frames(self) -> None:
@@ -459,11 +474,11 @@ class _RawServer(asyncio.Protocol):
             if length == 126:
                 if end - pos < 4:
                     break
-                length, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
             elif length == 127:
                 if end - pos < 10:
                     break
-                length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
             masked = b1 & 0x80
             if end - pos < head + (4 if masked else 0) + length:
                 break
@@ -474,15 +489,14 @@ class _RawServer(asyncio.Protocol):
                     self._send_text(json.dumps({"done": True}).encode())
             elif self.echoing and opcode in (1, 2):  # round trips: echo it at once
                 start = pos + head + (4 if masked else 0)
-                payload = bytes(buf[start:start + length])
+                payload = bytes(buf[start : start + length])
                 if masked:
-                    payload = _apply_mask(payload, bytes(buf[pos + head:pos + head + 4]))
+                    payload = _apply_mask(payload, bytes(buf[pos + head : pos + head + 4]))
                 self._send_text(payload)
             else:
-                mask = bytes(buf[pos + head:pos + head + 4]) if masked else b"\0\0\0\0"
+                mask = bytes(buf[pos + head : pos + head + 4]) if masked else b"\0\0\0\0"
                 start = pos + head + (4 if masked else 0)
-                payload = bytes(b ^ mask[i % 4] for i, b in
-                                enumerate(buf[start:start + length]))
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(buf[start : start + length]))
                 self._control(opcode, payload)
             pos += head + (4 if masked else 0) + length
         del buf[:pos]
@@ -538,9 +552,15 @@ async def _serve(mode: str, port: int, at: float | None) -> None:
         server: Any = await loop.create_server(_RawServer, HOST, port, backlog=4096)
     else:
         server = await ws_server.serve(
-            accept_close if mode == "accept_close" else hold, HOST,
-            0 if mode == "proxy" else port, ping_interval=None, compression=None,
-            process_request=process_request, backlog=4096, close_timeout=2)
+            accept_close if mode == "accept_close" else hold,
+            HOST,
+            0 if mode == "proxy" else port,
+            ping_interval=None,
+            compression=None,
+            process_request=process_request,
+            backlog=4096,
+            close_timeout=2,
+        )
     bound = server.sockets[0].getsockname()[1]
     listening_at = time.monotonic()
     if mode == "proxy":

@@ -46,8 +46,9 @@ async def run(variant: str, seconds: float) -> dict[str, Any]:
         with anyio.move_on_after(seconds):
             if variant == "fsm_live":
                 async with fsm_live.connect(server.url, protocol="ping") as conn:
-                    conn.on_transition(lambda r: attempts.append(r.at)
-                                       if r.dest == "CONNECTING" else None)
+                    conn.on_transition(
+                        lambda r: attempts.append(r.at) if r.dest == "CONNECTING" else None
+                    )
                     try:
                         await anyio.sleep_forever()
                     finally:
@@ -59,8 +60,11 @@ async def run(variant: str, seconds: float) -> dict[str, Any]:
         server_times = [t for t in server.times() if t <= end]
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     return {
-        "variant": variant, "seconds": end - start, "attempts_client": len(attempts),
-        "attempts_server": len(server_times), "per_second": len(server_times) / (end - start),
+        "variant": variant,
+        "seconds": end - start,
+        "attempts_client": len(attempts),
+        "attempts_server": len(server_times),
+        "per_second": len(server_times) / (end - start),
         "final_state": final if variant == "fsm_live" else "(looping)",
         "gaps_s": [round(g, 4) for g in gaps[:20]],
         "max_gap_s": max(gaps, default=float("nan")),
@@ -70,8 +74,9 @@ async def run(variant: str, seconds: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="3 s per variant, 1 repetition")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
     parser.add_argument("--seconds", type=common.positive_float, default=None)
     parser.add_argument("--reps", type=common.positive_int, default=None)
     args = parser.parse_args(argv)
@@ -79,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (1 if args.quick else 3)
     common.quiet_logs()
     facts = common.machine_facts()
-    common.print_header("fsm_live vs websockets' loop against an accept-then-close server",
-                        args.quick, facts)
+    common.print_header(
+        "fsm_live vs websockets' loop against an accept-then-close server", args.quick, facts
+    )
     print(f"  {seconds:g} s per run, {reps} repetition(s), one client per run\n")
     started = time.perf_counter()
     runs = []
@@ -89,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(run(variant, seconds))
             result["rep"] = rep
             runs.append(result)
-            print(f"  {variant}: {result['attempts_server']} attempts "
-                  f"({result['per_second']:.1f}/s), gaps {result['gaps_s'][:8]}", flush=True)
+            print(
+                f"  {variant}: {result['attempts_server']} attempts "
+                f"({result['per_second']:.1f}/s), gaps {result['gaps_s'][:8]}",
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
 
     def med(variant: str, key: str) -> float:
@@ -101,20 +110,44 @@ def main(argv: list[str] | None = None) -> int:
     for variant in VARIANTS:
         mine = [r for r in runs if r["variant"] == variant]
         attempts = med(variant, "attempts_server")
-        rows.append((variant, f"{attempts:,.0f}", f"{med(variant, 'per_second'):,.1f}",
-                     f"{attempts / ws_attempts:.4f}x" if ws_attempts else "-",
-                     f"{med(variant, 'max_gap_s'):.2f} s",
-                     ", ".join(sorted({r['final_state'] for r in mine}))))
+        rows.append(
+            (
+                variant,
+                f"{attempts:,.0f}",
+                f"{med(variant, 'per_second'):,.1f}",
+                f"{attempts / ws_attempts:.4f}x" if ws_attempts else "-",
+                f"{med(variant, 'max_gap_s'):.2f} s",
+                ", ".join(sorted({r["final_state"] for r in mine})),
+            )
+        )
     print()
-    print(common.render((f"variant ({seconds:g} s)", "attempts", "per second",
-                         "vs websockets", "longest gap", "state at end"), rows))
+    print(
+        common.render(
+            (
+                f"variant ({seconds:g} s)",
+                "attempts",
+                "per second",
+                "vs websockets",
+                "longest gap",
+                "state at end",
+            ),
+            rows,
+        )
+    )
     fsm = [r for r in runs if r["variant"] == "fsm_live"]
     ratio = med("fsm_live", "attempts_server") / ws_attempts if ws_attempts else 0.0
-    print(f"\n  target: no spin (here: fsm_live attempts <= 1% of websockets' loop's): "
-          f"{common.met(ratio, 0.01, at_most=True)}; fsm_live gaps (s) {fsm[0]['gaps_s']}")
+    print(
+        f"\n  target: no spin (here: fsm_live attempts <= 1% of websockets' loop's): "
+        f"{common.met(ratio, 0.01, at_most=True)}; fsm_live gaps (s) {fsm[0]['gaps_s']}"
+    )
     print(f"\n{elapsed:.1f} s")
-    common.write_json(args.json, "accept_close", args.quick, facts,
-                      {"elapsed_s": round(elapsed, 1), "seconds": seconds, "runs": runs})
+    common.write_json(
+        args.json,
+        "accept_close",
+        args.quick,
+        facts,
+        {"elapsed_s": round(elapsed, 1), "seconds": seconds, "runs": runs},
+    )
     return 0
 
 

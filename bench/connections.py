@@ -66,12 +66,25 @@ RSS_FACTOR: Final = 0.75  # fsm_live RSS per connection <= 0.75 x raw's
 CPU_FACTOR: Final = 1.0  # fsm_live CPU <= 1.0 x bare's
 OPEN_FACTOR: Final = 1.2  # fsm_live time to open all <= 1.2 x raw's
 OPEN_CONCURRENCY: Final = 100
-VARIANTS: Final = ("raw", "bare", "keepalive", "fsm_live", "picows", "picows-ping",
-                   "fsm_live-trio", "raw-trio", "bare-trio")
+VARIANTS: Final = (
+    "raw",
+    "bare",
+    "keepalive",
+    "fsm_live",
+    "picows",
+    "picows-ping",
+    "fsm_live-trio",
+    "raw-trio",
+    "bare-trio",
+)
 #: What each variant is compared with: (memory and open-time baseline, CPU baseline).
-PEERS: Final = {"fsm_live": ("raw", "bare"), "keepalive": ("raw", "bare"),
-                "picows": ("raw", None),
-                "picows-ping": ("raw", "bare"), "fsm_live-trio": ("raw", "bare")}
+PEERS: Final = {
+    "fsm_live": ("raw", "bare"),
+    "keepalive": ("raw", "bare"),
+    "picows": ("raw", None),
+    "picows-ping": ("raw", "bare"),
+    "fsm_live-trio": ("raw", "bare"),
+}
 TRIO_PEERS: Final = {"fsm_live-trio": ("raw-trio", "bare-trio")}
 
 
@@ -126,9 +139,12 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
         await gate.acquire()
         try:
             ws = await websockets.asyncio.client.connect(
-                url, ping_interval=interval if own_pings else None,
-                ping_timeout=interval if own_pings else None, compression=None,
-                open_timeout=60)
+                url,
+                ping_interval=interval if own_pings else None,
+                ping_timeout=interval if own_pings else None,
+                compression=None,
+                open_timeout=60,
+            )
         except Exception:
             one_opened(False)
             return
@@ -144,7 +160,8 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
         released = False
         try:
             async with websockets.trio.client.connect(
-                    url, ping_interval=None, compression=None, open_timeout=60) as ws:
+                url, ping_interval=None, compression=None, open_timeout=60
+            ) as ws:
                 gate.release()
                 released = True
                 one_opened(True)
@@ -177,10 +194,14 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
         await gate.acquire()
         try:
             transport, _ = await picows.ws_connect(
-                picows.WSListener, url, websocket_handshake_timeout=60,
-                enable_auto_ping=ping, auto_ping_idle_timeout=interval,
+                picows.WSListener,
+                url,
+                websocket_handshake_timeout=60,
+                enable_auto_ping=ping,
+                auto_ping_idle_timeout=interval,
                 auto_ping_reply_timeout=interval,  # picows: at most the ping interval
-                auto_ping_strategy=picows.WSAutoPingStrategy.PING_PERIODICALLY)
+                auto_ping_strategy=picows.WSAutoPingStrategy.PING_PERIODICALLY,
+            )
         except Exception:
             one_opened(False)
             return
@@ -224,14 +245,29 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
 # -- the parent ---------------------------------------------------------------------------------
 
 
-def run_variant(variant: str, n: int, interval: float, window: float,
-                settle: float) -> dict[str, Any]:
+def run_variant(
+    variant: str, n: int, interval: float, window: float, settle: float
+) -> dict[str, Any]:
     load_before = common.loadavg()
     with common.ServerProcess("hold") as server:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--child", variant, "--url", server.url, "--n", str(n),
-             "--interval", repr(interval)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                variant,
+                "--url",
+                server.url,
+                "--n",
+                str(n),
+                "--interval",
+                repr(interval),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         try:
             assert proc.stdin is not None
             assert proc.stdout is not None
@@ -257,13 +293,23 @@ def run_variant(variant: str, n: int, interval: float, window: float,
             proc.kill()
             proc.wait(timeout=10)
     return {
-        "variant": variant, "n": n, "interval_s": interval, "window_s": round(t1 - t0, 2),
-        "open_s": float(open_s), "failed": int(failed), "alive_at_end": alive,
-        "rss_base": base_rss, "rss_open": rss_open, "rss_end": rss_end,
-        "rss_per_conn": (rss_end - base_rss) / n, "rss_per_conn_open": (rss_open - base_rss) / n,
-        "cpu_s": cpu1 - cpu0, "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "variant": variant,
+        "n": n,
+        "interval_s": interval,
+        "window_s": round(t1 - t0, 2),
+        "open_s": float(open_s),
+        "failed": int(failed),
+        "alive_at_end": alive,
+        "rss_base": base_rss,
+        "rss_open": rss_open,
+        "rss_end": rss_end,
+        "rss_per_conn": (rss_end - base_rss) / n,
+        "rss_per_conn_open": (rss_open - base_rss) / n,
+        "cpu_s": cpu1 - cpu0,
+        "cpu_share": (cpu1 - cpu0) / (t1 - t0),
         "server_cpu_share": (server_cpu1 - server_cpu0) / (t1 - t0),
-        "loadavg_before": load_before, "loadavg_after": common.loadavg(),
+        "loadavg_before": load_before,
+        "loadavg_after": common.loadavg(),
     }
 
 
@@ -274,25 +320,32 @@ def ratios(runs: list[dict[str, Any]], variant: str, peer: str | None, key: str)
     by_rep: dict[int, dict[str, float]] = {}
     for r in runs:
         by_rep.setdefault(r["rep"], {})[r["variant"]] = r[key]
-    return [v[variant] / v[peer] for v in by_rep.values()
-            if variant in v and peer in v and v[peer]]
+    return [v[variant] / v[peer] for v in by_rep.values() if variant in v and peer in v and v[peer]]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="1,000 connections, 1.5 s heartbeats")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
-    parser.add_argument("--n", type=common.positive_int, default=None,
-                        help="connections per variant")
-    parser.add_argument("--interval", type=common.positive_float, default=None,
-                        help="heartbeat interval (s)")
-    parser.add_argument("--window", type=common.positive_float, default=None,
-                        help="idle window (s)")
-    parser.add_argument("--reps", type=common.positive_int, default=1,
-                        help="repetitions (ABBA order)")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
+    parser.add_argument(
+        "--n", type=common.positive_int, default=None, help="connections per variant"
+    )
+    parser.add_argument(
+        "--interval", type=common.positive_float, default=None, help="heartbeat interval (s)"
+    )
+    parser.add_argument(
+        "--window", type=common.positive_float, default=None, help="idle window (s)"
+    )
+    parser.add_argument(
+        "--reps", type=common.positive_int, default=1, help="repetitions (ABBA order)"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, from {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -317,9 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     common.raise_nofile()
     facts = common.machine_facts()
     common.print_header("fsm_live idle connections vs websockets and picows", args.quick, facts)
-    print(f"  {n:,} connections per variant, heartbeat every {interval:g} s, idle window "
-          f"{window:g} s, {args.reps} repetition(s) in ABBA order; each variant in a fresh "
-          "client process\n")
+    print(
+        f"  {n:,} connections per variant, heartbeat every {interval:g} s, idle window "
+        f"{window:g} s, {args.reps} repetition(s) in ABBA order; each variant in a fresh "
+        "client process\n"
+    )
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
     for rep in range(args.reps):
@@ -328,10 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             result = run_variant(variant, n, interval, window, settle)
             result["rep"] = rep
             runs.append(result)
-            print(f"  rep {rep} {variant}: open {result['open_s']:.2f} s, "
-                  f"{result['rss_per_conn'] / KIB:.2f} KiB/conn, "
-                  f"CPU {100 * result['cpu_share']:.2f}%, failed {result['failed']}, "
-                  f"load {result['loadavg_before'][0]}", flush=True)
+            print(
+                f"  rep {rep} {variant}: open {result['open_s']:.2f} s, "
+                f"{result['rss_per_conn'] / KIB:.2f} KiB/conn, "
+                f"CPU {100 * result['cpu_share']:.2f}%, failed {result['failed']}, "
+                f"load {result['loadavg_before'][0]}",
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
 
     def vals(variant: str, key: str) -> list[float]:
@@ -346,45 +404,84 @@ def main(argv: list[str] | None = None) -> int:
         open_r = ratios(runs, variant, mem_peer, "open_s")
         verdict = "-"
         if variant == "fsm_live" and rss_r and cpu_r and open_r:
-            checks = {"rss": common.median(rss_r) <= RSS_FACTOR,
-                      "cpu": common.median(cpu_r) <= CPU_FACTOR,
-                      "open": common.median(open_r) <= OPEN_FACTOR}
+            checks = {
+                "rss": common.median(rss_r) <= RSS_FACTOR,
+                "cpu": common.median(cpu_r) <= CPU_FACTOR,
+                "open": common.median(open_r) <= OPEN_FACTOR,
+            }
             summary["met"] = checks
             verdict = " / ".join("met" if ok else "NOT MET" for ok in checks.values())
-        summary[variant] = {"open_s": vals(variant, "open_s"),
-                            "rss_per_conn": vals(variant, "rss_per_conn"),
-                            "cpu_share": vals(variant, "cpu_share"),
-                            "rss_vs_raw": rss_r, "cpu_vs_bare": cpu_r, "open_vs_raw": open_r}
-        rows.append((variant, f"{sum(vals(variant, 'failed')):,}",
-                     common.spread(vals(variant, "open_s"), "{:.2f}") + " s",
-                     common.spread([v / KIB for v in vals(variant, "rss_per_conn")], "{:.2f}"),
-                     common.spread(rss_r) + "x" if rss_r else "-",
-                     common.spread([100 * v for v in vals(variant, "cpu_share")], "{:.2f}")
-                     + "%",
-                     common.spread(cpu_r) + "x" if cpu_r else "-",
-                     common.spread(open_r) + "x" if open_r else "-", verdict))
+        summary[variant] = {
+            "open_s": vals(variant, "open_s"),
+            "rss_per_conn": vals(variant, "rss_per_conn"),
+            "cpu_share": vals(variant, "cpu_share"),
+            "rss_vs_raw": rss_r,
+            "cpu_vs_bare": cpu_r,
+            "open_vs_raw": open_r,
+        }
+        rows.append(
+            (
+                variant,
+                f"{sum(vals(variant, 'failed')):,}",
+                common.spread(vals(variant, "open_s"), "{:.2f}") + " s",
+                common.spread([v / KIB for v in vals(variant, "rss_per_conn")], "{:.2f}"),
+                common.spread(rss_r) + "x" if rss_r else "-",
+                common.spread([100 * v for v in vals(variant, "cpu_share")], "{:.2f}") + "%",
+                common.spread(cpu_r) + "x" if cpu_r else "-",
+                common.spread(open_r) + "x" if open_r else "-",
+                verdict,
+            )
+        )
     print()
-    print(common.render(("variant", "failed", "open all", "RSS/conn KiB", "RSS vs raw",
-                         "CPU (1 core)", "CPU vs bare", "open vs raw", "met (RSS / CPU / open)"),
-                        rows))
-    print(f"  targets, fsm_live: RSS <= {RSS_FACTOR:.2f}x raw, CPU <= {CPU_FACTOR:.1f}x bare, "
-          f"open all <= {OPEN_FACTOR:.1f}x raw (medians of per-repetition ratios; ranges in "
-          "brackets)")
+    print(
+        common.render(
+            (
+                "variant",
+                "failed",
+                "open all",
+                "RSS/conn KiB",
+                "RSS vs raw",
+                "CPU (1 core)",
+                "CPU vs bare",
+                "open vs raw",
+                "met (RSS / CPU / open)",
+            ),
+            rows,
+        )
+    )
+    print(
+        f"  targets, fsm_live: RSS <= {RSS_FACTOR:.2f}x raw, CPU <= {CPU_FACTOR:.1f}x bare, "
+        f"open all <= {OPEN_FACTOR:.1f}x raw (medians of per-repetition ratios; ranges in "
+        "brackets)"
+    )
     for variant, (mem_peer, cpu_peer) in TRIO_PEERS.items():
         if variant in variants and mem_peer in variants:
             rss_r = ratios(runs, variant, mem_peer, "rss_per_conn")
             cpu_r = ratios(runs, variant, cpu_peer, "cpu_share") if cpu_peer in variants else []
             open_r = ratios(runs, variant, mem_peer, "open_s")
-            print(f"  {variant} on its own backend: RSS {common.spread(rss_r)}x {mem_peer}, "
-                  f"CPU {common.spread(cpu_r)}x {cpu_peer}, open {common.spread(open_r)}x "
-                  f"{mem_peer}")
+            print(
+                f"  {variant} on its own backend: RSS {common.spread(rss_r)}x {mem_peer}, "
+                f"CPU {common.spread(cpu_r)}x {cpu_peer}, open {common.spread(open_r)}x "
+                f"{mem_peer}"
+            )
     if any(r["failed"] or not r["alive_at_end"] for r in runs):
         print("  WARNING: some connections failed to open, or a client died: see 'failed'")
     print(f"\n{elapsed:.1f} s")
-    common.write_json(args.json, "connections", args.quick, facts,
-                      {"elapsed_s": round(elapsed, 1), "n": n, "interval_s": interval,
-                       "window_s": window, "reps": args.reps, "summary": summary,
-                       "runs": runs})
+    common.write_json(
+        args.json,
+        "connections",
+        args.quick,
+        facts,
+        {
+            "elapsed_s": round(elapsed, 1),
+            "n": n,
+            "interval_s": interval,
+            "window_s": window,
+            "reps": args.reps,
+            "summary": summary,
+            "runs": runs,
+        },
+    )
     return 0
 
 

@@ -128,10 +128,24 @@ class Plan:
     memory_repeats: int
 
 
-QUICK: Final = Plan(warmup=2, runs=9, batch=2_000, cycles=300, models=(1_000, 10_000),
-                    unshared_models=100, memory_repeats=1)
-FULL: Final = Plan(warmup=5, runs=41, batch=20_000, cycles=2_000, models=(1_000, 10_000),
-                   unshared_models=200, memory_repeats=3)
+QUICK: Final = Plan(
+    warmup=2,
+    runs=9,
+    batch=2_000,
+    cycles=300,
+    models=(1_000, 10_000),
+    unshared_models=100,
+    memory_repeats=1,
+)
+FULL: Final = Plan(
+    warmup=5,
+    runs=41,
+    batch=20_000,
+    cycles=2_000,
+    models=(1_000, 10_000),
+    unshared_models=200,
+    memory_repeats=3,
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,11 +155,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def summarize(group: str, name: str, n: int, samples: list[float], *, unit: str = "ns",
-              target: float | None = None, reference: str = "", note: str = "") -> Row:
-    return Row(group=group, name=name, n=n, unit=unit, median=statistics.median(samples),
-               p90=percentile(samples, 90), target=target, reference=reference, note=note,
-               samples=samples)
+def summarize(
+    group: str,
+    name: str,
+    n: int,
+    samples: list[float],
+    *,
+    unit: str = "ns",
+    target: float | None = None,
+    reference: str = "",
+    note: str = "",
+) -> Row:
+    return Row(
+        group=group,
+        name=name,
+        n=n,
+        unit=unit,
+        median=statistics.median(samples),
+        p90=percentile(samples, 90),
+        target=target,
+        reference=reference,
+        note=note,
+        samples=samples,
+    )
 
 
 # -- timing harness ---------------------------------------------------------------------------
@@ -229,20 +261,36 @@ def bench_steps(plan: Plan, spec: Spec, machine: LifecycleMachine, config: Confi
             events = [make(base + i * 1e-6, lifecycle.generation) for i in range(n)]
             state["clock"] = base + n * 1e-6 + 100.0
             return replay(lifecycle, events), n
+
         return prepare
 
-    rows.append(summarize(
-        "1 step, no task effects", "Inbound in CONNECTED (no transition)", n,
-        time_runs(in_connected(lambda now, gen: Inbound(now, gen)), plan),
-        target=STEP_TARGET_NS))
-    rows.append(summarize(
-        "1 step, no task effects", "HeartbeatAcked in CONNECTED (no transition)", n,
-        time_runs(in_connected(lambda now, gen: HeartbeatAcked(now, gen, 0.001)), plan),
-        target=STEP_TARGET_NS))
-    rows.append(summarize(
-        "1 step, no task effects", "Tick in CONNECTED, no timer due", n,
-        time_runs(in_connected(lambda now, gen: Tick(now)), plan),
-        target=STEP_TARGET_NS))
+    rows.append(
+        summarize(
+            "1 step, no task effects",
+            "Inbound in CONNECTED (no transition)",
+            n,
+            time_runs(in_connected(lambda now, gen: Inbound(now, gen)), plan),
+            target=STEP_TARGET_NS,
+        )
+    )
+    rows.append(
+        summarize(
+            "1 step, no task effects",
+            "HeartbeatAcked in CONNECTED (no transition)",
+            n,
+            time_runs(in_connected(lambda now, gen: HeartbeatAcked(now, gen, 0.001)), plan),
+            target=STEP_TARGET_NS,
+        )
+    )
+    rows.append(
+        summarize(
+            "1 step, no task effects",
+            "Tick in CONNECTED, no timer due",
+            n,
+            time_runs(in_connected(lambda now, gen: Tick(now)), plan),
+            target=STEP_TARGET_NS,
+        )
+    )
 
     tiny = LifecycleMachine(Spec.from_mapping(TINY_SPEC), require_triggers=False)
 
@@ -255,10 +303,16 @@ def bench_steps(plan: Plan, spec: Spec, machine: LifecycleMachine, config: Confi
             events.append(maker(float(i), generation + i))
         return replay(lifecycle, events), n
 
-    rows.append(summarize(
-        "1 step, no task effects", "transition, states without tasks/timers (handle)", n,
-        time_runs(tiny_transitions, plan), target=STEP_TARGET_NS,
-        note="tiny spec A<->B via Opened/Rotate; one Emit effect each"))
+    rows.append(
+        summarize(
+            "1 step, no task effects",
+            "transition, states without tasks/timers (handle)",
+            n,
+            time_runs(tiny_transitions, plan),
+            target=STEP_TARGET_NS,
+            note="tiny spec A<->B via Opened/Rotate; one Emit effect each",
+        )
+    )
     return rows
 
 
@@ -290,18 +344,27 @@ def bench_cycle(plan: Plan, machine: LifecycleMachine, failure: Failure) -> list
         events = list(cycle_events(lifecycle, 1.0))
         return replay(lifecycle, events), len(events)
 
-    rows = [summarize(
-        "2 transitions with task effects", "reconnect cycle, mean per transition", cycles * 3,
-        time_runs(batched, plan),
-        note="Opened, LinkFailed(refused), Tick(backoff) from CONNECTING; batch-timed")]
+    rows = [
+        summarize(
+            "2 transitions with task effects",
+            "reconnect cycle, mean per transition",
+            cycles * 3,
+            time_runs(batched, plan),
+            note="Opened, LinkFailed(refused), Tick(backoff) from CONNECTING; batch-timed",
+        )
+    ]
 
     # Single-call timing of each transition of the cycle, minus the clock's own cost.
     overhead = timer_overhead_ns()
     names = {
-        Opened: ("2 transitions with task effects",
-                 "Opened: CONNECTING->CONNECTED (-1 +6 tasks, +2 timers)"),
-        LinkFailed: ("2 transitions with task effects",
-                 "LinkFailed: CONNECTED->RECONNECTING (-6 tasks, backoff timer)"),
+        Opened: (
+            "2 transitions with task effects",
+            "Opened: CONNECTING->CONNECTED (-1 +6 tasks, +2 timers)",
+        ),
+        LinkFailed: (
+            "2 transitions with task effects",
+            "LinkFailed: CONNECTED->RECONNECTING (-6 tasks, backoff timer)",
+        ),
         Tick: ("3 timer", "Tick fires backoff: RECONNECTING->CONNECTING (retry)"),
     }
     per_kind: dict[type, list[float]] = {kind: [] for kind in names}
@@ -325,8 +388,9 @@ def bench_cycle(plan: Plan, machine: LifecycleMachine, failure: Failure) -> list
             for kind, total in totals.items():
                 per_kind[kind].append(total / cycles - overhead)
     for kind, (group, name) in names.items():
-        note = (f"single calls, clock overhead ({overhead:.0f} ns) subtracted"
-                + ("; tries give_up (guard fails), then retry" if kind is Tick else ""))
+        note = f"single calls, clock overhead ({overhead:.0f} ns) subtracted" + (
+            "; tries give_up (guard fails), then retry" if kind is Tick else ""
+        )
         rows.append(summarize(group, name, cycles, per_kind[kind], note=note))
     return rows
 
@@ -350,18 +414,25 @@ def traced_bytes_per(build: Callable[[], list[object]], count: int) -> float:
     return (after - before) / count
 
 
-def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine,
-                 config: Config) -> list[Row]:
+def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine, config: Config) -> list[Row]:
     rows: list[Row] = []
     group = "4 memory per model"
     for count in plan.models:
+
         def shared(count: int = count) -> list[object]:
             return [connected(machine, config) for _ in range(count)]
 
         samples = [traced_bytes_per(shared, count) for _ in range(plan.memory_repeats)]
-        rows.append(summarize(group, f"shared machine + shared Config, {count:,} models",
-                              count, samples, unit="B",
-                              target=MODEL_TARGET_BYTES if count >= 10_000 else None))
+        rows.append(
+            summarize(
+                group,
+                f"shared machine + shared Config, {count:,} models",
+                count,
+                samples,
+                unit="B",
+                target=MODEL_TARGET_BYTES if count >= 10_000 else None,
+            )
+        )
 
     count = plan.models[-1]
 
@@ -377,11 +448,25 @@ def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine,
             models.append(lifecycle)
         return models
 
-    rows.append(summarize(group, f"shared machine, Config() per model, {count:,} models",
-                          count, [traced_bytes_per(own_config_connected, count)], unit="B",
-                          note="config=None builds a Config and a backoff policy per model"))
-    rows.append(summarize(group, f"idle (DISCONNECTED), Config() per model, {count:,} models",
-                          count, [traced_bytes_per(own_config, count)], unit="B"))
+    rows.append(
+        summarize(
+            group,
+            f"shared machine, Config() per model, {count:,} models",
+            count,
+            [traced_bytes_per(own_config_connected, count)],
+            unit="B",
+            note="config=None builds a Config and a backoff policy per model",
+        )
+    )
+    rows.append(
+        summarize(
+            group,
+            f"idle (DISCONNECTED), Config() per model, {count:,} models",
+            count,
+            [traced_bytes_per(own_config, count)],
+            unit="B",
+        )
+    )
 
     unshared = plan.unshared_models
 
@@ -392,9 +477,16 @@ def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine,
             models.append((own, connected(own, config)))
         return models
 
-    rows.append(summarize(group, f"NOT shared: one LifecycleMachine per model, {unshared}",
-                          unshared, [traced_bytes_per(unshared_models, unshared)], unit="B",
-                          reference="~45 KB"))
+    rows.append(
+        summarize(
+            group,
+            f"NOT shared: one LifecycleMachine per model, {unshared}",
+            unshared,
+            [traced_bytes_per(unshared_models, unshared)],
+            unit="B",
+            reference="~45 KB",
+        )
+    )
 
     # Where an unshared machine's bytes go.
     def machines_only(count: int = unshared) -> list[object]:
@@ -403,11 +495,25 @@ def bench_memory(plan: Plan, spec: Spec, machine: LifecycleMachine,
     def classifiers_only(count: int = unshared) -> list[object]:
         return [Classifier(spec.errors) for _ in range(count)]
 
-    rows.append(summarize(group, "  of which: one LifecycleMachine alone", unshared,
-                          [traced_bytes_per(machines_only, unshared)], unit="B"))
-    rows.append(summarize(group, "  of which: its Classifier (error table lookups)", unshared,
-                          [traced_bytes_per(classifiers_only, unshared)], unit="B",
-                          note="status/close-code ranges expanded into dicts"))
+    rows.append(
+        summarize(
+            group,
+            "  of which: one LifecycleMachine alone",
+            unshared,
+            [traced_bytes_per(machines_only, unshared)],
+            unit="B",
+        )
+    )
+    rows.append(
+        summarize(
+            group,
+            "  of which: its Classifier (error table lookups)",
+            unshared,
+            [traced_bytes_per(classifiers_only, unshared)],
+            unit="B",
+            note="status/close-code ranges expanded into dicts",
+        )
+    )
     return rows
 
 
@@ -482,9 +588,16 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
 
         return batch, n // 2 * 2
 
-    rows.append(summarize(group, "SpecMachine.fire, tiny spec, no-op callbacks", n,
-                          time_runs(spec_machine_tiny, plan), reference="~6 us",
-                          note="shared Machine, send_event, 4 callbacks by name"))
+    rows.append(
+        summarize(
+            group,
+            "SpecMachine.fire, tiny spec, no-op callbacks",
+            n,
+            time_runs(spec_machine_tiny, plan),
+            reference="~6 us",
+            note="shared Machine, send_event, 4 callbacks by name",
+        )
+    )
 
     shared = SpecMachine(spec)
 
@@ -500,14 +613,25 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
 
         return batch, n // 3 * 3
 
-    rows.append(summarize(group, "SpecMachine.fire, default spec cycle, no-op callbacks", n,
-                          time_runs(spec_machine_default, plan), reference="~6 us"))
+    rows.append(
+        summarize(
+            group,
+            "SpecMachine.fire, default spec cycle, no-op callbacks",
+            n,
+            time_runs(spec_machine_default, plan),
+            reference="~6 us",
+        )
+    )
 
     def bare_machine() -> tuple[Callable[[], object], int]:
         model = _BareModel()
-        Machine(model=model, states=["A", "B"], transitions=[["go", "A", "B"],
-                                                              ["back", "B", "A"]],
-                initial="A", auto_transitions=False)
+        Machine(
+            model=model,
+            states=["A", "B"],
+            transitions=[["go", "A", "B"], ["back", "B", "A"]],
+            initial="A",
+            auto_transitions=False,
+        )
         go = model.go  # type: ignore[attr-defined]
         back = model.back  # type: ignore[attr-defined]
 
@@ -518,9 +642,16 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
 
         return batch, n // 2 * 2
 
-    rows.append(summarize(group, "transitions.Machine trigger, bare (model.go())", n,
-                          time_runs(bare_machine, plan), reference="~6 us",
-                          note="no callbacks, no send_event"))
+    rows.append(
+        summarize(
+            group,
+            "transitions.Machine trigger, bare (model.go())",
+            n,
+            time_runs(bare_machine, plan),
+            reference="~6 us",
+            note="no callbacks, no send_event",
+        )
+    )
 
     def dict_fsm() -> tuple[Callable[[], object], int]:
         model = _DictFSM()
@@ -533,8 +664,11 @@ def bench_raw(plan: Plan, spec: Spec) -> list[Row]:
 
         return batch, n // 2 * 2
 
-    rows.append(summarize(group, "dict-lookup FSM fire()", n, time_runs(dict_fsm, plan),
-                          reference="~0.22 us"))
+    rows.append(
+        summarize(
+            group, "dict-lookup FSM fire()", n, time_runs(dict_fsm, plan), reference="~0.22 us"
+        )
+    )
     return rows
 
 
@@ -581,17 +715,26 @@ def fmt_met(row: Row) -> str:
 def render(rows: list[Row]) -> str:
     header = ("group", "name", "n", "median", "p90", "target", "met")
     table = [header] + [
-        (row.group, row.name, f"{row.n:,}", fmt(row.median, row.unit), fmt(row.p90, row.unit),
-         fmt_target(row), fmt_met(row))
+        (
+            row.group,
+            row.name,
+            f"{row.n:,}",
+            fmt(row.median, row.unit),
+            fmt(row.p90, row.unit),
+            fmt_target(row),
+            fmt_met(row),
+        )
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = []
     for index, line in enumerate(table):
-        lines.append("  ".join(
-            cell.rjust(width) if i in (2, 3, 4) else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ).rstrip())
+        lines.append(
+            "  ".join(
+                cell.rjust(width) if i in (2, 3, 4) else cell.ljust(width)
+                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
@@ -600,8 +743,9 @@ def render(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 1 min)")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
 
@@ -609,8 +753,10 @@ def main(argv: list[str] | None = None) -> int:
     print("fsm_live core benchmark" + (" (--quick)" if args.quick else ""))
     for key, value in facts.items():
         print(f"  {key}: {value}")
-    print(f"  runs: {plan.runs} after {plan.warmup} warm-up; median and p90 over runs; "
-          "gc collected before and disabled during timing loops")
+    print(
+        f"  runs: {plan.runs} after {plan.warmup} warm-up; median and p90 over runs; "
+        "gc collected before and disabled during timing loops"
+    )
     print()
 
     started = time.perf_counter()
@@ -633,9 +779,15 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "core",
             "quick": args.quick,
             "machine": facts,
-            "method": {"runs": plan.runs, "warmup": plan.warmup, "gc_disabled_in_timing": True,
-                       "clock": "time.perf_counter_ns", "memory": "tracemalloc delta / models",
-                       "time_unit": "ns per operation", "memory_unit": "bytes per model"},
+            "method": {
+                "runs": plan.runs,
+                "warmup": plan.warmup,
+                "gc_disabled_in_timing": True,
+                "clock": "time.perf_counter_ns",
+                "memory": "tracemalloc delta / models",
+                "time_unit": "ns per operation",
+                "memory_unit": "bytes per model",
+            },
             "elapsed_s": round(elapsed, 2),
             "results": [row.as_json() for row in rows],
         }

@@ -42,8 +42,16 @@ import websockets.asyncio.client
 
 import fsm_live
 
-PACKAGES: Final = ("fsm_live", "websockets", "anyio", "asyncio", "transitions", "sniffio",
-                   "json", "bench")
+PACKAGES: Final = (
+    "fsm_live",
+    "websockets",
+    "anyio",
+    "asyncio",
+    "transitions",
+    "sniffio",
+    "json",
+    "bench",
+)
 
 
 def package(filename: str) -> str:
@@ -55,8 +63,9 @@ def package(filename: str) -> str:
     return "other"
 
 
-async def idle(url: str, variant: str, n: int, interval: float, window: float,
-               profile: cProfile.Profile) -> None:
+async def idle(
+    url: str, variant: str, n: int, interval: float, window: float, profile: cProfile.Profile
+) -> None:
     config = fsm_live.Config(heartbeat_interval=interval, heartbeat_timeout=2 * interval)
     gate = asyncio.Semaphore(100)
     stop = asyncio.Event()
@@ -79,8 +88,9 @@ async def idle(url: str, variant: str, n: int, interval: float, window: float,
             await stop.wait()
             return
         async with gate:
-            ws = await websockets.asyncio.client.connect(url, ping_interval=None,
-                                                         compression=None, open_timeout=60)
+            ws = await websockets.asyncio.client.connect(
+                url, ping_interval=None, compression=None, open_timeout=60
+            )
         one_opened()
         if variant == "bare":
             next_at = time.monotonic() + interval
@@ -112,9 +122,9 @@ async def open_many(url: str, variant: str, n: int, profile: cProfile.Profile) -
                 await conn.__aenter__()
                 await conn.wait_connected()
             else:
-                conn = await websockets.asyncio.client.connect(url, ping_interval=None,
-                                                               compression=None,
-                                                               open_timeout=60)
+                conn = await websockets.asyncio.client.connect(
+                    url, ping_interval=None, compression=None, open_timeout=60
+                )
             held.append(conn)
 
     profile.enable()
@@ -125,8 +135,7 @@ async def open_many(url: str, variant: str, n: int, profile: cProfile.Profile) -
     print(f"opened {len(held)} in {elapsed:.2f} s (under cProfile)")
 
 
-async def recv(url: str, variant: str, n: int, protocol: str,
-               profile: cProfile.Profile) -> None:
+async def recv(url: str, variant: str, n: int, protocol: str, profile: cProfile.Profile) -> None:
     flood = {"cmd": "flood", "n": n, "size": 100}
     if variant == "fsm_live":
         async with fsm_live.connect(url, protocol=protocol) as conn:
@@ -150,8 +159,9 @@ async def recv(url: str, variant: str, n: int, protocol: str,
         profile.disable()
 
 
-async def roundtrip(url: str, variant: str, n: int, protocol: str,
-                    profile: cProfile.Profile) -> None:
+async def roundtrip(
+    url: str, variant: str, n: int, protocol: str, profile: cProfile.Profile
+) -> None:
     payloads = [p.decode() for p in common.flood_payloads(n, 100)]
     messages: list[Any] = [json.loads(p) for p in payloads] if protocol == "json" else payloads
     echo = json.dumps({"cmd": "echo"})
@@ -186,8 +196,14 @@ def report(profile: cProfile.Profile, top: int, sort: str) -> None:
     for (filename, _, _), (_, _, tt, _, _) in stats.stats.items():  # type: ignore[attr-defined]
         by_package[package(filename)] += tt
     print(f"profiled: {total:.3f} s of own time")
-    print("  " + ", ".join(f"{name} {100 * tt / total:.1f}%" for name, tt in
-                           sorted(by_package.items(), key=lambda item: -item[1])) + "\n")
+    print(
+        "  "
+        + ", ".join(
+            f"{name} {100 * tt / total:.1f}%"
+            for name, tt in sorted(by_package.items(), key=lambda item: -item[1])
+        )
+        + "\n"
+    )
     out = io.StringIO()
     pstats.Stats(profile, stream=out).strip_dirs().sort_stats(sort).print_stats(top)
     print(out.getvalue())
@@ -203,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=common.positive_float, default=10.0)
     parser.add_argument("--top", type=common.positive_int, default=30)
     parser.add_argument("--sort", choices=("tottime", "cumtime"), default="tottime")
-    parser.add_argument("--quick", action="store_true",
-                        help="a tenth of the default size and a 2 s window (a smoke test)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tenth of the default size and a 2 s window (a smoke test)",
+    )
     args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
     window = 2.0 if args.quick else args.window
@@ -214,16 +233,28 @@ def main(argv: list[str] | None = None) -> int:
     server_mode = "hold" if args.scenario in ("idle", "open") else "raw"
     with common.ServerProcess(server_mode) as server:
         if args.scenario == "idle":
-            asyncio.run(idle(server.url, args.variant, args.n or 1000 // scale, args.interval,
-                             window, profile))
+            asyncio.run(
+                idle(
+                    server.url,
+                    args.variant,
+                    args.n or 1000 // scale,
+                    args.interval,
+                    window,
+                    profile,
+                )
+            )
         elif args.scenario == "open":
             asyncio.run(open_many(server.url, args.variant, args.n or 1000 // scale, profile))
         elif args.scenario == "recv":
-            asyncio.run(recv(server.url, args.variant, args.n or 100_000 // scale, args.protocol,
-                             profile))
+            asyncio.run(
+                recv(server.url, args.variant, args.n or 100_000 // scale, args.protocol, profile)
+            )
         else:
-            asyncio.run(roundtrip(server.url, args.variant, args.n or 20_000 // scale,
-                                  args.protocol, profile))
+            asyncio.run(
+                roundtrip(
+                    server.url, args.variant, args.n or 20_000 // scale, args.protocol, profile
+                )
+            )
     adapter = f" ({args.protocol})" if args.scenario in ("recv", "roundtrip") else ""
     print(f"{args.scenario}, {args.variant}{adapter}")
     report(profile, args.top, args.sort)

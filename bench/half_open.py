@@ -46,11 +46,11 @@ FSM_INTERVAL, FSM_TIMEOUT = 15.0, 30.0
 WS_PING_INTERVAL, WS_PING_TIMEOUT, WS_CLOSE_TIMEOUT = 20.0, 20.0, 10.0
 
 
-async def measure(url: str, server: common.ServerProcess, n: int, scale: float,
-                  seed: int) -> dict[str, Any]:
+async def measure(
+    url: str, server: common.ServerProcess, n: int, scale: float, seed: int
+) -> dict[str, Any]:
     rng = random.Random(seed)
-    config = Config(heartbeat_interval=FSM_INTERVAL * scale,
-                    heartbeat_timeout=FSM_TIMEOUT * scale)
+    config = Config(heartbeat_interval=FSM_INTERVAL * scale, heartbeat_timeout=FSM_TIMEOUT * scale)
     fsm_lost: list[float] = []
     ws_closed: list[float] = []
     ready = [0]
@@ -59,8 +59,13 @@ async def measure(url: str, server: common.ServerProcess, n: int, scale: float,
     async def fsm_client(delay: float) -> None:
         await anyio.sleep(delay)
         async with fsm_live.connect(url, protocol="ping", config=config) as conn:
-            conn.on_transition(lambda r: fsm_lost.append(r.at)
-                               if r.dest == "RECONNECTING" and len(fsm_lost) < 10 * n else None)
+            conn.on_transition(
+                lambda r: (
+                    fsm_lost.append(r.at)
+                    if r.dest == "RECONNECTING" and len(fsm_lost) < 10 * n
+                    else None
+                )
+            )
             await conn.wait_connected()
             ready[0] += 1
             await done.wait()
@@ -68,8 +73,11 @@ async def measure(url: str, server: common.ServerProcess, n: int, scale: float,
     async def ws_client(delay: float) -> None:
         await anyio.sleep(delay)
         async with websockets.asyncio.client.connect(
-                url, ping_interval=WS_PING_INTERVAL * scale, ping_timeout=WS_PING_TIMEOUT * scale,
-                close_timeout=WS_CLOSE_TIMEOUT * scale) as ws:
+            url,
+            ping_interval=WS_PING_INTERVAL * scale,
+            ping_timeout=WS_PING_TIMEOUT * scale,
+            close_timeout=WS_CLOSE_TIMEOUT * scale,
+        ) as ws:
             ready[0] += 1
             await ws.wait_closed()
             ws_closed.append(time.monotonic())
@@ -92,37 +100,53 @@ async def measure(url: str, server: common.ServerProcess, n: int, scale: float,
         tg.cancel_scope.cancel()
     fsm = sorted(t - black_hole for t in fsm_lost if t > black_hole)[:n]
     ws = sorted(t - black_hole for t in ws_closed)
-    return {"scale": scale, "n": n, "fsm_live_s": fsm, "websockets_s": ws,
-            "early_fsm": sum(t <= black_hole for t in fsm_lost)}
+    return {
+        "scale": scale,
+        "n": n,
+        "fsm_live_s": fsm,
+        "websockets_s": ws,
+        "early_fsm": sum(t <= black_hole for t in fsm_lost),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="every interval x 0.1")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
-    parser.add_argument("--scale", type=common.positive_float, default=None,
-                        help="time scale (default 1)")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
+    parser.add_argument(
+        "--scale", type=common.positive_float, default=None, help="time scale (default 1)"
+    )
     parser.add_argument("--n", type=common.positive_int, default=20, help="clients per variant")
     args = parser.parse_args(argv)
     scale = args.scale or (0.1 if args.quick else 1.0)
     common.quiet_logs()
     facts = common.machine_facts()
-    common.print_header("half-open detection: fsm_live vs websockets keepalive", args.quick,
-                        facts)
-    print(f"  {args.n} clients per variant, time scale x{scale:g} (both sides), "
-          "black hole on both directions of every link\n")
+    common.print_header("half-open detection: fsm_live vs websockets keepalive", args.quick, facts)
+    print(
+        f"  {args.n} clients per variant, time scale x{scale:g} (both sides), "
+        "black hole on both directions of every link\n"
+    )
     started = time.perf_counter()
     with common.ServerProcess("proxy") as server:
         result = asyncio.run(measure(server.url, server, args.n, scale, seed=5))
     elapsed = time.perf_counter() - started
     rows = []
     for name, key, settings in (
-            ("fsm_live", "fsm_live_s", f"heartbeat {FSM_INTERVAL * scale:g} s, "
-                                       f"timeout {FSM_TIMEOUT * scale:g} s"),
-            ("websockets", "websockets_s", f"ping {WS_PING_INTERVAL * scale:g} s / "
-                                           f"{WS_PING_TIMEOUT * scale:g} s, close "
-                                           f"{WS_CLOSE_TIMEOUT * scale:g} s")):
+        (
+            "fsm_live",
+            "fsm_live_s",
+            f"heartbeat {FSM_INTERVAL * scale:g} s, timeout {FSM_TIMEOUT * scale:g} s",
+        ),
+        (
+            "websockets",
+            "websockets_s",
+            f"ping {WS_PING_INTERVAL * scale:g} s / "
+            f"{WS_PING_TIMEOUT * scale:g} s, close "
+            f"{WS_CLOSE_TIMEOUT * scale:g} s",
+        ),
+    ):
         values = result[key]
         row = [name, settings, f"{len(values)}/{args.n}"]
         for q in (0, 50, 100):
@@ -132,16 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     print(common.render(("variant", "settings", "detected", "min", "median", "max"), rows))
     fsm_med = common.median(result["fsm_live_s"])
     ws_med = common.median(result["websockets_s"])
-    print(f"\n  fsm_live / websockets median: {fsm_med / ws_med:.2f}"
-          + ("; in parentheses: seconds / scale (the unscaled equivalent)" if scale != 1
-             else ""))
+    print(
+        f"\n  fsm_live / websockets median: {fsm_med / ws_med:.2f}"
+        + ("; in parentheses: seconds / scale (the unscaled equivalent)" if scale != 1 else "")
+    )
     worst = max(result["fsm_live_s"], default=1e9) / scale
     verdict = common.met(worst, FSM_TIMEOUT * 1.05, at_most=True)
-    print(f"  target: found within {FSM_TIMEOUT:g} s: {verdict} "
-          "(5% allowance for timer and loop latency)")
+    print(
+        f"  target: found within {FSM_TIMEOUT:g} s: {verdict} "
+        "(5% allowance for timer and loop latency)"
+    )
     print(f"\n{elapsed:.1f} s")
-    common.write_json(args.json, "half_open", args.quick, facts,
-                      {"elapsed_s": round(elapsed, 1), **result})
+    common.write_json(
+        args.json, "half_open", args.quick, facts, {"elapsed_s": round(elapsed, 1), **result}
+    )
     return 0
 
 

@@ -42,8 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 VARIANTS: Final = ("fsm_live", "raw", "picows", "fsm_live-trio", "raw-trio")
-LIBRARIES: Final = ("/websockets/", "/anyio/", "/trio/", "/picows/", "/aiofastnet/",
-                    "/asyncio/", "/sniffio/")
+LIBRARIES: Final = (
+    "/websockets/",
+    "/anyio/",
+    "/trio/",
+    "/picows/",
+    "/aiofastnet/",
+    "/asyncio/",
+    "/sniffio/",
+)
 
 
 def _short(frame: tracemalloc.Frame) -> str:
@@ -81,8 +88,9 @@ def site(tb: tracemalloc.Traceback, by: str) -> str:
     return where
 
 
-async def hold_many(variant: str, url: str, n: int, interval: float, settle: float,
-                    snapshot: list[Any]) -> None:
+async def hold_many(
+    variant: str, url: str, n: int, interval: float, settle: float, snapshot: list[Any]
+) -> None:
     import anyio
     import websockets.asyncio.client
     import websockets.trio.client
@@ -115,8 +123,9 @@ async def hold_many(variant: str, url: str, n: int, interval: float, settle: flo
                     await stop.wait()
         elif variant == "raw":
             try:
-                ws = await websockets.asyncio.client.connect(url, ping_interval=None,
-                                                             compression=None, open_timeout=60)
+                ws = await websockets.asyncio.client.connect(
+                    url, ping_interval=None, compression=None, open_timeout=60
+                )
             finally:
                 gate.release()
             one_opened()
@@ -125,8 +134,9 @@ async def hold_many(variant: str, url: str, n: int, interval: float, settle: flo
             else:
                 await stop.wait()
         elif variant == "raw-trio":
-            async with websockets.trio.client.connect(url, ping_interval=None,
-                                                      compression=None, open_timeout=60):
+            async with websockets.trio.client.connect(
+                url, ping_interval=None, compression=None, open_timeout=60
+            ):
                 gate.release()
                 one_opened()
                 if not warm:
@@ -135,8 +145,9 @@ async def hold_many(variant: str, url: str, n: int, interval: float, settle: flo
             import picows
 
             try:
-                transport, _ = await picows.ws_connect(picows.WSListener, url,
-                                                       websocket_handshake_timeout=60)
+                transport, _ = await picows.ws_connect(
+                    picows.WSListener, url, websocket_handshake_timeout=60
+                )
             finally:
                 gate.release()
             one_opened()
@@ -166,18 +177,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--variant", choices=VARIANTS, default="fsm_live")
     parser.add_argument("--n", type=common.positive_int, default=500)
-    parser.add_argument("--interval", type=common.positive_float, default=1.0,
-                        help="heartbeat interval (s)")
-    parser.add_argument("--settle", type=common.positive_float, default=3.5,
-                        help="idle time before the snapshot")
+    parser.add_argument(
+        "--interval", type=common.positive_float, default=1.0, help="heartbeat interval (s)"
+    )
+    parser.add_argument(
+        "--settle", type=common.positive_float, default=3.5, help="idle time before the snapshot"
+    )
     parser.add_argument("--top", type=common.positive_int, default=25)
-    parser.add_argument("--by", choices=("line", "line+inner", "file"), default="line",
-                        help="group by the innermost fsm_live line (default), that line and "
-                             "the innermost frame, or the fsm_live file and the library "
-                             "that allocated")
+    parser.add_argument(
+        "--by",
+        choices=("line", "line+inner", "file"),
+        default="line",
+        help="group by the innermost fsm_live line (default), that line and "
+        "the innermost frame, or the fsm_live file and the library "
+        "that allocated",
+    )
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
-    parser.add_argument("--quick", action="store_true",
-                        help="100 connections, 1.5 s idle (a smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="100 connections, 1.5 s idle (a smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.settle = min(args.n, 100), min(args.settle, 1.5)
@@ -186,8 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     snapshots: list[Any] = []
     with common.ServerProcess("hold") as server:
         started = time.perf_counter()
-        common.run_on("trio" if args.variant.endswith("-trio") else "asyncio", hold_many,
-                      args.variant, server.url, args.n, args.interval, args.settle, snapshots)
+        common.run_on(
+            "trio" if args.variant.endswith("-trio") else "asyncio",
+            hold_many,
+            args.variant,
+            server.url,
+            args.n,
+            args.interval,
+            args.settle,
+            snapshots,
+        )
     before, after = snapshots
     per_site: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for stat in after.compare_to(before, "traceback"):
@@ -198,19 +224,31 @@ def main(argv: list[str] | None = None) -> int:
         entry[1] += stat.count_diff
     total = sum(size for size, _ in per_site.values())
     rows = sorted(per_site.items(), key=lambda item: -item[1][0])
-    print(f"{args.variant}: {args.n} idle connections, heartbeat {args.interval:g} s, "
-          f"{args.settle:g} s idle; Python allocations per connection: "
-          f"{total / args.n / 1024:.2f} KiB ({time.perf_counter() - started:.1f} s)\n")
-    table = [(where, f"{size / args.n:,.0f}", f"{count / args.n:.1f}")
-             for where, (size, count) in rows[:args.top]]
-    rest = sum(size for _, (size, _) in rows[args.top:])
+    print(
+        f"{args.variant}: {args.n} idle connections, heartbeat {args.interval:g} s, "
+        f"{args.settle:g} s idle; Python allocations per connection: "
+        f"{total / args.n / 1024:.2f} KiB ({time.perf_counter() - started:.1f} s)\n"
+    )
+    table = [
+        (where, f"{size / args.n:,.0f}", f"{count / args.n:.1f}")
+        for where, (size, count) in rows[: args.top]
+    ]
+    rest = sum(size for _, (size, _) in rows[args.top :])
     table.append(("(everything else)", f"{rest / args.n:,.0f}", ""))
     print(common.render(("site", "bytes/conn", "blocks/conn"), table))
     if args.json:
-        args.json.write_text(json.dumps({
-            "variant": args.variant, "n": args.n, "per_conn_bytes": total / args.n,
-            "sites": {w: {"bytes": s / args.n, "blocks": c / args.n} for w, (s, c) in rows}},
-            indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "variant": args.variant,
+                    "n": args.n,
+                    "per_conn_bytes": total / args.n,
+                    "sites": {w: {"bytes": s / args.n, "blocks": c / args.n} for w, (s, c) in rows},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

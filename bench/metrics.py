@@ -62,8 +62,16 @@ def run_once(variant: str, n: int, hours: float) -> float:
 
     async def main() -> float:
         network = MemoryNetwork()
-        connections = [connect(URL, transport=MemoryTransport(network), config=config,
-                               protocol="json", random=lambda: 1.0) for _ in range(n)]
+        connections = [
+            connect(
+                URL,
+                transport=MemoryTransport(network),
+                config=config,
+                protocol="json",
+                random=lambda: 1.0,
+            )
+            for _ in range(n)
+        ]
         registries: list[Any] = []
         if variant != "none":
             from prometheus_client import CollectorRegistry
@@ -86,8 +94,9 @@ def run_once(variant: str, n: int, hours: float) -> float:
                     tg.start_soon(_scrape, registries, duration)
             return time.process_time() - started
 
-    result: float = anyio.run(main, backend="trio",
-                              backend_options={"clock": MockClock(autojump_threshold=0)})
+    result: float = anyio.run(
+        main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)}
+    )
     return result
 
 
@@ -127,25 +136,44 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.n, args.hours = 3, 10, 0.5
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for run in range(args.runs):
-        order = VARIANTS[run % 3:] + VARIANTS[:run % 3]
+        order = VARIANTS[run % 3 :] + VARIANTS[: run % 3]
         for variant in order:
             times[variant].append(run_once(variant, args.n, args.hours))
-        print(f"run {run + 1}/{args.runs}: " + ", ".join(
-            f"{variant} {times[variant][-1]:.3f} s" for variant in VARIANTS), flush=True)
+        print(
+            f"run {run + 1}/{args.runs}: "
+            + ", ".join(f"{variant} {times[variant][-1]:.3f} s" for variant in VARIANTS),
+            flush=True,
+        )
     medians = {variant: statistics.median(values) for variant, values in times.items()}
     ratios = {variant: medians[variant] / medians["none"] for variant in VARIANTS}
     heartbeats = args.n * args.hours * 3600
-    print(f"{args.n} connections, {args.hours:g} virtual h, heartbeats every 1 s "
-          f"({heartbeats:,.0f} acks), a message every {MESSAGE_EVERY:g} s each; "
-          f"median of {args.runs} runs")
+    print(
+        f"{args.n} connections, {args.hours:g} virtual h, heartbeats every 1 s "
+        f"({heartbeats:,.0f} acks), a message every {MESSAGE_EVERY:g} s each; "
+        f"median of {args.runs} runs"
+    )
     for variant in VARIANTS:
-        print(f"  {variant:<10} {medians[variant]:.3f} s CPU "
-              f"({medians[variant] / heartbeats * 1e6:.1f} us per heartbeat), "
-              f"{ratios[variant]:.3f} x none")
+        print(
+            f"  {variant:<10} {medians[variant]:.3f} s CPU "
+            f"({medians[variant] / heartbeats * 1e6:.1f} us per heartbeat), "
+            f"{ratios[variant]:.3f} x none"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "n": args.n, "hours": args.hours, "runs": args.runs, "times": times,
-            "medians": medians, "ratios": ratios}, indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "n": args.n,
+                    "hours": args.hours,
+                    "runs": args.runs,
+                    "times": times,
+                    "medians": medians,
+                    "ratios": ratios,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return 0
 
 

@@ -57,8 +57,14 @@ TARGET: Final = 0.05
 BACK_P50_TARGET: Final = 2.0
 RESTART_AFTER: Final = 1.0
 BACK_TIMEOUT: Final = 60.0
-VARIANTS: Final = ("fsm_live", "fsm_live FixedDelay(3)", "fsm_live paced", "websockets loop",
-                   "fsm_live-trio", "fsm_live paced-trio")
+VARIANTS: Final = (
+    "fsm_live",
+    "fsm_live FixedDelay(3)",
+    "fsm_live paced",
+    "websockets loop",
+    "fsm_live-trio",
+    "fsm_live paced-trio",
+)
 PACER_RATE: Final = 200.0
 
 
@@ -132,18 +138,21 @@ async def storm(variant: str, n: int) -> dict[str, Any]:
             t_kill = time.monotonic()
             server.kill()
             restarted = await anyio.to_thread.run_sync(
-                lambda: common.ServerProcess("hold", port=server.port,
-                                             at=t_kill + RESTART_AFTER))
+                lambda: common.ServerProcess("hold", port=server.port, at=t_kill + RESTART_AFTER)
+            )
             with anyio.move_on_after(BACK_TIMEOUT - (time.monotonic() - t_kill)):
-                while not all(any(t > t_kill for t in c.connected) or c.state == "FAILED"  # noqa: ASYNC110
-                              for c in clients):
+                while not all(  # noqa: ASYNC110
+                    any(t > t_kill for t in c.connected) or c.state == "FAILED" for c in clients
+                ):
                     await anyio.sleep(0.05)
             await anyio.sleep(0.5)  # late stragglers' requests reach the server log
             server_times = await anyio.to_thread.run_sync(restarted.times)
             stop.set()
             with anyio.move_on_after(30):
-                while any(c.state not in ("CLOSED", "RECONNECTING", "FAILED") for c in clients  # noqa: ASYNC110
-                          ) and variant != "websockets loop":
+                while (  # noqa: ASYNC110
+                    any(c.state not in ("CLOSED", "RECONNECTING", "FAILED") for c in clients)
+                    and variant != "websockets loop"
+                ):
                     await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
     finally:
@@ -152,21 +161,30 @@ async def storm(variant: str, n: int) -> dict[str, Any]:
             restarted.kill()
     assert restarted is not None
     attempts = sorted(t for c in clients for t in c.attempts if t > t_kill)
-    back = sorted(min(t for t in c.connected if t > t_kill) - t_kill for c in clients
-                  if any(t > t_kill for t in c.connected))
+    back = sorted(
+        min(t for t in c.connected if t > t_kill) - t_kill
+        for c in clients
+        if any(t > t_kill for t in c.connected)
+    )
     client_peak, client_at = common.busiest_window(attempts)
     server_peak, server_at = common.busiest_window(server_times)
     return {
-        "variant": variant, "clients": n, "open_s": open_s,
+        "variant": variant,
+        "clients": n,
+        "open_s": open_s,
         "restart_at_s": restarted.listening_at - t_kill,
-        "attempts_client": len(attempts), "peak_client": client_peak,
+        "attempts_client": len(attempts),
+        "peak_client": client_peak,
         "share_client": client_peak / len(attempts) if attempts else float("nan"),
         "peak_client_at_s": client_at - t_kill,
-        "attempts_server": len(server_times), "peak_server": server_peak,
+        "attempts_server": len(server_times),
+        "peak_server": server_peak,
         "share_server": server_peak / len(server_times) if server_times else float("nan"),
         "peak_server_at_s": server_at - t_kill,
-        "back": len(back), "failed": sum(c.state == "FAILED" for c in clients),
-        "back_p50_s": common.percentile(back, 50), "back_p99_s": common.percentile(back, 99),
+        "back": len(back),
+        "failed": sum(c.state == "FAILED" for c in clients),
+        "back_p50_s": common.percentile(back, 50),
+        "back_p99_s": common.percentile(back, 99),
         "back_max_s": back[-1] if back else float("nan"),
         "attempt_times_s": [round(t - t_kill, 4) for t in attempts],
         "server_times_s": [round(t - t_kill, 4) for t in server_times],
@@ -176,12 +194,16 @@ async def storm(variant: str, n: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="200 clients, 1 repetition")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
     parser.add_argument("--clients", type=common.positive_int, default=None)
     parser.add_argument("--reps", type=common.positive_int, default=None)
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, from {', '.join(VARIANTS)}",
+    )
     args = parser.parse_args(argv)
     variants = common.variant_list(parser, args.variants, VARIANTS)
     n = args.clients or (200 if args.quick else 1_000)
@@ -190,22 +212,28 @@ def main(argv: list[str] | None = None) -> int:
     common.quiet_logs()
     facts = common.machine_facts()
     common.print_header("fsm_live restart storm", args.quick, facts)
-    print(f"  {n:,} clients, server SIGKILLed and restarted on the same port "
-          f"{RESTART_AFTER:g} s later, {reps} repetition(s)\n")
+    print(
+        f"  {n:,} clients, server SIGKILLed and restarted on the same port "
+        f"{RESTART_AFTER:g} s later, {reps} repetition(s)\n"
+    )
     started = time.perf_counter()
     runs = []
     for rep in range(reps):
         for variant in variants if rep % 2 == 0 else tuple(reversed(variants)):  # ABBA
-            result = common.run_on("trio" if variant.endswith("-trio") else "asyncio", storm,
-                                   variant, n)
+            result = common.run_on(
+                "trio" if variant.endswith("-trio") else "asyncio", storm, variant, n
+            )
             result["rep"] = rep
             result["loadavg_after"] = common.loadavg()
             runs.append(result)
-            print(f"  {variant}: {result['attempts_client']} attempts, busiest 100 ms "
-                  f"{100 * result['share_client']:.1f}% (client) / "
-                  f"{100 * result['share_server']:.1f}% (server); back p50 "
-                  f"{result['back_p50_s']:.2f} s p99 {result['back_p99_s']:.2f} s; "
-                  f"{result['failed']} FAILED", flush=True)
+            print(
+                f"  {variant}: {result['attempts_client']} attempts, busiest 100 ms "
+                f"{100 * result['share_client']:.1f}% (client) / "
+                f"{100 * result['share_server']:.1f}% (server); back p50 "
+                f"{result['back_p50_s']:.2f} s p99 {result['back_p99_s']:.2f} s; "
+                f"{result['failed']} FAILED",
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
 
     def vals(variant: str, key: str) -> list[float]:
@@ -219,33 +247,65 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         client_share, server_share = med(variant, "share_client"), med(variant, "share_server")
         back_p50 = med(variant, "back_p50_s")
-        verdicts[variant] = {"client": client_share <= TARGET, "server": server_share <= TARGET,
-                             "back_p50": back_p50 <= BACK_P50_TARGET}
-        rows.append((variant, f"{med(variant, 'attempts_client'):,.0f}",
-                     common.spread([100 * v for v in vals(variant, "share_client")],
-                                   "{:.1f}") + "%",
-                     f"{med(variant, 'attempts_server'):,.0f}",
-                     common.spread([100 * v for v in vals(variant, "share_server")],
-                                   "{:.1f}") + "%",
-                     common.spread(vals(variant, "back_p50_s")) + " s",
-                     f"{med(variant, 'back_p99_s'):.2f} s",
-                     f"{sum(r['failed'] for r in runs if r['variant'] == variant)}",
-                     " / ".join("met" if ok else "NOT MET" for ok in verdicts[variant].values())))
+        verdicts[variant] = {
+            "client": client_share <= TARGET,
+            "server": server_share <= TARGET,
+            "back_p50": back_p50 <= BACK_P50_TARGET,
+        }
+        rows.append(
+            (
+                variant,
+                f"{med(variant, 'attempts_client'):,.0f}",
+                common.spread([100 * v for v in vals(variant, "share_client")], "{:.1f}") + "%",
+                f"{med(variant, 'attempts_server'):,.0f}",
+                common.spread([100 * v for v in vals(variant, "share_server")], "{:.1f}") + "%",
+                common.spread(vals(variant, "back_p50_s")) + " s",
+                f"{med(variant, 'back_p99_s'):.2f} s",
+                f"{sum(r['failed'] for r in runs if r['variant'] == variant)}",
+                " / ".join("met" if ok else "NOT MET" for ok in verdicts[variant].values()),
+            )
+        )
     print()
-    print(common.render(("variant", "attempts", "busiest 100ms", "at server", "busiest 100ms",
-                         "back p50", "back p99", "FAILED", "met (client / server / p50)"),
-                        rows))
-    print(f"  targets: busiest 100 ms <= {100 * TARGET:.0f}% of attempts at the client and at "
-          f"the server, back p50 <= {BACK_P50_TARGET:g} s\n"
-          "  attempts / busiest: client side, every attempt after the kill (refused ones too);"
-          "\n  at server / busiest: handshakes the restarted server saw; medians (ranges) over "
-          "repetitions; FAILED: summed")
+    print(
+        common.render(
+            (
+                "variant",
+                "attempts",
+                "busiest 100ms",
+                "at server",
+                "busiest 100ms",
+                "back p50",
+                "back p99",
+                "FAILED",
+                "met (client / server / p50)",
+            ),
+            rows,
+        )
+    )
+    print(
+        f"  targets: busiest 100 ms <= {100 * TARGET:.0f}% of attempts at the client and at "
+        f"the server, back p50 <= {BACK_P50_TARGET:g} s\n"
+        "  attempts / busiest: client side, every attempt after the kill (refused ones too);"
+        "\n  at server / busiest: handshakes the restarted server saw; medians (ranges) over "
+        "repetitions; FAILED: summed"
+    )
     print(f"\n{elapsed:.1f} s")
-    common.write_json(args.json, "restart_storm", args.quick, facts,
-                      {"elapsed_s": round(elapsed, 1), "clients": n, "reps": reps,
-                       "restart_after_s": RESTART_AFTER, "target_share": TARGET,
-                       "target_back_p50_s": BACK_P50_TARGET, "verdicts": verdicts,
-                       "runs": runs})
+    common.write_json(
+        args.json,
+        "restart_storm",
+        args.quick,
+        facts,
+        {
+            "elapsed_s": round(elapsed, 1),
+            "clients": n,
+            "reps": reps,
+            "restart_after_s": RESTART_AFTER,
+            "target_share": TARGET,
+            "target_back_p50_s": BACK_P50_TARGET,
+            "verdicts": verdicts,
+            "runs": runs,
+        },
+    )
     return 0
 
 

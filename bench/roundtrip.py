@@ -65,8 +65,9 @@ Result = tuple[float, list[float]]  # run time, single trips (may be empty)
 
 
 def _messages(protocol: str, n: int) -> list[Any]:
-    return [json.loads(p) if protocol == "json" else p.decode()
-            for p in common.flood_payloads(n, SIZE)]
+    return [
+        json.loads(p) if protocol == "json" else p.decode() for p in common.flood_payloads(n, SIZE)
+    ]
 
 
 def _check(sent: Any, got: Any) -> None:
@@ -222,45 +223,67 @@ def measure(url: str, n: int, reps: int, variants: tuple[str, ...]) -> list[dict
                 if trips:
                     p50[variant].append(common.percentile(trips, 50))
                     p99[variant].append(common.percentile(trips, 99))
-        row: dict[str, Any] = {"protocol": protocol, "trips": n, "size": SIZE, "reps": reps,
-                               "mean_s": mean, "p50_s": p50, "p99_s": p99, "vs_raw": {}}
+        row: dict[str, Any] = {
+            "protocol": protocol,
+            "trips": n,
+            "size": SIZE,
+            "reps": reps,
+            "mean_s": mean,
+            "p50_s": p50,
+            "p99_s": p99,
+            "vs_raw": {},
+        }
         for variant in variants:
-            row["vs_raw"][variant] = [a / b for a, b in zip(mean[variant], mean["raw"],
-                                                           strict=True)]
+            row["vs_raw"][variant] = [
+                a / b for a, b in zip(mean[variant], mean["raw"], strict=True)
+            ]
         if "fsm_live" in variants:
             row["met"] = common.median(row["vs_raw"]["fsm_live"]) <= TARGET
         results.append(row)
-        print(f"  {protocol}: " + ", ".join(
-            f"{v} {1e6 * common.median(mean[v]):.1f} us" for v in variants), flush=True)
+        print(
+            f"  {protocol}: "
+            + ", ".join(f"{v} {1e6 * common.median(mean[v]):.1f} us" for v in variants),
+            flush=True,
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2,000 trips per run, 3 reps")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
-    parser.add_argument("--reps", type=common.positive_int, default=None,
-                        help="repetitions (default 5)")
-    parser.add_argument("--trips", type=common.positive_int, default=None,
-                        help="round trips per run")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated, from {', '.join(VARIANTS)} (raw is always run)")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
+    parser.add_argument(
+        "--reps", type=common.positive_int, default=None, help="repetitions (default 5)"
+    )
+    parser.add_argument(
+        "--trips", type=common.positive_int, default=None, help="round trips per run"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, from {', '.join(VARIANTS)} (raw is always run)",
+    )
     args = parser.parse_args(argv)
     n = args.trips or (2_000 if args.quick else 20_000)
     reps = args.reps or (3 if args.quick else 5)
-    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants,
-                                                                VARIANTS)]))
+    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants, VARIANTS)]))
     if find_spec("picows") is None:
         print("picows is not installed (pip install picows): its variants are skipped")
         variants = tuple(v for v in variants if not v.startswith("picows"))
     common.quiet_logs()
     facts = common.machine_facts()
-    common.print_header("fsm_live request/response round trip (window 1) vs websockets and "
-                        "picows", args.quick, facts)
-    print(f"  {n:,} round trips of {SIZE}-byte messages per run, {reps} repetitions, ABBA "
-          f"order over {', '.join(variants)}; server: bench/_common.py raw (echo), separate "
-          "process\n")
+    common.print_header(
+        "fsm_live request/response round trip (window 1) vs websockets and picows",
+        args.quick,
+        facts,
+    )
+    print(
+        f"  {n:,} round trips of {SIZE}-byte messages per run, {reps} repetitions, ABBA "
+        f"order over {', '.join(variants)}; server: bench/_common.py raw (echo), separate "
+        "process\n"
+    )
     started = time.perf_counter()
     with common.ServerProcess("raw") as server:
         results = measure(server.url, n, reps, variants)
@@ -269,22 +292,46 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         for variant in variants:
             is_target = variant == "fsm_live"
-            rows.append((r["protocol"], variant,
-                         common.spread([1e6 * v for v in r["mean_s"][variant]], "{:.1f}"),
-                         f"{1e6 * common.median(r['p50_s'][variant]):.1f}"
-                         if r["p50_s"][variant] else "-",
-                         f"{1e6 * common.median(r['p99_s'][variant]):.1f}"
-                         if r["p99_s"][variant] else "-",
-                         common.spread(r["vs_raw"][variant]) + "x" if variant != "raw" else "-",
-                         f"<= {TARGET:.2f}x" if is_target else "",
-                         ("met" if r["met"] else "NOT MET") if is_target else ""))
+            rows.append(
+                (
+                    r["protocol"],
+                    variant,
+                    common.spread([1e6 * v for v in r["mean_s"][variant]], "{:.1f}"),
+                    f"{1e6 * common.median(r['p50_s'][variant]):.1f}"
+                    if r["p50_s"][variant]
+                    else "-",
+                    f"{1e6 * common.median(r['p99_s'][variant]):.1f}"
+                    if r["p99_s"][variant]
+                    else "-",
+                    common.spread(r["vs_raw"][variant]) + "x" if variant != "raw" else "-",
+                    f"<= {TARGET:.2f}x" if is_target else "",
+                    ("met" if r["met"] else "NOT MET") if is_target else "",
+                )
+            )
     print()
-    print(common.render(("adapter", "variant", "us/trip median (range)", "p50 us", "p99 us",
-                         "vs raw", "target", "met"), rows))
+    print(
+        common.render(
+            (
+                "adapter",
+                "variant",
+                "us/trip median (range)",
+                "p50 us",
+                "p99 us",
+                "vs raw",
+                "target",
+                "met",
+            ),
+            rows,
+        )
+    )
     print(f"\n{elapsed:.1f} s")
-    common.write_json(args.json, "roundtrip", args.quick, facts,
-                      {"elapsed_s": round(elapsed, 1), "variants": variants,
-                       "results": results})
+    common.write_json(
+        args.json,
+        "roundtrip",
+        args.quick,
+        facts,
+        {"elapsed_s": round(elapsed, 1), "variants": variants, "results": results},
+    )
     return 0
 
 

@@ -86,8 +86,9 @@ def cpu_in_process(path: Path) -> float:
 
 def time_new_process(path: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fsm_live", "check", str(path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "fsm_live", "check", str(path)], check=True, capture_output=True
+    )
     return time.perf_counter() - start
 
 
@@ -103,22 +104,33 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(folder) / "generated.yaml"
         path.write_text(generate(args.transitions), encoding="utf-8")
         rows = {}
-        for label, timer in (("check (in process)", time_in_process),
-                             ("check (in process, CPU time)", cpu_in_process),
-                             ("fsm-live check (new process)", time_new_process)):
+        for label, timer in (
+            ("check (in process)", time_in_process),
+            ("check (in process, CPU time)", cpu_in_process),
+            ("fsm-live check (new process)", time_new_process),
+        ):
             timer(path)  # warm-up
             times = [timer(path) for _ in range(runs)]
             rows[label] = {"median_s": statistics.median(times), "max_s": max(times)}
     transitions = args.transitions // 5 * 5 + 1
-    print(f"fsm-live check of a {transitions}-transition spec "
-          f"(libyaml: {'yes' if LIBYAML else 'no'}; {runs} runs; target <= {TARGET_S} s)")
+    print(
+        f"fsm-live check of a {transitions}-transition spec "
+        f"(libyaml: {'yes' if LIBYAML else 'no'}; {runs} runs; target <= {TARGET_S} s)"
+    )
     for label, figures in rows.items():
         verdict = "met" if figures["median_s"] <= TARGET_S else "MISSED"
-        print(f"  {label:<30} median {figures['median_s']:.3f} s   "
-              f"max {figures['max_s']:.3f} s   {verdict}")
+        print(
+            f"  {label:<30} median {figures['median_s']:.3f} s   "
+            f"max {figures['max_s']:.3f} s   {verdict}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"transitions": transitions, "libyaml": LIBYAML,
-                                         "runs": runs, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"transitions": transitions, "libyaml": LIBYAML, "runs": runs, "rows": rows},
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -83,8 +83,9 @@ def _command(protocol: str, cmd: dict[str, Any]) -> Any:
 
 def _messages(protocol: str, n: int) -> list[Any]:
     # Pre-built, so building them is not timed; the json row's dicts encode to SIZE bytes.
-    return [json.loads(p) if protocol == "json" else p.decode()
-            for p in common.flood_payloads(n, SIZE)]
+    return [
+        json.loads(p) if protocol == "json" else p.decode() for p in common.flood_payloads(n, SIZE)
+    ]
 
 
 # -- fsm_live (asyncio and trio: the same code through anyio) --------------------------------
@@ -225,13 +226,13 @@ async def recv_picows(url: str, protocol: str, n: int) -> float:
     import picows
 
     listener_type = picows_listener()
-    transport, listener = await picows.ws_connect(lambda: listener_type(n, protocol == "json"),
-                                                  url)
+    transport, listener = await picows.ws_connect(lambda: listener_type(n, protocol == "json"), url)
     try:
         async with asyncio.timeout(RUN_TIMEOUT):
             start = time.perf_counter()
-            transport.send(picows.WSMsgType.TEXT,
-                           json.dumps({"cmd": "flood", "n": n, "size": SIZE}).encode())
+            transport.send(
+                picows.WSMsgType.TEXT, json.dumps({"cmd": "flood", "n": n, "size": SIZE}).encode()
+            )
             last = await listener.done
             elapsed = time.perf_counter() - start
     finally:
@@ -253,8 +254,7 @@ async def send_picows(url: str, protocol: str, n: int) -> float:
             send(text, json.dumps({"cmd": "count", "n": n}).encode())
             if protocol == "json":
                 for message in messages:
-                    send(text, dumps(message, separators=(",", ":"),
-                                     ensure_ascii=False).encode())
+                    send(text, dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
                     if listener.paused:
                         await listener.drained()
             else:
@@ -298,44 +298,61 @@ def measure(url: str, n: int, reps: int, variants: tuple[str, ...]) -> list[dict
             order = variants if rep % 2 == 0 else tuple(reversed(variants))  # ABBA
             for variant in order:
                 rates[variant].append(n / one_run(variant, direction, url, protocol, n))
-        row: dict[str, Any] = {"direction": direction, "protocol": protocol, "messages": n,
-                               "size": SIZE, "reps": reps, "target": TARGETS[direction],
-                               "msgs_per_s": rates, "vs_raw": {}}
+        row: dict[str, Any] = {
+            "direction": direction,
+            "protocol": protocol,
+            "messages": n,
+            "size": SIZE,
+            "reps": reps,
+            "target": TARGETS[direction],
+            "msgs_per_s": rates,
+            "vs_raw": {},
+        }
         for variant in variants:
             ratios = [a / b for a, b in zip(rates[variant], rates["raw"], strict=True)]
             row["vs_raw"][variant] = ratios
         if "fsm_live" in variants:
             row["met"] = common.median(row["vs_raw"]["fsm_live"]) >= TARGETS[direction]
         results.append(row)
-        print(f"  {direction} {protocol}: " + ", ".join(
-            f"{v} {common.median(row['vs_raw'][v]):.2f}x" for v in variants), flush=True)
+        print(
+            f"  {direction} {protocol}: "
+            + ", ".join(f"{v} {common.median(row['vs_raw'][v]):.2f}x" for v in variants),
+            flush=True,
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.Parser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="20,000 messages (< 1 min)")
-    parser.add_argument("--json", metavar="FILE", type=common.json_path,
-                        help="also write figures as JSON")
-    parser.add_argument("--reps", type=common.positive_int, default=None,
-                        help="repetitions (default 5)")
-    parser.add_argument("--messages", type=common.positive_int, default=None,
-                        help="messages per run")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated, from {', '.join(VARIANTS)} (raw is always run)")
+    parser.add_argument(
+        "--json", metavar="FILE", type=common.json_path, help="also write figures as JSON"
+    )
+    parser.add_argument(
+        "--reps", type=common.positive_int, default=None, help="repetitions (default 5)"
+    )
+    parser.add_argument(
+        "--messages", type=common.positive_int, default=None, help="messages per run"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, from {', '.join(VARIANTS)} (raw is always run)",
+    )
     args = parser.parse_args(argv)
     n = args.messages or (20_000 if args.quick else 200_000)
     reps = args.reps or 5
-    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants,
-                                                                VARIANTS)]))
+    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants, VARIANTS)]))
     if find_spec("picows") is None:
         print("picows is not installed (pip install picows): its variant is skipped")
         variants = tuple(v for v in variants if v != "picows")
     common.quiet_logs()
     facts = common.machine_facts()
     common.print_header("fsm_live throughput vs websockets and picows", args.quick, facts)
-    print(f"  {n:,} messages of {SIZE} bytes per run, {reps} repetitions, ABBA order over "
-          f"{', '.join(variants)}; server: bench/_common.py raw, separate process\n")
+    print(
+        f"  {n:,} messages of {SIZE} bytes per run, {reps} repetitions, ABBA order over "
+        f"{', '.join(variants)}; server: bench/_common.py raw, separate process\n"
+    )
     started = time.perf_counter()
     with common.ServerProcess("raw") as server:
         results = measure(server.url, n, reps, variants)
@@ -345,18 +362,28 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             ratios = r["vs_raw"][variant]
             is_target = variant == "fsm_live"
-            rows.append((f"{r['direction']} {r['protocol']}", variant,
-                         common.spread(r["msgs_per_s"][variant], "{:,.0f}"),
-                         common.spread(ratios) + "x" if variant != "raw" else "-",
-                         f">= {r['target']:.2f}x" if is_target else "",
-                         ("met" if r["met"] else "NOT MET") if is_target else ""))
+            rows.append(
+                (
+                    f"{r['direction']} {r['protocol']}",
+                    variant,
+                    common.spread(r["msgs_per_s"][variant], "{:,.0f}"),
+                    common.spread(ratios) + "x" if variant != "raw" else "-",
+                    f">= {r['target']:.2f}x" if is_target else "",
+                    ("met" if r["met"] else "NOT MET") if is_target else "",
+                )
+            )
     print()
-    print(common.render(("row", "variant", "msg/s median (range)", "vs raw", "target", "met"),
-                        rows))
+    print(
+        common.render(("row", "variant", "msg/s median (range)", "vs raw", "target", "met"), rows)
+    )
     print(f"\n{elapsed:.1f} s")
-    common.write_json(args.json, "throughput", args.quick, facts,
-                      {"elapsed_s": round(elapsed, 1), "variants": variants,
-                       "results": results})
+    common.write_json(
+        args.json,
+        "throughput",
+        args.quick,
+        facts,
+        {"elapsed_s": round(elapsed, 1), "variants": variants, "results": results},
+    )
     return 0
 
 

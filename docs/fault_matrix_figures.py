@@ -49,11 +49,15 @@ def span(values: list[object]) -> str:
 
 
 def table(quiet: Figures, busy: Figures, runs: tuple[int, int]) -> str:
-    lines = [f"| test | figure | quiet ({runs[0]} runs) | busy ({runs[1]} runs) |",
-             "| --- | --- | --- | --- |"]
+    lines = [
+        f"| test | figure | quiet ({runs[0]} runs) | busy ({runs[1]} runs) |",
+        "| --- | --- | --- | --- |",
+    ]
     for case, name in sorted(quiet.keys() | busy.keys()):
-        lines.append(f"| `{case}` | {name} | {span(quiet.get((case, name), []))} | "
-                     f"{span(busy.get((case, name), []))} |")
+        lines.append(
+            f"| `{case}` | {name} | {span(quiet.get((case, name), []))} | "
+            f"{span(busy.get((case, name), []))} |"
+        )
     return "\n".join(lines)
 
 
@@ -64,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [str(p) for p in (*args.quiet, *args.busy) if not p.is_file()]
     if missing or not (args.quiet or args.busy):
-        parser.error(f"no such report: {', '.join(missing)}" if missing else
-                     "give --quiet and/or --busy reports")
+        parser.error(
+            f"no such report: {', '.join(missing)}"
+            if missing
+            else "give --quiet and/or --busy reports"
+        )
     try:
         quiet, busy = read(args.quiet), read(args.busy)
     except ET.ParseError as exc:

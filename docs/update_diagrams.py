@@ -24,8 +24,9 @@ PAGES = {"docs/lifecycle.md": "specs/connection.yaml"}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 if a page's diagram is stale")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a page's diagram is stale"
+    )
     args = parser.parse_args()
     status = 0
     for page, spec_path in PAGES.items():

@@ -121,8 +121,9 @@ class Config:
     max_failures: int = attrs.field(default=5, validator=_count)
     max_escalations: int = attrs.field(default=1, validator=_count_or_zero)
     failed_retry: bool = attrs.field(default=True, validator=_flag)
-    failed_retry_delay: float | None = attrs.field(default=None, validator=_optional_seconds,
-                                                   converter=_as_float)
+    failed_retry_delay: float | None = attrs.field(
+        default=None, validator=_optional_seconds, converter=_as_float
+    )
     message_concurrency: int = attrs.field(default=100, validator=_count)
     outbound_buffer: int = attrs.field(default=1000, validator=_count)
     open_timeout: float = _seconds_field(10.0)
@@ -211,8 +212,9 @@ def _fields() -> dict[str, attrs.Attribute[Any]]:
     return {field.name: field for field in attrs.fields(Config)}
 
 
-def _merge_file(path: Path, values: dict[str, Any], backoff: dict[str, Any],
-                origins: dict[str, str]) -> None:
+def _merge_file(
+    path: Path, values: dict[str, Any], backoff: dict[str, Any], origins: dict[str, str]
+) -> None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -232,8 +234,9 @@ def _merge_file(path: Path, values: dict[str, Any], backoff: dict[str, Any],
             raise ConfigError(f"{path}: {key}", "unknown setting")
 
 
-def _merge_env(env: Mapping[str, str], values: dict[str, Any], backoff: dict[str, Any],
-               origins: dict[str, str]) -> None:
+def _merge_env(
+    env: Mapping[str, str], values: dict[str, Any], backoff: dict[str, Any], origins: dict[str, str]
+) -> None:
     fields = _fields()
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX):

@@ -64,8 +64,15 @@ from fsm_live.transport.base import AsyncioTransport, Message, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url, safe_url
 
-__all__ = ("PROTOCOLS", "TRANSITIONS_LOGGER", "ConnectionOptions", "LiveConnection", "connect",
-           "default_machine", "get_protocol")
+__all__ = (
+    "PROTOCOLS",
+    "TRANSITIONS_LOGGER",
+    "ConnectionOptions",
+    "LiveConnection",
+    "connect",
+    "default_machine",
+    "get_protocol",
+)
 
 #: Every transition is logged here, at the level the spec gives its destination state.
 TRANSITIONS_LOGGER: Final = "fsm_live.transitions"
@@ -190,21 +197,33 @@ class LiveConnection:
         self._target = target_for(url, ssl=ssl, proxy=proxy)
         self._transport = transport or _DEFAULT_TRANSPORT
         #: The transport, if it can hand a connection to an asyncio protocol (no task).
-        self._fast_path = (self._transport if isinstance(self._transport, AsyncioTransport)
-                           else None)
-        self._lifecycle = Lifecycle(machine or default_machine(), self.config, random=random,
-                                    can_refresh_credentials=credentials is not None,
-                                    pacer=pacer)
+        self._fast_path = self._transport if isinstance(self._transport, AsyncioTransport) else None
+        self._lifecycle = Lifecycle(
+            machine or default_machine(),
+            self.config,
+            random=random,
+            can_refresh_credentials=credentials is not None,
+            pacer=pacer,
+        )
         self._counters = Counters()
         self._jobs = Jobs(self._job_crashed, self._notify)
         self._inbox = Inbox(self.config.message_concurrency, on_message, jobs=self._jobs)
         self._outbox = Outbox(self.config.outbound_buffer)
         self._engine = Engine(
-            url=url, lifecycle=self._lifecycle, adapter=self.adapter, config=self.config,
-            credentials=credentials, inbox=self._inbox, outbox=self._outbox,
-            counters=self._counters, jobs=self._jobs, clock=anyio.current_time,
-            open_link=self._open_link, on_transition=self._on_transition,
-            on_change=self._notify)
+            url=url,
+            lifecycle=self._lifecycle,
+            adapter=self.adapter,
+            config=self.config,
+            credentials=credentials,
+            inbox=self._inbox,
+            outbox=self._outbox,
+            counters=self._counters,
+            jobs=self._jobs,
+            clock=anyio.current_time,
+            open_link=self._open_link,
+            on_transition=self._on_transition,
+            on_change=self._notify,
+        )
         self._inbox.on_taken = self._engine.message_taken
         self._trace_path = trace
         self._trace: TraceWriter | None = None
@@ -242,8 +261,13 @@ class LiveConnection:
         self._started_at = clock()
         if self._trace_path is not None:
             # An OSError is raised.  Stats records and heartbeat round trips: docs/diagnostics.md
-            self._trace = TraceWriter(self._trace_path, self._started_at, stats=self.stats,
-                                      clock=clock, interval=self.config.trace_stats_interval)
+            self._trace = TraceWriter(
+                self._trace_path,
+                self._started_at,
+                stats=self.stats,
+                clock=clock,
+                interval=self.config.trace_stats_interval,
+            )
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         task_group = anyio.create_task_group()
@@ -251,8 +275,10 @@ class LiveConnection:
         self._task_group = task_group
         self._jobs.bind(task_group)
         self._engine.timer = (
-            LoopTimer(asyncio.get_running_loop(), self._engine.on_timer) if self._asyncio
-            else TaskTimer(self._jobs, self._engine.on_timer))
+            LoopTimer(asyncio.get_running_loop(), self._engine.on_timer)
+            if self._asyncio
+            else TaskTimer(self._jobs, self._engine.on_timer)
+        )
         # Started soon, not now: callbacks registered right after entering see the first
         # transition too.  On asyncio a loop callback does it (no task).
         if self._asyncio:
@@ -264,14 +290,19 @@ class LiveConnection:
     async def _start(self) -> None:
         self._engine.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self.close()
             # Handlers get close_timeout to finish; every other job is cancelled already.
-            self._task_group.cancel_scope.deadline = (anyio.current_time()
-                                                      + self.config.close_timeout)
+            self._task_group.cancel_scope.deadline = (
+                anyio.current_time() + self.config.close_timeout
+            )
         try:
             # The body's own exception is not passed in: it propagates as it is, never
             # wrapped in an exception group by the connection's task group.
@@ -372,8 +403,11 @@ class LiveConnection:
         """
         unknown = set(states) - set(self._lifecycle.machine.states)
         if unknown or not states:
-            raise ConfigError("states", f"unknown state(s) {sorted(unknown)}; known: "
-                             f"{', '.join(self._lifecycle.machine.states)}")
+            raise ConfigError(
+                "states",
+                f"unknown state(s) {sorted(unknown)}; known: "
+                f"{', '.join(self._lifecycle.machine.states)}",
+            )
         while True:
             state = self.state
             if state in states:
@@ -498,10 +532,14 @@ class LiveConnection:
         transitions = self._counters.transitions
         return self._counters.snapshot(
             state=self.state,
-            time_in_state=max(0.0, self._engine.clock()
-                              - max(self._lifecycle.entered_at, self._started_at)),
-            reconnects=sum(n for (source, _, dest), n in transitions.items()
-                           if dest == self._dial_state and source != self.spec.initial),
+            time_in_state=max(
+                0.0, self._engine.clock() - max(self._lifecycle.entered_at, self._started_at)
+            ),
+            reconnects=sum(
+                n
+                for (source, _, dest), n in transitions.items()
+                if dest == self._dial_state and source != self.spec.initial
+            ),
             consecutive_failures=self._lifecycle.failures,
             buffered=len(self._outbox),
             tasks_alive=self._jobs.alive,
@@ -526,18 +564,27 @@ class LiveConnection:
             self._failure = ConnectionFailed(self._lifecycle.last_failure)
         if self._trace is not None:
             self._trace.write(record)
-        transitions_logger.log(logging.getLevelName(dest.log_level), "%s: %s -> %s (%s)%s%s",
-                               safe_url(self.url), record.source, record.dest, record.trigger,
-                               f": {record.reason}" if record.reason else "",
-                               " [success]" if dest.success else "")
+        transitions_logger.log(
+            logging.getLevelName(dest.log_level),
+            "%s: %s -> %s (%s)%s%s",
+            safe_url(self.url),
+            record.source,
+            record.dest,
+            record.trigger,
+            f": {record.reason}" if record.reason else "",
+            " [success]" if dest.success else "",
+        )
         if self._taken is not None:
             self._taken.append(record)
         for callback in self._callbacks:
             try:
                 callback(record)
             except Exception as exc:
-                transitions_logger.exception("%s: an on_transition callback raised %s; closing",
-                                             safe_url(self.url), type(exc).__name__)
+                transitions_logger.exception(
+                    "%s: an on_transition callback raised %s; closing",
+                    safe_url(self.url),
+                    type(exc).__name__,
+                )
                 self._engine.crashed(exc)
 
 

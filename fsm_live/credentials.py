@@ -65,6 +65,7 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
+
 _logger = logging.getLogger("fsm_live")
 
 
@@ -102,11 +103,13 @@ def provider_errors() -> Iterator[None]:
     except TransportError:
         raise
     except Exception as exc:
-        _logger.warning("credentials provider raised %s; the attempt fails",
-                        type(exc).__name__, exc_info=exc)
+        _logger.warning(
+            "credentials provider raised %s; the attempt fails", type(exc).__name__, exc_info=exc
+        )
         detail = f": {exc}" if isinstance(exc, FsmLiveError) else ""
-        raise TransportError(f"credentials provider raised {type(exc).__name__}{detail}",
-                             kind="credentials") from exc
+        raise TransportError(
+            f"credentials provider raised {type(exc).__name__}{detail}", kind="credentials"
+        ) from exc
 
 
 @attrs.frozen

@@ -84,8 +84,10 @@ class GraphvizMissing(FsmLiveError, RuntimeError):
     """
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or f"Graphviz's `dot` program was not found on PATH; "
-                                    f"to render SVG, {_INSTALL_HINT}")
+        super().__init__(
+            message
+            or f"Graphviz's `dot` program was not found on PATH; to render SVG, {_INSTALL_HINT}"
+        )
 
 
 class GraphvizFailed(FsmLiveError, RuntimeError):
@@ -132,8 +134,9 @@ def _trace_edge(line: str, where: str) -> tuple[str, str, str] | None:
         return None  # a failure or stats record (docs/diagnostics.md)
     keys = ("from", "trigger", "to")
     if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in keys):
-        raise TraceUnreadable(f"{where}: not a transition (expected an object with string "
-                              f"keys {', '.join(keys)})")
+        raise TraceUnreadable(
+            f"{where}: not a transition (expected an object with string keys {', '.join(keys)})"
+        )
     return row["from"], row["trigger"], row["to"]
 
 
@@ -165,8 +168,13 @@ def _note_lines(state: StateSpec) -> list[str]:
 
 
 def _wrap(text: str) -> list[str]:
-    return textwrap.wrap(text, width=_NOTE_WIDTH, subsequent_indent="  ",
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.wrap(
+        text,
+        width=_NOTE_WIDTH,
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 # -- Mermaid ---------------------------------------------------------------------------------
@@ -175,8 +183,23 @@ _MERMAID_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Words Mermaid's state-diagram lexer (case-insensitively) takes as keywords
 #: where a state id is expected; it also takes any word starting with "default".
 _MERMAID_KEYWORDS = frozenset(
-    {"state", "note", "class", "classdef", "scale", "statediagram", "direction", "hide",
-     "acctitle", "accdescr", "end", "as", "root", "root_start", "root_end"}
+    {
+        "state",
+        "note",
+        "class",
+        "classdef",
+        "scale",
+        "statediagram",
+        "direction",
+        "hide",
+        "acctitle",
+        "accdescr",
+        "end",
+        "as",
+        "root",
+        "root_start",
+        "root_end",
+    }
 )
 #: Characters that end or break a label or note in Mermaid (``:`` and ``;`` end a
 #: label, ``#`` starts a comment or an entity, quotes/brackets/braces get eaten).
@@ -190,10 +213,14 @@ def _mermaid_text(text: str) -> str:
 
 def _mermaid_ids(spec: Spec) -> dict[str, str]:
     """State name -> Mermaid id: the name itself when Mermaid reads it as an id, else an alias."""
+
     def safe(name: str) -> bool:
         lowered = name.lower()
-        return (bool(_MERMAID_ID.match(name)) and lowered not in _MERMAID_KEYWORDS
-                and not lowered.startswith("default"))
+        return (
+            bool(_MERMAID_ID.match(name))
+            and lowered not in _MERMAID_KEYWORDS
+            and not lowered.startswith("default")
+        )
 
     ids: dict[str, str] = {}
     taken = set(spec.states)
@@ -230,8 +257,9 @@ def to_mermaid(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = No
     for source, transition in spec.edges():
         label = _mermaid_text(_edge_label(source, transition, counts))
         lines.append(f"{_INDENT}{ids[source]} --> {ids[transition.dest]}: {label}")
-    lines.extend(f"{_INDENT}{ids[name]} --> [*]" for name, state in spec.states.items()
-                 if state.final)
+    lines.extend(
+        f"{_INDENT}{ids[name]} --> [*]" for name, state in spec.states.items() if state.final
+    )
     if notes:
         for name, state in spec.states.items():
             note = [_mermaid_note_text(line) for line in _note_lines(state)]
@@ -257,8 +285,7 @@ _DOT_FONT = "Helvetica,Arial,sans-serif"
 
 def _dot_escape(text: str) -> str:
     """Escape text for the inside of a DOT double-quoted string (no escapes of our own)."""
-    return (text.replace("\\", "\\\\").replace('"', '\\"')
-            .replace("\r", "").replace("\n", "\\n"))
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "\\n")
 
 
 def _dot_string(text: str) -> str:
@@ -299,8 +326,11 @@ def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) 
     for name, state in spec.states.items():
         lines.append(f"{_INDENT}{_dot_string(name)} {_dot_attrs(_dot_node(state, notes))};")
     lines.append(f"{_INDENT}{_dot_string(_DOT_START)} -> {_dot_string(spec.initial)};")
-    hottest = max((counts.get((s, t.trigger, t.dest), 0) for s, t in spec.edges()),
-                  default=0) if counts is not None else 0
+    hottest = (
+        max((counts.get((s, t.trigger, t.dest), 0) for s, t in spec.edges()), default=0)
+        if counts is not None
+        else 0
+    )
     for source, transition in spec.edges():
         attrs = {"label": _dot_string(_edge_label(source, transition, counts))}
         taken = counts.get((source, transition.trigger, transition.dest), 0) if counts else 0
@@ -308,8 +338,9 @@ def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) 
             attrs.update(style="dashed", color='"gray50"', fontcolor='"gray50"')
         elif taken:
             attrs["penwidth"] = f"{1 + (_MAX_PEN - 1) * taken / hottest:.2f}"
-        lines.append(f"{_INDENT}{_dot_string(source)} -> {_dot_string(transition.dest)} "
-                     f"{_dot_attrs(attrs)};")
+        lines.append(
+            f"{_INDENT}{_dot_string(source)} -> {_dot_string(transition.dest)} {_dot_attrs(attrs)};"
+        )
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -320,8 +351,11 @@ def _dot_node(state: StateSpec, notes: bool) -> dict[str, str]:
     label = _dot_escape(state.name)
     if note:
         label += "\\n" + "".join(_dot_escape(line) + "\\l" for line in note)
-    tooltip = f"{state.description} (log {state.log_level})" if state.description \
+    tooltip = (
+        f"{state.description} (log {state.log_level})"
+        if state.description
         else f"log {state.log_level}"
+    )
     attrs = {"label": f'"{label}"', "tooltip": _dot_string(tooltip)}
     if state.final:
         attrs["shape"] = "doublecircle"
@@ -333,8 +367,9 @@ def _dot_node(state: StateSpec, notes: bool) -> dict[str, str]:
 # -- SVG -------------------------------------------------------------------------------------
 
 
-def to_svg(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None,
-           timeout: float = 30.0) -> str:
+def to_svg(
+    spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None, timeout: float = 30.0
+) -> str:
     """Render ``spec`` as SVG by running Graphviz's ``dot -Tsvg`` on :func:`to_dot`'s output.
 
     Raises :class:`GraphvizMissing` when ``dot`` is not on ``PATH`` (the message
@@ -348,8 +383,11 @@ def to_svg(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None,
     source = to_dot(spec, notes=notes, counts=counts)
     try:
         completed = subprocess.run(
-            [dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True,
-            timeout=timeout, check=False,
+            [dot, "-Tsvg"],
+            input=source.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise GraphvizFailed(f"Graphviz `dot` did not finish within {timeout:g} s") from exc
@@ -357,8 +395,10 @@ def to_svg(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None,
         raise GraphvizFailed(f"could not run Graphviz `dot` ({dot}): {exc}") from exc
     if completed.returncode != 0:
         detail = completed.stderr.decode("utf-8", "replace").strip()
-        raise GraphvizFailed(f"Graphviz `dot` exited with status {completed.returncode}"
-                             + (f": {detail}" if detail else ""))
+        raise GraphvizFailed(
+            f"Graphviz `dot` exited with status {completed.returncode}"
+            + (f": {detail}" if detail else "")
+        )
     svg = completed.stdout.decode("utf-8")
     return svg if svg.endswith("\n") else svg + "\n"
 
@@ -383,4 +423,4 @@ def find_docs_block(text: str) -> str | None:
     end = text.find(DOCS_END, begin)
     if end < 0:
         return None
-    return text[begin:end + len(DOCS_END)]
+    return text[begin : end + len(DOCS_END)]

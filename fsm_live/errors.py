@@ -55,8 +55,20 @@ __all__ = (
 #: Failure kinds a transport names from an exception's type (never its message); the
 #: spec's error table classifies by them.
 FAILURE_KINDS: Final = frozenset(
-    {"refused", "reset", "dns", "timeout", "eof", "unreachable", "registration_rejected",
-     "bad_uri", "tls", "tls_handshake", "heartbeat_timeout", "credentials"}
+    {
+        "refused",
+        "reset",
+        "dns",
+        "timeout",
+        "eof",
+        "unreachable",
+        "registration_rejected",
+        "bad_uri",
+        "tls",
+        "tls_handshake",
+        "heartbeat_timeout",
+        "credentials",
+    }
 )
 
 

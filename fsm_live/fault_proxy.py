@@ -542,7 +542,8 @@ class FaultProxy:
             # (a bandwidth cap) stays with the sender, as on a slow link, instead of
             # vanishing into a loopback window of megabytes.
             listener.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
-                socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_WINDOW)
+                socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_WINDOW
+            )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group

@@ -26,8 +26,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 __all__ = ("Proxy", "Tunnel", "http_connect_proxy", "socks5_proxy")
 
-_STREAM_ENDS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError)
+_STREAM_ENDS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 @attrs.frozen
@@ -68,8 +67,12 @@ class Proxy:
         return f"{scheme}://{at}127.0.0.1:{self.port}"
 
 
-async def _pipe(proxy: Proxy, client: anyio.abc.ByteStream,
-                reader: BufferedByteReceiveStream, upstream: anyio.abc.ByteStream) -> None:
+async def _pipe(
+    proxy: Proxy,
+    client: anyio.abc.ByteStream,
+    reader: BufferedByteReceiveStream,
+    upstream: anyio.abc.ByteStream,
+) -> None:
     """Copy both ways until one side ends; then both are closed."""
     proxy._note_tunnels(+1)
     try:
@@ -78,12 +81,14 @@ async def _pipe(proxy: Proxy, client: anyio.abc.ByteStream,
         proxy._note_tunnels(-1)
 
 
-async def _copy_both_ways(client: anyio.abc.ByteStream, reader: BufferedByteReceiveStream,
-                          upstream: anyio.abc.ByteStream) -> None:
+async def _copy_both_ways(
+    client: anyio.abc.ByteStream, reader: BufferedByteReceiveStream, upstream: anyio.abc.ByteStream
+) -> None:
     async with upstream, anyio.create_task_group() as task_group:
 
-        async def copy(receive: Callable[[], Awaitable[bytes]],
-                       send: anyio.abc.ByteSendStream) -> None:
+        async def copy(
+            receive: Callable[[], Awaitable[bytes]], send: anyio.abc.ByteSendStream
+        ) -> None:
             with contextlib.suppress(*_STREAM_ENDS):
                 while True:
                     await send.send(await receive())
@@ -96,9 +101,10 @@ async def _copy_both_ways(client: anyio.abc.ByteStream, reader: BufferedByteRece
 
 
 @contextlib.asynccontextmanager
-async def _serving(proxy_factory: Callable[[int], Proxy],
-                   handle: Callable[[Proxy, anyio.abc.SocketStream], Awaitable[None]],
-                   ) -> AsyncIterator[Proxy]:
+async def _serving(
+    proxy_factory: Callable[[int], Proxy],
+    handle: Callable[[Proxy, anyio.abc.SocketStream], Awaitable[None]],
+) -> AsyncIterator[Proxy]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     proxy = proxy_factory(listener.extra(SocketAttribute.local_port))
 
@@ -115,10 +121,12 @@ async def _serving(proxy_factory: Callable[[int], Proxy],
 
 
 @contextlib.asynccontextmanager
-async def http_connect_proxy(*, refuse: bool = False,
-                             credentials: tuple[str, str] | None = None,
-                             hosts: Mapping[str, str] | None = None,
-                             ) -> AsyncIterator[Proxy]:
+async def http_connect_proxy(
+    *,
+    refuse: bool = False,
+    credentials: tuple[str, str] | None = None,
+    hosts: Mapping[str, str] | None = None,
+) -> AsyncIterator[Proxy]:
     """An HTTP proxy that only does CONNECT."""
 
     async def handle(proxy: Proxy, client: anyio.abc.SocketStream) -> None:
@@ -126,20 +134,27 @@ async def http_connect_proxy(*, refuse: bool = False,
         head = await reader.receive_until(b"\r\n\r\n", 65536)
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         method, authority, _ = request_line.split(" ")
-        headers = {name.strip().lower(): value.strip() for name, _, value in
-                   (line.partition(":") for line in header_lines)}
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in header_lines)
+        }
         if method != "CONNECT":
             await client.send(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return
         if credentials is not None:
             scheme, _, encoded = headers.get("proxy-authorization", "").partition(" ")
-            user, _, password = base64.b64decode(encoded).decode().partition(":") \
-                if scheme.lower() == "basic" else ("", "", "")
+            user, _, password = (
+                base64.b64decode(encoded).decode().partition(":")
+                if scheme.lower() == "basic"
+                else ("", "", "")
+            )
             proxy.credentials_seen.append((user, password))
             if (user, password) != credentials:
-                await client.send(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                                  b"Proxy-Authenticate: Basic realm=\"test\"\r\n"
-                                  b"Content-Length: 0\r\n\r\n")
+                await client.send(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'Proxy-Authenticate: Basic realm="test"\r\n'
+                    b"Content-Length: 0\r\n\r\n"
+                )
                 return
         if refuse:
             await client.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
@@ -163,9 +178,12 @@ _SOCKS_ADDRESS_TYPES = {1: "ipv4", 3: "domain", 4: "ipv6"}
 
 
 @contextlib.asynccontextmanager
-async def socks5_proxy(*, refuse: bool = False,
-                       credentials: tuple[str, str] | None = None,
-                       hosts: Mapping[str, str] | None = None) -> AsyncIterator[Proxy]:
+async def socks5_proxy(
+    *,
+    refuse: bool = False,
+    credentials: tuple[str, str] | None = None,
+    hosts: Mapping[str, str] | None = None,
+) -> AsyncIterator[Proxy]:
     """A SOCKS5 proxy (RFC 1928) doing CONNECT, with no authentication or with a
     username and password (RFC 1929)."""
 

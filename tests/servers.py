@@ -96,8 +96,9 @@ class ServerSide:
         """Send a message; ``text=True`` sends bytes in a text frame as they are."""
         await self.ws.send(message, text=text)
 
-    async def send_fragments(self, fragments: Sequence[str | bytes], *,
-                             text: bool | None = None) -> None:
+    async def send_fragments(
+        self, fragments: Sequence[str | bytes], *, text: bool | None = None
+    ) -> None:
         """Send one message in fragments, a frame each."""
         await self.ws.send(list(fragments), text=text)
 
@@ -325,8 +326,7 @@ async def answer_http_400(stream: anyio.abc.SocketStream) -> None:
     """Answer whatever arrives first with a plain-text HTTP 400, then close (a port
     speaking HTTP: ``wss://`` to it gets no TLS handshake)."""
     await stream.receive()
-    await stream.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
-                      b"Connection: close\r\n\r\n")
+    await stream.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
 
 @contextlib.contextmanager

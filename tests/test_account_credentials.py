@@ -45,24 +45,42 @@ def test_read_cookies_file(tmp_path: Path) -> None:
     assert read_cookies_file(path, field="--cookies-file") == Secret(f"unb=1\ncna={CANARY}\n")
     with pytest.raises(ConfigError) as caught:
         read_cookies_file(tmp_path / "missing.txt", field="here")
-    assert str(caught.value) == (f"here: cannot read {tmp_path / 'missing.txt'}: "
-                                 "No such file or directory")
+    assert str(caught.value) == (
+        f"here: cannot read {tmp_path / 'missing.txt'}: No such file or directory"
+    )
     path.write_bytes(b"unb=\xff")
     with pytest.raises(ConfigError, match=r"^here: .*c\.txt is not UTF-8 text$"):
         read_cookies_file(path, field="here")
 
 
-@pytest.mark.parametrize(("cookies", "token_url", "url", "message"), [
-    (f"cna={CANARY}", None, "ws://127.0.0.1:1/",
-     "cookies: the 'unb' cookie is required (found: cna)"),
-    (f"unb=1; {CANARY}", None, "ws://127.0.0.1:1/", "cookies: pair 2 is not name=value"),
-    (f"unb={CANARY}", "ftp://127.0.0.1/token", "ws://127.0.0.1:1/",
-     "token_url: expected an http:// or https:// URL"),
-    (f"unb={CANARY}", None, "http://127.0.0.1:1/",
-     "url: expected a ws:// or wss:// URL to derive the token URL from"),
-], ids=["no-unb", "bad-pair", "token-url-not-http", "url-not-ws"])
-def test_lwp_credentials_errors_never_show_a_value(cookies: str, token_url: str | None,
-                                                    url: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("cookies", "token_url", "url", "message"),
+    [
+        (
+            f"cna={CANARY}",
+            None,
+            "ws://127.0.0.1:1/",
+            "cookies: the 'unb' cookie is required (found: cna)",
+        ),
+        (f"unb=1; {CANARY}", None, "ws://127.0.0.1:1/", "cookies: pair 2 is not name=value"),
+        (
+            f"unb={CANARY}",
+            "ftp://127.0.0.1/token",
+            "ws://127.0.0.1:1/",
+            "token_url: expected an http:// or https:// URL",
+        ),
+        (
+            f"unb={CANARY}",
+            None,
+            "http://127.0.0.1:1/",
+            "url: expected a ws:// or wss:// URL to derive the token URL from",
+        ),
+    ],
+    ids=["no-unb", "bad-pair", "token-url-not-http", "url-not-ws"],
+)
+def test_lwp_credentials_errors_never_show_a_value(
+    cookies: str, token_url: str | None, url: str, message: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         lwp_credentials(Secret(cookies), url=url, token_url=token_url)
     assert str(caught.value) == message
@@ -85,8 +103,9 @@ async def test_tokens_come_from_token_url_by_default_that_of_the_url() -> None:
             assert by_default.user_id == Secret("77")
             assert (await by_default.access_token()).reveal()
             # The WebSocket URL refuses; the token URL given is the one asked.
-            given = lwp_credentials({"unb": Secret("78")}, url=f"ws://127.0.0.1:{refused}/",
-                                    token_url=server.token_url)
+            given = lwp_credentials(
+                {"unb": Secret("78")}, url=f"ws://127.0.0.1:{refused}/", token_url=server.token_url
+            )
             assert (await given.access_token()).reveal()
             assert server.stats().tokens_issued == 2
             # Without token_url, the default is derived from the URL, which refuses.
@@ -94,6 +113,7 @@ async def test_tokens_come_from_token_url_by_default_that_of_the_url() -> None:
             with pytest.raises(TokenFetchFailed) as caught:
                 await derived.access_token()
             assert str(caught.value).startswith(
-                f"token endpoint http://127.0.0.1:{refused}/token: cannot connect (")
+                f"token endpoint http://127.0.0.1:{refused}/token: cannot connect ("
+            )
             assert server.stats().tokens_issued == 2
     assert CANARY not in repr(by_default) + repr(derived)

@@ -65,11 +65,15 @@ def test_policies_by_name() -> None:
     with pytest.raises(ConfigError) as caught:
         backoff_policy("fixed", initial=1)
     assert caught.value.field == "initial"
-    assert str(caught.value) == ("initial: not a parameter of the 'fixed' policy "
-                                 "(its parameters: seconds)")
-    with pytest.raises(ConfigError, match=r"^seconds: not a parameter of the 'exponential' "
-                                          r"policy \(its parameters: initial, maximum, factor, "
-                                          r"floor\)$"):
+    assert str(caught.value) == (
+        "initial: not a parameter of the 'fixed' policy (its parameters: seconds)"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^seconds: not a parameter of the 'exponential' "
+        r"policy \(its parameters: initial, maximum, factor, "
+        r"floor\)$",
+    ):
         backoff_policy("exponential", initial=2, seconds=1)
 
 

@@ -29,7 +29,8 @@ def lost(conn: Any) -> int:
 
 
 async def test_unread_messages_do_not_make_a_healthy_link_lost(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="fsm_live")
 
     async def push_150(side: ServerSide) -> None:
@@ -37,8 +38,10 @@ async def test_unread_messages_do_not_make_a_healthy_link_lost(
             await side.send(f'{{"n": {i}}}')
         await side.wait_closed()
 
-    async with websocket_server(push_150) as server, \
-            connect(server.url, protocol="json", config=CONFIG) as conn:
+    async with (
+        websocket_server(push_150) as server,
+        connect(server.url, protocol="json", config=CONFIG) as conn,
+    ):
         await conn.wait_connected()
         await anyio.sleep(3.0)  # ten heartbeat timeouts without reading
         assert (conn.state, lost(conn)) == ("CONNECTED", 0)
@@ -51,8 +54,11 @@ async def test_unread_messages_do_not_make_a_healthy_link_lost(
         assert (conn.state, lost(conn)) == ("CONNECTED", 0)
         assert conn.stats().heartbeats_acked > 0
     assert received == list(range(150))
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING
-                and "has not taken a message" in r.getMessage()]
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "has not taken a message" in r.getMessage()
+    ]
     assert len(warnings) == 1  # once, saying how long
 
 
@@ -74,8 +80,10 @@ async def test_a_slow_handler_loses_no_message_and_no_link() -> None:
         handled.append(message["n"])
 
     config = Config(heartbeat_interval=0.2, heartbeat_timeout=0.6, message_concurrency=2)
-    async with websocket_server(push) as server, \
-            connect(server.url, protocol="json", config=config, on_message=slow) as conn:
+    async with (
+        websocket_server(push) as server,
+        connect(server.url, protocol="json", config=config, on_message=slow) as conn,
+    ):
         await conn.wait_connected()
         await anyio.sleep(4.0)
         assert (conn.state, lost(conn)) == ("CONNECTED", 0)
@@ -83,5 +91,5 @@ async def test_a_slow_handler_loses_no_message_and_no_link() -> None:
     # Every message taken off the link went to a handler or was still waiting in
     # order: none vanished (the count received equals handled plus in flight).
     assert stats.messages_in >= len(handled) >= 4 * 2 - 2
-    assert sorted(handled) == handled[:len(handled)]  # no gap among the first handled
+    assert sorted(handled) == handled[: len(handled)]  # no gap among the first handled
     assert set(handled) <= set(range(stats.messages_in))

@@ -18,8 +18,18 @@ CLASSIFIER = Classifier(Spec.default().errors)
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(500, "server"), (502, "server"), (503, "server"), (504, "server"), (429, "throttled"),
-     (401, "auth"), (403, "auth"), (400, "fatal"), (404, "fatal"), (426, "fatal")],
+    [
+        (500, "server"),
+        (502, "server"),
+        (503, "server"),
+        (504, "server"),
+        (429, "throttled"),
+        (401, "auth"),
+        (403, "auth"),
+        (400, "fatal"),
+        (404, "fatal"),
+        (426, "fatal"),
+    ],
 )
 def test_http_status(status: int, expected: str) -> None:
     assert CLASSIFIER.classify(http_status=status).error_class == expected
@@ -27,11 +37,29 @@ def test_http_status(status: int, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [(1000, "planned"), (1001, "planned"), (1012, "planned"), (1006, "lost"), (1011, "lost"),
-     (1002, "protocol"), (1003, "protocol"), (1007, "protocol"), (1008, "terminal"),
-     (1009, "terminal"), (3500, "terminal"), (3999, "terminal"), (4500, "terminal"),
-     (4999, "terminal"), (3000, "retry"), (3499, "retry"), (4000, "retry"), (4499, "retry"),
-     (1013, "throttled"), (1005, "lost"), (1015, "lost")],
+    [
+        (1000, "planned"),
+        (1001, "planned"),
+        (1012, "planned"),
+        (1006, "lost"),
+        (1011, "lost"),
+        (1002, "protocol"),
+        (1003, "protocol"),
+        (1007, "protocol"),
+        (1008, "terminal"),
+        (1009, "terminal"),
+        (3500, "terminal"),
+        (3999, "terminal"),
+        (4500, "terminal"),
+        (4999, "terminal"),
+        (3000, "retry"),
+        (3499, "retry"),
+        (4000, "retry"),
+        (4499, "retry"),
+        (1013, "throttled"),
+        (1005, "lost"),
+        (1015, "lost"),
+    ],
 )
 def test_close_codes(code: int, expected: str) -> None:
     assert CLASSIFIER.classify(close_code=code).error_class == expected
@@ -70,7 +98,8 @@ def test_message_text_is_never_read() -> None:
 
 def test_transport_error_facts() -> None:
     failure = CLASSIFIER.classify_error(
-        TransportError("HTTP 503 at handshake", http_status=503, retry_after=7.0))
+        TransportError("HTTP 503 at handshake", http_status=503, retry_after=7.0)
+    )
     assert failure.error_class == "server"
     assert failure.retry_after == 7.0
     assert str(failure) == "server: HTTP 503 at handshake"

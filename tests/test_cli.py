@@ -62,8 +62,10 @@ def test_check_valid_spec(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_several_specs(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "check", SPEC, TRAFFIC)
     assert code == 0
-    assert out.splitlines() == [f"{SPEC}: ok (6 states, 11 transitions)",
-                                f"{TRAFFIC}: ok (6 states, 9 transitions)"]
+    assert out.splitlines() == [
+        f"{SPEC}: ok (6 states, 11 transitions)",
+        f"{TRAFFIC}: ok (6 states, 9 transitions)",
+    ]
 
 
 def test_check_unknown_state_names_it_and_its_line(
@@ -207,8 +209,11 @@ def test_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert "invalid choice: 'png'" in err
 
 
-@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["check"], ["diagram"]],
-                         ids=["nothing", "unknown-command", "check-no-spec", "diagram-no-spec"])
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate"], ["check"], ["diagram"]],
+    ids=["nothing", "unknown-command", "check-no-spec", "diagram-no-spec"],
+)
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, err = usage_error(capsys, *argv)
     assert code == 2
@@ -248,21 +253,30 @@ def test_output_on_a_terminal_is_unwrapped_and_not_markup(
 
 
 def test_console_script_runs() -> None:
-    done = subprocess.run([sys.executable, "-m", "fsm_live", "check", str(SPEC)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "fsm_live", "check", str(SPEC)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{SPEC}: ok (6 states, 11 transitions)\n"
 
 
-@pytest.mark.parametrize(("text", "options", "message"), [
-    ("x", {}, "expected a number, got 'x'"),
-    ("0", {}, "expected a positive number, got '0'"),
-    ("inf", {"unit": "number of seconds"}, "expected a positive number of seconds, got 'inf'"),
-    ("-1", {"at_least": 0}, "expected a number >= 0, got '-1'"),
-    ("nan", {"at_least": 0}, "expected a number >= 0, got 'nan'"),
-])
-def test_numbers_from_the_command_line_are_checked(text: str, options: dict[str, Any],
-                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "options", "message"),
+    [
+        ("x", {}, "expected a number, got 'x'"),
+        ("0", {}, "expected a positive number, got '0'"),
+        ("inf", {"unit": "number of seconds"}, "expected a positive number of seconds, got 'inf'"),
+        ("-1", {"at_least": 0}, "expected a number >= 0, got '-1'"),
+        ("nan", {"at_least": 0}, "expected a number >= 0, got 'nan'"),
+    ],
+)
+def test_numbers_from_the_command_line_are_checked(
+    text: str, options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as caught:
         parse_number(text, **options)
     assert str(caught.value) == message
@@ -285,13 +299,17 @@ def sigint_handler() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("sigint_handler")
-@pytest.mark.parametrize("raised", [
-    KeyboardInterrupt(),
-    BaseExceptionGroup("through a task group", [KeyboardInterrupt()]),
-], ids=["plain", "in-a-group"])
+@pytest.mark.parametrize(
+    "raised",
+    [
+        KeyboardInterrupt(),
+        BaseExceptionGroup("through a task group", [KeyboardInterrupt()]),
+    ],
+    ids=["plain", "in-a-group"],
+)
 def test_a_keyboard_interrupt_in_a_command_is_one_line_and_130(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        raised: BaseException) -> None:
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, raised: BaseException
+) -> None:
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise raised
 
@@ -302,7 +320,8 @@ def test_a_keyboard_interrupt_in_a_command_is_one_line_and_130(
 
 
 def test_other_errors_in_a_group_are_not_taken_for_an_interrupt(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise BaseExceptionGroup("both", [KeyboardInterrupt(), RuntimeError("bug")])
 
@@ -311,12 +330,16 @@ def test_other_errors_in_a_group_are_not_taken_for_an_interrupt(
         main(["check", str(SPEC)])
 
 
-@pytest.mark.parametrize(("trace", "reason"), [
-    ("no/such/dir/t.jsonl", "No such file or directory"),
-    (".", "Is a directory"),
-])
+@pytest.mark.parametrize(
+    ("trace", "reason"),
+    [
+        ("no/such/dir/t.jsonl", "No such file or directory"),
+        (".", "Is a directory"),
+    ],
+)
 def test_demo_trace_that_cannot_be_written_exits_2(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, trace: str, reason: str) -> None:
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, trace: str, reason: str
+) -> None:
     path = tmp_path / trace
     assert main(["demo", "--trace", str(path)]) == 2
     assert capsys.readouterr() == ("", f"fsm-live demo: error: --trace {path}: {reason}\n")

@@ -47,8 +47,7 @@ def anyio_backend() -> str:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("FSM_LIVE_")}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")}
     return {**env, **extra}
 
 
@@ -61,8 +60,10 @@ async def black_hole(stream: anyio.abc.SocketStream) -> None:
     found = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", request)
     assert found is not None, request
     accept = base64.b64encode(hashlib.sha1(found.group(1) + _GUID).digest())
-    await stream.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    await stream.send(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
     while True:
         await stream.receive()
 
@@ -100,8 +101,12 @@ class Child:
 
 
 async def start(argv: Sequence[str | Path], **env: str) -> anyio.abc.Process:
-    return await anyio.open_process([*FSM_LIVE, *map(str, argv)], env=_env(**env),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return await anyio.open_process(
+        [*FSM_LIVE, *map(str, argv)],
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def assert_interrupted(command: str, code: int, errors: str) -> None:
@@ -117,9 +122,12 @@ def assert_interrupted(command: str, code: int, errors: str) -> None:
 async def test_connect_second_sigint_cuts_a_slow_close_short(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
-        async with raw_server(black_hole) as server, \
-                await start(["connect", server.url, "--trace", trace],
-                            FSM_LIVE_CLOSE_TIMEOUT=str(CLOSE_TIMEOUT)) as process:
+        async with (
+            raw_server(black_hole) as server,
+            await start(
+                ["connect", server.url, "--trace", trace], FSM_LIVE_CLOSE_TIMEOUT=str(CLOSE_TIMEOUT)
+            ) as process,
+        ):
             child = Child(process)
             await child.until("CONNECTING -> CONNECTED")
             child.send(signal.SIGINT)
@@ -136,8 +144,11 @@ async def test_fleet_second_sigint_cuts_a_slow_close_short(tmp_path: Path) -> No
     path = tmp_path / "fleet.toml"
     with anyio.fail_after(DEADLINE):
         async with raw_server(black_hole) as server:
-            path.write_text(f"[defaults]\nclose_timeout = {CLOSE_TIMEOUT}\n" + "".join(
-                f'[accounts.a{i}]\nurl = "{server.url}"\n' for i in range(3)), encoding="utf-8")
+            path.write_text(
+                f"[defaults]\nclose_timeout = {CLOSE_TIMEOUT}\n"
+                + "".join(f'[accounts.a{i}]\nurl = "{server.url}"\n' for i in range(3)),
+                encoding="utf-8",
+            )
             async with await start(["fleet", path]) as process:
                 child = Child(process)
                 await child.until("all 3 connections CONNECTED")
@@ -153,13 +164,18 @@ async def test_fleet_second_sigint_cuts_a_slow_close_short(tmp_path: Path) -> No
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("signals", "expected"), [
-    ([signal.SIGINT], 130),
-    ([signal.SIGINT, signal.SIGINT], 130),
-    ([signal.SIGTERM], 0),
-], ids=["INT", "INT-INT", "TERM"])
-async def test_demo_stops_on_signals(tmp_path: Path, signals: list[signal.Signals],
-                                     expected: int) -> None:
+@pytest.mark.parametrize(
+    ("signals", "expected"),
+    [
+        ([signal.SIGINT], 130),
+        ([signal.SIGINT, signal.SIGINT], 130),
+        ([signal.SIGTERM], 0),
+    ],
+    ids=["INT", "INT-INT", "TERM"],
+)
+async def test_demo_stops_on_signals(
+    tmp_path: Path, signals: list[signal.Signals], expected: int
+) -> None:
     with anyio.fail_after(DEADLINE):
         async with await start(["demo", "--trace", tmp_path / "t.jsonl"]) as process:
             child = Child(process)
@@ -176,10 +192,14 @@ async def test_demo_stops_on_signals(tmp_path: Path, signals: list[signal.Signal
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("signals", "expected"), [
-    ([signal.SIGINT, signal.SIGINT], 130),
-    ([signal.SIGTERM, signal.SIGINT], 130),
-], ids=["INT-INT", "TERM-INT"])
+@pytest.mark.parametrize(
+    ("signals", "expected"),
+    [
+        ([signal.SIGINT, signal.SIGINT], 130),
+        ([signal.SIGTERM, signal.SIGINT], 130),
+    ],
+    ids=["INT-INT", "TERM-INT"],
+)
 async def test_serve_stops_on_two_signals(signals: list[signal.Signals], expected: int) -> None:
     with anyio.fail_after(DEADLINE):
         async with await start(["serve"]) as process:
@@ -196,20 +216,26 @@ async def test_serve_stops_on_two_signals(signals: list[signal.Signals], expecte
 
 #: Runs fsm-live's main() after saying it is about to: a Ctrl-C after "ready" lands in
 #: main(), not in Python's start-up (whose KeyboardInterrupt no program can catch).
-_READY_THEN_MAIN = ("import sys; from fsm_live.cli import main; print('ready', flush=True); "
-                    "sys.exit(main(sys.argv[1:]))")
+_READY_THEN_MAIN = (
+    "import sys; from fsm_live.cli import main; print('ready', flush=True); "
+    "sys.exit(main(sys.argv[1:]))"
+)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("command", ["check", "diagram"])
-async def test_a_command_blocked_reading_a_fifo_is_interrupted(tmp_path: Path,
-                                                              command: str) -> None:
+async def test_a_command_blocked_reading_a_fifo_is_interrupted(
+    tmp_path: Path, command: str
+) -> None:
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: never
     with anyio.fail_after(DEADLINE):
         async with await anyio.open_process(
-                [sys.executable, "-c", _READY_THEN_MAIN, command, str(fifo)], env=_env(),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            [sys.executable, "-c", _READY_THEN_MAIN, command, str(fifo)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as process:
             child = Child(process)
             await child.until("ready")
             await anyio.sleep(0.5)

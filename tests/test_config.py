@@ -81,8 +81,10 @@ def test_frozen() -> None:
 
 def test_load_layers_file_env_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "fsm_live.toml"
-    path.write_text('heartbeat_interval = 10\nmax_failures = 7\ncompression = true\n'
-                    '[backoff]\npolicy = "fixed"\nseconds = 4\n')
+    path.write_text(
+        "heartbeat_interval = 10\nmax_failures = 7\ncompression = true\n"
+        '[backoff]\npolicy = "fixed"\nseconds = 4\n'
+    )
     env = {"FSM_LIVE_MAX_FAILURES": "3", "FSM_LIVE_COOKIES": "not config", "HOME": "/x"}
     config = Config.load(path, env=env, overrides={"heartbeat_timeout": 25.0})
     assert config.heartbeat_interval == 10

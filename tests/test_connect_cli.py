@@ -37,8 +37,7 @@ def anyio_backend() -> str:
 
 def _env() -> dict[str, str]:
     """The test's environment without FSM_LIVE_* settings (they would change Config)."""
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("FSM_LIVE_")}
+    return {name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")}
 
 
 def _edges(trace: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -57,14 +56,15 @@ def _check_lines(trace: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.anyio
-async def test_duration_against_an_echo_server_exits_0_with_a_full_trace(
-        tmp_path: Path) -> None:
+async def test_duration_against_an_echo_server_exits_0_with_a_full_trace(tmp_path: Path) -> None:
     trace_path = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
         async with websocket_server() as server:
             done = await anyio.run_process(
                 [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "1"],
-                check=False, env=_env())
+                check=False,
+                env=_env(),
+            )
     assert done.returncode == 0, done.stderr.decode()
     trace = read_trace(trace_path)
     _check_lines(trace)
@@ -82,13 +82,16 @@ async def test_duration_against_an_echo_server_exits_0_with_a_full_trace(
 
 @pytest.mark.anyio
 async def test_a_server_refusing_with_403_ends_failed_exit_3_after_one_attempt(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     trace_path = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
         async with websocket_server(reject=lambda number, headers: (403, {})) as server:
             done = await anyio.run_process(
                 [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "5"],
-                check=False, env=_env())
+                check=False,
+                env=_env(),
+            )
     assert done.returncode == 3, done.stderr.decode()
     assert server.attempts.count == 1
     assert "FAILED" in done.stderr.decode()
@@ -96,30 +99,58 @@ async def test_a_server_refusing_with_403_ends_failed_exit_3_after_one_attempt(
     trace = read_trace(trace_path)
     _check_lines(trace)
     # FAILED for good (exit 3); leaving the connection then closes it.
-    assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "FAILED"),
-                             ("FAILED", "CLOSED")]
+    assert _edges(trace) == [
+        ("DISCONNECTED", "CONNECTING"),
+        ("CONNECTING", "FAILED"),
+        ("FAILED", "CLOSED"),
+    ]
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["ws://127.0.0.1:9/", "--heartbeat-timeout", "1", "--heartbeat-interval", "5"],
-     "--heartbeat-timeout: must be greater than --heartbeat-interval (5), got 1"),
-    (["ws://127.0.0.1:9/", "--backoff-initial", "10", "--backoff-max", "1"],
-     "--backoff-max: must be >= --backoff-initial (10), got 1"),
-    (["ws://127.0.0.1:9/", "--backoff-max", "0.5"], "--backoff-max: must be >= initial (1"),
-    (["ws://127.0.0.1:9/", "--trace", "{tmp}/no/such/dir/t.jsonl"],
-     "--trace {tmp}/no/such/dir/t.jsonl: No such file or directory"),
-    (["ws://127.0.0.1:9/", "--trace", "{tmp}"], "--trace {tmp}: Is a directory"),
-    (["http://127.0.0.1:9/"], "expected a ws:// or wss:// URL"),
-    (["ws://127.0.0.1:9/", "--protocol", "nope"], "invalid choice: 'nope'"),
-    (["ws://127.0.0.1:9/", "--duration", "-1"], "expected a positive number of seconds"),
-], ids=["heartbeats", "backoff", "backoff-max-below-the-default", "trace-dir-missing",
-        "trace-is-a-directory", "http-url", "protocol", "duration"])
-def test_bad_arguments_exit_2_with_a_clear_message(tmp_path: Path, arguments: list[str],
-                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["ws://127.0.0.1:9/", "--heartbeat-timeout", "1", "--heartbeat-interval", "5"],
+            "--heartbeat-timeout: must be greater than --heartbeat-interval (5), got 1",
+        ),
+        (
+            ["ws://127.0.0.1:9/", "--backoff-initial", "10", "--backoff-max", "1"],
+            "--backoff-max: must be >= --backoff-initial (10), got 1",
+        ),
+        (["ws://127.0.0.1:9/", "--backoff-max", "0.5"], "--backoff-max: must be >= initial (1"),
+        (
+            ["ws://127.0.0.1:9/", "--trace", "{tmp}/no/such/dir/t.jsonl"],
+            "--trace {tmp}/no/such/dir/t.jsonl: No such file or directory",
+        ),
+        (["ws://127.0.0.1:9/", "--trace", "{tmp}"], "--trace {tmp}: Is a directory"),
+        (["http://127.0.0.1:9/"], "expected a ws:// or wss:// URL"),
+        (["ws://127.0.0.1:9/", "--protocol", "nope"], "invalid choice: 'nope'"),
+        (["ws://127.0.0.1:9/", "--duration", "-1"], "expected a positive number of seconds"),
+    ],
+    ids=[
+        "heartbeats",
+        "backoff",
+        "backoff-max-below-the-default",
+        "trace-dir-missing",
+        "trace-is-a-directory",
+        "http-url",
+        "protocol",
+        "duration",
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
     # Port 9 (discard) is never dialled: the arguments are refused first.
     arguments = [argument.format(tmp=tmp_path) for argument in arguments]
-    done = subprocess.run([*COMMAND, *arguments], capture_output=True, text=True,
-                          timeout=DEADLINE, env=_env(), check=False)
+    done = subprocess.run(
+        [*COMMAND, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=_env(),
+        check=False,
+    )
     assert done.returncode == 2
     assert message.format(tmp=tmp_path) in done.stderr
     assert "Traceback" not in done.stderr
@@ -140,23 +171,58 @@ FIXED_WITH_INITIAL = "not a parameter of the 'fixed' policy (its parameters: sec
 
 
 @pytest.mark.usefixtures("no_fsm_live_env")
-@pytest.mark.parametrize(("toml", "env", "flags", "message"), [
-    ('[backoff]\npolicy = "fixed"\ninitial = 1\n', {}, [],
-     f"{{config}}: backoff.initial: {FIXED_WITH_INITIAL}"),
-    ("", {"FSM_LIVE_BACKOFF_POLICY": "fixed", "FSM_LIVE_BACKOFF_INITIAL": "1"}, [],
-     f"FSM_LIVE_BACKOFF_INITIAL (initial): {FIXED_WITH_INITIAL}"),
-    ('[backoff]\npolicy = "fixed"\n', {}, ["--backoff-initial", "2"],
-     f"--backoff-initial: {FIXED_WITH_INITIAL}"),
-    ("heartbeat_timeout = 20\n", {}, ["--heartbeat-interval", "30"],
-     "{config}: heartbeat_timeout: must be greater than --heartbeat-interval (30), got 20"),
-    ("", {"FSM_LIVE_HEARTBEAT_TIMEOUT": "20"}, ["--heartbeat-interval", "30"],
-     "FSM_LIVE_HEARTBEAT_TIMEOUT (heartbeat_timeout): must be greater than "
-     "--heartbeat-interval (30), got 20"),
-], ids=["file-fixed-with-initial", "env-fixed-with-initial", "flag-fixed-with-initial",
-        "file-and-flag", "env-and-flag"])
+@pytest.mark.parametrize(
+    ("toml", "env", "flags", "message"),
+    [
+        (
+            '[backoff]\npolicy = "fixed"\ninitial = 1\n',
+            {},
+            [],
+            f"{{config}}: backoff.initial: {FIXED_WITH_INITIAL}",
+        ),
+        (
+            "",
+            {"FSM_LIVE_BACKOFF_POLICY": "fixed", "FSM_LIVE_BACKOFF_INITIAL": "1"},
+            [],
+            f"FSM_LIVE_BACKOFF_INITIAL (initial): {FIXED_WITH_INITIAL}",
+        ),
+        (
+            '[backoff]\npolicy = "fixed"\n',
+            {},
+            ["--backoff-initial", "2"],
+            f"--backoff-initial: {FIXED_WITH_INITIAL}",
+        ),
+        (
+            "heartbeat_timeout = 20\n",
+            {},
+            ["--heartbeat-interval", "30"],
+            "{config}: heartbeat_timeout: must be greater than --heartbeat-interval (30), got 20",
+        ),
+        (
+            "",
+            {"FSM_LIVE_HEARTBEAT_TIMEOUT": "20"},
+            ["--heartbeat-interval", "30"],
+            "FSM_LIVE_HEARTBEAT_TIMEOUT (heartbeat_timeout): must be greater than "
+            "--heartbeat-interval (30), got 20",
+        ),
+    ],
+    ids=[
+        "file-fixed-with-initial",
+        "env-fixed-with-initial",
+        "flag-fixed-with-initial",
+        "file-and-flag",
+        "env-and-flag",
+    ],
+)
 def test_a_bad_setting_is_named_where_it_was_set(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        toml: str, env: dict[str, str], flags: list[str], message: str) -> None:
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    toml: str,
+    env: dict[str, str],
+    flags: list[str],
+    message: str,
+) -> None:
     config = tmp_path / "f.toml"
     config.write_text(toml, encoding="utf-8")
     for name, value in env.items():
@@ -168,16 +234,19 @@ def test_a_bad_setting_is_named_where_it_was_set(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)],
-                         ids=["SIGINT", "SIGTERM"])
-async def test_a_signal_closes_cleanly(tmp_path: Path, signum: signal.Signals,
-                                       code: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)], ids=["SIGINT", "SIGTERM"]
+)
+async def test_a_signal_closes_cleanly(tmp_path: Path, signum: signal.Signals, code: int) -> None:
     trace_path = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
         async with websocket_server() as server:
             process = await anyio.open_process(
                 [*COMMAND, server.url, "--trace", str(trace_path)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_env(),
+            )
             async with process:
                 assert process.stdout is not None
                 output = b""
@@ -194,8 +263,11 @@ async def test_a_signal_closes_cleanly(tmp_path: Path, signum: signal.Signals,
     assert errors.decode() == ("fsm-live connect: interrupted\n" if code else "")
     trace = read_trace(trace_path)
     _check_lines(trace)
-    assert _edges(trace) == [("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"),
-                             ("CONNECTED", "CLOSED")]
+    assert _edges(trace) == [
+        ("DISCONNECTED", "CONNECTING"),
+        ("CONNECTING", "CONNECTED"),
+        ("CONNECTED", "CLOSED"),
+    ]
     assert server.attempts.count == 1
 
 
@@ -216,13 +288,29 @@ async def test_every_message_is_taken_and_counted(tmp_path: Path, verbose: bool)
     with anyio.fail_after(DEADLINE):
         async with websocket_server(push_then_echo) as server:
             done = await anyio.run_process(
-                [*COMMAND, server.url, "--trace", str(trace_path), "--duration", "3",
-                 "--heartbeat-interval", "0.5", "--heartbeat-timeout", "2",
-                 *(["-v"] if verbose else [])], check=False, env=_env())
+                [
+                    *COMMAND,
+                    server.url,
+                    "--trace",
+                    str(trace_path),
+                    "--duration",
+                    "3",
+                    "--heartbeat-interval",
+                    "0.5",
+                    "--heartbeat-timeout",
+                    "2",
+                    *(["-v"] if verbose else []),
+                ],
+                check=False,
+                env=_env(),
+            )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     # Never lost: a reader stopped by unread messages would have missed its pongs.
     assert _edges(read_trace(trace_path)) == [
-        ("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"), ("CONNECTED", "CLOSED")]
+        ("DISCONNECTED", "CONNECTING"),
+        ("CONNECTING", "CONNECTED"),
+        ("CONNECTED", "CLOSED"),
+    ]
     lines = done.stdout.decode().splitlines()
     assert lines[-1].startswith("summary ")
     assert f"messages {PUSHES} in, 0 out" in lines[-1]
@@ -245,12 +333,28 @@ def test_plain_message_lines() -> None:
 
 
 def test_plain_stats_line() -> None:
-    stats = Stats(state="CONNECTED", time_in_state=1.0, transitions={}, connects=2,
-                  reconnects=1, failures={"lost": 1}, consecutive_failures=0,
-                  last_error="lost: closed 1006", heartbeats_sent=5, heartbeats_acked=4,
-                  heartbeat_rtt=0.01, messages_in=42, messages_out=3, duplicates_dropped=2,
-                  token_refreshes=0, token_refresh_failures=0, cookie_refreshes=0,
-                  buffered=0, tasks_alive=3)
+    stats = Stats(
+        state="CONNECTED",
+        time_in_state=1.0,
+        transitions={},
+        connects=2,
+        reconnects=1,
+        failures={"lost": 1},
+        consecutive_failures=0,
+        last_error="lost: closed 1006",
+        heartbeats_sent=5,
+        heartbeats_acked=4,
+        heartbeat_rtt=0.01,
+        messages_in=42,
+        messages_out=3,
+        duplicates_dropped=2,
+        token_refreshes=0,
+        token_refresh_failures=0,
+        cookie_refreshes=0,
+        buffered=0,
+        tasks_alive=3,
+    )
     assert plain_stats(stats, now=30.0, started_at=10.0) == (
         "summary    20.000s  CONNECTED; 2 connects, 1 reconnects; failures: lost 1; "
-        "heartbeats 4/5 acked; messages 42 in, 3 out, 2 duplicates dropped")
+        "heartbeats 4/5 acked; messages 42 in, 3 out, 2 duplicates dropped"
+    )

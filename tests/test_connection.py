@@ -47,13 +47,16 @@ def network() -> MemoryNetwork:
     return MemoryNetwork()
 
 
-
 class Credentials:
     """A provider that counts what the connection asks of it."""
 
-    def __init__(self, *, escalate_ok: bool = False,
-                 on_refresh: Callable[[], None] | None = None,
-                 escalate_when: anyio.Event | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        escalate_ok: bool = False,
+        on_refresh: Callable[[], None] | None = None,
+        escalate_when: anyio.Event | None = None,
+    ) -> None:
         self.refreshes = 0
         self.escalations = 0
         self.token_refreshes = 0
@@ -114,7 +117,10 @@ async def test_lifecycle_of_a_clean_session(network: MemoryNetwork, tmp_path: Pa
         assert client_tasks() == before
     lines = read_trace(trace)
     assert [(line["from"], line["to"]) for line in lines] == [
-        ("DISCONNECTED", "CONNECTING"), ("CONNECTING", "CONNECTED"), ("CONNECTED", "CLOSED")]
+        ("DISCONNECTED", "CONNECTING"),
+        ("CONNECTING", "CONNECTED"),
+        ("CONNECTED", "CLOSED"),
+    ]
     assert all(tuple(line) == TRACE_KEYS for line in lines)
     assert lines[0]["t"] == 0.0
     assert verify_file(conn.spec, trace).ok  # fsm-live verify: it conforms to the spec
@@ -130,8 +136,10 @@ async def test_24_hours_of_heartbeats(network: MemoryNetwork) -> None:
         assert stats.heartbeats_acked == stats.heartbeats_sent
         assert stats.state == "CONNECTED"
         assert stats.time_in_state == anyio.current_time() - start
-        assert edges(conn) == {("DISCONNECTED", "start", "CONNECTING"): 1,
-                               ("CONNECTING", "opened", "CONNECTED"): 1}
+        assert edges(conn) == {
+            ("DISCONNECTED", "start", "CONNECTING"): 1,
+            ("CONNECTING", "opened", "CONNECTED"): 1,
+        }
 
 
 async def test_half_open_link_found_at_heartbeat_timeout(network: MemoryNetwork) -> None:
@@ -142,7 +150,8 @@ async def test_half_open_link_found_at_heartbeat_timeout(network: MemoryNetwork)
         await conn.wait_for("RECONNECTING")
         # The last inbound frame was the pong of the heartbeat at t=90.
         assert anyio.current_time() - conn.stats().time_in_state == pytest.approx(
-            conn._lifecycle.entered_at)
+            conn._lifecycle.entered_at
+        )
         assert conn._lifecycle.entered_at - (conn._started_at + 90) == pytest.approx(30)
         assert conn.stats().failures == {"lost": 1}
         await conn.wait_connected()
@@ -151,8 +160,10 @@ async def test_half_open_link_found_at_heartbeat_timeout(network: MemoryNetwork)
 async def test_24_hours_with_token_refreshes_and_an_outage(network: MemoryNetwork) -> None:
     credentials = Credentials()
     config = Config(backoff=FixedDelay(60), max_failures=20)
-    async with network.serve(URL, echo) as server, \
-            live(network, credentials=credentials, config=config) as conn:
+    async with (
+        network.serve(URL, echo) as server,
+        live(network, credentials=credentials, config=config) as conn,
+    ):
         await conn.wait_connected()
         await anyio.sleep(3600)
         # Outage: the server goes away for 630 s; attempts every 60 s fail.
@@ -179,7 +190,8 @@ async def test_24_hours_with_token_refreshes_and_an_outage(network: MemoryNetwor
 
 
 async def test_handshake_403_without_credentials_fails_after_one_attempt(
-        network: MemoryNetwork) -> None:
+    network: MemoryNetwork,
+) -> None:
     network.reject(URL, 403)
     async with live(network) as conn:
         with pytest.raises(ConnectionFailed) as caught:
@@ -228,7 +240,8 @@ class FlakyCredentials(Credentials):
 
 
 async def test_a_failing_credentials_provider_fails_the_attempt_not_the_task(
-        network: MemoryNetwork, caplog: pytest.LogCaptureFixture) -> None:
+    network: MemoryNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("DEBUG")
     async with network.serve(URL, echo):
         credentials = FlakyCredentials()
@@ -248,9 +261,12 @@ async def test_connections_sharing_a_pacer_reconnect_in_turn(network: MemoryNetw
     pacer = ReconnectPacer(2)  # at most one attempt per 0.5 s
     retries: list[float] = []
     async with network.serve(URL, echo) as server, AsyncExitStack() as stack:
-        conns = [await stack.enter_async_context(
-                     live(network, config=Config(backoff=FixedDelay(1.0)), pacer=pacer))
-                 for _ in range(4)]
+        conns = [
+            await stack.enter_async_context(
+                live(network, config=Config(backoff=FixedDelay(1.0)), pacer=pacer)
+            )
+            for _ in range(4)
+        ]
         for conn in conns:
             await conn.wait_connected()
             conn.on_transition(lambda r: retries.append(r.at) if r.trigger == "retry" else None)
@@ -281,8 +297,10 @@ async def test_accept_then_close_server_sees_growing_gaps(network: MemoryNetwork
         opened.append(anyio.current_time())
         await link.close(1000)
 
-    async with network.serve(URL, accept_and_close), \
-            live(network, config=Config(max_failures=8, failed_retry=False)) as conn:
+    async with (
+        network.serve(URL, accept_and_close),
+        live(network, config=Config(max_failures=8, failed_retry=False)) as conn,
+    ):
         with pytest.raises(ConnectionFailed):
             await conn.wait_for("CLOSED")
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(opened)]
@@ -293,8 +311,9 @@ async def test_max_failures_then_escalation_recovers(network: MemoryNetwork) -> 
     relogged = anyio.Event()
     credentials = Credentials(escalate_ok=True, escalate_when=relogged)
     network.refuse(URL)
-    async with live(network, credentials=credentials,
-                    config=Config(backoff=FixedDelay(1), max_failures=3)) as conn:
+    async with live(
+        network, credentials=credentials, config=Config(backoff=FixedDelay(1), max_failures=3)
+    ) as conn:
         await conn.wait_for("FAILED")
         network.forget(URL)
         async with network.serve(URL, echo):
@@ -307,8 +326,10 @@ async def test_max_failures_then_escalation_recovers(network: MemoryNetwork) -> 
     assert edges(conn)[("FAILED", "reset", "RECONNECTING")] == 1
 
 
-@pytest.mark.parametrize(("code", "expected"), [(1008, "FAILED"), (4500, "FAILED"),
-                                                 (1012, "RECONNECTING"), (1001, "RECONNECTING")])
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(1008, "FAILED"), (4500, "FAILED"), (1012, "RECONNECTING"), (1001, "RECONNECTING")],
+)
 async def test_server_close_codes(network: MemoryNetwork, code: int, expected: str) -> None:
     async def close_later(link: ServerLink) -> None:
         await anyio.sleep(20)  # past the stability window
@@ -329,8 +350,7 @@ async def test_server_close_codes(network: MemoryNetwork, code: int, expected: s
 
 
 @pytest.mark.parametrize("state", ["CONNECTING", "CONNECTED", "RECONNECTING", "FAILED"])
-async def test_close_from_any_state_joins_everything(network: MemoryNetwork,
-                                                     state: str) -> None:
+async def test_close_from_any_state_joins_everything(network: MemoryNetwork, state: str) -> None:
     if state == "CONNECTING":
         network.stall(URL)
     elif state == "RECONNECTING":
@@ -382,8 +402,10 @@ async def test_sends_while_connected_run_the_flush_on_demand(network: MemoryNetw
             received.append(await link.receive())
         await anyio.sleep_forever()
 
-    async with (network.serve(URL, collect),
-                live(network, config=Config(outbound_buffer=10)) as conn):
+    async with (
+        network.serve(URL, collect),
+        live(network, config=Config(outbound_buffer=10)) as conn,
+    ):
         await conn.wait_connected()
         for burst in range(3):
             for i in range(10):  # send() never waits: the buffer fills up
@@ -405,8 +427,10 @@ async def test_duplicates_dropped_and_handler_called(network: MemoryNetwork) -> 
             await link.send(item)
         await anyio.sleep_forever()
 
-    async with network.serve(URL, pushes), \
-            live(network, protocol=JsonProtocol(dedup_key="id"), on_message=handler) as conn:
+    async with (
+        network.serve(URL, pushes),
+        live(network, protocol=JsonProtocol(dedup_key="id"), on_message=handler) as conn,
+    ):
         await conn.wait_connected()
         await anyio.sleep(1)
         assert conn.stats().duplicates_dropped == 1
@@ -416,7 +440,8 @@ async def test_duplicates_dropped_and_handler_called(network: MemoryNetwork) -> 
 
 
 async def test_json_delivers_every_message_unless_dedup_is_asked_for(
-        network: MemoryNetwork) -> None:
+    network: MemoryNetwork,
+) -> None:
     frames = ('{"id": 1}', '{"id": "1"}', '{"id": 1}', '{"id": 1.5}', "[1]", '{"x": 1}')
 
     async def pushes(link: ServerLink) -> None:
@@ -437,10 +462,21 @@ async def test_json_delivers_every_message_unless_dedup_is_asked_for(
 
     # A JSON-RPC client whose ids restart after a reconnect must get every response.
     assert await receive_all(JsonProtocol(), 6) == [
-        {"id": 1}, {"id": "1"}, {"id": 1}, {"id": 1.5}, [1], {"x": 1}]
+        {"id": 1},
+        {"id": "1"},
+        {"id": 1},
+        {"id": 1.5},
+        [1],
+        {"x": 1},
+    ]
     # Opted in, ids compare as JSON values: 1 and "1" are two ids.
     assert await receive_all(JsonProtocol(dedup_key="id"), 5) == [
-        {"id": 1}, {"id": "1"}, {"id": 1.5}, [1], {"x": 1}]
+        {"id": 1},
+        {"id": "1"},
+        {"id": 1.5},
+        [1],
+        {"x": 1},
+    ]
 
 
 async def test_rotate_reconnects_without_failure(network: MemoryNetwork) -> None:
@@ -448,7 +484,10 @@ async def test_rotate_reconnects_without_failure(network: MemoryNetwork) -> None
         await conn.wait_connected()
         record = await conn.rotate("new token")
         assert (record.source, record.trigger, record.reason) == (
-            "CONNECTED", "rotate", "new token")
+            "CONNECTED",
+            "rotate",
+            "new token",
+        )
         await conn.wait_connected()
         assert conn.stats().failures == {}
         assert network.attempts(URL) == 2
@@ -486,8 +525,7 @@ async def test_state_names_are_checked(network: MemoryNetwork) -> None:
 # -- outages of any length never strand a connection ----------------------------------------
 
 
-async def test_an_outage_longer_than_the_backoff_ends_connected(
-        network: MemoryNetwork) -> None:
+async def test_an_outage_longer_than_the_backoff_ends_connected(network: MemoryNetwork) -> None:
     # Defaults: 5 failures (about 15 s of backoff at the ceiling) then FAILED; it
     # retries by itself after failed_retry_delay (the backoff cap, 60 s, jittered).
     network.refuse(URL)
@@ -508,7 +546,8 @@ async def test_an_outage_longer_than_the_backoff_ends_connected(
 
 
 async def test_a_server_that_accepts_and_closes_for_a_while_is_retried_until_it_works(
-        network: MemoryNetwork) -> None:
+    network: MemoryNetwork,
+) -> None:
     opened: list[float] = []
 
     async def accept_and_close(link: ServerLink) -> None:
@@ -527,7 +566,8 @@ async def test_a_server_that_accepts_and_closes_for_a_while_is_retried_until_it_
 
 
 async def test_sessions_recycled_with_1001_that_stream_messages_never_fail(
-        network: MemoryNetwork) -> None:
+    network: MemoryNetwork,
+) -> None:
     async def recycle(link: ServerLink) -> None:
         for i in range(8):  # a message every 50 ms, then close 1001 at 0.4 s
             await link.send(f"m{i}")
@@ -541,8 +581,10 @@ async def test_sessions_recycled_with_1001_that_stream_messages_never_fail(
         nonlocal received
         received += 1
 
-    async with network.serve(URL, recycle), \
-            live(network, config=config, on_message=count, random=lambda: 0.5) as conn:
+    async with (
+        network.serve(URL, recycle),
+        live(network, config=config, on_message=count, random=lambda: 0.5) as conn,
+    ):
         await anyio.sleep(60)
         stats = conn.stats()
     assert "FAILED" not in {dest for (_, _, dest) in stats.transitions}
@@ -570,8 +612,9 @@ async def test_a_terminal_failure_needs_reset_and_reset_recovers(network: Memory
             assert (record.source, record.trigger) == ("FAILED", "reset")
             await conn.wait_connected()
             assert conn.failure is None
-            with pytest.raises(TransitionRefused,
-                               match="'reset' is not allowed in state CONNECTED"):
+            with pytest.raises(
+                TransitionRefused, match="'reset' is not allowed in state CONNECTED"
+            ):
                 await conn.reset()
 
 
@@ -588,7 +631,8 @@ async def test_why_it_failed_is_kept_after_close(network: MemoryNetwork) -> None
 
 
 async def test_a_raising_on_transition_callback_closes_the_connection(
-        network: MemoryNetwork) -> None:
+    network: MemoryNetwork,
+) -> None:
     def boom(record: TransitionRecord) -> None:
         if record.dest == "CONNECTED":
             raise RuntimeError("callback bug")
@@ -613,7 +657,8 @@ async def test_a_raising_on_transition_callback_closes_the_connection(
 
 
 async def test_a_connection_cancelled_from_outside_still_ends_closed(
-        network: MemoryNetwork, tmp_path: Path) -> None:
+    network: MemoryNetwork, tmp_path: Path
+) -> None:
     trace = tmp_path / "t.jsonl"
     async with network.serve(URL, echo):
         with anyio.CancelScope() as scope:
@@ -627,7 +672,8 @@ async def test_a_connection_cancelled_from_outside_still_ends_closed(
 
 
 async def test_a_failure_of_the_connection_itself_closes_it_and_never_spins(
-        network: MemoryNetwork, tmp_path: Path) -> None:
+    network: MemoryNetwork, tmp_path: Path
+) -> None:
     async with network.serve(URL, echo):
         conn = live(network, trace=tmp_path / "t.jsonl")
 

@@ -18,8 +18,15 @@ pytestmark = pytest.mark.anyio
 
 def test_secret_never_shows_its_value() -> None:
     secret = Secret("hunter2")
-    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % (secret,),  # noqa: UP031
-                 repr([secret]), repr({"token": secret})):
+    for text in (
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        f"{secret!r}",
+        "%s" % (secret,),  # noqa: UP031
+        repr([secret]),
+        repr({"token": secret}),
+    ):
         assert "hunter2" not in text
     assert secret.reveal() == "hunter2"
     assert secret == Secret("hunter2")
@@ -32,8 +39,11 @@ def test_secret_never_shows_its_value() -> None:
 
 def test_parse_cookies_tolerates_spaces() -> None:
     cookies = parse_cookies(" unb = 42 ;cna=abc==; ;_tb_token_=x y")
-    assert {k: v.reveal() for k, v in cookies.items()} == {"unb": "42", "cna": "abc==",
-                                                         "_tb_token_": "x y"}
+    assert {k: v.reveal() for k, v in cookies.items()} == {
+        "unb": "42",
+        "cna": "abc==",
+        "_tb_token_": "x y",
+    }
     assert cookie_header(cookies).reveal() == "unb=42; cna=abc==; _tb_token_=x y"
 
 
@@ -55,8 +65,9 @@ def test_missing_unb_lists_names_never_values() -> None:
 
 def test_device_id_shape_and_repr() -> None:
     device = new_device_id("42")
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}-42",
-                        device)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}-42", device
+    )
     assert new_device_id("42") != device
     credentials = CookieCredentials("unb=SECRETUNB; x=SECRETX", token_source=no_token)
     assert "SECRET" not in repr(credentials)
@@ -72,8 +83,7 @@ async def test_token_refresh_and_cookie_refresh() -> None:
     async def cookie_source(cookies: Mapping[str, Secret]) -> Mapping[str, Secret]:
         return {**cookies, "fresh": Secret("1")}
 
-    credentials = CookieCredentials("unb=1", token_source=token_source,
-                                    cookie_source=cookie_source)
+    credentials = CookieCredentials("unb=1", token_source=token_source, cookie_source=cookie_source)
     with anyio.fail_after(5):
         assert (await credentials.access_token()).reveal() == "t1"
         assert not await credentials.refresh_token()  # same token

@@ -31,8 +31,19 @@ from fsm_live.lwp.token import TokenFetchFailed
 from fsm_live.spec import Spec
 
 SIX_STATES = {"DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED"}
-TRIGGERS = {"start", "opened", "connect_failed", "lost", "rotate", "retry", "give_up", "fatal",
-            "reset", "recover", "close"}
+TRIGGERS = {
+    "start",
+    "opened",
+    "connect_failed",
+    "lost",
+    "rotate",
+    "retry",
+    "give_up",
+    "fatal",
+    "reset",
+    "recover",
+    "close",
+}
 SPEC_EDGES = {(source, t.trigger, t.dest) for source, t in default_machine().spec.edges()}
 
 
@@ -77,8 +88,13 @@ def step_at(report: DemoReport, starts: str) -> float:
 async def test_the_story_in_virtual_time(seed: int, duration: float, tmp_path: Path) -> None:
     recorder = Recorder()
     with anyio.fail_after(duration + 60):  # virtual seconds
-        report = await run_demo(recorder, duration=duration, seed=seed,
-                                trace=tmp_path / "demo.jsonl", environment=MemoryEnvironment())
+        report = await run_demo(
+            recorder,
+            duration=duration,
+            seed=seed,
+            trace=tmp_path / "demo.jsonl",
+            environment=MemoryEnvironment(),
+        )
     trace = read_trace(report.trace)
     summary = report.summary
     edges = [(r["from"], r["trigger"], r["to"]) for r in trace]
@@ -116,8 +132,9 @@ async def test_the_story_in_virtual_time(seed: int, duration: float, tmp_path: P
     during = [r for r in trace if down <= r["t"] <= back]
     assert [r["trigger"] for r in during].count("give_up") >= 1
     assert [r["trigger"] for r in during].count("recover") >= 1
-    assert any(e.text.startswith("escalation: re-login failed") for e in report.events
-               if down <= e.at)
+    assert any(
+        e.text.startswith("escalation: re-login failed") for e in report.events if down <= e.at
+    )
     after = [r for r in trace if r["t"] >= back]
     assert "reset" not in {r["trigger"] for r in after}
     assert [r for r in after if r["to"] == "CONNECTED"]
@@ -155,33 +172,46 @@ class StuckEnvironment(MemoryEnvironment):
         if on:
             await super().set_black_hole(on)
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await super().__aexit__(exc_type, exc, tb)
         raise ExceptionGroup("the server's tasks", [RuntimeError("a handler broke")])
 
 
 @pytest.mark.anyio
 async def test_a_stuck_story_raises_story_stuck_itself(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with anyio.fail_after(120), pytest.raises(StoryStuck) as caught:
-        await run_demo(Recorder(), duration=15, seed=1, trace=tmp_path / "demo.jsonl",
-                       environment=StuckEnvironment())
+        await run_demo(
+            Recorder(),
+            duration=15,
+            seed=1,
+            trace=tmp_path / "demo.jsonl",
+            environment=StuckEnvironment(),
+        )
     assert type(caught.value) is StoryStuck  # not an exception group around it
     assert str(caught.value) == "the demo got stuck waiting for: CONNECTED (15 s)"
     assert "stopping the demo's environment after it got stuck failed too" in caplog.text
 
 
 def test_the_cli_says_a_stuck_story_in_one_line(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def stuck(*args: object, **kwargs: object) -> DemoReport:
         raise StoryStuck("the demo got stuck waiting for: a heartbeat ack (10 s)")
 
     monkeypatch.setattr(fsm_live.cli.demo, "run_demo", stuck)
     assert main(["demo", "--duration", "15"]) == 1
     out, err = capsys.readouterr()
-    assert (out, err) == ("", "fsm-live demo: the demo got stuck waiting for: "
-                              "a heartbeat ack (10 s)\n")
+    assert (out, err) == (
+        "",
+        "fsm-live demo: the demo got stuck waiting for: a heartbeat ack (10 s)\n",
+    )
 
 
 # -- pieces --------------------------------------------------------------------------------
@@ -189,32 +219,52 @@ def test_the_cli_says_a_stuck_story_in_one_line(
 
 def _stats(**changes: object) -> Stats:
     values: dict[str, object] = {
-        "state": "CLOSED", "time_in_state": 0.0, "connects": 1, "reconnects": 0,
-        "failures": {"lost": 1}, "consecutive_failures": 0, "last_error": "",
-        "heartbeats_sent": 0, "heartbeats_acked": 0, "heartbeat_rtt": None,
-        "messages_in": 0, "messages_out": 0, "duplicates_dropped": 0, "token_refreshes": 0,
-        "token_refresh_failures": 0, "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0,
-
-        "transitions": {("DISCONNECTED", "start", "CONNECTING"): 1,
-                        ("CONNECTING", "connect_failed", "RECONNECTING"): 1},
+        "state": "CLOSED",
+        "time_in_state": 0.0,
+        "connects": 1,
+        "reconnects": 0,
+        "failures": {"lost": 1},
+        "consecutive_failures": 0,
+        "last_error": "",
+        "heartbeats_sent": 0,
+        "heartbeats_acked": 0,
+        "heartbeat_rtt": None,
+        "messages_in": 0,
+        "messages_out": 0,
+        "duplicates_dropped": 0,
+        "token_refreshes": 0,
+        "token_refresh_failures": 0,
+        "cookie_refreshes": 0,
+        "buffered": 0,
+        "tasks_alive": 0,
+        "transitions": {
+            ("DISCONNECTED", "start", "CONNECTING"): 1,
+            ("CONNECTING", "connect_failed", "RECONNECTING"): 1,
+        },
     }
     values.update(changes)
     return Stats(**values)  # type: ignore[arg-type]
 
 
 RECORDS = [
-    {"t": 0.0, "from": "DISCONNECTED", "to": "CONNECTING", "trigger": "start",
-     "reason": "started"},
-    {"t": 0.1, "from": "CONNECTING", "to": "RECONNECTING", "trigger": "connect_failed",
-     "reason": "lost: closed 1006 (abnormal closure)"},
+    {"t": 0.0, "from": "DISCONNECTED", "to": "CONNECTING", "trigger": "start", "reason": "started"},
+    {
+        "t": 0.1,
+        "from": "CONNECTING",
+        "to": "RECONNECTING",
+        "trigger": "connect_failed",
+        "reason": "lost: closed 1006 (abnormal closure)",
+    },
 ]
 
 
 def test_summarize_counts_the_trace_and_checks_it_against_the_counters() -> None:
     summary = summarize(RECORDS, _stats())
     assert summary.agrees
-    assert summary.edges == {("DISCONNECTED", "start", "CONNECTING"): 1,
-                             ("CONNECTING", "connect_failed", "RECONNECTING"): 1}
+    assert summary.edges == {
+        ("DISCONNECTED", "start", "CONNECTING"): 1,
+        ("CONNECTING", "connect_failed", "RECONNECTING"): 1,
+    }
     assert summary.failures == {"lost": 1}
     assert summary.states_visited == ("DISCONNECTED", "CONNECTING", "RECONNECTING")
     assert not summarize(RECORDS, _stats(failures={"network": 1})).agrees
@@ -223,8 +273,17 @@ def test_summarize_counts_the_trace_and_checks_it_against_the_counters() -> None
 
 def test_the_live_panel_shows_the_messages_the_application_took() -> None:
     console = Console(file=io.StringIO(), width=80)
-    console.print(demo_panel(_stats(state="CONNECTED"), [], 0.0, 8.4, 30, messages_taken=42,
-                             styles=StateStyles(Spec.default())))
+    console.print(
+        demo_panel(
+            _stats(state="CONNECTED"),
+            [],
+            0.0,
+            8.4,
+            30,
+            messages_taken=42,
+            styles=StateStyles(Spec.default()),
+        )
+    )
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert re.search(r"│ application +42 messages taken +│", text)
 
@@ -265,9 +324,15 @@ def test_fsm_live_demo_20s_seed_1(capsys: pytest.CaptureFixture[str], tmp_path: 
     # One plain line per transition, in trace order, and each fault as injected.
     transition_lines = re.findall(r"^ +[\d.]+s  (\w+) -> (\w+)  \[(\w+)\]", out, re.M)
     assert transition_lines == [(line["from"], line["to"], line["trigger"]) for line in trace]
-    for fault in ("proxy: black hole, both directions", "server: restart 250ms",
-                  "server: reject 401 x1", "server: drop", "server: close 4500",
-                  "proxy: down", "proxy: up"):
+    for fault in (
+        "proxy: black hole, both directions",
+        "server: restart 250ms",
+        "server: reject 401 x1",
+        "server: drop",
+        "server: close 4500",
+        "proxy: down",
+        "proxy: up",
+    ):
         assert f"!! {fault}" in out
     # recover while the proxy is down, before it comes back up
     assert out.index("[recover]") < out.index("!! proxy: up")
@@ -275,15 +340,26 @@ def test_fsm_live_demo_20s_seed_1(capsys: pytest.CaptureFixture[str], tmp_path: 
     # The summary's edge counts and the diagram's are the trace's.
     from_trace = Counter((line["from"], line["to"], line["trigger"]) for line in trace)
     summary = out.split("transitions by edge:\n", 1)[1].split("failures by class:", 1)[0]
-    printed = {(src, dest, trigger): int(count) for count, src, dest, trigger
-               in re.findall(r"^ +(\d+)  (\w+) -> (\w+) \[(\w+)\]$", summary, re.M)}
+    printed = {
+        (src, dest, trigger): int(count)
+        for count, src, dest, trigger in re.findall(
+            r"^ +(\d+)  (\w+) -> (\w+) \[(\w+)\]$", summary, re.M
+        )
+    }
     assert printed == dict(from_trace)
     diagram = out.split("stateDiagram-v2\n", 1)[1]
-    drawn = {(src, dest, trigger): int(count) for src, dest, trigger, count
-             in re.findall(r"^ +(\w+) --> (\w+): (\w+)(?: \[\w+\])? \u00d7(\d+)$", diagram, re.M)}
+    drawn = {
+        (src, dest, trigger): int(count)
+        for src, dest, trigger, count in re.findall(
+            r"^ +(\w+) --> (\w+): (\w+)(?: \[\w+\])? \u00d7(\d+)$", diagram, re.M
+        )
+    }
     assert {edge: n for edge, n in drawn.items() if n} == dict(from_trace)
-    failures = Counter(line["reason"].split(":")[0] for line in trace
-                       if line["trigger"] in ("connect_failed", "lost", "fatal"))
+    failures = Counter(
+        line["reason"].split(":")[0]
+        for line in trace
+        if line["trigger"] in ("connect_failed", "lost", "fatal")
+    )
     assert {"auth", "lost", "planned", "terminal", "network"} <= set(failures)
     for name, count in failures.items():
         assert re.search(rf"^ +{count}  {name}$", out, re.M)
@@ -293,11 +369,13 @@ def test_fsm_live_demo_20s_seed_1(capsys: pytest.CaptureFixture[str], tmp_path: 
 
     # The application took every message, and the output said so as it went.
     messages_in = int(_figure(out, "messages in").split()[0])
-    assert _figure(out, "messages taken") == (f"{messages_in} by the application's "
-                                              "on_message handler")
+    assert _figure(out, "messages taken") == (
+        f"{messages_in} by the application's on_message handler"
+    )
     assert messages_in > 0
-    so_far = [int(n) for n in re.findall(r"-- the application has taken (\d+) messages so far",
-                                         out)]
+    so_far = [
+        int(n) for n in re.findall(r"-- the application has taken (\d+) messages so far", out)
+    ]
     assert len(so_far) == 6  # before each step from the half-open link on
     assert so_far == sorted(so_far)
     assert 0 < so_far[-1] <= messages_in

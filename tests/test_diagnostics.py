@@ -66,8 +66,9 @@ def demo_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     async def run() -> None:
         with anyio.fail_after(200):
-            await run_demo(_Quiet(), duration=75, seed=1, trace=path,
-                           environment=MemoryEnvironment())
+            await run_demo(
+                _Quiet(), duration=75, seed=1, trace=path, environment=MemoryEnvironment()
+            )
 
     _virtual(run)
     return path
@@ -78,15 +79,25 @@ def live_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory of two live connections' traces: one to an echo server (stats every
     second), one to a URL nothing serves (refused, backing off, closed)."""
     folder = tmp_path_factory.mktemp("live")
-    config = Config(heartbeat_interval=1, heartbeat_timeout=3, backoff=FixedDelay(2),
-                    trace_stats_interval=1)
+    config = Config(
+        heartbeat_interval=1, heartbeat_timeout=3, backoff=FixedDelay(2), trace_stats_interval=1
+    )
 
     async def run() -> None:
         network = MemoryNetwork()
-        ok = connect(OK, transport=MemoryTransport(network), config=config, protocol="json",
-                     trace=folder / "ok.jsonl")
-        down = connect(DOWN, transport=MemoryTransport(network), config=config,
-                       trace=folder / "team%2Fdown.jsonl")
+        ok = connect(
+            OK,
+            transport=MemoryTransport(network),
+            config=config,
+            protocol="json",
+            trace=folder / "ok.jsonl",
+        )
+        down = connect(
+            DOWN,
+            transport=MemoryTransport(network),
+            config=config,
+            trace=folder / "team%2Fdown.jsonl",
+        )
         with anyio.fail_after(600):
             async with network.serve(OK, echo), ok, down:
                 await ok.wait_connected()
@@ -125,13 +136,13 @@ def test_a_live_trace_has_every_record_kind(live_traces: Path) -> None:
     assert stats[-1]["state"] == "CLOSED"
     assert sum(len(row["rtts"]) for row in stats) == stats[-1]["heartbeats_acked"] > 0
     assert stats[-1]["messages_out"] == 5
-    down = [json.loads(line) for line in (live_traces / "team%2Fdown.jsonl").read_text()
-            .splitlines()]
+    down = [
+        json.loads(line) for line in (live_traces / "team%2Fdown.jsonl").read_text().splitlines()
+    ]
     failures = [row for row in down if row.get("kind") == "failure"]
     assert failures
     assert {row["class"] for row in failures} == {"network"}
-    assert writer.read_trace(live_traces / "ok.jsonl") == [row for row in rows
-                                                           if "kind" not in row]
+    assert writer.read_trace(live_traces / "ok.jsonl") == [row for row in rows if "kind" not in row]
 
 
 # -- verify ---------------------------------------------------------------------------------
@@ -150,20 +161,26 @@ def test_live_traces_verify(live_traces: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_a_row_removed_from_the_middle_is_named_by_its_line(
-        demo_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    demo_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = demo_trace.read_text(encoding="utf-8").splitlines(keepends=True)
     rows = [json.loads(line) for line in lines]
     # A transition in the middle followed by a transition: the latter is the violation.
-    middle = next(i for i in range(len(rows) // 2, len(rows) - 1)
-                  if "kind" not in rows[i] and "kind" not in rows[i + 1])
+    middle = next(
+        i
+        for i in range(len(rows) // 2, len(rows) - 1)
+        if "kind" not in rows[i] and "kind" not in rows[i + 1]
+    )
     broken = tmp_path / "broken.jsonl"
-    broken.write_text("".join(lines[:middle] + lines[middle + 1:]), encoding="utf-8")
+    broken.write_text("".join(lines[:middle] + lines[middle + 1 :]), encoding="utf-8")
     code, out, err = cli(capsys, "verify", SPEC, broken)
     assert code == 1
     assert out == ""
     [line] = err.splitlines()
-    assert line.startswith(f"{broken}:{middle + 1}: from {rows[middle + 1]['from']}, but the "
-                           f"previous transition (line ")
+    assert line.startswith(
+        f"{broken}:{middle + 1}: from {rows[middle + 1]['from']}, but the "
+        f"previous transition (line "
+    )
     assert line.endswith(f" entered {rows[middle]['from']}")
 
 
@@ -175,20 +192,50 @@ START = _t(0, "DISCONNECTED", "start", "CONNECTING")
 OPENED = _t(0.1, "CONNECTING", "opened", "CONNECTED")
 
 
-@pytest.mark.parametrize(("lines", "line", "message"), [
-    ([OPENED], 1, "the first transition leaves CONNECTING, not the initial state DISCONNECTED"),
-    ([START, _t(0.1, "CONNECTING", "lost", "CONNECTED")], 2,
-     "CONNECTING -lost-> CONNECTED is not an edge of spec 'connection'"),
-    ([START, OPENED, _t(0.05, "CONNECTED", "close", "CLOSED")], 3, "t goes back: 0.05 after 0.1"),
-    ([START, OPENED, _t(1, "CONNECTED", "close", "CLOSED"),
-      _t(2, "CLOSED", "start", "CONNECTING")], 4, "CLOSED is final (entered on line 3)"),
-    ([START, "{not json"], 2, "not JSON"),
-    ([START, json.dumps({"t": 0, "from": "A"})], 2, "a transition record needs the keys"),
-    ([START, json.dumps({"t": 0, "kind": "failure", "class": "gremlins"})], 2,
-     "failure class 'gremlins' is not an error class"),
-    ([START, json.dumps({"t": 0, "kind": "meteor"})], 2, "unknown record kind 'meteor'"),
-], ids=["first-row", "not-an-edge", "time-goes-back", "final-left", "not-json", "keys",
-        "unknown-class", "unknown-kind"])
+@pytest.mark.parametrize(
+    ("lines", "line", "message"),
+    [
+        ([OPENED], 1, "the first transition leaves CONNECTING, not the initial state DISCONNECTED"),
+        (
+            [START, _t(0.1, "CONNECTING", "lost", "CONNECTED")],
+            2,
+            "CONNECTING -lost-> CONNECTED is not an edge of spec 'connection'",
+        ),
+        (
+            [START, OPENED, _t(0.05, "CONNECTED", "close", "CLOSED")],
+            3,
+            "t goes back: 0.05 after 0.1",
+        ),
+        (
+            [
+                START,
+                OPENED,
+                _t(1, "CONNECTED", "close", "CLOSED"),
+                _t(2, "CLOSED", "start", "CONNECTING"),
+            ],
+            4,
+            "CLOSED is final (entered on line 3)",
+        ),
+        ([START, "{not json"], 2, "not JSON"),
+        ([START, json.dumps({"t": 0, "from": "A"})], 2, "a transition record needs the keys"),
+        (
+            [START, json.dumps({"t": 0, "kind": "failure", "class": "gremlins"})],
+            2,
+            "failure class 'gremlins' is not an error class",
+        ),
+        ([START, json.dumps({"t": 0, "kind": "meteor"})], 2, "unknown record kind 'meteor'"),
+    ],
+    ids=[
+        "first-row",
+        "not-an-edge",
+        "time-goes-back",
+        "final-left",
+        "not-json",
+        "keys",
+        "unknown-class",
+        "unknown-kind",
+    ],
+)
 def test_each_rule_names_its_line(lines: list[str], line: int, message: str) -> None:
     verdict = verify_lines(Spec.default(), parse_lines(lines))
     assert verdict.violation is not None
@@ -203,20 +250,35 @@ def test_runs_one_after_the_other_verify() -> None:
     assert (verdict.transitions, verdict.runs) == (6, 2)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["verify", "nope.yaml", "t.jsonl"], "fsm-live verify: error: nope.yaml: no such file"),
-    (["verify", SPEC, "missing.jsonl"],
-     "fsm-live verify: error: missing.jsonl: no such file or directory"),
-    (["verify", SPEC, "empty-dir"], "fsm-live verify: error: empty-dir: a directory without "
-                                    "*.jsonl trace files"),
-    (["report", "missing.jsonl"],
-     "fsm-live report: error: missing.jsonl: no such file or directory"),
-    (["report", "--spec", "bad.yaml", "t.jsonl"], "fsm-live report: error: bad.yaml: not a "
-                                                  "valid spec: "),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["verify", "nope.yaml", "t.jsonl"], "fsm-live verify: error: nope.yaml: no such file"),
+        (
+            ["verify", SPEC, "missing.jsonl"],
+            "fsm-live verify: error: missing.jsonl: no such file or directory",
+        ),
+        (
+            ["verify", SPEC, "empty-dir"],
+            "fsm-live verify: error: empty-dir: a directory without *.jsonl trace files",
+        ),
+        (
+            ["report", "missing.jsonl"],
+            "fsm-live report: error: missing.jsonl: no such file or directory",
+        ),
+        (
+            ["report", "--spec", "bad.yaml", "t.jsonl"],
+            "fsm-live report: error: bad.yaml: not a valid spec: ",
+        ),
+    ],
+)
 def test_bad_arguments_are_one_line_and_exit_2(
-        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty-dir").mkdir()
     (tmp_path / "t.jsonl").write_text(START + "\n", encoding="utf-8")
@@ -238,8 +300,7 @@ def test_percentile_interpolates_between_ranks() -> None:
     assert percentile([float(i) for i in range(101)], 95) == pytest.approx(95.0)
 
 
-def test_report_figures_of_the_demo(demo_trace: Path, capsys: pytest.CaptureFixture[str]
-                                    ) -> None:
+def test_report_figures_of_the_demo(demo_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "report", demo_trace, "--json")
     assert (code, err) == (0, "")
     data = json.loads(out)
@@ -258,13 +319,16 @@ def test_report_figures_of_the_demo(demo_trace: Path, capsys: pytest.CaptureFixt
     assert figures["reconnects"] == last_stats["reconnects"] > 0
     assert figures["time_back"]["count"] > 0
     assert figures["failures"]["by_class"] == last_stats["failures"]
-    assert sum(map(sum, figures["failures"]["over_time"]["counts"].values())) == \
-        sum(last_stats["failures"].values())
+    assert sum(map(sum, figures["failures"]["over_time"]["counts"].values())) == sum(
+        last_stats["failures"].values()
+    )
     assert figures["heartbeats"]["sent"] == last_stats["heartbeats_sent"]
     assert figures["heartbeats"]["rtt_seconds"]["count"] == last_stats["heartbeats_acked"]
-    assert figures["messages"] == {"in": last_stats["messages_in"],
-                                   "out": last_stats["messages_out"],
-                                   "duplicates_dropped": last_stats["duplicates_dropped"]}
+    assert figures["messages"] == {
+        "in": last_stats["messages_in"],
+        "out": last_stats["messages_out"],
+        "duplicates_dropped": last_stats["duplicates_dropped"],
+    }
     assert figures["tokens"]["refreshes"] == last_stats["token_refreshes"]
     edges = figures["edges"]
     assert len(edges) == sum(1 for _ in Spec.default().edges())
@@ -276,9 +340,18 @@ def test_report_as_plain_text(live_traces: Path, capsys: pytest.CaptureFixture[s
     assert (code, err) == (0, "")
     assert "\x1b[" not in out
     assert out.startswith("fsm-live report: 2 connections, 2 runs, ")
-    for figure in ("availability", "reconnects", "failures", "heartbeats", "messages",
-                   "token refreshes", "time in state", "edges taken",
-                   "connections (least available first)", "traffic"):
+    for figure in (
+        "availability",
+        "reconnects",
+        "failures",
+        "heartbeats",
+        "messages",
+        "token refreshes",
+        "time in state",
+        "edges taken",
+        "connections (least available first)",
+        "traffic",
+    ):
         assert figure in out, figure
     assert "team/down" in out  # the file name, %XX decoded
     assert "network " in out  # its failures by class
@@ -286,8 +359,7 @@ def test_report_as_plain_text(live_traces: Path, capsys: pytest.CaptureFixture[s
 
 def test_report_of_a_clean_and_a_refused_connection(live_traces: Path) -> None:
     spec = Spec.default()
-    ok, down = sorted(load_reports(spec, sorted(live_traces.glob("*.jsonl"))),
-                      key=lambda r: r.name)
+    ok, down = sorted(load_reports(spec, sorted(live_traces.glob("*.jsonl"))), key=lambda r: r.name)
     assert (ok.name, down.name) == ("ok", "team/down")
     assert ok.availability == pytest.approx(1, abs=0.01)
     assert ok.reconnects == 0
@@ -300,8 +372,7 @@ def test_report_of_a_clean_and_a_refused_connection(live_traces: Path) -> None:
     assert down.unrecovered == 0  # it never was up: no outage to come back from
     everything = combine([ok, down])
     assert everything.observed == pytest.approx(ok.observed + down.observed)
-    assert everything.availability == pytest.approx(ok.observed / everything.observed,
-                                                    abs=0.01)
+    assert everything.availability == pytest.approx(ok.observed / everything.observed, abs=0.01)
 
 
 def test_a_transitions_only_trace_reports_what_it_can() -> None:
@@ -322,8 +393,8 @@ def _is_self_contained(page: str) -> None:
 
 
 def test_the_html_page_is_self_contained(
-        demo_trace: Path, live_traces: Path, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    demo_trace: Path, live_traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("plotly")
     page = tmp_path / "report.html"
     code, _, err = cli(capsys, "report", demo_trace, live_traces, "--html", page)
@@ -331,14 +402,24 @@ def test_the_html_page_is_self_contained(
     assert err.startswith(f"fsm-live report: wrote {page} (")
     text = page.read_text(encoding="utf-8")
     _is_self_contained(text)
-    for name in ("demo", "ok", "team/down", "Timeline of states", "Failures over time",
-                 "Heartbeat round trips", "hot edges"):
+    for name in (
+        "demo",
+        "ok",
+        "team/down",
+        "Timeline of states",
+        "Failures over time",
+        "Heartbeat round trips",
+        "hot edges",
+    ):
         assert name in text, name
 
 
-def test_html_without_plotly_is_one_line(demo_trace: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_html_without_plotly_is_one_line(
+    demo_trace: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
     code, out, err = cli(capsys, "report", demo_trace, "--html", tmp_path / "r.html")
     assert code == 1
@@ -347,15 +428,22 @@ def test_html_without_plotly_is_one_line(demo_trace: Path, tmp_path: Path,
     assert not (tmp_path / "r.html").exists()
 
 
-CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (found := shutil.which(name))), None)
+CHROMIUM = next(
+    (
+        found
+        for name in ("chromium", "chromium-browser", "google-chrome")
+        if (found := shutil.which(name))
+    ),
+    None,
+)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium here")
-def test_the_html_page_draws_its_charts_offline(demo_trace: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_html_page_draws_its_charts_offline(
+    demo_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("plotly")
     page = tmp_path / "report.html"
     assert cli(capsys, "report", demo_trace, "--html", page)[0] == 0
@@ -363,16 +451,30 @@ def test_the_html_page_draws_its_charts_offline(demo_trace: Path, tmp_path: Path
     # Every host unresolvable and every connection through a dead proxy: nothing
     # could load from a network even if the page asked for it.
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=socks5://127.0.0.1:9",
-         "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=90, check=False)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=socks5://127.0.0.1:9",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     assert dom.count('class="main-svg"') >= 4  # Plotly drew an SVG per chart
     for div in ("timeline", "failures", "rtts", "diagram"):
-        assert re.search(rf'<div id="{div}" class="[^"]*js-plotly-plot', dom) or \
-            re.search(rf'id="{div}"[^>]*>\s*<div class="plot-container', dom), div
+        assert re.search(rf'<div id="{div}" class="[^"]*js-plotly-plot', dom) or re.search(
+            rf'id="{div}"[^>]*>\s*<div class="plot-container', dom
+        ), div
 
 
 # -- docs -----------------------------------------------------------------------------------
@@ -383,8 +485,11 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def test_troubleshooting_names_real_settings_and_metrics() -> None:
     text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
-    rows = [line.split(" | ") for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith(("| symptom", "| ---"))]
+    rows = [
+        line.split(" | ")
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith(("| symptom", "| ---"))
+    ]
     assert len(rows) >= 8
     fields = {field.name for field in attrs.fields(Config)}
     for row in rows:
@@ -392,19 +497,32 @@ def test_troubleshooting_names_real_settings_and_metrics() -> None:
         assert settings, row[0]
         assert settings <= fields, (row[0], settings - fields)
     metrics = set(re.findall(r"\b(fsm_live_[a-z_]+)", text))
-    documented = set(re.findall(r"\| `(fsm_live_[a-z_]+)` \|",
-                                (DOCS / "diagnostics.md").read_text(encoding="utf-8")))
+    documented = set(
+        re.findall(
+            r"\| `(fsm_live_[a-z_]+)` \|", (DOCS / "diagnostics.md").read_text(encoding="utf-8")
+        )
+    )
     assert len(documented) == 10
     assert metrics <= documented
-    for symptom in ("frequent disconnects", "heartbeat timeouts", "token refresh failures",
-                    "memory growth", "a slow application", "an outage longer than the backoff",
-                    "a half-open link", "accept-then-close"):
+    for symptom in (
+        "frequent disconnects",
+        "heartbeat timeouts",
+        "token refresh failures",
+        "memory growth",
+        "a slow application",
+        "an outage longer than the backoff",
+        "a half-open link",
+        "accept-then-close",
+    ):
         assert f"| {symptom}" in text, symptom
 
 
 def test_the_documented_stats_keys_are_the_written_ones() -> None:
     text = (DOCS / "diagnostics.md").read_text(encoding="utf-8")
     table = text.split("| key | unit | meaning |", 1)[1].split("\n\n", 1)[0]
-    documented = {key for cell in re.findall(r"^\| ([^|]+) \|", table, re.MULTILINE)
-                  for key in re.findall(r"`([a-z_]+)`", cell)}
+    documented = {
+        key
+        for cell in re.findall(r"^\| ([^|]+) \|", table, re.MULTILINE)
+        for key in re.findall(r"`([a-z_]+)`", cell)
+    }
     assert documented | {"t", "kind"} == set(writer.STATS_KEYS)

@@ -49,14 +49,22 @@ def odd_spec(**names: str) -> Spec:
     last = names.get("last", "B")
     trigger = names.get("trigger", "go")
     states = {
-        first: StateSpec(name=first, description=names.get("description", ""),
-                         tasks=(names.get("task", "dial"),),
-                         timers=(TimerSpec(name="backoff", triggers=(trigger,)),)),
+        first: StateSpec(
+            name=first,
+            description=names.get("description", ""),
+            tasks=(names.get("task", "dial"),),
+            timers=(TimerSpec(name="backoff", triggers=(trigger,)),),
+        ),
         last: StateSpec(name=last, final=True),
     }
     transition = TransitionSpec(trigger=trigger, sources=(first,), dest=last)
-    return Spec(name=names.get("name", "odd"), initial=first, states=states,
-                transitions=(transition,), errors=Spec.default().errors)
+    return Spec(
+        name=names.get("name", "odd"),
+        initial=first,
+        states=states,
+        transitions=(transition,),
+        errors=Spec.default().errors,
+    )
 
 
 # -- a checker for the Mermaid subset to_mermaid emits ----------------------------------------
@@ -199,15 +207,19 @@ def test_dot_structure(spec: Spec) -> None:
 def test_dot_has_every_edge_labelled(spec: Spec) -> None:
     text = to_dot(spec)
     for source, transition in spec.edges():
-        assert dot_edge(source, transition.dest,
-                        f"{transition.trigger}{transition.guard_label}") in text
+        assert (
+            dot_edge(source, transition.dest, f"{transition.trigger}{transition.guard_label}")
+            in text
+        )
     assert text.count(" -> ") == len(list(spec.edges())) + 1  # plus the start point
 
 
 def test_dot_notes_are_extra_label_lines(spec: Spec) -> None:
     text = to_dot(spec)
-    assert '"CONNECTING" [label="CONNECTING\\ntasks: dial\\ltimers: open_timeout fires ' \
-           'connect_failed\\l"' in text
+    assert (
+        '"CONNECTING" [label="CONNECTING\\ntasks: dial\\ltimers: open_timeout fires '
+        'connect_failed\\l"' in text
+    )
     assert 'tooltip="registered; traffic flows (log INFO)"' in text
     bare = to_dot(spec, notes=False)
     check_dot(bare)
@@ -226,10 +238,10 @@ def test_dot_escapes_quotes_and_backslashes() -> None:
 @pytest.mark.parametrize("path", [SPEC_PATH, TRAFFIC_PATH], ids=["connection", "traffic"])
 @pytest.mark.parametrize("notes", [True, False], ids=["notes", "bare"])
 def test_dot_is_accepted_by_graphviz(path: Path, notes: bool) -> None:
-    source = to_dot(Spec.from_path(path), notes=notes,
-                    counts={("RED", "tick", "GREEN"): 2})
-    done = subprocess.run(["dot", "-Tsvg"], input=source, capture_output=True, text=True,
-                          timeout=30, check=False)
+    source = to_dot(Spec.from_path(path), notes=notes, counts={("RED", "tick", "GREEN"): 2})
+    done = subprocess.run(
+        ["dot", "-Tsvg"], input=source, capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert "<svg" in done.stdout
     assert not done.stderr
@@ -238,8 +250,9 @@ def test_dot_is_accepted_by_graphviz(path: Path, notes: bool) -> None:
 @needs_dot
 def test_dot_with_awkward_text_is_accepted_by_graphviz() -> None:
     source = to_dot(odd_spec(name='say "hi"', description='a "quoted" \\ thing \\'))
-    done = subprocess.run(["dot", "-Tsvg"], input=source, capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run(
+        ["dot", "-Tsvg"], input=source, capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -247,9 +260,11 @@ def test_dot_with_awkward_text_is_accepted_by_graphviz() -> None:
 
 
 def test_counts_annotate_mermaid_labels(spec: Spec) -> None:
-    counts = {("RECONNECTING", "retry", "CONNECTING"): 3,
-              ("RECONNECTING", "give_up", "FAILED"): 1,
-              ("NOWHERE", "teleport", "CONNECTED"): 9}  # names no edge: ignored
+    counts = {
+        ("RECONNECTING", "retry", "CONNECTING"): 3,
+        ("RECONNECTING", "give_up", "FAILED"): 1,
+        ("NOWHERE", "teleport", "CONNECTED"): 9,
+    }  # names no edge: ignored
     text = to_mermaid(spec, counts=counts)
     check_mermaid(text)
     assert "    RECONNECTING --> CONNECTING: retry \u00d73\n" in text
@@ -260,8 +275,13 @@ def test_counts_annotate_mermaid_labels(spec: Spec) -> None:
 
 
 def test_counts_annotate_dot_labels(spec: Spec) -> None:
-    text = to_dot(spec, counts={("RECONNECTING", "retry", "CONNECTING"): 3,
-                                ("CONNECTING", "opened", "CONNECTED"): 1})
+    text = to_dot(
+        spec,
+        counts={
+            ("RECONNECTING", "retry", "CONNECTING"): 3,
+            ("CONNECTING", "opened", "CONNECTED"): 1,
+        },
+    )
     check_dot(text)
     # The most taken edge is the heaviest; the others in proportion.
     assert dot_edge("RECONNECTING", "CONNECTING", "retry \u00d73") + ", penwidth=5.00];" in text
@@ -297,8 +317,7 @@ def test_svg_without_graphviz_raises_with_install_hint(
     assert isinstance(caught.value, FsmLiveError)
     assert isinstance(caught.value, RuntimeError)
     message = str(caught.value)
-    for hint in ("apt-get install graphviz", "brew install graphviz", "--format dot",
-                 "mermaid"):
+    for hint in ("apt-get install graphviz", "brew install graphviz", "--format dot", "mermaid"):
         assert hint in message
 
 
@@ -346,8 +365,7 @@ def test_docs_diagram_is_up_to_date(spec: Spec) -> None:
     block = find_docs_block(page)
     assert block is not None, f"{DOCS_PAGE.name} has no {DOCS_BEGIN} ... {DOCS_END} block"
     assert block == render_docs_block(spec), (
-        "docs/lifecycle.md's diagram is stale: regenerate it with "
-        "`python docs/update_diagrams.py`"
+        "docs/lifecycle.md's diagram is stale: regenerate it with `python docs/update_diagrams.py`"
     )
 
 

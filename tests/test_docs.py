@@ -22,6 +22,7 @@ def test_embedding_example_is_the_file_and_prints_its_output() -> None:
     code = block(text, "<!-- example:begin docs/examples/echo.py -->", "<!-- example:end -->")
     path = ROOT / "docs" / "examples" / "echo.py"
     assert code == path.read_text(encoding="utf-8"), "docs/examples/echo.py differs from the doc"
-    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")

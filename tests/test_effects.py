@@ -45,7 +45,8 @@ def test_the_event_union_names_every_event() -> None:
 def test_the_effect_union_names_every_effect_but_the_record() -> None:
     # TransitionRecord is carried by Emit; it is not an effect itself.
     assert {cls.__name__ for cls in EFFECT_CLASSES} == _exported(effects, "Effect") - {
-        "TransitionRecord"}
+        "TransitionRecord"
+    }
 
 
 @pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda cls: cls.__name__)
@@ -62,16 +63,31 @@ def test_events_from_tasks_carry_their_generation(cls: type) -> None:
         assert names[1] == "generation"
 
 
-@pytest.mark.parametrize("cls", [*EVENT_CLASSES, *EFFECT_CLASSES, TransitionRecord],
-                         ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "cls", [*EVENT_CLASSES, *EFFECT_CLASSES, TransitionRecord], ids=lambda cls: cls.__name__
+)
 def test_every_value_is_frozen_and_hashable(cls: type) -> None:
     assert attrs.has(cls)
-    samples = {"now": 1.0, "generation": 2, "failure": Failure("network"), "rtt": 0.1,
-               "ok": True, "task": "dial", "timer": "backoff", "deadline": 3.0,
-               "record": TransitionRecord(1.0, "A", "B", "go"), "at": 1.0,
-               "source": "A", "dest": "B", "trigger": "go"}
-    kwargs = {field.name: samples[field.name] for field in attrs.fields(cls)
-              if field.default is attrs.NOTHING}
+    samples = {
+        "now": 1.0,
+        "generation": 2,
+        "failure": Failure("network"),
+        "rtt": 0.1,
+        "ok": True,
+        "task": "dial",
+        "timer": "backoff",
+        "deadline": 3.0,
+        "record": TransitionRecord(1.0, "A", "B", "go"),
+        "at": 1.0,
+        "source": "A",
+        "dest": "B",
+        "trigger": "go",
+    }
+    kwargs = {
+        field.name: samples[field.name]
+        for field in attrs.fields(cls)
+        if field.default is attrs.NOTHING
+    }
     value, same = cls(**kwargs), cls(**kwargs)
     assert value == same
     assert hash(value) == hash(same)

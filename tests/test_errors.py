@@ -29,8 +29,10 @@ from fsm_live.errors import (
 
 #: One node of the drawing: the tree prefix (its width is the depth), the class name,
 #: and the builtin bases in parentheses.  Continuation lines have no ``├──``/``└──``.
-_NODE = re.compile(r"^(?P<prefix>[│ ]*)(?:[├└]── )(?P<name>[A-Z]\w*)"
-                   r"(?: \((?P<bases>[A-Za-z, ]+)\))?(?:\s|$)")
+_NODE = re.compile(
+    r"^(?P<prefix>[│ ]*)(?:[├└]── )(?P<name>[A-Z]\w*)"
+    r"(?: \((?P<bases>[A-Za-z, ]+)\))?(?:\s|$)"
+)
 _ROOT = re.compile(r"^(?P<name>[A-Z]\w*)(?:\s|$)")
 
 
@@ -63,7 +65,7 @@ def drawn_tree(doc: str) -> dict[str, tuple[str | None, tuple[str, ...]]]:
         assert rest == 0, f"misaligned node: {raw!r}"
         bases = tuple(b.strip() for b in node["bases"].split(",")) if node["bases"] else ()
         tree[node["name"]] = (stack[depth], bases)
-        del stack[depth + 1:]
+        del stack[depth + 1 :]
         stack.append(node["name"])
     return tree
 
@@ -71,9 +73,13 @@ def drawn_tree(doc: str) -> dict[str, tuple[str | None, tuple[str, ...]]]:
 PACKAGE = Path(errors.__file__).resolve().parent
 TREE = drawn_tree(errors.__doc__ or "")
 #: The exception classes fsm_live.errors defines.
-DEFINED = {name: value for name, value in vars(errors).items()
-           if isinstance(value, type) and issubclass(value, BaseException)
-           and value.__module__ == errors.__name__}
+DEFINED = {
+    name: value
+    for name, value in vars(errors).items()
+    if isinstance(value, type)
+    and issubclass(value, BaseException)
+    and value.__module__ == errors.__name__
+}
 
 
 def test_the_drawing_parses() -> None:
@@ -103,18 +109,23 @@ def test_each_class_has_exactly_the_bases_drawn(name: str) -> None:
 @pytest.mark.parametrize("name", list(TREE))
 def test_each_class_has_exactly_the_children_drawn(name: str) -> None:
     drawn = {child for child, (parent, _) in TREE.items() if parent == name}
-    real = {sub.__name__ for sub in getattr(errors, name).__subclasses__()
-            if sub.__module__ == errors.__name__}
+    real = {
+        sub.__name__
+        for sub in getattr(errors, name).__subclasses__()
+        if sub.__module__ == errors.__name__
+    }
     assert real == drawn
 
 
 def test_a_wrong_drawing_is_caught() -> None:
-    doc = (errors.__doc__ or "").replace("│   └── NotAMember (KeyError)",
-                                         "│   └── NotAMember (IndexError)")
+    doc = (errors.__doc__ or "").replace(
+        "│   └── NotAMember (KeyError)", "│   └── NotAMember (IndexError)"
+    )
     assert doc != errors.__doc__
     assert drawn_tree(doc)["NotAMember"] == ("UsageError", ("IndexError",))
     moved = (errors.__doc__ or "").replace(
-        "    └── TransportError", "    │   └── TransportError", 1)
+        "    └── TransportError", "    │   └── TransportError", 1
+    )
     assert drawn_tree(moved)["TransportError"][0] == "LiveConnectionError"
 
 
@@ -125,11 +136,14 @@ def _package_classes() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef):
-                bases = tuple(base.id if isinstance(base, ast.Name) else base.attr
-                              for base in node.bases
-                              if isinstance(base, ast.Name | ast.Attribute))
+                bases = tuple(
+                    base.id if isinstance(base, ast.Name) else base.attr
+                    for base in node.bases
+                    if isinstance(base, ast.Name | ast.Attribute)
+                )
                 classes.setdefault(node.name, []).append(
-                    (str(path.relative_to(PACKAGE.parent)), bases))
+                    (str(path.relative_to(PACKAGE.parent)), bases)
+                )
     return classes
 
 
@@ -143,21 +157,26 @@ def test_every_exception_the_package_defines_derives_from_fsm_live_error() -> No
             return True
         if name in seen or name not in classes:
             return False
-        return any(reaches(base, goal, seen | {name})
-                   for _, bases in classes[name] for base in bases)
+        return any(
+            reaches(base, goal, seen | {name}) for _, bases in classes[name] for base in bases
+        )
 
     def is_exception(name: str) -> bool:
         builtin = getattr(builtins, name, None)
         if isinstance(builtin, type) and issubclass(builtin, BaseException):
             return True
-        return name in classes and any(is_exception(base) for _, bases in classes[name]
-                                       for base in bases if base != name)
+        return name in classes and any(
+            is_exception(base) for _, bases in classes[name] for base in bases if base != name
+        )
 
     found = [name for name in classes if name not in vars(builtins) and is_exception(name)]
     assert {"FsmLiveError", "TransportError", "NotAMember"} <= set(found)
-    strays = [f"{where}: {name}" for name in found
-              if not name.startswith("_") and not reaches(name, "FsmLiveError")
-              for where, _ in classes[name]]
+    strays = [
+        f"{where}: {name}"
+        for name in found
+        if not name.startswith("_") and not reaches(name, "FsmLiveError")
+        for where, _ in classes[name]
+    ]
     assert not strays, f"exceptions not under FsmLiveError: {strays}"
 
 
@@ -245,6 +264,15 @@ def test_transport_error_carries_the_facts_to_classify() -> None:
 
 def test_failure_kinds_are_the_named_kinds() -> None:
     assert isinstance(FAILURE_KINDS, frozenset)
-    assert {"refused", "reset", "dns", "timeout", "eof", "tls", "credentials",
-            "heartbeat_timeout", "registration_rejected"} <= FAILURE_KINDS
+    assert {
+        "refused",
+        "reset",
+        "dns",
+        "timeout",
+        "eof",
+        "tls",
+        "credentials",
+        "heartbeat_timeout",
+        "registration_rejected",
+    } <= FAILURE_KINDS
     assert all(kind == kind.lower() and " " not in kind for kind in FAILURE_KINDS)

@@ -85,8 +85,15 @@ def test_connect_is_the_typed_class() -> None:
 
 
 def test_core_internals_stay_in_the_core() -> None:
-    for name in ("Lifecycle", "LifecycleMachine", "Classifier", "default_machine",
-                 "ReconnectPacer", "backoff_policy", "get_protocol"):
+    for name in (
+        "Lifecycle",
+        "LifecycleMachine",
+        "Classifier",
+        "default_machine",
+        "ReconnectPacer",
+        "backoff_policy",
+        "get_protocol",
+    ):
         assert not hasattr(fsm_live, name), name
 
 
@@ -132,6 +139,11 @@ def test_the_metrics_surface_is_pinned() -> None:
     # fsm_live.metrics is public (docs/diagnostics.md); prometheus-client is imported
     # only when a collector or a server is made, so importing it needs no extra.
     metrics = importlib.import_module("fsm_live.metrics")
-    assert metrics.__all__ == ("ConnectionCollector", "FleetCollector", "MetricsServer",
-                               "new_registry", "serve_metrics")
+    assert metrics.__all__ == (
+        "ConnectionCollector",
+        "FleetCollector",
+        "MetricsServer",
+        "new_registry",
+        "serve_metrics",
+    )
     assert not hasattr(fsm_live, "metrics") or fsm_live.metrics is metrics

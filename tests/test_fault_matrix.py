@@ -211,8 +211,11 @@ async def test_02_reset_noticed_at_once(figure: Figure) -> None:
     bound, 0.5 s, leaves room for a busy machine and is still 40x below it."""
     config = CONFIG.replace(heartbeat_interval=10.0, heartbeat_timeout=20.0)
     with anyio.fail_after(DEADLINE):
-        async with websocket_server() as server, proxied(server) as proxy, \
-                live(proxy_url(proxy), config=config) as conn:
+        async with (
+            websocket_server() as server,
+            proxied(server) as proxy,
+            live(proxy_url(proxy), config=config) as conn,
+        ):
             rec = Recorder(conn)
             await conn.wait_connected()
             reset_at = anyio.current_time()
@@ -241,8 +244,11 @@ async def test_03_message_cut_mid_frame_is_never_delivered(figure: Figure) -> No
         arrived.set()
 
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(commands) as server, proxied(server) as proxy, \
-                live(proxy_url(proxy), on_message=on_message) as conn:
+        async with (
+            websocket_server(commands) as server,
+            proxied(server) as proxy,
+            live(proxy_url(proxy), on_message=on_message) as conn,
+        ):
             await conn.wait_connected()
             proxy.set_faults(Faults(limit_data=limit), Direction.DOWNSTREAM)
             before = proxy.stats.bytes_downstream
@@ -274,8 +280,11 @@ async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
     # echo can take longer than 0.3 s, so the heartbeat timeout is not what is tested.
     config = CONFIG.replace(heartbeat_interval=2.0, heartbeat_timeout=5.0)
     with anyio.fail_after(DEADLINE):
-        async with websocket_server() as server, proxied(server) as proxy, \
-                live(proxy_url(proxy), config=config) as conn:
+        async with (
+            websocket_server() as server,
+            proxied(server) as proxy,
+            live(proxy_url(proxy), config=config) as conn,
+        ):
             await conn.wait_connected()
             proxy.set_faults(Faults(slice_size=7))
             messages = aiter(conn)
@@ -292,6 +301,7 @@ async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
 
 # -- 5. no false timeout ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("interval", "latency"),
     [
@@ -300,7 +310,8 @@ async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
     ],
 )
 async def test_05_no_false_timeout_while_rtt_below_timeout_minus_interval(
-        figure: Figure, interval: float, latency: float) -> None:
+    figure: Figure, interval: float, latency: float
+) -> None:
     """Figure: 0 ``lost`` over 3 heartbeat timeouts with the proxy adding ``latency``
     each way, RTT = 2 * latency < heartbeat_timeout - heartbeat_interval (by 0.1 s, room
     for a busy machine's scheduling); heartbeats acked, and the measured RTT is >= 2 *
@@ -348,18 +359,18 @@ async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) 
     0.32 s with random() = 1.0: doubling, so the gaps grow), at most + 0.1 s (the
     time an attempt takes, on a busy machine)."""
     config = CONFIG.replace(backoff=ExponentialJitter(initial=0.02, maximum=5.0))
-    ceilings = [0.02 * 2 ** n for n in range(5)]
+    ceilings = [0.02 * 2**n for n in range(5)]
     with anyio.fail_after(DEADLINE):
-        async with _accepts_and_closes(kind) as server, \
-                live(server.url, config=config) as conn:
+        async with _accepts_and_closes(kind) as server, live(server.url, config=config) as conn:
             await server.attempts.wait_for(len(ceilings) + 1)
             stats = conn.stats()
-    gaps = server.attempts.gaps[:len(ceilings)]
+    gaps = server.attempts.gaps[: len(ceilings)]
     figure("gaps_s", [round(gap, 4) for gap in gaps])
     figure("gap_excess_max_s", max(g - c for g, c in zip(gaps, ceilings, strict=True)))
     figure("first_six_attempts_within_s", server.attempts.times[5] - server.attempts.times[0])
-    assert all(ceiling <= gap <= ceiling + 0.1
-               for gap, ceiling in zip(gaps, ceilings, strict=True)), gaps
+    assert all(
+        ceiling <= gap <= ceiling + 0.1 for gap, ceiling in zip(gaps, ceilings, strict=True)
+    ), gaps
     assert gaps[-1] > 2 * gaps[0], gaps  # growing: never a spin
     expected_class = "planned" if kind == "websocket" else "network"
     assert set(stats.failures) == {expected_class}
@@ -371,15 +382,19 @@ async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) 
 
 @pytest.mark.parametrize("code", [1001, 1012])
 async def test_07_planned_close_reconnects_after_a_jittered_delay(
-        figure: Figure, code: int) -> None:
+    figure: Figure, code: int
+) -> None:
     """Figure: with random() = 0.5 and planned_reconnect_delay 0.4 s, the delay from the
     server's close (once stable) to the next attempt is 0.5 * 0.4 = 0.2 s (at most
     + 0.1 s on a busy machine: still below the unjittered 0.4 s); no failure is counted."""
-    config = CONFIG.replace(backoff=ExponentialJitter(initial=5.0, maximum=5.0),
-                            planned_reconnect_delay=0.4)
+    config = CONFIG.replace(
+        backoff=ExponentialJitter(initial=5.0, maximum=5.0), planned_reconnect_delay=0.4
+    )
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(commands) as server, \
-                live(server.url, config=config, random=lambda: 0.5) as conn:
+        async with (
+            websocket_server(commands) as server,
+            live(server.url, config=config, random=lambda: 0.5) as conn,
+        ):
             rec = Recorder(conn)
             await conn.wait_connected()
             await poll(lambda: conn.stats().heartbeats_acked >= 1)  # stable now
@@ -414,11 +429,17 @@ async def _terminal_server(case: str) -> AsyncIterator[WebSocketServer]:
 
 
 @BOTH_BACKENDS
-@pytest.mark.parametrize(("case", "error_class"), [
-    ("close1008", "terminal"), ("close4500", "terminal"), ("http403", "auth"),
-])
+@pytest.mark.parametrize(
+    ("case", "error_class"),
+    [
+        ("close1008", "terminal"),
+        ("close4500", "terminal"),
+        ("http403", "auth"),
+    ],
+)
 async def test_08_terminal_errors_end_failed_without_further_attempts(
-        figure: Figure, case: str, error_class: str) -> None:
+    figure: Figure, case: str, error_class: str
+) -> None:
     """Figure: exactly 1 attempt at the server, 0 more in the 0.3 s after FAILED
     (15 first-backoff ceilings); the failure is of the expected class."""
     with anyio.fail_after(DEADLINE):
@@ -437,7 +458,8 @@ async def test_08_terminal_errors_end_failed_without_further_attempts(
 
 @pytest.mark.parametrize("recovers", [False, True])
 async def test_09_http_401_refreshes_credentials_once_and_retries_once(
-        figure: Figure, recovers: bool) -> None:
+    figure: Figure, recovers: bool
+) -> None:
     """Figure: 1 credential refresh and 2 attempts (the retry within 0.05 s, with
     the refreshed token); a server that keeps answering 401 leaves it FAILED (after
     one escalation, which does not recover it)."""
@@ -448,8 +470,10 @@ async def test_09_http_401_refreshes_credentials_once_and_retries_once(
         return None if recovers and fresh else (401, {})
 
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(reject=reject) as server, \
-                live(server.url, credentials=credentials) as conn:
+        async with (
+            websocket_server(reject=reject) as server,
+            live(server.url, credentials=credentials) as conn,
+        ):
             if recovers:
                 await conn.wait_connected()
             else:
@@ -466,7 +490,9 @@ async def test_09_http_401_refreshes_credentials_once_and_retries_once(
     assert server.attempts.count == 2
     assert server.attempts.gaps[0] <= 0.05
     assert [h["authorization"] for h in server.request_headers] == [
-        "Bearer token-0", "Bearer token-1"]
+        "Bearer token-0",
+        "Bearer token-1",
+    ]
 
 
 # -- 10. Retry-After -------------------------------------------------------------------
@@ -482,9 +508,14 @@ def _machine_without_throttled_floor() -> LifecycleMachine:
     return LifecycleMachine(spec)
 
 
-@pytest.mark.parametrize(("status", "spec"), [
-    (503, "packaged"), (429, "packaged"), (429, "no-throttled-floor"),
-])
+@pytest.mark.parametrize(
+    ("status", "spec"),
+    [
+        (503, "packaged"),
+        (429, "packaged"),
+        (429, "no-throttled-floor"),
+    ],
+)
 async def test_10_retry_after_is_waited_out(figure: Figure, status: int, spec: str) -> None:
     """Figure: after HTTP 503/429 with Retry-After: 1, the next attempt comes >= 1.0 s
     later (<= 1.0 + backoff cap + 0.1 s); with the packaged spec, 429's 30 s floor:
@@ -495,8 +526,10 @@ async def test_10_retry_after_is_waited_out(figure: Figure, status: int, spec: s
         return (status, {"Retry-After": "1"}) if number == 1 else None
 
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(reject=reject) as server, \
-                live(server.url, machine=machine) as conn:
+        async with (
+            websocket_server(reject=reject) as server,
+            live(server.url, machine=machine) as conn,
+        ):
             if status == 429 and spec == "packaged":
                 await conn.wait_for("RECONNECTING")
                 await anyio.sleep(1.2)  # the window watched: Retry-After + 0.2 s
@@ -543,10 +576,13 @@ async def test_11_stalled_attempt_ends_at_open_timeout(figure: Figure, kind: str
 
 
 @BOTH_BACKENDS
-@pytest.mark.parametrize("fault", [
-    pytest.param(Faults(black_hole=True), id="close-frame-never-answered"),
-    pytest.param(Faults(slow_close=5.0), id="fin-held-back-5s"),
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Faults(black_hole=True), id="close-frame-never-answered"),
+        pytest.param(Faults(slow_close=5.0), id="fin-held-back-5s"),
+    ],
+)
 async def test_12_slow_close_ends_by_close_timeout(figure: Figure, fault: Faults) -> None:
     """Figure: leaving ``async with`` takes <= close_timeout (0.2 s) + 0.15 s when
     the peer never answers the close frame or its FIN is held back 5 s (and >=
@@ -601,11 +637,14 @@ async def test_13_flood_at_a_slow_handler_keeps_memory_bounded(figure: Figure) -
                 return
             sent += 1
 
-    config = CONFIG.replace(message_concurrency=concurrency, heartbeat_interval=5.0,
-                            heartbeat_timeout=10.0)
+    config = CONFIG.replace(
+        message_concurrency=concurrency, heartbeat_interval=5.0, heartbeat_timeout=10.0
+    )
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(flood) as server, \
-                live(server.url, config=config, on_message=on_message) as conn:
+        async with (
+            websocket_server(flood) as server,
+            live(server.url, config=config, on_message=on_message) as conn,
+        ):
             await conn.wait_connected()
             gc.collect()
             tracemalloc.start()
@@ -642,8 +681,11 @@ async def test_14_untrusted_certificate_fails_fatal_without_retry(figure: Figure
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(ssl_context=server_tls) as server, \
-                proxied(server) as proxy, live(proxy_url(proxy, "wss")) as conn:
+        async with (
+            websocket_server(ssl_context=server_tls) as server,
+            proxied(server) as proxy,
+            live(proxy_url(proxy, "wss")) as conn,
+        ):
             failure = (await until_settled_in_failed(conn)).failure
             await anyio.sleep(WATCH)  # the window watched for further attempts
             accepted = proxy.stats.links_accepted
@@ -663,8 +705,12 @@ async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -
     and the connection's tasks_alive), 1,001 links; about 3 s (asyncio) and 6 s
     (trio), several times that with both cores busy."""
     cycles = 1_000
-    config = CONFIG.replace(backoff=FixedDelay(0.0), max_failures=10 * cycles,
-                            heartbeat_interval=5.0, heartbeat_timeout=10.0)
+    config = CONFIG.replace(
+        backoff=FixedDelay(0.0),
+        max_failures=10 * cycles,
+        heartbeat_interval=5.0,
+        heartbeat_timeout=10.0,
+    )
     with anyio.fail_after(100):
         async with websocket_server() as server, proxied(server) as proxy:
             tasks_before = len(anyio.get_running_tasks())
@@ -705,7 +751,8 @@ async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -
 @BOTH_BACKENDS
 @pytest.mark.parametrize("acks", [False, True], ids=["iterating", "acking"])
 async def test_16_messages_before_a_close_all_arrive_then_the_planned_reconnect(
-        figure: Figure, acks: bool) -> None:
+    figure: Figure, acks: bool
+) -> None:
     """Figure: of 200 messages the server sends before closing with 1001, 200 reach an
     application that takes one every 2 ms (heartbeats every 0.05 s; with ``acking``,
     it sends an ack per message), in order; then the planned reconnect."""
@@ -747,9 +794,10 @@ async def test_16_messages_before_a_close_all_arrive_then_the_planned_reconnect(
         # read the 200 messages before it, on a busy machine too: an abort (RST) after
         # its close_timeout would make the client's kernel drop the messages not yet
         # read, which no client can help.
-        async with websocket_server(push_then_close, close_timeout=DEADLINE) as server, \
-                live(server.url, protocol="json", config=config,
-                     credentials=FirstSession()) as conn:
+        async with (
+            websocket_server(push_then_close, close_timeout=DEADLINE) as server,
+            live(server.url, protocol="json", config=config, credentials=FirstSession()) as conn,
+        ):
             rec = Recorder(conn)
             async for message in conn:
                 received.append(message["n"])
@@ -787,8 +835,11 @@ async def test_17_a_slow_upload_is_alive_though_no_frame_comes_back(figure: Figu
 
     config = CONFIG.replace(heartbeat_interval=0.5, heartbeat_timeout=1.5)
     with anyio.fail_after(DEADLINE):
-        async with websocket_server(sink) as server, proxied(server) as proxy, \
-                live(proxy_url(proxy), config=config) as conn:
+        async with (
+            websocket_server(sink) as server,
+            proxied(server) as proxy,
+            live(proxy_url(proxy), config=config) as conn,
+        ):
             rec = Recorder(conn)
             await conn.wait_connected()
             proxy.set_faults(Faults(bandwidth=100_000), Direction.UPSTREAM)
@@ -814,17 +865,24 @@ async def _handshake_then_never_read(stream: Any) -> None:
     request = b""
     while b"\r\n\r\n" not in request:
         request += await stream.receive()
-    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:"))
-    await stream.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                      + accept_key(key.decode()).encode() + b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    await stream.send(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        + accept_key(key.decode()).encode()
+        + b"\r\n\r\n"
+    )
     await anyio.sleep_forever()
 
 
 @BOTH_BACKENDS
 async def test_18_leaving_takes_at_most_close_timeout_when_the_server_never_reads(
-        figure: Figure) -> None:
+    figure: Figure,
+) -> None:
     """Figure: with 20 MB unsent to a server that stopped reading, leaving ``async with``
     takes at most close_timeout (0.5 s) + 0.1 s: the link is aborted at the deadline."""
     config = CONFIG.replace(close_timeout=0.5, heartbeat_interval=5.0, heartbeat_timeout=10.0)

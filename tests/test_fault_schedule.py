@@ -20,8 +20,9 @@ from fsm_live.lwp.faults import (
     parse_schedule,
 )
 
-EXAMPLE = "5s close 1012; 12s blackhole 20s; 30s reject 401 x1; 40s refuse-reg; " \
-          "50s restart 3s; 60s drop"
+EXAMPLE = (
+    "5s close 1012; 12s blackhole 20s; 30s reject 401 x1; 40s refuse-reg; 50s restart 3s; 60s drop"
+)
 
 
 def test_the_documented_example() -> None:
@@ -44,7 +45,7 @@ def test_units_options_comments_and_order() -> None:
     """
     assert parse_schedule(text) == (
         ScheduledFault(0.25, RefuseRegistration(2)),
-        ScheduledFault(1.5, Drop()),         # same time: in the order written
+        ScheduledFault(1.5, Drop()),  # same time: in the order written
         ScheduledFault(1.5, CloseConnections(4500)),
         ScheduledFault(120, Reject(503, 3, retry_after=2)),
     )
@@ -58,25 +59,34 @@ def test_str_is_the_syntax_and_reads_back() -> None:
     assert "250ms reject 503 x2 retry-after=1.5s" in text
     assert parse_schedule(text) == schedule
     assert [format_duration(s) for s in (0, 0.25, 1.5, 20, 0.0015)] == [
-        "0s", "250ms", "1.5s", "20s", "0.0015s"]
+        "0s",
+        "250ms",
+        "1.5s",
+        "20s",
+        "0.0015s",
+    ]
 
 
-@pytest.mark.parametrize(("text", "where", "token", "problem"), [
-    ("5s blackhol 2s", "1:4", "blackhol", "unknown fault (expected one of: drop, blackhole"),
-    ("5 drop", "1:1", "5", "expected a time such as 20s"),
-    ("5s drop now", "1:9", "now", "unexpected argument after 'drop'"),
-    ("1s drop; 5s blackhole", "1:22", "", "blackhole needs a duration"),
-    ("5s blackhole 0s", "1:14", "0s", "expected a duration greater than zero"),
-    ("5s close 1006", "1:10", "1006", "expected a close code a server may send"),
-    ("5s close abc", "1:10", "abc", "expected a close code"),
-    ("5s reject 302", "1:11", "302", "expected an HTTP status from 400 to 599"),
-    ("5s reject 503 x0", "1:15", "x0", "expected xN (N >= 1) or retry-after=DURATION"),
-    ("5s reject 503 retry-after=soon", "1:27", "soon", "expected a Retry-After duration"),
-    ("5s refuse-reg retry-after=1s", "1:15", "retry-after=1s", "expected xN (N >= 1)"),
-    ("1s drop\n\n  7s restart", "3:13", "", "restart needs a downtime"),
-])
-def test_errors_name_the_line_column_and_token(text: str, where: str, token: str,
-                                                problem: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "where", "token", "problem"),
+    [
+        ("5s blackhol 2s", "1:4", "blackhol", "unknown fault (expected one of: drop, blackhole"),
+        ("5 drop", "1:1", "5", "expected a time such as 20s"),
+        ("5s drop now", "1:9", "now", "unexpected argument after 'drop'"),
+        ("1s drop; 5s blackhole", "1:22", "", "blackhole needs a duration"),
+        ("5s blackhole 0s", "1:14", "0s", "expected a duration greater than zero"),
+        ("5s close 1006", "1:10", "1006", "expected a close code a server may send"),
+        ("5s close abc", "1:10", "abc", "expected a close code"),
+        ("5s reject 302", "1:11", "302", "expected an HTTP status from 400 to 599"),
+        ("5s reject 503 x0", "1:15", "x0", "expected xN (N >= 1) or retry-after=DURATION"),
+        ("5s reject 503 retry-after=soon", "1:27", "soon", "expected a Retry-After duration"),
+        ("5s refuse-reg retry-after=1s", "1:15", "retry-after=1s", "expected xN (N >= 1)"),
+        ("1s drop\n\n  7s restart", "3:13", "", "restart needs a downtime"),
+    ],
+)
+def test_errors_name_the_line_column_and_token(
+    text: str, where: str, token: str, problem: str
+) -> None:
     with pytest.raises(FaultSyntaxError) as caught:
         parse_schedule(text, source="--faults")
     error = caught.value

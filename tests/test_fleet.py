@@ -54,7 +54,6 @@ def network() -> MemoryNetwork:
     return network
 
 
-
 def options(network: MemoryNetwork, **extra: Any) -> dict[str, Any]:
     """A member's connection options: the in-memory transport, no jitter."""
     return {"transport": MemoryTransport(network), "random": lambda: 1.0, **extra}
@@ -139,18 +138,17 @@ async def test_members_reconnect_at_the_fleets_pace(network: MemoryNetwork) -> N
     retries: list[float] = []
     config = Config(backoff=FixedDelay(1.0))
     with anyio.fail_after(60):
-        async with network.serve(OK, echo) as server, \
-                Fleet(reconnects_per_second=2) as fleet:
-            fleet.on_transition(lambda key, r: retries.append(r.at)
-                                if r.trigger == "retry" else None)
+        async with network.serve(OK, echo) as server, Fleet(reconnects_per_second=2) as fleet:
+            fleet.on_transition(
+                lambda key, r: retries.append(r.at) if r.trigger == "retry" else None
+            )
             for key in "abcd":
                 await fleet.add(key, OK, config=config, **options(network))
             await wait_until(fleet, lambda: fleet.count("CONNECTED") == 4)
             dropped_at = anyio.current_time()
             for link in list(server.links):
                 link.drop()
-            await wait_until(fleet, lambda: len(retries) == 4
-                             and fleet.count("CONNECTED") == 4)
+            await wait_until(fleet, lambda: len(retries) == 4 and fleet.count("CONNECTED") == 4)
     # One attempt per 0.5 s: the first when its backoff ends, the others in turn.
     assert [t - dropped_at for t in retries] == [1.0, 1.5, 2.0, 2.5]
 
@@ -254,8 +252,7 @@ async def test_slow_members_do_not_delay_the_others(network: MemoryNetwork) -> N
             async with Fleet(close_timeout=3) as fleet:
                 fleet.on_transition(note_closed)
                 await fleet.add("void", VOID, **options(network))
-                await fleet.add("blocked", blocked, on_message=never_returns,
-                                **options(network))
+                await fleet.add("blocked", blocked, on_message=never_returns, **options(network))
                 await fleet.add("stall", "ws://stall.test/", **options(network))
                 for i in range(20):
                     await fleet.add(f"ok{i}", OK, **options(network))
@@ -280,7 +277,8 @@ async def test_slow_members_do_not_delay_the_others(network: MemoryNetwork) -> N
 
 
 async def test_a_crashing_connection_does_not_tear_down_the_fleet(
-        network: MemoryNetwork, caplog: pytest.LogCaptureFixture) -> None:
+    network: MemoryNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
     b_url = "ws://b.test/"
 
     def boom(record: TransitionRecord) -> None:
@@ -288,8 +286,11 @@ async def test_a_crashing_connection_does_not_tear_down_the_fleet(
             raise RuntimeError("observer bug")
 
     with anyio.fail_after(3600):
-        async with network.serve(OK, echo), network.serve(b_url, echo) as b_server, \
-                Fleet() as fleet:
+        async with (
+            network.serve(OK, echo),
+            network.serve(b_url, echo) as b_server,
+            Fleet() as fleet,
+        ):
             for key in ("a", "c"):
                 await fleet.add(key, OK, **options(network))
             b = await fleet.add("b", b_url, **options(network))
@@ -354,7 +355,8 @@ async def test_a_transport_crashing_at_close(network: MemoryNetwork) -> None:
 
 
 async def test_a_raising_fleet_callback_is_logged_and_isolated(
-        network: MemoryNetwork, caplog: pytest.LogCaptureFixture) -> None:
+    network: MemoryNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
     seen: list[str] = []
 
     def bad(key: str, record: TransitionRecord) -> None:
@@ -396,13 +398,17 @@ async def test_1000_connections_for_24_virtual_hours(network: MemoryNetwork) -> 
     cost about 0.2 ms each under trio, and 1,000 x 24 h at 15 s would be 5.8 million
     of them (about 20 minutes); at 1800 s the test takes about 15 s.
     """
-    config = Config(heartbeat_interval=HEARTBEAT, heartbeat_timeout=4000,
-                    cleanup_interval=86400, backoff=FixedDelay(60), max_failures=100)
+    config = Config(
+        heartbeat_interval=HEARTBEAT,
+        heartbeat_timeout=4000,
+        cleanup_interval=86400,
+        backoff=FixedDelay(60),
+        max_failures=100,
+    )
     urls = [f"ws://shard{n}.test/" for n in range(SHARDS)]
     with anyio.fail_after(END + 3600):
         async with AsyncExitStack() as serving:
-            servers = [await serving.enter_async_context(network.serve(url, echo))
-                       for url in urls]
+            servers = [await serving.enter_async_context(network.serve(url, echo)) for url in urls]
             async with Fleet(close_timeout=5) as fleet:
                 for n, url in enumerate(urls):
                     for i in range(PER_SHARD):
@@ -448,11 +454,13 @@ async def test_1000_connections_for_24_virtual_hours(network: MemoryNetwork) -> 
     assert stats.connects == 1000 + 100 + 100
     outage_back = OUTAGE_AT + 660
     half_open_lost = 12 * 3600 + 4000  # the last ack was at 12 h
-    sent = (800 * heartbeats(0, END)
-            + 100 * (heartbeats(0, OUTAGE_AT) + heartbeats(outage_back, END))
-            # one unanswered ping at 12.5 h (none at 13 h while it is in flight),
-            # then a new link from lost + 60 s
-            + 100 * (heartbeats(0, 12.5 * 3600) + heartbeats(half_open_lost + 60, END)))
+    sent = (
+        800 * heartbeats(0, END)
+        + 100 * (heartbeats(0, OUTAGE_AT) + heartbeats(outage_back, END))
+        # one unanswered ping at 12.5 h (none at 13 h while it is in flight),
+        # then a new link from lost + 60 s
+        + 100 * (heartbeats(0, 12.5 * 3600) + heartbeats(half_open_lost + 60, END))
+    )
     assert stats.heartbeats_sent == sent
     assert stats.heartbeats_acked == sent - 100
     # Closing 1,000 connected members: their servers answer at once, so no virtual time.
@@ -463,15 +471,30 @@ async def test_1000_connections_for_24_virtual_hours(network: MemoryNetwork) -> 
 # -- statistics -------------------------------------------------------------------------
 
 
-def a_stats(state: str, *, consecutive: int = 0, time_in_state: float = 1.0,
-            **figures: Any) -> Stats:
+def a_stats(
+    state: str, *, consecutive: int = 0, time_in_state: float = 1.0, **figures: Any
+) -> Stats:
     values: dict[str, Any] = {
-        "state": state, "time_in_state": time_in_state, "transitions": {}, "connects": 1,
-        "reconnects": 0, "failures": {}, "consecutive_failures": consecutive,
-        "last_error": "", "heartbeats_sent": 0, "heartbeats_acked": 0,
-        "heartbeat_rtt": None, "messages_in": 0, "messages_out": 0,
-        "duplicates_dropped": 0, "token_refreshes": 0, "token_refresh_failures": 0,
-        "cookie_refreshes": 0, "buffered": 0, "tasks_alive": 0}
+        "state": state,
+        "time_in_state": time_in_state,
+        "transitions": {},
+        "connects": 1,
+        "reconnects": 0,
+        "failures": {},
+        "consecutive_failures": consecutive,
+        "last_error": "",
+        "heartbeats_sent": 0,
+        "heartbeats_acked": 0,
+        "heartbeat_rtt": None,
+        "messages_in": 0,
+        "messages_out": 0,
+        "duplicates_dropped": 0,
+        "token_refreshes": 0,
+        "token_refresh_failures": 0,
+        "cookie_refreshes": 0,
+        "buffered": 0,
+        "tasks_alive": 0,
+    }
     values.update(figures)
     return Stats(**values)
 
@@ -479,8 +502,17 @@ def a_stats(state: str, *, consecutive: int = 0, time_in_state: float = 1.0,
 def test_summarize_sums_and_ranks_the_worst() -> None:
     record = TransitionRecord(at=1.0, source="CONNECTING", dest="CONNECTED", trigger="opened")
     members: list[tuple[str, Stats, str | None]] = [
-        ("well", a_stats("CONNECTED", heartbeats_sent=3, heartbeats_acked=2,
-                         failures={"lost": 1}, messages_in=5), None),
+        (
+            "well",
+            a_stats(
+                "CONNECTED",
+                heartbeats_sent=3,
+                heartbeats_acked=2,
+                failures={"lost": 1},
+                messages_in=5,
+            ),
+            None,
+        ),
         ("unstable", a_stats("CONNECTED", consecutive=1, failures={"lost": 2}), None),
         ("retrying", a_stats("RECONNECTING", consecutive=3, time_in_state=9), None),
         ("retrying-longer", a_stats("RECONNECTING", consecutive=3, time_in_state=20), None),
@@ -488,25 +520,52 @@ def test_summarize_sums_and_ranks_the_worst() -> None:
         ("closed", a_stats("CLOSED"), None),
         ("crashed", a_stats("CONNECTED"), "RuntimeError: x"),
     ]
-    stats = summarize(members, at=5.0, states=SPEC_STATES,
-                      counts={"CONNECTED": 2, "RECONNECTING": 2, "FAILED": 1, "CLOSED": 1},
-                      crashed=1, transitions_total=42, transitions_per_minute=3.0,
-                      recent=[FleetTransition("well", record)], worst=5)
+    stats = summarize(
+        members,
+        at=5.0,
+        states=SPEC_STATES,
+        counts={"CONNECTED": 2, "RECONNECTING": 2, "FAILED": 1, "CLOSED": 1},
+        crashed=1,
+        transitions_total=42,
+        transitions_per_minute=3.0,
+        recent=[FleetTransition("well", record)],
+        worst=5,
+    )
     assert stats.connections == 7
     assert list(stats.states) == list(SPEC_STATES)
-    assert stats.states == {"DISCONNECTED": 0, "CONNECTING": 0, "CONNECTED": 2,
-                            "RECONNECTING": 2, "FAILED": 1, "CLOSED": 1}
+    assert stats.states == {
+        "DISCONNECTED": 0,
+        "CONNECTING": 0,
+        "CONNECTED": 2,
+        "RECONNECTING": 2,
+        "FAILED": 1,
+        "CLOSED": 1,
+    }
     assert (stats.crashed, stats.transitions_total, stats.transitions_per_minute) == (1, 42, 3)
     assert stats.failures == {"auth": 1, "lost": 3}
     assert (stats.heartbeats_sent, stats.heartbeats_acked, stats.messages_in) == (3, 2, 5)
     assert stats.connects == 7
     # Crashed first, then by the state's log level (ERROR, WARNING, INFO), failures, time.
-    assert [m.key for m in stats.worst] == ["crashed", "failed", "retrying-longer", "retrying",
-                                            "unstable"]
+    assert [m.key for m in stats.worst] == [
+        "crashed",
+        "failed",
+        "retrying-longer",
+        "retrying",
+        "unstable",
+    ]
     assert stats.worst[0].crash == "RuntimeError: x"
     assert stats.recent == (FleetTransition("well", record),)
-    fewer = summarize(members, at=5.0, states=SPEC_STATES, counts={}, crashed=1,
-                      transitions_total=0, transitions_per_minute=0, recent=[], worst=2)
+    fewer = summarize(
+        members,
+        at=5.0,
+        states=SPEC_STATES,
+        counts={},
+        crashed=1,
+        transitions_total=0,
+        transitions_per_minute=0,
+        recent=[],
+        worst=2,
+    )
     assert [m.key for m in fewer.worst] == ["crashed", "failed"]
 
 
@@ -542,7 +601,11 @@ async def test_stats_totals_recent_and_rate(network: MemoryNetwork) -> None:
             assert stats.transitions_total == 9
             assert stats.transitions_per_minute == 9
             assert [(t.key, t.record.dest) for t in stats.recent] == [
-                ("c", "CONNECTED"), ("b", "CLOSED"), ("b", "CONNECTING"), ("b", "RECONNECTING")]
+                ("c", "CONNECTED"),
+                ("b", "CLOSED"),
+                ("b", "CONNECTING"),
+                ("b", "RECONNECTING"),
+            ]
             assert stats.failures == {"network": 1}
             assert stats.messages_out == 1
             assert stats.worst[0].key == "b"
@@ -599,8 +662,11 @@ async def test_fleet_file_good(tmp_path: Path) -> None:
     assert bob.cookies == Secret("unb=7; t=s3cr3t-bob")
     assert carol.cookies is None
     assert carol.credentials() is None
-    assert carol.connection_options() == {"protocol": "ping", "config": carol.config,
-                                          "credentials": None}
+    assert carol.connection_options() == {
+        "protocol": "ping",
+        "config": carol.config,
+        "credentials": None,
+    }
     assert "s3cr3t" not in repr(config)
 
 
@@ -609,50 +675,81 @@ BAD_FILES = {
     "unknown top-level key": (ACCOUNT + "[extra]\nx = 1\n", "extra", "unknown key"),
     "no accounts": ("[defaults]\nheartbeat_interval = 20\n", "accounts", "no accounts"),
     "accounts not a table": ('accounts = "alice"\n', "accounts", "must be a table"),
-    "account not a table": ('[accounts]\nalice = "ws://x/"\n', "accounts.alice",
-                            "must be a table"),
-    "unknown account key": (ACCOUNT + 'colour = "blue"\n', "accounts.alice.colour",
-                            "unknown key"),
+    "account not a table": ('[accounts]\nalice = "ws://x/"\n', "accounts.alice", "must be a table"),
+    "unknown account key": (ACCOUNT + 'colour = "blue"\n', "accounts.alice.colour", "unknown key"),
     "missing url": ('[accounts.alice]\nprotocol = "ping"\n', "accounts.alice.url", "missing"),
-    "url not a string": ("[accounts.alice]\nurl = 7\n", "accounts.alice.url",
-                         "non-empty string"),
-    "http url": ('[accounts.alice]\nurl = "http://127.0.0.1/"\n', "accounts.alice.url",
-                 "ws:// or wss://"),
-    "bad protocol": (ACCOUNT + 'protocol = "smoke"\n', "accounts.alice.protocol",
-                     "unknown protocol 'smoke'"),
-    "lwp without cookies": (ACCOUNT + 'protocol = "lwp"\ntoken_url = "http://127.0.0.1/t"\n',
-                            "accounts.alice", "lwp accounts need cookies: add cookies_file "
-                                              "or cookies_env (with a unb cookie)"),
-    "token_url on ping": (ACCOUNT + 'token_url = "http://127.0.0.1/t"\n',
-                          "accounts.alice.token_url", "only lwp accounts"),
-    "bad default value": ("[defaults]\nheartbeat_interval = -1\n" + ACCOUNT,
-                          "defaults.heartbeat_interval", "positive"),
-    "unknown default": ("[defaults]\nheartbeat = 5\n" + ACCOUNT, "defaults.heartbeat",
-                        "unknown key"),
-    "bad account value": (ACCOUNT + 'open_timeout = "soon"\n', "accounts.alice.open_timeout",
-                          "number of seconds"),
-    "inconsistent with defaults": ("[defaults]\nheartbeat_timeout = 40\n" + ACCOUNT
-                                   + "heartbeat_interval = 45\n",
-                                   "accounts.alice.heartbeat_timeout", "greater than"),
-    "bad backoff parameter": (ACCOUNT + '[accounts.alice.backoff]\npolicy = "exponential"\n'
-                              "initial = 10\nmaximum = 1\n", "accounts.alice.backoff.maximum",
-                              "must be >= initial"),
-    "unreadable cookies file": (ACCOUNT + 'cookies_file = "missing.cookies"\n',
-                                "accounts.alice.cookies_file", "cannot read"),
-    "unset cookies variable": (ACCOUNT + 'cookies_env = "NOT_SET_ANYWHERE"\n',
-                               "accounts.alice.cookies_env", "NOT_SET_ANYWHERE is not set"),
-    "both cookie sources": (ACCOUNT + 'cookies_env = "C"\ncookies_file = "c"\n',
-                            "accounts.alice", "not both"),
-    "blank account name": ('[accounts." "]\nurl = "ws://127.0.0.1:1/"\n', "accounts. ",
-                           "blank"),
+    "url not a string": ("[accounts.alice]\nurl = 7\n", "accounts.alice.url", "non-empty string"),
+    "http url": (
+        '[accounts.alice]\nurl = "http://127.0.0.1/"\n',
+        "accounts.alice.url",
+        "ws:// or wss://",
+    ),
+    "bad protocol": (
+        ACCOUNT + 'protocol = "smoke"\n',
+        "accounts.alice.protocol",
+        "unknown protocol 'smoke'",
+    ),
+    "lwp without cookies": (
+        ACCOUNT + 'protocol = "lwp"\ntoken_url = "http://127.0.0.1/t"\n',
+        "accounts.alice",
+        "lwp accounts need cookies: add cookies_file or cookies_env (with a unb cookie)",
+    ),
+    "token_url on ping": (
+        ACCOUNT + 'token_url = "http://127.0.0.1/t"\n',
+        "accounts.alice.token_url",
+        "only lwp accounts",
+    ),
+    "bad default value": (
+        "[defaults]\nheartbeat_interval = -1\n" + ACCOUNT,
+        "defaults.heartbeat_interval",
+        "positive",
+    ),
+    "unknown default": (
+        "[defaults]\nheartbeat = 5\n" + ACCOUNT,
+        "defaults.heartbeat",
+        "unknown key",
+    ),
+    "bad account value": (
+        ACCOUNT + 'open_timeout = "soon"\n',
+        "accounts.alice.open_timeout",
+        "number of seconds",
+    ),
+    "inconsistent with defaults": (
+        "[defaults]\nheartbeat_timeout = 40\n" + ACCOUNT + "heartbeat_interval = 45\n",
+        "accounts.alice.heartbeat_timeout",
+        "greater than",
+    ),
+    "bad backoff parameter": (
+        ACCOUNT + '[accounts.alice.backoff]\npolicy = "exponential"\ninitial = 10\nmaximum = 1\n',
+        "accounts.alice.backoff.maximum",
+        "must be >= initial",
+    ),
+    "unreadable cookies file": (
+        ACCOUNT + 'cookies_file = "missing.cookies"\n',
+        "accounts.alice.cookies_file",
+        "cannot read",
+    ),
+    "unset cookies variable": (
+        ACCOUNT + 'cookies_env = "NOT_SET_ANYWHERE"\n',
+        "accounts.alice.cookies_env",
+        "NOT_SET_ANYWHERE is not set",
+    ),
+    "both cookie sources": (
+        ACCOUNT + 'cookies_env = "C"\ncookies_file = "c"\n',
+        "accounts.alice",
+        "not both",
+    ),
+    "blank account name": ('[accounts." "]\nurl = "ws://127.0.0.1:1/"\n', "accounts. ", "blank"),
     "invalid TOML": ("[accounts.alice\n", "", "not valid TOML"),
 }
 
 
-@pytest.mark.parametrize(("text", "where", "message"), list(BAD_FILES.values()),
-                         ids=list(BAD_FILES))
-def test_fleet_file_errors_name_file_account_and_key(tmp_path: Path, text: str, where: str,
-                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "where", "message"), list(BAD_FILES.values()), ids=list(BAD_FILES)
+)
+def test_fleet_file_errors_name_file_account_and_key(
+    tmp_path: Path, text: str, where: str, message: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         FleetConfig.load(path, env={})
@@ -666,11 +763,11 @@ def test_cookie_values_never_appear_in_errors(tmp_path: Path) -> None:
     path = write(tmp_path, ACCOUNT + 'cookies_file = "alice.cookies"\n')
     with pytest.raises(ConfigError) as caught:
         FleetConfig.load(path)
-    assert str(caught.value) == (f"{path}: accounts.alice.cookies_file: "
-                                 "pair 2 is not name=value")
+    assert str(caught.value) == (f"{path}: accounts.alice.cookies_file: pair 2 is not name=value")
     with pytest.raises(ConfigError) as caught:
-        FleetConfig.load(write(tmp_path, ACCOUNT + 'cookies_env = "C"\n'),
-                         env={"C": "s3cr3t-value"})
+        FleetConfig.load(
+            write(tmp_path, ACCOUNT + 'cookies_env = "C"\n'), env={"C": "s3cr3t-value"}
+        )
     assert "s3cr3t" not in str(caught.value)
     assert caught.value.field.endswith("accounts.alice.cookies_env")
 
@@ -693,8 +790,7 @@ async def test_fleet_file_lwp_accounts(tmp_path: Path) -> None:
     (tmp_path / "cookies").mkdir()
     # One cookie per line works in a file, as for fsm-live connect --cookies-file.
     (tmp_path / "cookies" / "a.txt").write_text("unb=1001\ncna=s3cr3t-a\n", encoding="utf-8")
-    config = FleetConfig.load(write(tmp_path, LWP_FILE),
-                              env={"B_COOKIES": "unb=2002; t=s3cr3t-b"})
+    config = FleetConfig.load(write(tmp_path, LWP_FILE), env={"B_COOKIES": "unb=2002; t=s3cr3t-b"})
     a, b = config.accounts
     assert (a.protocol, b.protocol) == ("lwp", "lwp")
     assert a.cookies == Secret("unb=1001; cna=s3cr3t-a")
@@ -717,25 +813,45 @@ async def test_fleet_file_lwp_accounts(tmp_path: Path) -> None:
 
 LWP = ACCOUNT + 'protocol = "lwp"\n'
 LWP_ERRORS = {
-    "no unb in a file": (LWP + 'cookies_file = "alice.cookies"\n', "accounts.alice.cookies_file",
-                         "the 'unb' cookie is required (found: cna, sid)"),
-    "no unb in a variable": (LWP + 'cookies_env = "ALICE"\n', "accounts.alice.cookies_env",
-                             "the 'unb' cookie is required (found: cna)"),
-    "empty cookies": (LWP + 'cookies_env = "EMPTY"\n', "accounts.alice.cookies_env",
-                      "no cookies in it"),
-    "token_url not http": (LWP + 'cookies_env = "GOOD"\ntoken_url = "ftp://127.0.0.1/t"\n',
-                           "accounts.alice.token_url", "expected an http:// or https:// URL"),
-    "token_url bad port": (LWP + 'cookies_env = "GOOD"\ntoken_url = "http://127.0.0.1:x/t"\n',
-                           "accounts.alice.token_url", "the URL's port is not a number"),
-    "token_url empty": (LWP + 'cookies_env = "GOOD"\ntoken_url = ""\n',
-                        "accounts.alice.token_url", "must be a non-empty string"),
+    "no unb in a file": (
+        LWP + 'cookies_file = "alice.cookies"\n',
+        "accounts.alice.cookies_file",
+        "the 'unb' cookie is required (found: cna, sid)",
+    ),
+    "no unb in a variable": (
+        LWP + 'cookies_env = "ALICE"\n',
+        "accounts.alice.cookies_env",
+        "the 'unb' cookie is required (found: cna)",
+    ),
+    "empty cookies": (
+        LWP + 'cookies_env = "EMPTY"\n',
+        "accounts.alice.cookies_env",
+        "no cookies in it",
+    ),
+    "token_url not http": (
+        LWP + 'cookies_env = "GOOD"\ntoken_url = "ftp://127.0.0.1/t"\n',
+        "accounts.alice.token_url",
+        "expected an http:// or https:// URL",
+    ),
+    "token_url bad port": (
+        LWP + 'cookies_env = "GOOD"\ntoken_url = "http://127.0.0.1:x/t"\n',
+        "accounts.alice.token_url",
+        "the URL's port is not a number",
+    ),
+    "token_url empty": (
+        LWP + 'cookies_env = "GOOD"\ntoken_url = ""\n',
+        "accounts.alice.token_url",
+        "must be a non-empty string",
+    ),
 }
 
 
-@pytest.mark.parametrize(("text", "where", "message"), list(LWP_ERRORS.values()),
-                         ids=list(LWP_ERRORS))
-def test_lwp_account_errors_name_the_key_never_a_value(tmp_path: Path, text: str, where: str,
-                                                       message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "where", "message"), list(LWP_ERRORS.values()), ids=list(LWP_ERRORS)
+)
+def test_lwp_account_errors_name_the_key_never_a_value(
+    tmp_path: Path, text: str, where: str, message: str
+) -> None:
     (tmp_path / "alice.cookies").write_text("cna=s3cr3t-1\nsid=s3cr3t-2\n", encoding="utf-8")
     env = {"ALICE": "cna=s3cr3t-3", "EMPTY": " ; ", "GOOD": "unb=s3cr3t-4"}
     path = write(tmp_path, text)
@@ -763,14 +879,22 @@ def test_the_fleet_file_of_the_docs_loads(tmp_path: Path) -> None:
     (tmp_path / "cookies" / "alice.txt").write_text("unb=1\ncna=2\n", encoding="utf-8")
     config = FleetConfig.load(write(tmp_path, match.group(1)), env={"BOB_COOKIES": "unb=3"})
     assert [(a.key, a.protocol) for a in config.accounts] == [
-        ("probe", "ping"), ("feed", "json"), ("alice@example.org", "lwp"), ("bob", "lwp")]
+        ("probe", "ping"),
+        ("feed", "json"),
+        ("alice@example.org", "lwp"),
+        ("bob", "lwp"),
+    ]
     probe, feed, alice, bob = config.accounts
     assert (probe.config.heartbeat_timeout, feed.config.open_timeout) == (40, 20)
     assert bob.config.backoff == ExponentialJitter(initial=1, maximum=10)
     assert (alice.cookies, alice.token_url) == (Secret("unb=1; cna=2"), None)
     assert bob.token_url == "http://127.0.0.1:8765/token"
     assert [type(a.credentials()) for a in config.accounts] == [
-        type(None), StaticCredentials, CookieCredentials, CookieCredentials]
+        type(None),
+        StaticCredentials,
+        CookieCredentials,
+        CookieCredentials,
+    ]
 
 
 def test_unreadable_fleet_file(tmp_path: Path) -> None:
@@ -780,4 +904,3 @@ def test_unreadable_fleet_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="not UTF-8"):
         FleetConfig.load(binary)
-

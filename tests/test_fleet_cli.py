@@ -78,8 +78,7 @@ def fleet_file(tmp_path: Path, url: str, keys: list[str]) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("FSM_LIVE_")}
+    return {name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")}
 
 
 def keys() -> list[str]:
@@ -98,7 +97,9 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
             started = anyio.current_time()
             done = await anyio.run_process(
                 [*COMMAND, str(path), "--duration", "2", "--trace-dir", str(traces)],
-                check=False, env=_env())
+                check=False,
+                env=_env(),
+            )
             took = anyio.current_time() - started
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""
@@ -106,11 +107,12 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
     lines = done.stdout.decode().splitlines()
     for key in keys():
         mine = [line.split()[1:] for line in lines if line.startswith(f"{key} ")]
-        assert [line[1:4] for line in mine] == [["DISCONNECTED", "->", "CONNECTING"],
-                                                ["CONNECTING", "->", "CONNECTED"],
-                                                ["CONNECTED", "->", "CLOSED"]], mine
-    assert any(line.startswith(f"all {ACCOUNTS} connections CONNECTED after ")
-               for line in lines)
+        assert [line[1:4] for line in mine] == [
+            ["DISCONNECTED", "->", "CONNECTING"],
+            ["CONNECTING", "->", "CONNECTED"],
+            ["CONNECTED", "->", "CLOSED"],
+        ], mine
+    assert any(line.startswith(f"all {ACCOUNTS} connections CONNECTED after ") for line in lines)
     summary = lines[-1]
     assert summary.startswith("summary ")
     assert f"{ACCOUNTS} connections: CLOSED {ACCOUNTS}; 0 crashed; " in summary
@@ -125,8 +127,10 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
     for key in keys():
         trace = read_trace(traces / trace_file_name(key))
         assert [(line["from"], line["to"], line["trigger"]) for line in trace] == [
-            ("DISCONNECTED", "CONNECTING", "start"), ("CONNECTING", "CONNECTED", "opened"),
-            ("CONNECTED", "CLOSED", "close")]
+            ("DISCONNECTED", "CONNECTING", "start"),
+            ("CONNECTING", "CONNECTED", "opened"),
+            ("CONNECTED", "CLOSED", "close"),
+        ]
         assert tuple(trace[0]) == TRACE_KEYS
         assert trace[0]["t"] >= 0.0
         assert trace[0]["reason"] == "started"
@@ -135,9 +139,12 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
     with anyio.fail_after(DEADLINE):
         verified = await anyio.run_process(
             [sys.executable, "-m", "fsm_live", "verify", str(SPEC_FILE), str(traces)],
-            check=False, env=_env())
+            check=False,
+            env=_env(),
+        )
         report = await anyio.run_process(
-            [sys.executable, "-m", "fsm_live", "report", str(traces)], check=False, env=_env())
+            [sys.executable, "-m", "fsm_live", "report", str(traces)], check=False, env=_env()
+        )
     assert verified.returncode == 0, verified.stderr.decode()
     assert verified.stdout.decode().count(": ok (3 transitions, 1 run)") == ACCOUNTS
     assert report.returncode == 0, report.stderr.decode()
@@ -165,8 +172,9 @@ def lwp_fleet_file(tmp_path: Path, server: LwpServer) -> tuple[Path, dict[str, s
         lines += [f"[accounts.{key}]", f'url = "{server.url}"', 'protocol = "lwp"']
         cookies = f"unb={700000 + i}; cna={CANARY}-{i}"
         if i % 2 == 0:  # one cookie per line
-            (tmp_path / "cookies" / f"{key}.txt").write_text(cookies.replace("; ", "\n"),
-                                                              encoding="utf-8")
+            (tmp_path / "cookies" / f"{key}.txt").write_text(
+                cookies.replace("; ", "\n"), encoding="utf-8"
+            )
             lines.append(f'cookies_file = "cookies/{key}.txt"')
         else:
             env[f"FLEET_TEST_COOKIES_{i}"] = cookies
@@ -188,7 +196,9 @@ async def test_100_lwp_accounts_against_the_local_lwp_server(tmp_path: Path) -> 
             started = anyio.current_time()
             done = await anyio.run_process(
                 [*COMMAND, str(path), "--duration", "3", "--trace-dir", str(traces)],
-                check=False, env=_env() | env)
+                check=False,
+                env=_env() | env,
+            )
             took = anyio.current_time() - started
             seen = await server.wait_until(lambda stats: stats.connections_open == 0)
     assert done.returncode == 0, done.stderr.decode()
@@ -197,8 +207,11 @@ async def test_100_lwp_accounts_against_the_local_lwp_server(tmp_path: Path) -> 
     assert (seen.tokens_issued, seen.handshakes) == (LWP_ACCOUNTS, LWP_ACCOUNTS)
     assert (seen.registrations, seen.registrations_rejected) == (LWP_ACCOUNTS, 0)
     out = done.stdout.decode()
-    [all_connected] = [line for line in out.splitlines()
-                       if line.startswith(f"all {LWP_ACCOUNTS} connections CONNECTED after ")]
+    [all_connected] = [
+        line
+        for line in out.splitlines()
+        if line.startswith(f"all {LWP_ACCOUNTS} connections CONNECTED after ")
+    ]
     assert float(all_connected.split()[-2]) < 3.0
     summary = out.splitlines()[-1]
     assert f"{LWP_ACCOUNTS} connections: CLOSED {LWP_ACCOUNTS}; 0 crashed; " in summary
@@ -217,14 +230,16 @@ async def test_100_lwp_accounts_against_the_local_lwp_server(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)],
-                         ids=["INT", "TERM"])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)], ids=["INT", "TERM"]
+)
 async def test_a_signal_closes_everything(tmp_path: Path, signum: int, code: int) -> None:
     with anyio.fail_after(DEADLINE):
         async with echo_server() as url:
             path = fleet_file(tmp_path, url, keys()[:5])
-            async with await anyio.open_process([*COMMAND, str(path)], env=_env(),
-                                                stderr=subprocess.PIPE) as process:
+            async with await anyio.open_process(
+                [*COMMAND, str(path)], env=_env(), stderr=subprocess.PIPE
+            ) as process:
                 assert process.stdout is not None
                 assert process.stderr is not None
                 seen = ""
@@ -258,8 +273,9 @@ async def test_every_member_takes_its_messages(tmp_path: Path) -> None:
     with anyio.fail_after(DEADLINE):
         async with websocket_server(push_then_echo) as server:
             path = fleet_file(tmp_path, server.url, ["a", "b", "c"])
-            done = await anyio.run_process([*COMMAND, str(path), "--duration", "3"],
-                                           check=False, env=_env())
+            done = await anyio.run_process(
+                [*COMMAND, str(path), "--duration", "3"], check=False, env=_env()
+            )
     assert done.returncode == 0, done.stderr.decode()
     lines = done.stdout.decode().splitlines()
     # Never lost: a reader stopped by unread messages would have missed its heartbeats.
@@ -277,8 +293,9 @@ async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> 
             path = fleet_file(tmp_path, url, ["a", "b"])
             text = path.read_text(encoding="utf-8")
             path.write_text(text + f'[accounts.gone]\nurl = "{gone_url}"\n', encoding="utf-8")
-            done = await anyio.run_process([*COMMAND, str(path), "--duration", "1.5"],
-                                           check=False, env=_env())
+            done = await anyio.run_process(
+                [*COMMAND, str(path), "--duration", "1.5"], check=False, env=_env()
+            )
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
     assert out.count("CONNECTING -> CONNECTED") == 2
@@ -287,43 +304,78 @@ async def test_a_refused_account_does_not_hold_up_the_others(tmp_path: Path) -> 
     assert "3 connections: CLOSED 3; 0 crashed" in out.splitlines()[-1]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["missing.toml"], "missing.toml: cannot read"),
-    (["bad.toml"], "bad.toml: accounts.alice.protocol: unknown protocol 'smoke'"),
-    (["good.toml", "--trace-dir", "a-file"], "--trace-dir a-file: File exists"),
-    (["good.toml", "--trace-dir", "a-file/sub"], "--trace-dir a-file/sub: Not a directory"),
-    (["good.toml", "--trace-dir", "traces"], "--trace-dir traces/alice.jsonl: Is a directory"),
-    (["no-unb.toml"], "no-unb.toml: accounts.alice.cookies_file: the 'unb' cookie is required "
-                      "(found: cna)"),
-    (["bad-port.toml"], "bad-port.toml: accounts.alice.url: expected a port from 1 to 65535, "
-                        "got '127.0.0.1:99999'"),
-    (["no-scheme.toml"], "no-scheme.toml: accounts.alice.url: expected a ws:// or wss:// URL"),
-    (["fixed.toml"], "fixed.toml: defaults.backoff.initial: not a parameter of the 'fixed' "
-                     "policy (its parameters: seconds)"),
-], ids=["missing-file", "bad-protocol", "trace-dir-is-a-file", "trace-dir-in-a-file",
-        "trace-file-is-a-directory", "lwp-without-unb", "bad-port", "no-scheme",
-        "backoff-parameter-of-another-policy"])
-def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path, argv: list[str],
-                                                 message: str) -> None:
-    (tmp_path / "bad.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
-                                       'protocol = "smoke"\n', encoding="utf-8")
-    (tmp_path / "good.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
-                                        encoding="utf-8")
-    (tmp_path / "bad-port.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:99999/"\n',
-                                            encoding="utf-8")
-    (tmp_path / "no-scheme.toml").write_text('[accounts.alice]\nurl = "127.0.0.1:18080"\n',
-                                             encoding="utf-8")
-    (tmp_path / "fixed.toml").write_text('[defaults.backoff]\npolicy = "fixed"\ninitial = 1\n'
-                                         '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
-                                         encoding="utf-8")
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.toml"], "missing.toml: cannot read"),
+        (["bad.toml"], "bad.toml: accounts.alice.protocol: unknown protocol 'smoke'"),
+        (["good.toml", "--trace-dir", "a-file"], "--trace-dir a-file: File exists"),
+        (["good.toml", "--trace-dir", "a-file/sub"], "--trace-dir a-file/sub: Not a directory"),
+        (["good.toml", "--trace-dir", "traces"], "--trace-dir traces/alice.jsonl: Is a directory"),
+        (
+            ["no-unb.toml"],
+            "no-unb.toml: accounts.alice.cookies_file: the 'unb' cookie is required (found: cna)",
+        ),
+        (
+            ["bad-port.toml"],
+            "bad-port.toml: accounts.alice.url: expected a port from 1 to 65535, "
+            "got '127.0.0.1:99999'",
+        ),
+        (["no-scheme.toml"], "no-scheme.toml: accounts.alice.url: expected a ws:// or wss:// URL"),
+        (
+            ["fixed.toml"],
+            "fixed.toml: defaults.backoff.initial: not a parameter of the 'fixed' "
+            "policy (its parameters: seconds)",
+        ),
+    ],
+    ids=[
+        "missing-file",
+        "bad-protocol",
+        "trace-dir-is-a-file",
+        "trace-dir-in-a-file",
+        "trace-file-is-a-directory",
+        "lwp-without-unb",
+        "bad-port",
+        "no-scheme",
+        "backoff-parameter-of-another-policy",
+    ],
+)
+def test_bad_config_exits_2_with_a_clear_message(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    (tmp_path / "bad.toml").write_text(
+        '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\nprotocol = "smoke"\n', encoding="utf-8"
+    )
+    (tmp_path / "good.toml").write_text(
+        '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n', encoding="utf-8"
+    )
+    (tmp_path / "bad-port.toml").write_text(
+        '[accounts.alice]\nurl = "ws://127.0.0.1:99999/"\n', encoding="utf-8"
+    )
+    (tmp_path / "no-scheme.toml").write_text(
+        '[accounts.alice]\nurl = "127.0.0.1:18080"\n', encoding="utf-8"
+    )
+    (tmp_path / "fixed.toml").write_text(
+        '[defaults.backoff]\npolicy = "fixed"\ninitial = 1\n'
+        '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n',
+        encoding="utf-8",
+    )
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     (tmp_path / "traces" / "alice.jsonl").mkdir(parents=True)
-    (tmp_path / "no-unb.toml").write_text('[accounts.alice]\nurl = "ws://127.0.0.1:1/"\n'
-                                          'protocol = "lwp"\ncookies_file = "c.txt"\n',
-                                          encoding="utf-8")
+    (tmp_path / "no-unb.toml").write_text(
+        '[accounts.alice]\nurl = "ws://127.0.0.1:1/"\nprotocol = "lwp"\ncookies_file = "c.txt"\n',
+        encoding="utf-8",
+    )
     (tmp_path / "c.txt").write_text(f"cna={CANARY}\n", encoding="utf-8")
-    done = subprocess.run([*COMMAND, *argv], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=DEADLINE, check=False, env=_env())
+    done = subprocess.run(
+        [*COMMAND, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+        env=_env(),
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("fsm-live fleet: error: ")
@@ -345,15 +397,24 @@ async def test_a_url_the_connection_refuses_is_one_line(tmp_path: Path) -> None:
     assert stderr.getvalue().count("\n") == 1
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--duration", "-1"], "expected a positive number of seconds"),
-    (["--reconnects-per-second", "0"], "--reconnects-per-second: expected a positive number"),
-    (["--reconnects-per-second", "many"], "expected a number, got 'many'"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--duration", "-1"], "expected a positive number of seconds"),
+        (["--reconnects-per-second", "0"], "--reconnects-per-second: expected a positive number"),
+        (["--reconnects-per-second", "many"], "expected a number, got 'many'"),
+    ],
+)
 def test_bad_numbers_are_usage_errors(tmp_path: Path, flags: list[str], message: str) -> None:
-    done = subprocess.run([*COMMAND, "fleet.toml", *flags], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=DEADLINE, check=False,
-                          env=_env())
+    done = subprocess.run(
+        [*COMMAND, "fleet.toml", *flags],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+        env=_env(),
+    )
     assert done.returncode == 2
     assert message in done.stderr
 
@@ -385,26 +446,55 @@ def test_the_python_example_of_the_docs_is_the_file_and_prints_its_output() -> N
     code = block(text, "<!-- example:begin docs/examples/fleet.py -->", "<!-- example:end -->")
     path = root / "docs" / "examples" / "fleet.py"
     assert code == path.read_text(encoding="utf-8"), "docs/examples/fleet.py differs from the doc"
-    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                            timeout=DEADLINE, check=True, env=_env())
+    result = subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=True,
+        env=_env(),
+    )
     assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")
     assert result.stderr == ""
 
 
 # -- rendering --------------------------------------------------------------------------
 
-RECORD = TransitionRecord(at=12.5, source="CONNECTED", dest="RECONNECTING", trigger="lost",
-                          reason="lost: closed 1006", error_class="lost")
+RECORD = TransitionRecord(
+    at=12.5,
+    source="CONNECTED",
+    dest="RECONNECTING",
+    trigger="lost",
+    reason="lost: closed 1006",
+    error_class="lost",
+)
 STATS = FleetStats(
-    at=70.0, connections=3,
-    states={"DISCONNECTED": 0, "CONNECTING": 0, "CONNECTED": 1, "RECONNECTING": 1,
-            "FAILED": 0, "CLOSED": 0},
-    crashed=1, transitions_total=9, transitions_per_minute=4.0, failures={"lost": 2},
-    connects=3, reconnects=1, heartbeats_sent=10, heartbeats_acked=9, messages_in=5,
+    at=70.0,
+    connections=3,
+    states={
+        "DISCONNECTED": 0,
+        "CONNECTING": 0,
+        "CONNECTED": 1,
+        "RECONNECTING": 1,
+        "FAILED": 0,
+        "CLOSED": 0,
+    },
+    crashed=1,
+    transitions_total=9,
+    transitions_per_minute=4.0,
+    failures={"lost": 2},
+    connects=3,
+    reconnects=1,
+    heartbeats_sent=10,
+    heartbeats_acked=9,
+    messages_in=5,
     messages_out=4,
-    worst=(ConnectionSummary("[bold]x[/bold]", "CONNECTED", 0, 3.0, "", "RuntimeError: boom"),
-           ConnectionSummary("bob", "RECONNECTING", 2, 7.25, "lost: closed 1006")),
-    recent=(FleetTransition("bob", RECORD),))
+    worst=(
+        ConnectionSummary("[bold]x[/bold]", "CONNECTED", 0, 3.0, "", "RuntimeError: boom"),
+        ConnectionSummary("bob", "RECONNECTING", 2, 7.25, "lost: closed 1006"),
+    ),
+    recent=(FleetTransition("bob", RECORD),),
+)
 
 
 def render(renderable: object) -> str:
@@ -417,32 +507,54 @@ def render(renderable: object) -> str:
 
 def test_plain_lines() -> None:
     assert plain_fleet_transition("bob", RECORD, started_at=10.0) == (
-        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)")
+        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)"
+    )
     assert plain_summary(STATS, started_at=10.0) == (
         "summary    60.000s  3 connections: CONNECTED 1, RECONNECTING 1; 1 crashed; "
         "9 transitions (4/min); failures: lost 2; heartbeats 9/10 acked; "
-        "messages 5 in, 4 out")
+        "messages 5 in, 4 out"
+    )
 
 
 def test_dashboard_panel() -> None:
-    text = render(fleet_panel(STATS, started_at=10.0, title="fsm-live fleet f.toml",
-                             styles=StateStyles(Spec.default())))
+    text = render(
+        fleet_panel(
+            STATS,
+            started_at=10.0,
+            title="fsm-live fleet f.toml",
+            styles=StateStyles(Spec.default()),
+        )
+    )
     lines = [line.strip("│ ") for line in text.splitlines()]
     assert "fsm-live fleet f.toml" in lines[0]
-    assert lines[1].split() == ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",
-                                "FAILED", "CLOSED", "crashed"]
+    assert lines[1].split() == [
+        "DISCONNECTED",
+        "CONNECTING",
+        "CONNECTED",
+        "RECONNECTING",
+        "FAILED",
+        "CLOSED",
+        "crashed",
+    ]
     assert lines[2].split() == ["0", "0", "1", "1", "0", "0", "1"]
     totals = lines.index("3 connections, 9 transitions (4/min), failures: lost 2")
     assert lines[totals + 1] == "heartbeats 9/10 acked, messages 5 in, 4 out"
-    worst = lines[lines.index("worst") + 1:lines.index("recent") - 1]
+    worst = lines[lines.index("worst") + 1 : lines.index("recent") - 1]
     assert worst[0].split() == ["account", "state", "failures", "in", "state", "last", "error"]
     # The key is shown as written (never read as markup); a crash shows as CRASHED.
-    assert worst[1].split() == ["[bold]x[/bold]", "CRASHED", "0", "3.0", "s", "RuntimeError:",
-                                "boom"]
-    assert worst[2].split() == ["bob", "RECONNECTING", "2", "7.2", "s", "lost:", "closed",
-                                "1006"]
+    assert worst[1].split() == [
+        "[bold]x[/bold]",
+        "CRASHED",
+        "0",
+        "3.0",
+        "s",
+        "RuntimeError:",
+        "boom",
+    ]
+    assert worst[2].split() == ["bob", "RECONNECTING", "2", "7.2", "s", "lost:", "closed", "1006"]
     assert lines[lines.index("recent") + 1] == (
-        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)")
+        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)"
+    )
 
 
 def test_trace_file_names_are_safe_and_distinct() -> None:

@@ -41,6 +41,7 @@ Row = dict[str, Any]
 
 def guard(name: str) -> Callable[..., bool]:
     """A guard that reads its value from the event data (the harness's free guards)."""
+
     def check(**data: Any) -> bool:
         return bool(data[name])
 
@@ -48,12 +49,19 @@ def guard(name: str) -> Callable[..., bool]:
     return check
 
 
-def factory(states: list[Any], rows: list[Row], initial: str,
-            **options: Any) -> Callable[[], TransitionsAdapter]:
+def factory(
+    states: list[Any], rows: list[Row], initial: str, **options: Any
+) -> Callable[[], TransitionsAdapter]:
     """A new transitions Machine (its own model) for every walk."""
+
     def make() -> TransitionsAdapter:
-        machine = Machine(states=copy.deepcopy(states), transitions=copy.deepcopy(rows),
-                          initial=initial, auto_transitions=False, **options)
+        machine = Machine(
+            states=copy.deepcopy(states),
+            transitions=copy.deepcopy(rows),
+            initial=initial,
+            auto_transitions=False,
+            **options,
+        )
         return TransitionsAdapter(machine)
 
     return make
@@ -69,26 +77,47 @@ TRAFFIC: list[Row] = [
     {"trigger": "tick", "source": "YELLOW", "dest": "RED"},
     {"trigger": "fault", "source": ["RED", "GREEN", "YELLOW"], "dest": "FLASHING"},
     {"trigger": "repair", "source": "FLASHING", "dest": "RED", "unless": [guard("exhausted")]},
-    {"trigger": "repair", "source": "FLASHING", "dest": "RETIRED",
-     "conditions": [guard("exhausted")]},
+    {
+        "trigger": "repair",
+        "source": "FLASHING",
+        "dest": "RETIRED",
+        "conditions": [guard("exhausted")],
+    },
     {"trigger": "power_off", "source": ["RED", "GREEN", "YELLOW", "FLASHING"], "dest": "DARK"},
     {"trigger": "retire", "source": "DARK", "dest": "RETIRED"},
 ]
 
-ORDER_STATES = ["WAITING_FOR_PAYMENT", "PROCESSING", "SHIPPING",
-                {"name": "COMPLETED", "final": True}]
+ORDER_STATES = [
+    "WAITING_FOR_PAYMENT",
+    "PROCESSING",
+    "SHIPPING",
+    {"name": "COMPLETED", "final": True},
+]
 ORDER: list[Row] = [
     {"trigger": "add_to_order", "source": "WAITING_FOR_PAYMENT", "dest": None},
-    {"trigger": "receive_payment", "source": "WAITING_FOR_PAYMENT", "dest": "PROCESSING",
-     "conditions": [guard("payments_enough")]},
-    {"trigger": "receive_payment", "source": "WAITING_FOR_PAYMENT", "dest": None,
-     "unless": [guard("payments_enough")]},
+    {
+        "trigger": "receive_payment",
+        "source": "WAITING_FOR_PAYMENT",
+        "dest": "PROCESSING",
+        "conditions": [guard("payments_enough")],
+    },
+    {
+        "trigger": "receive_payment",
+        "source": "WAITING_FOR_PAYMENT",
+        "dest": None,
+        "unless": [guard("payments_enough")],
+    },
     {"trigger": "process_order", "source": "PROCESSING", "dest": "SHIPPING"},
     {"trigger": "ship_order", "source": "SHIPPING", "dest": "COMPLETED"},
 ]
 
-GRPC_STATES = ["IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-               {"name": "SHUTDOWN", "final": True}]
+GRPC_STATES = [
+    "IDLE",
+    "CONNECTING",
+    "READY",
+    "TRANSIENT_FAILURE",
+    {"name": "SHUTDOWN", "final": True},
+]
 GRPC: list[Row] = [
     {"trigger": "rpc", "source": "IDLE", "dest": "CONNECTING"},
     {"trigger": "rpc", "source": "READY", "dest": None},  # ignored: RPCs just flow
@@ -98,13 +127,27 @@ GRPC: list[Row] = [
     {"trigger": "goaway", "source": "READY", "dest": "IDLE"},
     {"trigger": "transport_lost", "source": "READY", "dest": "IDLE"},
     {"trigger": "backoff_elapsed", "source": "TRANSIENT_FAILURE", "dest": "CONNECTING"},
-    {"trigger": "shutdown", "source": ["IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE"],
-     "dest": "SHUTDOWN"},
+    {
+        "trigger": "shutdown",
+        "source": ["IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE"],
+        "dest": "SHUTDOWN",
+    },
 ]
 
-TCP_STATES = ["CLOSED", "LISTEN", "SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1",
-              "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT",
-              {"name": "DELETED", "final": True}]
+TCP_STATES = [
+    "CLOSED",
+    "LISTEN",
+    "SYN_SENT",
+    "SYN_RECEIVED",
+    "ESTABLISHED",
+    "FIN_WAIT_1",
+    "FIN_WAIT_2",
+    "CLOSE_WAIT",
+    "CLOSING",
+    "LAST_ACK",
+    "TIME_WAIT",
+    {"name": "DELETED", "final": True},
+]
 TCP: list[Row] = [
     {"trigger": "close", "source": "CLOSED", "dest": None},  # ignored
     {"trigger": "passive_open", "source": "CLOSED", "dest": "LISTEN"},
@@ -124,8 +167,7 @@ TCP: list[Row] = [
     {"trigger": "close", "source": "CLOSE_WAIT", "dest": "LAST_ACK"},
     {"trigger": "rcv_ack_of_fin", "source": "CLOSING", "dest": "TIME_WAIT"},
     {"trigger": "rcv_ack_of_fin", "source": "LAST_ACK", "dest": "CLOSED"},
-    {"trigger": "timeout", "source": ["SYN_SENT", "SYN_RECEIVED", "ESTABLISHED"],
-     "dest": "CLOSED"},
+    {"trigger": "timeout", "source": ["SYN_SENT", "SYN_RECEIVED", "ESTABLISHED"], "dest": "CLOSED"},
     {"trigger": "timeout", "source": "TIME_WAIT", "dest": "CLOSED"},
     {"trigger": "delete_tcb", "source": "CLOSED", "dest": "DELETED"},
 ]
@@ -148,14 +190,19 @@ def planted(name: str, change: Callable[[list[Row]], None], **options: Any) -> s
     rows = copy.deepcopy(rows)
     change(rows)
     with pytest.raises(Mismatch) as caught:
-        check_implementation(spec_of(name), factory(states, rows, initial, **options),
-                             settings=QUICK)
+        check_implementation(
+            spec_of(name), factory(states, rows, initial, **options), settings=QUICK
+        )
     return str(caught.value)
 
 
 def row(rows: list[Row], trigger: str, source: str) -> Row:
-    return next(r for r in rows if r["trigger"] == trigger
-                and source in ([r["source"]] if isinstance(r["source"], str) else r["source"]))
+    return next(
+        r
+        for r in rows
+        if r["trigger"] == trigger
+        and source in ([r["source"]] if isinstance(r["source"], str) else r["source"])
+    )
 
 
 # -- the correct implementations pass ----------------------------------------------------------
@@ -235,14 +282,20 @@ def test_state_changed_behind_the_machines_back_is_caught() -> None:
 
     def make() -> TransitionsAdapter:
         model = Tcb()
-        machine = Machine(model=model, states=copy.deepcopy(states), transitions=rows,
-                          initial=initial, auto_transitions=False)
+        machine = Machine(
+            model=model,
+            states=copy.deepcopy(states),
+            transitions=rows,
+            initial=initial,
+            auto_transitions=False,
+        )
         return TransitionsAdapter(machine, model)
 
     with pytest.raises(Mismatch) as caught:
         check_implementation(spec_of("tcp"), make, settings=QUICK)
-    assert "(ESTABLISHED -> CLOSE_WAIT) for rcv_fin; the implementation is in LAST_ACK" \
-        in str(caught.value)
+    assert "(ESTABLISHED -> CLOSE_WAIT) for rcv_fin; the implementation is in LAST_ACK" in str(
+        caught.value
+    )
 
 
 def test_extra_edge_is_caught() -> None:
@@ -250,8 +303,10 @@ def test_extra_edge_is_caught() -> None:
         rows.append({"trigger": "connected", "source": "IDLE", "dest": "READY"})
 
     report = planted("grpc_connectivity", bug)
-    assert report == ("after []: the spec refuses connected in IDLE (no row leaves it on that "
-                      "trigger); the implementation accepted it and is in READY")
+    assert report == (
+        "after []: the spec refuses connected in IDLE (no row leaves it on that "
+        "trigger); the implementation accepted it and is in READY"
+    )
 
 
 def test_missing_edge_is_caught() -> None:
@@ -262,8 +317,9 @@ def test_missing_edge_is_caught() -> None:
     assert "the implementation refused rcv_rst in SYN_RECEIVED" in report
     # The report reads as a list of triggers, shrunk to the shortest walk: into
     # SYN_RECEIVED, then the missing edge.
-    assert report.startswith(("after [passive_open, rcv_syn]: ",
-                              "after [active_open, rcv_syn]: ")), report
+    assert report.startswith(
+        ("after [passive_open, rcv_syn]: ", "after [active_open, rcv_syn]: ")
+    ), report
 
 
 def test_non_absorbing_final_state_is_caught() -> None:
@@ -272,8 +328,7 @@ def test_non_absorbing_final_state_is_caught() -> None:
         row(rows, "shutdown", "IDLE")["source"] = "*"
 
     report = planted("grpc_connectivity", bug)
-    assert "the spec refuses shutdown in SHUTDOWN (a final state absorbs every trigger)" \
-        in report
+    assert "the spec refuses shutdown in SHUTDOWN (a final state absorbs every trigger)" in report
 
 
 # -- the harness itself ----------------------------------------------------------------------------
@@ -281,8 +336,9 @@ def test_non_absorbing_final_state_is_caught() -> None:
 
 def test_spec_whose_only_state_is_final() -> None:
     spec = Spec.from_yaml("initial: DONE\nstates: {DONE: {final: true}}\ntransitions: []\n")
-    check_implementation(spec, factory([{"name": "DONE", "final": True}], [], "DONE"),
-                         settings=QUICK)
+    check_implementation(
+        spec, factory([{"name": "DONE", "final": True}], [], "DONE"), settings=QUICK
+    )
 
 
 def test_wrong_initial_state() -> None:
@@ -311,21 +367,44 @@ def test_guard_oracle_with_event_arguments() -> None:
             self.paid += amount
 
     rows = [
-        {"trigger": "add_to_order", "source": "WAITING_FOR_PAYMENT", "dest": None,
-         "before": "record_item"},
-        {"trigger": "receive_payment", "source": "WAITING_FOR_PAYMENT", "dest": "PROCESSING",
-         "conditions": "enough", "before": "record_payment"},
-        {"trigger": "receive_payment", "source": "WAITING_FOR_PAYMENT", "dest": None,
-         "unless": "enough", "before": "record_payment"},
+        {
+            "trigger": "add_to_order",
+            "source": "WAITING_FOR_PAYMENT",
+            "dest": None,
+            "before": "record_item",
+        },
+        {
+            "trigger": "receive_payment",
+            "source": "WAITING_FOR_PAYMENT",
+            "dest": "PROCESSING",
+            "conditions": "enough",
+            "before": "record_payment",
+        },
+        {
+            "trigger": "receive_payment",
+            "source": "WAITING_FOR_PAYMENT",
+            "dest": None,
+            "unless": "enough",
+            "before": "record_payment",
+        },
         *ORDER[3:],
     ]
     # With an oracle for the guard, the harness steps through known totals.
     steps = [Step("add_to_order", {"amount": 5}), Step("receive_payment", {"amount": 2})]
     model = Order()
-    machine = Machine(model=model, states=ORDER_STATES, transitions=rows,
-                      initial="WAITING_FOR_PAYMENT", auto_transitions=False)
-    visited = run_steps(spec, TransitionsAdapter(machine, model), steps,
-                        guards={"payments_enough": lambda amount: amount >= 5})
+    machine = Machine(
+        model=model,
+        states=ORDER_STATES,
+        transitions=rows,
+        initial="WAITING_FOR_PAYMENT",
+        auto_transitions=False,
+    )
+    visited = run_steps(
+        spec,
+        TransitionsAdapter(machine, model),
+        steps,
+        guards={"payments_enough": lambda amount: amount >= 5},
+    )
     assert visited == ["WAITING_FOR_PAYMENT"] * 3
 
 
@@ -343,9 +422,9 @@ def test_python_statemachine_order_control() -> None:
         completed = State(final=True)
 
         add_to_order = waiting_for_payment.to.itself(internal=True)
-        receive_payment = (waiting_for_payment.to(processing, cond="payments_enough")
-                           | waiting_for_payment.to.itself(internal=True,
-                                                           unless="payments_enough"))
+        receive_payment = waiting_for_payment.to(
+            processing, cond="payments_enough"
+        ) | waiting_for_payment.to.itself(internal=True, unless="payments_enough")
         process_order = processing.to(shipping)
         ship_order = shipping.to(completed)
 
@@ -353,17 +432,18 @@ def test_python_statemachine_order_control() -> None:
             return payments_enough
 
     spec = spec_of("order_control")
-    check_implementation(spec, lambda: StateMachineAdapter(OrderControl(),
-                                                           spec_states=spec.states),
-                         settings=QUICK)
+    check_implementation(
+        spec, lambda: StateMachineAdapter(OrderControl(), spec_states=spec.states), settings=QUICK
+    )
 
     class Broken(OrderControl):  # type: ignore[misc]
         def payments_enough(self, payments_enough: bool = False, **data: Any) -> bool:
             return not payments_enough  # swapped
 
     with pytest.raises(Mismatch, match="receive_payment"):
-        check_implementation(spec, lambda: StateMachineAdapter(Broken(), spec_states=spec.states),
-                             settings=QUICK)
+        check_implementation(
+            spec, lambda: StateMachineAdapter(Broken(), spec_states=spec.states), settings=QUICK
+        )
 
 
 # -- covering paths ----------------------------------------------------------------------------
@@ -426,5 +506,6 @@ def test_spec_state_machine_on_a_spec_whose_only_state_is_final() -> None:
     from fsm_live.testing import spec_state_machine
 
     spec = Spec.from_yaml("initial: DONE\nstates: {DONE: {final: true}}\ntransitions: []\n")
-    run_state_machine_as_test(spec_state_machine(spec),
-                              settings=settings(max_examples=10, deadline=None, database=None))
+    run_state_machine_as_test(
+        spec_state_machine(spec), settings=settings(max_examples=10, deadline=None, database=None)
+    )

@@ -136,7 +136,8 @@ async def test_cancel_is_a_no_op_once_done() -> None:
 
 
 async def test_a_crashed_job_is_reported_logged_and_counted(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.ERROR, logger="fsm_live")
     rec = Recorder()
     boom = ValueError("a bug in a job")

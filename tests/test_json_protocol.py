@@ -111,8 +111,7 @@ def test_without_a_key_nothing_has_an_id() -> None:
 
 def test_with_a_key_an_object_has_the_id_of_that_member() -> None:
     protocol = JsonProtocol(dedup_key="seq")
-    first, again, other = ids(protocol, '{"seq": 5, "a": 1}', '{"a": 2, "seq": 5}',
-                              '{"seq": 6}')
+    first, again, other = ids(protocol, '{"seq": 5, "a": 1}', '{"a": 2, "seq": 5}', '{"seq": 6}')
     assert first is not None
     assert first == again
     assert hash(first) == hash(again)
@@ -121,13 +120,15 @@ def test_with_a_key_an_object_has_the_id_of_that_member() -> None:
 
 def test_frames_without_the_key_have_no_id() -> None:
     protocol = JsonProtocol(dedup_key="id")
-    assert ids(protocol, '{"other": 1}', "[1, 2]", '"id"', "1", '{"nested": {"id": 1}}') == [
-        None] * 5
+    assert (
+        ids(protocol, '{"other": 1}', "[1, 2]", '"id"', "1", '{"nested": {"id": 1}}') == [None] * 5
+    )
 
 
 def test_ids_of_different_json_types_differ() -> None:
-    number, text, true = ids(JsonProtocol(dedup_key="id"), '{"id": 1}', '{"id": "1"}',
-                             '{"id": true}')
+    number, text, true = ids(
+        JsonProtocol(dedup_key="id"), '{"id": 1}', '{"id": "1"}', '{"id": true}'
+    )
     assert len({number, text, true}) == 3
 
 

@@ -31,28 +31,108 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "fault_proxy": frozenset(),
     "protocols": frozenset({"errors", "credentials", "transport"}),
     "lwp": frozenset({"errors", "credentials", "transport", "protocols"}),
-    "_runtime": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
-                           "protocols"}),
-    "connection": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
-                             "protocols", "lwp", "_runtime"}),
-    "fleet": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
-                        "protocols", "lwp", "_runtime", "connection"}),
-    "demo": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
-                       "protocols", "lwp", "_runtime", "connection", "fault_proxy"}),
+    "_runtime": frozenset(
+        {"errors", "spec", "core", "config", "credentials", "transport", "protocols"}
+    ),
+    "connection": frozenset(
+        {
+            "errors",
+            "spec",
+            "core",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "lwp",
+            "_runtime",
+        }
+    ),
+    "fleet": frozenset(
+        {
+            "errors",
+            "spec",
+            "core",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "lwp",
+            "_runtime",
+            "connection",
+        }
+    ),
+    "demo": frozenset(
+        {
+            "errors",
+            "spec",
+            "core",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "lwp",
+            "_runtime",
+            "connection",
+            "fault_proxy",
+        }
+    ),
     # Reads traces back (report, verify): pure functions of a spec and text.
     "diagnostics": frozenset({"errors", "spec"}),
     # Reads connections' and fleets' stats at scrape time.
     "metrics": frozenset({"errors", "spec", "core", "_runtime", "connection", "fleet"}),
-    "": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
-                   "protocols", "_runtime", "connection", "fleet"}),
-    "cli": frozenset({"", "errors", "spec", "core", "diagram", "config", "credentials",
-                      "transport", "protocols", "lwp", "_runtime", "connection", "fleet",
-                      "demo", "fault_proxy", "diagnostics", "metrics"}),
+    "": frozenset(
+        {
+            "errors",
+            "spec",
+            "core",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "_runtime",
+            "connection",
+            "fleet",
+        }
+    ),
+    "cli": frozenset(
+        {
+            "",
+            "errors",
+            "spec",
+            "core",
+            "diagram",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "lwp",
+            "_runtime",
+            "connection",
+            "fleet",
+            "demo",
+            "fault_proxy",
+            "diagnostics",
+            "metrics",
+        }
+    ),
     "__main__": frozenset({"cli"}),
     # Used by tests and by users, never by the package (no room lists it):
-    "testing": frozenset({"errors", "spec", "core", "config", "credentials", "transport",
-                          "protocols", "lwp", "_runtime", "connection", "fleet",
-                          "fault_proxy"}),
+    "testing": frozenset(
+        {
+            "errors",
+            "spec",
+            "core",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "lwp",
+            "_runtime",
+            "connection",
+            "fleet",
+            "fault_proxy",
+        }
+    ),
 }
 
 #: Third-party (and standard) modules only some rooms may import.
@@ -68,8 +148,23 @@ CONFINED: Mapping[str, frozenset[str]] = {
 }
 
 #: What the sans-I/O core never imports: event loops, sockets, clocks, threads.
-CORE_FORBIDDEN = frozenset({"anyio", "asyncio", "trio", "sniffio", "websockets", "socket",
-                            "ssl", "select", "selectors", "time", "threading", "rich"})
+CORE_FORBIDDEN = frozenset(
+    {
+        "anyio",
+        "asyncio",
+        "trio",
+        "sniffio",
+        "websockets",
+        "socket",
+        "ssl",
+        "select",
+        "selectors",
+        "time",
+        "threading",
+        "rich",
+    }
+)
+
 
 def room_of(module: str) -> str:
     """``fsm_live.core.lifecycle`` -> ``core``; ``fsm_live`` -> ``""``."""
@@ -94,9 +189,12 @@ def imports_of(path: Path) -> set[str]:
             assert node.level == 0, f"{path}: relative import"
             assert node.module is not None
             if node.module == "fsm_live":  # from fsm_live import name-or-submodule
-                found.update(f"fsm_live.{alias.name}" if (PACKAGE / alias.name).exists()
-                             or (PACKAGE / f"{alias.name}.py").exists() else "fsm_live"
-                             for alias in node.names)
+                found.update(
+                    f"fsm_live.{alias.name}"
+                    if (PACKAGE / alias.name).exists() or (PACKAGE / f"{alias.name}.py").exists()
+                    else "fsm_live"
+                    for alias in node.names
+                )
             else:
                 found.add(node.module)
     return found
@@ -104,8 +202,9 @@ def imports_of(path: Path) -> set[str]:
 
 @functools.cache
 def _graph() -> Mapping[str, frozenset[str]]:
-    return {module_name(path): frozenset(imports_of(path))
-            for path in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        module_name(path): frozenset(imports_of(path)) for path in sorted(PACKAGE.rglob("*.py"))
+    }
 
 
 def package_graph() -> dict[str, set[str]]:
@@ -123,8 +222,10 @@ def violations(graph: Mapping[str, Iterable[str]]) -> list[str]:
             if top == "fsm_live":
                 target = room_of(name)
                 if target != room and target not in ALLOWED[room]:
-                    found.append(f"{module} -> {name}: {room or 'fsm_live'} may not import "
-                                 f"{target or 'fsm_live'}")
+                    found.append(
+                        f"{module} -> {name}: {room or 'fsm_live'} may not import "
+                        f"{target or 'fsm_live'}"
+                    )
             elif top in CONFINED and room not in CONFINED[top]:
                 found.append(f"{module} -> {name}: only {sorted(CONFINED[top])} import {top}")
             elif room == "core" and top in CORE_FORBIDDEN:
@@ -142,8 +243,9 @@ def test_the_package_keeps_its_layers() -> None:
 
 
 def test_nothing_in_the_package_imports_testing() -> None:
-    assert not [room for room, allowed in ALLOWED.items()
-                if "testing" in allowed and room != "testing"]
+    assert not [
+        room for room, allowed in ALLOWED.items() if "testing" in allowed and room != "testing"
+    ]
 
 
 # -- the rules catch what they exist for -----------------------------------------------------
@@ -189,6 +291,9 @@ def test_the_documented_table_is_the_enforced_one() -> None:
             continue
         room = cells[0].strip("`").strip('"')
         imports = cells[2]
-        documented[room] = frozenset() if imports == "—" else frozenset(
-            name.strip().strip('"') for name in imports.split(","))
+        documented[room] = (
+            frozenset()
+            if imports == "—"
+            else frozenset(name.strip().strip('"') for name in imports.split(","))
+        )
     assert documented == ALLOWED

@@ -39,8 +39,9 @@ CONNECTED_TASKS = ("reader", "heartbeat", "token_refresh", "cookie_refresh", "cl
 
 
 def new(config: Config | None = None, *, draw: float = 0.5, refresh: bool = False) -> Lifecycle:
-    return Lifecycle(MACHINE, config or Config(), random=lambda: draw,
-                     can_refresh_credentials=refresh)
+    return Lifecycle(
+        MACHINE, config or Config(), random=lambda: draw, can_refresh_credentials=refresh
+    )
 
 
 def failure(**facts: object) -> Failure:
@@ -59,8 +60,9 @@ def fail(lifecycle: Lifecycle, now: float, **facts: object) -> list[Effect]:
 
 
 def records(effects: Iterable[Effect]) -> list[tuple[str, str, str]]:
-    return [(e.record.source, e.record.trigger, e.record.dest) for e in effects
-            if isinstance(e, Emit)]
+    return [
+        (e.record.source, e.record.trigger, e.record.dest) for e in effects if isinstance(e, Emit)
+    ]
 
 
 def backoff_delay(lifecycle: Lifecycle, now: float) -> float:
@@ -207,8 +209,10 @@ def test_max_failures_then_failed_then_escalation_resets() -> None:
         now += 1
         taken += records(fail(lifecycle, now, kind="refused"))
         taken += records(lifecycle.handle(Tick(lifecycle.timers["backoff"])))
-    assert taken[-2:] == [("CONNECTING", "connect_failed", "RECONNECTING"),
-                          ("RECONNECTING", "give_up", "FAILED")]
+    assert taken[-2:] == [
+        ("CONNECTING", "connect_failed", "RECONNECTING"),
+        ("RECONNECTING", "give_up", "FAILED"),
+    ]
     assert lifecycle.state == "FAILED"
     assert lifecycle.exhausted
     assert lifecycle.may_escalate
@@ -234,8 +238,7 @@ def give_up(lifecycle: Lifecycle, now: float = 0.0) -> float:
 
 
 def test_failed_after_retryable_failures_retries_by_itself_after_failed_retry_delay() -> None:
-    lifecycle = new(Config(max_failures=3, backoff=FixedDelay(1), failed_retry_delay=40),
-                    draw=1.0)
+    lifecycle = new(Config(max_failures=3, backoff=FixedDelay(1), failed_retry_delay=40), draw=1.0)
     now = give_up(lifecycle)
     assert not lifecycle.terminal
     deadline = lifecycle.timers["failed_retry"]
@@ -309,8 +312,9 @@ def test_an_application_message_proves_the_session_like_a_heartbeat_ack() -> Non
 def test_sessions_recycled_with_1001_that_delivered_messages_never_fail() -> None:
     # The server closes every session with 1001 after 0.4 s while streaming a message
     # every 50 ms; heartbeat 0.6 s, stability window 1 s: every session worked.
-    lifecycle = new(Config(heartbeat_interval=0.6, heartbeat_timeout=1.8,
-                           stability_window=1.0, max_failures=5))
+    lifecycle = new(
+        Config(heartbeat_interval=0.6, heartbeat_timeout=1.8, stability_window=1.0, max_failures=5)
+    )
     now = 0.0
     lifecycle.handle(Start(now))
     for _ in range(100):
@@ -368,8 +372,16 @@ def test_exhausted_gives_up_without_waiting() -> None:
     assert records(lifecycle.handle(Tick(1.0))) == [("RECONNECTING", "give_up", "FAILED")]
 
 
-@pytest.mark.parametrize("facts", [{"close_code": 1008}, {"close_code": 4500},
-                                   {"http_status": 404}, {"kind": "tls"}, {"kind": "bad_uri"}])
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"close_code": 1008},
+        {"close_code": 4500},
+        {"http_status": 404},
+        {"kind": "tls"},
+        {"kind": "bad_uri"},
+    ],
+)
 def test_terminal_and_fatal_go_failed_at_once(facts: dict[str, object]) -> None:
     lifecycle = new()
     lifecycle.handle(Start(0.0))
@@ -394,8 +406,7 @@ def test_auth_failure_refreshes_once_then_fails() -> None:
     [dial] = [e for e in effects if isinstance(e, StartTask)]
     assert dial.refresh_credentials  # the dial task is told, it does not ask
     assert lifecycle.refresh_credentials_first
-    assert records(fail(lifecycle, 2.0, http_status=401)) == [
-        ("CONNECTING", "fatal", "FAILED")]
+    assert records(fail(lifecycle, 2.0, http_status=401)) == [("CONNECTING", "fatal", "FAILED")]
     assert not lifecycle.refresh_credentials_first
 
 
@@ -439,8 +450,9 @@ def test_rotate_is_planned_no_failure_no_delay() -> None:
 
 def test_refused_trigger_names_state_and_trigger() -> None:
     lifecycle = connected(new())
-    with pytest.raises(TransitionRefused, match="trigger 'start' is not allowed in state "
-                                                "CONNECTED") as caught:
+    with pytest.raises(
+        TransitionRefused, match="trigger 'start' is not allowed in state CONNECTED"
+    ) as caught:
         lifecycle.handle(Start(1.0))
     assert (caught.value.state, caught.value.trigger) == ("CONNECTED", "start")
     with pytest.raises(TransitionRefused, match="'nonsense'"):
@@ -449,8 +461,9 @@ def test_refused_trigger_names_state_and_trigger() -> None:
         new().fire("opened", 0.0)
 
 
-@pytest.mark.parametrize("state", ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING",
-                                   "FAILED"])
+@pytest.mark.parametrize(
+    "state", ["DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED"]
+)
 def test_close_from_any_state_cancels_its_tasks(state: str) -> None:
     lifecycle = new(Config(max_failures=1))
     paths = {
@@ -487,8 +500,13 @@ def test_one_machine_serves_many_models() -> None:
 
 
 def test_spec_without_the_connection_triggers_is_refused() -> None:
-    spec = Spec.from_mapping({"initial": "A", "states": {"A": {}, "B": {"final": True}},
-                              "transitions": [{"trigger": "go", "source": "A", "dest": "B"}]})
+    spec = Spec.from_mapping(
+        {
+            "initial": "A",
+            "states": {"A": {}, "B": {"final": True}},
+            "transitions": [{"trigger": "go", "source": "A", "dest": "B"}],
+        }
+    )
     with pytest.raises(SpecError, match="needs the triggers close, connect_failed"):
         LifecycleMachine(spec)
     lifecycle = Lifecycle(LifecycleMachine(spec, require_triggers=False), Config())
@@ -509,8 +527,9 @@ def test_core_imports_no_io_libraries() -> None:
         "import fsm_live.core.lifecycle\n"
         f"print(sorted({IO_MODULES - {'time', 'threading'}!r} & set(sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 

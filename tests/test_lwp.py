@@ -103,12 +103,21 @@ async def test_a_token_source_that_raises_fails_the_attempt_without_its_message(
 
 def test_sync_push_processes_every_item_and_acks_once() -> None:
     protocol = LwpProtocol()
-    frame = json.dumps({"lwp": "/s/sync", "headers": {"mid": "m1 0", "sid": "s9"}, "body": {
-        "syncPushPackage": {"data": [
-            {"data": b64({"messageId": "a", "text": "first"})},
-            {"data": b64({"messageId": "b", "text": "second"})},
-            {"data": "%%%not base64%%%", "encoding": "other"},
-        ]}}})
+    frame = json.dumps(
+        {
+            "lwp": "/s/sync",
+            "headers": {"mid": "m1 0", "sid": "s9"},
+            "body": {
+                "syncPushPackage": {
+                    "data": [
+                        {"data": b64({"messageId": "a", "text": "first"})},
+                        {"data": b64({"messageId": "b", "text": "second"})},
+                        {"data": "%%%not base64%%%", "encoding": "other"},
+                    ]
+                }
+            },
+        }
+    )
     ack, first, second, third = protocol.decode(frame)
     assert json.loads(ack.reply) == {"code": 200, "headers": {"mid": "m1 0", "sid": "s9"}}
     assert (first.message["text"], first.message_id) == ("first", "a")
@@ -119,15 +128,21 @@ def test_sync_push_processes_every_item_and_acks_once() -> None:
 
 def test_pluggable_decoder_for_other_encodings() -> None:
     protocol = LwpProtocol(decoder=lambda item: {"decoded": item["data"][::-1]})
-    frame = json.dumps({"lwp": "/s/sync", "headers": {"mid": "m2 0"},
-                        "body": {"syncPushPackage": {"data": [{"data": "cba"}]}}})
+    frame = json.dumps(
+        {
+            "lwp": "/s/sync",
+            "headers": {"mid": "m2 0"},
+            "body": {"syncPushPackage": {"data": [{"data": "cba"}]}},
+        }
+    )
     _, item = protocol.decode(frame)
     assert item.message == {"decoded": "abc"}
 
 
 def test_other_pushes_are_delivered_whole_and_acked() -> None:
-    [decoded] = LwpProtocol().decode(json.dumps({"lwp": "/s/para", "headers": {"mid": "m3 0"},
-                                                 "body": {"k": 1}}))
+    [decoded] = LwpProtocol().decode(
+        json.dumps({"lwp": "/s/para", "headers": {"mid": "m3 0"}, "body": {"k": 1}})
+    )
     assert decoded.message["body"] == {"k": 1}
     assert decoded.message_id == "m3 0"
     assert json.loads(decoded.reply) == {"code": 200, "headers": {"mid": "m3 0"}}

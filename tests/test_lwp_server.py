@@ -42,9 +42,16 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
 DEADLINE = 5.0
 COOKIES = parse_cookies("unb=77; cna=x")
-FAST = Config(heartbeat_interval=0.1, heartbeat_timeout=0.4, stability_window=0.2,
-              open_timeout=0.5, close_timeout=0.2, planned_reconnect_delay=0.05,
-              backoff=FixedDelay(0.05), max_failures=50)
+FAST = Config(
+    heartbeat_interval=0.1,
+    heartbeat_timeout=0.4,
+    stability_window=0.2,
+    open_timeout=0.5,
+    close_timeout=0.2,
+    planned_reconnect_delay=0.05,
+    backoff=FixedDelay(0.05),
+    max_failures=50,
+)
 
 
 @pytest.fixture
@@ -60,8 +67,7 @@ async def server() -> AsyncIterator[LwpServer]:
 
 async def reg(ws: ClientConnection, token: str, did: str = "device-77") -> dict[str, Any]:
     mid = new_mid()
-    await ws.send(json.dumps({"lwp": "/reg", "headers": {"token": token, "did": did,
-                                                          "mid": mid}}))
+    await ws.send(json.dumps({"lwp": "/reg", "headers": {"token": token, "did": did, "mid": mid}}))
     reply = json.loads(await ws.recv())
     assert reply["headers"]["mid"] == mid
     return dict(reply)
@@ -79,8 +85,7 @@ async def wait_closed_code(ws: ClientConnection) -> None:
 # -- tokens and registration ---------------------------------------------------------------
 
 
-async def test_token_endpoint_needs_unb_and_issues_registrable_tokens(
-        server: LwpServer) -> None:
+async def test_token_endpoint_needs_unb_and_issues_registrable_tokens(server: LwpServer) -> None:
     with anyio.fail_after(DEADLINE):
         token = await fetch_token(server.token_url, COOKIES)
         with pytest.raises(TokenFetchFailed, match=r"answered HTTP 401$"):
@@ -91,8 +96,7 @@ async def test_token_endpoint_needs_unb_and_issues_registrable_tokens(
     assert server.stats().registrations == 1
 
 
-async def test_registration_refuses_unknown_revoked_and_foreign_tokens(
-        server: LwpServer) -> None:
+async def test_registration_refuses_unknown_revoked_and_foreign_tokens(server: LwpServer) -> None:
     good = server.issue_token("77")
     revoked = server.issue_token("77")
     assert server.revoke_token(revoked)
@@ -131,12 +135,15 @@ async def test_heartbeats_and_requests_are_acked_by_their_mid(server: LwpServer)
 # -- pushes through a real client ----------------------------------------------------------
 
 
-def lwp_client(server: LwpServer, token_source: Callable[[Mapping[str, Secret]],
-                                                         Awaitable[Secret]] | None = None,
-               **options: Any) -> LiveConnection:
+def lwp_client(
+    server: LwpServer,
+    token_source: Callable[[Mapping[str, Secret]], Awaitable[Secret]] | None = None,
+    **options: Any,
+) -> LiveConnection:
     credentials = CookieCredentials(COOKIES, token_source=token_source or server.token_source)
-    return LiveConnection(server.url, protocol="lwp", config=FAST, credentials=credentials,
-                          **options)
+    return LiveConnection(
+        server.url, protocol="lwp", config=FAST, credentials=credentials, **options
+    )
 
 
 async def test_multi_item_pushes_are_delivered_once_each_and_acked() -> None:
@@ -149,8 +156,9 @@ async def test_multi_item_pushes_are_delivered_once_each_and_acked() -> None:
         with anyio.fail_after(DEADLINE):
             async with lwp_client(server, on_message=on_message) as conn:
                 await conn.wait_connected()
-                pushed = await server.wait_until(lambda s: s.duplicates_sent >= 3
-                                                 and s.acks_received >= 6)
+                pushed = await server.wait_until(
+                    lambda s: s.duplicates_sent >= 3 and s.acks_received >= 6
+                )
                 await server.wait_until(lambda s: s.acks_received >= pushed.pushes_sent)
                 stats = conn.stats()
     ids = [message["messageId"] for message in delivered]
@@ -185,6 +193,7 @@ async def test_a_refresher_with_a_good_token_recovers_to_connected() -> None:
     calls = 0
 
     async with LwpServer(push_interval=None) as server:
+
         async def bad_then_good(cookies: Mapping[str, Secret]) -> Secret:
             nonlocal calls
             calls += 1
@@ -222,7 +231,8 @@ async def test_close_sends_the_code(server: LwpServer) -> None:
 
 
 async def test_reject_answers_n_handshakes_with_the_status_and_retry_after(
-        server: LwpServer) -> None:
+    server: LwpServer,
+) -> None:
     await server.inject(Reject(503, 2, retry_after=1.5))
     with anyio.fail_after(DEADLINE):
         for _ in range(2):
@@ -268,7 +278,8 @@ async def test_blackhole_stops_answering_but_keeps_the_socket(server: LwpServer)
 
 
 async def test_restart_closes_with_1012_and_refuses_connections_for_its_downtime(
-        server: LwpServer) -> None:
+    server: LwpServer,
+) -> None:
     port = server.port
     with anyio.fail_after(DEADLINE):
         async with connect(server.url) as ws:
@@ -307,9 +318,12 @@ async def test_faults_seen_by_a_live_connection() -> None:
     async with LwpServer(push_interval=None) as server:
         with anyio.fail_after(DEADLINE):
             async with lwp_client(server) as conn:
-                for fault, error_class in ((Drop(), "lost"), (CloseConnections(1012), "planned"),
-                                           (BlackHole(0.6), "lost"), (CloseConnections(4001),
-                                                                      "retry")):
+                for fault, error_class in (
+                    (Drop(), "lost"),
+                    (CloseConnections(1012), "planned"),
+                    (BlackHole(0.6), "lost"),
+                    (CloseConnections(4001), "retry"),
+                ):
                     await conn.wait_connected()
                     await server.wait_until(lambda s: s.registrations >= 1)
                     before = conn.stats().failures.get(error_class, 0)
@@ -338,8 +352,14 @@ class TestMemoryLwpServer:
     @staticmethod
     def client(server: MemoryLwpServer, **options: Any) -> LiveConnection:
         credentials = CookieCredentials(COOKIES, token_source=server.token_source)
-        return LiveConnection(server.url, protocol="lwp", config=FAST, credentials=credentials,
-                              transport=server.transport, **options)
+        return LiveConnection(
+            server.url,
+            protocol="lwp",
+            config=FAST,
+            credentials=credentials,
+            transport=server.transport,
+            **options,
+        )
 
     async def test_pushes_are_delivered_once_each_and_acked(self) -> None:
         delivered: list[dict[str, str]] = []
@@ -347,8 +367,9 @@ class TestMemoryLwpServer:
         async def on_message(message: dict[str, str]) -> None:
             delivered.append(message)
 
-        server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=0.05,
-                                 items_per_push=3, duplicate_every=2)
+        server = MemoryLwpServer(
+            MemoryNetwork(), MEMORY_URL, push_interval=0.05, items_per_push=3, duplicate_every=2
+        )
         with anyio.fail_after(60):
             async with server, self.client(server, on_message=on_message) as conn:
                 await conn.wait_connected()
@@ -372,19 +393,29 @@ class TestMemoryLwpServer:
         server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=None)
         credentials = CookieCredentials(COOKIES, token_source=wrong)
         with anyio.fail_after(60):
-            async with server, LiveConnection(server.url, protocol="lwp", config=FAST,
-                                              credentials=credentials,
-                                              transport=server.transport) as conn:
+            async with (
+                server,
+                LiveConnection(
+                    server.url,
+                    protocol="lwp",
+                    config=FAST,
+                    credentials=credentials,
+                    transport=server.transport,
+                ) as conn,
+            ):
                 assert await conn.wait_for("FAILED") == "FAILED"
                 assert conn.stats().failures == {"auth": 2}
         assert server.stats().registrations_rejected == 2
 
-    @pytest.mark.parametrize(("fault", "error_class"), [
-        (Drop(), "lost"),
-        (CloseConnections(1012), "planned"),
-        (CloseConnections(4001), "retry"),
-        (BlackHole(0.6), "lost"),
-    ])
+    @pytest.mark.parametrize(
+        ("fault", "error_class"),
+        [
+            (Drop(), "lost"),
+            (CloseConnections(1012), "planned"),
+            (CloseConnections(4001), "retry"),
+            (BlackHole(0.6), "lost"),
+        ],
+    )
     async def test_faults_on_open_links(self, fault: Fault, error_class: str) -> None:
         server = MemoryLwpServer(MemoryNetwork(), MEMORY_URL, push_interval=None)
         events: list[str] = []
@@ -409,9 +440,16 @@ class TestMemoryLwpServer:
         config = attrs.evolve(FAST, backoff=FixedDelay(0.1), planned_reconnect_delay=0.01)
         credentials = CookieCredentials(COOKIES, token_source=server.token_source)
         with anyio.fail_after(60):
-            async with server, LiveConnection(server.url, protocol="lwp", config=config,
-                                              credentials=credentials,
-                                              transport=server.transport) as conn:
+            async with (
+                server,
+                LiveConnection(
+                    server.url,
+                    protocol="lwp",
+                    config=config,
+                    credentials=credentials,
+                    transport=server.transport,
+                ) as conn,
+            ):
                 await conn.wait_connected()
                 await server.inject(Restart(0.35))
                 assert server.route.blocked_by == "refuse"

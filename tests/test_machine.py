@@ -14,31 +14,42 @@ from fsm_live.spec import Spec
 
 #: Unusual names; a guarded edge, a shared-source row, a reset_failures edge and a
 #: timer, so every column of the table reaches the Machine.
-SPEC = Spec.from_mapping({
-    "name": "kettle",
-    "initial": "cold",
-    "states": {
-        "cold": {},
-        "heating": {"timers": {"open_timeout": "overheat"}},
-        "boiling": {"success": True, "timers": {"heartbeat_timeout": "cool",
-                                                "stability": None}},
-        "cooling": {"timers": {"backoff": ["give_up", "reheat"]}},
-        "broken": {"failed": True},
-        "unplugged": {"final": True},
-    },
-    "transitions": [
-        {"trigger": "switch_on", "source": "cold", "dest": "heating"},
-        {"trigger": "boil", "source": "heating", "dest": "boiling"},
-        {"trigger": "overheat", "source": "heating", "dest": "cooling"},
-        {"trigger": "cool", "source": "boiling", "dest": "cooling"},
-        {"trigger": "give_up", "source": "cooling", "dest": "broken",
-         "conditions": ["exhausted"]},
-        {"trigger": "reheat", "source": "cooling", "dest": "heating"},
-        {"trigger": "repair", "source": "broken", "dest": "cold", "reset_failures": True},
-        {"trigger": "unplug", "source": ["cold", "heating", "boiling", "cooling", "broken"],
-         "dest": "unplugged"},
-    ],
-})
+SPEC = Spec.from_mapping(
+    {
+        "name": "kettle",
+        "initial": "cold",
+        "states": {
+            "cold": {},
+            "heating": {"timers": {"open_timeout": "overheat"}},
+            "boiling": {
+                "success": True,
+                "timers": {"heartbeat_timeout": "cool", "stability": None},
+            },
+            "cooling": {"timers": {"backoff": ["give_up", "reheat"]}},
+            "broken": {"failed": True},
+            "unplugged": {"final": True},
+        },
+        "transitions": [
+            {"trigger": "switch_on", "source": "cold", "dest": "heating"},
+            {"trigger": "boil", "source": "heating", "dest": "boiling"},
+            {"trigger": "overheat", "source": "heating", "dest": "cooling"},
+            {"trigger": "cool", "source": "boiling", "dest": "cooling"},
+            {
+                "trigger": "give_up",
+                "source": "cooling",
+                "dest": "broken",
+                "conditions": ["exhausted"],
+            },
+            {"trigger": "reheat", "source": "cooling", "dest": "heating"},
+            {"trigger": "repair", "source": "broken", "dest": "cold", "reset_failures": True},
+            {
+                "trigger": "unplug",
+                "source": ["cold", "heating", "boiling", "cooling", "broken"],
+                "dest": "unplugged",
+            },
+        ],
+    }
+)
 
 
 class Model:
@@ -131,22 +142,27 @@ def test_one_machine_drives_many_models_independently(machine: SpecMachine) -> N
     assert [name for name, _, _ in kettles[0].calls] == ["exit", "enter", "transition"]
 
 
-def test_a_transition_taken_returns_true_and_calls_back_in_order(
-        machine: SpecMachine) -> None:
+def test_a_transition_taken_returns_true_and_calls_back_in_order(machine: SpecMachine) -> None:
     model = Model("cold")
     assert machine.fire(model, "switch_on", now=1.5, reason="started") is True
     assert model.state == "heating"
     data = {"now": 1.5, "reason": "started"}
-    assert model.calls == [("exit", "cold", data), ("enter", "heating", data),
-                           ("transition", "heating", data)]
+    assert model.calls == [
+        ("exit", "cold", data),
+        ("enter", "heating", data),
+        ("transition", "heating", data),
+    ]
 
 
 def test_reset_failures_runs_before_leaving(machine: SpecMachine) -> None:
     model = Model("broken")
     assert machine.fire(model, "repair")
     assert [(name, state) for name, state, _ in model.calls] == [
-        ("reset_failures", "broken"), ("exit", "broken"), ("enter", "cold"),
-        ("transition", "cold")]
+        ("reset_failures", "broken"),
+        ("exit", "broken"),
+        ("enter", "cold"),
+        ("transition", "cold"),
+    ]
     other = Model("cold")
     machine.fire(other, "switch_on")
     assert "reset_failures" not in [name for name, _, _ in other.calls]

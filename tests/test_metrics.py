@@ -41,10 +41,18 @@ pytestmark = pytest.mark.timeout(30)
 
 OK = "ws://ok.test/"
 DOWN = "ws://down.test/"
-FAMILIES = {"fsm_live_connections", "fsm_live_transitions", "fsm_live_failures",
-            "fsm_live_reconnect_attempts", "fsm_live_heartbeat_rtt_seconds",
-            "fsm_live_messages_received", "fsm_live_messages_sent",
-            "fsm_live_duplicates_dropped", "fsm_live_send_buffer_frames", "fsm_live_tasks"}
+FAMILIES = {
+    "fsm_live_connections",
+    "fsm_live_transitions",
+    "fsm_live_failures",
+    "fsm_live_reconnect_attempts",
+    "fsm_live_heartbeat_rtt_seconds",
+    "fsm_live_messages_received",
+    "fsm_live_messages_sent",
+    "fsm_live_duplicates_dropped",
+    "fsm_live_send_buffer_frames",
+    "fsm_live_tasks",
+}
 CONFIG = Config(heartbeat_interval=1, heartbeat_timeout=3, backoff=FixedDelay(2))
 STATES = set(Spec.default().states)
 
@@ -55,8 +63,11 @@ def parse(text: str) -> dict[str, Any]:
 
 
 def samples(family: Any, name: str | None = None) -> dict[tuple[tuple[str, str], ...], float]:
-    return {tuple(sorted(s.labels.items())): s.value for s in family.samples
-            if name is None or s.name == name}
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for s in family.samples
+        if name is None or s.name == name
+    }
 
 
 def value(family: Any, name: str | None = None, **labels: str) -> float:
@@ -65,8 +76,11 @@ def value(family: Any, name: str | None = None, **labels: str) -> float:
 
 def total(family: Any, name: str | None = None, **labels: str) -> float:
     """The sum of the samples with these labels (and any others: per connection)."""
-    return sum(s.value for s in family.samples if (name is None or s.name == name)
-               and labels.items() <= s.labels.items())
+    return sum(
+        s.value
+        for s in family.samples
+        if (name is None or s.name == name) and labels.items() <= s.labels.items()
+    )
 
 
 def scrape_registry(registry: Any) -> dict[str, Any]:
@@ -128,11 +142,21 @@ def test_a_connection_collector_reads_stats_at_scrape_time() -> None:
         assert {dict(k)["state"] for k in samples(connections)} == STATES
         assert value(connections, state="CONNECTED") == 1
         assert sum(samples(connections).values()) == 1
-        assert value(families["fsm_live_transitions"], "fsm_live_transitions_total",
-                     source="DISCONNECTED", dest="CONNECTING", trigger="start") == 1
+        assert (
+            value(
+                families["fsm_live_transitions"],
+                "fsm_live_transitions_total",
+                source="DISCONNECTED",
+                dest="CONNECTING",
+                trigger="start",
+            )
+            == 1
+        )
         assert value(families["fsm_live_messages_sent"], "fsm_live_messages_sent_total") == 3
-        assert value(families["fsm_live_messages_received"],
-                     "fsm_live_messages_received_total") == stats.messages_in
+        assert (
+            value(families["fsm_live_messages_received"], "fsm_live_messages_received_total")
+            == stats.messages_in
+        )
         rtt = families["fsm_live_heartbeat_rtt_seconds"]
         acked = value(rtt, "fsm_live_heartbeat_rtt_seconds_count")
         assert acked == stats.heartbeats_acked >= 4
@@ -165,16 +189,24 @@ def test_a_fleet_collector_adds_members_up_and_keeps_counting_the_gone() -> None
         connections = families["fsm_live_connections"]
         assert value(connections, state="CONNECTED") == 3
         assert sum(samples(connections).values()) == 4
-        failures = value(families["fsm_live_failures"], "fsm_live_failures_total",
-                         error_class="network")
+        failures = value(
+            families["fsm_live_failures"], "fsm_live_failures_total", error_class="network"
+        )
         assert failures == failures_before >= 3
-        assert value(families["fsm_live_reconnect_attempts"],
-                     "fsm_live_reconnect_attempts_total") >= 3
-        assert value(families["fsm_live_heartbeat_rtt_seconds"],
-                     "fsm_live_heartbeat_rtt_seconds_count") >= 3 * 8
+        assert (
+            value(families["fsm_live_reconnect_attempts"], "fsm_live_reconnect_attempts_total") >= 3
+        )
+        assert (
+            value(
+                families["fsm_live_heartbeat_rtt_seconds"], "fsm_live_heartbeat_rtt_seconds_count"
+            )
+            >= 3 * 8
+        )
         # The removed member's counters stay in the totals (counters never go down).
-        assert value(after["fsm_live_failures"], "fsm_live_failures_total",
-                     error_class="network") >= failures
+        assert (
+            value(after["fsm_live_failures"], "fsm_live_failures_total", error_class="network")
+            >= failures
+        )
         assert sum(samples(after["fsm_live_connections"]).values()) == 3
         # Per connection: a series per member, labelled with its key.
         keys = {dict(k)["connection"] for k in samples(labelled_families["fsm_live_tasks"])}
@@ -212,8 +244,7 @@ async def test_an_endpoint_scraped_over_http(anyio_backend: str) -> None:
 
 
 def _env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("FSM_LIVE_")}
+    return {name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")}
 
 
 async def _read_line(stream: Any, starts: str) -> str:
@@ -238,8 +269,11 @@ async def _serve_and_scrape(argv: list[str], command: str, connected: int) -> di
             # once the event loop runs: process_* alone until then)
             families = parse(await anyio.to_thread.run_sync(_get, url))
             rtt = families.get("fsm_live_heartbeat_rtt_seconds")
-            if rtt and total(rtt, "fsm_live_heartbeat_rtt_seconds_count") >= 2 and \
-                    total(families["fsm_live_connections"], state="CONNECTED") == connected:
+            if (
+                rtt
+                and total(rtt, "fsm_live_heartbeat_rtt_seconds_count") >= 2
+                and total(families["fsm_live_connections"], state="CONNECTED") == connected
+            ):
                 break
             await anyio.sleep(0.1)
         process.terminate()  # SIGTERM: it closes cleanly, exit 0
@@ -257,10 +291,29 @@ async def test_connect_serves_metrics_while_it_runs(anyio_backend: str) -> None:
     with anyio.fail_after(25):
         async with websocket_server() as server:
             families = await _serve_and_scrape(
-                ["connect", server.url, "--metrics-port", "0", "--duration", "20",
-                 "--heartbeat-interval", "0.2"], "connect", 1)
-    assert value(families["fsm_live_transitions"], "fsm_live_transitions_total",
-                 source="CONNECTING", dest="CONNECTED", trigger="opened") == 1
+                [
+                    "connect",
+                    server.url,
+                    "--metrics-port",
+                    "0",
+                    "--duration",
+                    "20",
+                    "--heartbeat-interval",
+                    "0.2",
+                ],
+                "connect",
+                1,
+            )
+    assert (
+        value(
+            families["fsm_live_transitions"],
+            "fsm_live_transitions_total",
+            source="CONNECTING",
+            dest="CONNECTED",
+            trigger="opened",
+        )
+        == 1
+    )
 
 
 @pytest.mark.anyio
@@ -269,12 +322,24 @@ async def test_fleet_serves_metrics_per_connection(anyio_backend: str, tmp_path:
     with anyio.fail_after(25):
         async with websocket_server() as server:
             path = tmp_path / "fleet.toml"
-            path.write_text("[defaults]\nheartbeat_interval = 0.2\nheartbeat_timeout = 1\n"
-                            + "".join(f'[accounts.a{i}]\nurl = "{server.url}"\n'
-                                      for i in range(3)), encoding="utf-8")
+            path.write_text(
+                "[defaults]\nheartbeat_interval = 0.2\nheartbeat_timeout = 1\n"
+                + "".join(f'[accounts.a{i}]\nurl = "{server.url}"\n' for i in range(3)),
+                encoding="utf-8",
+            )
             families = await _serve_and_scrape(
-                ["fleet", str(path), "--metrics-port", "0", "--duration", "20",
-                 "--metrics-per-connection"], "fleet", 3)
+                [
+                    "fleet",
+                    str(path),
+                    "--metrics-port",
+                    "0",
+                    "--duration",
+                    "20",
+                    "--metrics-per-connection",
+                ],
+                "fleet",
+                3,
+            )
     keys = {dict(k)["connection"] for k in samples(families["fsm_live_tasks"])}
     assert keys == {"a0", "a1", "a2"}
 
@@ -286,17 +351,21 @@ def _one_line(code: int, err: str) -> str:
 
 
 def test_metrics_port_without_prometheus_client_is_one_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in ("prometheus_client", "prometheus_client.core"):
         monkeypatch.setitem(sys.modules, name, None)
     code = main(["connect", "ws://127.0.0.1:9/", "--metrics-port", "0"])
     line = _one_line(code, capsys.readouterr().err)
-    assert line == ("fsm-live connect: error: --metrics-port: metrics need prometheus-client: "
-                    "pip install 'fsm_live[metrics]'")
+    assert line == (
+        "fsm-live connect: error: --metrics-port: metrics need prometheus-client: "
+        "pip install 'fsm_live[metrics]'"
+    )
 
 
-def test_a_metrics_port_in_use_is_one_line(tmp_path: Any,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_metrics_port_in_use_is_one_line(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     fleet_file = tmp_path / "fleet.toml"
     fleet_file.write_text('[accounts.a]\nurl = "ws://127.0.0.1:9/"\n', encoding="utf-8")
     with socket.socket() as taken:
@@ -305,13 +374,13 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path: Any,
         port = taken.getsockname()[1]
         code = main(["fleet", str(fleet_file), "--metrics-port", str(port)])
     line = _one_line(code, capsys.readouterr().err)
-    assert line.startswith(f"fsm-live fleet: error: --metrics-port {port} --metrics-host "
-                           f"127.0.0.1: cannot listen: ")
+    assert line.startswith(
+        f"fsm-live fleet: error: --metrics-port {port} --metrics-host 127.0.0.1: cannot listen: "
+    )
 
 
 @pytest.mark.parametrize("port", ["-1", "65536", "http"])
-def test_a_bad_metrics_port_is_a_usage_error(port: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_metrics_port_is_a_usage_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["connect", "ws://127.0.0.1:9/", "--metrics-port", port])
     assert exited.value.code == 2

@@ -52,8 +52,12 @@ TESTED_IN: Mapping[str, tuple[str, ...]] = {
     "fsm_live.metrics.histogram": ("test_metrics",),
     "fsm_live.metrics.server": ("test_metrics",),
     "fsm_live.metrics.snapshot": ("test_metrics",),
-    "fsm_live._runtime.engine": ("test_connection", "test_fault_matrix", "test_backpressure",
-                                 "test_plain_asyncio"),
+    "fsm_live._runtime.engine": (
+        "test_connection",
+        "test_fault_matrix",
+        "test_backpressure",
+        "test_plain_asyncio",
+    ),
     "fsm_live._runtime.links": ("test_transport", "test_backpressure", "test_connection"),
     "fsm_live.cli._output": ("test_cli",),
     "fsm_live.cli._signals": ("test_cli_interrupts",),
@@ -115,8 +119,11 @@ def package_files() -> dict[str, Path]:
 
 def mirrored_modules() -> list[str]:
     """The modules the rule is about: not packages' ``__init__``, not ``__main__``."""
-    return sorted(name for name, path in package_files().items()
-                  if path.name != "__init__.py" and name.rpartition(".")[2] != "__main__")
+    return sorted(
+        name
+        for name, path in package_files().items()
+        if path.name != "__init__.py" and name.rpartition(".")[2] != "__main__"
+    )
 
 
 @functools.cache
@@ -216,11 +223,15 @@ def problems(modules: Iterable[str], tested_in: Mapping[str, tuple[str, ...]]) -
             continue
         test = own_test(module)
         if not (TESTS / f"{test}.py").is_file():
-            lines.append(f"{module}: add tests/{test}.py, or a TESTED_IN entry in "
-                         f"tests/test_mirror.py naming the test modules that cover it")
+            lines.append(
+                f"{module}: add tests/{test}.py, or a TESTED_IN entry in "
+                f"tests/test_mirror.py naming the test modules that cover it"
+            )
         elif not imports_directly(test, module):
-            lines.append(f"{module}: tests/{test}.py does not import it (another module of "
-                         f"that name?): import it there, or add a TESTED_IN entry")
+            lines.append(
+                f"{module}: tests/{test}.py does not import it (another module of "
+                f"that name?): import it there, or add a TESTED_IN entry"
+            )
     return lines
 
 
@@ -229,8 +240,12 @@ def problems(modules: Iterable[str], tested_in: Mapping[str, tuple[str, ...]]) -
 
 def test_the_walk_finds_the_package() -> None:
     modules = mirrored_modules()
-    assert {"fsm_live.errors", "fsm_live._runtime.engine", "fsm_live.cli.views.styles",
-            "fsm_live.transport.url"} <= set(modules)
+    assert {
+        "fsm_live.errors",
+        "fsm_live._runtime.engine",
+        "fsm_live.cli.views.styles",
+        "fsm_live.transport.url",
+    } <= set(modules)
     assert "fsm_live.__main__" not in modules
     assert "fsm_live.spec" not in modules  # a package: its __init__ is left out
     assert all(package_files()[m].is_file() for m in modules)
@@ -243,30 +258,42 @@ def test_every_module_has_a_test_module() -> None:
 
 def test_the_map_names_only_modules_of_the_package() -> None:
     modules = set(mirrored_modules())
-    stale = [f"{module}: no such module (remove or rename its TESTED_IN entry)"
-             for module in TESTED_IN if module not in modules]
+    stale = [
+        f"{module}: no such module (remove or rename its TESTED_IN entry)"
+        for module in TESTED_IN
+        if module not in modules
+    ]
     assert not stale, "\n".join(stale)
 
 
 def test_the_map_names_only_test_modules_that_exist() -> None:
-    missing = [f"{module}: tests/{test}.py does not exist"
-               for module, tests in TESTED_IN.items() for test in tests
-               if not (TESTS / f"{test}.py").is_file()]
+    missing = [
+        f"{module}: tests/{test}.py does not exist"
+        for module, tests in TESTED_IN.items()
+        for test in tests
+        if not (TESTS / f"{test}.py").is_file()
+    ]
     assert all(tests for tests in TESTED_IN.values()), "an entry names no test module"
     assert not missing, "\n".join(missing)
 
 
 def test_each_test_module_in_the_map_reaches_its_module() -> None:
-    unreached = [f"{module}: tests/{test}.py neither imports nor runs it"
-                 for module, tests in TESTED_IN.items() for test in tests
-                 if (TESTS / f"{test}.py").is_file() and not reaches(test, module)]
+    unreached = [
+        f"{module}: tests/{test}.py neither imports nor runs it"
+        for module, tests in TESTED_IN.items()
+        for test in tests
+        if (TESTS / f"{test}.py").is_file() and not reaches(test, module)
+    ]
     assert not unreached, "\n".join(unreached)
 
 
 def test_no_entry_for_a_module_with_its_own_test_module() -> None:
-    redundant = [f"{module}: tests/{own_test(module)}.py imports it; remove its TESTED_IN entry"
-                 for module in TESTED_IN if (TESTS / f"{own_test(module)}.py").is_file()
-                 and imports_directly(own_test(module), module)]
+    redundant = [
+        f"{module}: tests/{own_test(module)}.py imports it; remove its TESTED_IN entry"
+        for module in TESTED_IN
+        if (TESTS / f"{own_test(module)}.py").is_file()
+        and imports_directly(own_test(module), module)
+    ]
     assert not redundant, "\n".join(redundant)
 
 
@@ -278,8 +305,13 @@ def test_a_new_module_fails_with_a_one_line_message() -> None:
     assert line.startswith("fsm_live.metrics.exporter: add tests/test_exporter.py")
     assert "TESTED_IN" in line
     assert "\n" not in line
-    assert problems(["fsm_live.metrics.exporter"],
-                    {**TESTED_IN, "fsm_live.metrics.exporter": ("test_fleet",)}) == []
+    assert (
+        problems(
+            ["fsm_live.metrics.exporter"],
+            {**TESTED_IN, "fsm_live.metrics.exporter": ("test_fleet",)},
+        )
+        == []
+    )
 
 
 def test_a_test_module_of_another_module_of_the_same_name_does_not_count() -> None:
@@ -296,13 +328,17 @@ def test_reaching_is_not_everything() -> None:
     assert not imports_directly("test_connection", "fsm_live._runtime.engine")
 
 
-@pytest.mark.parametrize(("module", "name", "origin"), [
-    ("fsm_live", "Config", "fsm_live.config"),
-    ("fsm_live.fleet", "Fleet", "fsm_live.fleet._fleet"),
-    ("fsm_live.cli", "spec_commands", "fsm_live.cli.spec_commands"),
-    ("fsm_live.errors", "ConfigError", "fsm_live.errors"),
-    ("fsm_live", "no_such_name", None),
-])
+@pytest.mark.parametrize(
+    ("module", "name", "origin"),
+    [
+        ("fsm_live", "Config", "fsm_live.config"),
+        ("fsm_live.fleet", "Fleet", "fsm_live.fleet._fleet"),
+        ("fsm_live.cli", "spec_commands", "fsm_live.cli.spec_commands"),
+        ("fsm_live.errors", "ConfigError", "fsm_live.errors"),
+        ("fsm_live", "no_such_name", None),
+    ],
+)
 def test_names_are_traced_to_the_module_defining_them(
-        module: str, name: str, origin: str | None) -> None:
+    module: str, name: str, origin: str | None
+) -> None:
     assert _origin(module, name) == origin

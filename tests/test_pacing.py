@@ -40,15 +40,17 @@ def test_a_thousand_simultaneous_retries_are_spread_at_the_rate() -> None:
     assert times == sorted(times)
     assert times[0] == 1.0
     assert times[-1] == pytest.approx(1.0 + 999 // 4 * 0.01)
-    busiest = max(sum(1 for t in times if start <= t < start + 0.1)
-                  for start in times)
+    busiest = max(sum(1 for t in times if start <= t < start + 0.1) for start in times)
     assert busiest <= 400 * (0.1 + pacer.bin_width)  # 44: 4.4% of 1,000
 
 
-@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=300),
-       st.sampled_from([3.0, 50.0, 400.0]))
-def test_never_earlier_and_never_over_capacity(requests: list[tuple[float, float]],
-                                               rate: float) -> None:
+@given(
+    st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=300),
+    st.sampled_from([3.0, 50.0, 400.0]),
+)
+def test_never_earlier_and_never_over_capacity(
+    requests: list[tuple[float, float]], rate: float
+) -> None:
     pacer = ReconnectPacer(rate)
     now = 0.0
     bins = []
@@ -59,8 +61,11 @@ def test_never_earlier_and_never_over_capacity(requests: list[tuple[float, float
         assert slot >= deadline
         # A deadline kept is in its own bin; a moved one is the start of a later bin
         # (index * width, which may round a hair either way: hence round()).
-        bins.append(math.floor(deadline / pacer.bin_width) if slot == deadline
-                    else round(slot / pacer.bin_width))
+        bins.append(
+            math.floor(deadline / pacer.bin_width)
+            if slot == deadline
+            else round(slot / pacer.bin_width)
+        )
     per_bin = [len(list(group)) for _, group in itertools.groupby(sorted(bins))]
     assert max(per_bin, default=0) <= pacer.capacity
 
@@ -80,8 +85,9 @@ def test_lifecycles_sharing_a_pacer_take_turns() -> None:
     for lifecycle in lifecycles:
         lifecycle.handle(Start(0.0))
         lifecycle.handle(Opened(0.0, lifecycle.generation))
-        lifecycle.handle(LinkFailed(5.0, lifecycle.generation,
-                                Failure(error_class="network", reason="reset")))
+        lifecycle.handle(
+            LinkFailed(5.0, lifecycle.generation, Failure(error_class="network", reason="reset"))
+        )
     assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
 
 
@@ -90,6 +96,7 @@ def test_giving_up_is_not_paced() -> None:
     pacer.reserve(5.0, now=5.0)  # the bin at 5 s is full
     lifecycle = Lifecycle(default_machine(), Config(max_failures=1), pacer=pacer)
     lifecycle.handle(Start(0.0))
-    lifecycle.handle(LinkFailed(5.0, lifecycle.generation,
-                            Failure(error_class="network", reason="refused")))
+    lifecycle.handle(
+        LinkFailed(5.0, lifecycle.generation, Failure(error_class="network", reason="refused"))
+    )
     assert lifecycle.timers["backoff"] == 5.0  # give_up at once

@@ -10,7 +10,7 @@ import pytest
 from fsm_live.protocols.base import Decoded, SimpleDecoder
 from fsm_live.protocols.ping import PingProtocol
 
-FRAMES: list[str | bytes] = ["hello", "", "{\"id\": 1}", b"\x00\xffbinary", b""]
+FRAMES: list[str | bytes] = ["hello", "", '{"id": 1}', b"\x00\xffbinary", b""]
 
 
 def test_it_names_itself_and_uses_ping_frames() -> None:

@@ -37,10 +37,13 @@ def test_reconnects_and_handlers_under_plain_asyncio_run() -> None:
 
         async with websockets.asyncio.server.serve(serve, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
-            config = Config(heartbeat_interval=0.2, heartbeat_timeout=1.0,
-                            planned_reconnect_delay=0.05)
-            async with asyncio.timeout(10), connect(
-                    f"ws://127.0.0.1:{port}/", config=config, on_message=handler) as conn:
+            config = Config(
+                heartbeat_interval=0.2, heartbeat_timeout=1.0, planned_reconnect_delay=0.05
+            )
+            async with (
+                asyncio.timeout(10),
+                connect(f"ws://127.0.0.1:{port}/", config=config, on_message=handler) as conn,
+            ):
                 while conn.stats().connects < 2 or len(handled) < 2:
                     await conn.wait_changed()
                 await asyncio.sleep(0.5)  # heartbeats on the second link

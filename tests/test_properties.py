@@ -15,38 +15,54 @@ from fsm_live.testing import spec_state_machine
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 #: The slow run's budget (``pytest -m slow``); the default run tries a sixth of it.
-THOROUGH = settings(max_examples=300, stateful_step_count=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+THOROUGH = settings(
+    max_examples=300,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 CI = settings(THOROUGH, max_examples=50)
 # Planted bugs only need finding, not shrinking.
-PLANTED = settings(max_examples=500, stateful_step_count=30, deadline=None, database=None,
-                   derandomize=True,
-                   report_multiple_bugs=False, phases=[Phase.generate],
-                   suppress_health_check=[HealthCheck.too_slow])
+PLANTED = settings(
+    max_examples=500,
+    stateful_step_count=30,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    report_multiple_bugs=False,
+    phases=[Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 TestConnectionSpec = spec_state_machine(SPECS / "connection.yaml").TestCase
 TestConnectionSpec.settings = CI
 
-EXAMPLE = Spec.from_mapping({
-    "name": "job_runner",
-    "initial": "QUEUED",
-    "states": {
-        "QUEUED": {"log": "DEBUG"},
-        "RUNNING": {"tasks": ["heartbeat"], "timers": {"heartbeat_timeout": "stall"}},
-        "STALLED": {"log": "WARNING", "timers": {"backoff": ["abandon", "resume"]}},
-        "DONE": {"final": True},
-        "ABANDONED": {"final": True, "log": "ERROR"},
-    },
-    "transitions": [
-        {"trigger": "run", "source": "QUEUED", "dest": "RUNNING"},
-        {"trigger": "stall", "source": "RUNNING", "dest": "STALLED"},
-        {"trigger": "resume", "source": "STALLED", "dest": "RUNNING"},
-        {"trigger": "abandon", "source": "STALLED", "dest": "ABANDONED",
-         "conditions": ["exhausted"]},
-        {"trigger": "finish", "source": "RUNNING", "dest": "DONE"},
-        {"trigger": "cancel", "source": ["QUEUED", "RUNNING", "STALLED"], "dest": "ABANDONED"},
-    ],
-})
+EXAMPLE = Spec.from_mapping(
+    {
+        "name": "job_runner",
+        "initial": "QUEUED",
+        "states": {
+            "QUEUED": {"log": "DEBUG"},
+            "RUNNING": {"tasks": ["heartbeat"], "timers": {"heartbeat_timeout": "stall"}},
+            "STALLED": {"log": "WARNING", "timers": {"backoff": ["abandon", "resume"]}},
+            "DONE": {"final": True},
+            "ABANDONED": {"final": True, "log": "ERROR"},
+        },
+        "transitions": [
+            {"trigger": "run", "source": "QUEUED", "dest": "RUNNING"},
+            {"trigger": "stall", "source": "RUNNING", "dest": "STALLED"},
+            {"trigger": "resume", "source": "STALLED", "dest": "RUNNING"},
+            {
+                "trigger": "abandon",
+                "source": "STALLED",
+                "dest": "ABANDONED",
+                "conditions": ["exhausted"],
+            },
+            {"trigger": "finish", "source": "RUNNING", "dest": "DONE"},
+            {"trigger": "cancel", "source": ["QUEUED", "RUNNING", "STALLED"], "dest": "ABANDONED"},
+        ],
+    }
+)
 
 TestJobRunnerSpec = spec_state_machine(EXAMPLE).TestCase
 TestJobRunnerSpec.settings = CI
@@ -72,8 +88,7 @@ class ForgetsToCancelHeartbeat(Lifecycle):
 
     def _on_exit(self, event_data: Any) -> None:
         super()._on_exit(event_data)
-        self._effects[:] = [e for e in self._effects
-                            if getattr(e, "task", None) != "heartbeat"]
+        self._effects[:] = [e for e in self._effects if getattr(e, "task", None) != "heartbeat"]
 
 
 class ResetsFailuresOnOpen(Lifecycle):

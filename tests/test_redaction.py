@@ -49,21 +49,27 @@ def test_header_values_go_both_ways(debug: pytest.LogCaptureFixture) -> None:
 
 
 def test_the_request_lines_keep_the_path_and_lose_the_query(
-        debug: pytest.LogCaptureFixture) -> None:
+    debug: pytest.LogCaptureFixture,
+) -> None:
     log = redacting_logger(NAME)
     log.debug("> GET %s HTTP/1.1", f"/feed?token={TOKEN}&v=2")
     log.debug("> GET %s HTTP/1.1", "/plain")
     log.debug("< %s %s %s", "GET", f"/feed?token={TOKEN}", "HTTP/1.1")
-    assert messages(debug) == ["> GET /feed?[redacted] HTTP/1.1", "> GET /plain HTTP/1.1",
-                               "< GET /feed?[redacted] HTTP/1.1"]
+    assert messages(debug) == [
+        "> GET /feed?[redacted] HTTP/1.1",
+        "> GET /plain HTTP/1.1",
+        "< GET /feed?[redacted] HTTP/1.1",
+    ]
 
 
 def test_frames_keep_their_type_and_size(debug: pytest.LogCaptureFixture) -> None:
     log = redacting_logger(NAME)
     log.debug("> %s", Frame(Opcode.TEXT, f'{{"token":"{TOKEN}"}}'.encode()))
     log.debug("< %s", Frame(Opcode.BINARY, TOKEN.encode()))
-    assert messages(debug) == [f"> TEXT [{len(TOKEN) + 12} bytes]",
-                               f"< BINARY [{len(TOKEN)} bytes]"]
+    assert messages(debug) == [
+        f"> TEXT [{len(TOKEN) + 12} bytes]",
+        f"< BINARY [{len(TOKEN)} bytes]",
+    ]
 
 
 def test_other_lines_pass_unchanged(debug: pytest.LogCaptureFixture) -> None:
@@ -72,8 +78,12 @@ def test_other_lines_pass_unchanged(debug: pytest.LogCaptureFixture) -> None:
     log.debug("< HTTP/1.1 %d %s", 101, "Switching Protocols")
     log.debug("> %s", "EOF")  # a frame line whose argument is not a Frame
     log.debug("no arguments: %s")
-    assert messages(debug) == ["= connection is OPEN", "< HTTP/1.1 101 Switching Protocols",
-                               "> EOF", "no arguments: %s"]
+    assert messages(debug) == [
+        "= connection is OPEN",
+        "< HTTP/1.1 101 Switching Protocols",
+        "> EOF",
+        "no arguments: %s",
+    ]
 
 
 def test_nothing_is_logged_below_the_loggers_level(caplog: pytest.LogCaptureFixture) -> None:
@@ -83,11 +93,14 @@ def test_nothing_is_logged_below_the_loggers_level(caplog: pytest.LogCaptureFixt
 
 
 def test_a_websockets_handshake_and_frames_logged_through_it_keep_no_secret(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     for name in ("websockets.client", "websockets.server"):
         caplog.set_level(logging.DEBUG, logger=name)
-    client = ClientProtocol(parse_uri(f"ws://example.com/feed?token={TOKEN}"),
-                            logger=redacting_logger("websockets.client"))
+    client = ClientProtocol(
+        parse_uri(f"ws://example.com/feed?token={TOKEN}"),
+        logger=redacting_logger("websockets.client"),
+    )
     server = ServerProtocol(logger=redacting_logger("websockets.server"))
     request = client.connect()
     request.headers["Cookie"] = f"sid={COOKIE}"

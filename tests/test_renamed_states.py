@@ -51,15 +51,18 @@ def rename(text: str) -> str:
 def translate_strings(source: str) -> str:
     """``source`` (Python) with state names renamed inside string literals only."""
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    out = [tok._replace(string=rename(tok.string)) if tok.type == tokenize.STRING else tok
-           for tok in tokens]
+    out = [
+        tok._replace(string=rename(tok.string)) if tok.type == tokenize.STRING else tok
+        for tok in tokens
+    ]
     return tokenize.untokenize(out)
 
 
 def test_translation_touches_strings_only() -> None:
     source = 'x = "CONNECTED -> FAILED"\nCONNECTED = 1  # CLOSED\ny = f"{a} CLOSED"\n'
     assert translate_strings(source) == (
-        'x = "open -> broken"\nCONNECTED = 1  # CLOSED\ny = f"{a} ended"\n')
+        'x = "open -> broken"\nCONNECTED = 1  # CLOSED\ny = f"{a} ended"\n'
+    )
 
 
 def test_the_renamed_spec_has_the_same_roles_and_edges() -> None:
@@ -73,14 +76,16 @@ def test_the_renamed_spec_has_the_same_roles_and_edges() -> None:
     assert renamed.failed_states == {RENAMED[n] for n in spec.failed_states}
     assert renamed.final_states == {RENAMED[n] for n in spec.final_states}
     assert sorted((RENAMED[s], t.trigger, RENAMED[t.dest]) for s, t in spec.edges()) == sorted(
-        (s, t.trigger, t.dest) for s, t in renamed.edges())
+        (s, t.trigger, t.dest) for s, t in renamed.edges()
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_suite_passes_with_every_state_renamed(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "fsm_live", tmp_path / "fsm_live",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "fsm_live", tmp_path / "fsm_live", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(ROOT / "specs", tmp_path / "specs")
     # Every spec: the tests' strings are renamed everywhere, so the example specs
@@ -95,17 +100,34 @@ def test_the_suite_passes_with_every_state_renamed(tmp_path: Path) -> None:
             copy = tmp_path / path.relative_to(ROOT)
             copy.parent.mkdir(parents=True, exist_ok=True)
             text = path.read_text(encoding="utf-8")
-            copy.write_text(translate_strings(text) if path.suffix == ".py" else rename(text),
-                            encoding="utf-8")
+            copy.write_text(
+                translate_strings(text) if path.suffix == ".py" else rename(text), encoding="utf-8"
+            )
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (tmp_path / "README.md").write_text(rename(readme), encoding="utf-8")
 
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     env.pop("TEST_FSM_LIVE_CLI", None)  # the user venv's CLI runs the real spec
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-         "-x", "tests"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=840, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            "-x",
+            "tests",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
     summary = result.stdout.strip().splitlines()[-1:] or [""]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in summary[0], summary
@@ -113,5 +135,11 @@ def test_the_suite_passes_with_every_state_renamed(tmp_path: Path) -> None:
     # The run imported the copy, whose spec is the renamed one:
     probe = subprocess.run(
         [sys.executable, "-c", "from fsm_live.spec import Spec; print(Spec.default().initial)"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True)
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert probe.stdout.strip() == RENAMED["DISCONNECTED"]

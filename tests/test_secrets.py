@@ -39,12 +39,25 @@ UNB = canary("unb")
 COOKIE = canary("cookie")
 TOKENS = [canary("token1"), canary("token2"), canary("token3")]
 PASSWORD = canary("password")
-CANARIES = {"unb": UNB, "cookie": COOKIE, "token1": TOKENS[0], "token2": TOKENS[1],
-            "token3": TOKENS[2], "password": PASSWORD}
+CANARIES = {
+    "unb": UNB,
+    "cookie": COOKIE,
+    "token1": TOKENS[0],
+    "token2": TOKENS[1],
+    "token3": TOKENS[2],
+    "password": PASSWORD,
+}
 
-CONFIG = Config(heartbeat_interval=0.05, heartbeat_timeout=0.5, stability_window=0.1,
-                open_timeout=1.0, close_timeout=0.3, planned_reconnect_delay=0.05,
-                backoff=FixedDelay(0.05), max_failures=10)
+CONFIG = Config(
+    heartbeat_interval=0.05,
+    heartbeat_timeout=0.5,
+    stability_window=0.1,
+    open_timeout=1.0,
+    close_timeout=0.3,
+    planned_reconnect_delay=0.05,
+    backoff=FixedDelay(0.05),
+    max_failures=10,
+)
 
 
 @pytest.fixture
@@ -61,7 +74,7 @@ def forms(value: str) -> Iterator[str]:
     for offset in range(3):
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             text = encode(b"\0" * offset + value.encode()).decode()
-            yield text[4 if offset else 0:-4]
+            yield text[4 if offset else 0 : -4]
 
 
 class Formatted(logging.Handler):
@@ -85,7 +98,8 @@ def exception_texts(records: list[logging.LogRecord]) -> Iterator[str]:
 
 
 async def test_no_canary_leaks_through_a_whole_lifecycle(
-        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("websockets", "websockets.client", "websockets.server", "fsm_live"):
         caplog.set_level(logging.DEBUG, logger=name)
@@ -112,15 +126,18 @@ async def test_no_canary_leaks_through_a_whole_lifecycle(
                 server.issue_token(UNB, value=Secret(TOKENS[2]))
                 return True
 
-            credentials = CookieCredentials(Secret(f"unb={UNB}; sid={COOKIE}"),
-                                            token_source=token_source, escalation=relogin)
-            conn = LiveConnection(server.url, protocol="lwp", config=CONFIG,
-                                  credentials=credentials, trace=trace)
+            credentials = CookieCredentials(
+                Secret(f"unb={UNB}; sid={COOKIE}"), token_source=token_source, escalation=relogin
+            )
+            conn = LiveConnection(
+                server.url, protocol="lwp", config=CONFIG, credentials=credentials, trace=trace
+            )
             with anyio.fail_after(10):
                 async with conn:
                     await conn.wait_connected()
-                    await server.wait_until(lambda s: s.acks_received >= 2
-                                            and s.heartbeats_acked >= 2)
+                    await server.wait_until(
+                        lambda s: s.acks_received >= 2 and s.heartbeats_acked >= 2
+                    )
                     # A 401: the refresh crashes (traceback logged); the retry recovers.
                     await server.inject(Reject(401))
                     await server.inject(Drop())
@@ -134,17 +151,32 @@ async def test_no_canary_leaks_through_a_whole_lifecycle(
                     # A terminal close: FAILED, then the escalation logs in again (at
                     # once: FAILED may be over before this task looks, so a callback
                     # takes the failure's texts).
-                    conn.on_transition(lambda record: texts.extend(
-                        [str(conn.failure), repr(conn.failure)]) if record.dest == "FAILED"
-                        else None)
+                    conn.on_transition(
+                        lambda record: (
+                            texts.extend([str(conn.failure), repr(conn.failure)])
+                            if record.dest == "FAILED"
+                            else None
+                        )
+                    )
                     await server.inject(CloseConnections(4500))
-                    while ("FAILED", "reset", "RECONNECTING") not in conn.stats().transitions \
-                            or conn.state != "CONNECTED":
+                    while (
+                        "FAILED",
+                        "reset",
+                        "RECONNECTING",
+                    ) not in conn.stats().transitions or conn.state != "CONNECTED":
                         await conn.wait_changed()
                     assert any("4500" in text for text in texts)
-                    texts += [repr(conn), str(conn), repr(credentials), str(credentials),
-                              repr(conn.stats()), str(conn.stats()), repr(password),
-                              f"{password}", repr(server.stats())]
+                    texts += [
+                        repr(conn),
+                        str(conn),
+                        repr(credentials),
+                        str(credentials),
+                        repr(conn.stats()),
+                        str(conn.stats()),
+                        repr(password),
+                        f"{password}",
+                        repr(server.stats()),
+                    ]
                 texts += [repr(conn), repr(conn.stats())]
     finally:
         logging.getLogger().removeHandler(formatted)
@@ -152,10 +184,14 @@ async def test_no_canary_leaks_through_a_whole_lifecycle(
     assert calls == 3
     assert stats.failures.get("auth") == 2
     assert ("FAILED", "reset", "RECONNECTING") in stats.transitions
-    assert any("credentials provider raised" in record.getMessage() and record.exc_info
-               for record in caplog.records), "the forced failure logged no traceback"
-    assert any(record.name.startswith("websockets") and record.levelno == logging.DEBUG
-               for record in caplog.records), "websockets logged nothing at DEBUG"
+    assert any(
+        "credentials provider raised" in record.getMessage() and record.exc_info
+        for record in caplog.records
+    ), "the forced failure logged no traceback"
+    assert any(
+        record.name.startswith("websockets") and record.levelno == logging.DEBUG
+        for record in caplog.records
+    ), "websockets logged nothing at DEBUG"
 
     sources = {
         "caplog": caplog.text,
@@ -165,8 +201,12 @@ async def test_no_canary_leaks_through_a_whole_lifecycle(
         "reprs": "\n".join(texts),
         "trace": trace.read_text(encoding="utf-8"),
     }
-    leaks = [f"{kind} ({form!r}) in {where}: "
-             + next(line for line in text.splitlines() if form in line)[:300]
-             for kind, value in CANARIES.items() for form in set(forms(value))
-             for where, text in sources.items() if form in text]
+    leaks = [
+        f"{kind} ({form!r}) in {where}: "
+        + next(line for line in text.splitlines() if form in line)[:300]
+        for kind, value in CANARIES.items()
+        for form in set(forms(value))
+        for where, text in sources.items()
+        if form in text
+    ]
     assert not leaks, "secrets leaked:\n" + "\n".join(leaks)

@@ -32,8 +32,7 @@ def anyio_backend() -> str:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("FSM_LIVE_")}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")}
     return {**env, **extra}
 
 
@@ -66,8 +65,8 @@ async def test_connect_lwp_against_serve_with_a_cookies_file(tmp_path: Path) -> 
     trace = tmp_path / "t.jsonl"
     with anyio.fail_after(DEADLINE):
         async with await anyio.open_process(
-                [*FSM_LIVE, "serve", "--push-interval", "0.1", "--faults", "3s close 1012"],
-                env=_env()) as serve:
+            [*FSM_LIVE, "serve", "--push-interval", "0.1", "--faults", "3s close 1012"], env=_env()
+        ) as serve:
             lines = Lines(serve)
             first = await lines.next()
             assert first.startswith("lwp server listening on ws://127.0.0.1:")
@@ -75,17 +74,36 @@ async def test_connect_lwp_against_serve_with_a_cookies_file(tmp_path: Path) -> 
             # 3 s: the client's start (a Python process) is over before it, on a busy machine
             assert (await lines.next()) == "   scheduled: 3s close 1012"
             done = await anyio.run_process(
-                [*FSM_LIVE, "connect", url, "--protocol", "lwp", "--cookies-file", str(cookies),
-                 "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1", "--duration", "5",
-                 "--trace", str(trace)], check=False, env=_env())
+                [
+                    *FSM_LIVE,
+                    "connect",
+                    url,
+                    "--protocol",
+                    "lwp",
+                    "--cookies-file",
+                    str(cookies),
+                    "--heartbeat-interval",
+                    "0.2",
+                    "--heartbeat-timeout",
+                    "1",
+                    "--duration",
+                    "5",
+                    "--trace",
+                    str(trace),
+                ],
+                check=False,
+                env=_env(),
+            )
             assert "fault: close 1012" in await lines.until("fault:")
             serve.send_signal(signal.SIGINT)
             assert await lines.next() == "SIGINT: stopping"
             assert await serve.wait() == 130  # Ctrl-C (SIGTERM exits 0: see below)
     assert done.returncode == 0, done.stderr.decode()
     edges = [(line["from"], line["trigger"], line["to"]) for line in read_trace(trace)]
-    assert edges[:2] == [("DISCONNECTED", "start", "CONNECTING"),
-                         ("CONNECTING", "opened", "CONNECTED")]
+    assert edges[:2] == [
+        ("DISCONNECTED", "start", "CONNECTING"),
+        ("CONNECTING", "opened", "CONNECTED"),
+    ]
     assert ("CONNECTED", "lost", "RECONNECTING") in edges  # the scheduled 1012
     assert edges.count(("CONNECTING", "opened", "CONNECTED")) == 2
     assert edges[-1] == ("CONNECTED", "close", "CLOSED")
@@ -103,13 +121,16 @@ async def test_serve_stops_cleanly_on_sigterm() -> None:
 
 
 def test_bad_faults_exit_2_naming_the_token_and_its_position(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["serve", "--faults", "1s drop; 5s blackhol 2s"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == ("fsm-live serve: error: --faults: --faults:1:13: unknown fault (expected "
-                   "one of: drop, blackhole, close, reject, refuse-reg, restart), got "
-                   "'blackhol'\n")
+    assert err == (
+        "fsm-live serve: error: --faults: --faults:1:13: unknown fault (expected "
+        "one of: drop, blackhole, close, reject, refuse-reg, restart), got "
+        "'blackhol'\n"
+    )
 
 
 def test_a_taken_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,25 +142,48 @@ def test_a_taken_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("arguments", "env", "message"), [
-    ([], {}, "--protocol lwp: needs the account's cookies: --cookies-file PATH or the "
-             "FSM_LIVE_COOKIES environment variable"),
-    (["--cookies-file", "{tmp}/missing.txt"], {}, "--cookies-file: cannot read "),
-    (["--cookies-file", "{tmp}/no-unb.txt"], {},
-     "cookies: the 'unb' cookie is required (found: cna, sid)"),
-    ([], {"FSM_LIVE_COOKIES": "cna=1"}, "cookies: the 'unb' cookie is required (found: cna)"),
-    (["--token-url", "ftp://x/"], {"FSM_LIVE_COOKIES": "unb=1"},
-     "token_url: expected an http:// or https:// URL"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "env", "message"),
+    [
+        (
+            [],
+            {},
+            "--protocol lwp: needs the account's cookies: --cookies-file PATH or the "
+            "FSM_LIVE_COOKIES environment variable",
+        ),
+        (["--cookies-file", "{tmp}/missing.txt"], {}, "--cookies-file: cannot read "),
+        (
+            ["--cookies-file", "{tmp}/no-unb.txt"],
+            {},
+            "cookies: the 'unb' cookie is required (found: cna, sid)",
+        ),
+        ([], {"FSM_LIVE_COOKIES": "cna=1"}, "cookies: the 'unb' cookie is required (found: cna)"),
+        (
+            ["--token-url", "ftp://x/"],
+            {"FSM_LIVE_COOKIES": "unb=1"},
+            "token_url: expected an http:// or https:// URL",
+        ),
+    ],
+)
 def test_connect_lwp_credential_errors_exit_2(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        arguments: list[str], env: dict[str, str], message: str) -> None:
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    arguments: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
     monkeypatch.delenv("FSM_LIVE_COOKIES", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     (tmp_path / "no-unb.txt").write_text("cna=secret-value; sid=other-secret", encoding="utf-8")
-    argv = ["connect", "ws://127.0.0.1:9/", "--protocol", "lwp",
-            *(arg.format(tmp=tmp_path) for arg in arguments)]
+    argv = [
+        "connect",
+        "ws://127.0.0.1:9/",
+        "--protocol",
+        "lwp",
+        *(arg.format(tmp=tmp_path) for arg in arguments),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err

@@ -101,8 +101,7 @@ def cli() -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("FSM_LIVE_")}
+    return {name: value for name, value in os.environ.items() if not name.startswith("FSM_LIVE_")}
 
 
 def port_outside_the_ephemeral_range() -> int:
@@ -131,10 +130,15 @@ def write_fleet_file(directory: Path, url: str) -> tuple[Path, list[str]]:
     keys = [f"lwp{i:03d}" for i in range(ACCOUNTS)]
     lines = [DEFAULTS]
     for i, key in enumerate(keys):
-        (directory / "cookies" / f"{key}.txt").write_text(f"unb={900_000 + i}; cna=soak-{i}\n",
-                                                          encoding="utf-8")
-        lines += [f"[accounts.{key}]", f'url = "{url}"', 'protocol = "lwp"',
-                  f'cookies_file = "cookies/{key}.txt"']
+        (directory / "cookies" / f"{key}.txt").write_text(
+            f"unb={900_000 + i}; cna=soak-{i}\n", encoding="utf-8"
+        )
+        lines += [
+            f"[accounts.{key}]",
+            f'url = "{url}"',
+            'protocol = "lwp"',
+            f'cookies_file = "cookies/{key}.txt"',
+        ]
     path = directory / "fleet.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path, keys
@@ -186,7 +190,7 @@ class Traces:
         return {key: len(rows) for key, rows in self.rows.items()}
 
     def since(self, marks: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
-        return {key: rows[marks[key]:] for key, rows in self.rows.items()}
+        return {key: rows[marks[key] :] for key, rows in self.rows.items()}
 
     def close(self) -> None:
         for tail in self.tails.values():
@@ -208,9 +212,19 @@ class Server:
         err = self.directory / f"serve-{self.starts}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [*self.command, "serve", "--port", str(self.port),
-                 "--push-interval", str(PUSH_INTERVAL)],
-                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env())
+                [
+                    *self.command,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--push-interval",
+                    str(PUSH_INTERVAL),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=child_env(),
+            )
         deadline = time.monotonic() + STARTUP
         while time.monotonic() < deadline:
             if "listening on" in out.read_text(encoding="utf-8", errors="replace"):
@@ -218,8 +232,10 @@ class Server:
             if self.process.poll() is not None:
                 break
             time.sleep(0.02)
-        pytest.fail(f"fsm-live serve (start {self.starts}, port {self.port}) did not listen "
-                    f"(exit {self.process.poll()}): {err.read_text(errors='replace')[-2000:]}")
+        pytest.fail(
+            f"fsm-live serve (start {self.starts}, port {self.port}) did not listen "
+            f"(exit {self.process.poll()}): {err.read_text(errors='replace')[-2000:]}"
+        )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -284,24 +300,42 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
     server.start()
     with fleet_out.open("wb") as stdout, fleet_err.open("wb") as stderr:
         fleet = subprocess.Popen(
-            [*command, "fleet", str(path), "--trace-dir", str(trace_dir),
-             "--duration", f"{DURATION:g}"],
-            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            env=child_env())
+            [
+                *command,
+                "fleet",
+                str(path),
+                "--trace-dir",
+                str(trace_dir),
+                "--duration",
+                f"{DURATION:g}",
+            ],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=child_env(),
+        )
     fleet_started = time.monotonic()
 
     def fleet_gone() -> str:
-        return (f"fsm-live fleet exited {fleet.returncode} early, "
-                f"{time.monotonic() - fleet_started:.1f} s after its start; stderr: "
-                f"{fleet_err.read_text(errors='replace')[-2000:]}")
+        return (
+            f"fsm-live fleet exited {fleet.returncode} early, "
+            f"{time.monotonic() - fleet_started:.1f} s after its start; stderr: "
+            f"{fleet_err.read_text(errors='replace')[-2000:]}"
+        )
 
     def poll() -> None:
         traces.refresh()
         for line in out_tail.lines():
             if found := SUMMARY_AT.match(line):
                 messages = MESSAGES_IN.search(line)
-                summaries.append((float(found["at"]),
-                                  None if messages is None else int(messages["messages"]), line))
+                summaries.append(
+                    (
+                        float(found["at"]),
+                        None if messages is None else int(messages["messages"]),
+                        line,
+                    )
+                )
 
     def wait_until(done: Callable[[], bool], until: float) -> float | None:
         """Poll until ``done()`` or the monotonic time ``until``; when done, the time."""
@@ -336,26 +370,37 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
         if connected is None:
             window = window_end - back
             figures[f"recovery {number}"] = f"not all CONNECTED within {window:.1f} s"
-            missing = {key: f"{state}, last {edge(traces.rows[key][-1])}"
-                       for key, state in traces.not_in("CONNECTED").items()}
-            problems.append(f"outage {number}: {len(missing)} of {ACCOUNTS} accounts not "
-                            f"CONNECTED {window:.1f} s after the server's return:"
-                            f"{grouped(missing)}")
+            missing = {
+                key: f"{state}, last {edge(traces.rows[key][-1])}"
+                for key, state in traces.not_in("CONNECTED").items()
+            }
+            problems.append(
+                f"outage {number}: {len(missing)} of {ACCOUNTS} accounts not "
+                f"CONNECTED {window:.1f} s after the server's return:"
+                f"{grouped(missing)}"
+            )
             return False
-        figures[f"recovery {number}"] = (f"all {ACCOUNTS} CONNECTED {connected - back:.1f} s "
-                                         f"after the server's return")
+        figures[f"recovery {number}"] = (
+            f"all {ACCOUNTS} CONNECTED {connected - back:.1f} s after the server's return"
+        )
         return True
 
     def seen_outage(number: int, marks: dict[str, int], connected: set[str]) -> None:
         """Every account CONNECTED at the kill noticed it (the story's own check)."""
-        blind = [key for key, rows in traces.since(marks).items()
-                 if key in connected and not any(row["trigger"] == "lost" for row in rows)]
+        blind = [
+            key
+            for key, rows in traces.since(marks).items()
+            if key in connected and not any(row["trigger"] == "lost" for row in rows)
+        ]
         if blind:
-            problems.append(f"outage {number}: {len(blind)} accounts CONNECTED at the kill "
-                            f"never saw it (no lost transition): {some(blind)}")
+            problems.append(
+                f"outage {number}: {len(blind)} accounts CONNECTED at the kill "
+                f"never saw it (no lost transition): {some(blind)}"
+            )
         entered = Counter(row["to"] for rows in traces.since(marks).values() for row in rows)
-        figures[f"outage {number} transitions"] = ", ".join(
-            f"into {state} {count}" for state, count in sorted(entered.items())) or "none"
+        figures[f"outage {number} transitions"] = (
+            ", ".join(f"into {state} {count}" for state, count in sorted(entered.items())) or "none"
+        )
 
     try:
         with killed_at_exit(fleet, server):
@@ -363,19 +408,22 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
             first = wait_until(all_connected, fleet_started + STARTUP)
             assert first is not None, (
                 f"not every account CONNECTED {STARTUP:g} s after the fleet's start:"
-                f"{grouped(traces.not_in('CONNECTED'))}")
+                f"{grouped(traces.not_in('CONNECTED'))}"
+            )
             figures["first connect"] = f"all CONNECTED {first - fleet_started:.1f} s after start"
-            assert wait_until(lambda: any(at >= HEALTHY - 1 for at, _, _ in summaries),
-                              fleet_started + HEALTHY + 10), (
-                f"no summary line at {HEALTHY:g} s in the fleet's output: {summaries}")
+            assert wait_until(
+                lambda: any(at >= HEALTHY - 1 for at, _, _ in summaries),
+                fleet_started + HEALTHY + 10,
+            ), f"no summary line at {HEALTHY:g} s in the fleet's output: {summaries}"
             poll()
             healthy_end = time.monotonic()
             extra = {key: rows[2:] for key, rows in traces.rows.items() if len(rows) > 2}
-            lost = sum(row["trigger"] == "lost" for rows in traces.rows.values()
-                       for row in rows)
-            figures["healthy stretch"] = (f"{healthy_end - fleet_started:.1f} s; lost "
-                                          f"transitions {lost}; accounts with a transition "
-                                          f"after their first CONNECTED {len(extra)}")
+            lost = sum(row["trigger"] == "lost" for rows in traces.rows.values() for row in rows)
+            figures["healthy stretch"] = (
+                f"{healthy_end - fleet_started:.1f} s; lost "
+                f"transitions {lost}; accounts with a transition "
+                f"after their first CONNECTED {len(extra)}"
+            )
             if extra:
                 first_t = sorted(rows[0]["t"] for rows in extra.values())
                 problems.append(
@@ -383,20 +431,25 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
                     f"with the server up ({lost} lost transitions; the first at "
                     f"{first_t[0]:.1f}-{first_t[-1]:.1f} s of the accounts' traces); their "
                     f"first such transition:"
-                    f"{grouped({key: edge(rows[0]) for key, rows in extra.items()})}")
+                    f"{grouped({key: edge(rows[0]) for key, rows in extra.items()})}"
+                )
             at, messages, line = summaries[-1]
             if messages is None:
                 problems.append(f"the fleet's summary line shows no messages count: {line}")
             else:
                 per_account = messages / ACCOUNTS
-                figures["messages"] = (f"{messages} in by {at:.1f} s: {per_account:.0f} per "
-                                       f"account on average (the CLI shows fleet totals only); "
-                                       f"at each summary: "
-                                       f"{', '.join(f'{n} by {a:.0f} s' for a, n, _ in summaries)}")
+                figures["messages"] = (
+                    f"{messages} in by {at:.1f} s: {per_account:.0f} per "
+                    f"account on average (the CLI shows fleet totals only); "
+                    f"at each summary: "
+                    f"{', '.join(f'{n} by {a:.0f} s' for a, n, _ in summaries)}"
+                )
                 if per_account <= MIN_MESSAGES:
-                    problems.append(f"healthy stretch: {per_account:.0f} messages per account "
-                                    f"on average by {at:.1f} s, expected over {MIN_MESSAGES} "
-                                    f"(fleet total {messages}): {line}")
+                    problems.append(
+                        f"healthy stretch: {per_account:.0f} messages per account "
+                        f"on average by {at:.1f} s, expected over {MIN_MESSAGES} "
+                        f"(fleet total {messages}): {line}"
+                    )
 
             # 2. short outage.
             marks, connected, back = outage(1, SHORT_OUTAGE)
@@ -404,9 +457,11 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
             wait_until(lambda: False, back + SHORT_RECOVERY)
             seen_outage(1, marks, connected)
             if recovered and (dropped := traces.not_in("CONNECTED")):
-                problems.append(f"outage 1: {len(dropped)} accounts not CONNECTED "
-                                f"{SHORT_RECOVERY:g} s after the server's return (they "
-                                f"were, then left again): {some(sorted(dropped))}")
+                problems.append(
+                    f"outage 1: {len(dropped)} accounts not CONNECTED "
+                    f"{SHORT_RECOVERY:g} s after the server's return (they "
+                    f"were, then left again): {some(sorted(dropped))}"
+                )
 
             # 3. long outage, then until the fleet's end.
             marks, connected, back = outage(2, LONG_OUTAGE)
@@ -419,8 +474,7 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
             try:
                 code = fleet.wait(timeout=max(0.0, fleet_end - time.monotonic()) + 30)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"fsm-live fleet still running 30 s after its --duration "
-                            f"{DURATION:g}")
+                pytest.fail(f"fsm-live fleet still running 30 s after its --duration {DURATION:g}")
             poll()
     finally:
         traces.close()
@@ -442,10 +496,14 @@ def test_fleet_survives_server_outages(tmp_path: Path) -> None:
             at_close[key] = f"{last['from']} when closed, after {edge(before) if before else '?'}"
     if at_close:
         failed = sum(what.startswith("FAILED") for what in at_close.values())
-        problems.append(f"at the close: {len(at_close)} of {ACCOUNTS} accounts not CONNECTED "
-                        f"({failed} FAILED):{grouped(at_close)}")
+        problems.append(
+            f"at the close: {len(at_close)} of {ACCOUNTS} accounts not CONNECTED "
+            f"({failed} FAILED):{grouped(at_close)}"
+        )
     final = summaries[-1][2] if summaries else "(no summary line)"
     if f" CLOSED {ACCOUNTS}; 0 crashed;" not in final:
-        problems.append(f"the fleet's last summary is not \"CLOSED {ACCOUNTS}; 0 crashed\": "
-                        f"{final}; stderr: {err[-2000:]}")
+        problems.append(
+            f'the fleet\'s last summary is not "CLOSED {ACCOUNTS}; 0 crashed": '
+            f"{final}; stderr: {err[-2000:]}"
+        )
     assert not problems, "\n".join(["the soak found:", *problems])

@@ -39,7 +39,12 @@ def test_connection_spec_loads() -> None:
     spec = Spec.from_path(SPEC_PATH)
     assert spec.initial == "DISCONNECTED"
     assert list(spec.states) == [
-        "DISCONNECTED", "CONNECTING", "CONNECTED", "RECONNECTING", "FAILED", "CLOSED",
+        "DISCONNECTED",
+        "CONNECTING",
+        "CONNECTED",
+        "RECONNECTING",
+        "FAILED",
+        "CLOSED",
     ]
     assert spec.final_states == {"CLOSED"}
     assert spec.states["CONNECTED"].success
@@ -75,8 +80,9 @@ def test_specs_are_hashable_and_equal_by_value() -> None:
 
 
 def test_unknown_dest_state_names_state_file_and_line() -> None:
-    text = SPEC_TEXT.replace("source: CONNECTING, dest: CONNECTED}", "source: CONNECTING, "
-                             "dest: CONECTED}")
+    text = SPEC_TEXT.replace(
+        "source: CONNECTING, dest: CONNECTED}", "source: CONNECTING, dest: CONECTED}"
+    )
     [problem] = problems_of(text)
     assert "CONECTED" in problem
     assert problem.startswith(f"broken.yaml:{line_of(text, 'CONECTED')}:")
@@ -84,8 +90,9 @@ def test_unknown_dest_state_names_state_file_and_line() -> None:
 
 
 def test_unknown_source_state() -> None:
-    text = SPEC_TEXT.replace("source: [CONNECTING, CONNECTED], dest: FAILED",
-                             "source: [CONNECTING, LIMBO], dest: FAILED")
+    text = SPEC_TEXT.replace(
+        "source: [CONNECTING, CONNECTED], dest: FAILED", "source: [CONNECTING, LIMBO], dest: FAILED"
+    )
     [problem] = problems_of(text)
     assert "unknown state 'LIMBO'" in problem
     assert f":{line_of(text, 'LIMBO')}:" in problem
@@ -139,14 +146,21 @@ def test_duplicate_unconditional_transition() -> None:
     )
     [problem] = problems_of(text)
     assert "second unconditional transition for trigger 'opened' from CONNECTING" in problem
-    assert problem.startswith(f"broken.yaml:{line_of(text, 'dest: FAILED}') }:")
+    assert problem.startswith(f"broken.yaml:{line_of(text, 'dest: FAILED}')}:")
 
 
 def test_guarded_transitions_may_share_trigger_and_source() -> None:
     data = mapping()
     retry = next(i for i, row in enumerate(data["transitions"]) if row["trigger"] == "retry")
-    data["transitions"].insert(retry, {"trigger": "retry", "source": "RECONNECTING",
-                                       "dest": "FAILED", "conditions": ["exhausted"]})
+    data["transitions"].insert(
+        retry,
+        {
+            "trigger": "retry",
+            "source": "RECONNECTING",
+            "dest": "FAILED",
+            "conditions": ["exhausted"],
+        },
+    )
     Spec.from_mapping(data)
 
 
@@ -192,10 +206,14 @@ def test_timer_trigger_must_leave_its_state() -> None:
         (lambda d: d["transitions"][0].pop("dest"), "missing dest"),
         (lambda d: d["transitions"][0].update(colour="red"), "unknown key 'colour'"),
         (lambda d: d.update(transitions={"start": "x"}), "expected a list of transitions"),
-        (lambda d: d["errors"]["classes"]["network"].update(action="panic"),
-         "unknown action 'panic'"),
-        (lambda d: d["errors"]["rules"][0].update(kinds=["gremlins"]),
-         "unknown failure kind 'gremlins'"),
+        (
+            lambda d: d["errors"]["classes"]["network"].update(action="panic"),
+            "unknown action 'panic'",
+        ),
+        (
+            lambda d: d["errors"]["rules"][0].update(kinds=["gremlins"]),
+            "unknown failure kind 'gremlins'",
+        ),
         (lambda d: d["errors"]["rules"][2].update(http_status=["600-700"]), "outside 100-599"),
         (lambda d: d["errors"]["rules"][5].update(close_codes=["x"]), "expected a code"),
         (lambda d: d["errors"].update(default="mystery"), "unknown error class 'mystery'"),
@@ -211,8 +229,9 @@ def test_malformed_types_and_values(change: Any, expected: str) -> None:
 
 
 def test_all_problems_reported_at_once() -> None:
-    text = SPEC_TEXT.replace("log: WARNING", "log: LOUD").replace("tasks: [dial]",
-                                                                 "tasks: [telepathy]")
+    text = SPEC_TEXT.replace("log: WARNING", "log: LOUD").replace(
+        "tasks: [dial]", "tasks: [telepathy]"
+    )
     assert len(problems_of(text)) == 2
 
 
@@ -228,11 +247,13 @@ def test_empty_and_non_mapping() -> None:
 
 
 def test_spec_without_errors_table_gets_default() -> None:
-    spec = Spec.from_mapping({
-        "initial": "A",
-        "states": {"A": {}, "B": {"final": True}},
-        "transitions": [{"trigger": "go", "source": "A", "dest": "B"}],
-    })
+    spec = Spec.from_mapping(
+        {
+            "initial": "A",
+            "states": {"A": {}, "B": {"final": True}},
+            "transitions": [{"trigger": "go", "source": "A", "dest": "B"}],
+        }
+    )
     assert spec.errors.default == "retry"
     assert spec.source == "<mapping>"
 

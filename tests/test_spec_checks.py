@@ -53,32 +53,39 @@ def only(text: str, *needles: str) -> str:
 # -- reserved names -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("trigger", "why"), [
-    ("state", "model attribute"),
-    ("trigger", "binds trigger()"),
-    ("to_B", "to_<state>"),
-    ("is_A", "is_<state>"),
-    ("may_go", "may_<trigger>"),
-    ("__init__", "every Python model"),
-])
+@pytest.mark.parametrize(
+    ("trigger", "why"),
+    [
+        ("state", "model attribute"),
+        ("trigger", "binds trigger()"),
+        ("to_B", "to_<state>"),
+        ("is_A", "is_<state>"),
+        ("may_go", "may_<trigger>"),
+        ("__init__", "every Python model"),
+    ],
+)
 def test_reserved_trigger_is_refused_with_its_line(trigger: str, why: str) -> None:
-    text = BASE + ("  - {trigger: go, source: A, dest: B}\n"
-                   f"  - {{trigger: {trigger}, source: B, dest: DONE}}\n"
-                   "  - {trigger: go, source: B, dest: DONE, conditions: [exhausted]}\n")
+    text = BASE + (
+        "  - {trigger: go, source: A, dest: B}\n"
+        f"  - {{trigger: {trigger}, source: B, dest: DONE}}\n"
+        "  - {trigger: go, source: B, dest: DONE, conditions: [exhausted]}\n"
+    )
     only(text, f"t.yaml:9: transitions.1.trigger: '{trigger}' is reserved", why)
 
 
 def test_reserved_guard_name() -> None:
-    text = ("guards: [state]\n" + BASE +
-            "  - {trigger: go, source: A, dest: B, conditions: [state]}\n"
-            "  - {trigger: end, source: B, dest: DONE}\n")
+    text = (
+        "guards: [state]\n" + BASE + "  - {trigger: go, source: A, dest: B, conditions: [state]}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
     only(text, "t.yaml:1: guards.state: 'state' is reserved")
 
 
 def test_trigger_named_like_an_action_is_refused() -> None:
-    text = ("actions: [go]\n" + BASE +
-            "  - {trigger: go, source: A, dest: B, before: [go]}\n"
-            "  - {trigger: end, source: B, dest: DONE}\n")
+    text = (
+        "actions: [go]\n" + BASE + "  - {trigger: go, source: A, dest: B, before: [go]}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
     only(text, "t.yaml:1: actions.go:", "both a trigger and a guard or action")
 
 
@@ -87,8 +94,12 @@ def test_the_machine_really_refuses_what_check_refuses() -> None:
     from transitions import Machine
 
     with pytest.raises(ValueError, match="model attribute"):
-        Machine(model=object(), states=["A", "B"], initial="A",
-                transitions=[{"trigger": "state", "source": "A", "dest": "B"}])
+        Machine(
+            model=object(),
+            states=["A", "B"],
+            initial="A",
+            transitions=[{"trigger": "state", "source": "A", "dest": "B"}],
+        )
 
 
 # -- duplicate keys ---------------------------------------------------------------------------
@@ -109,20 +120,26 @@ def test_state_listed_twice_names_both_lines() -> None:
 
 
 def test_second_transitions_section_names_both_lines() -> None:
-    text = BASE + "  - {trigger: go, source: A, dest: B}\n" \
-        "  - {trigger: end, source: B, dest: DONE}\n" \
+    text = (
+        BASE + "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
         "transitions:\n  - {trigger: end, source: A, dest: DONE}\n"
+    )
     only(text, "t.yaml:10: transitions: duplicate key 'transitions' at lines 7 and 10")
 
 
 def test_duplicate_key_inside_a_row() -> None:
-    text = BASE + ("  - {trigger: go, source: A, dest: B, dest: DONE}\n"
-                   "  - {trigger: end, source: B, dest: DONE}\n")
+    text = BASE + (
+        "  - {trigger: go, source: A, dest: B, dest: DONE}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
     only(text, "t.yaml:8: transitions.0.dest: duplicate key 'dest' at lines 8 and 8")
 
 
 def test_duplicate_key_deep_in_the_error_table() -> None:
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
   - {trigger: go, source: A, dest: B}
   - {trigger: end, source: B, dest: DONE}
 errors:
@@ -131,6 +148,7 @@ errors:
     net: {action: fail}
   default: net
 """
+    )
     only(text, "t.yaml:13: errors.classes.net: duplicate key 'net' at lines 12 and 13")
 
 
@@ -138,12 +156,14 @@ errors:
 
 
 def test_trap_cycle_cannot_reach_a_final_state() -> None:
-    text = BASE + ("  - {trigger: go, source: A, dest: B}\n"
-                   "  - {trigger: back, source: B, dest: A}\n"
-                   "  - {trigger: end, source: A, dest: DONE, conditions: [exhausted]}\n"
-                   "  - {trigger: trap, source: A, dest: T}\n"
-                   "  - {trigger: spin, source: T, dest: T2}\n"
-                   "  - {trigger: spin, source: T2, dest: T}\n")
+    text = BASE + (
+        "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: back, source: B, dest: A}\n"
+        "  - {trigger: end, source: A, dest: DONE, conditions: [exhausted]}\n"
+        "  - {trigger: trap, source: A, dest: T}\n"
+        "  - {trigger: spin, source: T, dest: T2}\n"
+        "  - {trigger: spin, source: T2, dest: T}\n"
+    )
     text = text.replace("  DONE: {final: true}\n", "  DONE: {final: true}\n  T: {}\n  T2: {}\n")
     found = problems(text)
     assert [p.split(": ")[1] for p in found] == ["states.T", "states.T2"], found
@@ -151,47 +171,61 @@ def test_trap_cycle_cannot_reach_a_final_state() -> None:
 
 
 def test_without_final_states_cycles_are_fine() -> None:
-    Spec.from_yaml("initial: A\nstates: {A: {}, B: {}}\ntransitions:\n"
-                   "  - {trigger: go, source: A, dest: B}\n  - {trigger: go, source: B, dest: A}\n")
+    Spec.from_yaml(
+        "initial: A\nstates: {A: {}, B: {}}\ntransitions:\n"
+        "  - {trigger: go, source: A, dest: B}\n  - {trigger: go, source: B, dest: A}\n"
+    )
 
 
 def test_unguarded_row_shadows_a_guarded_one() -> None:
-    text = BASE + ("  - {trigger: go, source: A, dest: B}\n"
-                   "  - {trigger: go, source: A, dest: DONE, conditions: [exhausted]}\n"
-                   "  - {trigger: end, source: B, dest: DONE}\n")
-    only(text, "t.yaml:9: transitions.1: shadowed: never taken from A, because "
-               "transitions.0, line 8 for 'go' comes first and has no guards")
+    text = BASE + (
+        "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: go, source: A, dest: DONE, conditions: [exhausted]}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
+    only(
+        text,
+        "t.yaml:9: transitions.1: shadowed: never taken from A, because "
+        "transitions.0, line 8 for 'go' comes first and has no guards",
+    )
 
 
 def test_guarded_rows_that_cover_every_case_shadow_the_next() -> None:
-    text = BASE + ("  - {trigger: go, source: A, dest: B, conditions: [exhausted]}\n"
-                   "  - {trigger: go, source: A, dest: B, unless: [exhausted]}\n"
-                   "  - {trigger: go, source: A, dest: DONE, conditions: [retryable]}\n"
-                   "  - {trigger: end, source: B, dest: DONE}\n")
+    text = BASE + (
+        "  - {trigger: go, source: A, dest: B, conditions: [exhausted]}\n"
+        "  - {trigger: go, source: A, dest: B, unless: [exhausted]}\n"
+        "  - {trigger: go, source: A, dest: DONE, conditions: [retryable]}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
     only(text, "t.yaml:10: transitions.2: shadowed", "between them pass in every case")
 
 
 def test_guarded_row_before_unguarded_is_fine() -> None:
-    Spec.from_yaml(BASE + "  - {trigger: go, source: A, dest: DONE, conditions: [exhausted]}\n"
-                          "  - {trigger: go, source: A, dest: B}\n"
-                          "  - {trigger: end, source: B, dest: DONE}\n")
+    Spec.from_yaml(
+        BASE + "  - {trigger: go, source: A, dest: DONE, conditions: [exhausted]}\n"
+        "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
 
 
 # -- the spec language: wildcard, ignore, internal ---------------------------------------------
 
 
 def test_wildcard_source_is_every_non_final_state() -> None:
-    spec = Spec.from_yaml(BASE + "  - {trigger: go, source: A, dest: B}\n"
-                                 "  - {trigger: stop, source: '*', dest: DONE}\n")
+    spec = Spec.from_yaml(
+        BASE + "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: stop, source: '*', dest: DONE}\n"
+    )
     (row,) = [t for t in spec.transitions if t.trigger == "stop"]
     assert row.sources == ("A", "B")
     assert row.wildcard
 
 
 def test_ignored_event_is_accepted_and_not_a_row() -> None:
-    spec = Spec.from_yaml(BASE.replace("  B: {}", "  B: {ignore: [go]}")
-                          + "  - {trigger: go, source: A, dest: B}\n"
-                            "  - {trigger: end, source: B, dest: DONE}\n")
+    spec = Spec.from_yaml(
+        BASE.replace("  B: {}", "  B: {ignore: [go]}") + "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
     assert spec.accepts("B", "go")
     assert not spec.rows("B", "go")
     assert not spec.accepts("A", "end")
@@ -199,23 +233,31 @@ def test_ignored_event_is_accepted_and_not_a_row() -> None:
 
 def test_ignoring_a_trigger_the_state_takes_is_refused() -> None:
     text = BASE.replace("  A: {}", "  A: {ignore: [go]}") + (
-        "  - {trigger: go, source: A, dest: B}\n  - {trigger: end, source: B, dest: DONE}\n")
+        "  - {trigger: go, source: A, dest: B}\n  - {trigger: end, source: B, dest: DONE}\n"
+    )
     only(text, "t.yaml:4: states.A.ignore.0: ignores 'go', but transitions.0, line 8 takes it")
 
 
 def test_internal_transition_stays() -> None:
-    spec = Spec.from_yaml(BASE + "  - {trigger: poke, source: [A, B], internal: true}\n"
-                                 "  - {trigger: go, source: A, dest: B}\n"
-                                 "  - {trigger: end, source: B, dest: DONE}\n")
+    spec = Spec.from_yaml(
+        BASE + "  - {trigger: poke, source: [A, B], internal: true}\n"
+        "  - {trigger: go, source: A, dest: B}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
     internal = [t for t in spec.transitions if t.internal]
     assert [(t.sources, t.dest) for t in internal] == [(("A",), "A"), (("B",), "B")]
 
 
 def test_unknown_guard_suggests_declaring_it() -> None:
-    text = BASE + "  - {trigger: go, source: A, dest: B, conditions: [paid]}\n" \
-                  "  - {trigger: end, source: B, dest: DONE}\n"
-    only(text, "t.yaml:8: transitions.0.conditions: unknown guard 'paid'",
-         "declare your own under the top-level 'guards'")
+    text = (
+        BASE + "  - {trigger: go, source: A, dest: B, conditions: [paid]}\n"
+        "  - {trigger: end, source: B, dest: DONE}\n"
+    )
+    only(
+        text,
+        "t.yaml:8: transitions.0.conditions: unknown guard 'paid'",
+        "declare your own under the top-level 'guards'",
+    )
 
 
 # -- the example machines -------------------------------------------------------------------
@@ -251,9 +293,11 @@ def test_registry_check_names_file_line_and_the_bad_callable() -> None:
         return True
 
     found = registry.check(spec)
-    assert any(p.startswith(f"{EXAMPLES / 'order_control.yaml'}:12: guards.payments_enough: ")
-               and "cannot be called as payments_enough(subject, amount=...)" in p
-               for p in found), found
+    assert any(
+        p.startswith(f"{EXAMPLES / 'order_control.yaml'}:12: guards.payments_enough: ")
+        and "cannot be called as payments_enough(subject, amount=...)" in p
+        for p in found
+    ), found
     assert any("action 'record_item' is not bound in registry 'mine'" in p for p in found)
 
 
@@ -264,8 +308,10 @@ def test_registry_refuses_a_sync_task_and_double_binding() -> None:
     def dial(subject: object) -> None: ...
 
     spec = Spec.default()
-    assert any("task 'dial' is bound to" in p and "not an async function" in p
-               for p in registry.check(spec))
+    assert any(
+        "task 'dial' is bound to" in p and "not an async function" in p
+        for p in registry.check(spec)
+    )
     with pytest.raises(ValueError, match="already bound"):
         registry.bind("task", "dial", dial)
 
@@ -281,25 +327,27 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str
 
 BROKEN = {
     "reserved": BASE + "  - {trigger: state, source: A, dest: B}\n"
-                       "  - {trigger: end, source: B, dest: DONE}\n",
+    "  - {trigger: end, source: B, dest: DONE}\n",
     "duplicate": BASE.replace("  DONE: {final: true}\n", "  DONE: {final: true}\n  DONE: {}\n")
     + "  - {trigger: go, source: A, dest: B}\n  - {trigger: end, source: B, dest: DONE}\n",
     "trap": BASE + "  - {trigger: go, source: A, dest: B}\n"
-                   "  - {trigger: back, source: B, dest: A}\n"
-                   "  - {trigger: end, source: A, dest: DONE}\n"
-                   "  - {trigger: loop, source: A, dest: T}\n"
-                   "  - {trigger: loop, source: T, dest: T, internal: false}\n",
+    "  - {trigger: back, source: B, dest: A}\n"
+    "  - {trigger: end, source: A, dest: DONE}\n"
+    "  - {trigger: loop, source: A, dest: T}\n"
+    "  - {trigger: loop, source: T, dest: T, internal: false}\n",
     "shadowed": BASE + "  - {trigger: go, source: A, dest: B}\n"
-                       "  - {trigger: go, source: A, dest: DONE, unless: [exhausted]}\n"
-                       "  - {trigger: end, source: B, dest: DONE}\n",
+    "  - {trigger: go, source: A, dest: DONE, unless: [exhausted]}\n"
+    "  - {trigger: end, source: B, dest: DONE}\n",
 }
-BROKEN["trap"] = BROKEN["trap"].replace("  DONE: {final: true}\n",
-                                        "  DONE: {final: true}\n  T: {}\n")
+BROKEN["trap"] = BROKEN["trap"].replace(
+    "  DONE: {final: true}\n", "  DONE: {final: true}\n  T: {}\n"
+)
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_cli_check_refuses_each_broken_spec_with_file_and_line(
-        kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / f"{kind}.yaml"
     path.write_text(BROKEN[kind])
     code, out, err = run(capsys, "check", path)
@@ -311,8 +359,9 @@ def test_cli_check_refuses_each_broken_spec_with_file_and_line(
     assert "Traceback" not in err
 
 
-def test_cli_check_bind(capsys: pytest.CaptureFixture[str],
-                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_check_bind(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(EXAMPLES))
     code, out, _ = run(capsys, "check", EXAMPLES / "tcp.yaml", "--bind", "registries:tcp")
     assert code == 0
@@ -322,15 +371,18 @@ def test_cli_check_bind(capsys: pytest.CaptureFixture[str],
     assert f"{EXAMPLES / 'tcp.yaml'}:11: timers.time_wait: timer 'time_wait' is not bound" in err
 
 
-@pytest.mark.parametrize(("target", "message"), [
-    ("registries", "expected MODULE:NAME"),
-    ("no_such_module_xyz:r", "cannot import no_such_module_xyz: ModuleNotFoundError"),
-    ("registries:Order", "registries.Order is a type, not a fsm_live.spec.Registry"),
-    ("registries:nothing", "registries.nothing is nothing"),
-])
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("registries", "expected MODULE:NAME"),
+        ("no_such_module_xyz:r", "cannot import no_such_module_xyz: ModuleNotFoundError"),
+        ("registries:Order", "registries.Order is a type, not a fsm_live.spec.Registry"),
+        ("registries:nothing", "registries.nothing is nothing"),
+    ],
+)
 def test_cli_check_bad_bind_is_one_line_exit_2(
-        target: str, message: str, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    target: str, message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(EXAMPLES))
     code, out, err = run(capsys, "check", EXAMPLES / "tcp.yaml", "--bind", target)
     assert code == 2
@@ -339,14 +391,18 @@ def test_cli_check_bad_bind_is_one_line_exit_2(
     assert message in err
 
 
-def test_check_needs_no_user_code(capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_needs_no_user_code(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.delitem(sys.modules, "registries", raising=False)
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    code, _, _ = run(capsys, "check", *(EXAMPLES / f"{n}.yaml" for n in
-                                        ("order_control", "grpc_connectivity", "tcp")))
+    code, _, _ = run(
+        capsys,
+        "check",
+        *(EXAMPLES / f"{n}.yaml" for n in ("order_control", "grpc_connectivity", "tcp")),
+    )
     assert code == 0
     assert "registries" not in sys.modules
 
@@ -355,23 +411,46 @@ def test_check_needs_no_user_code(capsys: pytest.CaptureFixture[str],
 
 
 def test_diagram_with_trace_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [("DISCONNECTED", "CONNECTING", "start"), ("CONNECTING", "CONNECTED", "opened"),
-            ("CONNECTED", "RECONNECTING", "lost"), ("RECONNECTING", "CONNECTING", "retry"),
-            ("CONNECTING", "CONNECTED", "opened")]
+    rows = [
+        ("DISCONNECTED", "CONNECTING", "start"),
+        ("CONNECTING", "CONNECTED", "opened"),
+        ("CONNECTED", "RECONNECTING", "lost"),
+        ("RECONNECTING", "CONNECTING", "retry"),
+        ("CONNECTING", "CONNECTED", "opened"),
+    ]
     trace = tmp_path / "T.jsonl"
-    trace.write_text("".join(json.dumps({"t": i, "from": a, "to": b, "trigger": t, "reason": ""})
-                             + "\n" for i, (a, b, t) in enumerate(rows))
-                     # records of other kinds are skipped
-                     + '{"t": 2, "kind": "failure", "class": "lost"}\n')
-    code, out, err = run(capsys, "diagram", ROOT / "specs" / "connection.yaml",
-                         "--trace", trace, "--format", "mermaid")
+    trace.write_text(
+        "".join(
+            json.dumps({"t": i, "from": a, "to": b, "trigger": t, "reason": ""}) + "\n"
+            for i, (a, b, t) in enumerate(rows)
+        )
+        # records of other kinds are skipped
+        + '{"t": 2, "kind": "failure", "class": "lost"}\n'
+    )
+    code, out, err = run(
+        capsys,
+        "diagram",
+        ROOT / "specs" / "connection.yaml",
+        "--trace",
+        trace,
+        "--format",
+        "mermaid",
+    )
     assert code == 0
     assert err == ""
     assert "CONNECTING --> CONNECTED: opened \u00d72" in out
     assert "DISCONNECTED --> CONNECTING: start \u00d71" in out
     assert "RECONNECTING --> FAILED: give_up [exhausted] \u00d70" in out
-    code, out, _ = run(capsys, "diagram", ROOT / "specs" / "connection.yaml", "--trace", trace,
-                       trace, "--format", "dot")
+    code, out, _ = run(
+        capsys,
+        "diagram",
+        ROOT / "specs" / "connection.yaml",
+        "--trace",
+        trace,
+        trace,
+        "--format",
+        "dot",
+    )
     assert '"CONNECTING" -> "CONNECTED" [label="opened \u00d74", penwidth=5.00]' in out
 
 
@@ -389,16 +468,21 @@ def test_diagram_bad_trace_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.count("\n") == 1
 
 
-def test_diagram_warns_past_mermaids_text_limit(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_diagram_warns_past_mermaids_text_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     n = 1200
-    states = "".join(f"  S{i}: {{description: state number {i} of a long chain}}\n"
-                     for i in range(n))
-    rows = "".join(f"  - {{trigger: step_{i}, source: S{i}, dest: S{i + 1}}}\n"
-                   for i in range(n - 1))
+    states = "".join(
+        f"  S{i}: {{description: state number {i} of a long chain}}\n" for i in range(n)
+    )
+    rows = "".join(
+        f"  - {{trigger: step_{i}, source: S{i}, dest: S{i + 1}}}\n" for i in range(n - 1)
+    )
     path = tmp_path / "big.yaml"
-    path.write_text(f"initial: S0\nstates:\n{states}  END: {{final: true}}\ntransitions:\n{rows}"
-                    f"  - {{trigger: finish, source: '*', dest: END}}\n")
+    path.write_text(
+        f"initial: S0\nstates:\n{states}  END: {{final: true}}\ntransitions:\n{rows}"
+        f"  - {{trigger: finish, source: '*', dest: END}}\n"
+    )
     code, out, err = run(capsys, "diagram", path)
     assert code == 0
     assert len(out) > MERMAID_MAX_TEXT
@@ -442,15 +526,17 @@ def test_packaged_names_have_one_implementation_each() -> None:
 
 
 def test_spec_machine_binds_guards_with_event_args_actions_ignore_and_internal(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from fsm_live.core.machine import SpecMachine
     from fsm_live.errors import TransitionRefused
 
     monkeypatch.syspath_prepend(str(EXAMPLES))
     import registries
 
-    machine = SpecMachine(Spec.from_path(EXAMPLES / "order_control.yaml"),
-                          registry=registries.order_control)
+    machine = SpecMachine(
+        Spec.from_path(EXAMPLES / "order_control.yaml"), registry=registries.order_control
+    )
 
     class Model:
         """What SpecMachine calls on its model besides the registry's callables."""
@@ -485,6 +571,9 @@ def test_spec_machine_binds_guards_with_event_args_actions_ignore_and_internal(
 def test_spec_machine_refuses_a_registry_that_cannot_bind_the_spec() -> None:
     from fsm_live.core.machine import SpecMachine
 
-    with pytest.raises(SpecError, match=r"order_control.yaml:12: guards.payments_enough: "
-                                        r"guard 'payments_enough' is not bound"):
+    with pytest.raises(
+        SpecError,
+        match=r"order_control.yaml:12: guards.payments_enough: "
+        r"guard 'payments_enough' is not bound",
+    ):
         SpecMachine(Spec.from_path(EXAMPLES / "order_control.yaml"), registry=Registry("empty"))

@@ -72,8 +72,9 @@ def walk(*triggers: str | tuple[str, dict[str, bool]]) -> list[Step]:
 
 @asynccontextmanager
 async def live(network: MemoryNetwork, trace: Path) -> AsyncIterator[LiveConnection]:
-    async with connect(URL, transport=MemoryTransport(network), config=CONFIG,
-                       trace=trace, random=lambda: 1.0) as conn:
+    async with connect(
+        URL, transport=MemoryTransport(network), config=CONFIG, trace=trace, random=lambda: 1.0
+    ) as conn:
         yield conn
 
 
@@ -98,14 +99,23 @@ def dropper() -> tuple[anyio.Event, Callable[[ServerLink], Any]]:
 NOT_EXHAUSTED = {"exhausted": False}
 #: The walk each scenario's trace must be, by scenario.
 WALKS: dict[str, list[Step]] = {
-    "lost_retry_rotate": walk("start", "opened", "lost", ("retry", NOT_EXHAUSTED), "opened",
-                              "rotate", "opened", "close"),
-    "give_up_then_recover": walk("start", "connect_failed", ("retry", NOT_EXHAUSTED),
-                                 "connect_failed", ("give_up", {"exhausted": True}),
-                                 ("recover", {"retryable": True}), ("retry", NOT_EXHAUSTED),
-                                 "opened", "close"),
-    "fatal_reset_fatal": walk("start", "fatal", "reset", ("retry", NOT_EXHAUSTED), "opened",
-                              "fatal", "close"),
+    "lost_retry_rotate": walk(
+        "start", "opened", "lost", ("retry", NOT_EXHAUSTED), "opened", "rotate", "opened", "close"
+    ),
+    "give_up_then_recover": walk(
+        "start",
+        "connect_failed",
+        ("retry", NOT_EXHAUSTED),
+        "connect_failed",
+        ("give_up", {"exhausted": True}),
+        ("recover", {"retryable": True}),
+        ("retry", NOT_EXHAUSTED),
+        "opened",
+        "close",
+    ),
+    "fatal_reset_fatal": walk(
+        "start", "fatal", "reset", ("retry", NOT_EXHAUSTED), "opened", "fatal", "close"
+    ),
     "close_while_dialling": walk("start", "close"),
     "close_while_backing_off": walk("start", "connect_failed", "close"),
     "close_before_start": walk("close"),
@@ -124,8 +134,10 @@ async def test_lost_retry_rotate(tmp_path: Path) -> None:
         await conn.wait_connected()
     check_trace(trace, WALKS["lost_retry_rotate"])
     # The trace, as written (failure and stats records included), drawn with its counts.
-    assert main(["diagram", str(SPEC.source), "--trace", str(trace), "-o",
-                 str(tmp_path / "d.mmd")]) == 0
+    assert (
+        main(["diagram", str(SPEC.source), "--trace", str(trace), "-o", str(tmp_path / "d.mmd")])
+        == 0
+    )
     diagram = (tmp_path / "d.mmd").read_text()
     assert "CONNECTING --> CONNECTED: opened \u00d73" in diagram
     assert "CONNECTED --> RECONNECTING: lost \u00d71" in diagram
@@ -158,8 +170,10 @@ async def test_fatal_reset_fatal(tmp_path: Path) -> None:
     check_trace(trace, WALKS["fatal_reset_fatal"])
 
 
-@pytest.mark.parametrize(("state", "scenario"), [("CONNECTING", "close_while_dialling"),
-                                               ("RECONNECTING", "close_while_backing_off")])
+@pytest.mark.parametrize(
+    ("state", "scenario"),
+    [("CONNECTING", "close_while_dialling"), ("RECONNECTING", "close_while_backing_off")],
+)
 async def test_close_while(state: str, scenario: str, tmp_path: Path) -> None:
     network, trace = MemoryNetwork(), tmp_path / "t.jsonl"
     if state == "CONNECTING":
@@ -190,7 +204,10 @@ def test_every_edge_is_taken_by_some_scenario() -> None:
             assert expected.row is not None
             taken.add((state, expected.row.trigger, expected.row.dest))
             state = expected.dest
-    wanted = {(source, row.trigger, row.dest) for path in covering_paths(SPEC)
-              for source, row in path.edges}
+    wanted = {
+        (source, row.trigger, row.dest)
+        for path in covering_paths(SPEC)
+        for source, row in path.edges
+    }
     assert wanted == {(s, t.trigger, t.dest) for s, t in SPEC.edges()}
     assert wanted <= taken

@@ -6,8 +6,14 @@ import attrs
 
 from fsm_live._runtime.stats import Counters, Stats
 
-LIVE = {"state": "S", "time_in_state": 1.5, "reconnects": 2, "consecutive_failures": 1,
-        "buffered": 3, "tasks_alive": 4}
+LIVE = {
+    "state": "S",
+    "time_in_state": 1.5,
+    "reconnects": 2,
+    "consecutive_failures": 1,
+    "buffered": 3,
+    "tasks_alive": 4,
+}
 
 
 def test_stats_are_the_counters_and_the_live_figures() -> None:

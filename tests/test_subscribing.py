@@ -32,8 +32,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "specs" / "examples"
 URL = "ws://lwp.test/"
-CONFIG = Config(heartbeat_interval=1, heartbeat_timeout=3, open_timeout=2,
-                backoff=ExponentialJitter(initial=0.1, maximum=1))
+CONFIG = Config(
+    heartbeat_interval=1,
+    heartbeat_timeout=3,
+    open_timeout=2,
+    backoff=ExponentialJitter(initial=0.1, maximum=1),
+)
 
 
 @pytest.fixture
@@ -53,18 +57,28 @@ async def test_subscribes_after_every_reconnect(registries: Any, tmp_path: Path)
     spec = Spec.from_path(EXAMPLES / "subscribing.yaml")
     machine = LifecycleMachine(spec, registry=registries.subscribing)
     server = MemoryLwpServer(MemoryNetwork(), URL, push_interval=None)
-    credentials = CookieCredentials(parse_cookies("unb=77; cna=x"),
-                                    token_source=server.token_source)
+    credentials = CookieCredentials(
+        parse_cookies("unb=77; cna=x"), token_source=server.token_source
+    )
     trace = tmp_path / "t.jsonl"
     with anyio.fail_after(60):
-        async with server, LiveConnection(server.url, protocol="lwp", config=CONFIG,
-                                          credentials=credentials, machine=machine,
-                                          transport=server.transport, trace=trace) as conn:
+        async with (
+            server,
+            LiveConnection(
+                server.url,
+                protocol="lwp",
+                config=CONFIG,
+                credentials=credentials,
+                machine=machine,
+                transport=server.transport,
+                trace=trace,
+            ) as conn,
+        ):
+
             def subscriptions(times: int) -> Callable[[LwpServerStats], bool]:
                 # The server records each request's path (after registration, the lwp
                 # adapter's own /r/SyncStatus/ackDiff too).
-                return lambda stats: stats.request_paths.count(registries.SUBSCRIBE_PATH) \
-                    == times
+                return lambda stats: stats.request_paths.count(registries.SUBSCRIBE_PATH) == times
 
             await conn.wait_for("CONNECTED")
             await server.wait_until(subscriptions(1))
@@ -88,6 +102,9 @@ async def test_subscribes_after_every_reconnect(registries: Any, tmp_path: Path)
 
 def test_an_unbound_task_is_refused_with_file_and_line() -> None:
     spec = Spec.from_path(EXAMPLES / "subscribing.yaml")
-    with pytest.raises(SpecError, match=r"subscribing.yaml:\d+: tasks.subscribe: task "
-                                        r"'subscribe' is not bound in registry"):
+    with pytest.raises(
+        SpecError,
+        match=r"subscribing.yaml:\d+: tasks.subscribe: task "
+        r"'subscribe' is not bound in registry",
+    ):
         LifecycleMachine(spec, registry=Registry("empty"))

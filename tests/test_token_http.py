@@ -48,8 +48,10 @@ def test_token_url_for_a_websocket_url() -> None:
 
 
 async def test_a_token_answer_and_the_request_sent() -> None:
-    handler = Answering(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
-                        b'Content-Length: 17\r\n\r\n{"token": "t-42"}')
+    handler = Answering(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 17\r\n\r\n{"token": "t-42"}'
+    )
     async with raw_server(handler) as server:
         with anyio.fail_after(5):
             token = await fetch_token(f"http://127.0.0.1:{server.port}/token?v=1", COOKIES)
@@ -59,19 +61,23 @@ async def test_a_token_answer_and_the_request_sent() -> None:
     assert f"Cookie: unb=9; sid={CANARY}\r\n".encode() in request
 
 
-@pytest.mark.parametrize(("answer", "problem"), [
-    (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "answered HTTP 403"),
-    (b"HTTP/1.1 200 OK\r\n\r\nnot json", "the answer is not JSON"),
-    (b'HTTP/1.1 200 OK\r\n\r\n{"token": 5}', "the answer has no 'token' string"),
-    (b"SSH-2.0-OpenSSH\r\n", "not an HTTP answer"),
-    (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * MAX_RESPONSE, "answer larger than"),
-])
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "answered HTTP 403"),
+        (b"HTTP/1.1 200 OK\r\n\r\nnot json", "the answer is not JSON"),
+        (b'HTTP/1.1 200 OK\r\n\r\n{"token": 5}', "the answer has no 'token' string"),
+        (b"SSH-2.0-OpenSSH\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * MAX_RESPONSE, "answer larger than"),
+    ],
+)
 async def test_bad_answers_are_clear_errors_without_secrets(answer: bytes, problem: str) -> None:
     async with raw_server(Answering(answer)) as server:
         with anyio.fail_after(5), pytest.raises(TokenFetchFailed) as caught:
             await fetch_token(f"http://127.0.0.1:{server.port}/token", COOKIES)
     assert str(caught.value).startswith(
-        f"token endpoint http://127.0.0.1:{server.port}/token: {problem}")
+        f"token endpoint http://127.0.0.1:{server.port}/token: {problem}"
+    )
     assert CANARY not in str(caught.value)
 
 
@@ -84,6 +90,7 @@ async def test_unreachable_and_silent_endpoints() -> None:
         source = HttpTokenSource(f"http://user:pw@127.0.0.1:{server.port}/token", timeout=0.2)
         with anyio.fail_after(5), pytest.raises(TokenFetchFailed) as caught:
             await source(COOKIES)
-    assert str(caught.value) == (f"token endpoint http://127.0.0.1:{server.port}/token: "
-                                 f"no answer within 0.2 s")
+    assert str(caught.value) == (
+        f"token endpoint http://127.0.0.1:{server.port}/token: no answer within 0.2 s"
+    )
     assert "pw" not in repr(source)

@@ -10,10 +10,17 @@ from fsm_live._runtime.trace import TRACE_KEYS, TraceWriter, read_trace, trace_l
 from fsm_live.core.effects import TransitionRecord
 
 RECORDS = [
-    TransitionRecord(at=100.25, source="DISCONNECTED", dest="CONNECTING", trigger="start",
-                     reason="started"),
-    TransitionRecord(at=101.5, source="CONNECTING", dest="RECONNECTING",
-                     trigger="connect_failed", reason="network: refused", error_class="network"),
+    TransitionRecord(
+        at=100.25, source="DISCONNECTED", dest="CONNECTING", trigger="start", reason="started"
+    ),
+    TransitionRecord(
+        at=101.5,
+        source="CONNECTING",
+        dest="RECONNECTING",
+        trigger="connect_failed",
+        reason="network: refused",
+        error_class="network",
+    ),
     TransitionRecord(at=103.0, source="RECONNECTING", dest="CLOSED", trigger="close"),
 ]
 
@@ -27,8 +34,13 @@ def test_a_line_has_exactly_the_keys_in_order() -> None:
     assert "\n" not in line
     row = json.loads(line)
     assert tuple(row) == TRACE_KEYS  # error_class is not traced
-    assert row == {"t": 1.5, "from": "CONNECTING", "to": "RECONNECTING",
-                   "trigger": "connect_failed", "reason": "network: refused"}
+    assert row == {
+        "t": 1.5,
+        "from": "CONNECTING",
+        "to": "RECONNECTING",
+        "trigger": "connect_failed",
+        "reason": "network: refused",
+    }
 
 
 def test_t_is_float_seconds_since_the_start_rounded_to_microseconds() -> None:
@@ -45,8 +57,9 @@ def test_an_empty_reason_is_an_empty_string() -> None:
 
 
 def test_non_ascii_is_written_as_is() -> None:
-    record = TransitionRecord(at=1.0, source="zu", dest="offen", trigger="öffnen",
-                              reason="Verbindung geöffnet ✓")
+    record = TransitionRecord(
+        at=1.0, source="zu", dest="offen", trigger="öffnen", reason="Verbindung geöffnet ✓"
+    )
     line = trace_line(record, 0.0)
     assert "öffnen" in line
     assert "✓" in line
@@ -100,4 +113,3 @@ def test_read_trace_skips_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "trace.jsonl"
     path.write_text("\n" + trace_line(RECORDS[0], 100.0) + "\n\n   \n", encoding="utf-8")
     assert read_trace(path) == [json.loads(trace_line(RECORDS[0], 100.0))]
-

@@ -115,8 +115,9 @@ class StreamOnlyTransport:
 
 
 class _TcpServed:
-    def __init__(self, url: str, server: WebSocketServer | RawServer,
-                 proxy: FaultProxy | None = None) -> None:
+    def __init__(
+        self, url: str, server: WebSocketServer | RawServer, proxy: FaultProxy | None = None
+    ) -> None:
         self.url = url
         self._server = server
         self._proxy = proxy
@@ -140,8 +141,9 @@ class TcpHarness:
     margin = 0.5
     watch = 0.6
 
-    def __init__(self, transport: Transport | None = None, *,
-                 tasks_when_connected: int = 0) -> None:
+    def __init__(
+        self, transport: Transport | None = None, *, tasks_when_connected: int = 0
+    ) -> None:
         self.transport = transport
         self.tasks_when_connected = tasks_when_connected
 
@@ -153,9 +155,14 @@ class TcpHarness:
         return connect(url, **options)
 
     @contextlib.asynccontextmanager
-    async def serving(self, handler: Handler, *, answer: Answer | None = None,
-                      black_holes: bool = False,
-                      ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[_TcpServed]:
+    async def serving(
+        self,
+        handler: Handler,
+        *,
+        answer: Answer | None = None,
+        black_holes: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> AsyncIterator[_TcpServed]:
         reject = None if answer is None else (lambda n, _headers: answer(n))
         async with websocket_server(handler, reject=reject, ssl_context=ssl_context) as server:
             if not black_holes:
@@ -225,8 +232,9 @@ class _MemorySide:
     async def send(self, message: Message, *, text: bool | None = None) -> None:
         await self.link.send(message, text=text)
 
-    async def send_fragments(self, fragments: Sequence[Message], *,
-                             text: bool | None = None) -> None:
+    async def send_fragments(
+        self, fragments: Sequence[Message], *, text: bool | None = None
+    ) -> None:
         await self.link.send_fragments(fragments, text=text)
 
     async def recv(self) -> Message:
@@ -266,8 +274,9 @@ class _AnsweringTransport(MemoryTransport):
 
 
 class _MemoryServed:
-    def __init__(self, url: str, network: MemoryNetwork,
-                 server: MemoryServer | None = None) -> None:
+    def __init__(
+        self, url: str, network: MemoryNetwork, server: MemoryServer | None = None
+    ) -> None:
         self.url = url
         self._network = network
         self._server = server
@@ -306,8 +315,9 @@ class MemoryHarness:
         return connect(url, transport=self.transport, **options)
 
     @contextlib.asynccontextmanager
-    async def serving(self, handler: Handler, *, answer: Answer | None = None,
-                      black_holes: bool = False) -> AsyncIterator[_MemoryServed]:
+    async def serving(
+        self, handler: Handler, *, answer: Answer | None = None, black_holes: bool = False
+    ) -> AsyncIterator[_MemoryServed]:
         async def run(link: ServerLink) -> None:
             await handler(_MemorySide(link))
 
@@ -408,17 +418,21 @@ async def test_wss_with_a_trusted_test_ca(tcp: TcpHarness, ca: trustme.CA) -> No
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("names", [("127.0.0.1",), ("elsewhere.example",)],
-                         ids=["untrusted", "wrong-host-name"])
+@pytest.mark.parametrize(
+    "names", [("127.0.0.1",), ("elsewhere.example",)], ids=["untrusted", "wrong-host-name"]
+)
 async def test_a_certificate_that_fails_verification_is_tls_and_fatal(
-        tcp: TcpHarness, ca: trustme.CA, names: tuple[str, ...]) -> None:
+    tcp: TcpHarness, ca: trustme.CA, names: tuple[str, ...]
+) -> None:
     """Untrusted (the default context: the system's CAs) or issued for another name
     (the test CA trusted): kind tls, class fatal, one attempt, FAILED until reset."""
     trusted = names != ("127.0.0.1",)
     options: dict[str, Any] = {"ssl": _client_tls(ca)} if trusted else {}
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo, ssl_context=_server_tls(ca, *names)) as served, \
-                tcp.connect(served.url, **options) as conn:
+        async with (
+            tcp.serving(echo, ssl_context=_server_tls(ca, *names)) as served,
+            tcp.connect(served.url, **options) as conn,
+        ):
             recorder = Recorder(conn)
             failed = await recorder.reach("FAILED")
             assert conn.needs_reset
@@ -433,21 +447,24 @@ async def test_a_certificate_that_fails_verification_is_tls_and_fatal(
 @pytest.mark.anyio
 async def test_the_ssl_option_is_ignored_for_ws_urls(tcp: TcpHarness, ca: trustme.CA) -> None:
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo) as served, \
-                tcp.connect(served.url, ssl=_client_tls(ca)) as conn:
+        async with (
+            tcp.serving(echo) as served,
+            tcp.connect(served.url, ssl=_client_tls(ca)) as conn,
+        ):
             await conn.wait_connected()
             await conn.send("plain")
             assert await anext(aiter(conn)) == "plain"
 
 
 @pytest.mark.anyio
-async def test_wss_to_a_port_without_tls_is_tls_handshake_and_retried(
-        tcp: TcpHarness) -> None:
+async def test_wss_to_a_port_without_tls_is_tls_handshake_and_retried(tcp: TcpHarness) -> None:
     """A port speaking plain HTTP answers the TLS hello with HTTP: a TLS handshake
     failure (class network, retried), not a certificate failure."""
     with anyio.fail_after(TEST_DEADLINE):
-        async with raw_server(answer_http_400) as raw, \
-                tcp.connect(raw.url.replace("ws://", "wss://")) as conn:
+        async with (
+            raw_server(answer_http_400) as raw,
+            tcp.connect(raw.url.replace("ws://", "wss://")) as conn,
+        ):
             recorder = Recorder(conn)
             await recorder.reach("CONNECTING", 3)
     for index in (1, 3):
@@ -459,13 +476,16 @@ async def test_wss_to_a_port_without_tls_is_tls_handshake_and_retried(
 
 @pytest.mark.anyio
 async def test_wss_to_a_plain_websocket_server_is_tls_handshake_and_retried(
-        tcp: TcpHarness) -> None:
+    tcp: TcpHarness,
+) -> None:
     """The same against websockets' own server without TLS: it hangs up on the TLS
     hello (asyncio's TLS reports that as a reset, anyio's as an end of stream): a
     failure of the TLS handshake on every path, class network, retried."""
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo) as served, \
-                tcp.connect(served.url.replace("ws://", "wss://")) as conn:
+        async with (
+            tcp.serving(echo) as served,
+            tcp.connect(served.url.replace("ws://", "wss://")) as conn,
+        ):
             recorder = Recorder(conn)
             await recorder.reach("CONNECTING", 3)
     for index in (1, 3):
@@ -495,13 +515,13 @@ async def test_an_answer_that_is_not_http_fails_the_attempt_at_once(tcp: TcpHarn
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", ["http", "http-password", "socks5", "socks5h",
-                                  "socks5h-password"])
+@pytest.mark.parametrize("kind", ["http", "http-password", "socks5", "socks5h", "socks5h-password"])
 async def test_an_explicit_proxy(tcp: TcpHarness, kind: str) -> None:
     scheme, _, password = kind.partition("-")
     user = ("alice", "s3cr3t") if password else None
-    proxy_cm = http_connect_proxy(credentials=user) if scheme == "http" else socks5_proxy(
-        credentials=user)
+    proxy_cm = (
+        http_connect_proxy(credentials=user) if scheme == "http" else socks5_proxy(credentials=user)
+    )
     with anyio.fail_after(TEST_DEADLINE):
         async with tcp.serving(echo) as served, proxy_cm as proxy:
             url = proxy.url(scheme, "alice:s3cr3t" if user else None)
@@ -522,8 +542,9 @@ async def test_an_explicit_proxy(tcp: TcpHarness, kind: str) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["http", "socks5h"])
 @pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
-async def test_the_proxy_resolves_the_host_name(tcp: TcpHarness, ca: trustme.CA, kind: str,
-                                                secure: bool) -> None:
+async def test_the_proxy_resolves_the_host_name(
+    tcp: TcpHarness, ca: trustme.CA, kind: str, secure: bool
+) -> None:
     """HTTP CONNECT and socks5h name the host to the proxy: ``echo.test`` is known only
     to it.  Over wss:// the certificate is checked for that name inside the tunnel."""
     hosts = {"echo.test": "127.0.0.1"}
@@ -538,22 +559,24 @@ async def test_the_proxy_resolves_the_host_name(tcp: TcpHarness, ca: trustme.CA,
                 await conn.send("by name")
                 assert await anext(aiter(conn)) == "by name"
     [tunnel] = proxy.tunnels
-    assert (tunnel.host, tunnel.address_type) == (
-        "echo.test", None if kind == "http" else "domain")
+    assert (tunnel.host, tunnel.address_type) == ("echo.test", None if kind == "http" else "domain")
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("variable", "kind", "value_scheme"), [
-    ("http_proxy", "http", "http"),
-    ("HTTP_PROXY", "http", "http"),
-    ("https_proxy", "http", "http"),  # websockets prefers it to http_proxy for ws://
-    ("ws_proxy", "http", "http"),
-    ("socks_proxy", "socks", "socks5h"),
-    ("socks_proxy", "socks", "http"),  # socks_proxy=http://h:p means SOCKS5 (websockets)
-])
-async def test_a_proxy_from_the_environment(tcp: TcpHarness, monkeypatch: pytest.MonkeyPatch,
-                                            variable: str, kind: str,
-                                            value_scheme: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "kind", "value_scheme"),
+    [
+        ("http_proxy", "http", "http"),
+        ("HTTP_PROXY", "http", "http"),
+        ("https_proxy", "http", "http"),  # websockets prefers it to http_proxy for ws://
+        ("ws_proxy", "http", "http"),
+        ("socks_proxy", "socks", "socks5h"),
+        ("socks_proxy", "socks", "http"),  # socks_proxy=http://h:p means SOCKS5 (websockets)
+    ],
+)
+async def test_a_proxy_from_the_environment(
+    tcp: TcpHarness, monkeypatch: pytest.MonkeyPatch, variable: str, kind: str, value_scheme: str
+) -> None:
     proxy_cm = http_connect_proxy() if kind == "http" else socks5_proxy()
     with anyio.fail_after(TEST_DEADLINE):
         async with tcp.serving(echo) as served, proxy_cm as proxy:
@@ -566,17 +589,21 @@ async def test_a_proxy_from_the_environment(tcp: TcpHarness, monkeypatch: pytest
 @pytest.mark.anyio
 @pytest.mark.parametrize("case", ["no_proxy", "proxy=None", "all_proxy", "http_proxy-for-wss"])
 async def test_when_the_environment_s_proxy_is_not_used(
-        tcp: TcpHarness, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    tcp: TcpHarness, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
     """``no_proxy`` bypasses it, ``proxy=None`` disables it, ``all_proxy`` is not read
     (websockets does not), and ``http_proxy`` is not used for ``wss://``."""
     secure = case == "http_proxy-for-wss"
     options: dict[str, Any] = {"ssl": _client_tls(ca)} if secure else {}
     server_tls = _server_tls(ca, "127.0.0.1") if secure else None
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo, ssl_context=server_tls) as served, \
-                http_connect_proxy() as proxy:
-            monkeypatch.setenv("all_proxy" if case == "all_proxy" else "http_proxy",
-                               proxy.url("http"))
+        async with (
+            tcp.serving(echo, ssl_context=server_tls) as served,
+            http_connect_proxy() as proxy,
+        ):
+            monkeypatch.setenv(
+                "all_proxy" if case == "all_proxy" else "http_proxy", proxy.url("http")
+            )
             if case == "no_proxy":
                 monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
             if case == "proxy=None":
@@ -592,9 +619,11 @@ async def test_wss_through_a_proxy(tcp: TcpHarness, ca: trustme.CA, kind: str) -
     """TLS to the server runs inside the tunnel: the proxy sees only ciphertext."""
     proxy_cm = http_connect_proxy() if kind == "http" else socks5_proxy()
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo, ssl_context=_server_tls(ca, "127.0.0.1")) as served, \
-                proxy_cm as proxy, \
-                tcp.connect(served.url, ssl=_client_tls(ca), proxy=proxy.url(kind)) as conn:
+        async with (
+            tcp.serving(echo, ssl_context=_server_tls(ca, "127.0.0.1")) as served,
+            proxy_cm as proxy,
+            tcp.connect(served.url, ssl=_client_tls(ca), proxy=proxy.url(kind)) as conn,
+        ):
             await conn.wait_connected()
             await conn.send("secret inside TLS")
             assert await anext(aiter(conn)) == "secret inside TLS"
@@ -603,10 +632,13 @@ async def test_wss_through_a_proxy(tcp: TcpHarness, ca: trustme.CA, kind: str) -
 
 @pytest.mark.anyio
 async def test_wss_takes_https_proxy_from_the_environment(
-        tcp: TcpHarness, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    tcp: TcpHarness, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo, ssl_context=_server_tls(ca, "127.0.0.1")) as served, \
-                http_connect_proxy() as proxy:
+        async with (
+            tcp.serving(echo, ssl_context=_server_tls(ca, "127.0.0.1")) as served,
+            http_connect_proxy() as proxy,
+        ):
             monkeypatch.setenv("https_proxy", proxy.url("http"))
             async with tcp.connect(served.url, ssl=_client_tls(ca)) as conn:
                 await conn.wait_connected()
@@ -634,19 +666,26 @@ async def _refusing_proxy(kind: str) -> AsyncIterator[tuple[str, Proxy | None]]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("kind", "failure_kind"), [
-    ("down", "refused"),
-    ("http-403", "unreachable"),
-    ("http-407", "unreachable"),
-    ("socks-refused", "unreachable"),
-    ("socks-bad-password", "unreachable"),
-])
-async def test_a_proxy_that_does_not_open_the_tunnel(tcp: TcpHarness, kind: str,
-                                                     failure_kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "failure_kind"),
+    [
+        ("down", "refused"),
+        ("http-403", "unreachable"),
+        ("http-407", "unreachable"),
+        ("socks-refused", "unreachable"),
+        ("socks-bad-password", "unreachable"),
+    ],
+)
+async def test_a_proxy_that_does_not_open_the_tunnel(
+    tcp: TcpHarness, kind: str, failure_kind: str
+) -> None:
     """A clear kind, class network, and retried; the server never sees an attempt."""
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo) as served, _refusing_proxy(kind) as (url, proxy), \
-                tcp.connect(served.url, proxy=url) as conn:
+        async with (
+            tcp.serving(echo) as served,
+            _refusing_proxy(kind) as (url, proxy),
+            tcp.connect(served.url, proxy=url) as conn,
+        ):
             recorder = Recorder(conn)
             await recorder.reach("CONNECTING", 3)
     for index in (1, 3):
@@ -659,12 +698,18 @@ async def test_a_proxy_that_does_not_open_the_tunnel(tcp: TcpHarness, kind: str,
     assert served.attempts() == 0
 
 
-@pytest.mark.parametrize(("proxy", "shown"), [
-    ("ftp://x", "'ftp://x'"),
-    ("https://alice:s3cr3t@proxy.example:3128", "'https://alice:***@proxy.example:3128'"),
-    ("http://alice:s3cr3t@proxy.example:3128/path", "'http://alice:***@proxy.example:3128/path'"),
-    ("socks5h://alice@proxy.example:1080", "'socks5h://alice@proxy.example:1080'"),
-])
+@pytest.mark.parametrize(
+    ("proxy", "shown"),
+    [
+        ("ftp://x", "'ftp://x'"),
+        ("https://alice:s3cr3t@proxy.example:3128", "'https://alice:***@proxy.example:3128'"),
+        (
+            "http://alice:s3cr3t@proxy.example:3128/path",
+            "'http://alice:***@proxy.example:3128/path'",
+        ),
+        ("socks5h://alice@proxy.example:1080", "'socks5h://alice@proxy.example:1080'"),
+    ],
+)
 def test_an_unusable_proxy_url_is_a_config_error(proxy: str, shown: str) -> None:
     with pytest.raises(ConfigError) as info:
         connect("ws://127.0.0.1:9/", proxy=proxy)
@@ -674,7 +719,8 @@ def test_an_unusable_proxy_url_is_a_config_error(proxy: str, shown: str) -> None
 
 
 def test_an_unusable_proxy_from_the_environment_is_a_config_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("https_proxy", "https://alice:s3cr3t@proxy.example:3128")
     with pytest.raises(ConfigError, match="https:// proxies are not supported") as info:
         connect("ws://127.0.0.1:9/")
@@ -700,9 +746,11 @@ async def test_compression(tcp: TcpHarness, compression: bool) -> None:
 
     config = CONFIG.replace(compression=compression)
     with anyio.fail_after(TEST_DEADLINE):
-        async with websocket_server(record) as server, \
-                FaultProxy(upstream=("127.0.0.1", server.port)) as wire, \
-                tcp.connect(f"ws://127.0.0.1:{wire.port}/", config=config) as conn:
+        async with (
+            websocket_server(record) as server,
+            FaultProxy(upstream=("127.0.0.1", server.port)) as wire,
+            tcp.connect(f"ws://127.0.0.1:{wire.port}/", config=config) as conn,
+        ):
             await conn.wait_connected()
             await conn.send(text)
             await conn.send(binary)
@@ -727,6 +775,7 @@ async def test_compression(tcp: TcpHarness, compression: bool) -> None:
 async def test_a_compressed_message_over_max_size_is_1009(tcp: TcpHarness) -> None:
     """2 MB of zeros deflate to about 2 kB on the wire; inflated they are over
     max_size: 1009, terminal, however small the frame was."""
+
     async def bomb(side: Side) -> None:
         await side.send(bytes(2_000_000))
         await side.wait_closed()
@@ -745,8 +794,10 @@ async def test_a_compressed_message_over_max_size_is_1009(tcp: TcpHarness) -> No
 
 class _Credentials:
     async def handshake_headers(self) -> Mapping[str, Secret]:
-        return {"Cookie": Secret("session=s3cr3t-cookie"),
-                "Authorization": Secret("Bearer s3cr3t-bearer")}
+        return {
+            "Cookie": Secret("session=s3cr3t-cookie"),
+            "Authorization": Secret("Bearer s3cr3t-bearer"),
+        }
 
     async def refresh(self) -> bool:
         return False
@@ -757,9 +808,9 @@ class _Credentials:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("authorization", ["credentials", "url"])
-async def test_no_secret_reaches_websockets_debug_log(tcp: TcpHarness,
-                                                      caplog: pytest.LogCaptureFixture,
-                                                      authorization: str) -> None:
+async def test_no_secret_reaches_websockets_debug_log(
+    tcp: TcpHarness, caplog: pytest.LogCaptureFixture, authorization: str
+) -> None:
     """Cookie and Authorization from a credentials provider (or Authorization from the
     URL's user info), a query string token, frame contents: none at DEBUG."""
     caplog.set_level(logging.DEBUG)
@@ -802,27 +853,33 @@ async def test_no_secret_reaches_websockets_debug_log(tcp: TcpHarness,
     ours = [formatter.format(r) for r in caplog.records if r.name.startswith("fsm_live")]
     assert not [line for line in ours if "s3cr3t" in line]
     # The check has teeth: the test server, at DEBUG, does log them.
-    assert [r for r in caplog.records if r.name.startswith("websockets.server")
-            and "s3cr3t" in r.getMessage()]
+    assert [
+        r
+        for r in caplog.records
+        if r.name.startswith("websockets.server") and "s3cr3t" in r.getMessage()
+    ]
 
 
 # -- the memory network's own behaviour ---------------------------------------------------
 
 _VIRTUAL = pytest.mark.parametrize(
-    "anyio_backend", [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}),
-                                   id="trio-mockclock")])
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-mockclock")],
+)
 _MEMORY_URL = "ws://a.test/"
 
 
-def _memory_connect(network: MemoryNetwork, url: str = _MEMORY_URL,
-                    **options: Any) -> LiveConnection:
+def _memory_connect(
+    network: MemoryNetwork, url: str = _MEMORY_URL, **options: Any
+) -> LiveConnection:
     options.setdefault("config", CONFIG)
     options.setdefault("random", lambda: 1.0)
     return connect(url, transport=MemoryTransport(network), **options)
 
 
-async def _first_failure(network: MemoryNetwork, url: str = _MEMORY_URL,
-                         **options: Any) -> tuple[str, str]:
+async def _first_failure(
+    network: MemoryNetwork, url: str = _MEMORY_URL, **options: Any
+) -> tuple[str, str]:
     """Connect once: what happened ("connected", or the failure's class and reason)."""
     async with _memory_connect(network, url, **options) as conn:
         recorder = Recorder(conn)
@@ -851,7 +908,9 @@ async def test_memory_overrides_take_precedence_until_restored() -> None:
             assert await _first_failure(network) == ("connected", "")
             network.hang_up(_MEMORY_URL)
             assert await _first_failure(network) == (
-                "network", "connection closed during the handshake")
+                "network",
+                "connection closed during the handshake",
+            )
             network.stall(_MEMORY_URL)
             assert await _first_failure(network) == ("network", "open timeout")
             network.restore(_MEMORY_URL)
@@ -891,8 +950,11 @@ async def test_memory_refuse_with_a_kind(kind: str) -> None:
     with anyio.fail_after(TEST_DEADLINE):
         async with _memory_connect(network) as conn:
             recorder = Recorder(conn)
-            index = await recorder.reach("RECONNECTING") if kind != "tls" else \
-                await recorder.reach("FAILED")
+            index = (
+                await recorder.reach("RECONNECTING")
+                if kind != "tls"
+                else await recorder.reach("FAILED")
+            )
     assert recorder.failure(index).kind == kind
 
 
@@ -982,8 +1044,10 @@ async def test_memory_a_handler_that_returns_closes_1000_and_leaving_serve_1001(
                 await recorder.reach("RECONNECTING", 3)
     assert [link.close_code for link in server.links] == [1000, 1001]
     planned, left, refused = (recorder.failure(i) for i in recorder.entries("RECONNECTING"))
-    assert [(f.error_class, f.close_code) for f in (planned, left)] == [("planned", 1000),
-                                                                        ("planned", 1001)]
+    assert [(f.error_class, f.close_code) for f in (planned, left)] == [
+        ("planned", 1000),
+        ("planned", 1001),
+    ]
     assert (refused.error_class, refused.kind) == ("network", "refused")
 
 
@@ -1012,8 +1076,10 @@ async def test_memory_a_server_that_stops_reading_pushes_back() -> None:
     # heartbeat_timeout, so that is longer than the wait here.
     config = CONFIG.replace(heartbeat_interval=20, heartbeat_timeout=60)
     with anyio.fail_after(TEST_DEADLINE):
-        async with network.serve(_MEMORY_URL, slow_reader), \
-                _memory_connect(network, config=config) as conn:
+        async with (
+            network.serve(_MEMORY_URL, slow_reader),
+            _memory_connect(network, config=config) as conn,
+        ):
             await conn.wait_connected()
             await paused.wait()
             sent = 0
@@ -1035,12 +1101,16 @@ async def test_memory_a_server_that_stops_reading_pushes_back() -> None:
 
 @pytest.mark.anyio
 @_VIRTUAL
-@pytest.mark.parametrize(("how", "reason"), [
-    ("drop", "closed 1006 (abnormal closure)"),
-    ("reset", "closed 1006 (abnormal closure: connection reset)"),
-])
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("drop", "closed 1006 (abnormal closure)"),
+        ("reset", "closed 1006 (abnormal closure: connection reset)"),
+    ],
+)
 async def test_memory_reset_and_drop_both_read_1006(
-        how: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    how: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """drop(): the client's stream ends (EOF); reset(): it breaks.  Both are 1006,
     class lost; the reason tells them apart.  The client is reading when it happens
     (the message before it was just taken)."""
@@ -1054,8 +1124,10 @@ async def test_memory_reset_and_drop_both_read_1006(
         await anyio.sleep_forever()
 
     with anyio.fail_after(TEST_DEADLINE):
-        async with network.serve(_MEMORY_URL, first_then(end)) as server, \
-                _memory_connect(network) as conn:
+        async with (
+            network.serve(_MEMORY_URL, first_then(end)) as server,
+            _memory_connect(network) as conn,
+        ):
             recorder = Recorder(conn)
             assert await anext(aiter(conn)) == "before"
             index = await recorder.reach("RECONNECTING")
@@ -1077,7 +1149,8 @@ async def test_memory_a_black_hole_override_answers_nothing() -> None:
             connected = await recorder.reach("CONNECTED")
             lost = await recorder.reach("RECONNECTING")
     assert recorder.records[lost].at - recorder.records[connected].at == pytest.approx(
-        CONFIG.heartbeat_timeout)
+        CONFIG.heartbeat_timeout
+    )
     assert recorder.failure(lost).kind == "heartbeat_timeout"
 
 
@@ -1136,13 +1209,18 @@ def _proxy_errors() -> list[Any]:
 
     return [
         (ProxyError("Connection not allowed by ruleset", error_code=2), "unreachable"),
-        (ProxyConnectionError(111, "Could not connect to proxy 127.0.0.1:1 [refused]"),
-         "refused"),
+        (ProxyConnectionError(111, "Could not connect to proxy 127.0.0.1:1 [refused]"), "refused"),
         # trio/anyio: errno None, the refusal in the causes' exception group
-        (_caused(ProxyConnectionError(None, "Could not connect to proxy"),
-                 _caused(OSError("All connection attempts failed"),
-                         ExceptionGroup("attempts", [ConnectionRefusedError(111, "x")]))),
-         "refused"),
+        (
+            _caused(
+                ProxyConnectionError(None, "Could not connect to proxy"),
+                _caused(
+                    OSError("All connection attempts failed"),
+                    ExceptionGroup("attempts", [ConnectionRefusedError(111, "x")]),
+                ),
+            ),
+            "refused",
+        ),
         (ProxyTimeoutError("Proxy connection timed out: 60"), "timeout"),
     ]
 
@@ -1162,11 +1240,18 @@ def _proxy_errors() -> list[Any]:
         (socket.gaierror(-2, "Name or service not known"), "dns"),
         (OSError(101, "Network is unreachable"), "unreachable"),
         # trio: OSError("all attempts ... failed") from an ExceptionGroup of attempts
-        (_caused(OSError("all attempts failed"),
-                 ExceptionGroup("attempts", [ConnectionRefusedError(111, "x")])), "refused"),
+        (
+            _caused(
+                OSError("all attempts failed"),
+                ExceptionGroup("attempts", [ConnectionRefusedError(111, "x")]),
+            ),
+            "refused",
+        ),
         # trio: BrokenResourceError from the ssl error of the TLS handshake
-        (_caused(anyio.BrokenResourceError(),
-                 ssl.SSLCertVerificationError(1, "verify failed")), "tls"),
+        (
+            _caused(anyio.BrokenResourceError(), ssl.SSLCertVerificationError(1, "verify failed")),
+            "tls",
+        ),
         *_proxy_errors(),
     ],
 )
@@ -1226,15 +1311,18 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     assert errors.parse_retry_after(value, now=now) == seconds
 
 
-@pytest.mark.parametrize(("code", "reason"), [(1005, ""), (1006, ""), (1015, ""), (999, ""),
-                                              (5000, ""), (1000, "x" * 124)])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(1005, ""), (1006, ""), (1015, ""), (999, ""), (5000, ""), (1000, "x" * 124)],
+)
 def test_check_close_rejects_what_cannot_be_sent(code: int, reason: str) -> None:
     with pytest.raises(ValueError, match="close"):
         errors.check_close(code, reason)
 
 
-@pytest.mark.parametrize(("code", "reason"), [(1000, ""), (1001, "x" * 123), (3000, ""),
-                                              (4999, "bye")])
+@pytest.mark.parametrize(
+    ("code", "reason"), [(1000, ""), (1001, "x" * 123), (3000, ""), (4999, "bye")]
+)
 def test_check_close_accepts_what_can_be_sent(code: int, reason: str) -> None:
     errors.check_close(code, reason)
 
@@ -1242,7 +1330,8 @@ def test_check_close_accepts_what_can_be_sent(code: int, reason: str) -> None:
 @pytest.mark.anyio
 @_VIRTUAL
 async def test_memory_a_reset_as_the_client_starts_reading_is_a_reset(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The server resets each link as its handshake completes, while the client's
     reader may be between seeing the response and taking it: always a reset (the
     handshake's, or the open link's 1006), never a crash of the reader."""
@@ -1263,16 +1352,18 @@ async def test_memory_a_reset_as_the_client_starts_reading_is_a_reset(
 
 @pytest.mark.anyio
 async def test_a_certificate_failure_through_a_proxy_is_tls_and_leaves_nothing_open(
-        tcp: TcpHarness, ca: trustme.CA) -> None:
+    tcp: TcpHarness, ca: trustme.CA
+) -> None:
     """TLS fails inside the tunnel: kind tls, class fatal; the tunnel is closed (the
     proxy sees its client end the tunnel), nothing is left for the garbage collector."""
     with anyio.fail_after(TEST_DEADLINE):
-        async with tcp.serving(echo, ssl_context=_server_tls(ca, "127.0.0.1")) as served, \
-                http_connect_proxy() as proxy, \
-                tcp.connect(served.url, proxy=proxy.url("http")) as conn:
+        async with (
+            tcp.serving(echo, ssl_context=_server_tls(ca, "127.0.0.1")) as served,
+            http_connect_proxy() as proxy,
+            tcp.connect(served.url, proxy=proxy.url("http")) as conn,
+        ):
             recorder = Recorder(conn)
             failed = await recorder.reach("FAILED")
             await proxy.wait_tunnels_closed()
-    assert (recorder.failure(failed).error_class, recorder.failure(failed).kind) == (
-        "fatal", "tls")
+    assert (recorder.failure(failed).error_class, recorder.failure(failed).kind) == ("fatal", "tls")
     assert len(proxy.tunnels) == 1

@@ -15,32 +15,38 @@ TOKEN = "t0k3n-value"
 # -- check_url ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [
-    "ws://127.0.0.1:8765/",
-    "wss://example.com",
-    "wss://example.com:443/feed?x=1",
-    "ws://user:pw@host/path",
-    "ws://[::1]:8080/",
-    "ws://h:1/",
-    "ws://h:65535/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://127.0.0.1:8765/",
+        "wss://example.com",
+        "wss://example.com:443/feed?x=1",
+        "ws://user:pw@host/path",
+        "ws://[::1]:8080/",
+        "ws://h:1/",
+        "ws://h:65535/",
+    ],
+)
 def test_a_dialable_url_is_returned_unchanged(url: str) -> None:
     assert check_url(url) == url
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("http://example.com/", "expected a ws:// or wss:// URL"),
-    ("example.com:80", "expected a ws:// or wss:// URL"),
-    ("", "expected a ws:// or wss:// URL"),
-    ("ws:///path", "no host"),
-    ("ws://h:0/", "the port must be a number from 1 to 65535, got '0'"),
-    ("ws://h:65536/", "the port must be a number from 1 to 65535, got '65536'"),
-    ("ws://h:abc/", "the port must be a number from 1 to 65535, got 'abc'"),
-    ("ws://h:-1/", "the port must be a number from 1 to 65535, got '-1'"),
-    ("ws://h/#top", "a fragment (#...) means nothing in a WebSocket URL"),
-    ("ws://h/#", "a fragment (#...) means nothing in a WebSocket URL"),
-    ("ws://[::1/", "not a URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://example.com/", "expected a ws:// or wss:// URL"),
+        ("example.com:80", "expected a ws:// or wss:// URL"),
+        ("", "expected a ws:// or wss:// URL"),
+        ("ws:///path", "no host"),
+        ("ws://h:0/", "the port must be a number from 1 to 65535, got '0'"),
+        ("ws://h:65536/", "the port must be a number from 1 to 65535, got '65536'"),
+        ("ws://h:abc/", "the port must be a number from 1 to 65535, got 'abc'"),
+        ("ws://h:-1/", "the port must be a number from 1 to 65535, got '-1'"),
+        ("ws://h/#top", "a fragment (#...) means nothing in a WebSocket URL"),
+        ("ws://h/#", "a fragment (#...) means nothing in a WebSocket URL"),
+        ("ws://[::1/", "not a URL"),
+    ],
+)
 def test_an_undialable_url_is_a_config_error_naming_the_problem(url: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
         check_url(url)
@@ -67,7 +73,8 @@ def test_a_non_string_names_its_type(value: object) -> None:
     with pytest.raises(ConfigError) as caught:
         check_url(value, field="target")
     assert str(caught.value) == (
-        f"target: expected a ws:// or wss:// URL, got {type(value).__name__}")
+        f"target: expected a ws:// or wss:// URL, got {type(value).__name__}"
+    )
 
 
 # -- display_url -------------------------------------------------------------------------
@@ -75,13 +82,18 @@ def test_a_non_string_names_its_type(value: object) -> None:
 
 def test_display_url_hides_the_password_and_query_values() -> None:
     assert display_url(f"wss://alice:{SECRET}@h:9/p?token={TOKEN}&flag&v=") == (
-        f"wss://alice:{HIDDEN}@h:9/p?token={HIDDEN}&flag&v={HIDDEN}")
+        f"wss://alice:{HIDDEN}@h:9/p?token={HIDDEN}&flag&v={HIDDEN}"
+    )
     assert HIDDEN == "***"
 
 
 def test_display_url_keeps_what_is_not_secret() -> None:
-    for url in ("ws://127.0.0.1:8765/", "wss://user@example.com/a/b", "ws://[::1]:80/x",
-                "ws://h/path#frag"):
+    for url in (
+        "ws://127.0.0.1:8765/",
+        "wss://user@example.com/a/b",
+        "ws://[::1]:80/x",
+        "ws://h/path#frag",
+    ):
         assert display_url(url) == url
 
 
@@ -117,8 +129,9 @@ def test_safe_url_keeps_scheme_host_port_and_path_only() -> None:
     assert safe_url("ws://h") == "ws://h"
 
 
-@pytest.mark.parametrize("url", [f"ws://u:{SECRET}@h:99999/", f"ws://u:{SECRET}@h:x/",
-                                 f"ws://u:{SECRET}@[::1/"])
+@pytest.mark.parametrize(
+    "url", [f"ws://u:{SECRET}@h:99999/", f"ws://u:{SECRET}@h:x/", f"ws://u:{SECRET}@[::1/"]
+)
 def test_safe_url_of_an_invalid_url_shows_nothing(url: str) -> None:
     assert safe_url(url) == "<invalid URL>"
 

@@ -43,7 +43,8 @@ def test_every_module_outside_testing_is_found() -> None:
 
 
 def test_a_missing_dependency_is_reported_even_in_a_package(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # pkgutil.walk_packages passes over a package whose import fails with ImportError;
     # the check must name it.
     package = tmp_path / "fakepkg"
@@ -61,24 +62,32 @@ def test_a_missing_dependency_is_reported_even_in_a_package(
         failures = checks.import_all(names)
         assert list(failures) == ["fakepkg.sub"]
         assert failures["fakepkg.sub"].startswith(
-            "ModuleNotFoundError: No module named 'not_a_declared_dependency' (at __init__.py:1)")
+            "ModuleNotFoundError: No module named 'not_a_declared_dependency' (at __init__.py:1)"
+        )
     finally:
         for name in [name for name in sys.modules if name.startswith("fakepkg")]:
             del sys.modules[name]
 
 
 def test_trace_rows_need_exactly_the_five_keys() -> None:
-    row = {"t": 0.1, "from": "DISCONNECTED", "to": "CONNECTING", "trigger": "start",
-           "reason": "started"}
+    row = {
+        "t": 0.1,
+        "from": "DISCONNECTED",
+        "to": "CONNECTING",
+        "trigger": "start",
+        "reason": "started",
+    }
     assert checks.states_seen([row]) == {"DISCONNECTED", "CONNECTING"}
     with pytest.raises(checks.CheckFailed, match=r"trace row 2 has keys"):
         checks.states_seen([row, {**row, "extra": 1}])
 
 
 def test_states_are_read_from_plain_transition_lines() -> None:
-    output = ("    0.001s  == clean session: A -> B\n"
-              "    8.101s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)\n"
-              "   21.001s  RECONNECTING -> FAILED  [give_up] (CONNECTED -> CLOSED quoted)\n")
+    output = (
+        "    0.001s  == clean session: A -> B\n"
+        "    8.101s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)\n"
+        "   21.001s  RECONNECTING -> FAILED  [give_up] (CONNECTED -> CLOSED quoted)\n"
+    )
     states = checks.packaged_states()
     assert checks.states_printed(output, states) == {"CONNECTED", "RECONNECTING", "FAILED"}
 

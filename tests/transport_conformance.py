@@ -60,8 +60,9 @@ class Side(Protocol):
         """Send a message; ``text=True`` sends bytes in a text frame as they are."""
         ...
 
-    async def send_fragments(self, fragments: Sequence[Message], *,
-                             text: bool | None = None) -> None:
+    async def send_fragments(
+        self, fragments: Sequence[Message], *, text: bool | None = None
+    ) -> None:
         """Send one message in fragments, a frame each."""
         ...
 
@@ -124,8 +125,9 @@ class Harness(Protocol):
         """``fsm_live.connect(url)`` over this transport, with :data:`CONFIG`."""
         ...
 
-    def serving(self, handler: Handler, *, answer: Answer | None = None,
-                black_holes: bool = False) -> AbstractAsyncContextManager[Served]:
+    def serving(
+        self, handler: Handler, *, answer: Answer | None = None, black_holes: bool = False
+    ) -> AbstractAsyncContextManager[Served]:
         """A WebSocket server running ``handler`` per connection (its end, or an
         exception because the connection closed, is fine).  ``answer`` decides each
         handshake; ``black_holes`` makes :meth:`Served.black_hole` available."""
@@ -261,8 +263,11 @@ class TransportConformance:
         assert len(binary) < CONFIG.max_size
         assert len(text.encode()) < CONFIG.max_size
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(echo) as served, \
-                    harness.connect(served.url) as conn, messages(conn) as take:
+            async with (
+                harness.serving(echo) as served,
+                harness.connect(served.url) as conn,
+                messages(conn) as take,
+            ):
                 recorder = Recorder(conn)
                 await conn.wait_connected()
                 await conn.send(binary)
@@ -282,8 +287,11 @@ class TransportConformance:
             await side.wait_closed()
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(fragments) as served, \
-                    harness.connect(served.url) as conn, messages(conn) as take:
+            async with (
+                harness.serving(fragments) as served,
+                harness.connect(served.url) as conn,
+                messages(conn) as take,
+            ):
                 recorder = Recorder(conn)
                 received = [await take() for _ in range(4)]
         assert received == ["fragmented", b"\x00\x01\x02\x03", "é", "whole"]
@@ -300,15 +308,19 @@ class TransportConformance:
             await side.wait_closed()
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(pinging) as served, \
-                    harness.connect(served.url) as conn, messages(conn) as take:
+            async with (
+                harness.serving(pinging) as served,
+                harness.connect(served.url) as conn,
+                messages(conn) as take,
+            ):
                 recorder = Recorder(conn)
                 assert await take() == "pinged"
         assert pongs == [b"one", b"two", b""]
         assert recorder.states == ["CONNECTING", "CONNECTED", "CLOSED"]
 
     async def test_messages_before_a_server_close_all_arrive_in_order(
-            self, harness: Harness) -> None:
+        self, harness: Harness
+    ) -> None:
         """Every message the server sent before its close frame is in the inbox when
         the close is acted on (fewer than the inbox holds: reading never pauses)."""
         count = 50
@@ -320,8 +332,11 @@ class TransportConformance:
             await side.close(1000, "done")
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(first_then(burst_and_close)) as served, \
-                    harness.connect(served.url) as conn, messages(conn) as take:
+            async with (
+                harness.serving(first_then(burst_and_close)) as served,
+                harness.connect(served.url) as conn,
+                messages(conn) as take,
+            ):
                 recorder = Recorder(conn)
                 lost = await recorder.reach("RECONNECTING")
                 received = [await take() for _ in range(count)]
@@ -329,8 +344,7 @@ class TransportConformance:
         assert recorder.messages_in[lost] == count
         assert recorder.failure(lost).close_code == 1000
 
-    async def test_messages_sent_before_a_close_all_arrive_in_order(
-            self, harness: Harness) -> None:
+    async def test_messages_sent_before_a_close_all_arrive_in_order(self, harness: Harness) -> None:
         """Sent before connected (buffered) and while connected, then the client
         closes: the server gets every one, in order, then the close (1000)."""
         count = 50
@@ -357,14 +371,16 @@ class TransportConformance:
                         await conn.send(f"late {i}")
                 await done.wait()
         assert got == [f"early {i}" for i in range(count // 2)] + [
-            f"late {i}" for i in range(count // 2)]
+            f"late {i}" for i in range(count // 2)
+        ]
         assert closed == [1000]
         assert recorder.states == ["CONNECTING", "CONNECTED", "CLOSED"]
 
     # -- the peer breaking the protocol ---------------------------------------------------
 
     async def test_invalid_utf8_in_a_text_frame_fails_the_link_with_1007(
-            self, harness: Harness) -> None:
+        self, harness: Harness
+    ) -> None:
         closed: list[int | None] = []
 
         async def invalid(side: Side) -> None:
@@ -372,19 +388,25 @@ class TransportConformance:
             closed.append(await side.wait_closed())
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(first_then(invalid)) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(first_then(invalid)) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 await recorder.reach("CONNECTED", 2)
-        assert recorder.states[:5] == ["CONNECTING", "CONNECTED", "RECONNECTING", "CONNECTING",
-                                       "CONNECTED"]
+        assert recorder.states[:5] == [
+            "CONNECTING",
+            "CONNECTED",
+            "RECONNECTING",
+            "CONNECTING",
+            "CONNECTED",
+        ]
         failure = recorder.failure(2)
         assert (failure.error_class, failure.close_code) == ("protocol", 1007)
         assert closed == [1007]  # the server was told why
         assert recorder.messages_in[2] == 0  # the invalid message was not delivered
 
-    async def test_a_message_over_max_size_is_1009_and_terminal(
-            self, harness: Harness) -> None:
+    async def test_a_message_over_max_size_is_1009_and_terminal(self, harness: Harness) -> None:
         closed: list[int | None] = []
 
         async def flood(side: Side) -> None:
@@ -394,9 +416,11 @@ class TransportConformance:
 
         config = CONFIG.replace(max_size=1024)
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(flood) as served, \
-                    harness.connect(served.url, config=config) as conn, \
-                    messages(conn) as take:
+            async with (
+                harness.serving(flood) as served,
+                harness.connect(served.url, config=config) as conn,
+                messages(conn) as take,
+            ):
                 recorder = Recorder(conn)
                 assert await take() == "small"
                 failed = await recorder.reach("FAILED")
@@ -410,7 +434,8 @@ class TransportConformance:
         assert attempts == 1
 
     async def test_a_message_over_max_size_fails_at_once_though_the_server_talks_on(
-            self, harness: Harness) -> None:
+        self, harness: Harness
+    ) -> None:
         """The client fails the link (1009) and reads nothing more; a server that never
         reads its close and keeps sending does not keep it CONNECTED: FAILED at once,
         terminal, and the link is closed within close_timeout."""
@@ -426,8 +451,10 @@ class TransportConformance:
 
         config = CONFIG.replace(max_size=1024)
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(flood_and_talk_on, black_holes=True) as served, \
-                    harness.connect(served.url, config=config) as conn:
+            async with (
+                harness.serving(flood_and_talk_on, black_holes=True) as served,
+                harness.connect(served.url, config=config) as conn,
+            ):
                 holder.append(served)
                 recorder = Recorder(conn)
                 connected = await recorder.reach("CONNECTED")
@@ -445,11 +472,18 @@ class TransportConformance:
 
     # -- the server closing ---------------------------------------------------------------
 
-    @pytest.mark.parametrize(("code", "error_class"), [
-        (1000, "planned"), (1001, "planned"), (1012, "planned"), (4000, "retry"),
-    ])
-    async def test_a_server_close_that_reconnects(self, harness: Harness, code: int,
-                                                  error_class: str) -> None:
+    @pytest.mark.parametrize(
+        ("code", "error_class"),
+        [
+            (1000, "planned"),
+            (1001, "planned"),
+            (1012, "planned"),
+            (4000, "retry"),
+        ],
+    )
+    async def test_a_server_close_that_reconnects(
+        self, harness: Harness, code: int, error_class: str
+    ) -> None:
         closed: list[int | None] = []
 
         async def close(side: Side) -> None:
@@ -457,15 +491,21 @@ class TransportConformance:
             closed.append(await side.wait_closed())
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(first_then(close)) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(first_then(close)) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 await recorder.reach("CONNECTED", 2)
-        assert recorder.states[:5] == ["CONNECTING", "CONNECTED", "RECONNECTING", "CONNECTING",
-                                       "CONNECTED"]
+        assert recorder.states[:5] == [
+            "CONNECTING",
+            "CONNECTED",
+            "RECONNECTING",
+            "CONNECTING",
+            "CONNECTED",
+        ]
         failure = recorder.failure(2)
-        assert (failure.error_class, failure.close_code, failure.kind) == (error_class, code,
-                                                                          None)
+        assert (failure.error_class, failure.close_code, failure.kind) == (error_class, code, None)
         assert str(code) in recorder.records[2].reason
         assert closed == [code]  # the client answered the close with the same code
         assert served.attempts() == 2
@@ -494,18 +534,24 @@ class TransportConformance:
         assert closed == [code]
         assert attempts == 1
 
-    async def test_the_server_dropping_an_open_link_is_1006_lost(
-            self, harness: Harness) -> None:
+    async def test_the_server_dropping_an_open_link_is_1006_lost(self, harness: Harness) -> None:
         async def drop(side: Side) -> None:
             await side.drop()
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(first_then(drop)) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(first_then(drop)) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 await recorder.reach("CONNECTED", 2)
-        assert recorder.states[:5] == ["CONNECTING", "CONNECTED", "RECONNECTING", "CONNECTING",
-                                       "CONNECTED"]
+        assert recorder.states[:5] == [
+            "CONNECTING",
+            "CONNECTED",
+            "RECONNECTING",
+            "CONNECTING",
+            "CONNECTED",
+        ]
         failure = recorder.failure(2)
         assert (failure.error_class, failure.close_code) == ("lost", 1006)
 
@@ -518,14 +564,19 @@ class TransportConformance:
             return (503, {"Retry-After": "1"}) if attempt == 1 else None
 
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(echo, answer=busy_once) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(echo, answer=busy_once) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 connected = await recorder.reach("CONNECTED")
         assert recorder.states[:4] == ["CONNECTING", "RECONNECTING", "CONNECTING", "CONNECTED"]
         failure = recorder.failure(1)
         assert (failure.error_class, failure.http_status, failure.retry_after) == (
-            "server", 503, retry_after)
+            "server",
+            503,
+            retry_after,
+        )
         waited = recorder.records[2].at - recorder.records[1].at
         assert retry_after <= waited <= retry_after + CONFIG.backoff.maximum + harness.margin
         self.figure("Retry-After: 1 waited", waited)
@@ -536,8 +587,10 @@ class TransportConformance:
     async def test_http_401_and_403_are_auth(self, harness: Harness, status: int) -> None:
         """Without credentials to refresh, an auth failure is FAILED at once."""
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(echo, answer=lambda _: (status, {})) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(echo, answer=lambda _: (status, {})) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 failed = await recorder.reach("FAILED")
                 assert conn.needs_reset
@@ -554,8 +607,13 @@ class TransportConformance:
             async with harness.refusing() as url, harness.connect(url) as conn:
                 recorder = Recorder(conn)
                 await recorder.reach("CONNECTING", 3)  # retried, again and again
-        assert recorder.states[:5] == ["CONNECTING", "RECONNECTING", "CONNECTING",
-                                       "RECONNECTING", "CONNECTING"]
+        assert recorder.states[:5] == [
+            "CONNECTING",
+            "RECONNECTING",
+            "CONNECTING",
+            "RECONNECTING",
+            "CONNECTING",
+        ]
         for index in (1, 3):
             failure = recorder.failure(index)
             assert (failure.error_class, failure.kind) == ("network", "refused")
@@ -571,13 +629,15 @@ class TransportConformance:
             assert (failure.error_class, failure.kind) == ("network", "eof")
         assert served.attempts() >= 2
 
-    async def test_a_stalled_handshake_times_out_at_open_timeout(
-            self, harness: Harness) -> None:
+    async def test_a_stalled_handshake_times_out_at_open_timeout(self, harness: Harness) -> None:
         open_timeout = 0.5
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.stalling() as served, \
-                    harness.connect(served.url,
-                                    config=CONFIG.replace(open_timeout=open_timeout)) as conn:
+            async with (
+                harness.stalling() as served,
+                harness.connect(
+                    served.url, config=CONFIG.replace(open_timeout=open_timeout)
+                ) as conn,
+            ):
                 recorder = Recorder(conn)
                 await recorder.reach("CONNECTING", 2)
         failure = recorder.failure(1)
@@ -590,10 +650,13 @@ class TransportConformance:
     # -- a silent peer ---------------------------------------------------------------------
 
     async def test_a_half_open_link_is_lost_within_heartbeat_timeout(
-            self, harness: Harness) -> None:
+        self, harness: Harness
+    ) -> None:
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(echo, black_holes=True) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(echo, black_holes=True) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 await conn.wait_connected()
                 while conn.stats().heartbeats_acked < 2:
@@ -610,10 +673,13 @@ class TransportConformance:
         self.figure("half-open found after", found_after)
 
     async def test_close_against_a_silent_server_takes_close_timeout(
-            self, harness: Harness) -> None:
+        self, harness: Harness
+    ) -> None:
         with anyio.fail_after(TEST_DEADLINE):
-            async with harness.serving(echo, black_holes=True) as served, \
-                    harness.connect(served.url) as conn:
+            async with (
+                harness.serving(echo, black_holes=True) as served,
+                harness.connect(served.url) as conn,
+            ):
                 recorder = Recorder(conn)
                 await conn.wait_connected()
                 served.black_hole()

@@ -18,8 +18,9 @@ async def main() -> None:
         port = server.sockets[0].getsockname()[1]
         config = fsm_live.Config(heartbeat_interval=5, heartbeat_timeout=12)
 
-        async with fsm_live.connect(f"ws://127.0.0.1:{port}/", protocol="json",
-                                    config=config) as conn:
+        async with fsm_live.connect(
+            f"ws://127.0.0.1:{port}/", protocol="json", config=config
+        ) as conn:
             conn.on_transition(lambda r: print(f"{r.source} -> {r.dest} ({r.trigger})"))
             await conn.wait_connected()
             for n in range(3):

@@ -36,8 +36,7 @@ async def main() -> None:
 
             stats = fleet.stats()
             print("states:", {name: n for name, n in stats.states.items() if n})
-            print("transitions so far:", stats.transitions_total, "- connects now:",
-                  stats.connects)
+            print("transitions so far:", stats.transitions_total, "- connects now:", stats.connects)
         # Leaving the block closed every member at once; they stay readable.
         print("after close:", {name: n for name, n in fleet.stats().states.items() if n})
         print("transitions by key:", dict(sorted(transitions.items())))

@@ -81,8 +81,15 @@ from fsm_live.transport.base import Message
 from fsm_live.transport.redaction import redacting_logger
 from fsm_live.transport.url import safe_url
 
-__all__ = ("TASK_STARTS", "CookieRefresher", "Engine", "Link", "LinkOpener", "TaskContext",
-           "TokenRefresher")
+__all__ = (
+    "TASK_STARTS",
+    "CookieRefresher",
+    "Engine",
+    "Link",
+    "LinkOpener",
+    "TaskContext",
+    "TokenRefresher",
+)
 
 logger = logging.getLogger("fsm_live")
 
@@ -139,9 +146,24 @@ class Link:
     what the engine tracks of it.  It receives the byte link's events
     (:class:`~fsm_live._runtime.links.LinkEvents`) and hands them to its engine."""
 
-    __slots__ = ("_engine", "close_deadline", "early", "flushed", "fragments", "fragments_text",
-                 "headers", "io", "last_activity", "outbound", "phase", "ping", "pings",
-                 "protocol", "registration", "written")
+    __slots__ = (
+        "_engine",
+        "close_deadline",
+        "early",
+        "flushed",
+        "fragments",
+        "fragments_text",
+        "headers",
+        "io",
+        "last_activity",
+        "outbound",
+        "phase",
+        "ping",
+        "pings",
+        "protocol",
+        "registration",
+        "written",
+    )
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -190,14 +212,46 @@ class Engine:
     after every tick that changed something an application may wait for.
     """
 
-    __slots__ = ("_can_refresh_cookies", "_can_refresh_token", "_decode_simple", "_dedup",
-                 "_delivering", "_events", "_extensions", "_feeding", "_flushing",
-                 "_heartbeat_at", "_jobs",
-                 "_on_change", "_on_transition", "_open_link", "_paused_at", "_pending_acks",
-                 "_periodic", "_rearm", "_token_refresh_failed", "_warned_generation",
-                 "_write_blocked", "adapter", "clock", "closing", "config", "counters", "crash",
-                 "credentials", "inbox", "jobs", "lifecycle", "link", "on_heartbeat_ack", "outbox",
-                 "timer", "url", "user_agent", "wsuri")
+    __slots__ = (
+        "_can_refresh_cookies",
+        "_can_refresh_token",
+        "_decode_simple",
+        "_dedup",
+        "_delivering",
+        "_events",
+        "_extensions",
+        "_feeding",
+        "_flushing",
+        "_heartbeat_at",
+        "_jobs",
+        "_on_change",
+        "_on_transition",
+        "_open_link",
+        "_paused_at",
+        "_pending_acks",
+        "_periodic",
+        "_rearm",
+        "_token_refresh_failed",
+        "_warned_generation",
+        "_write_blocked",
+        "adapter",
+        "clock",
+        "closing",
+        "config",
+        "counters",
+        "crash",
+        "credentials",
+        "inbox",
+        "jobs",
+        "lifecycle",
+        "link",
+        "on_heartbeat_ack",
+        "outbox",
+        "timer",
+        "url",
+        "user_agent",
+        "wsuri",
+    )
 
     def __init__(
         self,
@@ -238,8 +292,7 @@ class Engine:
         self._dedup: Deduplicator | None = None  # created by the first message id
         # What the adapter and the provider can do (checked once: a runtime protocol
         # check is slow).
-        self._decode_simple = (adapter.decode_simple if isinstance(adapter, SimpleDecoder)
-                               else None)
+        self._decode_simple = adapter.decode_simple if isinstance(adapter, SimpleDecoder) else None
         self._can_refresh_token = isinstance(credentials, TokenRefresher)
         self._can_refresh_cookies = isinstance(credentials, CookieRefresher)
         self.timer: Timer | None = None
@@ -262,8 +315,7 @@ class Engine:
         self._warned_generation = -1
         self._write_blocked = False
         self._rearm = False  # a deadline may have moved earlier: arm the timer again
-        self._extensions = (enable_client_permessage_deflate(None) if config.compression
-                            else None)
+        self._extensions = enable_client_permessage_deflate(None) if config.compression else None
         #: The exception that made the connection close (a callback's, a crashed job's).
         self.crash: BaseException | None = None
 
@@ -347,8 +399,7 @@ class Engine:
         # The engine's own deadlines a hair away are due now: one wake-up, not two.
         horizon = now + _COALESCE
         current = self.link
-        if current is not None and current.phase == _Phase.OPEN \
-                and self._heartbeat_at <= horizon:
+        if current is not None and current.phase == _Phase.OPEN and self._heartbeat_at <= horizon:
             self._heartbeat(current, now)
         self._hand_activity()
         core_due = self.lifecycle.next_deadline()
@@ -437,14 +488,21 @@ class Engine:
             return
         registry = self.lifecycle.machine.registry
         if registry is None or ("task", effect.task) not in registry:
-            raise SpecError([f"{self.lifecycle.machine.spec.source}: no task body for "
-                             f"{effect.task!r}"])
+            raise SpecError(
+                [f"{self.lifecycle.machine.spec.source}: no task body for {effect.task!r}"]
+            )
         func = registry.lookup("task", effect.task)
-        self._start_job(effect.task, effect.generation, self._run_user_task, func,
-                        TaskContext(self, effect.task, effect.generation))
+        self._start_job(
+            effect.task,
+            effect.generation,
+            self._run_user_task,
+            func,
+            TaskContext(self, effect.task, effect.generation),
+        )
 
-    async def _run_user_task(self, func: Callable[[TaskContext], Awaitable[None]],
-                             context: TaskContext) -> None:
+    async def _run_user_task(
+        self, func: Callable[[TaskContext], Awaitable[None]], context: TaskContext
+    ) -> None:
         """A task of the spec's own: ``await func(context)``; if it raises, the
         connection closes and keeps the exception (as for a raising callback)."""
         try:
@@ -453,16 +511,19 @@ class Engine:
             self.crashed(exc)
             self._settle()
         finally:
-            if self._jobs.get(context.task) is not None and \
-                    self._jobs[context.task].generation == context.generation:
+            if (
+                self._jobs.get(context.task) is not None
+                and self._jobs[context.task].generation == context.generation
+            ):
                 self._jobs.pop(context.task, None)
 
     # The packaged lifecycle's tasks (TASK_STARTS, below the class, maps their names).
 
     def _start_dial(self, effect: StartTask, now: float) -> None:
         self.link = Link(self)
-        self._start_job("dial", effect.generation, self._dial, self.link,
-                        effect.refresh_credentials)
+        self._start_job(
+            "dial", effect.generation, self._dial, self.link, effect.refresh_credentials
+        )
 
     def _start_reader(self, effect: StartTask, now: float) -> None:
         self._delivering = True
@@ -506,8 +567,9 @@ class Engine:
             self._flushing = False
         self._periodic.pop(name, None)
 
-    def _start_job(self, name: str, generation: int,
-                   work: Callable[..., Awaitable[None]], *args: Any) -> None:
+    def _start_job(
+        self, name: str, generation: int, work: Callable[..., Awaitable[None]], *args: Any
+    ) -> None:
         job = self.jobs.start(name, work, *args)
         job.generation = generation
         self._jobs[name] = job
@@ -541,8 +603,11 @@ class Engine:
             io.abort()
             return
         protocol = link.protocol = ClientProtocol(
-            self.wsuri, extensions=self._extensions, max_size=self.config.max_size,
-            logger=_WEBSOCKETS_LOGGER)
+            self.wsuri,
+            extensions=self._extensions,
+            max_size=self.config.max_size,
+            logger=_WEBSOCKETS_LOGGER,
+        )
         request = protocol.connect()
         for name, value in link.headers.items():
             request.headers[name] = value
@@ -592,8 +657,9 @@ class Engine:
             self._link_failed(link, errors.translate(protocol.handshake_exc))
         elif link.phase != _Phase.HANDSHAKE and protocol.parser_exc is not None:
             sent = protocol.close_sent
-            self._link_failed(link, errors.closed(
-                sent.code if sent is not None else errors.ABNORMAL_CLOSURE))
+            self._link_failed(
+                link, errors.closed(sent.code if sent is not None else errors.ABNORMAL_CLOSURE)
+            )
 
     def _link_eof(self, link: Link) -> None:
         protocol = link.protocol
@@ -849,8 +915,7 @@ class Engine:
 
     def _check_backpressure(self, now: float) -> None:
         link = self.link
-        if (self._paused_at is None and link is not None and link.io is not None
-                and self.inbox.full):
+        if self._paused_at is None and link is not None and link.io is not None and self.inbox.full:
             link.io.pause_reading()
             self._paused_at = now
             self._feed(ReadingPaused(now, self.lifecycle.generation))
@@ -863,21 +928,29 @@ class Engine:
             return
         link.io.resume_reading()
         self._feed(ReadingResumed(now, self.lifecycle.generation))
-        if self._warned_generation == self.lifecycle.generation and \
-                now - paused_at >= self.config.heartbeat_timeout:
+        if (
+            self._warned_generation == self.lifecycle.generation
+            and now - paused_at >= self.config.heartbeat_timeout
+        ):
             logger.info("%s: reading resumed after %.1f s", self.url_for_logs, now - paused_at)
 
     def _warn_paused(self, now: float) -> None:
         """Once per session: the application has been behind for a heartbeat timeout."""
         paused_at = self._paused_at
         generation = self.lifecycle.generation
-        if paused_at is None or self._warned_generation == generation \
-                or now - paused_at < self.config.heartbeat_timeout:
+        if (
+            paused_at is None
+            or self._warned_generation == generation
+            or now - paused_at < self.config.heartbeat_timeout
+        ):
             return
         self._warned_generation = generation
-        logger.warning("%s: the application has not taken a message for %.1f s: reading is "
-                       "paused, and the link is not declared lost for it",
-                       self.url_for_logs, now - paused_at)
+        logger.warning(
+            "%s: the application has not taken a message for %.1f s: reading is "
+            "paused, and the link is not declared lost for it",
+            self.url_for_logs,
+            now - paused_at,
+        )
 
     @property
     def dedup(self) -> Deduplicator:
@@ -989,8 +1062,11 @@ class Engine:
         except Exception as exc:
             self.counters.token_refresh_failures += 1
             self._token_refresh_failed = True
-            logger.warning("token refresh failed (%s); next try in %g s",
-                           type(exc).__name__, self.config.token_retry_interval)
+            logger.warning(
+                "token refresh failed (%s); next try in %g s",
+                type(exc).__name__,
+                self.config.token_retry_interval,
+            )
             changed = False
         else:
             self.counters.token_refreshes += 1
@@ -1030,8 +1106,9 @@ class Engine:
         if self.credentials is None:
             self._feed(EscalationFinished(self.clock(), generation, False, "no escalation hook"))
         elif not allowed:
-            self._feed(EscalationFinished(self.clock(), generation, False,
-                                          "max_escalations reached"))
+            self._feed(
+                EscalationFinished(self.clock(), generation, False, "max_escalations reached")
+            )
         else:
             self._start_job("escalation", generation, self._escalate, generation)
 

@@ -39,11 +39,21 @@ Handler = Callable[[Any], Awaitable[None]]
 class Inbox:
     """Messages for the application, at most ``capacity`` handled at once."""
 
-    __slots__ = ("_changed", "_closed", "_jobs", "_queue", "_running", "capacity", "handler",
-                 "handler_errors", "on_taken")
+    __slots__ = (
+        "_changed",
+        "_closed",
+        "_jobs",
+        "_queue",
+        "_running",
+        "capacity",
+        "handler",
+        "handler_errors",
+        "on_taken",
+    )
 
-    def __init__(self, capacity: int, handler: Handler | None = None, *,
-                 jobs: Jobs | None = None) -> None:
+    def __init__(
+        self, capacity: int, handler: Handler | None = None, *, jobs: Jobs | None = None
+    ) -> None:
         if handler is not None and jobs is None:
             raise UsageError("an inbox with a handler needs the jobs to run it")
         self.capacity = capacity

@@ -55,8 +55,9 @@ class Jobs:
 
     __slots__ = ("_task_group", "alive", "on_crash", "on_done")
 
-    def __init__(self, on_crash: Callable[[Job, Exception], None],
-                 on_done: Callable[[], None]) -> None:
+    def __init__(
+        self, on_crash: Callable[[Job, Exception], None], on_done: Callable[[], None]
+    ) -> None:
         self._task_group: anyio.abc.TaskGroup | None = None
         self.alive = 0
         self.on_crash = on_crash
@@ -74,8 +75,9 @@ class Jobs:
         self._task_group.start_soon(self._run, job, work, args, name=f"fsm_live:{name}")
         return job
 
-    async def _run(self, job: Job, work: Callable[..., Awaitable[Any]],
-                   args: tuple[Any, ...]) -> None:
+    async def _run(
+        self, job: Job, work: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
         try:
             with job.scope:
                 await work(*args)

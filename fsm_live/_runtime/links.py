@@ -90,8 +90,7 @@ def unacknowledged(io: LinkIO) -> int:
     sock = io.get_extra_info("socket")
     if sock is not None and _SIOCOUTQ is not None:
         with contextlib.suppress(OSError, ValueError):  # not a TCP socket, or closed
-            pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ,
-                                                      b"\0\0\0\0"))[0]
+            pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
     return pending
 
 
@@ -158,8 +157,19 @@ class StreamLink:
     once.  The events' ``link_lost`` comes once, when the stream is closed.
     """
 
-    __slots__ = ("_buffered", "_closing", "_eof", "_events", "_job", "_lost", "_queue",
-                 "_readable", "_stream", "_writable", "_write_paused")
+    __slots__ = (
+        "_buffered",
+        "_closing",
+        "_eof",
+        "_events",
+        "_job",
+        "_lost",
+        "_queue",
+        "_readable",
+        "_stream",
+        "_writable",
+        "_write_paused",
+    )
 
     def __init__(self, stream: anyio.abc.ByteStream, events: LinkEvents, jobs: Jobs) -> None:
         self._stream = stream
@@ -259,7 +269,7 @@ class StreamLink:
                     # In pieces: the buffer's size shows the peer taking bytes as
                     # they go (outbound liveness), not once a large frame is all sent.
                     for start in range(0, len(data), _WRITE_PIECE):
-                        piece = data[start:start + _WRITE_PIECE]
+                        piece = data[start : start + _WRITE_PIECE]
                         await stream.send(piece)
                         self._buffered -= len(piece)
                     if self._write_paused and self._buffered < WRITE_LOW:

@@ -69,15 +69,29 @@ class Counters:
     token_refresh_failures: int = 0
     cookie_refreshes: int = 0
 
-    def snapshot(self, *, state: str, time_in_state: float, reconnects: int,
-                 consecutive_failures: int, buffered: int, tasks_alive: int) -> Stats:
+    def snapshot(
+        self,
+        *,
+        state: str,
+        time_in_state: float,
+        reconnects: int,
+        consecutive_failures: int,
+        buffered: int,
+        tasks_alive: int,
+    ) -> Stats:
         """A frozen :class:`Stats`: these counters, with the connection's figures."""
         counted = {field.name: getattr(self, field.name) for field in _COUNTER_FIELDS}
         counted["transitions"] = dict(self.transitions)
         counted["failures"] = dict(self.failures)
-        return Stats(state=state, time_in_state=time_in_state, reconnects=reconnects,
-                     consecutive_failures=consecutive_failures, buffered=buffered,
-                     tasks_alive=tasks_alive, **counted)
+        return Stats(
+            state=state,
+            time_in_state=time_in_state,
+            reconnects=reconnects,
+            consecutive_failures=consecutive_failures,
+            buffered=buffered,
+            tasks_alive=tasks_alive,
+            **counted,
+        )
 
 
 _COUNTER_FIELDS = attrs.fields(Counters)

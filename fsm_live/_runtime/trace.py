@@ -30,8 +30,17 @@ from typing import IO, Any, Final, Self
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
 
-__all__ = ("FAILURE_KEYS", "KINDS", "MAX_PENDING_RTTS", "STATS_KEYS", "TRACE_KEYS",
-           "TraceWriter", "read_trace", "stats_row", "trace_line")
+__all__ = (
+    "FAILURE_KEYS",
+    "KINDS",
+    "MAX_PENDING_RTTS",
+    "STATS_KEYS",
+    "TRACE_KEYS",
+    "TraceWriter",
+    "read_trace",
+    "stats_row",
+    "trace_line",
+)
 
 TRACE_KEYS: Final = ("t", "from", "to", "trigger", "reason")
 #: The ``kind`` of the records that are not transitions.
@@ -39,10 +48,25 @@ KINDS: Final = ("failure", "stats")
 #: The keys of a failure record, in the order written.
 FAILURE_KEYS: Final = ("t", "kind", "class")
 #: The keys of a stats record, in the order written.
-STATS_KEYS: Final = ("t", "kind", "state", "connects", "reconnects", "failures",
-                     "heartbeats_sent", "heartbeats_acked", "rtts", "messages_in",
-                     "messages_out", "duplicates_dropped", "token_refreshes",
-                     "token_refresh_failures", "cookie_refreshes", "buffered", "tasks")
+STATS_KEYS: Final = (
+    "t",
+    "kind",
+    "state",
+    "connects",
+    "reconnects",
+    "failures",
+    "heartbeats_sent",
+    "heartbeats_acked",
+    "rtts",
+    "messages_in",
+    "messages_out",
+    "duplicates_dropped",
+    "token_refreshes",
+    "token_refresh_failures",
+    "cookie_refreshes",
+    "buffered",
+    "tasks",
+)
 #: Round trips a writer keeps for its next stats record; at this many, it writes one.
 MAX_PENDING_RTTS: Final = 256
 
@@ -53,8 +77,16 @@ def trace_line(record: TransitionRecord, started_at: float) -> str:
 
 
 def _transition_line(record: TransitionRecord, t: float) -> str:
-    return json.dumps({"t": t, "from": record.source, "to": record.dest,
-                       "trigger": record.trigger, "reason": record.reason}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "t": t,
+            "from": record.source,
+            "to": record.dest,
+            "trigger": record.trigger,
+            "reason": record.reason,
+        },
+        ensure_ascii=False,
+    )
 
 
 class TraceWriter:
@@ -66,9 +98,15 @@ class TraceWriter:
     through :meth:`heartbeat_acked`.  Without them, transitions only.
     """
 
-    def __init__(self, path: str | Path, started_at: float, *,
-                 stats: Callable[[], Stats] | None = None,
-                 clock: Callable[[], float] | None = None, interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        started_at: float,
+        *,
+        stats: Callable[[], Stats] | None = None,
+        clock: Callable[[], float] | None = None,
+        interval: float = 60.0,
+    ) -> None:
         self.path = Path(path)
         self.started_at = started_at
         self.interval = interval
@@ -96,9 +134,13 @@ class TraceWriter:
         if self._stats is None:
             return
         if record.error_class is not None:
-            file.write(json.dumps(dict(zip(FAILURE_KEYS, (t, "failure", record.error_class),
-                                           strict=True)),
-                                  ensure_ascii=False) + "\n")
+            file.write(
+                json.dumps(
+                    dict(zip(FAILURE_KEYS, (t, "failure", record.error_class), strict=True)),
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
         if record.at - self._stats_at >= self.interval:
             self._write_stats(record.at)
 
@@ -116,8 +158,7 @@ class TraceWriter:
         stats = self._stats()
         rtts, self._rtts = self._rtts, []
         self._stats_at = at
-        self._file.write(json.dumps(stats_row(self._t(at), stats, rtts),
-                                    ensure_ascii=False) + "\n")
+        self._file.write(json.dumps(stats_row(self._t(at), stats, rtts), ensure_ascii=False) + "\n")
 
     def close(self) -> None:
         """Write the last stats record (with stats), then close; idempotent."""
@@ -138,14 +179,22 @@ class TraceWriter:
 def stats_row(t: float, stats: Stats, rtts: list[float]) -> dict[str, Any]:
     """A stats record (keys :data:`STATS_KEYS`) of ``stats`` at ``t``."""
     return {
-        "t": t, "kind": "stats", "state": stats.state, "connects": stats.connects,
-        "reconnects": stats.reconnects, "failures": dict(sorted(stats.failures.items())),
-        "heartbeats_sent": stats.heartbeats_sent, "heartbeats_acked": stats.heartbeats_acked,
-        "rtts": [round(rtt, 6) for rtt in rtts], "messages_in": stats.messages_in,
-        "messages_out": stats.messages_out, "duplicates_dropped": stats.duplicates_dropped,
+        "t": t,
+        "kind": "stats",
+        "state": stats.state,
+        "connects": stats.connects,
+        "reconnects": stats.reconnects,
+        "failures": dict(sorted(stats.failures.items())),
+        "heartbeats_sent": stats.heartbeats_sent,
+        "heartbeats_acked": stats.heartbeats_acked,
+        "rtts": [round(rtt, 6) for rtt in rtts],
+        "messages_in": stats.messages_in,
+        "messages_out": stats.messages_out,
+        "duplicates_dropped": stats.duplicates_dropped,
         "token_refreshes": stats.token_refreshes,
         "token_refresh_failures": stats.token_refresh_failures,
-        "cookie_refreshes": stats.cookie_refreshes, "buffered": stats.buffered,
+        "cookie_refreshes": stats.cookie_refreshes,
+        "buffered": stats.buffered,
         "tasks": stats.tasks_alive,
     }
 

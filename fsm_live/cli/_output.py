@@ -13,8 +13,16 @@ from rich.text import Text
 
 from fsm_live.errors import ConfigError
 
-__all__ = ("PROG", "Handler", "Output", "Subparsers", "check_writable", "parse_number",
-           "positive_number", "seconds")
+__all__ = (
+    "PROG",
+    "Handler",
+    "Output",
+    "Subparsers",
+    "check_writable",
+    "parse_number",
+    "positive_number",
+    "seconds",
+)
 
 PROG = "fsm-live"
 

@@ -38,8 +38,13 @@ from rich.console import Console
 
 from fsm_live.cli._output import PROG, Output
 
-__all__ = ("EXIT_INTERRUPTED", "Stop", "ignore_further_interrupts", "interrupted",
-           "run_until_stopped")
+__all__ = (
+    "EXIT_INTERRUPTED",
+    "Stop",
+    "ignore_further_interrupts",
+    "interrupted",
+    "run_until_stopped",
+)
 
 #: The shell's code for "ended by SIGINT" (128 + 2).
 EXIT_INTERRUPTED: Final = 130
@@ -94,8 +99,9 @@ def interrupted(command: str, out: Output) -> int:
     return EXIT_INTERRUPTED
 
 
-async def run_until_stopped(command: str, out: Output,
-                            body: Callable[[Stop], Awaitable[int]]) -> int:
+async def run_until_stopped(
+    command: str, out: Output, body: Callable[[Stop], Awaitable[int]]
+) -> int:
     """Run ``body(stop)`` with SIGINT and SIGTERM received as data until it returned.
 
     ``body`` must return (its exit code) soon after ``stop`` is set, having
@@ -126,8 +132,7 @@ def ignore_further_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-async def _receive(received: AsyncIterator[int], stop: Stop, command: str,
-                   out: Output) -> None:
+async def _receive(received: AsyncIterator[int], stop: Stop, command: str, out: Output) -> None:
     async for signum in received:
         if not stop.requested:
             stop._set(signal.Signals(signum))

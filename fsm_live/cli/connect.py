@@ -55,8 +55,17 @@ from fsm_live.errors import ConfigError, ConnectionClosed, ConnectionFailed
 from fsm_live.lwp.credentials import lwp_credentials, read_cookies_file
 from fsm_live.metrics.collector import ConnectionCollector
 
-__all__ = ("COOKIES_ENV", "EXIT_BAD_USAGE", "EXIT_FAILED", "SUMMARY_INTERVAL", "add",
-           "build_connection", "build_credentials", "configure_logging", "run")
+__all__ = (
+    "COOKIES_ENV",
+    "EXIT_BAD_USAGE",
+    "EXIT_FAILED",
+    "SUMMARY_INTERVAL",
+    "add",
+    "build_connection",
+    "build_credentials",
+    "configure_logging",
+    "run",
+)
 
 #: The environment variable ``--protocol lwp`` takes the cookies from without --cookies-file.
 COOKIES_ENV = "FSM_LIVE_COOKIES"
@@ -83,61 +92,103 @@ class _ConfigFlag(NamedTuple):
 
 
 _CONFIG_FLAGS: Final = (
-    _ConfigFlag("--heartbeat-interval", "heartbeat_interval", "heartbeat_interval",
-                "seconds between heartbeats (default 15)"),
-    _ConfigFlag("--heartbeat-timeout", "heartbeat_timeout", "heartbeat_timeout",
-                "lost after this long without inbound frames (default 30)"),
-    _ConfigFlag("--backoff-initial", "backoff_initial", "initial",
-                "first backoff ceiling in seconds (default 1)"),
-    _ConfigFlag("--backoff-max", "backoff_maximum", "maximum",
-                "backoff cap in seconds (default 60)"),
-    _ConfigFlag("--open-timeout", "open_timeout", "open_timeout",
-                "dial + handshake + registration limit (default 10)"),
+    _ConfigFlag(
+        "--heartbeat-interval",
+        "heartbeat_interval",
+        "heartbeat_interval",
+        "seconds between heartbeats (default 15)",
+    ),
+    _ConfigFlag(
+        "--heartbeat-timeout",
+        "heartbeat_timeout",
+        "heartbeat_timeout",
+        "lost after this long without inbound frames (default 30)",
+    ),
+    _ConfigFlag(
+        "--backoff-initial",
+        "backoff_initial",
+        "initial",
+        "first backoff ceiling in seconds (default 1)",
+    ),
+    _ConfigFlag(
+        "--backoff-max", "backoff_maximum", "maximum", "backoff cap in seconds (default 60)"
+    ),
+    _ConfigFlag(
+        "--open-timeout",
+        "open_timeout",
+        "open_timeout",
+        "dial + handshake + registration limit (default 10)",
+    ),
 )
 
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "connect", help="keep one connection alive and show its state",
+        "connect",
+        help="keep one connection alive and show its state",
         description="Keep one WebSocket connection alive with fsm_live and show its state.",
         epilog="Exit codes: 0 closed (--duration, or SIGTERM); 3 FAILED; 2 bad arguments; "
-               "130 Ctrl-C (it closes cleanly first; a second Ctrl-C cuts the close short).")
+        "130 Ctrl-C (it closes cleanly first; a second Ctrl-C cuts the close short).",
+    )
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
-    parser.add_argument("--protocol", metavar="NAME", default="ping", choices=sorted(PROTOCOLS),
-                        help="protocol adapter (default: ping)")
+    parser.add_argument(
+        "--protocol",
+        metavar="NAME",
+        default="ping",
+        choices=sorted(PROTOCOLS),
+        help="protocol adapter (default: ping)",
+    )
     for option in _CONFIG_FLAGS:
         parser.add_argument(option.flag, metavar="S", type=seconds, help=option.help)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    parser.add_argument("--cookies-file", metavar="PATH",
-                        help=f"the account's cookies (name=value; ...) for --protocol lwp "
-                             f"(default: ${COOKIES_ENV})")
-    parser.add_argument("--token-url", metavar="URL",
-                        help="where to GET access tokens (default: http://HOST:PORT/token "
-                             "of URL)")
-    parser.add_argument("--trace", metavar="FILE",
-                        help="append every transition (and failure and stats records) as "
-                             "JSON lines (docs/diagnostics.md)")
-    parser.add_argument("--duration", metavar="S", type=seconds,
-                        help="close and exit after S seconds")
+    parser.add_argument(
+        "--cookies-file",
+        metavar="PATH",
+        help=f"the account's cookies (name=value; ...) for --protocol lwp "
+        f"(default: ${COOKIES_ENV})",
+    )
+    parser.add_argument(
+        "--token-url",
+        metavar="URL",
+        help="where to GET access tokens (default: http://HOST:PORT/token of URL)",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="append every transition (and failure and stats records) as "
+        "JSON lines (docs/diagnostics.md)",
+    )
+    parser.add_argument(
+        "--duration", metavar="S", type=seconds, help="close and exit after S seconds"
+    )
     metrics_endpoint.add_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="DEBUG logs of every logger, websockets included, on stderr; "
-                             "and every message received, one line each, on stdout")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="DEBUG logs of every logger, websockets included, on stderr; "
+        "and every message received, one line each, on stdout",
+    )
     parser.set_defaults(handler=run)
 
 
 def configure_logging(verbose: bool) -> None:
     """``-v``: every logger at DEBUG to stderr.  Otherwise errors only, and no
     transition log lines (the command shows transitions itself)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.ERROR,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not verbose:
         logging.getLogger(TRANSITIONS_LOGGER).setLevel(logging.CRITICAL)
 
 
-def build_connection(args: argparse.Namespace,
-                     credentials: CredentialsProvider | None = None,
-                     on_message: Handler | None = None) -> LiveConnection:
+def build_connection(
+    args: argparse.Namespace,
+    credentials: CredentialsProvider | None = None,
+    on_message: Handler | None = None,
+) -> LiveConnection:
     """The connection the flags describe; raises ConfigError for bad values.
 
     A bad setting given as a flag is named as the flag (``--backoff-max: must be >=
@@ -152,8 +203,14 @@ def build_connection(args: argparse.Namespace,
         config = Config.load(args.config, env=os.environ, overrides=overrides)
     except ConfigError as error:
         raise _in_flag_terms(error, given) from None
-    conn = LiveConnection(args.url, protocol=args.protocol, config=config,
-                          credentials=credentials, trace=args.trace, on_message=on_message)
+    conn = LiveConnection(
+        args.url,
+        protocol=args.protocol,
+        config=config,
+        credentials=credentials,
+        trace=args.trace,
+        on_message=on_message,
+    )
     if args.trace is not None:
         check_writable(args.trace, "--trace")
     return conn
@@ -179,13 +236,13 @@ def _in_flag_terms(error: ConfigError, given: list[_ConfigFlag]) -> ConfigError:
         if field == option.key:
             field = option.flag
         # A whole word only: not inside "backoff.initial" (a file key) or a path.
-        message = re.sub(rf"(?<![\w.-]){re.escape(option.name)}(?![\w-])", option.flag,
-                         message)
+        message = re.sub(rf"(?<![\w.-]){re.escape(option.name)}(?![\w-])", option.flag, message)
     return ConfigError(field, message)
 
 
-def build_credentials(args: argparse.Namespace,
-                      env: dict[str, str] | os._Environ[str]) -> CredentialsProvider | None:
+def build_credentials(
+    args: argparse.Namespace, env: dict[str, str] | os._Environ[str]
+) -> CredentialsProvider | None:
     """The credentials ``--protocol lwp`` needs (None for other protocols).
 
     Raises ConfigError: no cookies, an unreadable cookies file, cookies without
@@ -193,8 +250,7 @@ def build_credentials(args: argparse.Namespace,
     messages name files and cookie names, never cookie values.
     """
     if args.protocol != "lwp":
-        for flag, value in (("--cookies-file", args.cookies_file),
-                            ("--token-url", args.token_url)):
+        for flag, value in (("--cookies-file", args.cookies_file), ("--token-url", args.token_url)):
             if value is not None:
                 raise ConfigError(flag, "is only used with --protocol lwp")
         return None
@@ -203,16 +259,18 @@ def build_credentials(args: argparse.Namespace,
     elif env.get(COOKIES_ENV):
         cookies = Secret(env[COOKIES_ENV])
     else:
-        raise ConfigError("--protocol lwp", f"needs the account's cookies: --cookies-file PATH "
-                                            f"or the {COOKIES_ENV} environment variable")
+        raise ConfigError(
+            "--protocol lwp",
+            f"needs the account's cookies: --cookies-file PATH "
+            f"or the {COOKIES_ENV} environment variable",
+        )
     return lwp_credentials(cookies, url=args.url, token_url=args.token_url)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     watch = _Watch(out, verbose=args.verbose)
     try:
-        conn = build_connection(args, build_credentials(args, os.environ),
-                                on_message=watch.message)
+        conn = build_connection(args, build_credentials(args, os.environ), on_message=watch.message)
         metrics = metrics_endpoint.start(args, "connect", out)
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
@@ -271,8 +329,13 @@ class _Watch:
             self.out.stdout.flush()
 
     def _panel(self) -> RenderableType:
-        return status_panel(self.conn.url, self.conn.stats(), self.recent, self.conn.started_at,
-                            styles=StateStyles(self.conn.spec))
+        return status_panel(
+            self.conn.url,
+            self.conn.stats(),
+            self.recent,
+            self.conn.started_at,
+            styles=StateStyles(self.conn.spec),
+        )
 
     def _summary(self) -> str:
         return plain_stats(self.conn.stats(), anyio.current_time(), self.conn.started_at)
@@ -292,8 +355,7 @@ class _Watch:
                 self._line(self._summary())
 
     async def _show_live(self) -> None:
-        with Live(self._panel(), console=self.console, auto_refresh=False,
-                  transient=False) as live:
+        with Live(self._panel(), console=self.console, auto_refresh=False, transient=False) as live:
             try:
                 while True:
                     await anyio.sleep(_REFRESH)
@@ -302,8 +364,9 @@ class _Watch:
                 live.update(self._panel(), refresh=True)
 
 
-async def keep_alive(conn: LiveConnection, watch: _Watch, duration: float | None,
-                     stop: Stop) -> int:
+async def keep_alive(
+    conn: LiveConnection, watch: _Watch, duration: float | None, stop: Stop
+) -> int:
     """Run the connection until ``duration`` elapses, ``stop`` is set, or it is FAILED
     for good; return the exit code (0 or :data:`EXIT_FAILED`)."""
     # The display outlives the connection, so that it shows the close too.

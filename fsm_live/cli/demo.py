@@ -54,21 +54,34 @@ _PANEL_ROWS: Final = 15  # rows of the live panel besides its timeline (+1 for t
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="watch a live connection survive a scripted series of faults",
+        "demo",
+        help="watch a live connection survive a scripted series of faults",
         description="Start a local lwp server, a fault proxy and a client in one process, and "
-                    "run a scripted story through every state and transition of the lifecycle.",
+        "run a scripted story through every state and transition of the lifecycle.",
         epilog="Exit codes: 0 the story ran and its summary agrees with the trace (or SIGTERM "
-               "stopped it); 1 a step got stuck or the counts disagree; 2 bad arguments; "
-               "130 Ctrl-C (it closes first; a second Ctrl-C cuts that short).")
-    parser.add_argument("--duration", type=_duration, default=DEFAULT_DURATION, metavar="S",
-                        help=f"length of the story in seconds (default {DEFAULT_DURATION:g}, "
-                             f"at least {MIN_DURATION:g})")
-    parser.add_argument("--seed", type=int, default=1, metavar="N",
-                        help="seed of the jitter (default 1)")
-    parser.add_argument("--trace", type=Path, metavar="FILE",
-                        help="write the transitions here (overwritten; default: a temp file)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="DEBUG logs of every logger (secrets redacted)")
+        "stopped it); 1 a step got stuck or the counts disagree; 2 bad arguments; "
+        "130 Ctrl-C (it closes first; a second Ctrl-C cuts that short).",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_duration,
+        default=DEFAULT_DURATION,
+        metavar="S",
+        help=f"length of the story in seconds (default {DEFAULT_DURATION:g}, "
+        f"at least {MIN_DURATION:g})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, metavar="N", help="seed of the jitter (default 1)"
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write the transitions here (overwritten; default: a temp file)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="DEBUG logs of every logger (secrets redacted)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -133,10 +146,18 @@ class _LiveView:
             while True:
                 elapsed = anyio.current_time() - conn.started_at
                 rows = max(3, self.console.height - _PANEL_ROWS)  # fit the terminal
-                live.update(demo_panel(conn.stats(), list(self.timeline)[-rows:],
-                                       conn.started_at, elapsed, self.duration, self.taken,
-                                       styles=styles),
-                            refresh=True)
+                live.update(
+                    demo_panel(
+                        conn.stats(),
+                        list(self.timeline)[-rows:],
+                        conn.started_at,
+                        elapsed,
+                        self.duration,
+                        self.taken,
+                        styles=styles,
+                    ),
+                    refresh=True,
+                )
                 await anyio.sleep(_REFRESH)
 
 
@@ -154,8 +175,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
             handle, name = tempfile.mkstemp(prefix="fsm-live-demo-", suffix=".jsonl")
             os.close(handle)
             trace = Path(name)
-        return anyio.run(run_until_stopped, "demo", out,
-                         functools.partial(_run, args, trace, out), backend="asyncio")
+        return anyio.run(
+            run_until_stopped,
+            "demo",
+            out,
+            functools.partial(_run, args, trace, out),
+            backend="asyncio",
+        )
     except OSError as exc:
         out.problem(_os_problem(exc))
         return 1
@@ -176,8 +202,7 @@ async def _run(args: argparse.Namespace, trace: Path, out: Output, stop: Stop) -
             display.start_soon(view.show)
         try:
             with stop.cancelling():  # a signal ends the story; run_demo closes on its way out
-                report = await run_demo(view, duration=args.duration, seed=args.seed,
-                                        trace=trace)
+                report = await run_demo(view, duration=args.duration, seed=args.seed, trace=trace)
         except StoryStuck as exc:
             problem = f"{PROG} demo: {exc}"
         except OSError as exc:
@@ -203,5 +228,3 @@ def _print_summary(report: DemoReport, out: Output) -> None:
     out.text(diagram)
     if not report.summary.agrees:
         out.problem(f"{PROG} demo: the summary's counts disagree with the connection's counters")
-
-

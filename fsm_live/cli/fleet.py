@@ -64,24 +64,42 @@ _MAX_NAME = 200  # file systems allow 255 bytes; ".jsonl" and margin
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "fleet", help="keep every account of a fleet file connected",
+        "fleet",
+        help="keep every account of a fleet file connected",
         description="Keep one connection per account of a TOML fleet file alive and show "
-                    "how the fleet is doing.",
+        "how the fleet is doing.",
         epilog="Exit codes: 0 closed (--duration, or SIGTERM); 2 bad arguments or fleet file; "
-               "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).")
-    parser.add_argument("config", metavar="CONFIG", help="TOML fleet file ([accounts.NAME] "
-                                                         "tables; see docs/fleet.md)")
-    parser.add_argument("--trace-dir", metavar="DIR", type=Path,
-                        help="append each account's transitions to DIR/<key>.jsonl")
-    parser.add_argument("--duration", metavar="S", type=seconds,
-                        help="close everything and exit after S seconds")
-    parser.add_argument("--reconnects-per-second", metavar="N", type=positive_number,
-                        default=DEFAULT_RECONNECTS_PER_SECOND,
-                        help="reconnect attempts per second of all accounts together "
-                             f"(default {DEFAULT_RECONNECTS_PER_SECOND:g})")
+        "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).",
+    )
+    parser.add_argument(
+        "config",
+        metavar="CONFIG",
+        help="TOML fleet file ([accounts.NAME] tables; see docs/fleet.md)",
+    )
+    parser.add_argument(
+        "--trace-dir",
+        metavar="DIR",
+        type=Path,
+        help="append each account's transitions to DIR/<key>.jsonl",
+    )
+    parser.add_argument(
+        "--duration", metavar="S", type=seconds, help="close everything and exit after S seconds"
+    )
+    parser.add_argument(
+        "--reconnects-per-second",
+        metavar="N",
+        type=positive_number,
+        default=DEFAULT_RECONNECTS_PER_SECOND,
+        help="reconnect attempts per second of all accounts together "
+        f"(default {DEFAULT_RECONNECTS_PER_SECOND:g})",
+    )
     metrics_endpoint.add_arguments(parser, fleet=True)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="DEBUG logs of every logger, websockets included")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="DEBUG logs of every logger, websockets included",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -90,11 +108,12 @@ def trace_file_name(key: str) -> str:
     dot) written as ``%XX`` of its UTF-8 bytes: distinct keys, distinct files,
     never a path separator.  A name that would be too long for a file system is
     cut and suffixed with a digest of the key."""
-    safe = _UNSAFE.sub(lambda match: "".join(f"%{byte:02X}"
-                                             for byte in match.group().encode()), key)
+    safe = _UNSAFE.sub(
+        lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), key
+    )
     if len(safe) > _MAX_NAME:
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        safe = f"{safe[:_MAX_NAME - 17]}~{digest}"
+        safe = f"{safe[: _MAX_NAME - 17]}~{digest}"
     return f"{safe}.jsonl"
 
 
@@ -110,13 +129,21 @@ def run(args: argparse.Namespace, out: Output) -> int:
     configure_logging(args.verbose)
 
     def collector(fleet: Fleet) -> AbstractContextManager[None]:
-        return metrics_endpoint.registered(metrics, functools.partial(
-            FleetCollector, fleet, per_connection=args.metrics_per_connection))
+        return metrics_endpoint.registered(
+            metrics,
+            functools.partial(FleetCollector, fleet, per_connection=args.metrics_per_connection),
+        )
 
     async def body(stop: Stop) -> int:
-        return await run_fleet(config, args.trace_dir, args.duration, out, stop=stop,
-                               reconnects_per_second=args.reconnects_per_second,
-                               metrics=collector if metrics is not None else None)
+        return await run_fleet(
+            config,
+            args.trace_dir,
+            args.duration,
+            out,
+            stop=stop,
+            reconnects_per_second=args.reconnects_per_second,
+            metrics=collector if metrics is not None else None,
+        )
 
     try:
         return anyio.run(run_until_stopped, "fleet", out, body)
@@ -137,35 +164,46 @@ def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
         check_writable(trace_dir / trace_file_name(account.key), "--trace-dir")
 
 
-async def run_fleet(config: FleetConfig, trace_dir: Path | None, duration: float | None,
-                    out: Output, *,
-                    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
-                    stop: Stop | None = None,
-                    metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None
-                    ) -> int:
+async def run_fleet(
+    config: FleetConfig,
+    trace_dir: Path | None,
+    duration: float | None,
+    out: Output,
+    *,
+    reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
+    stop: Stop | None = None,
+    metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None,
+) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
     the fleet runs in once its members are added (a metrics collector registered)."""
     interactive = out.stdout.isatty()
     close_timeout = max(account.config.close_timeout for account in config.accounts)
-    async with Fleet(close_timeout=close_timeout,
-                     reconnects_per_second=reconnects_per_second) as fleet:
+    async with Fleet(
+        close_timeout=close_timeout, reconnects_per_second=reconnects_per_second
+    ) as fleet:
         if not interactive:
+
             def print_line(key: str, record: TransitionRecord) -> None:
                 out.stdout.write(plain_fleet_transition(key, record, fleet.started_at) + "\n")
                 out.stdout.flush()
+
             fleet.on_transition(print_line)
         for account in config.accounts:
             trace = None if trace_dir is None else trace_dir / trace_file_name(account.key)
             try:
-                await fleet.add(account.key, account.url, trace=trace, on_message=_take,
-                                **account.connection_options())
+                await fleet.add(
+                    account.key,
+                    account.url,
+                    trace=trace,
+                    on_message=_take,
+                    **account.connection_options(),
+                )
             except ConfigError as exc:  # what the connection refuses beyond the file's checks
                 out.problem(f"{PROG} fleet: error: {config.path}: accounts.{account.key}: {exc}")
                 return EXIT_BAD_USAGE
             except OSError as exc:  # the trace file went away since run() checked it
-                out.problem(f"{PROG} fleet: error: --trace-dir {trace}: "
-                            f"{exc.strerror or exc}")
+                out.problem(f"{PROG} fleet: error: --trace-dir {trace}: {exc.strerror or exc}")
                 return EXIT_BAD_USAGE
         watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
         with watched:
@@ -206,8 +244,7 @@ async def _report_all_connected(fleet: Fleet, out: Output) -> None:
     while sum(fleet.count(name) for name in success) < len(fleet):
         await fleet.wait_changed()
     elapsed = anyio.current_time() - fleet.started_at
-    out.stdout.write(f"all {len(fleet)} connections {'/'.join(success)} "
-                     f"after {elapsed:.3f} s\n")
+    out.stdout.write(f"all {len(fleet)} connections {'/'.join(success)} after {elapsed:.3f} s\n")
     out.stdout.flush()
 
 
@@ -222,9 +259,14 @@ async def _show_live(fleet: Fleet, title: str, out: Output) -> None:
     console = Console(file=out.stdout)
     title = f"fsm-live fleet {title}"
     styles = StateStyles(fleet.machine.spec)
-    with Live(fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles), console=console,
-              auto_refresh=False, transient=False) as live:
+    with Live(
+        fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles),
+        console=console,
+        auto_refresh=False,
+        transient=False,
+    ) as live:
         while True:
             await anyio.sleep(_REFRESH)
-            live.update(fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles),
-                        refresh=True)
+            live.update(
+                fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles), refresh=True
+            )

@@ -34,15 +34,26 @@ def port_number(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser, *, fleet: bool = False) -> None:
     """Add ``--metrics-port`` and ``--metrics-host`` (and, for a fleet,
     ``--metrics-per-connection``)."""
-    parser.add_argument("--metrics-port", metavar="N", type=port_number,
-                        help="serve Prometheus metrics on http://HOST:N/metrics while it runs "
-                             "(0: any free port; needs pip install 'fsm_live[metrics]')")
-    parser.add_argument("--metrics-host", metavar="HOST", default=DEFAULT_HOST,
-                        help=f"the address --metrics-port binds (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--metrics-port",
+        metavar="N",
+        type=port_number,
+        help="serve Prometheus metrics on http://HOST:N/metrics while it runs "
+        "(0: any free port; needs pip install 'fsm_live[metrics]')",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        default=DEFAULT_HOST,
+        help=f"the address --metrics-port binds (default {DEFAULT_HOST})",
+    )
     if fleet:
-        parser.add_argument("--metrics-per-connection", action="store_true",
-                            help="label every series with its account (connection=KEY); off "
-                                 "by default, to keep the number of series bounded")
+        parser.add_argument(
+            "--metrics-per-connection",
+            action="store_true",
+            help="label every series with its account (connection=KEY); off "
+            "by default, to keep the number of series bounded",
+        )
 
 
 def start(args: argparse.Namespace, command: str, out: Output) -> MetricsServer | None:
@@ -58,8 +69,9 @@ def start(args: argparse.Namespace, command: str, out: Output) -> MetricsServer 
     except ImportError as exc:  # MissingExtra: says what to install
         raise ConfigError("--metrics-port", str(exc)) from None
     except OSError as exc:
-        raise ConfigError(f"{flag} --metrics-host {args.metrics_host}",
-                          f"cannot listen: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"{flag} --metrics-host {args.metrics_host}", f"cannot listen: {exc.strerror or exc}"
+        ) from None
     out.stderr.write(f"{PROG} {command}: metrics on {server.url}\n")
     out.stderr.flush()
     return server

@@ -44,22 +44,33 @@ PLAIN_WIDTH = 120
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "report", help="figures and charts from trace files",
+        "report",
+        help="figures and charts from trace files",
         description="Report what traces say: time in each state, availability, reconnects "
-                    "and time back, failures by class over time, heartbeats and round trips, "
-                    "messages, token refreshes, and how often each edge of the spec was taken; "
-                    "per connection and for all.",
+        "and time back, failures by class over time, heartbeats and round trips, "
+        "messages, token refreshes, and how often each edge of the spec was taken; "
+        "per connection and for all.",
         epilog="Exit codes: 0 written; 1 --html could not be written (or Plotly is missing: "
-               "pip install 'fsm_live[report]'); 2 bad arguments.")
-    parser.add_argument("traces", nargs="+", metavar="TRACE",
-                        help="a trace file (JSON lines), or a directory of *.jsonl traces "
-                             "(fsm-live fleet --trace-dir)")
-    parser.add_argument("--spec", metavar="SPEC",
-                        help="the spec the traces ran (default: the packaged connection.yaml)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the figures as JSON instead of tables")
-    parser.add_argument("--html", metavar="FILE",
-                        help="also write a self-contained HTML page with charts to FILE")
+        "pip install 'fsm_live[report]'); 2 bad arguments.",
+    )
+    parser.add_argument(
+        "traces",
+        nargs="+",
+        metavar="TRACE",
+        help="a trace file (JSON lines), or a directory of *.jsonl traces "
+        "(fsm-live fleet --trace-dir)",
+    )
+    parser.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="the spec the traces ran (default: the packaged connection.yaml)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the figures as JSON instead of tables"
+    )
+    parser.add_argument(
+        "--html", metavar="FILE", help="also write a self-contained HTML page with charts to FILE"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -101,6 +112,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         except OSError as exc:
             out.problem(f"{PROG} report: {args.html}: cannot write: {exc.strerror or exc}")
             return EXIT_FAILED
-        out.stderr.write(f"{PROG} report: wrote {args.html} ({len(page) // 1024} KiB, "
-                         f"opens offline)\n")
+        out.stderr.write(
+            f"{PROG} report: wrote {args.html} ({len(page) // 1024} KiB, opens offline)\n"
+        )
     return 0

@@ -33,26 +33,46 @@ DEFAULT_PUSH_INTERVAL = 1.0
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="run a local lwp server (tokens, pushes, faults)",
+        "serve",
+        help="run a local lwp server (tokens, pushes, faults)",
         description="Run a local WebSocket server speaking lwp: it issues tokens (GET /token "
-                    "with a unb cookie), checks registrations, acks heartbeats, pushes sample "
-                    "messages (some duplicated) and fires the faults of --faults.",
+        "with a unb cookie), checks registrations, acks heartbeats, pushes sample "
+        "messages (some duplicated) and fires the faults of --faults.",
         epilog="Exit codes: 0 stopped (--duration, or SIGTERM); 1 cannot listen; 2 bad arguments "
-               "or schedule; 130 Ctrl-C.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
-                                                             "(default: 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=0, metavar="N",
-                        help="port to listen on (default: 0, a free port)")
-    parser.add_argument("--faults", metavar="SPEC",
-                        help='fault schedule, e.g. "5s close 1012; 12s blackhole 20s; '
-                             '30s reject 401 x1", or @FILE (one fault per line)')
-    parser.add_argument("--push-interval", type=_push_interval, default=DEFAULT_PUSH_INTERVAL,
-                        metavar="S", help="seconds between sync pushes to each registered "
-                                          "client; 0 for none (default: 1)")
-    parser.add_argument("--duration", type=seconds, metavar="S",
-                        help="stop after S seconds (default: run until SIGINT/SIGTERM)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="DEBUG logs of every logger (secrets redacted)")
+        "or schedule; 130 Ctrl-C.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        metavar="N",
+        help="port to listen on (default: 0, a free port)",
+    )
+    parser.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help='fault schedule, e.g. "5s close 1012; 12s blackhole 20s; '
+        '30s reject 401 x1", or @FILE (one fault per line)',
+    )
+    parser.add_argument(
+        "--push-interval",
+        type=_push_interval,
+        default=DEFAULT_PUSH_INTERVAL,
+        metavar="S",
+        help="seconds between sync pushes to each registered client; 0 for none (default: 1)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=seconds,
+        metavar="S",
+        help="stop after S seconds (default: run until SIGINT/SIGTERM)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="DEBUG logs of every logger (secrets redacted)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -73,24 +93,38 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.problem(f"{PROG} serve: error: --faults: {exc}")
         return EXIT_BAD_USAGE
     except OSError as exc:
-        out.problem(f"{PROG} serve: error: --faults: cannot read {exc.filename}: "
-                    f"{exc.strerror or type(exc).__name__}")
+        out.problem(
+            f"{PROG} serve: error: --faults: cannot read {exc.filename}: "
+            f"{exc.strerror or type(exc).__name__}"
+        )
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
-    server = LwpServer(host=args.host, port=args.port, schedule=schedule,
-                       push_interval=args.push_interval or None)
+    server = LwpServer(
+        host=args.host, port=args.port, schedule=schedule, push_interval=args.push_interval or None
+    )
     try:
-        return anyio.run(run_until_stopped, "serve", out,
-                         functools.partial(serve, server, schedule, args.duration, out),
-                         backend="asyncio")
+        return anyio.run(
+            run_until_stopped,
+            "serve",
+            out,
+            functools.partial(serve, server, schedule, args.duration, out),
+            backend="asyncio",
+        )
     except OSError as exc:
-        out.problem(f"{PROG} serve: error: cannot listen on {args.host}:{args.port}: "
-                    f"{exc.strerror or type(exc).__name__}")
+        out.problem(
+            f"{PROG} serve: error: cannot listen on {args.host}:{args.port}: "
+            f"{exc.strerror or type(exc).__name__}"
+        )
         return 1
 
 
-async def serve(server: LwpServer, schedule: tuple[ScheduledFault, ...],
-                duration: float | None, out: Output, stop: Stop) -> int:
+async def serve(
+    server: LwpServer,
+    schedule: tuple[ScheduledFault, ...],
+    duration: float | None,
+    out: Output,
+    stop: Stop,
+) -> int:
     """Run ``server`` until ``stop`` is set or ``duration`` elapses, printing its
     faults; return 0 once it is closed."""
 
@@ -100,8 +134,7 @@ async def serve(server: LwpServer, schedule: tuple[ScheduledFault, ...],
 
     server.on_fault(print_fault)
     async with server:
-        out.stdout.write(f"lwp server listening on {server.url} "
-                         f"(tokens: GET {server.token_url})\n")
+        out.stdout.write(f"lwp server listening on {server.url} (tokens: GET {server.token_url})\n")
         for item in schedule:
             out.stdout.write(f"   scheduled: {item}\n")
         out.stdout.flush()

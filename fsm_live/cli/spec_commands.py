@@ -48,13 +48,17 @@ def _load(path: str, out: Output) -> Spec | None:
 
 def add_check(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "check", help="validate lifecycle spec files",
+        "check",
+        help="validate lifecycle spec files",
         description="Validate each spec file; report every problem as FILE:LINE: item: message.",
     )
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="a spec file (YAML)")
-    parser.add_argument("--bind", metavar="MODULE:NAME",
-                        help="also check the bindings of a Registry (imports MODULE; "
-                             "without --bind no user code is imported)")
+    parser.add_argument(
+        "--bind",
+        metavar="MODULE:NAME",
+        help="also check the bindings of a Registry (imports MODULE; "
+        "without --bind no user code is imported)",
+    )
     parser.set_defaults(handler=_run_check)
 
 
@@ -97,8 +101,9 @@ def _run_check(args: argparse.Namespace, out: Output) -> int:
             status = 1
             continue
         bound = f", bound by {args.bind}" if registry is not None else ""
-        out.ok(f"{path}: ok ({len(spec.states)} states, {len(spec.transitions)} "
-               f"transitions{bound})")
+        out.ok(
+            f"{path}: ok ({len(spec.states)} states, {len(spec.transitions)} transitions{bound})"
+        )
     return status
 
 
@@ -107,22 +112,42 @@ def _run_check(args: argparse.Namespace, out: Output) -> int:
 
 def add_diagram(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "diagram", help="draw a spec as Mermaid, Graphviz DOT or SVG",
+        "diagram",
+        help="draw a spec as Mermaid, Graphviz DOT or SVG",
         description="Draw a spec's state diagram.  SVG needs Graphviz's `dot` program.",
     )
     parser.add_argument("spec", metavar="SPEC", help="a spec file (YAML)")
-    parser.add_argument("-f", "--format", choices=FORMATS, default="mermaid",
-                        help="output format (default: %(default)s)")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write to FILE instead of standard output")
-    parser.add_argument("--no-notes", dest="notes", action="store_false",
-                        help="leave out each state's tasks, timers and ignored events")
-    parser.add_argument("--trace", nargs="+", metavar="FILE", default=None,
-                        help="JSONL trace file(s): label each edge with the times it was "
-                             "taken (hot edges heavier in DOT and SVG)")
-    parser.add_argument("--graphviz-timeout", type=seconds, default=30.0, metavar="S",
-                        help="give Graphviz at most S seconds for --format svg "
-                             "(default: %(default)g)")
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default="mermaid",
+        help="output format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    parser.add_argument(
+        "--no-notes",
+        dest="notes",
+        action="store_false",
+        help="leave out each state's tasks, timers and ignored events",
+    )
+    parser.add_argument(
+        "--trace",
+        nargs="+",
+        metavar="FILE",
+        default=None,
+        help="JSONL trace file(s): label each edge with the times it was "
+        "taken (hot edges heavier in DOT and SVG)",
+    )
+    parser.add_argument(
+        "--graphviz-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="give Graphviz at most S seconds for --format svg (default: %(default)g)",
+    )
     parser.set_defaults(handler=_run_diagram)
 
 
@@ -146,10 +171,12 @@ def _run_diagram(args: argparse.Namespace, out: Output) -> int:
         out.problem(f"{PROG} diagram: {exc}")
         return 1
     if args.format == "mermaid" and len(text) > MERMAID_MAX_TEXT:
-        out.problem(f"{PROG} diagram: warning: the Mermaid text is {len(text):,} characters, "
-                    f"over Mermaid's default maxTextSize ({MERMAID_MAX_TEXT:,}): renderers "
-                    f"show 'Maximum text size in diagram exceeded' unless configured; "
-                    f"try --no-notes or --format svg")
+        out.problem(
+            f"{PROG} diagram: warning: the Mermaid text is {len(text):,} characters, "
+            f"over Mermaid's default maxTextSize ({MERMAID_MAX_TEXT:,}): renderers "
+            f"show 'Maximum text size in diagram exceeded' unless configured; "
+            f"try --no-notes or --format svg"
+        )
     if args.output is None:
         out.text(text)
         return 0

@@ -26,16 +26,22 @@ EXIT_BAD_USAGE = 2
 
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "verify", help="check that traces conform to a spec",
+        "verify",
+        help="check that traces conform to a spec",
         description="Check that each trace follows the spec: the first transition leaves "
-                    "the initial state, each one starts where the previous one ended and "
-                    "is an edge of the spec, times never go back, a final state is never "
-                    "left.",
+        "the initial state, each one starts where the previous one ended and "
+        "is an edge of the spec, times never go back, a final state is never "
+        "left.",
         epilog="Exit codes: 0 every trace conforms; 1 one does not (FILE:LINE: the first "
-               "violation); 2 bad arguments.")
+        "violation); 2 bad arguments.",
+    )
     parser.add_argument("spec", metavar="SPEC", help="the spec file (YAML) the traces ran")
-    parser.add_argument("traces", nargs="+", metavar="TRACE",
-                        help="a trace file (JSON lines), or a directory of *.jsonl traces")
+    parser.add_argument(
+        "traces",
+        nargs="+",
+        metavar="TRACE",
+        help="a trace file (JSON lines), or a directory of *.jsonl traces",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -45,8 +51,11 @@ def load_spec(path: str) -> Spec:
     try:
         return Spec.from_path(path)
     except SpecError as exc:
-        more = f" (and {len(exc.problems) - 1} more: fsm-live check {path})" \
-            if len(exc.problems) > 1 else ""
+        more = (
+            f" (and {len(exc.problems) - 1} more: fsm-live check {path})"
+            if len(exc.problems) > 1
+            else ""
+        )
         raise ConfigError(path, f"not a valid spec: {exc.problems[0]}{more}") from None
     except FileNotFoundError:
         raise ConfigError(path, "no such file") from None
@@ -72,8 +81,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             out.problem(f"{PROG} verify: error: {path}: cannot read: {exc.strerror or exc}")
             return EXIT_BAD_USAGE
         if verdict.violation is None:
-            out.ok(f"{path}: ok ({verdict.transitions} transitions, {verdict.runs} "
-                   f"run{'' if verdict.runs == 1 else 's'})")
+            out.ok(
+                f"{path}: ok ({verdict.transitions} transitions, {verdict.runs} "
+                f"run{'' if verdict.runs == 1 else 's'})"
+            )
         else:
             out.problem(f"{path}:{verdict.violation.line}: {verdict.violation.message}")
             status = EXIT_VIOLATION

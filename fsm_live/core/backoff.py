@@ -41,8 +41,12 @@ class BackoffPolicy(Protocol):
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ConfigError(attribute.name, f"must be a finite number >= 0, got {value!r}")
 
 
@@ -70,8 +74,9 @@ class ExponentialJitter:
         if self.factor < 1:
             raise ConfigError("factor", f"must be >= 1, got {self.factor!r}")
         if self.maximum < self.initial:
-            raise ConfigError("maximum", f"must be >= initial ({self.initial}), "
-                                         f"got {self.maximum!r}")
+            raise ConfigError(
+                "maximum", f"must be >= initial ({self.initial}), got {self.maximum!r}"
+            )
         if self.floor > self.initial:
             raise ConfigError("floor", f"must be <= initial ({self.initial}), got {self.floor!r}")
 
@@ -156,8 +161,11 @@ def backoff_policy(name: str, **params: Any) -> BackoffPolicy:
         accepted = [field.alias for field in attrs.fields(factory) if field.init]
         for param in params:
             if param not in accepted:
-                raise ConfigError(param, f"not a parameter of the {name!r} policy "
-                                         f"(its parameters: {', '.join(accepted)})")
+                raise ConfigError(
+                    param,
+                    f"not a parameter of the {name!r} policy "
+                    f"(its parameters: {', '.join(accepted)})",
+                )
     try:
         return factory(**params)
     except TypeError as exc:  # a factory that is not an attrs class

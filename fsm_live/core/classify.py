@@ -50,9 +50,14 @@ class Classifier:
             or (kind is not None and self._by_kind.get(kind))
             or self.default
         )
-        return Failure(error_class=error_class, reason=reason, kind=kind,
-                       http_status=http_status, close_code=close_code,
-                       retry_after=retry_after)
+        return Failure(
+            error_class=error_class,
+            reason=reason,
+            kind=kind,
+            http_status=http_status,
+            close_code=close_code,
+            retry_after=retry_after,
+        )
 
     def classify_exception(self, exc: BaseException, reason: str = "") -> Failure:
         """Classify an exception that is no transport's (a bug: the default class);
@@ -61,9 +66,13 @@ class Classifier:
 
     def classify_error(self, error: TransportError) -> Failure:
         """Classify a transport's error by the facts it carries."""
-        return self.classify(kind=error.kind, http_status=error.http_status,
-                             close_code=error.close_code, reason=error.reason,
-                             retry_after=error.retry_after)
+        return self.classify(
+            kind=error.kind,
+            http_status=error.http_status,
+            close_code=error.close_code,
+            reason=error.reason,
+            retry_after=error.retry_after,
+        )
 
     def policy(self, error_class: str) -> ErrorClassSpec:
         """What the machine does with this class (the default class's policy if unknown)."""

@@ -156,6 +156,19 @@ class TriggerFired:
     reason: str = ""
 
 
-Event = (Start | Close | Reset | Tick | Opened | LinkFailed | Inbound | MessageReceived
-         | ReadingPaused | ReadingResumed | HeartbeatAcked | Rotate | EscalationFinished
-         | TriggerFired)
+Event = (
+    Start
+    | Close
+    | Reset
+    | Tick
+    | Opened
+    | LinkFailed
+    | Inbound
+    | MessageReceived
+    | ReadingPaused
+    | ReadingResumed
+    | HeartbeatAcked
+    | Rotate
+    | EscalationFinished
+    | TriggerFired
+)

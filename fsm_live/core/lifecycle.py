@@ -72,8 +72,13 @@ from fsm_live.core.settings import LifecycleSettings
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Registry, Spec
 
-__all__ = ("FAILURE_TRIGGERS", "LIFECYCLE_REGISTRY", "REQUIRED_TRIGGERS", "Lifecycle",
-           "LifecycleMachine")
+__all__ = (
+    "FAILURE_TRIGGERS",
+    "LIFECYCLE_REGISTRY",
+    "REQUIRED_TRIGGERS",
+    "Lifecycle",
+    "LifecycleMachine",
+)
 
 #: Triggers that carry a recoverable failure, tried in this order from the current state.
 FAILURE_TRIGGERS: Final = ("connect_failed", "lost")
@@ -101,13 +106,18 @@ class LifecycleMachine(SpecMachine):
 
     __slots__ = ("classifier", "failure_trigger")
 
-    def __init__(self, spec: Spec, *, require_triggers: bool = True,
-                 registry: Registry | None = None) -> None:
+    def __init__(
+        self, spec: Spec, *, require_triggers: bool = True, registry: Registry | None = None
+    ) -> None:
         if require_triggers:
             missing = REQUIRED_TRIGGERS - set(spec.triggers)
             if missing:
-                raise SpecError([f"{spec.source}: triggers: a connection spec needs the "
-                                 f"triggers {', '.join(sorted(missing))}"])
+                raise SpecError(
+                    [
+                        f"{spec.source}: triggers: a connection spec needs the "
+                        f"triggers {', '.join(sorted(missing))}"
+                    ]
+                )
         registry = LIFECYCLE_REGISTRY if registry is None else LIFECYCLE_REGISTRY | registry
         # Tasks of the spec's own run as the registry's coroutines (the runtime starts
         # the packaged ones itself): each must be bound.
@@ -196,8 +206,7 @@ class Lifecycle:
         self._effects: list[Effect] = []
 
     def __repr__(self) -> str:
-        return (f"<Lifecycle {self.state} generation={self.generation} "
-                f"failures={self.failures}>")
+        return f"<Lifecycle {self.state} generation={self.generation} failures={self.failures}>"
 
     # -- queries -----------------------------------------------------------------------
 
@@ -313,8 +322,9 @@ class Lifecycle:
             return self.fire(event.trigger, event.now, reason=event.reason or event.trigger)
         return self._on_escalation(event)
 
-    def fire(self, trigger: str, now: float, *, failure: Failure | None = None,
-             reason: str = "") -> list[Effect]:
+    def fire(
+        self, trigger: str, now: float, *, failure: Failure | None = None, reason: str = ""
+    ) -> list[Effect]:
         """Fire ``trigger`` at ``now`` (the one typed way in); return the effects.
 
         A ``failure`` is counted first (by its class's action), so guards such as
@@ -339,8 +349,13 @@ class Lifecycle:
         counted = self.failures, self.last_failure
         if failure is not None:
             self._count_failure(failure)
-        taken = self.machine.fire(self, trigger, now=now, failure=failure,
-                                  reason=reason or (str(failure) if failure else ""))
+        taken = self.machine.fire(
+            self,
+            trigger,
+            now=now,
+            failure=failure,
+            reason=reason or (str(failure) if failure else ""),
+        )
         if not taken:
             self.failures, self.last_failure = counted
         return taken
@@ -353,8 +368,7 @@ class Lifecycle:
 
     def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
         action = self.machine.classifier.policy(failure.error_class).action
-        refresh = action == "refresh" and self.can_refresh_credentials \
-            and not self._auth_refreshed
+        refresh = action == "refresh" and self.can_refresh_credentials and not self._auth_refreshed
         if action == "fail" or (action == "refresh" and not refresh):
             trigger: str | None = "fatal"
         else:
@@ -431,8 +445,11 @@ class Lifecycle:
         """Lost after ``heartbeat_timeout`` of silence, counted from the last inbound
         frame or from when the client last started reading, whichever is later;
         never while reading is paused (that silence is ours)."""
-        self.timers["heartbeat_timeout"] = math.inf if self.reading_paused else (
-            max(self.last_inbound, self._reading_since) + self.config.heartbeat_timeout)
+        self.timers["heartbeat_timeout"] = (
+            math.inf
+            if self.reading_paused
+            else (max(self.last_inbound, self._reading_since) + self.config.heartbeat_timeout)
+        )
 
     def _set_reading_paused(self, paused: bool, now: float) -> None:
         """Suspend the heartbeat timeout while paused; on resume it counts from ``now``."""
@@ -480,8 +497,9 @@ class Lifecycle:
         policy = self.machine.classifier.policy(error_class)
         if policy.action == "planned" and self.stable:
             return high * self.random()
-        return max(low, min(high, self.config.backoff.delay(self.failures, error_class,
-                                                             self.random)))
+        return max(
+            low, min(high, self.config.backoff.delay(self.failures, error_class, self.random))
+        )
 
     # -- Machine callbacks (they only record effects) ----------------------------------
 
@@ -509,8 +527,9 @@ class Lifecycle:
         self._escalation_pending = "escalation" in state.tasks
         refresh, escalate = self.refresh_credentials_first, self.may_escalate
         for task in state.tasks:
-            effects.append(StartTask(task, self.generation, refresh_credentials=refresh,
-                                     may_escalate=escalate))
+            effects.append(
+                StartTask(task, self.generation, refresh_credentials=refresh, may_escalate=escalate)
+            )
         for timer in state.timers:
             deadline = self._arm(timer.name, now)
             self.timers[timer.name] = deadline
@@ -519,14 +538,18 @@ class Lifecycle:
     def _on_transition(self, event_data: Any) -> None:
         failure: Failure | None = event_data.kwargs["failure"]
         transition = event_data.transition
-        self._effects.append(Emit(TransitionRecord(
-            at=event_data.kwargs["now"],
-            source=transition.source,
-            dest=transition.dest or transition.source,  # an internal row has no dest
-            trigger=event_data.event.name,
-            reason=event_data.kwargs["reason"],
-            error_class=failure.error_class if failure else None,
-        )))
+        self._effects.append(
+            Emit(
+                TransitionRecord(
+                    at=event_data.kwargs["now"],
+                    source=transition.source,
+                    dest=transition.dest or transition.source,  # an internal row has no dest
+                    trigger=event_data.event.name,
+                    reason=event_data.kwargs["reason"],
+                    error_class=failure.error_class if failure else None,
+                )
+            )
+        )
 
     def _on_reset_failures(self, event_data: Any) -> None:
         self.failures = 0

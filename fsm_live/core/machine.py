@@ -45,8 +45,7 @@ class MachineModel(Protocol):
 class SpecMachine:
     """A spec compiled into one shared Machine plus per-state lookup tables."""
 
-    __slots__ = ("_events", "allowed", "ignored", "machine", "registry", "spec", "states",
-                 "timers")
+    __slots__ = ("_events", "allowed", "ignored", "machine", "registry", "spec", "states", "timers")
 
     def __init__(self, spec: Spec, *, registry: Registry | None = None) -> None:
         """Build the Machine.  ``registry`` binds the spec's guards and actions; raises
@@ -74,10 +73,12 @@ class SpecMachine:
         self.machine = Machine(
             model=None,
             states=[
-                State(name,
-                      on_enter=[CALLBACKS["on_enter"], *self._callbacks("action", state.on_enter)],
-                      on_exit=[CALLBACKS["on_exit"], *self._callbacks("action", state.on_exit)],
-                      final=state.final)
+                State(
+                    name,
+                    on_enter=[CALLBACKS["on_enter"], *self._callbacks("action", state.on_enter)],
+                    on_exit=[CALLBACKS["on_exit"], *self._callbacks("action", state.on_exit)],
+                    final=state.final,
+                )
                 for name, state in spec.states.items()
             ],
             transitions=[
@@ -87,8 +88,10 @@ class SpecMachine:
                     "dest": None if t.internal else t.dest,
                     "conditions": self._callbacks("guard", t.conditions),
                     "unless": self._callbacks("guard", t.unless),
-                    "before": [*([CALLBACKS["reset_failures"]] if t.reset_failures else []),
-                               *self._callbacks("action", t.before)],
+                    "before": [
+                        *([CALLBACKS["reset_failures"]] if t.reset_failures else []),
+                        *self._callbacks("action", t.before),
+                    ],
                     "after": self._callbacks("action", t.after),
                 }
                 for t in spec.transitions
@@ -134,6 +137,7 @@ class SpecMachine:
 def _bound(func: Callable[..., Any], args: tuple[str, ...]) -> Callable[[Any], Any]:
     """A Machine callback (``send_event``) calling ``func(model, **args)``; each arg
     is taken from the event data by name (None if the event has none)."""
+
     def callback(event_data: Any) -> Any:
         kwargs = event_data.kwargs
         return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})

@@ -39,8 +39,9 @@ class ReconnectPacer:
 
     def __init__(self, rate: float) -> None:
         if not 0 < rate < math.inf:
-            raise ConfigError("rate", f"must be a positive number of attempts per second, "
-                             f"got {rate!r}")
+            raise ConfigError(
+                "rate", f"must be a positive number of attempts per second, got {rate!r}"
+            )
         self.rate = rate
         self.bin_width = max(_MIN_BIN, 1.0 / rate)
         self.capacity = max(1, math.floor(rate * self.bin_width))

@@ -39,8 +39,15 @@ from fsm_live.lwp.token import HttpTokenSource, TokenFetchFailed
 from fsm_live.transport.base import Transport
 from fsm_live.transport.memory import MemoryNetwork
 
-__all__ = ("DUPLICATE_EVERY", "ITEMS_PER_PUSH", "PUSH_INTERVAL", "TOKEN_TIMEOUT",
-           "DemoEnvironment", "MemoryEnvironment", "SocketEnvironment")
+__all__ = (
+    "DUPLICATE_EVERY",
+    "ITEMS_PER_PUSH",
+    "PUSH_INTERVAL",
+    "TOKEN_TIMEOUT",
+    "DemoEnvironment",
+    "MemoryEnvironment",
+    "SocketEnvironment",
+)
 
 PUSH_INTERVAL: Final = 0.5
 ITEMS_PER_PUSH: Final = 3
@@ -103,8 +110,12 @@ class DemoEnvironment(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class SocketEnvironment:
@@ -123,8 +134,11 @@ class SocketEnvironment:
         self._tokens: HttpTokenSource | None = None
 
     async def __aenter__(self) -> Self:
-        server = LwpServer(push_interval=PUSH_INTERVAL, items_per_push=ITEMS_PER_PUSH,
-                           duplicate_every=DUPLICATE_EVERY)
+        server = LwpServer(
+            push_interval=PUSH_INTERVAL,
+            items_per_push=ITEMS_PER_PUSH,
+            duplicate_every=DUPLICATE_EVERY,
+        )
         await server.__aenter__()
         try:
             proxy = FaultProxy(upstream=("127.0.0.1", server.port), seed=self._seed)
@@ -137,8 +151,12 @@ class SocketEnvironment:
         self._tokens = HttpTokenSource(f"http://{host}:{port}/token", timeout=TOKEN_TIMEOUT)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         server, proxy = self._running()
         try:
             await proxy.__aexit__(None, None, None)
@@ -191,16 +209,24 @@ class MemoryEnvironment:
 
     def __init__(self, url: str = "ws://lwp.demo.test/") -> None:
         self.network = MemoryNetwork()
-        self.server = MemoryLwpServer(self.network, url, push_interval=PUSH_INTERVAL,
-                                      items_per_push=ITEMS_PER_PUSH,
-                                      duplicate_every=DUPLICATE_EVERY)
+        self.server = MemoryLwpServer(
+            self.network,
+            url,
+            push_interval=PUSH_INTERVAL,
+            items_per_push=ITEMS_PER_PUSH,
+            duplicate_every=DUPLICATE_EVERY,
+        )
 
     async def __aenter__(self) -> Self:
         await self.server.__aenter__()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.server.__aexit__(None, None, None)
 
     @property

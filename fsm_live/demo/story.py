@@ -195,21 +195,34 @@ class DemoReport:
 def summarize(records: list[dict[str, Any]], stats: Stats) -> DemoSummary:
     """Count edges and failure classes in trace ``records``; compare with ``stats``."""
     edges = Counter((r["from"], r["to"], r["trigger"]) for r in records)
-    edges_by_trigger = Counter({(src, trigger, dest): n for (src, dest, trigger), n
-                                in edges.items()})
-    failures = Counter(r["reason"].partition(":")[0] for r in records
-                       if r["trigger"] in _FAILURE_TRIGGERS)
+    edges_by_trigger = Counter(
+        {(src, trigger, dest): n for (src, dest, trigger), n in edges.items()}
+    )
+    failures = Counter(
+        r["reason"].partition(":")[0] for r in records if r["trigger"] in _FAILURE_TRIGGERS
+    )
     visited = list(dict.fromkeys(state for r in records for state in (r["from"], r["to"])))
-    agrees = (dict(edges_by_trigger) == dict(stats.transitions)
-              and dict(failures) == dict(stats.failures))
-    return DemoSummary(records=tuple(records), edges=dict(edges_by_trigger),
-                       failures=dict(failures), states_visited=tuple(visited), stats=stats,
-                       agrees=agrees)
+    agrees = dict(edges_by_trigger) == dict(stats.transitions) and dict(failures) == dict(
+        stats.failures
+    )
+    return DemoSummary(
+        records=tuple(records),
+        edges=dict(edges_by_trigger),
+        failures=dict(failures),
+        states_visited=tuple(visited),
+        stats=stats,
+        agrees=agrees,
+    )
 
 
-async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION,
-                   seed: int = 1, trace: Path,
-                   environment: DemoEnvironment | None = None) -> DemoReport:
+async def run_demo(
+    observer: DemoObserver,
+    *,
+    duration: float = DEFAULT_DURATION,
+    seed: int = 1,
+    trace: Path,
+    environment: DemoEnvironment | None = None,
+) -> DemoReport:
     """Run the story for about ``duration`` seconds in ``environment`` (default: a
     :class:`~fsm_live.demo.environments.SocketEnvironment`, which needs
     anyio's asyncio backend); the trace goes to ``trace`` (overwritten).  ``seed``
@@ -238,8 +251,9 @@ async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION
     except Exception:
         if stuck is None:
             raise
-        logger.warning("stopping the demo's environment after it got stuck failed too",
-                       exc_info=True)
+        logger.warning(
+            "stopping the demo's environment after it got stuck failed too", exc_info=True
+        )
     assert stuck is not None, "the story neither returned nor got stuck"
     raise stuck
 
@@ -247,8 +261,7 @@ async def run_demo(observer: DemoObserver, *, duration: float = DEFAULT_DURATION
 class _Story:
     """The demo's client and its steps (one instance per run)."""
 
-    def __init__(self, observer: DemoObserver, duration: float, seed: int,
-                 trace: Path) -> None:
+    def __init__(self, observer: DemoObserver, duration: float, seed: int, trace: Path) -> None:
         self.observer = observer
         self.duration = duration
         self.seed = seed
@@ -262,27 +275,40 @@ class _Story:
 
     async def run(self, env: DemoEnvironment) -> DemoReport:
         self.env = env
-        credentials = CookieCredentials(Secret(DEMO_COOKIES), token_source=env.fetch_token,
-                                        escalation=self._relogin)
+        credentials = CookieCredentials(
+            Secret(DEMO_COOKIES), token_source=env.fetch_token, escalation=self._relogin
+        )
         self.credentials = credentials
         conn = LiveConnection(
-            env.url, protocol="lwp", config=demo_config(self.duration),
-            credentials=credentials, transport=env.transport, trace=self.trace,
-            on_message=self._take, random=random.Random(self.seed).random)
+            env.url,
+            protocol="lwp",
+            config=demo_config(self.duration),
+            credentials=credentials,
+            transport=env.transport,
+            trace=self.trace,
+            on_message=self._take,
+            random=random.Random(self.seed).random,
+        )
         self.conn = conn
         self.observer.attach(conn, self.duration)
         conn.on_transition(self.observer.transition)
         env.on_fault(self._server_fault)
         async with conn:
             self.started_at = conn.started_at
-            for step in (self._clean_session, self._half_open, self._restart,
-                         self._unauthorized, self._terminal_close, self._network_down,
-                         self._network_back, self._finish):
+            for step in (
+                self._clean_session,
+                self._half_open,
+                self._restart,
+                self._unauthorized,
+                self._terminal_close,
+                self._network_down,
+                self._network_back,
+                self._finish,
+            ):
                 await step()
         stats = conn.stats()
         summary = summarize(read_trace(self.trace), stats)
-        return DemoReport(self.trace, summary, env.server_stats(), tuple(self.events),
-                          self.taken)
+        return DemoReport(self.trace, summary, env.server_stats(), tuple(self.events), self.taken)
 
     async def _take(self, message: object) -> None:
         """The application's on_message handler: take the message, count it."""
@@ -301,69 +327,92 @@ class _Story:
     # -- the steps -------------------------------------------------------------------------
 
     async def _clean_session(self) -> None:
-        self._step(f"clean session: pushes of {ITEMS_PER_PUSH} items every "
-                   f"{PUSH_INTERVAL:g} s, some duplicated; a token refresh is due after "
-                   f"{self.conn.config.token_refresh_interval:g} s")
+        self._step(
+            f"clean session: pushes of {ITEMS_PER_PUSH} items every "
+            f"{PUSH_INTERVAL:g} s, some duplicated; a token refresh is due after "
+            f"{self.conn.config.token_refresh_interval:g} s"
+        )
         await self._until(self._up_name, self._up, 10)
         for _ in range(3):
             await self._send()
             await anyio.sleep(0.5)
-        await self._until("a token refresh applied by rotate",
-                          lambda s: _taken(s, "rotate") >= 1,
-                          self.conn.config.token_refresh_interval + 10)
+        await self._until(
+            "a token refresh applied by rotate",
+            lambda s: _taken(s, "rotate") >= 1,
+            self.conn.config.token_refresh_interval + 10,
+        )
         await self._settle()
 
     async def _half_open(self) -> None:
         net = self.env.network_name
-        await self._start_at(0.27, f"half-open link: the {net} swallows every byte both ways; "
-                                   "only the heartbeat timeout can notice")
+        await self._start_at(
+            0.27,
+            f"half-open link: the {net} swallows every byte both ways; "
+            "only the heartbeat timeout can notice",
+        )
         self._fault(f"{net}: black hole, both directions")
         lost = _taken(self.conn.stats(), "lost")
         await self.env.set_black_hole(True)
-        await self._until("lost by heartbeat timeout", lambda s: _taken(s, "lost") > lost,
-                          self.conn.config.heartbeat_timeout + 5)
+        await self._until(
+            "lost by heartbeat timeout",
+            lambda s: _taken(s, "lost") > lost,
+            self.conn.config.heartbeat_timeout + 5,
+        )
         self._fault(f"{net}: black hole lifted")
         await self.env.set_black_hole(False)
         await self._settle()
 
     async def _restart(self) -> None:
-        await self._start_at(0.45, "server restart: close 1012, then nothing listens for "
-                                   f"{RESTART_DOWNTIME:g} s")
+        await self._start_at(
+            0.45, f"server restart: close 1012, then nothing listens for {RESTART_DOWNTIME:g} s"
+        )
         await self._inject(Restart(RESTART_DOWNTIME))
-        await self._until("reconnected after the restart",
-                          lambda s: s.failures.get("planned", 0) >= 1, 10)
+        await self._until(
+            "reconnected after the restart", lambda s: s.failures.get("planned", 0) >= 1, 10
+        )
         await self._settle()
 
     async def _unauthorized(self) -> None:
-        await self._start_at(0.58, "the link drops, and the server answers the next "
-                                   "handshake 401: one credential refresh, one retry")
+        await self._start_at(
+            0.58,
+            "the link drops, and the server answers the next "
+            "handshake 401: one credential refresh, one retry",
+        )
         await self._inject(Reject(401, 1))
         await self._inject(Drop())
-        await self._until("a 401 answered by a refresh",
-                          lambda s: s.failures.get("auth", 0) >= 1, 10)
+        await self._until(
+            "a 401 answered by a refresh", lambda s: s.failures.get("auth", 0) >= 1, 10
+        )
         await self._settle()
 
     async def _terminal_close(self) -> None:
-        await self._start_at(0.7, f"terminal close 4500: {self._failed_name}, then the "
-                                  "escalation (re-login) recovers")
+        await self._start_at(
+            0.7,
+            f"terminal close 4500: {self._failed_name}, then the escalation (re-login) recovers",
+        )
         await self._inject(CloseConnections(4500))
-        await self._until("reset by the escalation",
-                          lambda s: _taken(s, "reset") >= 1, 10)
+        await self._until("reset by the escalation", lambda s: _taken(s, "reset") >= 1, 10)
         await self._settle()
 
     async def _network_down(self) -> None:
         config = self.conn.config
-        await self._start_at(0.8, f"the network goes down: max_failures "
-                                  f"({config.max_failures}) in a row, give_up, "
-                                  f"{self._failed_name}; the re-login cannot reach the "
-                                  f"server; {self._failed_name} retries by itself "
-                                  f"after failed_retry_delay ({config.failed_retry_after:g} s, "
-                                  "jittered): recover")
+        await self._start_at(
+            0.8,
+            f"the network goes down: max_failures "
+            f"({config.max_failures}) in a row, give_up, "
+            f"{self._failed_name}; the re-login cannot reach the "
+            f"server; {self._failed_name} retries by itself "
+            f"after failed_retry_delay ({config.failed_retry_after:g} s, "
+            "jittered): recover",
+        )
         self._fault(f"{self.env.network_name}: down (open links dropped, new ones fail)")
         await self.env.set_down(True)
         await self._until("give_up", lambda s: _taken(s, "give_up") >= 1, 20)
-        await self._until("recover while the network is down",
-                          lambda s: _taken(s, "recover") >= 1, config.failed_retry_after + 10)
+        await self._until(
+            "recover while the network is down",
+            lambda s: _taken(s, "recover") >= 1,
+            config.failed_retry_after + 10,
+        )
 
     async def _network_back(self) -> None:
         await self._start_at(0.9, "the network is back: the connection gets there by itself")
@@ -407,8 +456,12 @@ class _Story:
 
     async def _send(self) -> None:
         self.sent += 1
-        await self.conn.send({"lwp": "/r/MessageSend/sendByReceiverScope",
-                              "body": [{"text": f"hello #{self.sent} from the demo"}]})
+        await self.conn.send(
+            {
+                "lwp": "/r/MessageSend/sendByReceiverScope",
+                "body": [{"text": f"hello #{self.sent} from the demo"}],
+            }
+        )
 
     async def _wait_until(self, at: float) -> None:
         await anyio.sleep_until(self.started_at + at)
@@ -445,8 +498,9 @@ class _Story:
         on this link), then send."""
         await self._until(self._up_name, self._up, 15)
         acked = self.conn.stats().heartbeats_acked
-        await self._until("a heartbeat ack",
-                          lambda s: self._up(s) and s.heartbeats_acked > acked, 10)
+        await self._until(
+            "a heartbeat ack", lambda s: self._up(s) and s.heartbeats_acked > acked, 10
+        )
         await self._send()
 
 

@@ -32,8 +32,9 @@ class Percentiles:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Percentiles:
-        return cls(len(values), percentile(values, 50), percentile(values, 95),
-                   percentile(values, 99))
+        return cls(
+            len(values), percentile(values, 50), percentile(values, 95), percentile(values, 99)
+        )
 
 
 def nice_step(span: float, bins: int) -> float:

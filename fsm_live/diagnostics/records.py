@@ -18,9 +18,21 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ("FAILURE_KEYS", "STATS_KEYS", "TRANSITION_KEYS", "BadLine", "FailureRecord", "Line",
-           "Record", "StatsRecord", "TraceFile", "Transition", "parse_line", "parse_lines",
-           "read_trace_file")
+__all__ = (
+    "FAILURE_KEYS",
+    "STATS_KEYS",
+    "TRANSITION_KEYS",
+    "BadLine",
+    "FailureRecord",
+    "Line",
+    "Record",
+    "StatsRecord",
+    "TraceFile",
+    "Transition",
+    "parse_line",
+    "parse_lines",
+    "read_trace_file",
+)
 
 # The format, as the runtime's writer has it (tests/test_diagnostics.py checks they agree;
 # this room reads traces without importing the runtime).
@@ -29,10 +41,25 @@ TRANSITION_KEYS: Final = ("t", "from", "to", "trigger", "reason")
 #: The keys of a failure record.
 FAILURE_KEYS: Final = ("t", "kind", "class")
 #: The keys of a stats record.
-STATS_KEYS: Final = ("t", "kind", "state", "connects", "reconnects", "failures",
-                     "heartbeats_sent", "heartbeats_acked", "rtts", "messages_in",
-                     "messages_out", "duplicates_dropped", "token_refreshes",
-                     "token_refresh_failures", "cookie_refreshes", "buffered", "tasks")
+STATS_KEYS: Final = (
+    "t",
+    "kind",
+    "state",
+    "connects",
+    "reconnects",
+    "failures",
+    "heartbeats_sent",
+    "heartbeats_acked",
+    "rtts",
+    "messages_in",
+    "messages_out",
+    "duplicates_dropped",
+    "token_refreshes",
+    "token_refresh_failures",
+    "cookie_refreshes",
+    "buffered",
+    "tasks",
+)
 
 
 @attrs.frozen
@@ -127,8 +154,9 @@ def _keys(row: Mapping[str, Any], expected: tuple[str, ...], what: str) -> None:
     missing = [key for key in expected if key not in row]
     extra = [key for key in row if key not in expected]
     if missing or extra:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                ([f"unknown {', '.join(map(str, extra))}"] if extra else [])
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unknown {', '.join(map(str, extra))}"] if extra else []
+        )
         raise _Bad(f"a {what} record needs the keys {', '.join(expected)} ({'; '.join(parts)})")
 
 
@@ -150,8 +178,14 @@ def _record(row: dict[str, Any], line: int) -> Record:
     kind = row.get("kind")
     if kind is None:
         _keys(row, TRANSITION_KEYS, "transition")
-        return Transition(line, _number(row, "t"), _text(row, "from"), _text(row, "to"),
-                          _text(row, "trigger"), _text(row, "reason"))
+        return Transition(
+            line,
+            _number(row, "t"),
+            _text(row, "from"),
+            _text(row, "to"),
+            _text(row, "trigger"),
+            _text(row, "reason"),
+        )
     if kind == "failure":
         _keys(row, FAILURE_KEYS, "failure")
         return FailureRecord(line, _number(row, "t"), _text(row, "class"))
@@ -159,20 +193,33 @@ def _record(row: dict[str, Any], line: int) -> Record:
         _keys(row, STATS_KEYS, "stats")
         failures = row["failures"]
         if not isinstance(failures, dict) or not all(
-                isinstance(n, int) and not isinstance(n, bool) for n in failures.values()):
+            isinstance(n, int) and not isinstance(n, bool) for n in failures.values()
+        ):
             raise _Bad(f"'failures' is not a mapping of class -> count: {failures!r}")
         rtts = row["rtts"]
         if not isinstance(rtts, list) or not all(
-                isinstance(r, int | float) and not isinstance(r, bool) for r in rtts):
+            isinstance(r, int | float) and not isinstance(r, bool) for r in rtts
+        ):
             raise _Bad(f"'rtts' is not a list of seconds: {rtts!r}")
         return StatsRecord(
-            line, _number(row, "t"), _text(row, "state"), _count(row, "connects"),
-            _count(row, "reconnects"), dict(failures), _count(row, "heartbeats_sent"),
-            _count(row, "heartbeats_acked"), tuple(float(r) for r in rtts),
-            _count(row, "messages_in"), _count(row, "messages_out"),
-            _count(row, "duplicates_dropped"), _count(row, "token_refreshes"),
-            _count(row, "token_refresh_failures"), _count(row, "cookie_refreshes"),
-            _count(row, "buffered"), _count(row, "tasks"))
+            line,
+            _number(row, "t"),
+            _text(row, "state"),
+            _count(row, "connects"),
+            _count(row, "reconnects"),
+            dict(failures),
+            _count(row, "heartbeats_sent"),
+            _count(row, "heartbeats_acked"),
+            tuple(float(r) for r in rtts),
+            _count(row, "messages_in"),
+            _count(row, "messages_out"),
+            _count(row, "duplicates_dropped"),
+            _count(row, "token_refreshes"),
+            _count(row, "token_refresh_failures"),
+            _count(row, "cookie_refreshes"),
+            _count(row, "buffered"),
+            _count(row, "tasks"),
+        )
     raise _Bad(f"unknown record kind {kind!r} (known: failure, stats)")
 
 

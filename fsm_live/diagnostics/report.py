@@ -38,8 +38,19 @@ from fsm_live.diagnostics.records import (
 )
 from fsm_live.spec import Spec
 
-__all__ = ("ConnectionReport", "StateFigures", "Totals", "Visit", "analyze", "combine",
-           "dial_state", "edge_counts", "failures_over_time", "is_reconnect", "split_runs")
+__all__ = (
+    "ConnectionReport",
+    "StateFigures",
+    "Totals",
+    "Visit",
+    "analyze",
+    "combine",
+    "dial_state",
+    "edge_counts",
+    "failures_over_time",
+    "is_reconnect",
+    "split_runs",
+)
 
 Edge = tuple[str, str, str]
 
@@ -77,8 +88,10 @@ class Totals:
     buffered_max: int = 0
 
     def __add__(self, other: Totals) -> Totals:
-        summed = {field.name: getattr(self, field.name) + getattr(other, field.name)
-                  for field in attrs.fields(Totals)}
+        summed = {
+            field.name: getattr(self, field.name) + getattr(other, field.name)
+            for field in attrs.fields(Totals)
+        }
         summed["tasks_max"] = max(self.tasks_max, other.tasks_max)
         summed["buffered_max"] = max(self.buffered_max, other.buffered_max)
         return Totals(**summed)
@@ -135,9 +148,12 @@ class ConnectionReport:
             complete = [v.duration for v in visits if v.complete]
             total = sum(v.duration for v in visits)
             figures[state] = StateFigures(
-                total=total, share=total / self.observed if self.observed > 0 else None,
-                visits=len(complete), p50=percentile(complete, 50),
-                p95=percentile(complete, 95))
+                total=total,
+                share=total / self.observed if self.observed > 0 else None,
+                visits=len(complete),
+                p50=percentile(complete, 50),
+                p95=percentile(complete, 95),
+            )
         return figures
 
     @property
@@ -233,17 +249,23 @@ def analyze(name: str, spec: Spec, lines: Iterable[Line]) -> ConnectionReport:
         if stats:
             last = stats[-1]
             run_totals = Totals(
-                last.heartbeats_sent, last.heartbeats_acked, last.messages_in,
-                last.messages_out, last.duplicates_dropped, last.token_refreshes,
-                last.token_refresh_failures, last.cookie_refreshes,
-                max(r.tasks for r in stats), max(r.buffered for r in stats))
+                last.heartbeats_sent,
+                last.heartbeats_acked,
+                last.messages_in,
+                last.messages_out,
+                last.duplicates_dropped,
+                last.token_refreshes,
+                last.token_refresh_failures,
+                last.cookie_refreshes,
+                max(r.tasks for r in stats),
+                max(r.buffered for r in stats),
+            )
             totals = run_totals if totals is None else totals + run_totals
         if not transitions:
             continue
         start = min(0.0, transitions[0].t)
         last_t = max(r.t for r in run)
-        end = transitions[-1].t if transitions[-1].dest in final else max(last_t,
-                                                                          transitions[-1].t)
+        end = transitions[-1].t if transitions[-1].dest in final else max(last_t, transitions[-1].t)
         state, since = transitions[0].source, start
         outage_since: float | None = None
         for transition in transitions:
@@ -267,13 +289,23 @@ def analyze(name: str, spec: Spec, lines: Iterable[Line]) -> ConnectionReport:
         observed += end - start
         ended_in = state
     return ConnectionReport(
-        name=name, connections=1, runs=len([r for r in runs if any(
-            isinstance(x, Transition) for x in r)]),
-        observed=observed, visits=tuple(visits), success_states=success,
-        state_order=tuple(s for s in spec.states if s not in final), reconnects=reconnects,
-        outages=tuple(outages), unrecovered=unrecovered, failure_times=tuple(failures),
-        rtts=tuple(rtts), totals=totals, edges=dict(edges), ended_in=ended_in,
-        bad_lines=sum(isinstance(item, BadLine) for item in items))
+        name=name,
+        connections=1,
+        runs=len([r for r in runs if any(isinstance(x, Transition) for x in r)]),
+        observed=observed,
+        visits=tuple(visits),
+        success_states=success,
+        state_order=tuple(s for s in spec.states if s not in final),
+        reconnects=reconnects,
+        outages=tuple(outages),
+        unrecovered=unrecovered,
+        failure_times=tuple(failures),
+        rtts=tuple(rtts),
+        totals=totals,
+        edges=dict(edges),
+        ended_in=ended_in,
+        bad_lines=sum(isinstance(item, BadLine) for item in items),
+    )
 
 
 def combine(reports: Sequence[ConnectionReport], name: str = "all") -> ConnectionReport:
@@ -286,8 +318,10 @@ def combine(reports: Sequence[ConnectionReport], name: str = "all") -> Connectio
             totals = report.totals if totals is None else totals + report.totals
     first = reports[0] if reports else None
     return ConnectionReport(
-        name=name, connections=sum(r.connections for r in reports),
-        runs=sum(r.runs for r in reports), observed=sum(r.observed for r in reports),
+        name=name,
+        connections=sum(r.connections for r in reports),
+        runs=sum(r.runs for r in reports),
+        observed=sum(r.observed for r in reports),
         visits=tuple(v for r in reports for v in r.visits),
         success_states=first.success_states if first else frozenset(),
         state_order=first.state_order if first else (),
@@ -295,12 +329,17 @@ def combine(reports: Sequence[ConnectionReport], name: str = "all") -> Connectio
         outages=tuple(o for r in reports for o in r.outages),
         unrecovered=sum(r.unrecovered for r in reports),
         failure_times=tuple(f for r in reports for f in r.failure_times),
-        rtts=tuple(x for r in reports for x in r.rtts), totals=totals, edges=dict(edges),
-        ended_in=None, bad_lines=sum(r.bad_lines for r in reports))
+        rtts=tuple(x for r in reports for x in r.rtts),
+        totals=totals,
+        edges=dict(edges),
+        ended_in=None,
+        bad_lines=sum(r.bad_lines for r in reports),
+    )
 
 
-def failures_over_time(report: ConnectionReport, bins: int = 20
-                       ) -> tuple[float, dict[str, list[int]]]:
+def failures_over_time(
+    report: ConnectionReport, bins: int = 20
+) -> tuple[float, dict[str, list[int]]]:
     """Failures by class in bins of a nice width over the report's span: ``(width,
     {class: counts})``; bin ``i`` covers ``[i * width, (i + 1) * width)`` seconds
     since each run started."""
@@ -316,6 +355,7 @@ def failures_over_time(report: ConnectionReport, bins: int = 20
 
 def edge_counts(spec: Spec, report: ConnectionReport) -> list[tuple[Edge, int]]:
     """Every edge of the spec, in table order, with how often it was taken."""
-    return [((source, t.trigger, t.dest), report.edges.get((source, t.trigger, t.dest), 0))
-            for source, t in spec.edges()]
-
+    return [
+        ((source, t.trigger, t.dest), report.edges.get((source, t.trigger, t.dest), 0))
+        for source, t in spec.edges()
+    ]

@@ -40,35 +40,55 @@ def as_json(report: ConnectionReport, spec: Spec) -> dict[str, Any]:
         "reconnects": report.reconnects,
         "reconnects_per_hour": report.reconnects_per_hour,
         "time_back": {**_percentiles(report.time_back), "not_back": report.unrecovered},
-        "failures": None if totals is None else {
+        "failures": None
+        if totals is None
+        else {
             "by_class": report.failures,
             "over_time": {"bin_seconds": width, "counts": over_time},
         },
-        "heartbeats": None if totals is None else {
-            "sent": totals.heartbeats_sent, "acked": totals.heartbeats_acked,
+        "heartbeats": None
+        if totals is None
+        else {
+            "sent": totals.heartbeats_sent,
+            "acked": totals.heartbeats_acked,
             "success_rate": totals.heartbeat_success,
             "rtt_seconds": _percentiles(report.rtt),
         },
-        "messages": None if totals is None else {
-            "in": totals.messages_in, "out": totals.messages_out,
+        "messages": None
+        if totals is None
+        else {
+            "in": totals.messages_in,
+            "out": totals.messages_out,
             "duplicates_dropped": totals.duplicates_dropped,
         },
-        "tokens": None if totals is None else {
-            "refreshes": totals.token_refreshes, "refresh_failures": totals.token_refresh_failures,
+        "tokens": None
+        if totals is None
+        else {
+            "refreshes": totals.token_refreshes,
+            "refresh_failures": totals.token_refresh_failures,
             "cookie_refreshes": totals.cookie_refreshes,
         },
-        "resources": None if totals is None else {
-            "tasks_max": totals.tasks_max, "buffered_max": totals.buffered_max,
+        "resources": None
+        if totals is None
+        else {
+            "tasks_max": totals.tasks_max,
+            "buffered_max": totals.buffered_max,
         },
-        "edges": [{"source": source, "trigger": trigger, "dest": dest, "count": count}
-                  for (source, trigger, dest), count in edge_counts(spec, report)],
+        "edges": [
+            {"source": source, "trigger": trigger, "dest": dest, "count": count}
+            for (source, trigger, dest), count in edge_counts(spec, report)
+        ],
         "bad_lines": report.bad_lines,
     }
     return data
 
 
-def report_json(spec: Spec, reports: Sequence[ConnectionReport],
-                everything: ConnectionReport) -> dict[str, Any]:
+def report_json(
+    spec: Spec, reports: Sequence[ConnectionReport], everything: ConnectionReport
+) -> dict[str, Any]:
     """The whole ``--json`` document: the spec's name, ``all``, and each connection."""
-    return {"spec": spec.name, "all": as_json(everything, spec),
-            "connections": [as_json(report, spec) for report in reports]}
+    return {
+        "spec": spec.name,
+        "all": as_json(everything, spec),
+        "connections": [as_json(report, spec) for report in reports],
+    }

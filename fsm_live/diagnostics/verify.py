@@ -79,35 +79,54 @@ def verify_lines(spec: Spec, lines: Iterable[Line]) -> Verdict:
         if isinstance(item, Transition):
             if state is None or (state in final and item.source == spec.initial):
                 if item.source != spec.initial:
-                    return verdict(item.line, f"the first transition leaves {item.source}, not "
-                                              f"the initial state {spec.initial}")
+                    return verdict(
+                        item.line,
+                        f"the first transition leaves {item.source}, not "
+                        f"the initial state {spec.initial}",
+                    )
                 runs += 1
                 last_t = None  # a new run: its clock starts again
             elif state in final:
-                return verdict(item.line, f"{state} is final (entered on line {entered_at}), "
-                                          f"but this transition leaves {item.source}")
+                return verdict(
+                    item.line,
+                    f"{state} is final (entered on line {entered_at}), "
+                    f"but this transition leaves {item.source}",
+                )
             elif item.source != state:
-                return verdict(item.line, f"from {item.source}, but the previous transition "
-                                          f"(line {entered_at}) entered {state}")
+                return verdict(
+                    item.line,
+                    f"from {item.source}, but the previous transition "
+                    f"(line {entered_at}) entered {state}",
+                )
             if item.edge not in edges:
-                known = sorted(f"{t.trigger} -> {t.dest}"
-                               for t in spec.transitions_from(item.source))
-                return verdict(item.line, f"{item.source} -{item.trigger}-> {item.dest} is not "
-                                          f"an edge of spec {spec.name!r} (from "
-                                          f"{item.source}: {', '.join(known) or 'none'})")
+                known = sorted(
+                    f"{t.trigger} -> {t.dest}" for t in spec.transitions_from(item.source)
+                )
+                return verdict(
+                    item.line,
+                    f"{item.source} -{item.trigger}-> {item.dest} is not "
+                    f"an edge of spec {spec.name!r} (from "
+                    f"{item.source}: {', '.join(known) or 'none'})",
+                )
             state, entered_at = item.dest, item.line
             transitions += 1
         elif state is None:
             return verdict(item.line, "a record before the first transition")
         elif isinstance(item, FailureRecord) and item.error_class not in spec.errors.classes:
-            return verdict(item.line, f"failure class {item.error_class!r} is not an error "
-                                      f"class of spec {spec.name!r}")
+            return verdict(
+                item.line,
+                f"failure class {item.error_class!r} is not an error class of spec {spec.name!r}",
+            )
         elif isinstance(item, StatsRecord) and item.state != state:
-            return verdict(item.line, f"the stats record says {item.state}, but the previous "
-                                      f"transition (line {entered_at}) entered {state}")
+            return verdict(
+                item.line,
+                f"the stats record says {item.state}, but the previous "
+                f"transition (line {entered_at}) entered {state}",
+            )
         if last_t is not None and item.t < last_t:
-            return verdict(item.line, f"t goes back: {item.t:g} after {last_t:g} "
-                                      f"(line {last_t_line})")
+            return verdict(
+                item.line, f"t goes back: {item.t:g} after {last_t:g} (line {last_t_line})"
+            )
         last_t, last_t_line = item.t, item.line
     return Verdict(transitions, runs, None)
 

@@ -114,8 +114,9 @@ class Fleet:
         if recent < 0 or worst < 0:
             raise ConfigError("recent", f"recent and worst must be >= 0, got {recent}, {worst}")
         self.machine = machine or default_machine()
-        self.pacer = (None if reconnects_per_second is None
-                      else ReconnectPacer(reconnects_per_second))
+        self.pacer = (
+            None if reconnects_per_second is None else ReconnectPacer(reconnects_per_second)
+        )
         self.close_timeout = close_timeout
         self.worst = worst
         self._members: dict[str, _Member] = {}
@@ -145,8 +146,12 @@ class Fleet:
         self._task_group = task_group
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         assert self._task_group is not None
         self._closing = True
         for member in self._members.values():
@@ -160,8 +165,7 @@ class Fleet:
 
     # -- membership --------------------------------------------------------------------
 
-    async def add(self, key: str, url: str, **options: Unpack[ConnectionOptions]
-                  ) -> LiveConnection:
+    async def add(self, key: str, url: str, **options: Unpack[ConnectionOptions]) -> LiveConnection:
         """Start a connection to ``url`` as member ``key``; return it once entered.
 
         ``options`` are :class:`LiveConnection`'s (:class:`ConnectionOptions`),
@@ -194,8 +198,9 @@ class Fleet:
             del self._members[key]
             self._forget(member)
 
-    async def replace(self, key: str, url: str, **options: Unpack[ConnectionOptions]
-                      ) -> LiveConnection:
+    async def replace(
+        self, key: str, url: str, **options: Unpack[ConnectionOptions]
+    ) -> LiveConnection:
         """Close member ``key``'s connection, then start a new one to ``url``.
 
         The new connection is built (and its options checked) before the old one
@@ -314,8 +319,9 @@ class Fleet:
 
     def _build(self, key: str, url: str, options: ConnectionOptions) -> LiveConnection:
         if "machine" in options or "pacer" in options:
-            raise TypeError("a fleet's connections share its machine and pacer; "
-                            "configure them with Fleet()")
+            raise TypeError(
+                "a fleet's connections share its machine and pacer; configure them with Fleet()"
+            )
         connection = LiveConnection(url, machine=self.machine, pacer=self.pacer, **options)
         connection.on_transition(functools.partial(self._observe, key))
         return connection
@@ -358,17 +364,21 @@ class Fleet:
             member.done.set()
 
     def _crashed_with(self, member: _Member, group: BaseExceptionGroup[Exception]) -> None:
-        member.crash = "; ".join(f"{type(exc).__name__}: {exc}"
-                                 for exc in _leaves(group))[:500]
+        member.crash = "; ".join(f"{type(exc).__name__}: {exc}" for exc in _leaves(group))[:500]
         self._counts[member.connection.state] -= 1
         self._crashed += 1
-        logger.error("connection %r crashed (the fleet goes on): %s", member.key,
-                     member.crash, exc_info=group)
+        logger.error(
+            "connection %r crashed (the fleet goes on): %s",
+            member.key,
+            member.crash,
+            exc_info=group,
+        )
         self._notify()
 
     def _ask_to_stop(self, member: _Member) -> None:
-        member.scope.deadline = min(member.scope.deadline,
-                                    anyio.current_time() + self.close_timeout)
+        member.scope.deadline = min(
+            member.scope.deadline, anyio.current_time() + self.close_timeout
+        )
         member.stop.set()
 
     async def _stop(self, member: _Member) -> None:

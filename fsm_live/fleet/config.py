@@ -90,8 +90,9 @@ class Account:
         if self.protocol == "lwp" and self.cookies is None:
             raise ConfigError("cookies", f"account {self.key!r}: lwp accounts need cookies")
         if self.protocol != "lwp" and self.token_url is not None:
-            raise ConfigError("token_url", f"account {self.key!r}: only lwp accounts use "
-                                           f"a token_url")
+            raise ConfigError(
+                "token_url", f"account {self.key!r}: only lwp accounts use a token_url"
+            )
 
     def credentials(self) -> CredentialsProvider | None:
         """A new credentials provider for one connection of this account.
@@ -113,8 +114,7 @@ class Account:
     def connection_options(self) -> dict[str, Any]:
         """Keyword options for :class:`~fsm_live.connection.LiveConnection` (and
         :meth:`Fleet.add <fsm_live.fleet.Fleet.add>`): protocol, config, credentials."""
-        return {"protocol": self.protocol, "config": self.config,
-                "credentials": self.credentials()}
+        return {"protocol": self.protocol, "config": self.config, "credentials": self.credentials()}
 
 
 @attrs.frozen
@@ -204,8 +204,10 @@ class _Reader:
             raise self.error(f"{where}.url", problem)
         protocol = self._string(table, "protocol", where) or "ping"
         if protocol not in PROTOCOLS:
-            raise self.error(f"{where}.protocol", f"unknown protocol {protocol!r} "
-                                                  f"(known: {', '.join(sorted(PROTOCOLS))})")
+            raise self.error(
+                f"{where}.protocol",
+                f"unknown protocol {protocol!r} (known: {', '.join(sorted(PROTOCOLS))})",
+            )
         found = self._cookies(table, where)
         cookies = None if found is None else found[1]
         token_url = self._string(table, "token_url", where)
@@ -215,16 +217,20 @@ class _Reader:
             raise self.error(f"{where}.token_url", "only lwp accounts use a token_url")
         own = {name: value for name, value in table.items() if name in config_fields}
         config = self._config(where, defaults, own)
-        return Account(key=key, url=url, protocol=protocol, config=config, cookies=cookies,
-                       token_url=token_url)
+        return Account(
+            key=key, url=url, protocol=protocol, config=config, cookies=cookies, token_url=token_url
+        )
 
-    def _check_lwp(self, where: str, url: str, cookies: tuple[str, Secret] | None,
-                   token_url: str | None) -> None:
+    def _check_lwp(
+        self, where: str, url: str, cookies: tuple[str, Secret] | None, token_url: str | None
+    ) -> None:
         """Build the account's credentials once, as every connection will: what
         fails here would fail each of them."""
         if cookies is None:
-            raise self.error(where, "lwp accounts need cookies: add cookies_file or "
-                                    "cookies_env (with a unb cookie)")
+            raise self.error(
+                where,
+                "lwp accounts need cookies: add cookies_file or cookies_env (with a unb cookie)",
+            )
         cookies_where, header = cookies
         try:
             lwp_credentials(header, url=url, token_url=token_url)

@@ -97,8 +97,9 @@ class TransitionRate:
 
     def __init__(self, window: float = 60.0, resolution: float = 1.0) -> None:
         if not (window > 0 and resolution > 0 and math.isfinite(window)):
-            raise ConfigError("window", f"window and resolution must be positive, got {window}, "
-                             f"{resolution}")
+            raise ConfigError(
+                "window", f"window and resolution must be positive, got {window}, {resolution}"
+            )
         self.window = window
         self.resolution = resolution
         self._span = math.ceil(window / resolution)
@@ -164,11 +165,25 @@ def summarize(
         well = state.success or state.final
         if crash is None and well and stats.consecutive_failures == 0:
             continue
-        rank = (crash is not None, _severity(state), stats.consecutive_failures,
-                stats.time_in_state)
-        candidates.append((rank, ConnectionSummary(
-            key=key, state=stats.state, consecutive_failures=stats.consecutive_failures,
-            time_in_state=stats.time_in_state, last_error=stats.last_error, crash=crash)))
+        rank = (
+            crash is not None,
+            _severity(state),
+            stats.consecutive_failures,
+            stats.time_in_state,
+        )
+        candidates.append(
+            (
+                rank,
+                ConnectionSummary(
+                    key=key,
+                    state=stats.state,
+                    consecutive_failures=stats.consecutive_failures,
+                    time_in_state=stats.time_in_state,
+                    last_error=stats.last_error,
+                    crash=crash,
+                ),
+            )
+        )
     ranked = heapq.nlargest(worst, candidates, key=lambda item: item[0])
     return FleetStats(
         at=at,

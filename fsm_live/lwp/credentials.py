@@ -29,8 +29,13 @@ from fsm_live.credentials import Secret, cookie_header, parse_cookies
 from fsm_live.errors import ConfigError
 from fsm_live.lwp.token import HttpTokenSource, token_url_for
 
-__all__ = ("CookieCredentials", "lwp_credentials", "new_device_id", "parse_cookie_text",
-           "read_cookies_file")
+__all__ = (
+    "CookieCredentials",
+    "lwp_credentials",
+    "new_device_id",
+    "parse_cookie_text",
+    "read_cookies_file",
+)
 
 TokenSource = Callable[[Mapping[str, Secret]], Awaitable[Secret]]
 CookieSource = Callable[[Mapping[str, Secret]], Awaitable[Mapping[str, Secret]]]
@@ -47,8 +52,9 @@ def read_cookies_file(path: str | os.PathLike[str], *, field: str) -> Secret:
         with open(path, encoding="utf-8") as file:
             return Secret(file.read())
     except OSError as exc:
-        raise ConfigError(field, f"cannot read {os.fspath(path)}: "
-                                 f"{exc.strerror or type(exc).__name__}") from None
+        raise ConfigError(
+            field, f"cannot read {os.fspath(path)}: {exc.strerror or type(exc).__name__}"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(field, f"{os.fspath(path)} is not UTF-8 text") from None
 
@@ -63,8 +69,9 @@ def parse_cookie_text(text: Secret) -> dict[str, Secret]:
     return parse_cookies(Secret("; ".join(text.reveal().splitlines())))
 
 
-def lwp_credentials(cookies: Secret | Mapping[str, Secret], *, url: str,
-                    token_url: str | None = None) -> CookieCredentials:
+def lwp_credentials(
+    cookies: Secret | Mapping[str, Secret], *, url: str, token_url: str | None = None
+) -> CookieCredentials:
     """New credentials for one lwp connection to ``url``.
 
     ``cookies`` is a cookies text (see :func:`parse_cookie_text`) or cookies
@@ -154,8 +161,10 @@ class CookieCredentials:
             return False
         fresh = dict(await self._cookie_source(self._cookies))
         if "unb" not in fresh:
-            raise ConfigError("cookies", "refreshed cookies lack 'unb' (found: "
-                                         f"{', '.join(sorted(fresh)) or 'none'})")
+            raise ConfigError(
+                "cookies",
+                f"refreshed cookies lack 'unb' (found: {', '.join(sorted(fresh)) or 'none'})",
+            )
         changed = fresh != self._cookies
         self._cookies = fresh
         return changed

@@ -193,10 +193,12 @@ class _Entry:
     def error(self, token: _Token | None, problem: str) -> FaultSyntaxError:
         if token is None:  # something is missing: point just past the last token
             last = self._tokens[-1]
-            return FaultSyntaxError(self._source, last.line, last.column + len(last.text), "",
-                                    problem)
-        return FaultSyntaxError(self._source, token.line, token.column, token.text,
-                                f"{problem}, got {token.text!r}")
+            return FaultSyntaxError(
+                self._source, last.line, last.column + len(last.text), "", problem
+            )
+        return FaultSyntaxError(
+            self._source, token.line, token.column, token.text, f"{problem}, got {token.text!r}"
+        )
 
     def take(self, what: str) -> _Token:
         if self._next >= len(self._tokens):
@@ -250,8 +252,9 @@ def _parse_fault(entry: _Entry) -> Fault:
     elif name == "close":
         token = entry.take("a close code")
         if not token.text.isdigit() or not _is_close_code(int(token.text)):
-            raise entry.error(token, "expected a close code a server may send "
-                                     "(1000-1003, 1007-1014, 3000-4999)")
+            raise entry.error(
+                token, "expected a close code a server may send (1000-1003, 1007-1014, 3000-4999)"
+            )
         fault = CloseConnections(int(token.text))
     elif name == "reject":
         status = entry.integer("an HTTP status from 400 to 599", range(400, 600))
@@ -281,8 +284,11 @@ def _options(entry: _Entry, *, retry_after: bool) -> tuple[int, float | None]:
         if (match := _COUNT.match(token.text)) is not None and int(match.group(1)) >= 1:
             count = int(match.group(1))
         elif retry_after and token.text.startswith("retry-after="):
-            value = _Token(token.text.removeprefix("retry-after="), token.line,
-                           token.column + len("retry-after="))
+            value = _Token(
+                token.text.removeprefix("retry-after="),
+                token.line,
+                token.column + len("retry-after="),
+            )
             delay = entry.as_duration(value, "a Retry-After duration")
         else:
             expected = "xN (N >= 1)" + (" or retry-after=DURATION" if retry_after else "")

@@ -82,8 +82,9 @@ class MemoryRoute:
 
     def reject(self, cause: str, status: int, retry_after: float | None = None) -> None:
         """Handshakes are answered HTTP ``status`` while ``cause`` holds."""
-        self._set(cause, "reject",
-                  lambda: self.network.reject(self.url, status, retry_after=retry_after))
+        self._set(
+            cause, "reject", lambda: self.network.reject(self.url, status, retry_after=retry_after)
+        )
 
     def clear(self, cause: str) -> None:
         """``cause`` no longer holds (nothing happens if it did not)."""
@@ -103,8 +104,9 @@ class MemoryRoute:
         self._apply()
 
     def _strongest(self) -> tuple[str, Callable[[], None]] | None:
-        ranked = sorted(enumerate(self._causes.values()),
-                        key=lambda item: (_RANKS[item[1][0]], -item[0]))
+        ranked = sorted(
+            enumerate(self._causes.values()), key=lambda item: (_RANKS[item[1][0]], -item[0])
+        )
         return ranked[0][1] if ranked else None
 
     def _apply(self) -> None:
@@ -149,11 +151,20 @@ class MemoryLwpServer:
     :class:`~fsm_live.lwp.service.LwpService`'s.
     """
 
-    def __init__(self, network: MemoryNetwork, url: str, *,
-                 push_interval: float | None = 1.0, items_per_push: int = 3,
-                 duplicate_every: int = 2) -> None:
-        self.service = LwpService(push_interval=push_interval, items_per_push=items_per_push,
-                                  duplicate_every=duplicate_every)
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        url: str,
+        *,
+        push_interval: float | None = 1.0,
+        items_per_push: int = 3,
+        duplicate_every: int = 2,
+    ) -> None:
+        self.service = LwpService(
+            push_interval=push_interval,
+            items_per_push=items_per_push,
+            duplicate_every=duplicate_every,
+        )
         self.route = MemoryRoute(network, url)
         self.transport = _Transport(self)
         self._links: set[ServerLink] = set()
@@ -187,8 +198,12 @@ class MemoryLwpServer:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         assert self._stack is not None, "__aexit__ without __aenter__"
         await self._stack.__aexit__(None, None, None)
 

@@ -108,19 +108,21 @@ class LwpProtocol:
         if not isinstance(message, dict) or "lwp" not in message:
             raise TypeError("an lwp message is a dict with an 'lwp' path and a 'body'")
         headers = {**message.get("headers", {}), "mid": new_mid()}
-        return json.dumps({**message, "headers": headers}, separators=(",", ":"),
-                          ensure_ascii=False)
+        return json.dumps(
+            {**message, "headers": headers}, separators=(",", ":"), ensure_ascii=False
+        )
 
     def heartbeat(self) -> tuple[str, Message]:
         mid = new_mid()
-        return mid, json.dumps({"lwp": HEARTBEAT, "headers": {"mid": mid}},
-                               separators=(",", ":"))
+        return mid, json.dumps({"lwp": HEARTBEAT, "headers": {"mid": mid}}, separators=(",", ":"))
 
     async def prepare(self, credentials: CredentialsProvider | None) -> Registration:
         """Fetch the access token registration sends (raises TransportError)."""
         if not isinstance(credentials, LwpCredentials):
-            raise TransportError("lwp registration needs credentials with a token and a "
-                                 "device id", kind="registration_rejected")
+            raise TransportError(
+                "lwp registration needs credentials with a token and a device id",
+                kind="registration_rejected",
+            )
         with provider_errors():
             token = await credentials.access_token()
         return _LwpRegistration(self, token, credentials.device_id)
@@ -146,8 +148,12 @@ class LwpProtocol:
             except (TypeError, ValueError, binascii.Error):
                 message = self.decoder(item)
             message_id = message.get("messageId") if isinstance(message, dict) else None
-            decoded.append(Decoded(message=message, message_id=str(
-                message_id if message_id is not None else f"{mid}:{index}")))
+            decoded.append(
+                Decoded(
+                    message=message,
+                    message_id=str(message_id if message_id is not None else f"{mid}:{index}"),
+                )
+            )
         return decoded
 
 
@@ -186,27 +192,53 @@ class _LwpRegistration:
 
     def request(self) -> list[Message]:
         protocol = self._protocol
-        return [json.dumps({"lwp": REGISTER, "headers": {
-            "cache-header": "app-key token ua wv",
-            "app-key": protocol.app_key,
-            "token": self._token.reveal(),
-            "ua": protocol.user_agent,
-            "dt": "j",
-            "wv": "im:3,au:3,sy:6",
-            "sync": "0,0;0;0;",
-            "did": self._device_id,
-            "mid": self._mid,
-        }}, separators=(",", ":"))]
+        return [
+            json.dumps(
+                {
+                    "lwp": REGISTER,
+                    "headers": {
+                        "cache-header": "app-key token ua wv",
+                        "app-key": protocol.app_key,
+                        "token": self._token.reveal(),
+                        "ua": protocol.user_agent,
+                        "dt": "j",
+                        "wv": "im:3,au:3,sy:6",
+                        "sync": "0,0;0;0;",
+                        "did": self._device_id,
+                        "mid": self._mid,
+                    },
+                },
+                separators=(",", ":"),
+            )
+        ]
 
     def reply(self, frame: Message) -> list[Message] | None:
         reply = _parse(frame)
         if reply is None or "code" not in reply or _mid(reply) != self._mid:
             return None  # a push before the reply: delivered once connected
         if reply.get("code") != 200:
-            raise TransportError(f"registration rejected (code {reply.get('code')!r})",
-                                 kind="registration_rejected")
+            raise TransportError(
+                f"registration rejected (code {reply.get('code')!r})", kind="registration_rejected"
+            )
         now_ms = int(time.time() * 1000)
-        return [json.dumps({"lwp": ACK_DIFF, "headers": {"mid": new_mid()}, "body": [{
-            "pipeline": "sync", "tooLong2Tag": "PNM,1", "channel": "sync", "topic": "sync",
-            "highPts": 0, "pts": now_ms * 1000, "seq": 0, "timestamp": now_ms,
-        }]}, separators=(",", ":"))]
+        return [
+            json.dumps(
+                {
+                    "lwp": ACK_DIFF,
+                    "headers": {"mid": new_mid()},
+                    "body": [
+                        {
+                            "pipeline": "sync",
+                            "tooLong2Tag": "PNM,1",
+                            "channel": "sync",
+                            "topic": "sync",
+                            "highPts": 0,
+                            "pts": now_ms * 1000,
+                            "seq": 0,
+                            "timestamp": now_ms,
+                        }
+                    ],
+                },
+                separators=(",", ":"),
+            )
+        ]

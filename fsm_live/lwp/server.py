@@ -105,8 +105,11 @@ class LwpServer:
         duplicate_every: int = 2,
         close_timeout: float = 1.0,
     ) -> None:
-        self.service = LwpService(push_interval=push_interval, items_per_push=items_per_push,
-                                  duplicate_every=duplicate_every)
+        self.service = LwpService(
+            push_interval=push_interval,
+            items_per_push=items_per_push,
+            duplicate_every=duplicate_every,
+        )
         self.host = host
         self._port = port
         self._schedule = tuple(schedule)
@@ -130,8 +133,12 @@ class LwpServer:
             task_group.start_soon(self._run_schedule, name="lwp_server:schedule")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         assert self._task_group is not None, "__aexit__ without __aenter__"
         self._task_group.cancel_scope.cancel()
         try:
@@ -142,7 +149,9 @@ class LwpServer:
 
     async def _listen(self) -> None:
         self._server = await websockets.asyncio.server.serve(
-            self._handle, self.host, self._port,
+            self._handle,
+            self.host,
+            self._port,
             process_request=self._process_request,
             ping_interval=None,
             close_timeout=self._close_timeout,
@@ -264,8 +273,9 @@ class LwpServer:
 
     # -- HTTP: tokens and handshake faults -----------------------------------------------
 
-    async def _process_request(self, connection: ServerConnection,
-                               request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if self.service.silent():  # a black hole answers nothing, not even handshakes
             await anyio.sleep_until(self.service.silent_until)
         if urlsplit(request.path).path == "/token":

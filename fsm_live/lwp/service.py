@@ -153,13 +153,19 @@ class LwpService:
     Raises :class:`ConfigError` for values outside those ranges.
     """
 
-    def __init__(self, *, push_interval: float | None = 1.0, items_per_push: int = 3,
-                 duplicate_every: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        push_interval: float | None = 1.0,
+        items_per_push: int = 3,
+        duplicate_every: int = 2,
+    ) -> None:
         if push_interval is not None and not 0 < push_interval < math.inf:
             raise ConfigError("push_interval", f"must be a positive number, got {push_interval!r}")
         if items_per_push < 1 or duplicate_every < 0:
-            raise ConfigError("items_per_push", "items_per_push must be >= 1 and "
-                                                "duplicate_every >= 0")
+            raise ConfigError(
+                "items_per_push", "items_per_push must be >= 1 and duplicate_every >= 0"
+            )
         self.push_interval = push_interval
         self._items_per_push = items_per_push
         self._duplicate_every = duplicate_every
@@ -223,8 +229,10 @@ class LwpService:
         found, never their values).
         """
         if "unb" not in cookies:
-            raise ConfigError("cookies", "the 'unb' cookie is required (found: "
-                                         f"{', '.join(sorted(cookies)) or 'none'})")
+            raise ConfigError(
+                "cookies",
+                f"the 'unb' cookie is required (found: {', '.join(sorted(cookies)) or 'none'})",
+            )
         return self.issue_token(cookies["unb"])
 
     def token_answer(self, cookie_headers: Iterable[str]) -> tuple[int, dict[str, str]]:
@@ -260,9 +268,12 @@ class LwpService:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def serve(self, receive: Callable[[], Awaitable[str | bytes]],
-                    send: Callable[[str], Awaitable[None]],
-                    closed: type[Exception]) -> None:
+    async def serve(
+        self,
+        receive: Callable[[], Awaitable[str | bytes]],
+        send: Callable[[str], Awaitable[None]],
+        closed: type[Exception],
+    ) -> None:
         """Run one connection: answer its frames and push to it, until ``receive`` or
         ``send`` raises ``closed`` (the transport's "the link is closed"), then return.
         Any other exception propagates."""
@@ -272,8 +283,9 @@ class LwpService:
         try:
             async with anyio.create_task_group() as task_group:
                 if self.push_interval is not None:
-                    task_group.start_soon(self._push_loop, session, send, closed,
-                                          self.push_interval)
+                    task_group.start_soon(
+                        self._push_loop, session, send, closed, self.push_interval
+                    )
                 with contextlib.suppress(closed):
                     while True:
                         reply = self.answer(session, await receive())
@@ -332,8 +344,13 @@ class LwpService:
         self._counts.registrations += 1
         return 200
 
-    async def _push_loop(self, session: LwpSession, send: Callable[[str], Awaitable[None]],
-                         closed: type[Exception], interval: float) -> None:
+    async def _push_loop(
+        self,
+        session: LwpSession,
+        send: Callable[[str], Awaitable[None]],
+        closed: type[Exception],
+        interval: float,
+    ) -> None:
         # Pushes keep their own rhythm (sleep_until), whatever the client does.
         next_at = anyio.current_time() + interval
         with contextlib.suppress(closed):
@@ -348,10 +365,14 @@ class LwpService:
         items = []
         for _ in range(self._items_per_push):
             number = next(self._message_ids)
-            items.append({"messageId": f"msg-{number}",
-                          "text": _SAMPLE_TEXTS[number % len(_SAMPLE_TEXTS)]})
-        duplicate = (self._duplicate_every and session.previous_item is not None
-                     and session.pushes % self._duplicate_every == 0)
+            items.append(
+                {"messageId": f"msg-{number}", "text": _SAMPLE_TEXTS[number % len(_SAMPLE_TEXTS)]}
+            )
+        duplicate = (
+            self._duplicate_every
+            and session.previous_item is not None
+            and session.pushes % self._duplicate_every == 0
+        )
         if duplicate and session.previous_item is not None:
             items.insert(0, session.previous_item)
             self._counts.duplicates_sent += 1
@@ -363,10 +384,18 @@ class LwpService:
         self._counts.pushes_sent += 1
         self._counts.items_sent += len(items)
         self.note_change()
-        return json.dumps({"lwp": "/s/sync", "headers": {"mid": mid, "sid": secrets.token_hex(4)},
-                           "body": {"syncPushPackage": {"data": [
-                               {"data": _b64_json(item), "objectType": 40000} for item in items
-                           ]}}}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "lwp": "/s/sync",
+                "headers": {"mid": mid, "sid": secrets.token_hex(4)},
+                "body": {
+                    "syncPushPackage": {
+                        "data": [{"data": _b64_json(item), "objectType": 40000} for item in items]
+                    }
+                },
+            },
+            separators=(",", ":"),
+        )
 
     # -- faults --------------------------------------------------------------------------
 

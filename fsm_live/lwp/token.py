@@ -25,8 +25,7 @@ from fsm_live.credentials import Secret, cookie_header
 from fsm_live.errors import ConfigError, FsmLiveError
 from fsm_live.transport.url import safe_url
 
-__all__ = ("MAX_RESPONSE", "HttpTokenSource", "TokenFetchFailed", "fetch_token",
-           "token_url_for")
+__all__ = ("MAX_RESPONSE", "HttpTokenSource", "TokenFetchFailed", "fetch_token", "token_url_for")
 
 #: The largest response read; a token answer is a few hundred bytes.
 MAX_RESPONSE: Final = 64 * 1024
@@ -63,8 +62,9 @@ def _endpoint(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, path
 
 
-async def fetch_token(url: str, cookies: Mapping[str, Secret], *,
-                      ssl_context: ssl.SSLContext | None = None) -> Secret:
+async def fetch_token(
+    url: str, cookies: Mapping[str, Secret], *, ssl_context: ssl.SSLContext | None = None
+) -> Secret:
     """GET ``url`` with ``cookies``; return the ``token`` of its JSON answer.
 
     Not bounded in time: wrap it in :func:`anyio.fail_after` (as
@@ -75,23 +75,28 @@ async def fetch_token(url: str, cookies: Mapping[str, Secret], *,
     """
     scheme, host, port, path = _endpoint(url)
     where = safe_url(url)
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n"
-               f"User-Agent: fsm_live\r\nConnection: close\r\n"
-               f"Cookie: {cookie_header(cookies).reveal()}\r\n\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n"
+        f"User-Agent: fsm_live\r\nConnection: close\r\n"
+        f"Cookie: {cookie_header(cookies).reveal()}\r\n\r\n"
+    ).encode()
     try:
         raw = await _exchange(host, port, request, scheme == "https", ssl_context)
     except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-        raise TokenFetchFailed(f"token endpoint {where}: cannot connect "
-                               f"({type(exc).__name__})") from exc
+        raise TokenFetchFailed(
+            f"token endpoint {where}: cannot connect ({type(exc).__name__})"
+        ) from exc
     return _token_from(raw, where)
 
 
-async def _exchange(host: str, port: int, request: bytes, tls: bool,
-                    ssl_context: ssl.SSLContext | None) -> bytes:
+async def _exchange(
+    host: str, port: int, request: bytes, tls: bool, ssl_context: ssl.SSLContext | None
+) -> bytes:
     stream: anyio.abc.ByteStream
     if tls:
-        stream = await anyio.connect_tcp(host, port, tls=True, ssl_context=ssl_context,
-                                         tls_standard_compatible=False)
+        stream = await anyio.connect_tcp(
+            host, port, tls=True, ssl_context=ssl_context, tls_standard_compatible=False
+        )
     else:
         stream = await anyio.connect_tcp(host, port)
     async with stream:
@@ -114,8 +119,12 @@ def _token_from(raw: bytes, where: str) -> Secret:
     head, separator, body = raw.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
-    if not separator or len(parts) < 2 or not parts[0].startswith("HTTP/") \
-            or not parts[1].isdigit():
+    if (
+        not separator
+        or len(parts) < 2
+        or not parts[0].startswith("HTTP/")
+        or not parts[1].isdigit()
+    ):
         raise TokenFetchFailed(f"token endpoint {where}: not an HTTP answer")
     status = int(parts[1])
     if status != 200:
@@ -135,8 +144,9 @@ def _token_from(raw: bytes, where: str) -> Secret:
 class HttpTokenSource:
     """A :data:`~fsm_live.credentials.TokenSource` that GETs the token from ``url``."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         _endpoint(url)  # a bad URL fails here, not at the first fetch
         self.url = url
         self.timeout = timeout
@@ -152,5 +162,6 @@ class HttpTokenSource:
             with anyio.fail_after(self.timeout):
                 return await fetch_token(self.url, cookies, ssl_context=self.ssl_context)
         except TimeoutError:
-            raise TokenFetchFailed(f"token endpoint {safe_url(self.url)}: no answer within "
-                                   f"{self.timeout:g} s") from None
+            raise TokenFetchFailed(
+                f"token endpoint {safe_url(self.url)}: no answer within {self.timeout:g} s"
+            ) from None

@@ -19,5 +19,10 @@ The families: :mod:`fsm_live.metrics.collector`.
 from fsm_live.metrics.collector import ConnectionCollector, FleetCollector
 from fsm_live.metrics.server import MetricsServer, new_registry, serve_metrics
 
-__all__ = ("ConnectionCollector", "FleetCollector", "MetricsServer", "new_registry",
-           "serve_metrics")
+__all__ = (
+    "ConnectionCollector",
+    "FleetCollector",
+    "MetricsServer",
+    "new_registry",
+    "serve_metrics",
+)

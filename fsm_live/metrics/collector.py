@@ -68,8 +68,9 @@ def require_prometheus() -> ModuleType:
     try:
         return importlib.import_module("prometheus_client.core")
     except ImportError:
-        raise MissingExtra("metrics need prometheus-client: "
-                           "pip install 'fsm_live[metrics]'") from None
+        raise MissingExtra(
+            "metrics need prometheus-client: pip install 'fsm_live[metrics]'"
+        ) from None
 
 
 class _Loop:
@@ -90,34 +91,47 @@ class _Loop:
         return anyio.from_thread.run_sync(function, token=self.token)
 
 
-def families(label_names: Sequence[str], figures: Iterable[tuple[Sequence[str], Figures]],
-             rtts: Iterable[tuple[Sequence[str], RttHistogram]]) -> list[Metric]:
+def families(
+    label_names: Sequence[str],
+    figures: Iterable[tuple[Sequence[str], Figures]],
+    rtts: Iterable[tuple[Sequence[str], RttHistogram]],
+) -> list[Metric]:
     """The metric families of ``figures`` and ``rtts``, each given with its label
     values (for ``label_names``)."""
     core = require_prometheus()
     names = list(label_names)
     connections = core.GaugeMetricFamily(
-        "fsm_live_connections", "Connections per lifecycle state.", labels=[*names, "state"])
+        "fsm_live_connections", "Connections per lifecycle state.", labels=[*names, "state"]
+    )
     transitions = core.CounterMetricFamily(
-        "fsm_live_transitions_total", "Lifecycle transitions taken, by edge.",
-        labels=[*names, "source", "dest", "trigger"])
+        "fsm_live_transitions_total",
+        "Lifecycle transitions taken, by edge.",
+        labels=[*names, "source", "dest", "trigger"],
+    )
     failures = core.CounterMetricFamily(
-        "fsm_live_failures_total", "Failures, by error class of the spec.",
-        labels=[*names, "error_class"])
+        "fsm_live_failures_total",
+        "Failures, by error class of the spec.",
+        labels=[*names, "error_class"],
+    )
     reconnects = core.CounterMetricFamily(
-        "fsm_live_reconnect_attempts_total", "Reconnect attempts.", labels=names)
+        "fsm_live_reconnect_attempts_total", "Reconnect attempts.", labels=names
+    )
     received = core.CounterMetricFamily(
-        "fsm_live_messages_received_total", "Messages delivered to the application.",
-        labels=names)
+        "fsm_live_messages_received_total", "Messages delivered to the application.", labels=names
+    )
     sent = core.CounterMetricFamily(
-        "fsm_live_messages_sent_total", "Messages written to a link.", labels=names)
+        "fsm_live_messages_sent_total", "Messages written to a link.", labels=names
+    )
     duplicates = core.CounterMetricFamily(
-        "fsm_live_duplicates_dropped_total", "Inbound duplicates dropped.", labels=names)
+        "fsm_live_duplicates_dropped_total", "Inbound duplicates dropped.", labels=names
+    )
     buffered = core.GaugeMetricFamily(
-        "fsm_live_send_buffer_frames", "Frames waiting in send buffers.", labels=names)
+        "fsm_live_send_buffer_frames", "Frames waiting in send buffers.", labels=names
+    )
     tasks = core.GaugeMetricFamily("fsm_live_tasks", "Jobs alive.", labels=names)
     rtt = core.HistogramMetricFamily(
-        "fsm_live_heartbeat_rtt_seconds", "Heartbeat round trips.", labels=names)
+        "fsm_live_heartbeat_rtt_seconds", "Heartbeat round trips.", labels=names
+    )
     for values, figure in figures:
         labels = list(values)
         for state, count in figure.states.items():
@@ -135,8 +149,18 @@ def families(label_names: Sequence[str], figures: Iterable[tuple[Sequence[str], 
         tasks.add_metric(labels, figure.tasks)
     for values, histogram in rtts:
         rtt.add_metric(list(values), histogram.cumulative(), histogram.sum)
-    return [connections, transitions, failures, reconnects, rtt, received, sent, duplicates,
-            buffered, tasks]
+    return [
+        connections,
+        transitions,
+        failures,
+        reconnects,
+        rtt,
+        received,
+        sent,
+        duplicates,
+        buffered,
+        tasks,
+    ]
 
 
 class ConnectionCollector:
@@ -147,8 +171,13 @@ class ConnectionCollector:
     seconds.  See the module docstring for the families and threads.
     """
 
-    def __init__(self, connection: LiveConnection, *, name: str | None = None,
-                 buckets: Sequence[float] = RTT_BUCKETS) -> None:
+    def __init__(
+        self,
+        connection: LiveConnection,
+        *,
+        name: str | None = None,
+        buckets: Sequence[float] = RTT_BUCKETS,
+    ) -> None:
         require_prometheus()
         self.connection = connection
         self._labels = () if name is None else (name,)
@@ -188,8 +217,9 @@ class FleetCollector:
     Counting starts when the collector is created.
     """
 
-    def __init__(self, fleet: Fleet, *, per_connection: bool = False,
-                 buckets: Sequence[float] = RTT_BUCKETS) -> None:
+    def __init__(
+        self, fleet: Fleet, *, per_connection: bool = False, buckets: Sequence[float] = RTT_BUCKETS
+    ) -> None:
         require_prometheus()
         self.fleet = fleet
         self.per_connection = per_connection
@@ -198,8 +228,7 @@ class FleetCollector:
         self._rtts: dict[str, RttHistogram] = {}  # per member key, when per connection
         self._retired = CounterFigures()  # members in a final state
         self._watched: set[int] = set()  # id() of the connections with an ack observer
-        self._final = frozenset(name for name, state in fleet.machine.states.items()
-                                if state.final)
+        self._final = frozenset(name for name, state in fleet.machine.states.items() if state.final)
         self._loop = _Loop()
         fleet.on_transition(self._transition)
         for key in fleet:
@@ -261,9 +290,14 @@ class FleetCollector:
         """The families now (prometheus-client calls this at every scrape)."""
         figures = self._loop.run(self._figures)
         if self.per_connection:
-            return families(("connection",), figures,
-                            [((key,), self._rtts.get(key) or RttHistogram(self._buckets))
-                             for (key,), _ in figures])
+            return families(
+                ("connection",),
+                figures,
+                [
+                    ((key,), self._rtts.get(key) or RttHistogram(self._buckets))
+                    for (key,), _ in figures
+                ],
+            )
         return families((), figures, [((), self._rtt)])
 
     def describe(self) -> list[Metric]:

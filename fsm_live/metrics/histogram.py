@@ -9,8 +9,22 @@ from typing import Final
 __all__ = ("RTT_BUCKETS", "RttHistogram")
 
 #: Upper bounds (seconds) of the round-trip buckets: loopback to a congested link.
-RTT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                      2.5, 5.0, 10.0)
+RTT_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class RttHistogram:

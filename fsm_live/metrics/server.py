@@ -41,8 +41,9 @@ class MetricsServer:
     (the bound one, also for port 0), ``url``; :meth:`close` stops it (idempotent;
     also as a context manager)."""
 
-    def __init__(self, server: Any, thread: threading.Thread, host: str,
-                 registry: CollectorRegistry) -> None:
+    def __init__(
+        self, server: Any, thread: threading.Thread, host: str, registry: CollectorRegistry
+    ) -> None:
         self._server = server
         self._thread = thread
         self.host = host
@@ -70,8 +71,9 @@ class MetricsServer:
         self.close()
 
 
-def serve_metrics(registry: CollectorRegistry, port: int,
-                  host: str = DEFAULT_HOST) -> MetricsServer:
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = DEFAULT_HOST
+) -> MetricsServer:
     """Serve ``registry`` on ``host:port`` (port 0: any free port) from a daemon thread.
 
     Raises :class:`~fsm_live.errors.MissingExtra` without prometheus-client and

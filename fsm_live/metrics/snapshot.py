@@ -40,8 +40,14 @@ class CounterFigures:
 
 def counters_of(stats: Stats) -> CounterFigures:
     """The counters of one connection's ``stats()``."""
-    return CounterFigures(Counter(stats.transitions), Counter(stats.failures), stats.reconnects,
-                          stats.messages_in, stats.messages_out, stats.duplicates_dropped)
+    return CounterFigures(
+        Counter(stats.transitions),
+        Counter(stats.failures),
+        stats.reconnects,
+        stats.messages_in,
+        stats.messages_out,
+        stats.duplicates_dropped,
+    )
 
 
 @attrs.define

@@ -13,5 +13,12 @@ from fsm_live.protocols.base import Decoded, ProtocolAdapter, Registration, Simp
 from fsm_live.protocols.json import InvalidJson, JsonProtocol
 from fsm_live.protocols.ping import PingProtocol
 
-__all__ = ("Decoded", "InvalidJson", "JsonProtocol", "PingProtocol", "ProtocolAdapter",
-           "Registration", "SimpleDecoder")
+__all__ = (
+    "Decoded",
+    "InvalidJson",
+    "JsonProtocol",
+    "PingProtocol",
+    "ProtocolAdapter",
+    "Registration",
+    "SimpleDecoder",
+)

@@ -36,8 +36,9 @@ Problem = tuple[tuple[Any, ...], str]
 MAX_GUARDS: Final = 12
 
 
-def graph_problems(states: Mapping[str, StateSpec], transitions: tuple[TransitionSpec, ...],
-                   initial: str) -> list[Problem]:
+def graph_problems(
+    states: Mapping[str, StateSpec], transitions: tuple[TransitionSpec, ...], initial: str
+) -> list[Problem]:
     """Every graph problem of a structurally valid spec, in a stable order."""
     outgoing: dict[str, list[TransitionSpec]] = {name: [] for name in states}
     incoming: dict[str, set[str]] = {name: set() for name in states}
@@ -56,19 +57,33 @@ def graph_problems(states: Mapping[str, StateSpec], transitions: tuple[Transitio
         if name not in reached:
             problems.append((path, f"state {name} is unreachable from {initial}"))
         if state.final and outgoing[name]:
-            problems.append((path, f"final state {name} has outgoing transitions "
-                                   f"({', '.join(t.trigger for t in outgoing[name])})"))
+            problems.append(
+                (
+                    path,
+                    f"final state {name} has outgoing transitions "
+                    f"({', '.join(t.trigger for t in outgoing[name])})",
+                )
+            )
         if not state.final and not outgoing[name]:
             problems.append((path, f"state {name} is not final and has no way out"))
         elif finals and name not in reaches_final:
-            problems.append((path, f"state {name} cannot reach a final state "
-                                   f"({', '.join(finals)}): once in it, the machine never ends"))
+            problems.append(
+                (
+                    path,
+                    f"state {name} cannot reach a final state "
+                    f"({', '.join(finals)}): once in it, the machine never ends",
+                )
+            )
         triggers = {t.trigger for t in outgoing[name]}
-        problems.extend(((*path, "timers", timer.name),
-                         f"timer {timer.name} fires {trigger!r}, which has no "
-                         f"transition from {name}")
-                        for timer in state.timers for trigger in timer.triggers
-                        if trigger not in triggers)
+        problems.extend(
+            (
+                (*path, "timers", timer.name),
+                f"timer {timer.name} fires {trigger!r}, which has no transition from {name}",
+            )
+            for timer in state.timers
+            for trigger in timer.triggers
+            if trigger not in triggers
+        )
     problems += _shadowed(outgoing)
     return problems
 
@@ -98,29 +113,46 @@ def _shadowed(outgoing: Mapping[str, list[TransitionSpec]]) -> list[Problem]:
     return problems
 
 
-def _shadow_message(source: str, trigger: str, earlier: list[TransitionSpec],
-                    row: TransitionSpec) -> str | None:
+def _shadow_message(
+    source: str, trigger: str, earlier: list[TransitionSpec], row: TransitionSpec
+) -> str | None:
     """Why ``row`` is never taken from ``source`` after ``earlier`` rows, or None."""
     first = next((e for e in earlier if not e.guarded), None)
     if first is not None and not row.guarded:
-        return (f"second unconditional transition for trigger {trigger!r} from {source} "
-                f"(first at {_at(first)}): it can never be taken")
-    covering = next((e for e in earlier if set(e.conditions) <= set(row.conditions)
-                     and set(e.unless) <= set(row.unless)), None)
+        return (
+            f"second unconditional transition for trigger {trigger!r} from {source} "
+            f"(first at {_at(first)}): it can never be taken"
+        )
+    covering = next(
+        (
+            e
+            for e in earlier
+            if set(e.conditions) <= set(row.conditions) and set(e.unless) <= set(row.unless)
+        ),
+        None,
+    )
     if covering is not None:
-        why = "has no guards" if not covering.guarded else \
-            f"passes whenever this row's guards pass ({covering.guard_label.strip(' []')})"
-        return (f"shadowed: never taken from {source}, because {_at(covering)} for "
-                f"{trigger!r} comes first and {why}")
+        why = (
+            "has no guards"
+            if not covering.guarded
+            else f"passes whenever this row's guards pass ({covering.guard_label.strip(' []')})"
+        )
+        return (
+            f"shadowed: never taken from {source}, because {_at(covering)} for "
+            f"{trigger!r} comes first and {why}"
+        )
     if guard_assignment(earlier, row) is None:
         rows = ", ".join(_at(e) for e in earlier)
-        return (f"shadowed: never taken from {source}, because the earlier rows for "
-                f"{trigger!r} ({rows}) between them pass in every case this row does")
+        return (
+            f"shadowed: never taken from {source}, because the earlier rows for "
+            f"{trigger!r} ({rows}) between them pass in every case this row does"
+        )
     return None
 
 
-def guard_assignment(earlier: list[TransitionSpec] | tuple[TransitionSpec, ...],
-                     row: TransitionSpec) -> dict[str, bool] | None:
+def guard_assignment(
+    earlier: list[TransitionSpec] | tuple[TransitionSpec, ...], row: TransitionSpec
+) -> dict[str, bool] | None:
     """Guard values under which ``row`` is the row taken after ``earlier`` (its
     guards pass, each earlier row's fail); None if there are none.
 

@@ -54,6 +54,8 @@ class _Loader(_Base):  # type: ignore[misc]
         if tag is None:
             tag = self._resolved[key] = super().resolve(kind, value, implicit)
         return tag
+
+
 _STR_TAG: Final = "tag:yaml.org,2002:str"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _KEY: Final = "<key>"
@@ -145,9 +147,14 @@ class _Builder:
                     key = str(key)
             entry = (*path, key)
             if key in result:
-                self.problems.append((entry, key_line,
-                                      f"duplicate key {key!r} at lines {lines[entry]} and "
-                                      f"{key_line} (YAML loaders silently keep only one)"))
+                self.problems.append(
+                    (
+                        entry,
+                        key_line,
+                        f"duplicate key {key!r} at lines {lines[entry]} and "
+                        f"{key_line} (YAML loaders silently keep only one)",
+                    )
+                )
                 continue
             # An entry is located at its key (a block value starts on the next line).
             lines[entry] = key_line

@@ -103,8 +103,10 @@ class Registry:
         if not callable(func):
             raise TypeError(f"{kind} {name!r}: {func!r} is not callable")
         if name in self._bindings[kind]:
-            raise ValueError(f"{kind} {name!r} is already bound in {self.name!r} "
-                             f"(to {_describe(self._bindings[kind][name].func)})")
+            raise ValueError(
+                f"{kind} {name!r} is already bound in {self.name!r} "
+                f"(to {_describe(self._bindings[kind][name].func)})"
+            )
         self._bindings[kind][name] = Binding(kind, name, func)
 
     @overload
@@ -194,8 +196,9 @@ class Registry:
 
     # -- checking ----------------------------------------------------------------------
 
-    def check(self, spec: Spec, *, kinds: Iterable[Kind] = KINDS,
-              declared_only: bool = False) -> list[str]:
+    def check(
+        self, spec: Spec, *, kinds: Iterable[Kind] = KINDS, declared_only: bool = False
+    ) -> list[str]:
         """Problems binding ``spec`` with this registry, each ``FILE:LINE: item: message``.
 
         A name the spec uses must be bound, and its callable must accept the
@@ -212,7 +215,8 @@ class Registry:
         wanted = frozenset(kinds)
         for use in spec.uses():
             if use.kind not in wanted or (
-                    declared_only and spec.vocabulary.get(use.kind, use.name) is None):
+                declared_only and spec.vocabulary.get(use.kind, use.name) is None
+            ):
                 continue
             key = (use.kind, use.name)
             if key in seen:
@@ -253,8 +257,10 @@ class Registry:
         try:
             signature.bind(None, **dict.fromkeys(args))
         except TypeError as exc:
-            return (f"{kind} {name!r} is bound to {_describe(func)}{signature}, which cannot be "
-                    f"called as {call}: {exc}")
+            return (
+                f"{kind} {name!r} is bound to {_describe(func)}{signature}, which cannot be "
+                f"called as {call}: {exc}"
+            )
         return None
 
 
@@ -269,4 +275,3 @@ def _describe(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
     return f"{module}.{qualname}" if module else qualname
-

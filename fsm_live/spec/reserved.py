@@ -32,8 +32,9 @@ MODEL_ATTRIBUTE: Final = "state"
 MODEL_CONVENIENCES: Final = frozenset({"trigger", "may_trigger"})
 
 
-def reserved_reason(name: str, *, states: Collection[str], triggers: Collection[str],
-                    trigger: bool) -> str | None:
+def reserved_reason(
+    name: str, *, states: Collection[str], triggers: Collection[str], trigger: bool
+) -> str | None:
     """Why ``name`` may not be used, or None if it may.
 
     ``trigger`` says whether ``name`` is used as a trigger (else as a guard or
@@ -42,22 +43,30 @@ def reserved_reason(name: str, *, states: Collection[str], triggers: Collection[
     """
     if name == MODEL_ATTRIBUTE:
         what = "a trigger" if trigger else "a guard or action"
-        return (f"{name!r} is reserved: transitions.Machine keeps the state in the model "
-                f"attribute {MODEL_ATTRIBUTE!r}, so it cannot be {what} "
-                f"(transitions raises 'Trigger name cannot be same as model attribute name')")
+        return (
+            f"{name!r} is reserved: transitions.Machine keeps the state in the model "
+            f"attribute {MODEL_ATTRIBUTE!r}, so it cannot be {what} "
+            f"(transitions raises 'Trigger name cannot be same as model attribute name')"
+        )
     if name in MODEL_CONVENIENCES:
-        return (f"{name!r} is reserved: transitions.Machine binds {name}() to every model, "
-                f"so the spec's {name!r} would never be called")
+        return (
+            f"{name!r} is reserved: transitions.Machine binds {name}() to every model, "
+            f"so the spec's {name!r} would never be called"
+        )
     if name.startswith("__") and name.endswith("__"):
         return f"{name!r} is reserved: every Python model already has it"
     if not trigger:
         return None
     for prefix in ("is_", "to_"):
-        if name.startswith(prefix) and name[len(prefix):] in states:
+        if name.startswith(prefix) and name[len(prefix) :] in states:
             made = "for each state" if prefix == "is_" else "for each state (auto_transitions)"
-            return (f"{name!r} is reserved: transitions.Machine binds {prefix}<state>() "
-                    f"to the model {made}, and {name[len(prefix):]} is a state")
-    if name.startswith("may_") and name[len("may_"):] in triggers:
-        return (f"{name!r} is reserved: transitions.Machine binds may_<trigger>() to the "
-                f"model for each trigger, and {name[len('may_'):]} is a trigger")
+            return (
+                f"{name!r} is reserved: transitions.Machine binds {prefix}<state>() "
+                f"to the model {made}, and {name[len(prefix) :]} is a state"
+            )
+    if name.startswith("may_") and name[len("may_") :] in triggers:
+        return (
+            f"{name!r} is reserved: transitions.Machine binds may_<trigger>() to the "
+            f"model for each trigger, and {name[len('may_') :]} is a trigger"
+        )
     return None

@@ -47,12 +47,36 @@ __all__ = ("spec_from_data", "spec_from_path", "spec_from_yaml")
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: The roles a state may carry (see :class:`StateSpec`).
 _ROLES: Final = ("final", "success", "failed")
-_TOP_KEYS: Final = ("name", "description", "initial", "states", "transitions", "errors",
-                    *SECTIONS.values())
-_STATE_KEYS: Final = ("description", "log", "tasks", "timers", *_ROLES, "on_enter", "on_exit",
-                      "ignore")
-_ROW_KEYS: Final = ("trigger", "source", "dest", "internal", "conditions", "unless", "before",
-                    "after", "reset_failures")
+_TOP_KEYS: Final = (
+    "name",
+    "description",
+    "initial",
+    "states",
+    "transitions",
+    "errors",
+    *SECTIONS.values(),
+)
+_STATE_KEYS: Final = (
+    "description",
+    "log",
+    "tasks",
+    "timers",
+    *_ROLES,
+    "on_enter",
+    "on_exit",
+    "ignore",
+)
+_ROW_KEYS: Final = (
+    "trigger",
+    "source",
+    "dest",
+    "internal",
+    "conditions",
+    "unless",
+    "before",
+    "after",
+    "reset_failures",
+)
 #: ``source: '*'``: every non-final state that does not ignore the trigger.
 WILDCARD: Final = "*"
 
@@ -124,8 +148,9 @@ class _Validator:
     def known_keys(self, mapping: Mapping[Any, Any], allowed: Iterable[str], path: Path) -> None:
         for key in mapping:
             if key not in allowed:
-                self.problem((*path, key), f"unknown key {key!r} (allowed: "
-                                           f"{', '.join(sorted(allowed))})")
+                self.problem(
+                    (*path, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+                )
 
     def names(self, value: Any, path: Path, what: str) -> tuple[str, ...]:
         """A name or a list of names; reports malformed ones."""
@@ -135,8 +160,9 @@ class _Validator:
             self.problem(path, f"expected {what} name, got {value!r}")
             return ()
         if not isinstance(value, list):
-            self.problem(path, f"expected {what} (a name or a list of names), "
-                               f"got {type(value).__name__}")
+            self.problem(
+                path, f"expected {what} (a name or a list of names), got {type(value).__name__}"
+            )
             return ()
         result = []
         for i, item in enumerate(value):
@@ -157,9 +183,12 @@ class _Validator:
         allowed = known.declarations.get(kind, {})
         for name in names:
             if name not in allowed:
-                self.problem(path, f"unknown {kind} {name!r} (known: "
-                                   f"{', '.join(sorted(allowed)) or 'none'}; declare your own "
-                                   f"under the top-level {SECTIONS[kind]!r})")
+                self.problem(
+                    path,
+                    f"unknown {kind} {name!r} (known: "
+                    f"{', '.join(sorted(allowed)) or 'none'}; declare your own "
+                    f"under the top-level {SECTIONS[kind]!r})",
+                )
 
     # -- building ------------------------------------------------------------------------
 
@@ -187,8 +216,15 @@ class _Validator:
                 self.problem(path, message)
         if self.problems or initial is None or errors is None:
             raise SpecError(self.problems)
-        return Spec(name=str(name), initial=initial, states=states, transitions=transitions,
-                    errors=errors, source=self.source, vocabulary=declared)
+        return Spec(
+            name=str(name),
+            initial=initial,
+            states=states,
+            transitions=transitions,
+            errors=errors,
+            source=self.source,
+            vocabulary=declared,
+        )
 
     def declarations(self, data: Mapping[str, Any]) -> Vocabulary:
         """The spec's own guards, tasks, timers and actions."""
@@ -226,8 +262,9 @@ class _Validator:
             self.problem((*path, "args"), "an argument is named twice")
         description = body.get("description", "")
         self.expect(description, str, (*path, "description"), "a string")
-        return Declaration(kind, name, args=args, description=str(description),
-                           line=self.lines.get(path))
+        return Declaration(
+            kind, name, args=args, description=str(description), line=self.lines.get(path)
+        )
 
     def initial(self, value: Any, states: Mapping[str, StateSpec]) -> str | None:
         if value is None:
@@ -253,8 +290,11 @@ class _Validator:
         for name, body in value.items():
             state_path = (*path, name)
             if not isinstance(name, str) or not _NAME.match(name):
-                hint = " (YAML reads ON/OFF/YES/NO as booleans: quote the name)" \
-                    if isinstance(name, bool) else ""
+                hint = (
+                    " (YAML reads ON/OFF/YES/NO as booleans: quote the name)"
+                    if isinstance(name, bool)
+                    else ""
+                )
                 self.problem(state_path, f"invalid state name {name!r}{hint}")
                 continue
             body = {} if body is None else body
@@ -263,13 +303,14 @@ class _Validator:
             states[name] = self.state(name, body, state_path, known)
         return states
 
-    def state(self, name: str, body: Mapping[str, Any], path: Path,
-              known: Vocabulary) -> StateSpec:
+    def state(self, name: str, body: Mapping[str, Any], path: Path, known: Vocabulary) -> StateSpec:
         self.known_keys(body, _STATE_KEYS, path)
         log = body.get("log", "INFO")
         if self.expect(log, str, (*path, "log"), "a log level") and log not in LOG_LEVELS:
-            self.problem((*path, "log"), f"unknown log level {log!r} (known: "
-                                         f"{', '.join(sorted(LOG_LEVELS))})")
+            self.problem(
+                (*path, "log"),
+                f"unknown log level {log!r} (known: {', '.join(sorted(LOG_LEVELS))})",
+            )
         tasks = self.names(body.get("tasks", []), (*path, "tasks"), "a task")
         self.known(tasks, "task", (*path, "tasks"), known)
         timers = self.timers(body.get("timers", {}), (*path, "timers"), known)
@@ -283,11 +324,20 @@ class _Validator:
         self.expect(description, str, (*path, "description"), "a string")
         if sum(flags.values()) > 1:
             self.problem(path, f"a state has at most one role of {', '.join(_ROLES)}")
-        return StateSpec(name=name, log_level=str(log), tasks=tasks, timers=timers,
-                         final=flags["final"], success=flags["success"],
-                         failed=flags["failed"], description=str(description),
-                         on_enter=actions["on_enter"], on_exit=actions["on_exit"],
-                         ignore=ignore, line=self.lines.get(path))
+        return StateSpec(
+            name=name,
+            log_level=str(log),
+            tasks=tasks,
+            timers=timers,
+            final=flags["final"],
+            success=flags["success"],
+            failed=flags["failed"],
+            description=str(description),
+            on_enter=actions["on_enter"],
+            on_exit=actions["on_exit"],
+            ignore=ignore,
+            line=self.lines.get(path),
+        )
 
     def timers(self, value: Any, path: Path, known: Vocabulary) -> tuple[TimerSpec, ...]:
         if not self.expect(value, dict, path, "a mapping of timer -> trigger(s)"):
@@ -299,8 +349,9 @@ class _Validator:
             timers.append(TimerSpec(name=str(name), triggers=fired))
         return tuple(timers)
 
-    def transitions(self, value: Any, states: Mapping[str, StateSpec],
-                    known: Vocabulary) -> tuple[TransitionSpec, ...]:
+    def transitions(
+        self, value: Any, states: Mapping[str, StateSpec], known: Vocabulary
+    ) -> tuple[TransitionSpec, ...]:
         path: Path = ("transitions",)
         if value is None:
             self.problem(path, "missing transitions (write `transitions: []` for none)")
@@ -313,8 +364,9 @@ class _Validator:
                 result += self.row(i, row, states, known)
         return tuple(result)
 
-    def row(self, i: int, row: Mapping[str, Any], states: Mapping[str, StateSpec],
-            known: Vocabulary) -> list[TransitionSpec]:
+    def row(
+        self, i: int, row: Mapping[str, Any], states: Mapping[str, StateSpec], known: Vocabulary
+    ) -> list[TransitionSpec]:
         """One row as transitions: one, or one per source for an internal row."""
         row_path: Path = ("transitions", i)
         self.known_keys(row, _ROW_KEYS, row_path)
@@ -325,29 +377,39 @@ class _Validator:
             self.problem(row_path, f"missing {', '.join(missing)}")
             return []
         if internal and "dest" in row:
-            self.problem((*row_path, "dest"), "an internal transition has no dest "
-                                              "(it stays in its source state)")
+            self.problem(
+                (*row_path, "dest"),
+                "an internal transition has no dest (it stays in its source state)",
+            )
         trigger = self.names(row["trigger"], (*row_path, "trigger"), "a trigger")
         wildcard = row["source"] == WILDCARD
         if wildcard:
-            sources = tuple(name for name, state in states.items()
-                            if not state.final and trigger and trigger[0] not in state.ignore)
+            sources = tuple(
+                name
+                for name, state in states.items()
+                if not state.final and trigger and trigger[0] not in state.ignore
+            )
         else:
             sources = self.names(row["source"], (*row_path, "source"), "a source state (or '*')")
         dest = () if internal else self.names(row["dest"], (*row_path, "dest"), "a dest state")
-        guards = {key: self.names(row.get(key, []), (*row_path, key), "a guard")
-                  for key in ("conditions", "unless")}
+        guards = {
+            key: self.names(row.get(key, []), (*row_path, key), "a guard")
+            for key in ("conditions", "unless")
+        }
         for key, names in guards.items():
             self.known(names, "guard", (*row_path, key), known)
-        actions = {key: self.names(row.get(key, []), (*row_path, key), "an action")
-                   for key in ("before", "after")}
+        actions = {
+            key: self.names(row.get(key, []), (*row_path, key), "an action")
+            for key in ("before", "after")
+        }
         for key, names in actions.items():
             self.known(names, "action", (*row_path, key), known)
         contradiction = set(guards["conditions"]) & set(guards["unless"])
         if contradiction:
             both = ", ".join(sorted(contradiction))
-            self.problem(row_path, f"the row can never be taken: {both} "
-                                   f"is both in conditions and in unless")
+            self.problem(
+                row_path, f"the row can never be taken: {both} is both in conditions and in unless"
+            )
         reset = self.flag(row, "reset_failures", row_path)
         if len(trigger) != 1 or (not internal and len(dest) != 1) or not sources:
             if len(trigger) > 1 or len(dest) > 1:
@@ -359,18 +421,29 @@ class _Validator:
         if dest and states and dest[0] not in states:
             self.problem((*row_path, "dest"), f"unknown state {dest[0]!r}")
         common: dict[str, Any] = {
-            "trigger": trigger[0], "conditions": guards["conditions"],
-            "unless": guards["unless"], "before": actions["before"], "after": actions["after"],
-            "reset_failures": reset, "wildcard": wildcard, "index": i,
+            "trigger": trigger[0],
+            "conditions": guards["conditions"],
+            "unless": guards["unless"],
+            "before": actions["before"],
+            "after": actions["after"],
+            "reset_failures": reset,
+            "wildcard": wildcard,
+            "index": i,
             "line": self.lines.get(row_path),
         }
         if internal:
-            return [TransitionSpec(sources=(source,), dest=source, internal=True, **common)
-                    for source in sources]
+            return [
+                TransitionSpec(sources=(source,), dest=source, internal=True, **common)
+                for source in sources
+            ]
         return [TransitionSpec(sources=sources, dest=dest[0], **common)]
 
-    def names_in_use(self, states: Mapping[str, StateSpec],
-                     transitions: tuple[TransitionSpec, ...], declared: Vocabulary) -> None:
+    def names_in_use(
+        self,
+        states: Mapping[str, StateSpec],
+        transitions: tuple[TransitionSpec, ...],
+        declared: Vocabulary,
+    ) -> None:
         """Ignored triggers, reserved names, and triggers that collide with guards or actions."""
         triggers = {t.trigger for t in transitions}
         first_row: dict[str, TransitionSpec] = {}
@@ -384,8 +457,9 @@ class _Validator:
         callbacks: dict[str, Path] = {}
         for declaration in declared:
             if declaration.kind in KINDS_WITH_ARGS:
-                callbacks.setdefault(declaration.name, (SECTIONS[declaration.kind],
-                                                        declaration.name))
+                callbacks.setdefault(
+                    declaration.name, (SECTIONS[declaration.kind], declaration.name)
+                )
         for transition in transitions:
             for key in ("conditions", "unless", "before", "after"):
                 for name in getattr(transition, key):
@@ -399,20 +473,28 @@ class _Validator:
             if reason:
                 self.problem(path, reason)
             elif name in triggers:
-                self.problem(path, f"{name!r} is both a trigger and a guard or action: on a "
-                                   f"transitions model both are attributes of the same name")
+                self.problem(
+                    path,
+                    f"{name!r} is both a trigger and a guard or action: on a "
+                    f"transitions model both are attributes of the same name",
+                )
         for name, state in states.items():
             for j, trigger in enumerate(state.ignore):
                 path = ("states", name, "ignore", j)
                 if trigger not in triggers:
-                    self.problem(path, f"ignores {trigger!r}, which no transition uses "
-                                       f"(known triggers: {', '.join(sorted(triggers))})")
+                    self.problem(
+                        path,
+                        f"ignores {trigger!r}, which no transition uses "
+                        f"(known triggers: {', '.join(sorted(triggers))})",
+                    )
                     continue
-                taking = next((t for t in transitions
-                               if t.trigger == trigger and name in t.sources), None)
+                taking = next(
+                    (t for t in transitions if t.trigger == trigger and name in t.sources), None
+                )
                 if taking is not None:
-                    where = taking.item if taking.line is None else \
-                        f"{taking.item}, line {taking.line}"
+                    where = (
+                        taking.item if taking.line is None else f"{taking.item}, line {taking.line}"
+                    )
                     self.problem(path, f"ignores {trigger!r}, but {where} takes it from {name}")
 
     # -- the error table -------------------------------------------------------------------
@@ -449,21 +531,25 @@ class _Validator:
             self.known_keys(body, ("action", "retry_after", "min_delay"), class_path)
             action = body.get("action")
             if action not in ERROR_ACTIONS:
-                self.problem((*class_path, "action"), f"unknown action {action!r} (known: "
-                                                      f"{', '.join(sorted(ERROR_ACTIONS))})")
+                self.problem(
+                    (*class_path, "action"),
+                    f"unknown action {action!r} (known: {', '.join(sorted(ERROR_ACTIONS))})",
+                )
                 continue
             retry_after = self.flag(body, "retry_after", class_path)
             min_delay = body.get("min_delay", 0)
-            if self.expect(min_delay, (int, float), (*class_path, "min_delay"), "a number") \
-                    and not 0 <= min_delay < float("inf"):
+            if self.expect(
+                min_delay, (int, float), (*class_path, "min_delay"), "a number"
+            ) and not 0 <= min_delay < float("inf"):
                 self.problem((*class_path, "min_delay"), "must be finite and >= 0")
-            classes[str(name)] = ErrorClassSpec(name=str(name), action=action,
-                                                retry_after=retry_after,
-                                                min_delay=float(min_delay))
+            classes[str(name)] = ErrorClassSpec(
+                name=str(name), action=action, retry_after=retry_after, min_delay=float(min_delay)
+            )
         return classes
 
-    def error_rules(self, value: Any, path: Path,
-                    classes: Mapping[str, ErrorClassSpec]) -> tuple[ErrorRule, ...]:
+    def error_rules(
+        self, value: Any, path: Path, classes: Mapping[str, ErrorClassSpec]
+    ) -> tuple[ErrorRule, ...]:
         if not self.expect(value, list, path, "a list of rules"):
             return ()
         rules = []
@@ -479,14 +565,21 @@ class _Validator:
             kinds = self.names(row.get("kinds", []), (*row_path, "kinds"), "a failure kind")
             for kind in kinds:
                 if kind not in FAILURE_KINDS:
-                    self.problem((*row_path, "kinds"), f"unknown failure kind {kind!r} (known: "
-                                                       f"{', '.join(sorted(FAILURE_KINDS))})")
-            statuses = self.codes(row.get("http_status", []), (*row_path, "http_status"),
-                                  100, 599)
-            codes = self.codes(row.get("close_codes", []), (*row_path, "close_codes"),
-                               1000, 4999)
-            rules.append(ErrorRule(error_class=str(error_class), kinds=frozenset(kinds),
-                                   http_status=statuses, close_codes=codes))
+                    self.problem(
+                        (*row_path, "kinds"),
+                        f"unknown failure kind {kind!r} (known: "
+                        f"{', '.join(sorted(FAILURE_KINDS))})",
+                    )
+            statuses = self.codes(row.get("http_status", []), (*row_path, "http_status"), 100, 599)
+            codes = self.codes(row.get("close_codes", []), (*row_path, "close_codes"), 1000, 4999)
+            rules.append(
+                ErrorRule(
+                    error_class=str(error_class),
+                    kinds=frozenset(kinds),
+                    http_status=statuses,
+                    close_codes=codes,
+                )
+            )
         return tuple(rules)
 
     def codes(self, value: Any, path: Path, low: int, high: int) -> frozenset[int]:

@@ -41,7 +41,10 @@ Kind = Literal["guard", "task", "timer", "action"]
 KINDS: Final[tuple[Kind, ...]] = ("guard", "task", "timer", "action")
 #: The top-level spec section that declares each kind.
 SECTIONS: Final[Mapping[Kind, str]] = {
-    "guard": "guards", "task": "tasks", "timer": "timers", "action": "actions",
+    "guard": "guards",
+    "task": "tasks",
+    "timer": "timers",
+    "action": "actions",
 }
 #: Kinds whose callables receive event data (``args``); tasks and timers get none.
 KINDS_WITH_ARGS: Final = frozenset({"guard", "action"})
@@ -88,11 +91,14 @@ class Vocabulary:
         declarations = []
         for section, items in names.items():
             if section not in kinds:
-                raise ValueError(f"unknown section {section!r} (known: "
-                                 f"{', '.join(SECTIONS.values())})")
+                raise ValueError(
+                    f"unknown section {section!r} (known: {', '.join(SECTIONS.values())})"
+                )
             descriptions = items if isinstance(items, Mapping) else dict.fromkeys(items, "")
-            declarations += [Declaration(kinds[section], name, description=description)
-                             for name, description in descriptions.items()]
+            declarations += [
+                Declaration(kinds[section], name, description=description)
+                for name, description in descriptions.items()
+            ]
         return cls.from_declarations(declarations)
 
     def names(self, kind: Kind) -> frozenset[str]:
@@ -121,7 +127,7 @@ LIFECYCLE_VOCABULARY: Final = Vocabulary.of(
     guards={
         "exhausted": "the failure count has reached max_failures",
         "retryable": "a failed state reached by retryable failures, failed_retry on, "
-                     "no escalation running",
+        "no escalation running",
     },
     tasks={
         "dial": "dial and run the protocol handshake",

@@ -34,9 +34,19 @@ if TYPE_CHECKING:
     from fsm_live.testing.paths import covering_paths
     from fsm_live.testing.properties import failures, spec_state_machine
 
-__all__ = ("Adapter", "Mismatch", "StateMachineAdapter", "Step", "TransitionsAdapter",
-           "check_implementation", "covering_paths", "failures", "run_steps",
-           "spec_state_machine", "walks")
+__all__ = (
+    "Adapter",
+    "Mismatch",
+    "StateMachineAdapter",
+    "Step",
+    "TransitionsAdapter",
+    "check_implementation",
+    "covering_paths",
+    "failures",
+    "run_steps",
+    "spec_state_machine",
+    "walks",
+)
 
 _LAZY = {
     "failures": "fsm_live.testing.properties",

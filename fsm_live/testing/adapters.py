@@ -35,8 +35,14 @@ class TransitionsAdapter:
 
     _REFUSALS = frozenset({"MachineError"})
 
-    def __init__(self, machine: Any, model: Any = None, *, model_attribute: str = "state",
-                 names: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        machine: Any,
+        model: Any = None,
+        *,
+        model_attribute: str = "state",
+        names: Mapping[str, str] | None = None,
+    ) -> None:
         self.machine = machine
         if model is None:
             models = list(machine.models)
@@ -78,8 +84,9 @@ class StateMachineAdapter:
 
     _REFUSALS = frozenset({"TransitionNotAllowed"})
 
-    def __init__(self, machine: Any, *, names: Mapping[str, str] | None = None,
-                 spec_states: Any = None) -> None:
+    def __init__(
+        self, machine: Any, *, names: Mapping[str, str] | None = None, spec_states: Any = None
+    ) -> None:
         self.machine = machine
         self.names = dict(names or {})
         self._by_lower = {str(name).lower(): str(name) for name in (spec_states or ())}

@@ -53,8 +53,16 @@ from hypothesis import strategies as st
 from fsm_live.errors import FsmLiveError
 from fsm_live.spec import Spec, TransitionSpec
 
-__all__ = ("Adapter", "Expected", "Mismatch", "Step", "check_implementation", "expect",
-           "run_steps", "walks")
+__all__ = (
+    "Adapter",
+    "Expected",
+    "Mismatch",
+    "Step",
+    "check_implementation",
+    "expect",
+    "run_steps",
+    "walks",
+)
 
 #: Three draws in four pick a trigger the state accepts, the fourth one it refuses.
 _MOSTLY_ACCEPTED = st.sampled_from((True, True, True, False))
@@ -113,8 +121,9 @@ class Mismatch(FsmLiveError, AssertionError):
     An ``AssertionError``, so test runners report it as a failed check."""
 
 
-def expect(spec: Spec, state: str, step: Step,
-           guards: Mapping[str, GuardOracle] | None = None) -> Expected:
+def expect(
+    spec: Spec, state: str, step: Step, guards: Mapping[str, GuardOracle] | None = None
+) -> Expected:
     """The spec's answer to ``step`` in ``state`` (rows in table order, first passing wins).
 
     Raises ``KeyError`` naming a free guard missing from the step's data.
@@ -145,8 +154,12 @@ def _guard_value(spec: Spec, name: str, step: Step, guards: Mapping[str, GuardOr
     return bool(oracle(**{arg: step.data[arg] for arg in args}))
 
 
-def run_steps(spec: Spec, adapter: Adapter, steps: Sequence[Step],
-              guards: Mapping[str, GuardOracle] | None = None) -> list[str]:
+def run_steps(
+    spec: Spec,
+    adapter: Adapter,
+    steps: Sequence[Step],
+    guards: Mapping[str, GuardOracle] | None = None,
+) -> list[str]:
     """Fire ``steps`` on ``adapter``, checking each against the spec; the states visited.
 
     Raises :class:`Mismatch` at the first disagreement (see the module docstring).
@@ -166,20 +179,30 @@ def run_steps(spec: Spec, adapter: Adapter, steps: Sequence[Step],
         now = adapter.state()
         trigger = repr(step)
         if expected.outcome == "refused":
-            why = "a final state absorbs every trigger" if spec.states[state].final \
+            why = (
+                "a final state absorbs every trigger"
+                if spec.states[state].final
                 else "no row leaves it on that trigger"
+            )
             if accepted:
-                raise fail(f"the spec refuses {trigger} in {state} ({why}); the implementation "
-                           f"accepted it and is in {now}")
+                raise fail(
+                    f"the spec refuses {trigger} in {state} ({why}); the implementation "
+                    f"accepted it and is in {now}"
+                )
             if now != state:
-                raise fail(f"the implementation refused {trigger} in {state} but its state "
-                           f"changed to {now}")
+                raise fail(
+                    f"the implementation refused {trigger} in {state} but its state "
+                    f"changed to {now}"
+                )
         elif not accepted:
-            raise fail(f"the implementation refused {trigger} in {state}; the spec "
-                       f"{_describe(expected, state, trigger)}")
+            raise fail(
+                f"the implementation refused {trigger} in {state}; the spec "
+                f"{_describe(expected, state, trigger)}"
+            )
         elif now != expected.dest:
-            raise fail(f"the spec {_describe(expected, state, trigger)}; the implementation "
-                       f"is in {now}")
+            raise fail(
+                f"the spec {_describe(expected, state, trigger)}; the implementation is in {now}"
+            )
         done.append(step)
         state = now
         visited.append(state)
@@ -196,15 +219,19 @@ def _describe(expected: Expected, state: str, trigger: str) -> str:
     row = expected.row
     assert row is not None
     where = row.item if row.line is None else f"{row.item}, line {row.line}"
-    return (f"takes {where} ({state} -> {row.dest}{row.guard_label}) for "
-            f"{trigger}{with_guards}")
+    return f"takes {where} ({state} -> {row.dest}{row.guard_label}) for {trigger}{with_guards}"
 
 
-def _event_data(spec: Spec, trigger: str, guards: Mapping[str, GuardOracle],
-                args: Mapping[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+def _event_data(
+    spec: Spec,
+    trigger: str,
+    guards: Mapping[str, GuardOracle],
+    args: Mapping[str, st.SearchStrategy[Any]],
+) -> st.SearchStrategy[dict[str, Any]]:
     """Values for a trigger's free guards (booleans) and declared arguments."""
-    free = sorted({g for t in spec.transitions if t.trigger == trigger for g in t.guards
-                   if g not in guards})
+    free = sorted(
+        {g for t in spec.transitions if t.trigger == trigger for g in t.guards if g not in guards}
+    )
     declared = spec.event_args(trigger)
     fields: dict[str, st.SearchStrategy[Any]] = dict.fromkeys(free, st.booleans())
     for name in declared:
@@ -212,9 +239,13 @@ def _event_data(spec: Spec, trigger: str, guards: Mapping[str, GuardOracle],
     return st.fixed_dictionaries(fields)
 
 
-def walks(spec: Spec, *, guards: Mapping[str, GuardOracle] | None = None,
-          args: Mapping[str, st.SearchStrategy[Any]] | None = None,
-          max_steps: int = 25) -> st.SearchStrategy[list[Step]]:
+def walks(
+    spec: Spec,
+    *,
+    guards: Mapping[str, GuardOracle] | None = None,
+    args: Mapping[str, st.SearchStrategy[Any]] | None = None,
+    max_steps: int = 25,
+) -> st.SearchStrategy[list[Step]]:
     """Walks of up to ``max_steps`` steps from the spec's initial state.
 
     Each step's trigger is, three times in four, one the current state (by the
@@ -289,9 +320,14 @@ def check_implementation(
         raise  # pragma: no cover - run_steps raised the shorter report
 
 
-def _without_needless_steps(spec: Spec, make: Callable[[], Adapter], steps: list[Step],
-                            guards: Mapping[str, GuardOracle] | None) -> list[Step]:
+def _without_needless_steps(
+    spec: Spec,
+    make: Callable[[], Adapter],
+    steps: list[Step],
+    guards: Mapping[str, GuardOracle] | None,
+) -> list[Step]:
     """A failing walk with each step removed whose removal keeps it failing."""
+
     def fails(candidate: list[Step]) -> bool:
         try:
             run_steps(spec, make(), candidate, guards)
@@ -303,7 +339,7 @@ def _without_needless_steps(spec: Spec, make: Callable[[], Adapter], steps: list
 
     i = 0
     while i < len(steps):
-        candidate = steps[:i] + steps[i + 1:]
+        candidate = steps[:i] + steps[i + 1 :]
         if fails(candidate):
             steps = candidate
         else:

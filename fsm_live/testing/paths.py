@@ -125,7 +125,10 @@ def covering_paths(spec: Spec) -> CoveringPaths:
         if not taken:
             break  # what is left is unreachable from the initial state
         states = (spec.initial, *(row.dest for _, row in taken))
-        paths.append(CoveringPath(steps=tuple(_step(spec, s, r) for s, r in taken),
-                                  states=states, edges=tuple(taken)))
+        paths.append(
+            CoveringPath(
+                steps=tuple(_step(spec, s, r) for s, r in taken), states=states, edges=tuple(taken)
+            )
+        )
     unreachable = tuple(edge for edge in edges if not is_covered(edge))
     return CoveringPaths(paths=tuple(paths), unreachable=unreachable)

@@ -75,11 +75,15 @@ def failures(spec: Spec) -> st.SearchStrategy[Failure]:
     retry_after = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False)
     return st.one_of(
         st.builds(classifier.classify, kind=st.sampled_from(sorted(FAILURE_KINDS))),
-        st.builds(classifier.classify,
-                  http_status=st.sampled_from(statuses or [500]) | st.integers(100, 599),
-                  retry_after=retry_after),
-        st.builds(classifier.classify,
-                  close_code=st.sampled_from(codes or [1006]) | st.integers(1000, 4999)),
+        st.builds(
+            classifier.classify,
+            http_status=st.sampled_from(statuses or [500]) | st.integers(100, 599),
+            retry_after=retry_after,
+        ),
+        st.builds(
+            classifier.classify,
+            close_code=st.sampled_from(codes or [1006]) | st.integers(1000, 4999),
+        ),
     )
 
 
@@ -99,13 +103,24 @@ def spec_state_machine(
     ``hypothesis.stateful.run_state_machine_as_test``.
     """
     spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
-    return _build(spec, config or Config(heartbeat_interval=1, heartbeat_timeout=3,
-                                         open_timeout=2, stability_window=4, max_failures=3,
-                                         retry_after_cap=20), lifecycle_factory)
+    return _build(
+        spec,
+        config
+        or Config(
+            heartbeat_interval=1,
+            heartbeat_timeout=3,
+            open_timeout=2,
+            stability_window=4,
+            max_failures=3,
+            retry_after_cap=20,
+        ),
+        lifecycle_factory,
+    )
 
 
-def _build(spec: Spec, config: Config,
-           lifecycle_factory: LifecycleFactory) -> type[RuleBasedStateMachine]:
+def _build(
+    spec: Spec, config: Config, lifecycle_factory: LifecycleFactory
+) -> type[RuleBasedStateMachine]:
     machine = LifecycleMachine(spec, require_triggers=False)
     drives_connections = set(spec.triggers) >= REQUIRED_TRIGGERS
     edges = {(source, t.trigger, t.dest) for source, t in spec.edges()}
@@ -133,8 +148,7 @@ def _build(spec: Spec, config: Config,
         # A spec without triggers (its one state final) has nothing to fire: the
         # rule is never run, and its strategy must still be valid.
         @precondition(lambda self: bool(spec.triggers))
-        @rule(trigger=st.sampled_from(spec.triggers or ("",)),
-              failure=st.none() | failure_strategy)
+        @rule(trigger=st.sampled_from(spec.triggers or ("",)), failure=st.none() | failure_strategy)
         def fire_trigger(self, trigger: str, failure: Failure | None) -> None:
             before = self.lifecycle.state
             try:
@@ -164,16 +178,18 @@ def _build(spec: Spec, config: Config,
         def domain_event(self, data: st.DataObject, stale: bool) -> None:
             generation = self.lifecycle.generation - (1 if stale else 0)
             now = self.now
-            event: Event = data.draw(st.one_of(
-                st.just(Opened(now, generation)),
-                st.builds(LinkFailed, st.just(now), st.just(generation), failure_strategy),
-                st.just(Inbound(now, generation)),
-                st.just(HeartbeatAcked(now, generation, rtt=0.01)),
-                st.just(Rotate(now, generation)),
-                st.builds(EscalationFinished, st.just(now), st.just(generation), st.booleans()),
-                st.just(Start(now)),
-                st.just(Close(now)),
-            ))
+            event: Event = data.draw(
+                st.one_of(
+                    st.just(Opened(now, generation)),
+                    st.builds(LinkFailed, st.just(now), st.just(generation), failure_strategy),
+                    st.just(Inbound(now, generation)),
+                    st.just(HeartbeatAcked(now, generation, rtt=0.01)),
+                    st.just(Rotate(now, generation)),
+                    st.builds(EscalationFinished, st.just(now), st.just(generation), st.booleans()),
+                    st.just(Start(now)),
+                    st.just(Close(now)),
+                )
+            )
             self.step(event)
 
         # -- checks --------------------------------------------------------------------
@@ -182,8 +198,11 @@ def _build(spec: Spec, config: Config,
             lifecycle = self.lifecycle
             before = lifecycle.state
             stale = getattr(event, "generation", lifecycle.generation) != lifecycle.generation
-            stability_due = ("stability" in lifecycle.timers and isinstance(event, Tick)
-                             and lifecycle.timers["stability"] <= event.now)
+            stability_due = (
+                "stability" in lifecycle.timers
+                and isinstance(event, Tick)
+                and lifecycle.timers["stability"] <= event.now
+            )
             acked = isinstance(event, HeartbeatAcked) and "stability" in lifecycle.timers
             try:
                 effects = lifecycle.handle(event)
@@ -212,8 +231,9 @@ def _build(spec: Spec, config: Config,
                     assert effect.task not in self.running, f"{effect.task} started twice"
                     self.running[effect.task] = effect.generation
                 elif isinstance(effect, CancelTask):
-                    assert self.running.pop(effect.task, None) == effect.generation, \
+                    assert self.running.pop(effect.task, None) == effect.generation, (
                         f"cancelled {effect.task} gen {effect.generation}, not running"
+                    )
                 elif isinstance(effect, ScheduleTimer) and effect.timer == "backoff":
                     self.check_backoff(effect.deadline - self.now)
             assert state == lifecycle.state, f"effects end in {state}, model in {lifecycle.state}"
@@ -228,8 +248,12 @@ def _build(spec: Spec, config: Config,
             error_class = failure.error_class if failure else machine.classifier.default
             policy = machine.classifier.policy(error_class)
             low, high = config.backoff.bounds(lifecycle.failures, error_class)
-            widest = max(high, policy.min_delay, config.planned_reconnect_delay,
-                         config.retry_after_cap if policy.retry_after else 0.0)
+            widest = max(
+                high,
+                policy.min_delay,
+                config.planned_reconnect_delay,
+                config.retry_after_cap if policy.retry_after else 0.0,
+            )
             # The delay is read back as deadline - now: allow for that rounding.
             slack = 1e-9 * max(1.0, abs(self.now))
             assert -slack <= delay <= widest + slack, f"backoff {delay} outside [0, {widest}]"
@@ -252,18 +276,21 @@ def _build(spec: Spec, config: Config,
         def running_tasks_are_the_states_tasks(self) -> None:
             lifecycle = self.lifecycle
             expected = set(machine.states[lifecycle.state].tasks)
-            assert set(self.running) == expected, \
+            assert set(self.running) == expected, (
                 f"running {sorted(self.running)} in {lifecycle.state}, spec {sorted(expected)}"
+            )
             if lifecycle.state != spec.initial or lifecycle.generation:
-                assert all(g == lifecycle.generation for g in self.running.values()), \
+                assert all(g == lifecycle.generation for g in self.running.values()), (
                     f"tasks {self.running} not of generation {lifecycle.generation}"
+                )
 
         @invariant()
         def timers_are_the_states_timers(self) -> None:
             lifecycle = self.lifecycle
             armed, declared = set(lifecycle.timers), set(machine.timers[lifecycle.state])
-            assert armed <= declared, \
+            assert armed <= declared, (
                 f"timers {sorted(armed)} armed in {lifecycle.state}, spec {sorted(declared)}"
+            )
 
     SpecStateMachine.__name__ = SpecStateMachine.__qualname__ = f"{_camel(spec.name)}StateMachine"
     return SpecStateMachine

@@ -77,8 +77,7 @@ class Transport(Protocol):
 class AsyncioTransport(Transport, Protocol):
     """A transport that can also hand a connection to an ``asyncio.Protocol``."""
 
-    async def open_asyncio(self, target: Target,
-                           protocol: Callable[[], asyncio.Protocol]) -> None:
+    async def open_asyncio(self, target: Target, protocol: Callable[[], asyncio.Protocol]) -> None:
         """One attempt with ``loop.create_connection``: returns once the protocol's
         ``connection_made`` was called.  Raises as :meth:`open_stream` does."""
         ...

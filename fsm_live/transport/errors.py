@@ -208,15 +208,20 @@ def failure_kind(exc: BaseException) -> str | None:
         return "tls_handshake"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
-    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError
-                  | anyio.BrokenResourceError):
+    if isinstance(
+        exc,
+        ConnectionResetError | ConnectionAbortedError | BrokenPipeError | anyio.BrokenResourceError,
+    ):
         return "reset"
     if isinstance(exc, socket.gaierror):
         return "dns"
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, OSError) and exc.errno in {
-        errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
         errno.EADDRNOTAVAIL,
     }:
         return "unreachable"
@@ -231,8 +236,11 @@ def _kind(exc: BaseException, depth: int = 0) -> str | None:
     A broken stream is ``reset`` unless its cause says more (a TLS stream broken by
     a certificate failure is ``tls``).
     """
-    if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None \
-            and depth < _MAX_DEPTH:
+    if (
+        isinstance(exc, anyio.BrokenResourceError)
+        and exc.__cause__ is not None
+        and depth < _MAX_DEPTH
+    ):
         kind = _kind(exc.__cause__, depth + 1)
         if kind is not None:
             return kind
@@ -296,6 +304,14 @@ def tls_failed(exc: BaseException) -> TransportError:
 #: else is a bug and propagates as is.  (anyio's stream errors stand for trio's too:
 #: anyio wraps them; python-socks' connection and timeout errors are OSErrors.)
 TRANSLATABLE: tuple[type[BaseException], ...] = (
-    TransportError, ConnectionClosed, InvalidHandshake, InvalidURI, InvalidProxy,
-    OSError, EOFError, anyio.BrokenResourceError, anyio.EndOfStream, SocksProxyError,
+    TransportError,
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+    InvalidProxy,
+    OSError,
+    EOFError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    SocksProxyError,
 )

@@ -76,8 +76,15 @@ from fsm_live.errors import FAILURE_KINDS, TransportError
 from fsm_live.transport import errors
 from fsm_live.transport.base import Message, Target
 
-__all__ = ("PIPE_LIMIT", "MemoryNetwork", "MemoryServer", "MemoryTransport", "ServerHandler",
-           "ServerLink", "echo")
+__all__ = (
+    "PIPE_LIMIT",
+    "MemoryNetwork",
+    "MemoryServer",
+    "MemoryTransport",
+    "ServerHandler",
+    "ServerLink",
+    "echo",
+)
 
 ServerHandler = Callable[["ServerLink"], Awaitable[None]]
 
@@ -175,7 +182,6 @@ class _ClientStream(anyio.abc.ByteStream):
         await anyio.lowlevel.checkpoint()
 
 
-
 @attrs.frozen
 class _CloseMark:
     """The last item a server link receives: the connection closed with ``code``."""
@@ -191,8 +197,13 @@ class ServerLink:
     close code once the connection is closed.
     """
 
-    def __init__(self, url: str, *, reject: tuple[int, str | None] | None = None,
-                 on_open: Callable[[ServerLink], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        reject: tuple[int, str | None] | None = None,
+        on_open: Callable[[ServerLink], None] | None = None,
+    ) -> None:
         self.url = url
         self.request_headers: Mapping[str, str] = {}
         self._reject = reject
@@ -310,8 +321,9 @@ class ServerLink:
         """
         await self.send_fragments([message], text=text)
 
-    async def send_fragments(self, fragments: Sequence[Message], *,
-                             text: bool | None = None) -> None:
+    async def send_fragments(
+        self, fragments: Sequence[Message], *, text: bool | None = None
+    ) -> None:
         """Send one message in ``fragments``, a frame each (all ``str`` or all
         ``bytes``; ``text`` as in :meth:`send`)."""
         kinds = {type(fragment) for fragment in fragments}
@@ -445,8 +457,7 @@ class MemoryServer:
         assert self._task_group is not None
         self._network._servers[self._url].remove(self)
         for link in self.links:
-            if not link.black_holed and link.close_code is None \
-                    and link._protocol.state is OPEN:
+            if not link.black_holed and link.close_code is None and link._protocol.state is OPEN:
                 link._protocol.send_close(_GOING_AWAY)
                 link._write_out()
         self._task_group.cancel_scope.cancel()
@@ -458,8 +469,7 @@ class MemoryServer:
         assert self._task_group is not None
         self.links.append(link)
         # The name says "transport.memory": tests tell the server's tasks from theirs.
-        self._task_group.start_soon(self._run, link,
-                                    name=f"fsm_live.transport.memory {self._url}")
+        self._task_group.start_soon(self._run, link, name=f"fsm_live.transport.memory {self._url}")
 
     async def _run(self, link: ServerLink) -> None:
         try:
@@ -515,8 +525,8 @@ class MemoryNetwork:
 
     def __init__(self) -> None:
         self._overrides: dict[str, _Override] = {}
-        self._servers: collections.defaultdict[str, list[MemoryServer]] = (
-            collections.defaultdict(list)
+        self._servers: collections.defaultdict[str, list[MemoryServer]] = collections.defaultdict(
+            list
         )
         self._attempts: collections.Counter[str] = collections.Counter()
 

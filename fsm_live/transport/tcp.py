@@ -75,23 +75,35 @@ def proxy_for(url: str, proxy: str | bool | None) -> str | None:
     except InvalidProxy as exc:
         raise ConfigError("proxy", f"{_shown(proxy)}: {exc.msg}") from None
     if scheme not in _PROXY_TYPES:
-        raise ConfigError("proxy", f"{_shown(proxy)}: {scheme}:// proxies are not supported "
-                                   f"(use http://, socks5://, socks5h://, socks4://)")
+        raise ConfigError(
+            "proxy",
+            f"{_shown(proxy)}: {scheme}:// proxies are not supported "
+            f"(use http://, socks5://, socks5h://, socks4://)",
+        )
     return proxy
 
 
-def target_for(url: str, *, ssl: ssl_.SSLContext | None = None,
-               proxy: str | bool | None = True) -> Target:
+def target_for(
+    url: str, *, ssl: ssl_.SSLContext | None = None, proxy: str | bool | None = True
+) -> Target:
     """The :class:`Target` of ``url`` (already checked), with its proxy resolved."""
     wsuri = parse_uri(url)
-    return Target(url=url, host=wsuri.host, port=wsuri.port, secure=wsuri.secure, ssl=ssl,
-                  proxy=proxy_for(url, proxy))
+    return Target(
+        url=url,
+        host=wsuri.host,
+        port=wsuri.port,
+        secure=wsuri.secure,
+        ssl=ssl,
+        proxy=proxy_for(url, proxy),
+    )
 
 
 #: The environment variables urllib reads proxies from (either case), and no_proxy.
 _PROXY_VARIABLES: Final = tuple(
-    name for scheme in ("ws", "wss", "socks", "https", "http", "all", "no")
-    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"))
+    name
+    for scheme in ("ws", "wss", "socks", "https", "http", "all", "no")
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
+)
 
 
 def environment_proxy(wsuri: WebSocketURI) -> str | None:
@@ -106,8 +118,7 @@ def environment_proxy(wsuri: WebSocketURI) -> str | None:
     proxies = _proxies(tuple(os.environ.get(name) for name in _PROXY_VARIABLES))
     if _proxy_bypass(f"{wsuri.host}:{wsuri.port}", proxies):
         return None
-    for scheme in (("wss", "socks", "https") if wsuri.secure
-                   else ("ws", "socks", "https", "http")):
+    for scheme in ("wss", "socks", "https") if wsuri.secure else ("ws", "socks", "https", "http"):
         found = proxies.get(scheme)
         if found is not None:
             if scheme == "socks" and found.startswith("http://"):
@@ -117,8 +128,7 @@ def environment_proxy(wsuri: WebSocketURI) -> str | None:
 
 
 #: urllib's no_proxy check against given proxies (not in typeshed; stable since 3.x).
-_proxy_bypass: Callable[[str, dict[str, str]], bool] = (
-    urllib.request.proxy_bypass_environment)  # type: ignore[attr-defined]
+_proxy_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=4)
@@ -150,16 +160,16 @@ class TcpTransport:
         if context is None:
             return stream
         try:
-            return await TLSStream.wrap(stream, hostname=target.host, ssl_context=context,
-                                        standard_compatible=False)
+            return await TLSStream.wrap(
+                stream, hostname=target.host, ssl_context=context, standard_compatible=False
+            )
         except BaseException as exc:
             await anyio.aclose_forcefully(stream)  # the TCP connection or the tunnel
             if isinstance(exc, errors.TRANSLATABLE):
                 raise errors.tls_failed(exc) from exc
             raise
 
-    async def open_asyncio(self, target: Target,
-                           protocol: Callable[[], asyncio.Protocol]) -> None:
+    async def open_asyncio(self, target: Target, protocol: Callable[[], asyncio.Protocol]) -> None:
         """``loop.create_connection`` to the target (see
         :class:`~fsm_live.transport.base.AsyncioTransport`)."""
         loop = asyncio.get_running_loop()
@@ -168,18 +178,23 @@ class TcpTransport:
             if target.proxy is None and context is None:
                 await loop.create_connection(protocol, target.host, target.port)
                 return
-            sock = await (self._tcp_socket(target) if target.proxy is None
-                          else self._tunnel_socket(target))
+            sock = await (
+                self._tcp_socket(target) if target.proxy is None else self._tunnel_socket(target)
+            )
         except errors.TRANSLATABLE as exc:
             raise errors.translate(exc) from exc
         try:
             # Given a socket, asyncio owns it from here: it closes it on failure.
             await loop.create_connection(
-                protocol, sock=sock, ssl=context,
-                server_hostname=target.host if context is not None else None)
+                protocol,
+                sock=sock,
+                ssl=context,
+                server_hostname=target.host if context is not None else None,
+            )
         except errors.TRANSLATABLE as exc:
-            raise (errors.tls_failed(exc) if context is not None
-                   else errors.translate(exc)) from exc
+            raise (
+                errors.tls_failed(exc) if context is not None else errors.translate(exc)
+            ) from exc
 
     @staticmethod
     async def _tcp_socket(target: Target) -> socket.socket:
@@ -205,15 +220,22 @@ class TcpTransport:
         if len({str(exc) for exc in failures}) == 1:
             raise failures[0]
         raise OSError(f"all {len(failures)} connection attempts failed") from ExceptionGroup(
-            "connection attempts", failures)
+            "connection attempts", failures
+        )
 
     @staticmethod
     def _proxy_args(target: Target) -> dict[str, Any]:
         assert target.proxy is not None
         proxy = parse_proxy(target.proxy)
         proxy_type, rdns = _PROXY_TYPES[proxy.scheme]
-        return {"proxy_type": proxy_type, "host": proxy.host, "port": proxy.port,
-                "username": proxy.username, "password": proxy.password, "rdns": rdns}
+        return {
+            "proxy_type": proxy_type,
+            "host": proxy.host,
+            "port": proxy.port,
+            "username": proxy.username,
+            "password": proxy.password,
+            "rdns": rdns,
+        }
 
     async def _tunnel_socket(self, target: Target) -> Any:
         from python_socks.async_.asyncio import Proxy

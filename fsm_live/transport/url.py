@@ -39,8 +39,14 @@ def display_url(url: str) -> str:
     user, at, host = netloc.rpartition("@")
     if at and ":" in user:
         netloc = f"{user.partition(':')[0]}:{HIDDEN}@{host}"
-    query = "&".join(f"{pair.partition('=')[0]}={HIDDEN}" if "=" in pair else pair
-                     for pair in parts.query.split("&")) if parts.query else ""
+    query = (
+        "&".join(
+            f"{pair.partition('=')[0]}={HIDDEN}" if "=" in pair else pair
+            for pair in parts.query.split("&")
+        )
+        if parts.query
+        else ""
+    )
     return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
 
 

@@ -18,11 +18,21 @@ from typing import Any
 from fsm_live.lwp.protocol import new_mid
 from fsm_live.spec import Registry
 
-__all__ = ("SUBSCRIBE_PATH", "TOPICS", "Channel", "Order", "Tcb", "grpc_connectivity",
-           "order_control", "subscribing", "tcp")
+__all__ = (
+    "SUBSCRIBE_PATH",
+    "TOPICS",
+    "Channel",
+    "Order",
+    "Tcb",
+    "grpc_connectivity",
+    "order_control",
+    "subscribing",
+    "tcp",
+)
 
 
 # -- order control (python-statemachine's example) -------------------------------------------
+
 
 @dataclass
 class Order:
@@ -55,6 +65,7 @@ def record_payment(order: Order, amount: float) -> None:
 
 # -- gRPC connectivity states -----------------------------------------------------------------
 
+
 @dataclass
 class Channel:
     """A gRPC channel's settings, in seconds (gRPC's defaults)."""
@@ -79,6 +90,7 @@ def _reconnect_backoff(channel: Channel) -> float:
 
 
 # -- TCP (RFC 793) ----------------------------------------------------------------------------
+
 
 @dataclass
 class Tcb:

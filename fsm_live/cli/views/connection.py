@@ -20,12 +20,17 @@ from fsm_live._runtime.stats import Stats
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.core.effects import TransitionRecord
 
-__all__ = ("MESSAGE_CHARS", "plain_message", "plain_stats", "plain_transition",
-           "stats_table", "status_panel")
+__all__ = (
+    "MESSAGE_CHARS",
+    "plain_message",
+    "plain_stats",
+    "plain_transition",
+    "stats_table",
+    "status_panel",
+)
 
 #: A message line shows at most this many characters of the message.
 MESSAGE_CHARS: Final = 500
-
 
 
 def _rtt(stats: Stats) -> str:
@@ -35,19 +40,23 @@ def _rtt(stats: Stats) -> str:
 def plain_transition(record: TransitionRecord, started_at: float) -> str:
     """One line for a transition, for logs and non-terminal output."""
     reason = f" ({record.reason})" if record.reason else ""
-    return (f"{record.at - started_at:9.3f}s  {record.source} -> {record.dest}"
-            f"  [{record.trigger}]{reason}")
+    return (
+        f"{record.at - started_at:9.3f}s  {record.source} -> {record.dest}"
+        f"  [{record.trigger}]{reason}"
+    )
 
 
 def plain_stats(stats: Stats, now: float, started_at: float) -> str:
     """One line with a connection's figures at ``now``: state, connects, failures,
     heartbeats and messages (for non-terminal output)."""
     failures = ", ".join(f"{k} {v}" for k, v in sorted(stats.failures.items()))
-    return (f"summary {now - started_at:9.3f}s  {stats.state}; {stats.connects} connects, "
-            f"{stats.reconnects} reconnects; failures: {failures or 'none'}; "
-            f"heartbeats {stats.heartbeats_acked}/{stats.heartbeats_sent} acked; "
-            f"messages {stats.messages_in} in, {stats.messages_out} out, "
-            f"{stats.duplicates_dropped} duplicates dropped")
+    return (
+        f"summary {now - started_at:9.3f}s  {stats.state}; {stats.connects} connects, "
+        f"{stats.reconnects} reconnects; failures: {failures or 'none'}; "
+        f"heartbeats {stats.heartbeats_acked}/{stats.heartbeats_sent} acked; "
+        f"messages {stats.messages_in} in, {stats.messages_out} out, "
+        f"{stats.duplicates_dropped} duplicates dropped"
+    )
 
 
 def plain_message(message: Any, at: float, started_at: float) -> str:
@@ -81,8 +90,11 @@ def stats_table(stats: Stats, *, styles: StateStyles) -> Table:
         ("reconnects", str(stats.reconnects)),
         ("failures", ", ".join(f"{k} {v}" for k, v in sorted(stats.failures.items())) or "0"),
         ("last error", stats.last_error or "-"),
-        ("messages", f"{stats.messages_in} in, {stats.messages_out} out, "
-                     f"{stats.duplicates_dropped} duplicates dropped, {stats.buffered} buffered"),
+        (
+            "messages",
+            f"{stats.messages_in} in, {stats.messages_out} out, "
+            f"{stats.duplicates_dropped} duplicates dropped, {stats.buffered} buffered",
+        ),
         ("tasks alive", str(stats.tasks_alive)),
     ]
     for name, value in rows:
@@ -90,13 +102,21 @@ def stats_table(stats: Stats, *, styles: StateStyles) -> Table:
     return table
 
 
-def status_panel(url: str, stats: Stats, recent: Iterable[TransitionRecord],
-                 started_at: float, *, styles: StateStyles) -> RenderableType:
+def status_panel(
+    url: str,
+    stats: Stats,
+    recent: Iterable[TransitionRecord],
+    started_at: float,
+    *,
+    styles: StateStyles,
+) -> RenderableType:
     """The live status of ``fsm-live connect``: counters and the latest transitions."""
     timeline = Text()
     for record in recent:
-        timeline.append(plain_transition(record, started_at) + "\n",
-                        style=styles(record.dest))
+        timeline.append(plain_transition(record, started_at) + "\n", style=styles(record.dest))
     table = stats_table(stats, styles=styles)
-    return Panel(Group(table, Text(""), timeline or Text("(no transitions yet)")),
-                 title=f"fsm-live {url}", title_align="left")
+    return Panel(
+        Group(table, Text(""), timeline or Text("(no transitions yet)")),
+        title=f"fsm-live {url}",
+        title_align="left",
+    )

@@ -38,9 +38,16 @@ def _line(item: TransitionRecord | DemoEvent, started_at: float, styles: StateSt
     return Text(plain_transition(item, started_at), style=styles(item.dest))
 
 
-def demo_panel(stats: Stats, timeline: Iterable[TransitionRecord | DemoEvent],
-               started_at: float, elapsed: float, duration: float,
-               messages_taken: int = 0, *, styles: StateStyles) -> RenderableType:
+def demo_panel(
+    stats: Stats,
+    timeline: Iterable[TransitionRecord | DemoEvent],
+    started_at: float,
+    elapsed: float,
+    duration: float,
+    messages_taken: int = 0,
+    *,
+    styles: StateStyles,
+) -> RenderableType:
     """The live view: the state and counters (and the messages the application
     took), then the latest transitions and events (one line each, cut with an
     ellipsis rather than wrapped)."""
@@ -48,15 +55,18 @@ def demo_panel(stats: Stats, timeline: Iterable[TransitionRecord | DemoEvent],
     lines.no_wrap, lines.overflow = True, "ellipsis"
     counters = stats_table(stats, styles=styles)
     counters.add_row("application", f"{messages_taken} messages taken")
-    return Panel(Group(counters, Text(""), lines or Text("(starting)")),
-                 title=f"fsm-live demo  {elapsed:5.1f} s / {duration:g} s",
-                 title_align="left")
+    return Panel(
+        Group(counters, Text(""), lines or Text("(starting)")),
+        title=f"fsm-live demo  {elapsed:5.1f} s / {duration:g} s",
+        title_align="left",
+    )
 
 
 def _edge_rows(summary: DemoSummary) -> list[tuple[str, str]]:
-    return [(f"{src} -> {dest} [{trigger}]", str(count))
-            for (src, trigger, dest), count in sorted(summary.edges.items(),
-                                                      key=lambda item: -item[1])]
+    return [
+        (f"{src} -> {dest} [{trigger}]", str(count))
+        for (src, trigger, dest), count in sorted(summary.edges.items(), key=lambda item: -item[1])
+    ]
 
 
 def _figure_rows(report: DemoReport) -> list[tuple[str, str]]:
@@ -64,29 +74,42 @@ def _figure_rows(report: DemoReport) -> list[tuple[str, str]]:
     rtt = "-" if stats.heartbeat_rtt is None else f"{stats.heartbeat_rtt * 1000:.1f} ms"
     return [
         ("transitions", str(len(report.summary.records))),
-        ("states visited", f"{len(report.summary.states_visited)}: "
-                           f"{', '.join(report.summary.states_visited)}"),
+        (
+            "states visited",
+            f"{len(report.summary.states_visited)}: {', '.join(report.summary.states_visited)}",
+        ),
         ("connects", str(stats.connects)),
-        ("messages in", f"{stats.messages_in} (server sent {server.items_sent} items "
-                        f"in {server.pushes_sent} pushes)"),
+        (
+            "messages in",
+            f"{stats.messages_in} (server sent {server.items_sent} items "
+            f"in {server.pushes_sent} pushes)",
+        ),
         ("messages taken", f"{report.messages_taken} by the application's on_message handler"),
-        ("duplicates dropped", f"{stats.duplicates_dropped} (server re-sent "
-                               f"{server.duplicates_sent})"),
+        (
+            "duplicates dropped",
+            f"{stats.duplicates_dropped} (server re-sent {server.duplicates_sent})",
+        ),
         ("messages out", str(stats.messages_out)),
         ("pushes acked", f"{server.acks_received} acks received by the server"),
-        ("heartbeats", f"{stats.heartbeats_acked} acked of {stats.heartbeats_sent} sent, "
-                       f"last RTT {rtt}"),
+        (
+            "heartbeats",
+            f"{stats.heartbeats_acked} acked of {stats.heartbeats_sent} sent, last RTT {rtt}",
+        ),
         ("token refreshes", f"{stats.token_refreshes} ({stats.token_refresh_failures} failed)"),
-        ("registrations", f"{server.registrations} accepted, "
-                          f"{server.registrations_rejected} refused"),
+        (
+            "registrations",
+            f"{server.registrations} accepted, {server.registrations_rejected} refused",
+        ),
         ("handshakes", f"{server.handshakes} ({server.handshakes_rejected} rejected)"),
     ]
 
 
 def _trace_line(report: DemoReport) -> str:
     agree = "yes" if report.summary.agrees else "NO"
-    return (f"trace: {report.trace} ({len(report.summary.records)} records; "
-            f"counts agree with the connection's counters: {agree})")
+    return (
+        f"trace: {report.trace} ({len(report.summary.records)} records; "
+        f"counts agree with the connection's counters: {agree})"
+    )
 
 
 def summary_lines(report: DemoReport) -> list[str]:
@@ -95,8 +118,9 @@ def summary_lines(report: DemoReport) -> list[str]:
     lines = ["", "transitions by edge:"]
     lines += [f"  {count:>4}  {edge}" for edge, count in _edge_rows(summary)]
     lines += ["failures by class:"]
-    lines += [f"  {count:>4}  {name}" for name, count in sorted(summary.failures.items())] \
-        or ["     0"]
+    lines += [f"  {count:>4}  {name}" for name, count in sorted(summary.failures.items())] or [
+        "     0"
+    ]
     lines += ["figures:"]
     lines += [f"  {name:<19} {value}" for name, value in _figure_rows(report)]
     lines += [_trace_line(report)]

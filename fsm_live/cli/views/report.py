@@ -69,8 +69,10 @@ def _style(spec: Spec, state: str) -> str:
 def _rtt(figures: Percentiles) -> str:
     if not figures.count:
         return "no round trips recorded"
-    return (f"RTT p50 {duration(figures.p50)}, p95 {duration(figures.p95)}, "
-            f"p99 {duration(figures.p99)} ({figures.count})")
+    return (
+        f"RTT p50 {duration(figures.p50)}, p95 {duration(figures.p95)}, "
+        f"p99 {duration(figures.p99)} ({figures.count})"
+    )
 
 
 def _failures(report: ConnectionReport) -> str:
@@ -88,31 +90,49 @@ def figures_table(spec: Spec, report: ConnectionReport) -> Table:
     success = "/".join(s for s in spec.states if spec.states[s].success)
     back = report.time_back
     rows: list[tuple[str, str | Text]] = [
-        ("availability", f"{share(report.availability)} of {duration(report.observed)} "
-                         f"in {success}"),
-        ("reconnects", f"{report.reconnects} ({_per_hour(report.reconnects_per_hour)}); "
-                       f"time back p50 {duration(back.p50)}, p95 {duration(back.p95)} "
-                       f"({back.count} back, {report.unrecovered} not back)"),
+        (
+            "availability",
+            f"{share(report.availability)} of {duration(report.observed)} in {success}",
+        ),
+        (
+            "reconnects",
+            f"{report.reconnects} ({_per_hour(report.reconnects_per_hour)}); "
+            f"time back p50 {duration(back.p50)}, p95 {duration(back.p95)} "
+            f"({back.count} back, {report.unrecovered} not back)",
+        ),
         ("failures", _failures(report)),
     ]
     if report.failure_times:
         width, over_time = failures_over_time(report)
         for name, counts in over_time.items():
-            rows.append((f"  {name} over time",
-                         Text(f"|{sparkline(counts)}| {duration(width)} a column")))
+            rows.append(
+                (f"  {name} over time", Text(f"|{sparkline(counts)}| {duration(width)} a column"))
+            )
     totals = report.totals
     if totals is None:
         rows.append(("heartbeats, messages", "not recorded (no stats records in the trace)"))
     else:
         rows += [
-            ("heartbeats", f"{totals.heartbeats_acked}/{totals.heartbeats_sent} acked "
-                           f"({share(totals.heartbeat_success)}); {_rtt(report.rtt)}"),
-            ("messages", f"{totals.messages_in} in, {totals.messages_out} out, "
-                         f"{totals.duplicates_dropped} duplicates dropped"),
-            ("token refreshes", f"{totals.token_refreshes}, {totals.token_refresh_failures} "
-                                f"failed; cookie refreshes {totals.cookie_refreshes}"),
-            ("resources", f"at most {totals.tasks_max} tasks and {totals.buffered_max} "
-                          f"buffered frames in a connection"),
+            (
+                "heartbeats",
+                f"{totals.heartbeats_acked}/{totals.heartbeats_sent} acked "
+                f"({share(totals.heartbeat_success)}); {_rtt(report.rtt)}",
+            ),
+            (
+                "messages",
+                f"{totals.messages_in} in, {totals.messages_out} out, "
+                f"{totals.duplicates_dropped} duplicates dropped",
+            ),
+            (
+                "token refreshes",
+                f"{totals.token_refreshes}, {totals.token_refresh_failures} "
+                f"failed; cookie refreshes {totals.cookie_refreshes}",
+            ),
+            (
+                "resources",
+                f"at most {totals.tasks_max} tasks and {totals.buffered_max} "
+                f"buffered frames in a connection",
+            ),
         ]
     if report.bad_lines:
         rows.append(("unreadable lines", f"{report.bad_lines} (fsm-live verify names them)"))
@@ -132,17 +152,24 @@ def states_table(spec: Spec, report: ConnectionReport) -> Table:
     for name in ("total", "share", "visits", "p50 visit", "p95 visit"):
         table.add_column(name, justify="right")
     for state, figures in report.states.items():
-        table.add_row(Text(state, style=_style(spec, state)), duration(figures.total),
-                      share(figures.share), str(figures.visits), duration(figures.p50),
-                      duration(figures.p95))
+        table.add_row(
+            Text(state, style=_style(spec, state)),
+            duration(figures.total),
+            share(figures.share),
+            str(figures.visits),
+            duration(figures.p50),
+            duration(figures.p95),
+        )
     return table
 
 
 def edges_table(spec: Spec, report: ConnectionReport) -> Table:
     """The spec's diagram as its edges, each with how often it was taken."""
-    table = Table(box=box.SIMPLE_HEAD, title=f"spec {spec.name!r}: edges taken "
-                                             f"(fsm-live report --html draws the diagram)",
-                  title_justify="left")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"spec {spec.name!r}: edges taken (fsm-live report --html draws the diagram)",
+        title_justify="left",
+    )
     table.add_column("from")
     table.add_column("trigger")
     table.add_column("to")
@@ -152,16 +179,22 @@ def edges_table(spec: Spec, report: ConnectionReport) -> Table:
     top = max((n for _, n in counts), default=0)
     for (source, trigger, dest), count in counts:
         bar = "█" * max(1, round(count / top * _EDGE_BAR)) if count else ""
-        table.add_row(Text(source, style=_style(spec, source)), trigger,
-                      Text(dest, style=_style(spec, dest)), str(count),
-                      Text(bar, style="magenta"), style="" if count else "dim")
+        table.add_row(
+            Text(source, style=_style(spec, source)),
+            trigger,
+            Text(dest, style=_style(spec, dest)),
+            str(count),
+            Text(bar, style="magenta"),
+            style="" if count else "dim",
+        )
     return table
 
 
 def connections_table(spec: Spec, reports: Sequence[ConnectionReport]) -> Table:
     """One row per connection, least available first: how it did."""
-    table = Table(box=box.SIMPLE_HEAD, title="connections (least available first)",
-                  title_justify="left")
+    table = Table(
+        box=box.SIMPLE_HEAD, title="connections (least available first)", title_justify="left"
+    )
     table.add_column("connection", overflow="fold")
     table.add_column("runs", justify="right")
     table.add_column("ended in")
@@ -173,11 +206,15 @@ def connections_table(spec: Spec, reports: Sequence[ConnectionReport]) -> Table:
     for report in _worst_first(reports):
         back = report.time_back
         table.add_row(
-            Text(report.name), str(report.runs),
+            Text(report.name),
+            str(report.runs),
             Text(report.ended_in or "-", style=_style(spec, report.ended_in or "")),
-            duration(report.observed), share(report.availability), str(report.reconnects),
+            duration(report.observed),
+            share(report.availability),
+            str(report.reconnects),
             f"{duration(back.p50)} / {duration(back.p95)}" if back.count else "-",
-            Text(_failures(report) if report.totals is not None else "-"))
+            Text(_failures(report) if report.totals is not None else "-"),
+        )
     return table
 
 
@@ -197,29 +234,42 @@ def traffic_table(reports: Sequence[ConnectionReport]) -> Table:
             continue
         rtt = report.rtt
         table.add_row(
-            Text(report.name), f"{totals.heartbeats_acked}/{totals.heartbeats_sent}",
+            Text(report.name),
+            f"{totals.heartbeats_acked}/{totals.heartbeats_sent}",
             " / ".join(duration(x) for x in (rtt.p50, rtt.p95, rtt.p99)) if rtt.count else "-",
-            f"{totals.messages_in}/{totals.messages_out}", str(totals.duplicates_dropped),
-            f"{totals.token_refreshes} ({totals.token_refresh_failures})")
+            f"{totals.messages_in}/{totals.messages_out}",
+            str(totals.duplicates_dropped),
+            f"{totals.token_refreshes} ({totals.token_refresh_failures})",
+        )
     return table
 
 
 def _worst_first(reports: Sequence[ConnectionReport]) -> list[ConnectionReport]:
-    return sorted(reports, key=lambda r: (r.availability if r.availability is not None
-                                          else 2.0, r.name))
+    return sorted(
+        reports, key=lambda r: (r.availability if r.availability is not None else 2.0, r.name)
+    )
 
 
-def report_view(spec: Spec, reports: Sequence[ConnectionReport],
-                everything: ConnectionReport) -> RenderableType:
+def report_view(
+    spec: Spec, reports: Sequence[ConnectionReport], everything: ConnectionReport
+) -> RenderableType:
     """The whole report: a title, the figures of all connections, time in state, the
     edges taken, and (for more than one connection) a row per connection."""
-    title = Text(f"fsm-live report: {everything.connections} connection"
-                 f"{'' if everything.connections == 1 else 's'}, {everything.runs} run"
-                 f"{'' if everything.runs == 1 else 's'}, {duration(everything.observed)} "
-                 f"observed (spec {spec.name!r})", style="bold")
-    parts: list[RenderableType] = [title, Text(""), figures_table(spec, everything), Text(""),
-                                   states_table(spec, everything),
-                                   edges_table(spec, everything)]
+    title = Text(
+        f"fsm-live report: {everything.connections} connection"
+        f"{'' if everything.connections == 1 else 's'}, {everything.runs} run"
+        f"{'' if everything.runs == 1 else 's'}, {duration(everything.observed)} "
+        f"observed (spec {spec.name!r})",
+        style="bold",
+    )
+    parts: list[RenderableType] = [
+        title,
+        Text(""),
+        figures_table(spec, everything),
+        Text(""),
+        states_table(spec, everything),
+        edges_table(spec, everything),
+    ]
     if len(reports) > 1:
         parts += [connections_table(spec, reports), traffic_table(reports)]
     return Group(*parts)
