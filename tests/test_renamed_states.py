@@ -86,7 +86,8 @@ def test_the_suite_passes_with_every_state_renamed(tmp_path: Path) -> None:
     shutil.copytree(
         ROOT / "fsm_live", tmp_path / "fsm_live", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for name in ("pyproject.toml", ".gitignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "specs", tmp_path / "specs")
     # Every spec: the tests' strings are renamed everywhere, so the example specs
     # that share a state name with the lifecycle (TCP's CLOSED, gRPC's CONNECTING,
