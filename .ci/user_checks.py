@@ -43,6 +43,8 @@ PACKAGE = "fsm_live"
 #: Needs the ``testing`` extra (Hypothesis); skipped with everything under it.
 SKIPPED = "fsm_live.testing"
 TRACE_KEYS = ("t", "from", "to", "trigger", "reason")
+#: The trace's other record kinds (docs/diagnostics.md); transition rows have no ``kind``.
+OTHER_KINDS = ("failure", "stats")
 TRANSITION_LINE = re.compile(r"^\s*[\d.]+s\s+(\S+) -> (\S+)\s+\[")
 #: Packages of the dev/testing/trio extras: present in a plain install only by accident.
 EXTRAS = ("pytest", "hypothesis", "trio", "mypy", "ruff", "trustme")
@@ -131,9 +133,13 @@ def check_imports(*, wheel: bool = False) -> str:
 
 
 def states_seen(rows: list[dict[str, object]]) -> set[str]:
-    """The states a trace's rows enter or leave; raises CheckFailed for a bad row."""
+    """The states a trace's transition rows enter or leave; raises CheckFailed for a
+    bad row.  Records of the other kinds (``failure``, ``stats``: docs/diagnostics.md)
+    carry a ``kind`` and are left to ``fsm-live verify``."""
     seen: set[str] = set()
     for number, row in enumerate(rows, 1):
+        if row.get("kind") in OTHER_KINDS:
+            continue
         if tuple(row) != TRACE_KEYS:
             raise CheckFailed(
                 f"trace row {number} has keys {list(row)}, expected {list(TRACE_KEYS)}: {row}"

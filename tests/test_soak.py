@@ -167,7 +167,8 @@ class Tail:
 
 
 class Traces:
-    """Every account's trace rows (``--trace-dir``), read as the fleet appends them."""
+    """Every account's transition rows (``--trace-dir``), read as the fleet appends them
+    (the failure and stats records between them are left out)."""
 
     def __init__(self, directory: Path, keys: list[str]) -> None:
         self.tails = {key: Tail(directory / f"{key}.jsonl") for key in keys}
@@ -175,7 +176,8 @@ class Traces:
 
     def refresh(self) -> None:
         for key, tail in self.tails.items():
-            self.rows[key] += [json.loads(line) for line in tail.lines() if line.strip()]
+            rows = (json.loads(line) for line in tail.lines() if line.strip())
+            self.rows[key] += [row for row in rows if "kind" not in row]
 
     def state(self, key: str) -> str:
         rows = self.rows[key]

@@ -78,6 +78,8 @@ def test_trace_rows_need_exactly_the_five_keys() -> None:
         "reason": "started",
     }
     assert checks.states_seen([row]) == {"DISCONNECTED", "CONNECTING"}
+    failure = {"t": 0.2, "kind": "failure", "class": "lost"}
+    assert checks.states_seen([row, failure]) == {"DISCONNECTED", "CONNECTING"}
     with pytest.raises(checks.CheckFailed, match=r"trace row 2 has keys"):
         checks.states_seen([row, {**row, "extra": 1}])
 
