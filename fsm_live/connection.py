@@ -115,6 +115,13 @@ class ConnectionOptions(TypedDict, total=False):
 
 
 @functools.cache
+@functools.cache
+def _default_config() -> Config:
+    """``Config()``, built once: it is frozen, and building it checks every field
+    (about 0.2 ms, a third of a connection's set-up)."""
+    return Config()
+
+
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())
@@ -192,7 +199,7 @@ class LiveConnection:
         pacer: ReconnectPacer | None = None,
     ) -> None:
         self.url = check_url(url)
-        self.config = config or Config()
+        self.config = config or _default_config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
         self._target = target_for(url, ssl=ssl, proxy=proxy)
         self._transport = transport or _DEFAULT_TRANSPORT
