@@ -16,32 +16,79 @@ an in-memory network for tests), :mod:`fsm_live.core` (the sans-I/O lifecycle),
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from fsm_live._runtime.stats import Stats
-from fsm_live.config import Config
-from fsm_live.connection import LiveConnection, connect
-from fsm_live.core.backoff import ExponentialJitter, FixedDelay
-from fsm_live.core.effects import TransitionRecord
-from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
-from fsm_live.errors import (
-    BufferFull,
-    ConfigError,
-    ConnectionClosed,
-    ConnectionFailed,
-    Failure,
-    FsmLiveError,
-    TransitionRefused,
-)
-from fsm_live.fleet import Fleet, FleetStats
-from fsm_live.protocols import ProtocolAdapter
-from fsm_live.spec import Spec
-from fsm_live.transport import Transport
+if TYPE_CHECKING:
+    from fsm_live._runtime.stats import Stats
+    from fsm_live.config import Config
+    from fsm_live.connection import LiveConnection, connect
+    from fsm_live.core.backoff import ExponentialJitter, FixedDelay
+    from fsm_live.core.effects import TransitionRecord
+    from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
+    from fsm_live.errors import (
+        BufferFull,
+        ConfigError,
+        ConnectionClosed,
+        ConnectionFailed,
+        Failure,
+        FsmLiveError,
+        TransitionRefused,
+    )
+    from fsm_live.fleet import Fleet, FleetStats
+    from fsm_live.protocols import ProtocolAdapter
+    from fsm_live.spec import Spec
+    from fsm_live.transport import Transport
 
-try:
-    __version__ = version("fsm_live")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+    __version__: str
+
+#: Where each public name lives.  They are imported on first use (PEP 562), so that
+#: ``import fsm_live.spec`` (``fsm-live check``, say) does not load the runtime.
+_HOMES: dict[str, str] = {
+    "Stats": "fsm_live._runtime.stats",
+    "Config": "fsm_live.config",
+    "LiveConnection": "fsm_live.connection",
+    "connect": "fsm_live.connection",
+    "ExponentialJitter": "fsm_live.core.backoff",
+    "FixedDelay": "fsm_live.core.backoff",
+    "TransitionRecord": "fsm_live.core.effects",
+    "CredentialsProvider": "fsm_live.credentials",
+    "Secret": "fsm_live.credentials",
+    "StaticCredentials": "fsm_live.credentials",
+    "BufferFull": "fsm_live.errors",
+    "ConfigError": "fsm_live.errors",
+    "ConnectionClosed": "fsm_live.errors",
+    "ConnectionFailed": "fsm_live.errors",
+    "Failure": "fsm_live.errors",
+    "FsmLiveError": "fsm_live.errors",
+    "TransitionRefused": "fsm_live.errors",
+    "Fleet": "fsm_live.fleet",
+    "FleetStats": "fsm_live.fleet",
+    "ProtocolAdapter": "fsm_live.protocols",
+    "Spec": "fsm_live.spec",
+    "Transport": "fsm_live.transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("fsm_live")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            value = "0+unknown"
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    else:
+        raise AttributeError(f"module 'fsm_live' has no attribute {name!r}")
+    globals()[name] = value  # found once; later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = (
     "BufferFull",

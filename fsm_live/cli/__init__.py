@@ -3,8 +3,9 @@
 Each subcommand lives in a module of this package with an ``add(subparsers)``
 function (``add_<name>`` where a module has several) that declares its arguments
 and sets ``handler`` to a ``run(args, out) -> int`` function; :func:`build_parser`
-registers every function listed in ``_SUBCOMMANDS``.  To add a subcommand, write
-its module and append its ``add`` to that tuple.
+registers every one listed in ``_SUBCOMMANDS``.  To add a subcommand, write its
+module and add a row to that table.  A command's module is imported only when the
+parser needs it: ``fsm-live check`` does not load the runtime, ``--help`` loads all.
 
 Exit codes: 0 success; 1 the command failed (invalid spec, unreadable file,
 Graphviz missing, ...), with the reason on stderr; 2 bad usage (argparse, or a
@@ -16,18 +17,19 @@ Commands add their own codes (``connect``: 3 when FAILED).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Sequence
 
-from fsm_live.cli import connect, demo, fleet, report, serve, spec_commands, verify
-from fsm_live.cli._output import PROG, Handler, Output, Subparsers
+from fsm_live.cli._output import PROG, Handler, Output
 from fsm_live.cli._signals import ignore_further_interrupts, interrupted
 
 __all__ = ("build_parser", "main")
 
 
 def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # for --version only
+
     try:
         return version("fsm_live")
     except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
@@ -38,30 +40,41 @@ def _package_version() -> str:
 
 # -- parser and entry point ------------------------------------------------------------------
 
-#: Every subcommand's ``_add_*`` function, in the order ``--help`` lists them.
-_SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    spec_commands.add_check,
-    spec_commands.add_diagram,
-    verify.add,
-    report.add,
-    connect.add,
-    fleet.add,
-    serve.add,
-    demo.add,
+#: Every subcommand: its name, its module and the function that adds it, in the
+#: order ``--help`` lists them.
+_SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("check", "spec_commands", "add_check"),
+    ("diagram", "spec_commands", "add_diagram"),
+    ("verify", "verify", "add"),
+    ("report", "report", "add"),
+    ("connect", "connect", "add"),
+    ("fleet", "fleet", "add"),
+    ("serve", "serve", "add"),
+    ("demo", "demo", "add"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``fsm-live`` argument parser with every subcommand registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``fsm-live`` argument parser with every subcommand registered, or only the
+    one named ``only`` (the others' modules are then not imported)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Live WebSocket connections as an explicit, checkable state machine.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in _SUBCOMMANDS:
-        add(subparsers)
+    for name, module, function in _SUBCOMMANDS:
+        if only is None or name == only:
+            add = getattr(importlib.import_module(f"fsm_live.cli.{module}"), function)
+            add(subparsers)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` starts with, if it is one (options before it, such as
+    ``--version``, or an unknown word need the whole parser)."""
+    known = {name for name, _, _ in _SUBCOMMANDS}
+    return argv[0] if argv and argv[0] in known else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(sys.stdout, sys.stderr)
     command = ""  # until the arguments are parsed
     try:
-        args = build_parser().parse_args(argv)
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(_command_named(arguments)).parse_args(arguments)
         command = args.command
         handler: Handler = args.handler
         return handler(args, out)
