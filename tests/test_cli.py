@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fsm_live.cli import Output, build_parser, main, spec_commands
-from fsm_live.cli._output import parse_number
+from fsm_live.cli._output import host, parse_number
 from fsm_live.diagram import to_dot, to_mermaid
 from fsm_live.spec import Spec
 
@@ -358,3 +358,14 @@ def test_check_loads_neither_the_runtime_nor_the_other_commands() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("value", ["bad..host", "", "a b", "a" * 64 + ".example"])
+def test_a_host_to_listen_on_is_checked(value: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected an IP address or a host"):
+        host(value)
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "::1", "localhost", "bücher.example"])
+def test_good_hosts_to_listen_on(value: str) -> None:
+    assert host(value) == value

@@ -143,3 +143,13 @@ def test_safe_url_never_raises(url: str) -> None:
 
 def test_safe_url_keeps_an_ipv6_host_in_brackets() -> None:
     assert safe_url("ws://[::1]:8080/x") == "ws://[::1]:8080/x"
+
+
+@pytest.mark.parametrize("host", ["bad..host", "a" * 64 + ".example"])
+def test_a_host_name_that_cannot_be_looked_up_is_refused(host: str) -> None:
+    with pytest.raises(ConfigError, match=r"is not a host name"):
+        check_url(f"ws://{host}/")
+
+
+def test_an_ipv6_address_is_a_host() -> None:
+    assert check_url("ws://[::1]:8080/") == "ws://[::1]:8080/"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,24 @@ def positive_number(text: str) -> float:
 def seconds(text: str) -> float:
     """An argparse ``type``: a positive finite number of seconds."""
     return parse_number(text, unit="number of seconds")
+
+
+def host(text: str) -> str:
+    """An argparse ``type``: an address to listen on, an IP address or a host name that
+    can be looked up (not empty, no empty or over-long label: IDNA, RFC 5891)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return text
+    try:
+        valid = bool(text) and not any(c.isspace() for c in text) and bool(text.encode("idna"))
+    except UnicodeError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"expected an IP address or a host name, got {text!r}")
+    return text
 
 
 def check_writable(path: str | Path, flag: str) -> None:

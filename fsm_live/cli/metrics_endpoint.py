@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fsm_live.cli._output import PROG, Output
+from fsm_live.cli._output import PROG, Output, host
 from fsm_live.errors import ConfigError
 from fsm_live.metrics.server import DEFAULT_HOST, MetricsServer, new_registry, serve_metrics
 
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, fleet: bool = False) -> No
     parser.add_argument(
         "--metrics-host",
         metavar="HOST",
+        type=host,
         default=DEFAULT_HOST,
         help=f"the address --metrics-port binds (default {DEFAULT_HOST})",
     )

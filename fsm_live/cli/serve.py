@@ -19,7 +19,7 @@ import math
 
 import anyio
 
-from fsm_live.cli._output import PROG, Output, Subparsers, parse_number, seconds
+from fsm_live.cli._output import PROG, Output, Subparsers, host, parse_number, seconds
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
 from fsm_live.lwp.faults import FaultSyntaxError, ScheduledFault, load_schedule
@@ -42,7 +42,10 @@ def add(subparsers: Subparsers) -> None:
         "or schedule; 130 Ctrl-C.",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+        "--host",
+        type=host,
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1)",
     )
     parser.add_argument(
         "--port",

@@ -270,8 +270,8 @@ def translate(exc: BaseException, *, closed_by_app: bool = False) -> TransportEr
         # A repeated Retry-After is ambiguous: ignore it rather than guess.
         values = exc.response.headers.get_all("Retry-After")
         return rejected(exc.response.status_code, values[0] if len(values) == 1 else None)
-    if isinstance(exc, InvalidURI | InvalidProxy):
-        return failed("bad_uri")
+    if isinstance(exc, InvalidURI | InvalidProxy | UnicodeError):
+        return failed("bad_uri")  # UnicodeError: a host name with no IDNA form
     if isinstance(exc, ConnectionClosed):
         return closed(close_code_of(exc, closed_by_app=closed_by_app))
     if isinstance(exc, ProxyError | SocksProxyError):
@@ -309,6 +309,7 @@ TRANSLATABLE: tuple[type[BaseException], ...] = (
     InvalidHandshake,
     InvalidURI,
     InvalidProxy,
+    UnicodeError,  # a host name with no IDNA form (socket.getaddrinfo raises it)
     OSError,
     EOFError,
     anyio.BrokenResourceError,

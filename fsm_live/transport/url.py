@@ -72,6 +72,8 @@ def check_url(url: object, *, field: str = "url") -> str:
         raise bad("expected a ws:// or wss:// URL (e.g. ws://127.0.0.1:8765/)")
     if not parts.hostname:
         raise bad("no host")
+    if not _is_host_name(parts.hostname):
+        raise bad(f"{parts.hostname!r} is not a host name (an empty or over-long label)")
     try:
         port = parts.port
     except ValueError:
@@ -82,6 +84,18 @@ def check_url(url: object, *, field: str = "url") -> str:
     if parts.fragment or url.endswith("#"):
         raise bad("a fragment (#...) means nothing in a WebSocket URL")
     return url
+
+
+def _is_host_name(host: str) -> bool:
+    """True if ``host`` (an IP address, or a name) can be looked up: its IDNA form
+    (RFC 5891) exists, which an empty or over-long label forbids."""
+    if ":" in host:  # an IPv6 address, in brackets in the URL
+        return True
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def safe_url(url: str) -> str:
