@@ -509,3 +509,9 @@ def test_spec_state_machine_on_a_spec_whose_only_state_is_final() -> None:
     run_state_machine_as_test(
         spec_state_machine(spec), settings=settings(max_examples=10, deadline=None, database=None)
     )
+
+
+def test_covering_paths_take_a_path_too() -> None:
+    by_path = covering_paths(EXAMPLES / "tcp.yaml")
+    by_spec = covering_paths(Spec.from_path(EXAMPLES / "tcp.yaml"))
+    assert [path.steps for path in by_path] == [path.steps for path in by_spec]

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from fsm_live.core.lifecycle import Lifecycle
+from fsm_live.errors import SpecError
 from fsm_live.spec import Spec
 from fsm_live.testing import spec_state_machine
 
@@ -130,3 +131,18 @@ def test_planted_bug_is_caught(planted: type[Lifecycle], caught_by: str) -> None
     machine = spec_state_machine(SPECS / "connection.yaml", lifecycle_factory=planted)
     with pytest.raises(AssertionError, match=caught_by):
         run_state_machine_as_test(machine, settings=PLANTED)
+
+
+def test_a_spec_with_its_own_tasks_and_timers_runs_with_its_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SUBSCRIBING example declares a task and a timer of its own: unbound, the
+    harness says which; bound by its registry, the invariants hold."""
+    monkeypatch.syspath_prepend(str(SPECS / "examples"))
+    import registries  # type: ignore[import-not-found]
+
+    spec = SPECS / "examples" / "subscribing.yaml"
+    with pytest.raises(SpecError, match=r"subscribing\.yaml:\d+: tasks\.subscribe"):
+        spec_state_machine(spec)
+    machine = spec_state_machine(spec, registry=registries.subscribing)
+    run_state_machine_as_test(machine, settings=settings(CI, max_examples=20))

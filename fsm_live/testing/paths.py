@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import attrs
 
@@ -75,12 +76,15 @@ def _step(spec: Spec, source: str, row: TransitionSpec) -> Step:
     return Step(row.trigger, dict(values or {}))
 
 
-def covering_paths(spec: Spec) -> CoveringPaths:
+def covering_paths(spec: Spec | str | Path) -> CoveringPaths:
     """Walks from ``spec.initial`` that take every reachable edge at least once.
+
+    ``spec`` is a :class:`Spec` or a path to one.
 
     Deterministic: the same spec gives the same paths.  A spec with no edges
     gives no paths.
     """
+    spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
     edges: list[Edge] = list(spec.edges())
     outgoing: dict[str, list[Edge]] = {name: [] for name in spec.states}
     for edge in edges:

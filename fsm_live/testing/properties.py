@@ -43,7 +43,7 @@ from hypothesis.stateful import (
 )
 
 from fsm_live.config import Config
-from fsm_live.core.classify import Failure
+from fsm_live.core.classify import Classifier, Failure
 from fsm_live.core.effects import CancelTask, Effect, Emit, ScheduleTimer, StartTask
 from fsm_live.core.events import (
     Close,
@@ -59,7 +59,7 @@ from fsm_live.core.events import (
 )
 from fsm_live.core.lifecycle import REQUIRED_TRIGGERS, Lifecycle, LifecycleMachine
 from fsm_live.errors import TransitionRefused
-from fsm_live.spec import FAILURE_KINDS, Spec
+from fsm_live.spec import FAILURE_KINDS, Registry, Spec
 
 __all__ = ("LifecycleFactory", "failures", "spec_state_machine")
 
@@ -69,7 +69,7 @@ LifecycleFactory = Callable[..., Lifecycle]
 def failures(spec: Spec) -> st.SearchStrategy[Failure]:
     """Failures built from the spec's own error table: every kind, status and close
     code it names (plus a few it does not), with and without Retry-After."""
-    classifier = LifecycleMachine(spec, require_triggers=False).classifier
+    classifier = Classifier(spec.errors)
     statuses = sorted({s for rule in spec.errors.rules for s in rule.http_status})
     codes = sorted({c for rule in spec.errors.rules for c in rule.close_codes})
     retry_after = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False)
@@ -92,10 +92,14 @@ def spec_state_machine(
     *,
     config: Config | None = None,
     lifecycle_factory: LifecycleFactory = Lifecycle,
+    registry: Registry | None = None,
 ) -> type[RuleBasedStateMachine]:
     """A ``RuleBasedStateMachine`` class checking the spec's invariants (module docstring).
 
-    ``spec`` is a :class:`Spec` or a path to one.  ``config`` defaults to one with
+    ``spec`` is a :class:`Spec` or a path to one; ``registry`` binds the guards, tasks,
+    timers and actions the spec declares itself (as for ``LifecycleMachine``; a spec
+    naming its own vocabulary needs it, else :class:`~fsm_live.errors.SpecError` names
+    what is unbound).  ``config`` defaults to one with
     short timers so clock jumps reach them.  ``lifecycle_factory`` builds the model
     under test (``Lifecycle`` or a subclass) with the same arguments as
     :class:`Lifecycle`; the project's own tests plant bugs through it to show the
@@ -115,13 +119,17 @@ def spec_state_machine(
             retry_after_cap=20,
         ),
         lifecycle_factory,
+        registry,
     )
 
 
 def _build(
-    spec: Spec, config: Config, lifecycle_factory: LifecycleFactory
+    spec: Spec,
+    config: Config,
+    lifecycle_factory: LifecycleFactory,
+    registry: Registry | None,
 ) -> type[RuleBasedStateMachine]:
-    machine = LifecycleMachine(spec, require_triggers=False)
+    machine = LifecycleMachine(spec, require_triggers=False, registry=registry)
     drives_connections = set(spec.triggers) >= REQUIRED_TRIGGERS
     edges = {(source, t.trigger, t.dest) for source, t in spec.edges()}
     reset_edges = {(source, t.trigger, t.dest) for source, t in spec.edges() if t.reset_failures}
