@@ -217,7 +217,18 @@ def test_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, err = usage_error(capsys, *argv)
     assert code == 2
-    assert err.startswith("usage: fsm-live")
+    (line,) = err.splitlines()  # one line, naming the command and where help is
+    assert line.startswith("fsm-live")
+    assert ": error: " in line
+    assert line.endswith("--help)")
+
+
+def test_an_unknown_option_is_named_by_its_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = usage_error(capsys, "check", str(SPEC), "--bogus")
+    assert code == 2
+    assert err == (
+        "fsm-live check: error: unrecognized arguments: --bogus (fsm-live check --help)\n"
+    )
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fsm_live.cli._output import PROG, Handler, Output
 from fsm_live.cli._signals import ignore_further_interrupts, interrupted
@@ -54,15 +55,26 @@ _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line: ``fsm-live connect: error:
+    argument --duration: expected a positive number of seconds, got '-1' (fsm-live
+    connect --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``fsm-live`` argument parser with every subcommand registered, or only the
     one named ``only`` (the others' modules are then not imported)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Live WebSocket connections as an explicit, checkable state machine.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
     for name, module, function in _SUBCOMMANDS:
         if only is None or name == only:
             add = getattr(importlib.import_module(f"fsm_live.cli.{module}"), function)
@@ -90,7 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = ""  # until the arguments are parsed
     try:
         arguments = sys.argv[1:] if argv is None else list(argv)
-        args = build_parser(_command_named(arguments)).parse_args(arguments)
+        parser = build_parser(_command_named(arguments))
+        args, unknown = parser.parse_known_args(arguments)
+        if unknown:  # named by the command's parser, not the top one
+            parser.exit(
+                2,
+                f"{PROG} {args.command}: error: unrecognized arguments: {' '.join(unknown)} "
+                f"({PROG} {args.command} --help)\n",
+            )
         command = args.command
         handler: Handler = args.handler
         return handler(args, out)
