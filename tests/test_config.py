@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from fsm_live.config import Config
@@ -124,5 +125,18 @@ def test_file_errors_name_the_file_and_key(tmp_path: Path) -> None:
     path.write_text("open_timeout = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Config.load(path, env={})
+    path.write_bytes(b"\xff\xfe open_timeout = 3\n")
+    with pytest.raises(ConfigError, match=r"c.toml: not UTF-8 text"):
+        Config.load(path, env={})
     with pytest.raises(ConfigError, match="cannot read"):
         Config.load(tmp_path / "missing.toml", env={})
+
+
+def test_the_documented_fields_are_the_fields() -> None:
+    """docs/configuration.md's table of fields names every field of Config, and no other."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(
+        encoding="utf-8"
+    )
+    table = text.partition("## Fields")[2].partition("\n\n")[2].partition("\n\n")[0]
+    documented = [line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]]
+    assert documented == [field.name for field in attrs.fields(Config)]

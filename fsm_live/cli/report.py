@@ -50,8 +50,9 @@ def add(subparsers: Subparsers) -> None:
         "and time back, failures by class over time, heartbeats and round trips, "
         "messages, token refreshes, and how often each edge of the spec was taken; "
         "per connection and for all.",
-        epilog="Exit codes: 0 written; 1 --html could not be written (or Plotly is missing: "
-        "pip install 'fsm_live[report]'); 2 bad arguments.",
+        epilog="Exit codes: 0 written; 1 Plotly is missing for --html (pip install "
+        "'fsm_live[report]'), or writing the page failed; 2 bad arguments (among them a "
+        "--html path that cannot be opened for writing, checked before the report).",
     )
     parser.add_argument(
         "traces",
