@@ -23,6 +23,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -242,3 +243,24 @@ async def test_a_command_blocked_reading_a_fifo_is_interrupted(
             child.send(signal.SIGINT)
             code, errors, _ = await child.end()
     assert_interrupted(command, code, errors)
+
+
+def test_a_ctrl_c_while_the_command_line_loads_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ``fsm-live`` script's entry point guards the import of the command line."""
+    import builtins
+
+    from fsm_live.__main__ import run
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "fsm_live.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    monkeypatch.delitem(sys.modules, "fsm_live.cli", raising=False)
+    assert run() == 130
+    assert capsys.readouterr().err == "fsm-live: interrupted\n"
