@@ -526,3 +526,30 @@ def test_the_documented_stats_keys_are_the_written_ones() -> None:
         for key in re.findall(r"`([a-z_]+)`", cell)
     }
     assert documented | {"t", "kind"} == set(writer.STATS_KEYS)
+
+
+def test_report_refuses_a_trace_of_another_spec(
+    capsys: pytest.CaptureFixture[str], live_traces: Path
+) -> None:
+    other = Path(__file__).resolve().parent.parent / "specs" / "examples" / "traffic_light.yaml"
+    trace = sorted(live_traces.glob("*.jsonl"))[0]
+    code, _, err = cli(capsys, "report", trace, "--spec", other)
+    assert code == 2
+    assert re.fullmatch(
+        rf"fsm-live report: error: {re.escape(str(trace))}:1: '\w+' is not a state of "
+        rf".*traffic_light\.yaml \(a trace of another spec\? name it with --spec\)\n",
+        err,
+    ), err
+
+
+def test_report_refuses_a_file_with_no_record(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"a": 1}\nnot json\n', encoding="utf-8")
+    code, _, err = cli(capsys, "report", path)
+    assert (code, err) == (
+        2,
+        f"fsm-live report: error: {path}: no record of a trace in it "
+        "(fsm-live verify names each line)\n",
+    )
