@@ -126,12 +126,14 @@ def figures_table(spec: Spec, report: ConnectionReport) -> Table:
             (
                 "token refreshes",
                 f"{totals.token_refreshes}, {totals.token_refresh_failures} "
-                f"failed; cookie refreshes {totals.cookie_refreshes}",
+                f"failed (periodic; an auth failure's refresh is a transition); cookie "
+                f"refreshes {totals.cookie_refreshes}",
             ),
             (
                 "resources",
-                f"at most {totals.tasks_max} tasks and {totals.buffered_max} "
-                f"buffered frames in a connection",
+                f"at most {totals.tasks_max} tasks awaiting (dials, refreshes, "
+                f"handlers: an idle asyncio connection has none) and "
+                f"{totals.buffered_max} buffered frames in a connection",
             ),
         ]
     if report.bad_lines:
