@@ -31,8 +31,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "fault_proxy": frozenset(),
     "protocols": frozenset({"errors", "credentials", "transport"}),
     "lwp": frozenset({"errors", "credentials", "transport", "protocols"}),
+    # diagnostics: the trace format's keys, defined once with their reader.
     "_runtime": frozenset(
-        {"errors", "spec", "core", "config", "credentials", "transport", "protocols"}
+        {"errors", "spec", "core", "config", "credentials", "transport", "protocols", "diagnostics"}
     ),
     "connection": frozenset(
         {

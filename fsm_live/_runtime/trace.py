@@ -29,6 +29,7 @@ from typing import IO, Any, Final, Self
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.diagnostics.records import FAILURE_KEYS, STATS_KEYS, TRANSITION_KEYS
 
 __all__ = (
     "FAILURE_KEYS",
@@ -42,31 +43,10 @@ __all__ = (
     "trace_line",
 )
 
-TRACE_KEYS: Final = ("t", "from", "to", "trigger", "reason")
+#: The keys of a transition row: the format is defined once, with its reader.
+TRACE_KEYS: Final = TRANSITION_KEYS
 #: The ``kind`` of the records that are not transitions.
 KINDS: Final = ("failure", "stats")
-#: The keys of a failure record, in the order written.
-FAILURE_KEYS: Final = ("t", "kind", "class")
-#: The keys of a stats record, in the order written.
-STATS_KEYS: Final = (
-    "t",
-    "kind",
-    "state",
-    "connects",
-    "reconnects",
-    "failures",
-    "heartbeats_sent",
-    "heartbeats_acked",
-    "rtts",
-    "messages_in",
-    "messages_out",
-    "duplicates_dropped",
-    "token_refreshes",
-    "token_refresh_failures",
-    "cookie_refreshes",
-    "buffered",
-    "tasks",
-)
 #: Round trips a writer keeps for its next stats record; at this many, it writes one.
 MAX_PENDING_RTTS: Final = 256
 

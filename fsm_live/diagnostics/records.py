@@ -34,8 +34,8 @@ __all__ = (
     "read_trace_file",
 )
 
-# The format, as the runtime's writer has it (tests/test_diagnostics.py checks they agree;
-# this room reads traces without importing the runtime).
+# The format, defined here once: the runtime's writer (fsm_live._runtime.trace) imports
+# these keys; this room reads traces without importing the runtime.
 #: The keys of a transition row (it has no ``kind``).
 TRANSITION_KEYS: Final = ("t", "from", "to", "trigger", "reason")
 #: The keys of a failure record.
