@@ -51,7 +51,7 @@ from fsm_live.errors import MissingExtra
 from fsm_live.metrics.histogram import RTT_BUCKETS, RttHistogram
 from fsm_live.metrics.snapshot import CounterFigures, Figures, counters_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # prometheus-client is the `metrics` extra: at run time, require_prometheus()
     from prometheus_client.metrics_core import Metric
 
     from fsm_live.connection import LiveConnection

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsm_live.metrics.collector import require_prometheus
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the `metrics` extra; imported at run time after require_prometheus()
     from prometheus_client.registry import CollectorRegistry
 
 __all__ = ("DEFAULT_HOST", "MetricsServer", "new_registry", "serve_metrics")
@@ -27,7 +27,7 @@ def new_registry() -> CollectorRegistry:
     memory, CPU, open files), ready for a :class:`ConnectionCollector` or a
     :class:`FleetCollector`.  Raises :class:`~fsm_live.errors.MissingExtra` without
     prometheus-client."""
-    require_prometheus()
+    require_prometheus()  # the `metrics` extra: a one-line MissingExtra without it
     from prometheus_client import ProcessCollector
     from prometheus_client.registry import CollectorRegistry
 
@@ -79,7 +79,7 @@ def serve_metrics(
     Raises :class:`~fsm_live.errors.MissingExtra` without prometheus-client and
     OSError when the address cannot be bound (in use, not a local address).
     """
-    require_prometheus()
+    require_prometheus()  # the `metrics` extra: a one-line MissingExtra without it
     from prometheus_client import start_http_server
 
     server, thread = start_http_server(port, addr=host, registry=registry)
