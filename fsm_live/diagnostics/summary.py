@@ -25,10 +25,45 @@ def _percentiles(figures: Percentiles) -> dict[str, Any]:
     return attrs.asdict(figures)
 
 
+#: The sections that come from stats records: all null for a trace without any.
+_STATS_SECTIONS = ("failures", "heartbeats", "messages", "tokens", "resources")
+
+
+def _stats_figures(report: ConnectionReport) -> dict[str, Any]:
+    totals = report.totals
+    if totals is None:
+        return dict.fromkeys(_STATS_SECTIONS)
+    width, over_time = failures_over_time(report)
+    return {
+        "failures": {
+            "by_class": report.failures,
+            "over_time": {"bin_seconds": width, "counts": over_time},
+        },
+        "heartbeats": {
+            "sent": totals.heartbeats_sent,
+            "acked": totals.heartbeats_acked,
+            "success_rate": totals.heartbeat_success,
+            "rtt_seconds": _percentiles(report.rtt),
+        },
+        "messages": {
+            "in": totals.messages_in,
+            "out": totals.messages_out,
+            "duplicates_dropped": totals.duplicates_dropped,
+        },
+        "tokens": {
+            "refreshes": totals.token_refreshes,
+            "refresh_failures": totals.token_refresh_failures,
+            "cookie_refreshes": totals.cookie_refreshes,
+        },
+        "resources": {
+            "tasks_max": totals.tasks_max,
+            "buffered_max": totals.buffered_max,
+        },
+    }
+
+
 def as_json(report: ConnectionReport, spec: Spec) -> dict[str, Any]:
     """One report's figures as JSON-ready data (see the module docstring)."""
-    totals = report.totals
-    width, over_time = failures_over_time(report)
     data: dict[str, Any] = {
         "name": report.name,
         "connections": report.connections,
@@ -40,40 +75,7 @@ def as_json(report: ConnectionReport, spec: Spec) -> dict[str, Any]:
         "reconnects": report.reconnects,
         "reconnects_per_hour": report.reconnects_per_hour,
         "time_back": {**_percentiles(report.time_back), "not_back": report.unrecovered},
-        "failures": None
-        if totals is None
-        else {
-            "by_class": report.failures,
-            "over_time": {"bin_seconds": width, "counts": over_time},
-        },
-        "heartbeats": None
-        if totals is None
-        else {
-            "sent": totals.heartbeats_sent,
-            "acked": totals.heartbeats_acked,
-            "success_rate": totals.heartbeat_success,
-            "rtt_seconds": _percentiles(report.rtt),
-        },
-        "messages": None
-        if totals is None
-        else {
-            "in": totals.messages_in,
-            "out": totals.messages_out,
-            "duplicates_dropped": totals.duplicates_dropped,
-        },
-        "tokens": None
-        if totals is None
-        else {
-            "refreshes": totals.token_refreshes,
-            "refresh_failures": totals.token_refresh_failures,
-            "cookie_refreshes": totals.cookie_refreshes,
-        },
-        "resources": None
-        if totals is None
-        else {
-            "tasks_max": totals.tasks_max,
-            "buffered_max": totals.buffered_max,
-        },
+        **_stats_figures(report),
         "edges": [
             {"source": source, "trigger": trigger, "dest": dest, "count": count}
             for (source, trigger, dest), count in edge_counts(spec, report)
