@@ -55,7 +55,7 @@ import attrs
 from fsm_live.core.backoff import BackoffPolicy, ExponentialJitter, backoff_policy
 from fsm_live.errors import ConfigError
 
-__all__ = ("ENV_PREFIX", "Config")
+__all__ = ("ENV_PREFIX", "Config", "read_toml")
 
 #: Environment variables starting with this configure fsm_live.
 ENV_PREFIX: Final = "FSM_LIVE_"
@@ -212,17 +212,24 @@ def _fields() -> dict[str, attrs.Attribute[Any]]:
     return {field.name: field for field in attrs.fields(Config)}
 
 
-def _merge_file(
-    path: Path, values: dict[str, Any], backoff: dict[str, Any], origins: dict[str, str]
-) -> None:
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at ``path`` (a settings file, a fleet file).  Raises
+    :class:`ConfigError` naming the file: it cannot be read, is not UTF-8 text, or is
+    not valid TOML."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(str(path), "not UTF-8 text (a TOML file is)") from None
+        raise ConfigError(str(path), "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+
+
+def _merge_file(
+    path: Path, values: dict[str, Any], backoff: dict[str, Any], origins: dict[str, str]
+) -> None:
+    data = read_toml(path)
     fields = _fields()
     for key, value in data.items():
         if key == "backoff" and isinstance(value, dict):

@@ -45,7 +45,6 @@ cookie's value never appears in a message or a repr.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -53,7 +52,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from fsm_live.config import Config
+from fsm_live.config import Config, read_toml
 from fsm_live.connection import PROTOCOLS
 from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials, cookie_header
 from fsm_live.errors import ConfigError
@@ -137,14 +136,7 @@ class FleetConfig:
         or on an account that is not ``lwp``.
         """
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(str(path), "not UTF-8 text") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+        data = read_toml(path)
         reader = _Reader(path, os.environ if env is None else env)
         return cls(path, reader.accounts(data))
 
