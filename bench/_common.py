@@ -47,8 +47,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Final
 
@@ -112,6 +113,14 @@ def variant_list(
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     return variants
+
+
+def installed(variants: Iterable[str]) -> tuple[str, ...]:
+    """``variants`` without picows' when picows is not installed (said on stdout)."""
+    if find_spec("picows") is not None:
+        return tuple(variants)
+    print("picows is not installed (pip install picows): its variants are skipped")
+    return tuple(v for v in variants if not v.startswith("picows"))
 
 
 # -- machine, statistics, output --------------------------------------------------------------

@@ -361,10 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             asyncio.run(child(args.child, args.url, n, interval))
         return 0
-    variants = common.variant_list(parser, args.variants, VARIANTS)
-    if find_spec("picows") is None:
-        print("picows is not installed (pip install picows): its variants are skipped")
-        variants = tuple(v for v in variants if not v.startswith("picows"))
+    variants = common.installed(common.variant_list(parser, args.variants, VARIANTS))
     window = args.window or (6.0 if args.quick else 45.0)
     settle = 2.0 if args.quick else 5.0
     common.raise_nofile()

@@ -43,7 +43,6 @@ import gc
 import json
 import sys
 import time
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Final
 
@@ -268,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.trips or (2_000 if args.quick else 20_000)
     reps = args.reps or (3 if args.quick else 5)
-    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants, VARIANTS)]))
-    if find_spec("picows") is None:
-        print("picows is not installed (pip install picows): its variants are skipped")
-        variants = tuple(v for v in variants if not v.startswith("picows"))
+    variants = common.installed(
+        dict.fromkeys(["raw", *common.variant_list(parser, args.variants, VARIANTS)])
+    )
     common.quiet_logs()
     facts = common.machine_facts()
     common.print_header(

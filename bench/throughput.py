@@ -54,7 +54,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Final
 
@@ -342,10 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.messages or (20_000 if args.quick else 200_000)
     reps = args.reps or 5
-    variants = tuple(dict.fromkeys(["raw", *common.variant_list(parser, args.variants, VARIANTS)]))
-    if find_spec("picows") is None:
-        print("picows is not installed (pip install picows): its variant is skipped")
-        variants = tuple(v for v in variants if v != "picows")
+    variants = common.installed(
+        dict.fromkeys(["raw", *common.variant_list(parser, args.variants, VARIANTS)])
+    )
     common.quiet_logs()
     facts = common.machine_facts()
     common.print_header("fsm_live throughput vs websockets and picows", args.quick, facts)
