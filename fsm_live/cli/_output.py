@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -93,18 +92,12 @@ def seconds(text: str) -> float:
 
 def host(text: str) -> str:
     """An argparse ``type``: an address to listen on, an IP address or a host name that
-    can be looked up (not empty, no empty or over-long label: IDNA, RFC 5891)."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        pass
-    else:
-        return text
-    try:
-        valid = bool(text) and not any(c.isspace() for c in text) and bool(text.encode("idna"))
-    except UnicodeError:
-        valid = False
-    if not valid:
+    can be looked up (:func:`~fsm_live.transport.url.is_host_name`), not empty, no
+    blanks."""
+    # Imported here: the transport package is not light, and most commands never ask.
+    from fsm_live.transport.url import is_host_name
+
+    if not text or any(c.isspace() for c in text) or not is_host_name(text):
         raise argparse.ArgumentTypeError(f"expected an IP address or a host name, got {text!r}")
     return text
 

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from fsm_live.errors import ConfigError
 
-__all__ = ("HIDDEN", "check_url", "display_url", "safe_url")
+__all__ = ("HIDDEN", "check_url", "display_url", "is_host_name", "safe_url")
 
 #: What replaces a password or a query value when a URL is shown.
 HIDDEN = "***"
@@ -72,7 +72,7 @@ def check_url(url: object, *, field: str = "url") -> str:
         raise bad("expected a ws:// or wss:// URL (e.g. ws://127.0.0.1:8765/)")
     if not parts.hostname:
         raise bad("no host")
-    if not _is_host_name(parts.hostname):
+    if not is_host_name(parts.hostname):
         raise bad(f"{parts.hostname!r} is not a host name (an empty or over-long label)")
     try:
         port = parts.port
@@ -86,7 +86,7 @@ def check_url(url: object, *, field: str = "url") -> str:
     return url
 
 
-def _is_host_name(host: str) -> bool:
+def is_host_name(host: str) -> bool:
     """True if ``host`` (an IP address, or a name) can be looked up: its IDNA form
     (RFC 5891) exists, which an empty or over-long label forbids."""
     if ":" in host:  # an IPv6 address, in brackets in the URL
