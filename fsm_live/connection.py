@@ -115,13 +115,13 @@ class ConnectionOptions(TypedDict, total=False):
 
 
 @functools.cache
-@functools.cache
 def _default_config() -> Config:
     """``Config()``, built once: it is frozen, and building it checks every field
     (about 0.2 ms, a third of a connection's set-up)."""
     return Config()
 
 
+@functools.cache
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())
@@ -384,6 +384,14 @@ class LiveConnection:
     def spec(self) -> Spec:
         """The lifecycle spec this connection runs (its states, roles and transitions)."""
         return self._lifecycle.machine.spec
+
+    @property
+    def machine(self) -> LifecycleMachine:
+        """The lifecycle Machine this connection is a model of: the ``machine=`` given,
+        else the packaged spec's, ONE for every connection of the process
+        (docs/architecture.md, rule 5: about 0.5 KiB per connection, where a Machine of
+        its own costs about 300 KiB)."""
+        return self._lifecycle.machine
 
     @property
     def failure(self) -> ConnectionFailed | None:

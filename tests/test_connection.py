@@ -16,6 +16,7 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
+import fsm_live
 from fsm_live import (
     Config,
     ConnectionFailed,
@@ -700,3 +701,13 @@ class _nothing:  # reads as a null context in the test above
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def test_connections_without_a_machine_share_one() -> None:
+    """Rule 5 on the public path: every ``connect()`` without ``machine=`` is a model of
+    the same Machine (a slip that built one per connection cost 18x a bare websockets
+    client's memory, unseen by any test)."""
+    first = fsm_live.connect("ws://127.0.0.1:9/")
+    second = fsm_live.connect("ws://127.0.0.1:9/", protocol="json")
+    assert first.machine is second.machine
+    assert first.config is second.config  # the default Config is shared too
