@@ -266,7 +266,7 @@ class LiveConnection:
     # -- lifetime ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._task_group is not None:
+        if self._entered_by is not None:
             raise UsageError("a LiveConnection can be entered only once")
         self._entered_by = anyio.get_current_task().id
         self._asyncio = sniffio.current_async_library() == "asyncio"
@@ -289,20 +289,21 @@ class LiveConnection:
             )
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self._jobs.bind(task_group)
-        self._engine.timer = (
-            LoopTimer(asyncio.get_running_loop(), self._engine.on_timer)
-            if self._asyncio
-            else TaskTimer(self._jobs, self._engine.on_timer)
-        )
         # Started soon, not now: callbacks registered right after entering see the first
-        # transition too.  On asyncio a loop callback does it (no task).
+        # transition too.
         if self._asyncio:
-            asyncio.get_running_loop().call_soon(self._engine.start)
+            # Jobs are asyncio tasks the connection owns and joins (no task group:
+            # _runtime/jobs.py says why); the timer and the start are loop callbacks.
+            self._jobs.own()
+            loop = asyncio.get_running_loop()
+            self._engine.timer = LoopTimer(loop, self._engine.on_timer)
+            loop.call_soon(self._engine.start)
         else:
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            self._task_group = task_group
+            self._jobs.bind(task_group)
+            self._engine.timer = TaskTimer(self._jobs, self._engine.on_timer)
             self._jobs.start("start", self._start)
         return self
 
@@ -315,9 +316,9 @@ class LiveConnection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._task_group is not None
+        assert self._entered_by is not None
         if anyio.get_current_task().id != self._entered_by:
-            # The task group can only be left by the task that entered it: close the
+            # A task group can only be left by the task that entered it: close the
             # connection (that works from any task), arm nothing, and say so.
             with anyio.CancelScope(shield=True):
                 await self.close()
@@ -325,16 +326,19 @@ class LiveConnection:
                 "a LiveConnection must be left (async with, AsyncExitStack) by the task "
                 "that entered it; it is closed, and that task must still leave it"
             )
+        task_group = self._task_group
         with anyio.CancelScope(shield=True):
             await self.close()
             # Handlers get close_timeout to finish; every other job is cancelled already.
-            self._task_group.cancel_scope.deadline = (
-                anyio.current_time() + self.config.close_timeout
-            )
+            if task_group is not None:
+                task_group.cancel_scope.deadline = anyio.current_time() + self.config.close_timeout
         try:
-            # The body's own exception is not passed in: it propagates as it is, never
-            # wrapped in an exception group by the connection's task group.
-            await self._task_group.__aexit__(None, None, None)
+            if task_group is None:
+                await self._jobs.join(self.config.close_timeout, _CLOSE_MARGIN)
+            else:
+                # The body's own exception is not passed in: it propagates as it is,
+                # never wrapped in an exception group by the connection's task group.
+                await task_group.__aexit__(None, None, None)
         finally:
             if self._trace is not None:
                 self._trace.close()
@@ -349,7 +353,7 @@ class LiveConnection:
 
         Idempotent.  Returns once the connection is closed.
         """
-        if self._task_group is None:
+        if self._entered_by is None:
             raise UsageError("the connection was never entered (use async with)")
         engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
