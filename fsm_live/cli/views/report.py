@@ -19,7 +19,12 @@ from rich.text import Text
 
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.diagnostics.percentiles import Percentiles
-from fsm_live.diagnostics.report import ConnectionReport, edge_counts, failures_over_time
+from fsm_live.diagnostics.report import (
+    ConnectionReport,
+    edge_counts,
+    failures_over_time,
+    worst_first,
+)
 from fsm_live.diagnostics.units import duration, share
 from fsm_live.spec import Spec
 
@@ -179,7 +184,7 @@ def connections_table(spec: Spec, reports: Sequence[ConnectionReport]) -> Table:
     table.add_column("back p50/p95", justify="right")
     table.add_column("failures")
     styles = StateStyles(spec)
-    for report in _worst_first(reports):
+    for report in worst_first(reports):
         back = report.time_back
         table.add_row(
             Text(report.name),
@@ -203,7 +208,7 @@ def traffic_table(reports: Sequence[ConnectionReport]) -> Table:
     table.add_column("messages in/out", justify="right")
     table.add_column("duplicates", justify="right")
     table.add_column("token refreshes (failed)", justify="right")
-    for report in _worst_first(reports):
+    for report in worst_first(reports):
         totals = report.totals
         if totals is None:
             table.add_row(Text(report.name), "-", "-", "-", "-", "-")
@@ -218,12 +223,6 @@ def traffic_table(reports: Sequence[ConnectionReport]) -> Table:
             f"{totals.token_refreshes} ({totals.token_refresh_failures})",
         )
     return table
-
-
-def _worst_first(reports: Sequence[ConnectionReport]) -> list[ConnectionReport]:
-    return sorted(
-        reports, key=lambda r: (r.availability if r.availability is not None else 2.0, r.name)
-    )
 
 
 def report_view(
