@@ -31,7 +31,9 @@ from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.cli import Output
 from fsm_live.cli.fleet import run_fleet, trace_file_name
 from fsm_live.config import Config
+from fsm_live.fleet import Fleet
 from fsm_live.fleet.config import Account, FleetConfig
+from fsm_live.lwp.faults import parse_schedule
 from fsm_live.lwp.server import LwpServer
 from fsm_live.spec import Spec
 
@@ -490,3 +492,40 @@ def test_trace_file_names_are_safe_and_distinct() -> None:
     assert long_a != long_b
     assert len(long_a) <= 210
     assert "/" not in trace_file_name("/etc/passwd")
+
+
+@pytest.mark.anyio
+async def test_an_lwp_account_of_a_fleet_file_that_goes_failed_recovers(tmp_path: Path) -> None:
+    """docs/fleet.md: a fleet file gives no escalation, yet an lwp account that goes
+    FAILED after max_failures retries by itself after failed_retry_delay."""
+    spec = Spec.default()
+    (failed,) = spec.failed_states
+    (success,) = spec.success_states
+    (tmp_path / "a.cookies").write_text("unb=4242\n", encoding="utf-8")
+    seen: list[tuple[str, str]] = []
+    # The server closes every connection and refuses new ones for 2 s: two refused
+    # dials (max_failures 2) send the account FAILED, then it recovers and connects.
+    schedule = parse_schedule("0.3s restart 2s")
+    with anyio.fail_after(DEADLINE):
+        async with LwpServer(schedule=schedule, push_interval=None) as server:
+            path = tmp_path / "fleet.toml"
+            path.write_text(
+                "[defaults]\nmax_failures = 2\nfailed_retry_delay = 0.3\n"
+                "[defaults.backoff]\npolicy = 'fixed'\nseconds = 0.1\n"
+                f"[accounts.a]\nurl = '{server.url}'\nprotocol = 'lwp'\n"
+                "cookies_file = 'a.cookies'\n",
+                encoding="utf-8",
+            )
+            (account,) = FleetConfig.load(path).accounts
+            assert "escalation" not in account.connection_options()
+            async with Fleet() as fleet:
+                connection = await fleet.add(
+                    account.key, account.url, **account.connection_options()
+                )
+                fleet.on_transition(lambda key, record: seen.append((record.source, record.dest)))
+                await connection.wait_for(failed, raise_on_failed=False)
+                await connection.wait_for(success, raise_on_failed=False)
+    assert any(dest == failed for _, dest in seen), seen
+    left = next(i for i, (source, _) in enumerate(seen) if source == failed)
+    assert seen[left][1] not in spec.final_states  # FAILED -> retrying, by itself
+    assert any(dest == success for _, dest in seen[left:])

@@ -37,6 +37,7 @@ from rich.live import Live
 
 from fsm_live.cli import metrics_endpoint
 from fsm_live.cli._output import (
+    EXIT_BAD_USAGE,
     PROG,
     Output,
     Subparsers,
@@ -45,7 +46,7 @@ from fsm_live.cli._output import (
     seconds,
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
-from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.views.fleet import (
     CLOSED,
     CLOSING,

@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fsm_live.cli.views.connection import plain_transition
+from fsm_live.cli.views.live import BELOW, ECHO_MARGIN
 from fsm_live.cli.views.styles import CRASHED_STYLE, StateStyles
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.diagnostics.units import duration
@@ -68,14 +69,6 @@ _GAP: Final = 2
 _MIN_ENDPOINT: Final = 12
 #: Endpoints listed one per line; the others are summed up in one more line.
 _ENDPOINT_LINES: Final = 3
-#: Lines of the terminal left below the frame, so that the last frame stays whole on
-#: the screen when the command ends: the line ``interrupted`` and the shell's prompt.
-_BELOW: Final = 2
-#: Columns left free right of the frame: a terminal echoes Ctrl-C as ``^C`` where
-#: the cursor is, at the end of the frame's last line.  With the frame as wide as
-#: the terminal the echo would wrap to a new line and every later frame would be
-#: drawn one line lower, leaving a stale title line above it.
-_ECHO_MARGIN: Final = 2
 #: Lines of the dashboard that are not rows of its two lists: the blank line, the
 #: "worst" title, the blank line and the "recent" title.
 _SECTION_LINES: Final = 4
@@ -322,10 +315,10 @@ class FleetDashboard:
     Size: the frame takes the console's width less two columns (where a terminal
     echoes ``^C``) and at most its height less two lines (the line ``interrupted``
     and the shell's prompt): the last frame stays whole on the screen when the
-    command ends.  The counts, endpoints and totals always show; the rows left are shared
-    by the two lists (the worst members take at most half), each saying how many
-    rows it shows when it is cut.  Width: see :func:`state_counts`; long keys and
-    errors are cut with an ellipsis.
+    command ends (:mod:`fsm_live.cli.views.live`).  The counts, endpoints and
+    totals always show; the rows left are shared by the two lists (the worst
+    members take at most half), each saying how many rows it shows when it is cut.
+    Width: see :func:`state_counts`; long keys and errors are cut with an ellipsis.
     """
 
     stats: FleetStats
@@ -338,7 +331,7 @@ class FleetDashboard:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         stats = self.stats
         height = options.height if options.height is not None else options.size.height
-        width = max(5, options.max_width - _ECHO_MARGIN)
+        width = max(5, options.max_width - ECHO_MARGIN)
         inner = options.update(width=width - 4, height=None)
         head = Group(
             state_counts(stats, self.styles, inner.max_width),
@@ -346,7 +339,7 @@ class FleetDashboard:
             _totals(stats),
             _traffic(stats),
         )
-        rows = height - _BELOW - 2 - len(console.render_lines(head, inner, pad=False))
+        rows = height - BELOW - 2 - len(console.render_lines(head, inner, pad=False))
         rows -= _SECTION_LINES + (1 if stats.worst else 0)  # the worst table's header
         parts: list[RenderableType] = [head]
         if rows >= 2 or (rows >= 1 and not stats.worst):
