@@ -253,7 +253,14 @@ def failures_figure(go: Any, everything: ConnectionReport) -> Any | None:
             "range": _axis_range(everything),
         },
         yaxis={"title": {"text": "failures"}},
-        legend={"orientation": "h", "yref": "container", "y": 1, "yanchor": "top", "x": 0},
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "y": 1,
+            "yanchor": "top",
+            "x": 0,
+            "traceorder": "normal",  # classes in name order
+        },
     )
     return figure
 
@@ -286,6 +293,8 @@ def rtt_figure(go: Any, everything: ConnectionReport) -> Any | None:
         if value is not None
     ]
     for row, (label, value) in enumerate(marks):
+        # Right of its line, or left of it in the right third (never cut by the edge).
+        right = value > limit * 2 / 3
         figure.add_vline(x=value, line_dash="dash", line_color="#555", line_width=1)
         figure.add_annotation(
             x=value,
@@ -294,9 +303,9 @@ def rtt_figure(go: Any, everything: ConnectionReport) -> Any | None:
             yref="paper",
             text=f"{label} {value:.2f} ms",
             showarrow=False,
-            xanchor="left",
+            xanchor="right" if right else "left",
             yanchor="top",
-            xshift=4,
+            xshift=-4 if right else 4,
             font={"size": 12},
             bgcolor="rgba(255,255,255,0.85)",
         )
@@ -309,9 +318,9 @@ def rtt_figure(go: Any, everything: ConnectionReport) -> Any | None:
     )
     figure.update_layout(
         height=320,
-        margin={"l": 60, "r": 20, "t": 40 if title else 20, "b": 45},
+        margin={"l": 60, "r": 20, "t": 40, "b": 45},  # the top: the title, the modebar
         title={"text": title, "font": {"size": 12}, "x": 0, "xanchor": "left"},
-        xaxis={"title": {"text": "heartbeat round trip (ms)"}, "range": [0, limit]},
+        xaxis={"title": {"text": "heartbeat round trip (ms)"}, "range": [0, limit * 1.04]},
         yaxis={"title": {"text": "heartbeats"}},
         bargap=0.05,
     )
