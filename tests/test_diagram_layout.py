@@ -6,6 +6,8 @@ no browser (the page itself was looked at in headless Chromium)."""
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ from fsm_live.spec import Spec
 
 pytestmark = pytest.mark.timeout(60)
 
-SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").rglob("*.yaml"))
+SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+SPECS = sorted(SPECS_DIR.rglob("*.yaml"))
 
 
 def _spec(path: Path) -> Spec:
@@ -68,8 +71,21 @@ def test_no_edge_taken(path: Path) -> None:
     _check(layout_diagram(spec, _counts(spec, taken=False)), spec)
 
 
-def test_every_edge_of_the_lifecycle_taken() -> None:
-    spec = Spec.default()
+def _renamed(spec: Spec, path: Path, new: Callable[[str], str]) -> Spec:
+    names = re.compile(r"\b(" + "|".join(map(re.escape, spec.states)) + r")\b")
+    text = path.read_text(encoding="utf-8")
+    return Spec.from_yaml(names.sub(lambda m: new(m.group(1)), text), source=str(path))
+
+
+@pytest.mark.parametrize(
+    "new",
+    [str, str.lower, lambda name: name[::-1], lambda name: f"{name}_{name}"],
+    ids=["as-is", "lower", "reversed", "twice-as-long"],
+)
+def test_every_edge_of_the_lifecycle_taken_whatever_its_states_are_called(
+    new: Callable[[str], str],
+) -> None:
+    spec = _renamed(Spec.default(), SPECS_DIR / "connection.yaml", new)
     layout = layout_diagram(spec, _counts(spec, taken=True))
     _check(layout, spec)
     assert all(edge.label is not None for edge in layout.edges)

@@ -57,7 +57,10 @@ _MARGIN = 70  # px around the states
 _ROW = 150  # px between two states of a column, at most
 _LOOP = 55  # px a loop rises above its state
 _EDGE_ROOM = 16  # px between a curve and the figure's edge, at least
-_CANDIDATES = (0.5, 0.42, 0.58, 0.34, 0.66, 0.27, 0.73, 0.2, 0.8)
+#: Where a label is tried along its curve (0: where it leaves its source, 1: where it
+#: enters its target), from the middle outwards; then as far beside the curve (px).
+_CANDIDATES = (0.5, 0.42, 0.58, 0.34, 0.66, 0.27, 0.73, 0.2, 0.8, 0.14, 0.86)
+_SHIFTS = (0.0, 14.0, -14.0, 28.0, -28.0)
 
 
 def text_width(text: str, size: float, *, bold: bool = False) -> float:
@@ -196,7 +199,7 @@ def _node_boxes(spec: Spec, width: float) -> tuple[dict[str, Box], float]:
     for name, box in boxes.items():
         x = min(max(box.x, box.width / 2 + 8), width - box.width / 2 - 8)
         boxes[name] = attrs.evolve(box, x=x)
-    return boxes, height
+    return {name: boxes[name] for name in spec.states}, height
 
 
 def _final_box(spec: Spec, name: str, boxes: dict[str, Box], x: float, height: float) -> Box:
@@ -304,7 +307,9 @@ def layout_diagram(
 def _shapes(
     nodes: dict[str, Box], counts: Sequence[tuple[Edge, int]]
 ) -> list[tuple[tuple[Point, Point, Point, Point], Point, Point, float]]:
-    """Each edge's curve, arrow tip and tail, and the tip's ``t``."""
+    """Each edge's curve, arrow tip and tail, and the tip's ``t``.  ``nodes`` are in
+    spec order, which decides how edges bend (never the states' names)."""
+    order = {name: index for index, name in enumerate(nodes)}
     pairs: dict[frozenset[str], list[int]] = {}
     for index, ((source, _, dest), _) in enumerate(counts):
         pairs.setdefault(frozenset((source, dest)), []).append(index)
@@ -314,9 +319,9 @@ def _shapes(
         rank = group.index(index) - (len(group) - 1) / 2
         # A lone edge bends gently; the edges between two states (either way) fan
         # out symmetrically.  The bend is measured on the normal of one direction
-        # (from the state first in name order), so that opposite edges part.
+        # (from the state first in the spec), so that opposite edges part.
         bend = 0.12 if len(group) == 1 else 0.24 * rank
-        if source > dest:
+        if order[source] > order[dest]:
             bend = -bend
         curve = _curve(nodes[source], nodes[dest], bend)
         tip, tail, end = _arrow(curve, nodes[dest])
@@ -333,8 +338,10 @@ def _place_label(
     *,
     required: bool,
 ) -> Box | None:
-    """The label's box: at the first free candidate point of the curve (between
-    where it leaves its source and ``end``, where it enters its target)."""
+    """The label's box: at the first free candidate place (between where the curve
+    leaves its source and ``end``, where it enters its target): on the curve from
+    its middle outwards, then beside it (:data:`_SHIFTS` px along its normal).  With
+    no free place: None, or for a ``required`` label the place it overlaps least."""
     size = (
         text_width(text, LABEL_FONT) + 2 * _LABEL_PAD,
         LABEL_FONT * 1.3 + 2 * _LABEL_PAD,
@@ -342,13 +349,33 @@ def _place_label(
     start = 0.0
     while start < 0.5 and any(box.contains(_bezier(curve, start)) for box in nodes.values()):
         start += 0.01
-    first: Box | None = None
-    for t in _CANDIDATES:
-        x, y = _bezier(curve, start + (end - start) * t)
-        box = Box(x, y, *size)
-        first = first or box
-        if not any(box.overlaps(node, 2) for node in nodes.values()) and not any(
-            box.overlaps(label, 1) for label in placed
-        ):
-            return box
-    return first if required else None
+    best: tuple[float, Box] | None = None
+    for shift in _SHIFTS:
+        for t in _CANDIDATES:
+            at = start + (end - start) * t
+            (x, y), (nx, ny) = _bezier(curve, at), _normal(curve, at)
+            box = Box(x + nx * shift, y + ny * shift, *size)
+            if box.x - box.width / 2 < 0 or box.y - box.height / 2 < 0:
+                continue
+            overlap = sum(_overlap(box, node, 2) for node in nodes.values()) + sum(
+                _overlap(box, label, 1) for label in placed
+            )
+            if overlap == 0:
+                return box
+            if best is None or overlap < best[0]:
+                best = (overlap, box)
+    return best[1] if required and best is not None else None
+
+
+def _normal(curve: Sequence[Point], t: float) -> Point:
+    """The curve's unit normal at ``t``."""
+    (x0, y0), (x1, y1) = _bezier(curve, max(0.0, t - 0.01)), _bezier(curve, min(1.0, t + 0.01))
+    length = math.hypot(x1 - x0, y1 - y0) or 1.0
+    return (-(y1 - y0) / length, (x1 - x0) / length)
+
+
+def _overlap(a: Box, b: Box, margin: float) -> float:
+    """The area (px²) the two boxes, each grown by ``margin``, share."""
+    dx = (a.width + b.width) / 2 + 2 * margin - abs(a.x - b.x)
+    dy = (a.height + b.height) / 2 + 2 * margin - abs(a.y - b.y)
+    return dx * dy if dx > 0 and dy > 0 else 0.0
