@@ -319,9 +319,10 @@ def _shapes(
         rank = group.index(index) - (len(group) - 1) / 2
         # A lone edge bends gently; the edges between two states (either way) fan
         # out symmetrically.  The bend is measured on the normal of one direction
-        # (from the state first in the spec), so that opposite edges part.
+        # (from the state first in the spec), so that opposite edges part; an edge
+        # forward in that order (most go left to right) bends up, one back down.
         bend = 0.12 if len(group) == 1 else 0.24 * rank
-        if order[source] > order[dest]:
+        if order[source] < order[dest]:
             bend = -bend
         curve = _curve(nodes[source], nodes[dest], bend)
         tip, tail, end = _arrow(curve, nodes[dest])
