@@ -6,7 +6,9 @@ no browser (the page itself was looked at in headless Chromium)."""
 from __future__ import annotations
 
 import itertools
+import random
 import re
+import string
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,10 +79,29 @@ def _renamed(spec: Spec, path: Path, new: Callable[[str], str]) -> Spec:
     return Spec.from_yaml(names.sub(lambda m: new(m.group(1)), text), source=str(path))
 
 
+def _random_names(seed: int) -> Callable[[str], str]:
+    rng = random.Random(seed)
+    made: dict[str, str] = {}
+
+    def new(name: str) -> str:
+        if name not in made:
+            letters = rng.choices(string.ascii_lowercase + "_", k=rng.randint(2, 18))
+            made[name] = "".join(letters) + str(len(made))
+        return made[name]
+
+    return new
+
+
 @pytest.mark.parametrize(
     "new",
-    [str, str.lower, lambda name: name[::-1], lambda name: f"{name}_{name}"],
-    ids=["as-is", "lower", "reversed", "twice-as-long"],
+    [
+        str,
+        str.lower,
+        lambda name: name[::-1],
+        lambda name: f"{name}_{name}",
+        *(_random_names(seed) for seed in range(12)),
+    ],
+    ids=["as-is", "lower", "reversed", "twice-as-long", *(f"random-{s}" for s in range(12))],
 )
 def test_every_edge_of_the_lifecycle_taken_whatever_its_states_are_called(
     new: Callable[[str], str],

@@ -59,8 +59,8 @@ _LOOP = 55  # px a loop rises above its state
 _EDGE_ROOM = 16  # px between a curve and the figure's edge, at least
 #: Where a label is tried along its curve (0: where it leaves its source, 1: where it
 #: enters its target), from the middle outwards; then as far beside the curve (px).
-_CANDIDATES = (0.5, 0.42, 0.58, 0.34, 0.66, 0.27, 0.73, 0.2, 0.8, 0.14, 0.86)
-_SHIFTS = (0.0, 14.0, -14.0, 28.0, -28.0)
+_CANDIDATES = tuple(0.5 + sign * 0.04 * step for step in range(11) for sign in (1, -1))[1:]
+_SHIFTS = (0.0, 13.0, -13.0, 26.0, -26.0, 39.0, -39.0)
 
 
 def text_width(text: str, size: float, *, bold: bool = False) -> float:
@@ -341,8 +341,9 @@ def _place_label(
 ) -> Box | None:
     """The label's box: at the first free candidate place (between where the curve
     leaves its source and ``end``, where it enters its target): on the curve from
-    its middle outwards, then beside it (:data:`_SHIFTS` px along its normal).  With
-    no free place: None, or for a ``required`` label the place it overlaps least."""
+    its middle outwards, then beside it (:data:`_SHIFTS` px along its normal; the
+    first two only for a label that is not ``required``).  With no free place: None,
+    or for a ``required`` label the place it overlaps least."""
     size = (
         text_width(text, LABEL_FONT) + 2 * _LABEL_PAD,
         LABEL_FONT * 1.3 + 2 * _LABEL_PAD,
@@ -351,7 +352,9 @@ def _place_label(
     while start < 0.5 and any(box.contains(_bezier(curve, start)) for box in nodes.values()):
         start += 0.01
     best: tuple[float, Box] | None = None
-    for shift in _SHIFTS:
+    # A label that may be left out stays close to its curve: far from it, it would
+    # read as another edge's.
+    for shift in _SHIFTS if required else _SHIFTS[:3]:
         for t in _CANDIDATES:
             at = start + (end - start) * t
             (x, y), (nx, ny) = _bezier(curve, at), _normal(curve, at)
