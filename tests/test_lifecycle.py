@@ -597,3 +597,37 @@ def test_core_sources_import_no_clock_or_io() -> None:
             else:
                 continue
             assert not names & IO_MODULES, f"{path.name} imports {names & IO_MODULES}"
+
+
+def test_next_deadline_covers_every_deadline_the_core_keeps() -> None:
+    """Every kind of deadline (the spec's timers and DEADLINE_KINDS) shows in
+    deadlines(), and next_deadline() is always the earliest of them."""
+    from fsm_live.core.lifecycle import DEADLINE_KINDS
+
+    lifecycle = Lifecycle(
+        MACHINE,
+        Config(max_failures=1, failed_retry_delay=5),
+        random=lambda: 0.5,
+        refreshable=("token", "cookies"),
+    )
+    seen: set[str] = set()
+
+    def look() -> None:
+        deadlines = lifecycle.deadlines()
+        seen.update(deadlines)
+        assert lifecycle.next_deadline() == (min(deadlines.values()) if deadlines else None)
+
+    connected(lifecycle)
+    lifecycle.dedup.seen("message 1", 0.0)
+    lifecycle.ledger.queue("request", ack_id=1, deadline=30.0)
+    look()
+    lifecycle.handle(ReadingPaused(1.0, lifecycle.generation))
+    look()
+    lifecycle.handle(Rotate(2.0, lifecycle.generation))
+    look()
+    fail(lifecycle, 3.0, kind="refused")
+    look()
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))  # exhausted: give up, FAILED
+    look()
+    timers = {timer.name for state in MACHINE.spec.states.values() for timer in state.timers}
+    assert seen == timers | set(DEADLINE_KINDS)

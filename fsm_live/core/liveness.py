@@ -138,13 +138,15 @@ class Liveness:
             self.paused_at = now
 
     def resume(self, now: float) -> float | None:
-        """The client reads again from ``now``; returns how long it was paused, if the
-        pause warning was given (a person then reads that it ended), else None."""
+        """The client reads again from ``now``; returns how long it was paused when the
+        pause was long enough for the warning, given this session (a person then reads
+        that it ended), else None."""
         paused_at, self.paused_at = self.paused_at, None
         if paused_at is None:
             return None
         self.reading_since = now
-        return now - paused_at if self.warned else None
+        paused_for = now - paused_at
+        return paused_for if self.warned and paused_for >= self.timeout else None
 
     def warning_deadline(self) -> float:
         """When the pause warning is due (``math.inf``: not paused, or given already)."""
