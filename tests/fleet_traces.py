@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from fsm_live._runtime.stats import Stats
 from fsm_live._runtime.trace import TraceWriter
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.spec import Spec
@@ -84,18 +84,16 @@ class _Member:
     def clock(self) -> float:
         return self.now
 
-    def stats(self) -> SimpleNamespace:
-        return SimpleNamespace(
+    def stats(self) -> Stats:
+        return Stats(
             state=self.state,
+            reconnects=self.counters["reconnects"],
             failures=dict(self.failures),
-            messages_out=0,
+            connects=self.counters["connects"],
+            heartbeats_sent=self.counters["heartbeats_sent"],
+            heartbeats_acked=self.counters["heartbeats_acked"],
+            messages_in=self.counters["messages_in"],
             duplicates_dropped=self.counters["messages_in"] // 6,
-            token_refreshes=0,
-            token_refresh_failures=0,
-            cookie_refreshes=0,
-            buffered=0,
-            tasks_alive=0,
-            **self.counters,
         )
 
     def go(self, at: float, trigger: str, dest: str, reason: str, error: str | None = None) -> None:
