@@ -46,7 +46,7 @@ TESTED_IN: Mapping[str, tuple[str, ...]] = {
     "fsm_live.cli.verify": ("test_diagnostics",),
     "fsm_live.cli.views.report": ("test_diagnostics",),
     "fsm_live.diagnostics.files": ("test_diagnostics",),
-    "fsm_live.diagnostics.html": ("test_diagnostics",),
+    "fsm_live.diagnostics.html": ("test_diagnostics", "test_html_report"),
     "fsm_live.diagnostics.percentiles": ("test_diagnostics",),
     "fsm_live.diagnostics.records": ("test_diagnostics",),
     "fsm_live.diagnostics.report": ("test_diagnostics",),
@@ -64,7 +64,8 @@ TESTED_IN: Mapping[str, tuple[str, ...]] = {
     "fsm_live.cli.serve": ("test_serve_cli",),
     "fsm_live.cli.spec_commands": ("test_cli",),
     "fsm_live.cli.views.connection": ("test_connect_cli",),  # test_connection: the class
-    "fsm_live.cli.views.fleet": ("test_fleet_cli",),
+    "fsm_live.cli.views.fleet": ("test_fleet_view", "test_fleet_cli"),
+    "fsm_live.cli._specs": ("test_cli", "test_diagnostics"),
     "fsm_live.core.events": ("test_effects", "test_lifecycle"),
     "fsm_live.core.settings": ("test_lifecycle",),  # a Protocol: Config provides it
     "fsm_live.demo.environments": ("test_demo",),

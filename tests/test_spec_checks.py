@@ -377,7 +377,10 @@ def test_cli_check_bind(
         ("registries", "expected MODULE:NAME"),
         ("no_such_module_xyz:r", "cannot import no_such_module_xyz: ModuleNotFoundError"),
         ("registries:Order", "registries.Order is a type, not a fsm_live.spec.Registry"),
-        ("registries:nothing", "registries.nothing is nothing"),
+        (
+            "registries:nothing",
+            "--bind registries:nothing: module registries has no name 'nothing'",
+        ),
     ],
 )
 def test_cli_check_bad_bind_is_one_line_exit_2(
@@ -388,6 +391,7 @@ def test_cli_check_bad_bind_is_one_line_exit_2(
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1, err
+    assert err.startswith("fsm-live check: error: --bind ")
     assert message in err
 
 
@@ -458,13 +462,13 @@ def test_diagram_bad_trace_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     trace = tmp_path / "T.jsonl"
     trace.write_text('{"from": "A", "to": "B", "trigger": "go"}\nnot json\n')
     code, out, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", trace)
-    assert code == 1
+    assert code == 2  # a bad argument
     assert out == ""
     assert err.count("\n") == 1
-    assert f"{trace}:2: not JSON" in err
+    assert err.startswith(f"fsm-live diagram: error: --trace {trace}:2: not JSON")
     code, _, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", tmp_path / "none")
-    assert code == 1
-    assert "cannot read" in err
+    assert code == 2
+    assert err.startswith(f"fsm-live diagram: error: --trace {tmp_path / 'none'}: cannot read")
     assert err.count("\n") == 1
 
 
