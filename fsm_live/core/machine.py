@@ -9,10 +9,19 @@ one typed entry point.  The Machine is synchronous, has no ``to_*`` shortcuts
 only record effects.
 
 Guards and actions are looked up in a :class:`~fsm_live.spec.Registry` when one
-is given (a bound guard is called as ``func(model, **args)``, its declared args
-taken from the event data; an action likewise), else on the model by name.
+is given (a bound guard is called as ``func(subject, **args)``, its declared args
+taken from the event data; an action likewise), else on the model by name.  The
+*subject* is the model itself unless the machine is given a ``subject`` function
+(a runner's model keeps the user's object as ``model.subject``).
 Triggers a state ignores are accepted there and do nothing; internal rows leave
 the state without running its exit and entry callbacks.
+
+A model needs one attribute, ``state`` (the current state's name, which the
+Machine sets).  It may also define the *hooks* of :data:`CALLBACKS`, each called
+with transitions' ``EventData`` when present: ``_on_enter`` / ``_on_exit`` on
+every state change (not on internal rows), ``_on_transition`` after every row
+taken, ``_on_reset_failures`` before a ``reset_failures`` row; a plain object
+without them is a model too.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from fsm_live.spec import Registry, Spec, StateSpec, TimerSpec
 
 __all__ = ("CALLBACKS", "MachineModel", "SpecMachine")
 
-#: The model methods the Machine calls (with an ``EventData``), by role.
+#: The optional model methods the Machine calls (with an ``EventData``), by role.
 CALLBACKS: Final = {
     "on_enter": "_on_enter",
     "on_exit": "_on_exit",
@@ -37,25 +46,59 @@ CALLBACKS: Final = {
 
 
 class MachineModel(Protocol):
-    """What a model must provide: its current state's name."""
+    """What a model must provide: its current state's name (the hooks are optional)."""
 
     state: str
+
+
+def _hook(name: str) -> Callable[[Any], None]:
+    """A Machine callback calling ``model.<name>(event_data)`` if the model has it."""
+
+    def hook(event_data: Any) -> None:
+        method = getattr(event_data.model, name, None)
+        if method is not None:
+            method(event_data)
+
+    hook.__name__ = name
+    return hook
+
+
+_HOOKS: Final = {role: _hook(name) for role, name in CALLBACKS.items()}
 
 
 class SpecMachine:
     """A spec compiled into one shared Machine plus per-state lookup tables."""
 
-    __slots__ = ("_events", "allowed", "ignored", "machine", "registry", "spec", "states", "timers")
+    __slots__ = (
+        "_events",
+        "allowed",
+        "ignored",
+        "machine",
+        "registry",
+        "spec",
+        "states",
+        "subject",
+        "timers",
+    )
 
-    def __init__(self, spec: Spec, *, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        registry: Registry | None = None,
+        subject: Callable[[Any], Any] | None = None,
+    ) -> None:
         """Build the Machine.  ``registry`` binds the spec's guards and actions; raises
         :class:`~fsm_live.errors.SpecError` (``FILE:LINE: item: message``) if a guard
         or action the spec uses is bound to nothing or to a callable that cannot take
-        its call.  Without a registry, guards and actions are model attributes."""
+        its call.  Without a registry, guards and actions are model attributes.
+        ``subject(model)`` is what the registry's callables receive (default: the
+        model)."""
         self.spec = spec
         self.registry = registry
+        self.subject = subject
         if registry is not None:
-            problems = registry.check(spec, kinds=("guard", "action"))
+            problems = registry.check(spec, kinds=("guard", "action"), unused=False)
             if problems:
                 raise SpecError(problems)
         self.states: Mapping[str, StateSpec] = spec.states
@@ -75,8 +118,8 @@ class SpecMachine:
             states=[
                 State(
                     name,
-                    on_enter=[CALLBACKS["on_enter"], *self._callbacks("action", state.on_enter)],
-                    on_exit=[CALLBACKS["on_exit"], *self._callbacks("action", state.on_exit)],
+                    on_enter=[_HOOKS["on_enter"], *self._callbacks("action", state.on_enter)],
+                    on_exit=[_HOOKS["on_exit"], *self._callbacks("action", state.on_exit)],
                     final=state.final,
                 )
                 for name, state in spec.states.items()
@@ -89,7 +132,7 @@ class SpecMachine:
                     "conditions": self._callbacks("guard", t.conditions),
                     "unless": self._callbacks("guard", t.unless),
                     "before": [
-                        *([CALLBACKS["reset_failures"]] if t.reset_failures else []),
+                        *([_HOOKS["reset_failures"]] if t.reset_failures else []),
                         *self._callbacks("action", t.before),
                     ],
                     "after": self._callbacks("action", t.after),
@@ -99,7 +142,7 @@ class SpecMachine:
             initial=spec.initial,
             send_event=True,
             auto_transitions=False,
-            after_state_change=CALLBACKS["after_state_change"],
+            after_state_change=_HOOKS["after_state_change"],
         )
         self._events = self.machine.events
 
@@ -130,17 +173,26 @@ class SpecMachine:
                 continue
             declaration = known.get(kind, name)
             args = declaration.args if declaration is not None else ()
-            callbacks.append(_bound(registry.lookup(kind, name), args))
+            callbacks.append(_bound(registry.lookup(kind, name), args, self.subject))
         return callbacks
 
 
-def _bound(func: Callable[..., Any], args: tuple[str, ...]) -> Callable[[Any], Any]:
-    """A Machine callback (``send_event``) calling ``func(model, **args)``; each arg
+def _bound(
+    func: Callable[..., Any], args: tuple[str, ...], subject: Callable[[Any], Any] | None
+) -> Callable[[Any], Any]:
+    """A Machine callback (``send_event``) calling ``func(subject, **args)``; each arg
     is taken from the event data by name (None if the event has none)."""
+    if subject is None:
 
-    def callback(event_data: Any) -> Any:
-        kwargs = event_data.kwargs
-        return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})
+        def callback(event_data: Any) -> Any:
+            kwargs = event_data.kwargs
+            return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})
+
+    else:
+
+        def callback(event_data: Any) -> Any:
+            kwargs = event_data.kwargs
+            return func(subject(event_data.model), **{arg: kwargs.get(arg) for arg in args})
 
     callback.__name__ = getattr(func, "__name__", "callback")
     return callback
