@@ -458,13 +458,94 @@ def test_covering_paths_take_every_edge(name: str) -> None:
     assert taken == {(source, id(row)) for source, row in spec.edges()}
     for path in paths:
         assert path.states[0] == spec.initial
-        state = spec.initial
-        for step, (source, row) in zip(path.steps, path.edges, strict=True):
-            assert source == state
+        assert len(path.states) == len(path.steps) + 1 == len(path.outcomes) + 1
+        state, edges = spec.initial, iter(path.edges)
+        for step, outcome, after in zip(path.steps, path.outcomes, path.states[1:], strict=True):
             expected = expect(spec, state, step)
-            assert (expected.outcome, expected.row) == ("taken", row)  # the guard picks it
-            state = row.dest
+            assert expected.outcome == outcome  # the guard values pick it
+            if outcome == "taken":
+                assert (state, expected.row) == next(edges)
+            assert expected.dest == after
+            state = after
+        assert next(edges, None) is None
     assert covering_paths(spec) == paths  # deterministic
+
+
+@pytest.mark.parametrize("name", [*sorted(MACHINES), "connection"])
+def test_covering_paths_probe_every_refusal_ignore_and_blocking_guard(name: str) -> None:
+    spec = Spec.default() if name == "connection" else spec_of(name)
+    probed = {
+        (state, step.trigger, outcome)
+        for path in covering_paths(spec)
+        for state, step, outcome in zip(path.states, path.steps, path.outcomes, strict=False)
+        if outcome != "taken"
+    }
+    for state in spec.states:
+        for trigger in spec.triggers:
+            rows = spec.rows(state, trigger)
+            if trigger in spec.states[state].ignore:
+                assert (state, trigger, "ignored") in probed
+            elif not rows:
+                assert (state, trigger, "refused") in probed
+    assert covering_paths(spec, probes=False) == covering_paths(spec, probes=False)
+    assert all(set(path.outcomes) == {"taken"} for path in covering_paths(spec, probes=False))
+
+
+def test_covering_paths_probe_a_guard_that_blocks_with_no_other_row() -> None:
+    spec = Spec.from_yaml(
+        "initial: A\nguards: {ready: {args: [level]}}\n"
+        "states: {A: {}, B: {final: true}}\n"
+        "transitions:\n  - {trigger: go, source: A, dest: B, conditions: [ready]}\n"
+    )
+    (path,) = covering_paths(spec, guards={"ready": lambda level: level >= 3})
+    assert [(repr(s), o) for s, o in zip(path.steps, path.outcomes, strict=True)] == [
+        ("go(level=0)", "blocked"),
+        ("go(level=3)", "taken"),
+        ("go(level=0)", "refused"),
+    ]
+    assert path.states == ("A", "A", "B", "B")
+
+
+def test_covering_paths_fill_in_declared_arguments_from_guard_oracles() -> None:
+    spec = spec_of("order_control")
+    oracle = {"payments_enough": lambda amount: amount >= 5}
+    steps = [
+        repr(step)
+        for path in covering_paths(spec, guards=oracle, args={"amount": [1, 5]})
+        for step in path.steps
+        if step.trigger in {"receive_payment", "add_to_order"}
+    ]
+    assert "receive_payment(amount=5)" in steps  # enough: on to PROCESSING
+    assert "receive_payment(amount=1)" in steps  # not enough: stays
+    assert not any("payments_enough=" in step for step in steps)
+    assert "add_to_order(amount=1)" in steps  # actions' arguments are filled in too
+
+    # Those steps drive an implementation whose guard reads the argument.
+    def enough(amount: int = 0, **data: Any) -> bool:
+        return amount >= 5
+
+    rows = copy.deepcopy(ORDER)
+    rows[1]["conditions"], rows[2]["unless"] = [enough], [enough]
+    make = factory(ORDER_STATES, rows, "WAITING_FOR_PAYMENT")
+    for path in covering_paths(spec, guards=oracle, args={"amount": [1, 5]}):
+        assert run_steps(spec, make(), path.steps, oracle) == list(path.states)
+
+
+def test_run_steps_names_a_missing_argument_in_one_line() -> None:
+    from fsm_live.testing.harness import MissingEventData
+
+    states, rows, initial = MACHINES["order_control"]
+    with pytest.raises(MissingEventData) as caught:
+        run_steps(
+            spec_of("order_control"),
+            factory(states, rows, initial)(),
+            [Step("receive_payment", {"payments_enough": True})],
+            guards={"payments_enough": lambda amount: amount >= 5},
+        )
+    assert str(caught.value) == (
+        "step receive_payment(payments_enough=True) has no value for 'amount', which "
+        "guard 'payments_enough' takes (covering_paths(spec, guards=...) fills it in)"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MACHINES))
@@ -497,7 +578,12 @@ def test_covering_paths_of_a_spec_without_edges() -> None:
 def test_covering_path_ids_read_as_triggers() -> None:
     (first, *_) = covering_paths(spec_of("order_control"))
     assert str(first) == "add_to_order-receive_payment-process_order-ship_order"
-    assert repr(first.steps[1]) == "receive_payment(payments_enough=True)"
+    taken = [
+        step
+        for step, outcome in zip(first.steps, first.outcomes, strict=True)
+        if outcome == "taken"
+    ]
+    assert repr(taken[1]) == "receive_payment(amount=0, payments_enough=True)"
 
 
 def test_spec_state_machine_on_a_spec_whose_only_state_is_final() -> None:

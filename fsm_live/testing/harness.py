@@ -57,6 +57,7 @@ __all__ = (
     "Adapter",
     "Expected",
     "Mismatch",
+    "MissingEventData",
     "Step",
     "check_implementation",
     "expect",
@@ -121,12 +122,21 @@ class Mismatch(FsmLiveError, AssertionError):
     An ``AssertionError``, so test runners report it as a failed check."""
 
 
+class MissingEventData(FsmLiveError, KeyError):
+    """A step lacks a value the spec needs to say what it does: a free guard's
+    value, or an argument a guard oracle takes.  The message is one line."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def expect(
     spec: Spec, state: str, step: Step, guards: Mapping[str, GuardOracle] | None = None
 ) -> Expected:
     """The spec's answer to ``step`` in ``state`` (rows in table order, first passing wins).
 
-    Raises ``KeyError`` naming a free guard missing from the step's data.
+    Raises :class:`MissingEventData` naming a free guard's value or a guard
+    oracle's argument missing from the step's data.
     """
     if step.trigger in spec.states[state].ignore:
         return Expected("ignored", state)
@@ -147,10 +157,19 @@ def _guard_value(spec: Spec, name: str, step: Step, guards: Mapping[str, GuardOr
     oracle = guards.get(name)
     if oracle is None:
         if name not in step.data:
-            raise KeyError(f"free guard {name!r} has no value in the data of {step!r}")
+            raise MissingEventData(
+                f"step {step!r} has no value for the free guard {name!r} (give it in the "
+                f"step's data, or an oracle in guards=...)"
+            )
         return bool(step.data[name])
     declaration = spec.known.get("guard", name)
     args = declaration.args if declaration is not None else ()
+    missing = [arg for arg in args if arg not in step.data]
+    if missing:
+        raise MissingEventData(
+            f"step {step!r} has no value for {missing[0]!r}, which guard {name!r} takes "
+            f"(covering_paths(spec, guards=...) fills it in)"
+        )
     return bool(oracle(**{arg: step.data[arg] for arg in args}))
 
 
@@ -333,7 +352,7 @@ def _without_needless_steps(
             run_steps(spec, make(), candidate, guards)
         except Mismatch:
             return True
-        except KeyError:  # a free guard lost its value with the step that drew it
+        except MissingEventData:  # a free guard lost its value with the step that drew it
             return False
         return False
 
