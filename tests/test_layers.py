@@ -24,7 +24,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "errors": frozenset(),
     "spec": frozenset({"errors"}),
     "core": frozenset({"errors", "spec"}),
-    "diagram": frozenset({"errors", "spec"}),
+    # diagnostics: a trace's rows are read as `fsm-live verify` reads them.
+    "diagram": frozenset({"errors", "spec", "diagnostics"}),
     "credentials": frozenset({"errors"}),
     "transport": frozenset({"errors"}),
     "config": frozenset({"errors", "core"}),

@@ -456,12 +456,25 @@ def test_diagram_with_trace_counts(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_diagram_bad_trace_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "T.jsonl"
-    trace.write_text('{"from": "A", "to": "B", "trigger": "go"}\nnot json\n')
+    good = '{"t": 0, "from": "CLOSED", "to": "LISTEN", "trigger": "passive_open", "reason": ""}'
+    trace.write_text(f"{good}\nnot json\n")
     code, out, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", trace)
     assert code == 1
     assert out == ""
     assert err.count("\n") == 1
     assert f"{trace}:2: not JSON" in err
+    # A row `fsm-live verify` refuses is refused the same way, in the same words.
+    trace.write_text('{"from": "CLOSED", "to": "LISTEN", "trigger": "passive_open"}\n')
+    code, out, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", trace)
+    assert code == 1
+    assert err == (
+        f"fsm-live diagram: {trace}:1: a transition record needs the keys t, from, to, "
+        "trigger, reason (missing t, reason)\n"
+    )
+    code, _, verified = run(capsys, "verify", EXAMPLES / "tcp.yaml", trace)
+    assert verified == f"{trace}:1: a transition record needs the keys t, from, to, " + (
+        "trigger, reason (missing t, reason)\n"
+    )
     code, _, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", tmp_path / "none")
     assert code == 1
     assert "cannot read" in err

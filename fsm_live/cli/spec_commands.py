@@ -14,10 +14,10 @@ from fsm_live.diagram import (
     GraphvizFailed,
     GraphvizMissing,
     TraceUnreadable,
+    read_trace_counts,
     to_dot,
     to_mermaid,
     to_svg,
-    trace_counts,
 )
 from fsm_live.errors import SpecError
 from fsm_live.spec import Registry, Spec
@@ -140,7 +140,14 @@ def add_diagram(subparsers: Subparsers) -> None:
         metavar="FILE",
         default=None,
         help="JSONL trace file(s): label each edge with the times it was "
-        "taken (hot edges heavier in DOT and SVG)",
+        "taken (hot edges heavier in DOT and SVG); rows that are no edge of the "
+        "spec are warned about",
+    )
+    parser.add_argument(
+        "--current",
+        metavar="STATE",
+        default=None,
+        help="highlight STATE (e.g. where a machine is now)",
     )
     parser.add_argument(
         "--graphviz-timeout",
@@ -156,18 +163,35 @@ def _run_diagram(args: argparse.Namespace, out: Output) -> int:
     spec = _load(args.spec, out)
     if spec is None:
         return 1
-    try:
-        counts = None if args.trace is None else trace_counts(args.trace)
-    except TraceUnreadable as exc:
-        out.problem(f"{PROG} diagram: {exc}")
+    if args.current is not None and args.current not in spec.states:
+        out.problem(
+            f"{PROG} diagram: --current {args.current}: no such state in {args.spec} "
+            f"(states: {', '.join(spec.states)})"
+        )
         return 1
+    counts = None
+    if args.trace is not None:
+        try:
+            read = read_trace_counts(spec, args.trace)
+        except TraceUnreadable as exc:
+            out.problem(f"{PROG} diagram: {exc}")
+            return 1
+        counts = read.counts
+        for stray in read.strays:
+            out.problem(f"{PROG} diagram: warning: {stray}")
     try:
         if args.format == "svg":
-            text = to_svg(spec, notes=args.notes, counts=counts, timeout=args.graphviz_timeout)
+            text = to_svg(
+                spec,
+                notes=args.notes,
+                counts=counts,
+                current=args.current,
+                timeout=args.graphviz_timeout,
+            )
         elif args.format == "dot":
-            text = to_dot(spec, notes=args.notes, counts=counts)
+            text = to_dot(spec, notes=args.notes, counts=counts, current=args.current)
         else:
-            text = to_mermaid(spec, notes=args.notes, counts=counts)
+            text = to_mermaid(spec, notes=args.notes, counts=counts, current=args.current)
     except (GraphvizMissing, GraphvizFailed) as exc:
         out.problem(f"{PROG} diagram: {exc}")
         return 1
