@@ -244,6 +244,9 @@ class SpecRun:
         self._entered = True  # tasks and timers once the entry and after actions ran
 
     def _on_transition(self, event_data: Any) -> None:
+        if self._entered:
+            self._entered = False
+            self._enter()
         transition = event_data.transition
         self._effects.append(
             Emit(
@@ -256,9 +259,6 @@ class SpecRun:
                 )
             )
         )
-        if self._entered:
-            self._entered = False
-            self._enter()
 
 
 class _Step:
