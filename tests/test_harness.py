@@ -49,6 +49,16 @@ def guard(name: str) -> Callable[..., bool]:
     return check
 
 
+def action(name: str) -> Callable[..., None]:
+    """A callback named as the spec's action (the adapters log callbacks by name)."""
+
+    def run(**data: Any) -> None:
+        return None
+
+    run.__name__ = name
+    return run
+
+
 def factory(
     states: list[Any], rows: list[Row], initial: str, **options: Any
 ) -> Callable[[], TransitionsAdapter]:
@@ -94,18 +104,25 @@ ORDER_STATES = [
     {"name": "COMPLETED", "final": True},
 ]
 ORDER: list[Row] = [
-    {"trigger": "add_to_order", "source": "WAITING_FOR_PAYMENT", "dest": None},
+    {
+        "trigger": "add_to_order",
+        "source": "WAITING_FOR_PAYMENT",
+        "dest": None,
+        "before": [action("record_item")],
+    },
     {
         "trigger": "receive_payment",
         "source": "WAITING_FOR_PAYMENT",
         "dest": "PROCESSING",
         "conditions": [guard("payments_enough")],
+        "before": [action("record_payment")],
     },
     {
         "trigger": "receive_payment",
         "source": "WAITING_FOR_PAYMENT",
         "dest": None,
         "unless": [guard("payments_enough")],
+        "before": [action("record_payment")],
     },
     {"trigger": "process_order", "source": "PROCESSING", "dest": "SHIPPING"},
     {"trigger": "ship_order", "source": "SHIPPING", "dest": "COMPLETED"},
@@ -222,8 +239,12 @@ def test_wrong_destination_is_caught() -> None:
         row(rows, "rcv_fin", "FIN_WAIT_2")["dest"] = "CLOSED"
 
     report = planted("tcp", bug)
-    assert "the spec takes transitions.13, line" in report
-    assert "(FIN_WAIT_2 -> TIME_WAIT) for rcv_fin; the implementation is in CLOSED" in report
+    assert "the spec takes transitions.13 (FIN_WAIT_2 -> TIME_WAIT) for rcv_fin, at " in report
+    assert report.endswith(f"{EXAMPLES / 'tcp.yaml'}:63; the implementation is in CLOSED")
+    # Shrunk: the shortest way into FIN_WAIT_2, then the step.
+    assert report.startswith(
+        "after [active_open, rcv_syn_ack, close, rcv_ack_of_fin]: "
+    ) or report.startswith("after [passive_open, rcv_syn, close, rcv_ack_of_fin]: "), report
 
 
 def test_swapped_guards_are_caught() -> None:
@@ -236,7 +257,7 @@ def test_swapped_guards_are_caught() -> None:
         first.pop("conditions")
 
     report = planted("order_control", bug)
-    assert "receive_payment(payments_enough=" in report
+    assert "for receive_payment(amount=0, payments_enough=" in report
 
 
 def test_dropped_guard_is_caught() -> None:
@@ -254,7 +275,8 @@ def test_silently_ignored_trigger_is_caught() -> None:
         row(rows, "goaway", "READY")["dest"] = None  # accepted, does nothing
 
     report = planted("grpc_connectivity", bug)
-    assert "(READY -> IDLE) for goaway; the implementation is in READY" in report
+    assert "(READY -> IDLE) for goaway, at " in report
+    assert report.endswith("grpc_connectivity.yaml:39; the implementation is in READY")
 
 
 def test_refused_trigger_accepted_silently_is_caught() -> None:
@@ -293,9 +315,8 @@ def test_state_changed_behind_the_machines_back_is_caught() -> None:
 
     with pytest.raises(Mismatch) as caught:
         check_implementation(spec_of("tcp"), make, settings=QUICK)
-    assert "(ESTABLISHED -> CLOSE_WAIT) for rcv_fin; the implementation is in LAST_ACK" in str(
-        caught.value
-    )
+    assert "(ESTABLISHED -> CLOSE_WAIT) for rcv_fin, at " in str(caught.value)
+    assert str(caught.value).endswith("; the implementation is in LAST_ACK")
 
 
 def test_extra_edge_is_caught() -> None:
@@ -304,8 +325,9 @@ def test_extra_edge_is_caught() -> None:
 
     report = planted("grpc_connectivity", bug)
     assert report == (
-        "after []: the spec refuses connected in IDLE (no row leaves it on that "
-        "trigger); the implementation accepted it and is in READY"
+        "after []: the spec refuses connected in IDLE (no row leaves it on that trigger; "
+        f"states.IDLE, at {EXAMPLES / 'grpc_connectivity.yaml'}:16); the implementation "
+        "accepted it and is in READY"
     )
 
 
@@ -328,7 +350,7 @@ def test_non_absorbing_final_state_is_caught() -> None:
         row(rows, "shutdown", "IDLE")["source"] = "*"
 
     report = planted("grpc_connectivity", bug)
-    assert "the spec refuses shutdown in SHUTDOWN (a final state absorbs every trigger)" in report
+    assert "the spec refuses shutdown in SHUTDOWN (a final state absorbs every trigger; " in report
 
 
 # -- the harness itself ----------------------------------------------------------------------------
@@ -421,15 +443,21 @@ def test_python_statemachine_order_control() -> None:
         shipping = State()
         completed = State(final=True)
 
-        add_to_order = waiting_for_payment.to.itself(internal=True)
+        add_to_order = waiting_for_payment.to.itself(internal=True, before="record_item")
         receive_payment = waiting_for_payment.to(
-            processing, cond="payments_enough"
-        ) | waiting_for_payment.to.itself(internal=True, unless="payments_enough")
+            processing, cond="payments_enough", before="record_payment"
+        ) | waiting_for_payment.to.itself(
+            internal=True, unless="payments_enough", before="record_payment"
+        )
         process_order = processing.to(shipping)
         ship_order = shipping.to(completed)
 
         def payments_enough(self, payments_enough: bool = False, **data: Any) -> bool:
             return payments_enough
+
+        def record_item(self, amount: int = 0) -> None: ...
+
+        def record_payment(self, amount: int = 0) -> None: ...
 
     spec = spec_of("order_control")
     check_implementation(

@@ -2,7 +2,9 @@
 
 :func:`check_implementation` drives an implementation (through a small
 :class:`Adapter`: fire a trigger with event data, read the state) and the spec
-side by side with Hypothesis-generated walks, and checks after every step:
+side by side, first along :func:`~fsm_live.testing.covering_paths` (every edge,
+every refused and ignored trigger, every guard that can block), then along
+Hypothesis-generated walks, and checks after every step:
 
 * the implementation is in the state the spec says;
 * where the spec refuses the trigger (no row from this state, not ignored;
@@ -14,44 +16,63 @@ side by side with Hypothesis-generated walks, and checks after every step:
   stays;
 * where the state ignores the trigger, the implementation accepts it and
   nothing changed;
-* final states absorb (they refuse every trigger).
+* final states absorb (they refuse every trigger);
+
+and, where the adapter reports them (the ready-made adapters do):
+
+* **actions**: the actions the step ran, in order, are the spec's: the row's
+  ``before``, the source's ``on_exit``, the destination's ``on_enter``, the row's
+  ``after`` (an internal row: ``before`` and ``after``; nothing for a refused,
+  ignored or blocked trigger): an action run twice, or missing, is a mismatch;
+* **timers** (on a :class:`~fsm_live.testing.clock.VirtualClock`): the timers
+  armed are exactly those of the current state that have not expired: a timer
+  left armed after its state, or never armed, is a mismatch; with a
+  ``registry``, each is armed for ``timer(subject)`` seconds.  Walks let timers
+  expire (``idle_timeout elapses``): the implementation's timer must fire the
+  trigger the spec says, the first of the timer's triggers that takes a row;
+* **tasks**: those running are the current state's;
+* **the user's object**: with ``model`` (a factory of a fresh object of yours)
+  and a ``registry``, the spec itself runs on such an object with the registry's
+  actions (:class:`~fsm_live.runner.SpecRun`) beside the implementation, and
+  ``observe(obj)`` of both must agree after every step (default: the model
+  object's attributes): a side effect done twice is a mismatch.
 
 Guards.  A guard the caller gives an oracle for (``guards={"payments_enough":
 func}``) is evaluated as ``func(**args)`` with the arguments the spec declares
-for it, taken from the event data.  Every other guard is *free*: the harness
-draws its value and passes it in the event data under the guard's own name
-(``give_up(exhausted=True)``), so the implementation's guard must read it from
-there.  Declared arguments are drawn from ``args`` strategies (default: small
-integers).
+for it, taken from the event data.  With a ``registry``, every guard it binds
+(and ``guards`` does not name) is evaluated on the implementation's own object
+(the adapter's ``subject``), before the step, as ``func(subject, **args)``: the
+implementation's real guard runs on its real data.  Every other guard is
+*free*: the harness draws its value and passes it in the event data under the
+guard's own name (``give_up(exhausted=True)``), so the implementation's guard
+must read it from there.  Declared arguments are drawn from ``args``
+strategies (default: small integers).
 
-A walk is a list of :class:`Step`; a failure raises :class:`Mismatch`, whose
-message starts with the triggers that led there, and Hypothesis shrinks the
-walk, so a report reads::
+A failure is always one :class:`Mismatch`, its walk shrunk by Hypothesis and
+then stripped of every step it does not need (several distinct failures in
+one run: the shortest), naming the spec's file, row and line::
 
-    Mismatch: after [start, opened, lost]: the spec refuses 'opened' in
-    RECONNECTING; the implementation accepted it and is in CONNECTED
+    Mismatch: after [passive_open, rcv_syn]: the implementation refused rcv_rst in
+    SYN_RECEIVED; the spec takes transitions.8 (SYN_RECEIVED -> LISTEN) for
+    rcv_rst, at specs/examples/tcp.yaml:58
 
 Walks favour triggers the current state accepts (three times in four; the
-fourth, one it refuses), so deep states are reached in few examples.  A spec
-without triggers (a single final state, say) is checked for its initial state
-only.
-
-Adapters for ``transitions`` and python-statemachine are in
-:mod:`fsm_live.testing.adapters`.
+fourth, one it refuses), so deep states are reached in few examples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from fsm_live.errors import FsmLiveError
-from fsm_live.spec import Spec, TransitionSpec
+from fsm_live.errors import FsmLiveError, TransitionRefused
+from fsm_live.spec import Registry, Spec, TransitionSpec
 
 __all__ = (
     "Adapter",
@@ -72,7 +93,15 @@ GuardOracle = Callable[..., bool]
 
 
 class Adapter(Protocol):
-    """An implementation under test, as the harness sees it."""
+    """An implementation under test, as the harness sees it.
+
+    Two methods are required.  The harness also uses, when present: ``subject``
+    (the implementation's object, for a registry's guard oracles and ``model``
+    comparisons), ``observe(action_names)`` then ``actions()`` (the spec's
+    actions run since the last call, in order), ``timers()`` (armed timers:
+    name -> seconds left) with ``advance(seconds)``, and ``tasks()`` (names of
+    the tasks running).  A method returning None reports nothing.
+    """
 
     def fire(self, trigger: str, data: Mapping[str, Any]) -> bool:
         """Fire ``trigger`` with ``data`` (keyword event data).
@@ -89,12 +118,17 @@ class Adapter(Protocol):
 
 @attrs.frozen
 class Step:
-    """One trigger of a walk, with its event data; reads as ``give_up(exhausted=True)``."""
+    """One step of a walk: a trigger with its event data, read as
+    ``give_up(exhausted=True)``; or, with ``elapse``, the timer named ``trigger``
+    left to expire, read as ``idle_timeout elapses``."""
 
     trigger: str
     data: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    elapse: bool = False
 
     def __repr__(self) -> str:
+        if self.elapse:
+            return f"{self.trigger} elapses"
         if not self.data:
             return self.trigger
         args = ", ".join(f"{key}={value!r}" for key, value in self.data.items())
@@ -107,19 +141,27 @@ class Expected:
 
     ``outcome``: ``taken`` (``row`` is taken, to ``dest``), ``blocked`` (rows
     exist but no row's guards pass: accepted, no change), ``ignored`` (the state
-    ignores the trigger) or ``refused``.  ``guards`` are the guard values used.
+    ignores the trigger) or ``refused``.  ``guards`` are the guard values used;
+    ``trigger`` the trigger that decided (a timer's: the one it fired).
     """
 
     outcome: Literal["taken", "blocked", "ignored", "refused"]
     dest: str
     row: TransitionSpec | None = None
     guards: Mapping[str, bool] = attrs.field(factory=dict, hash=False)
+    trigger: str = ""
 
 
 class Mismatch(FsmLiveError, AssertionError):
-    """The implementation and the spec disagree; the message names the walk so far.
+    """The implementation and the spec disagree; the message names the walk so far,
+    and the spec's file, row and line.  ``walk`` holds the steps, the failing one
+    last.
 
     An ``AssertionError``, so test runners report it as a failed check."""
+
+    def __init__(self, message: str, walk: Sequence[Step] = ()) -> None:
+        super().__init__(message)
+        self.walk = tuple(walk)
 
 
 class MissingEventData(FsmLiveError, KeyError):
@@ -130,73 +172,202 @@ class MissingEventData(FsmLiveError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+@attrs.frozen
+class _Oracles:
+    """How each guard's value is found: an oracle of ``guards``, the registry's guard
+    on the subject, or (free) the step's data."""
+
+    spec: Spec
+    guards: Mapping[str, GuardOracle] = attrs.field(factory=dict, hash=False)
+    registry: Registry | None = None
+
+    def on_subject(self, name: str) -> bool:
+        return (
+            name not in self.guards
+            and self.registry is not None
+            and ("guard", name) in self.registry
+        )
+
+    def free(self, name: str) -> bool:
+        return name not in self.guards and not self.on_subject(name)
+
+    def value(self, name: str, step: Step, subject: Any) -> bool:
+        declaration = self.spec.known.get("guard", name)
+        args = declaration.args if declaration is not None else ()
+        if self.free(name):
+            if name not in step.data:
+                raise MissingEventData(
+                    f"step {step!r} has no value for the free guard {name!r} (give it in "
+                    f"the step's data, or an oracle in guards=...)"
+                )
+            return bool(step.data[name])
+        missing = [arg for arg in args if arg not in step.data]
+        if missing and not step.elapse:
+            raise MissingEventData(
+                f"step {step!r} has no value for {missing[0]!r}, which guard {name!r} takes "
+                f"(covering_paths(spec, guards=...) fills it in)"
+            )
+        values = {arg: step.data.get(arg) for arg in args}
+        if name in self.guards:
+            return bool(self.guards[name](**values))
+        assert self.registry is not None
+        return bool(self.registry.lookup("guard", name)(subject, **values))
+
+
 def expect(
-    spec: Spec, state: str, step: Step, guards: Mapping[str, GuardOracle] | None = None
+    spec: Spec,
+    state: str,
+    step: Step,
+    guards: Mapping[str, GuardOracle] | None = None,
+    *,
+    registry: Registry | None = None,
+    subject: Any = None,
 ) -> Expected:
     """The spec's answer to ``step`` in ``state`` (rows in table order, first passing wins).
 
-    Raises :class:`MissingEventData` naming a free guard's value or a guard
-    oracle's argument missing from the step's data.
+    Guards are valued as the module docstring says (``registry`` guards on
+    ``subject``).  A timer's expiry (``step.elapse``) fires the timer's triggers
+    in order until one takes a row.  Raises :class:`MissingEventData` naming a
+    free guard's value or a guard oracle's argument missing from the step's data.
     """
+    oracles = _Oracles(spec, guards or {}, registry)
+    if step.elapse:
+        timer = next(t for t in spec.states[state].timers if t.name == step.trigger)
+        for trigger in timer.triggers:
+            found = _expect(spec, state, Step(trigger, step.data, True), oracles, subject)
+            if found.outcome == "taken":
+                return found
+        return Expected("blocked", state, trigger=step.trigger)
+    return _expect(spec, state, step, oracles, subject)
+
+
+def _expect(spec: Spec, state: str, step: Step, oracles: _Oracles, subject: Any) -> Expected:
     if step.trigger in spec.states[state].ignore:
-        return Expected("ignored", state)
+        return Expected("ignored", state, trigger=step.trigger)
     rows = spec.rows(state, step.trigger)
     if not rows:
-        return Expected("refused", state)
+        return Expected("refused", state, trigger=step.trigger)
     values: dict[str, bool] = {}
     for row in rows:
         for name in row.guards:
             if name not in values:
-                values[name] = _guard_value(spec, name, step, guards or {})
+                values[name] = oracles.value(name, step, subject)
         if all(values[c] for c in row.conditions) and not any(values[u] for u in row.unless):
-            return Expected("taken", row.dest, row, values)
-    return Expected("blocked", state, None, values)
+            return Expected("taken", row.dest, row, values, step.trigger)
+    return Expected("blocked", state, None, values, step.trigger)
 
 
-def _guard_value(spec: Spec, name: str, step: Step, guards: Mapping[str, GuardOracle]) -> bool:
-    oracle = guards.get(name)
-    if oracle is None:
-        if name not in step.data:
-            raise MissingEventData(
-                f"step {step!r} has no value for the free guard {name!r} (give it in the "
-                f"step's data, or an oracle in guards=...)"
+# -- running steps ------------------------------------------------------------------------------
+
+
+class _Walk:
+    """An implementation and the spec, stepped side by side (see :func:`run_steps`)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        adapter: Adapter,
+        oracles: _Oracles,
+        model: Callable[[], Any] | None,
+        observe: Callable[[Any], Any] | None,
+    ) -> None:
+        self.spec = spec
+        self.adapter = adapter
+        self.oracles = oracles
+        self.done: list[Step] = []
+        self.subject = getattr(adapter, "subject", None)
+        actions = spec.known.names("action")
+        observe_actions = getattr(adapter, "observe", None)
+        if observe_actions is not None:
+            observe_actions(actions)
+        self.state = adapter.state()
+        if self.state != spec.initial:
+            raise self.fail(
+                f"the spec starts in {spec.initial}; the implementation is in {self.state}"
+                f" ({self.where_state(spec.initial)})"
             )
-        return bool(step.data[name])
-    declaration = spec.known.get("guard", name)
-    args = declaration.args if declaration is not None else ()
-    missing = [arg for arg in args if arg not in step.data]
-    if missing:
-        raise MissingEventData(
-            f"step {step!r} has no value for {missing[0]!r}, which guard {name!r} takes "
-            f"(covering_paths(spec, guards=...) fills it in)"
+        self._actions()  # what construction ran is not compared (libraries differ)
+        self.armed = {t.name for t in spec.states[self.state].timers}
+        self.reference = self._reference(model)
+        self.observe = observe
+        #: True when the adapter reports its timers: walks may let them expire.
+        self.clocked = self._timers() is not None
+        self.check_timers(entered=True)
+        self.check_tasks()
+        self.check_model()
+
+    # -- the reference run of the spec on the user's object --------------------------------
+
+    def _reference(self, model: Callable[[], Any] | None) -> Any:
+        if model is None:
+            return None
+        registry = self.oracles.registry
+        if registry is None:
+            raise TypeError("check_implementation(model=...) needs the registry= to run")
+        from fsm_live.runner import SpecRun, run_machine
+
+        run = SpecRun(run_machine(self.spec, registry), model())
+        run.start(0.0)
+        return run
+
+    # -- messages -------------------------------------------------------------------------
+
+    def fail(self, message: str, step: Step | None = None) -> Mismatch:
+        walk = [*self.done, step] if step is not None else self.done
+        return Mismatch(f"after {list(self.done)!r}: {message}", walk)
+
+    def where_state(self, state: str) -> str:
+        line = self.spec.states[state].line
+        return f"states.{state}, at {self.spec.source}:{line}" if line else f"states.{state}"
+
+    def where_row(self, row: TransitionSpec) -> str:
+        return f"at {self.spec.source}:{row.line}" if row.line else f"in {self.spec.source}"
+
+    def describe(self, expected: Expected, state: str, step: Step) -> str:
+        values = ", ".join(f"{name}={value}" for name, value in expected.guards.items())
+        with_guards = f" with {values}" if values else ""
+        what = repr(step)
+        if expected.outcome == "ignored":
+            return f"ignores {what} in {state} (nothing changes; {self.where_state(state)})"
+        if expected.outcome == "blocked":
+            return (
+                f"takes no row for {what} from {state}{with_guards} (nothing changes; "
+                f"{self.where_state(state)})"
+            )
+        row = expected.row
+        assert row is not None
+        dest = state if row.internal else row.dest
+        fired = f" (it fires {expected.trigger})" if step.elapse else ""
+        return (
+            f"takes {row.item} ({state} -> {dest}{row.guard_label}) for {what}{fired}"
+            f"{with_guards}, {self.where_row(row)}"
         )
-    return bool(oracle(**{arg: step.data[arg] for arg in args}))
 
+    # -- one step ---------------------------------------------------------------------------
 
-def run_steps(
-    spec: Spec,
-    adapter: Adapter,
-    steps: Sequence[Step],
-    guards: Mapping[str, GuardOracle] | None = None,
-) -> list[str]:
-    """Fire ``steps`` on ``adapter``, checking each against the spec; the states visited.
+    def step(self, step: Step) -> str:
+        try:
+            return self._step(step)
+        except Mismatch as exc:
+            if not exc.walk or exc.walk[-1] is not step:
+                exc.walk = (*self.done, step)
+            raise
 
-    Raises :class:`Mismatch` at the first disagreement (see the module docstring).
-    """
-    done: list[Step] = []
-
-    def fail(message: str) -> Mismatch:
-        return Mismatch(f"after {list(done)!r}: {message}")
-
-    state = adapter.state()
-    if state != spec.initial:
-        raise fail(f"the spec starts in {spec.initial}; the implementation is in {state}")
-    visited = [state]
-    for step in steps:
-        expected = expect(spec, state, step, guards)
-        accepted = adapter.fire(step.trigger, step.data)
+    def _step(self, step: Step) -> str:
+        spec, adapter, state = self.spec, self.adapter, self.state
+        if step.elapse:
+            expected = self._expect_elapse(step)
+            accepted = self._elapse(step)
+        else:
+            expected = _expect(spec, state, step, self.oracles, self.subject)
+            try:
+                accepted = adapter.fire(step.trigger, step.data)
+            except Exception as exc:
+                raise self.fail(
+                    f"the implementation raised {type(exc).__name__}: {exc} on {step!r} in "
+                    f"{state}; the spec {self.describe(expected, state, step)}"
+                ) from exc
         now = adapter.state()
-        trigger = repr(step)
         if expected.outcome == "refused":
             why = (
                 "a final state absorbs every trigger"
@@ -204,58 +375,230 @@ def run_steps(
                 else "no row leaves it on that trigger"
             )
             if accepted:
-                raise fail(
-                    f"the spec refuses {trigger} in {state} ({why}); the implementation "
-                    f"accepted it and is in {now}"
+                raise self.fail(
+                    f"the spec refuses {step!r} in {state} ({why}; {self.where_state(state)}); "
+                    f"the implementation accepted it and is in {now}"
                 )
             if now != state:
-                raise fail(
-                    f"the implementation refused {trigger} in {state} but its state "
+                raise self.fail(
+                    f"the implementation refused {step!r} in {state} but its state "
                     f"changed to {now}"
                 )
         elif not accepted:
-            raise fail(
-                f"the implementation refused {trigger} in {state}; the spec "
-                f"{_describe(expected, state, trigger)}"
+            raise self.fail(
+                f"the implementation refused {step!r} in {state}; the spec "
+                f"{self.describe(expected, state, step)}"
             )
         elif now != expected.dest:
-            raise fail(
-                f"the spec {_describe(expected, state, trigger)}; the implementation is in {now}"
+            raise self.fail(
+                f"the spec {self.describe(expected, state, step)}; the implementation is in {now}"
             )
-        done.append(step)
-        state = now
-        visited.append(state)
+        self.check_actions(expected, state, step)
+        entered = expected.outcome == "taken" and not (
+            expected.row is not None and expected.row.internal
+        )
+        if step.elapse:
+            self.armed.discard(step.trigger)
+        if entered:
+            self.armed = {t.name for t in spec.states[now].timers}
+        self.step_reference(step, expected)
+        self.done.append(step)
+        self.state = now
+        self.check_timers(entered=entered)
+        self.check_tasks()
+        self.check_model()
+        return now
+
+    def _expect_elapse(self, step: Step) -> Expected:
+        return expect(
+            self.spec,
+            self.state,
+            step,
+            self.oracles.guards,
+            registry=self.oracles.registry,
+            subject=self.subject,
+        )
+
+    def _elapse(self, step: Step) -> bool:
+        timers = self._timers()
+        if timers is None or step.trigger not in timers:
+            raise self.fail(
+                f"the spec has timer {step.trigger} armed in {self.state} "
+                f"({self.where_state(self.state)}); the implementation has "
+                f"{sorted(timers or {}) or 'none'} armed"
+            )
+        advance = getattr(self.adapter, "advance", None)
+        assert advance is not None  # timers() without advance(): an adapter's mistake
+        try:
+            advance(timers[step.trigger])
+        except Exception as exc:
+            raise self.fail(
+                f"the implementation raised {type(exc).__name__}: {exc} when its timer "
+                f"{step.trigger} expired in {self.state}"
+            ) from exc
+        return True
+
+    # -- what else is compared ------------------------------------------------------------
+
+    def _actions(self) -> list[str] | None:
+        actions = getattr(self.adapter, "actions", None)
+        return None if actions is None else actions()
+
+    def _timers(self) -> Mapping[str, float] | None:
+        timers = getattr(self.adapter, "timers", None)
+        return None if timers is None else timers()
+
+    def check_actions(self, expected: Expected, state: str, step: Step) -> None:
+        ran = self._actions()
+        if ran is None:
+            return
+        row = expected.row
+        wanted: list[str] = []
+        if expected.outcome == "taken" and row is not None:
+            wanted += row.before
+            if not row.internal:
+                wanted += [*self.spec.states[state].on_exit, *self.spec.states[row.dest].on_enter]
+            wanted += row.after
+        if list(ran) != wanted:
+            spec_says = (
+                f"{self.describe(expected, state, step)} and runs {wanted}"
+                if wanted
+                else f"{self.describe(expected, state, step)} and runs no action"
+            )
+            raise self.fail(f"the implementation ran {list(ran)}; the spec {spec_says}")
+
+    def check_timers(self, *, entered: bool) -> None:
+        timers = self._timers()
+        if timers is None:
+            return
+        state = self.state
+        armed = set(timers)
+        if armed != self.armed:
+            extra, missing = sorted(armed - self.armed), sorted(self.armed - armed)
+            parts = [f"{name} is still armed" for name in extra] + [
+                f"{name} is not armed" for name in missing
+            ]
+            raise self.fail(
+                f"in {state}, the implementation's timer {'; '.join(parts)}: the spec arms "
+                f"{sorted(self.armed) or 'none'} there ({self.where_state(state)})"
+            )
+        registry = self.oracles.registry
+        if not entered or registry is None:
+            return
+        for name in sorted(armed):
+            if ("timer", name) not in registry:
+                continue
+            seconds = float(registry.lookup("timer", name)(self.subject))
+            if not math.isclose(timers[name], seconds, rel_tol=1e-6, abs_tol=1e-9):
+                raise self.fail(
+                    f"entering {state}, the implementation armed {name} for "
+                    f"{timers[name]:g} s; the registry's {name}(subject) says {seconds:g} s "
+                    f"({self.where_state(state)})"
+                )
+
+    def check_tasks(self) -> None:
+        tasks = getattr(self.adapter, "tasks", None)
+        running: Collection[str] | None = None if tasks is None else tasks()
+        if running is None:
+            return
+        wanted = set(self.spec.states[self.state].tasks)
+        if set(running) != wanted:
+            raise self.fail(
+                f"in {self.state}, the implementation runs the tasks {sorted(running)}; the "
+                f"spec runs {sorted(wanted)} there ({self.where_state(self.state)})"
+            )
+
+    def step_reference(self, step: Step, expected: Expected) -> None:
+        run = self.reference
+        if run is None:
+            return
+        try:
+            if step.elapse:
+                deadline = run.timers.get(step.trigger)
+                if deadline is not None:
+                    for name in list(run.timers):  # only this timer expires now
+                        if name != step.trigger and run.timers[name] <= deadline:
+                            run.timers[name] = math.nextafter(deadline, math.inf)
+                    run.handle_timer(deadline)
+            else:
+                run.fire(step.trigger, run._now, **step.data)
+        except TransitionRefused:
+            pass
+
+    def check_model(self) -> None:
+        run = self.reference
+        if run is None:
+            return
+        observe = self.observe or _attributes(run.subject)
+        mine, theirs = observe(self.subject), observe(run.subject)
+        if mine != theirs:
+            raise self.fail(
+                f"in {self.state}, the implementation's object reads {mine!r}; the spec run "
+                f"on the model with the registry's actions reads {theirs!r}"
+            )
+
+
+def _attributes(model: Any) -> Callable[[Any], Any]:
+    """Compare an object's values of the model's attributes (``vars`` of the model)."""
+    names = sorted(vars(model)) if hasattr(model, "__dict__") else []
+
+    def observe(obj: Any) -> dict[str, Any]:
+        return {name: getattr(obj, name, "<missing>") for name in names}
+
+    return observe
+
+
+def run_steps(
+    spec: Spec,
+    adapter: Adapter,
+    steps: Sequence[Step],
+    guards: Mapping[str, GuardOracle] | None = None,
+    *,
+    registry: Registry | None = None,
+    model: Callable[[], Any] | None = None,
+    observe: Callable[[Any], Any] | None = None,
+) -> list[str]:
+    """Fire ``steps`` on ``adapter``, checking each against the spec; the states visited
+    (the initial one, then one per step).
+
+    ``guards``, ``registry``, ``model`` and ``observe`` are described in the
+    module docstring.  Raises :class:`Mismatch` at the first disagreement.
+    """
+    walk = _Walk(spec, adapter, _Oracles(spec, guards or {}, registry), model, observe)
+    visited = [walk.state]
+    for step in steps:
+        visited.append(walk.step(step))
     return visited
 
 
-def _describe(expected: Expected, state: str, trigger: str) -> str:
-    values = ", ".join(f"{name}={value}" for name, value in expected.guards.items())
-    with_guards = f" with {values}" if values else ""
-    if expected.outcome == "ignored":
-        return f"ignores {trigger} in {state} (nothing changes)"
-    if expected.outcome == "blocked":
-        return f"takes no row for {trigger} from {state}{with_guards} (nothing changes)"
-    row = expected.row
-    assert row is not None
-    where = row.item if row.line is None else f"{row.item}, line {row.line}"
-    return f"takes {where} ({state} -> {row.dest}{row.guard_label}) for {trigger}{with_guards}"
+# -- walks --------------------------------------------------------------------------------------
 
 
 def _event_data(
     spec: Spec,
     trigger: str,
-    guards: Mapping[str, GuardOracle],
+    oracles: _Oracles,
     args: Mapping[str, st.SearchStrategy[Any]],
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Values for a trigger's free guards (booleans) and declared arguments."""
     free = sorted(
-        {g for t in spec.transitions if t.trigger == trigger for g in t.guards if g not in guards}
+        {g for t in spec.transitions if t.trigger == trigger for g in t.guards if oracles.free(g)}
     )
-    declared = spec.event_args(trigger)
     fields: dict[str, st.SearchStrategy[Any]] = dict.fromkeys(free, st.booleans())
-    for name in declared:
+    for name in spec.event_args(trigger):
         fields[name] = args.get(name, st.integers(min_value=0, max_value=5))
     return st.fixed_dictionaries(fields)
+
+
+def _timers_that_can_elapse(spec: Spec, state: str, oracles: _Oracles) -> list[str]:
+    """A state's timers whose triggers' guards need no value from event data (the
+    implementation's own timer fires them without any)."""
+    names = []
+    for timer in spec.states[state].timers:
+        rows = [r for t in timer.triggers for r in spec.rows(state, t)]
+        if not any(oracles.free(g) for row in rows for g in row.guards):
+            names.append(timer.name)
+    return names
 
 
 def walks(
@@ -265,17 +608,20 @@ def walks(
     args: Mapping[str, st.SearchStrategy[Any]] | None = None,
     max_steps: int = 25,
 ) -> st.SearchStrategy[list[Step]]:
-    """Walks of up to ``max_steps`` steps from the spec's initial state.
+    """Walks of up to ``max_steps`` steps from the spec's initial state, drawn ahead
+    of running them (free guards and oracles of ``guards`` only: a walk whose
+    guards read an object is drawn step by step, as :func:`check_implementation`
+    does).
 
     Each step's trigger is, three times in four, one the current state (by the
-    spec) accepts, else one it refuses; free guards and declared
-    arguments are drawn as the module docstring says.  A walk ends one step
-    after reaching a final state.
+    spec) accepts, else one it refuses; free guards and declared arguments are
+    drawn as the module docstring says.  A walk ends one step after reaching a
+    final state.
     """
-    guards = guards or {}
+    oracles = _Oracles(spec, guards or {})
     args = args or {}
     triggers = spec.triggers
-    data = {trigger: _event_data(spec, trigger, guards, args) for trigger in triggers}
+    data = {trigger: _event_data(spec, trigger, oracles, args) for trigger in triggers}
 
     @st.composite
     def draw_walk(draw: st.DrawFn) -> list[Step]:
@@ -284,18 +630,34 @@ def walks(
             return steps
         state = spec.initial
         for _ in range(draw(st.integers(min_value=0, max_value=max_steps))):
-            accepted = [t for t in triggers if spec.accepts(state, t)]
-            refused = [t for t in triggers if t not in accepted]
-            pool = accepted if accepted and (not refused or draw(_MOSTLY_ACCEPTED)) else refused
-            trigger = draw(st.sampled_from(pool))
-            step = Step(trigger, draw(data[trigger]))
+            step = _draw_step(draw, spec, state, triggers, data, [])
             steps.append(step)
             if spec.states[state].final:
                 break  # one refusal shows it absorbs; more would only repeat it
-            state = expect(spec, state, step, guards).dest
+            state = _expect(spec, state, step, oracles, None).dest
         return steps
 
     return draw_walk()
+
+
+def _draw_step(
+    draw: Callable[..., Any],
+    spec: Spec,
+    state: str,
+    triggers: Sequence[str],
+    data: Mapping[str, st.SearchStrategy[dict[str, Any]]],
+    timers: Sequence[str],
+) -> Step:
+    if timers and draw(st.integers(0, 3)) == 0:
+        return Step(draw(st.sampled_from(timers)), elapse=True)
+    accepted = [t for t in triggers if spec.accepts(state, t)]
+    refused = [t for t in triggers if t not in accepted]
+    pool = accepted if accepted and (not refused or draw(_MOSTLY_ACCEPTED)) else refused
+    trigger = draw(st.sampled_from(pool))
+    return Step(trigger, draw(data[trigger]))
+
+
+# -- the check ----------------------------------------------------------------------------------
 
 
 def check_implementation(
@@ -303,63 +665,155 @@ def check_implementation(
     make: Callable[[], Adapter],
     *,
     guards: Mapping[str, GuardOracle] | None = None,
-    args: Mapping[str, st.SearchStrategy[Any]] | None = None,
+    registry: Registry | None = None,
+    model: Callable[[], Any] | None = None,
+    observe: Callable[[Any], Any] | None = None,
+    args: Mapping[str, st.SearchStrategy[Any] | Sequence[Any]] | None = None,
     max_steps: int = 25,
     settings: hypothesis_settings | None = None,
 ) -> None:
-    """Check an implementation against ``spec`` (a :class:`Spec` or a path) with Hypothesis.
+    """Check an implementation against ``spec`` (a :class:`Spec` or a path).
 
     ``make`` returns a fresh :class:`Adapter` around a new instance of the
-    implementation, in its initial state, for every walk.  ``guards``, ``args``
-    and ``max_steps`` are described in :func:`walks`; ``settings`` defaults to
-    100 examples, no deadline and no example database.  Raises :class:`Mismatch`
-    (after shrinking) when the implementation and the spec disagree.
+    implementation, in its initial state, for every walk.  ``guards``,
+    ``registry``, ``model``, ``observe`` and ``args`` are described in the module
+    docstring (an argument's values may also be listed: ``args={"amount": [0, 5,
+    10]}``); ``max_steps`` bounds a walk.  ``settings`` defaults to 100 examples,
+    no deadline and no example database.  The covering paths run first
+    (:func:`~fsm_live.testing.covering_paths`, with ``guards``), then the
+    generated walks.  Raises :class:`Mismatch` (shrunk, one line) when the
+    implementation and the spec disagree.
     """
-    spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
-    settings = settings or hypothesis_settings(max_examples=100, deadline=None, database=None)
+    from fsm_live.testing.paths import covering_paths
 
+    spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
+    settings = settings or hypothesis_settings(
+        max_examples=100,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings = hypothesis_settings(settings, report_multiple_bugs=False)
+    oracles = _Oracles(spec, guards or {}, registry)
+    strategies = {
+        name: value if isinstance(value, st.SearchStrategy) else st.sampled_from(list(value))
+        for name, value in (args or {}).items()
+    }
+    data = {t: _event_data(spec, t, oracles, strategies) for t in spec.triggers}
     failing: list[list[Step]] = []
 
-    @settings
-    @given(walks(spec, guards=guards, args=args, max_steps=max_steps))
-    def walk(steps: list[Step]) -> None:
+    def run(steps: Sequence[Step]) -> None:
+        run_steps(
+            spec, make(), steps, guards, registry=registry, model=model, observe=observe
+        )
+
+    # The covering paths first: every edge, refusal and blocking guard, in few steps
+    # (their argument values are the lists given in args, else the default values,
+    # so not when a strategy draws an argument: the implementation may not take them).
+    listed = {n: v for n, v in (args or {}).items() if not isinstance(v, st.SearchStrategy)}
+    seeds = [] if _drawn(args or {}) else list(covering_paths(spec, guards=guards, args=listed))
+    for path in seeds:
         try:
-            run_steps(spec, make(), steps, guards)
-        except Mismatch:
-            failing.append(steps)
-            raise
+            run(path.steps)
+        except Mismatch as exc:
+            failing.append(list(exc.walk))
+            shorter = _shortest_walk_to(spec, exc.walk, guards)
+            if shorter is not None:
+                failing.append(shorter)
+            break
+        except MissingEventData:
+            continue  # a path drawn with free guard values the oracles do not need
+
+    @settings
+    @given(st.data())
+    def walk(draw: st.DataObject) -> None:
+        walk = _Walk(spec, make(), oracles, model, observe)
+        length = draw.draw(st.integers(min_value=0, max_value=max_steps), label="length")
+        triggers = spec.triggers
+        if not triggers:
+            return
+        steps: list[Step] = []
+        for _ in range(length):
+            before = walk.state
+            timers = _timers_that_can_elapse(spec, before, oracles) if walk.clocked else []
+            armed = [name for name in timers if name in walk.armed]
+            step = _draw_step(draw.draw, spec, before, triggers, data, armed)
+            steps.append(step)
+            try:
+                walk.step(step)
+            except Mismatch:
+                failing.append(steps)
+                raise
+            if spec.states[before].final:
+                break  # one refusal shows it absorbs; more would only repeat it
 
     try:
-        walk()
+        if not failing:  # a failing covering path has its shortest walk already
+            walk()
     except Mismatch:
-        # Hypothesis ran the shrunk walk last; drop the steps it could not (a
-        # walk's steps depend on the states before them, which shrinking keeps).
-        steps = _without_needless_steps(spec, make, failing[-1], guards)
-        run_steps(spec, make(), steps, guards)
-        raise  # pragma: no cover - run_steps raised the shorter report
+        pass
+    except BaseExceptionGroup as group:  # settings that report several failures
+        if not failing or group.subgroup(Mismatch) is None:
+            raise
+    if not failing:
+        return
+    # The shortest failing walk, stripped of the steps it does not need (a walk's
+    # steps depend on the states before them, which shrinking keeps).
+    candidates = [_without_needless_steps(run, walk) for walk in failing if _fails(run, walk)]
+    if not candidates:  # pragma: no cover - every recorded walk failed once
+        raise Mismatch(
+            f"after {min(failing, key=len)!r}: the implementation failed this walk once "
+            f"and passed it again (does it keep state between instances?)"
+        )
+    shortest = min(candidates, key=len)
+    try:
+        run(shortest)
+    except Mismatch as exc:
+        raise Mismatch(str(exc), exc.walk) from None
+    raise AssertionError("unreachable")  # pragma: no cover - _fails said it fails
+
+
+def _fails(run: Callable[[Sequence[Step]], None], steps: Sequence[Step]) -> bool:
+    try:
+        run(steps)
+    except Mismatch:
+        return True
+    except MissingEventData:  # a step lost what an earlier one gave it
+        return False
+    return False
+
+
+def _shortest_walk_to(
+    spec: Spec, walk: Sequence[Step], guards: Mapping[str, GuardOracle] | None
+) -> list[Step] | None:
+    """The shortest walk (by the spec, free guards valued as the walk's steps give
+    them) to the state the failing step of ``walk`` was fired in, then that step."""
+    from fsm_live.testing.paths import shortest_route
+
+    state = spec.initial
+    oracles = _Oracles(spec, guards or {})
+    try:
+        for step in walk[:-1]:
+            state = _expect(spec, state, step, oracles, None).dest
+    except MissingEventData:
+        return None
+    route = shortest_route(spec, state, guards=guards)
+    return None if route is None else [*route, walk[-1]]
+
+
+def _drawn(args: Mapping[str, Any]) -> bool:
+    """True when some argument is drawn by a strategy (not listed as values)."""
+    return any(isinstance(value, st.SearchStrategy) for value in args.values())
 
 
 def _without_needless_steps(
-    spec: Spec,
-    make: Callable[[], Adapter],
-    steps: list[Step],
-    guards: Mapping[str, GuardOracle] | None,
+    run: Callable[[Sequence[Step]], None], steps: list[Step]
 ) -> list[Step]:
     """A failing walk with each step removed whose removal keeps it failing."""
-
-    def fails(candidate: list[Step]) -> bool:
-        try:
-            run_steps(spec, make(), candidate, guards)
-        except Mismatch:
-            return True
-        except MissingEventData:  # a free guard lost its value with the step that drew it
-            return False
-        return False
-
     i = 0
     while i < len(steps):
         candidate = steps[:i] + steps[i + 1 :]
-        if fails(candidate):
+        if _fails(run, candidate):
             steps = candidate
         else:
             i += 1

@@ -44,7 +44,14 @@ import attrs
 from fsm_live.spec import Spec, TransitionSpec
 from fsm_live.testing.harness import GuardOracle, Step
 
-__all__ = ("DEFAULT_VALUES", "CoveringPath", "CoveringPaths", "Edge", "covering_paths")
+__all__ = (
+    "DEFAULT_VALUES",
+    "CoveringPath",
+    "CoveringPaths",
+    "Edge",
+    "covering_paths",
+    "shortest_route",
+)
 
 #: An edge: the source state and the row taken from it.
 Edge = tuple[str, TransitionSpec]
@@ -271,3 +278,35 @@ def covering_paths(
 def _outgoing_edges(outgoing: Mapping[str, list[Edge]]) -> Iterator[Edge]:
     for edges in outgoing.values():
         yield from edges
+
+
+def shortest_route(
+    spec: Spec,
+    state: str,
+    *,
+    guards: Mapping[str, GuardOracle] | None = None,
+    args: Mapping[str, Iterable[Any]] | None = None,
+) -> list[Step] | None:
+    """The fewest steps from ``spec.initial`` to ``state`` (event data as in
+    :func:`covering_paths`); None if no walk gets there."""
+    data = _Data(spec, guards or {}, {name: tuple(v) for name, v in (args or {}).items()})
+    previous: dict[str, tuple[str, Step] | None] = {spec.initial: None}
+    queue = deque([spec.initial])
+    while queue:
+        here = queue.popleft()
+        if here == state:
+            route: list[Step] = []
+            back = previous[here]
+            while back is not None:
+                route.append(back[1])
+                back = previous[back[0]]
+            return route[::-1]
+        for row in spec.transitions_from(here):
+            if row.dest in previous:
+                continue
+            rows = spec.rows(here, row.trigger)
+            step = data.find(rows, row) if any(r.guarded for r in rows) else data.plain(row.trigger)
+            if step is not None:
+                previous[row.dest] = (here, step)
+                queue.append(row.dest)
+    return None
