@@ -181,9 +181,7 @@ class StateMachineAdapter(_Observed):
         reverse: dict[str, str] = {}
         for own, spec_name in self.action_names.items():
             reverse.setdefault(spec_name, own)
-        methods = {
-            reverse.get(name, name): self._recorder(name) for name in sorted(self._wanted)
-        }
+        methods = {reverse.get(name, name): self._recorder(name) for name in sorted(self._wanted)}
         listener = type("ActionSpy", (), methods)()
         add = getattr(self.machine, "add_listener", None) or self.machine.add_observer
         add(listener)

@@ -381,8 +381,7 @@ class _Walk:
                 )
             if now != state:
                 raise self.fail(
-                    f"the implementation refused {step!r} in {state} but its state "
-                    f"changed to {now}"
+                    f"the implementation refused {step!r} in {state} but its state changed to {now}"
                 )
         elif not accepted:
             raise self.fail(
@@ -565,10 +564,7 @@ def run_steps(
     module docstring.  Raises :class:`Mismatch` at the first disagreement.
     """
     walk = _Walk(spec, adapter, _Oracles(spec, guards or {}, registry), model, observe)
-    visited = [walk.state]
-    for step in steps:
-        visited.append(walk.step(step))
-    return visited
+    return [walk.state, *(walk.step(step) for step in steps)]
 
 
 # -- walks --------------------------------------------------------------------------------------
@@ -703,9 +699,7 @@ def check_implementation(
     failing: list[list[Step]] = []
 
     def run(steps: Sequence[Step]) -> None:
-        run_steps(
-            spec, make(), steps, guards, registry=registry, model=model, observe=observe
-        )
+        run_steps(spec, make(), steps, guards, registry=registry, model=model, observe=observe)
 
     # The covering paths first: every edge, refusal and blocking guard, in few steps
     # (their argument values are the lists given in args, else the default values,
@@ -806,9 +800,7 @@ def _drawn(args: Mapping[str, Any]) -> bool:
     return any(isinstance(value, st.SearchStrategy) for value in args.values())
 
 
-def _without_needless_steps(
-    run: Callable[[Sequence[Step]], None], steps: list[Step]
-) -> list[Step]:
+def _without_needless_steps(run: Callable[[Sequence[Step]], None], steps: list[Step]) -> list[Step]:
     """A failing walk with each step removed whose removal keeps it failing."""
     i = 0
     while i < len(steps):
