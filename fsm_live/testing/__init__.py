@@ -6,10 +6,14 @@
   (needs ``hypothesis``: ``pip install 'fsm_live[testing]'``);
   :class:`TransitionsAdapter` and :class:`StateMachineAdapter` are ready-made
   adapters; see :mod:`fsm_live.testing.harness`;
+* :class:`VirtualClock`: the clock an implementation under test arms its timers
+  on, so the harness can check them and make them expire;
 * :func:`covering_paths`: walks from the initial state that take every edge and
-  every guarded alternative, for ``pytest.mark.parametrize``;
-* :func:`spec_state_machine`: a Hypothesis state machine checking fsm_live's own
-  lifecycle on any spec;
+  every guarded alternative, and probe refusals and blocking guards, for
+  ``pytest.mark.parametrize``;
+* :func:`spec_state_machine`: a Hypothesis state machine checking a spec run on
+  your object with your registry (``subject=``), or fsm_live's own lifecycle on
+  a connection spec;
 * ``fsm_live.fault_proxy``: a fault-injection TCP proxy (latency, black hole,
   reset, ...) for tests against real sockets on 127.0.0.1.
 
@@ -23,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fsm_live.testing.adapters import StateMachineAdapter, TransitionsAdapter
+    from fsm_live.testing.clock import TimerHandle, VirtualClock
     from fsm_live.testing.harness import (
         Adapter,
         Mismatch,
+        MissingEventData,
         Step,
         check_implementation,
         run_steps,
@@ -37,9 +43,12 @@ if TYPE_CHECKING:
 __all__ = (
     "Adapter",
     "Mismatch",
+    "MissingEventData",
     "StateMachineAdapter",
     "Step",
+    "TimerHandle",
     "TransitionsAdapter",
+    "VirtualClock",
     "check_implementation",
     "covering_paths",
     "failures",
@@ -53,6 +62,9 @@ _LAZY = {
     "spec_state_machine": "fsm_live.testing.properties",
     "Adapter": "fsm_live.testing.harness",
     "Mismatch": "fsm_live.testing.harness",
+    "MissingEventData": "fsm_live.testing.harness",
+    "TimerHandle": "fsm_live.testing.clock",
+    "VirtualClock": "fsm_live.testing.clock",
     "Step": "fsm_live.testing.harness",
     "check_implementation": "fsm_live.testing.harness",
     "run_steps": "fsm_live.testing.harness",

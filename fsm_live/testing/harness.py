@@ -80,6 +80,7 @@ __all__ = (
     "Mismatch",
     "MissingEventData",
     "Step",
+    "TimerNotArmed",
     "check_implementation",
     "expect",
     "run_steps",
@@ -172,6 +173,11 @@ class MissingEventData(FsmLiveError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TimerNotArmed(FsmLiveError, ValueError):
+    """A step lets a timer expire that the spec has not armed in the state the walk
+    is in (its state has no such timer, or it expired already)."""
+
+
 @attrs.frozen
 class _Oracles:
     """How each guard's value is found: an oracle of ``guards``, the registry's guard
@@ -232,7 +238,9 @@ def expect(
     """
     oracles = _Oracles(spec, guards or {}, registry)
     if step.elapse:
-        timer = next(t for t in spec.states[state].timers if t.name == step.trigger)
+        timer = next((t for t in spec.states[state].timers if t.name == step.trigger), None)
+        if timer is None:
+            raise TimerNotArmed(f"step {step!r}: {state} has no timer {step.trigger}")
         for trigger in timer.triggers:
             found = _expect(spec, state, Step(trigger, step.data, True), oracles, subject)
             if found.outcome == "taken":
@@ -356,6 +364,8 @@ class _Walk:
     def _step(self, step: Step) -> str:
         spec, adapter, state = self.spec, self.adapter, self.state
         if step.elapse:
+            if step.trigger not in self.armed:
+                raise TimerNotArmed(f"step {step!r}: the spec has no {step.trigger} armed now")
             expected = self._expect_elapse(step)
             accepted = self._elapse(step)
         else:
@@ -707,8 +717,13 @@ def check_implementation(
     listed = {n: v for n, v in (args or {}).items() if not isinstance(v, st.SearchStrategy)}
     seeds = [] if _drawn(args or {}) else list(covering_paths(spec, guards=guards, args=listed))
     for path in seeds:
+        # Guards valued on the implementation's object take nothing from the data.
+        steps = [
+            Step(s.trigger, {k: v for k, v in s.data.items() if not oracles.on_subject(k)})
+            for s in path.steps
+        ]
         try:
-            run(path.steps)
+            run(steps)
         except Mismatch as exc:
             failing.append(list(exc.walk))
             shorter = _shortest_walk_to(spec, exc.walk, guards)
@@ -772,7 +787,7 @@ def _fails(run: Callable[[Sequence[Step]], None], steps: Sequence[Step]) -> bool
         run(steps)
     except Mismatch:
         return True
-    except MissingEventData:  # a step lost what an earlier one gave it
+    except (MissingEventData, TimerNotArmed):  # a step lost what an earlier one gave it
         return False
     return False
 
