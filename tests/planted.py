@@ -330,7 +330,7 @@ def transitions(bug: str | None) -> Callable[[], TransitionsAdapter]:
             "trigger": "coin",
             "source": "IDLE",
             "dest": "PAYING",
-            "before": ["take_coin", "take_coin"] if bug == "an action called twice" else "take_coin",
+            "before": ["take_coin"] * (2 if bug == "an action called twice" else 1),
         },
         {
             "trigger": "coin",
@@ -349,7 +349,9 @@ def transitions(bug: str | None) -> Callable[[], TransitionsAdapter]:
         },
     ]
     if bug != "a missing edge":
-        rows.append({"trigger": "refund", "source": "PAYING", "dest": "IDLE", "before": "give_back"})
+        rows.append(
+            {"trigger": "refund", "source": "PAYING", "dest": "IDLE", "before": "give_back"}
+        )
 
     def make() -> TransitionsAdapter:
         kiosk = Kiosk(VirtualClock())

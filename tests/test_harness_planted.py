@@ -7,9 +7,9 @@ times the same checks."""
 from __future__ import annotations
 
 import pytest
+from planted import BUGS, STYLES, check
 
 from fsm_live.testing import Mismatch
-from planted import BUGS, STYLES, check
 
 pytestmark = pytest.mark.timeout(120)
 
