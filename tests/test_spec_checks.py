@@ -552,13 +552,9 @@ def test_spec_machine_binds_guards_with_event_args_actions_ignore_and_internal(
     )
 
     class Model:
-        """What SpecMachine calls on its model besides the registry's callables."""
+        """A plain model: a state, and the data the registry's callables read."""
 
         state = "WAITING_FOR_PAYMENT"
-
-        def _on_enter(self, event_data: object) -> None: ...
-        def _on_exit(self, event_data: object) -> None: ...
-        def _on_transition(self, event_data: object) -> None: ...
 
     order = registries.Order()
     model = Model()
