@@ -20,9 +20,11 @@ line)::
     def _record(order, amount):
         order.payments.append(amount)
 
-How each kind is called (``subject`` is what the machine runs for: the model of
-a ``transitions.Machine``; in a live connection, the core's ``Lifecycle`` for
-guards, actions and timers, and a ``TaskContext`` for tasks: ``send(frame)``,
+How each kind is called (``subject`` is what the machine runs for: your object
+when :class:`fsm_live.runner.Runner` runs the spec (tasks get a ``TaskContext``:
+``subject``, ``fire(trigger, **data)``, ``state``); the model of a
+``SpecMachine``; in a live connection, the core's ``Lifecycle`` for guards,
+actions and timers, and a ``TaskContext`` for tasks: ``send(frame)``,
 ``fire(trigger)``, ``state``):
 
 ============  =======================================  ==============================
