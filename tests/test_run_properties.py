@@ -15,6 +15,7 @@ from fsm_live.errors import SpecError
 from fsm_live.runner import SpecRun
 from fsm_live.spec import Registry, Spec
 from fsm_live.testing import spec_state_machine
+from fsm_live.testing.run_properties import run_state_machine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -145,6 +146,8 @@ def watcher_registry() -> Registry:
 def test_a_spec_with_tasks_timers_and_actions_in_its_initial_state_passes() -> None:
     machine = spec_state_machine(TASKS, registry=watcher_registry(), subject=object)
     run_state_machine_as_test(machine, settings=QUICK)
+    direct = run_state_machine(TASKS, watcher_registry(), object)
+    assert direct.__name__ == "WatcherRunStateMachine"
 
 
 @pytest.mark.parametrize(
