@@ -122,16 +122,17 @@ def idle_timeout(k: Any) -> float:
 class PlainKiosk(KioskData):
     """A hand-written state machine; ``bug`` plants one of :data:`BUGS`."""
 
-    def __init__(self, clock: VirtualClock, bug: str | None = None) -> None:
+    def __init__(self, clock: VirtualClock, bug: str | frozenset[str] | None = None) -> None:
         super().__init__()
-        self.clock, self.bug = clock, bug
+        self.clock = clock
+        self.bugs = frozenset([bug] if isinstance(bug, str) else bug or ())
         self.state = "IDLE"
         self.log: list[str] = []
         self.timer: Any = None
 
     def _do(self, name: str, *args: Any) -> None:
         self.log.append(name)
-        if name == "dispense" and self.bug == "a duplicated side effect":
+        if name == "dispense" and "a duplicated side effect" in self.bugs:
             self.dispensed += 1  # the item counted twice, in one call
         {
             "take_coin": take_coin,
@@ -148,31 +149,31 @@ class PlainKiosk(KioskData):
 
     def _leave_paying(self) -> None:
         self._do("light_off")
-        if self.bug != "a timer not cancelled on leaving its state":
+        if "a timer not cancelled on leaving its state" not in self.bugs:
             self.timer.cancel()
 
     def coin(self, amount: int) -> None:
         if self.state == "IDLE":
             self._do("take_coin", amount)
-            if self.bug == "an action called twice":
+            if "an action called twice" in self.bugs:
                 self._do("take_coin", amount)
             self._enter_paying()
             return
         enough = (
             self.paid + amount > self.price
-            if self.bug == "a guard with the wrong boundary"
+            if "a guard with the wrong boundary" in self.bugs
             else self.paid + amount >= self.price
         )
         self._do("take_coin", amount)
         if enough:
             self._leave_paying()
-            self.state = "PAYING" if self.bug == "a wrong destination" else "IDLE"
+            self.state = "PAYING" if "a wrong destination" in self.bugs else "IDLE"
             if self.state == "PAYING":
                 self._enter_paying()
             self._do("dispense")
 
     def refund(self) -> None:
-        if self.state != "PAYING" or self.bug == "a missing edge":
+        if self.state != "PAYING" or "a missing edge" in self.bugs:
             raise LookupError(f"refund not allowed in {self.state}")
         self._do("give_back")
         self._leave_paying()
@@ -209,7 +210,7 @@ class PlainAdapter:
         self.kiosk.clock.advance(seconds)
 
 
-def plain(bug: str | None) -> Callable[[], PlainAdapter]:
+def plain(bug: str | frozenset[str] | None) -> Callable[[], PlainAdapter]:
     return lambda: PlainAdapter(PlainKiosk(VirtualClock(), bug))
 
 

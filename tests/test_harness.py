@@ -632,3 +632,68 @@ def test_covering_paths_take_a_path_too() -> None:
     by_path = covering_paths(EXAMPLES / "tcp.yaml")
     by_spec = covering_paths(Spec.from_path(EXAMPLES / "tcp.yaml"))
     assert [path.steps for path in by_path] == [path.steps for path in by_spec]
+
+
+def test_several_failures_are_one_trimmed_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis reports several distinct failures as an ExceptionGroup (its default
+    report_multiple_bugs=True): the harness raises the shortest one, alone."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    import planted
+
+    # Two bugs the covering paths do not reach (they depend on the coins' values).
+    bugs = frozenset({"a guard with the wrong boundary", "a duplicated side effect"})
+    loud = settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=True)
+    with pytest.raises(Mismatch) as caught:
+        check_implementation(
+            planted.SPEC,
+            planted.plain(bugs),
+            registry=planted.REGISTRY,
+            model=planted.KioskData,
+            observe=lambda k: (k.paid, k.dispensed, k.light),
+            settings=loud,
+        )
+    assert not isinstance(caught.value, BaseExceptionGroup)
+    assert caught.value.__cause__ is None
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("after [coin(")
+
+
+def test_an_implementation_whose_guards_read_its_own_data_passes_with_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry's guard runs on the implementation's own object: no drawn value to read."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import registries  # type: ignore[import-not-found]
+
+    class Order(registries.Order):  # type: ignore[misc]
+        state: str
+
+        def enough(self, amount: int = 0) -> bool:
+            return bool(sum(self.payments) + amount >= self.total)
+
+        def record_item(self, amount: int = 0) -> None:
+            self.total += amount
+
+        def record_payment(self, amount: int = 0) -> None:
+            self.payments.append(amount)
+
+    rows = copy.deepcopy(ORDER)
+    for entry in rows[:3]:
+        entry["before"] = "record_item" if entry["trigger"] == "add_to_order" else "record_payment"
+    rows[1]["conditions"], rows[2]["unless"] = "enough", "enough"
+
+    def make() -> TransitionsAdapter:
+        order = Order()
+        machine = Machine(
+            model=order,
+            states=ORDER_STATES,
+            transitions=rows,
+            initial="WAITING_FOR_PAYMENT",
+            auto_transitions=False,
+        )
+        return TransitionsAdapter(machine, order)
+
+    spec = spec_of("order_control")
+    check_implementation(spec, make, registry=registries.order_control, settings=QUICK)
+    with pytest.raises(Mismatch, match="drawn|payments_enough"):
+        check_implementation(spec, make, settings=QUICK)  # free guards: it ignores them
