@@ -695,5 +695,5 @@ def test_an_implementation_whose_guards_read_its_own_data_passes_with_the_regist
 
     spec = spec_of("order_control")
     check_implementation(spec, make, registry=registries.order_control, settings=QUICK)
-    with pytest.raises(Mismatch, match="drawn|payments_enough"):
+    with pytest.raises(Mismatch, match=r"payments_enough"):
         check_implementation(spec, make, settings=QUICK)  # free guards: it ignores them
