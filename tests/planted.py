@@ -59,6 +59,7 @@ BUGS = (
     "a duplicated side effect",
     "a wrong destination",
     "a missing edge",
+    "a timer armed for the wrong time",
 )
 #: How an implementation is written.
 STYLES = ("plain class", "python-statemachine", "transitions")
@@ -145,7 +146,8 @@ class PlainKiosk(KioskData):
     def _enter_paying(self) -> None:
         self.state = "PAYING"
         self._do("light_on")
-        self.timer = self.clock.call_later(self.timeout, self.refund, name="idle_timeout")
+        seconds = self.timeout * (2 if "a timer armed for the wrong time" in self.bugs else 1)
+        self.timer = self.clock.call_later(seconds, self.refund, name="idle_timeout")
 
     def _leave_paying(self) -> None:
         self._do("light_off")
@@ -266,9 +268,8 @@ def statemachine(bug: str | None) -> Callable[[], StateMachineAdapter]:
 
         def on_enter_paying(self) -> None:
             self.light = True
-            self.timer = self.clock.call_later(
-                self.timeout, self.send, "refund", name="idle_timeout"
-            )
+            seconds = self.timeout * (2 if bug == "a timer armed for the wrong time" else 1)
+            self.timer = self.clock.call_later(seconds, self.send, "refund", name="idle_timeout")
 
         def on_exit_paying(self) -> None:
             self.light = False
@@ -310,9 +311,8 @@ def transitions(bug: str | None) -> Callable[[], TransitionsAdapter]:
 
         def light_on(self, **data: Any) -> None:
             self.light = True
-            self.timer = self.clock.call_later(
-                self.timeout, self.trigger, "refund", name="idle_timeout"
-            )
+            seconds = self.timeout * (2 if bug == "a timer armed for the wrong time" else 1)
+            self.timer = self.clock.call_later(seconds, self.trigger, "refund", name="idle_timeout")
 
         def light_off(self, **data: Any) -> None:
             self.light = False

@@ -29,6 +29,9 @@ CAUGHT_BY = {
     r".*at kiosk\.yaml:22; the implementation is in PAYING",
     "a missing edge": r"the implementation (refused refund in PAYING|raised .* when its "
     r"timer idle_timeout expired)",
+    "a timer armed for the wrong time": r"entering PAYING, the implementation armed "
+    r"idle_timeout for 60 s; the registry's idle_timeout\(subject\) says 30 s "
+    r"\(states\.PAYING, at kiosk\.yaml:15\)",
 }
 
 
@@ -49,3 +52,21 @@ def test_every_planted_bug_is_caught_at_default_settings(style: str, bug: str) -
     assert "\n" not in report
     assert caught.value.__cause__ is None  # trimmed: no chain of Hypothesis internals
     assert caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_timers_expire_on_the_virtual_clock(style: str) -> None:
+    pytest.importorskip("statemachine")
+    from planted import IMPLEMENTATIONS, REGISTRY, SPEC, KioskData
+
+    from fsm_live.testing import Step, run_steps
+
+    visited = run_steps(
+        SPEC,
+        IMPLEMENTATIONS[style](None)(),
+        [Step("coin", {"amount": 1}), Step("idle_timeout", elapse=True)],
+        registry=REGISTRY,
+        model=KioskData,
+    )
+    assert visited == ["IDLE", "PAYING", "IDLE"]
+    assert repr(Step("idle_timeout", elapse=True)) == "idle_timeout elapses"

@@ -226,3 +226,13 @@ async def test_xstates_light_delay_machine_runs_with_its_timers(
     assert light.cycles == 2
     if virtual():  # XState's docs: 1000 ms green, 500 ms yellow, 2000 ms red
         assert [round(r.at - seen[0].at, 6) for r in seen[:4]] == [0, 0.5, 2.5, 3.5]
+
+
+async def test_an_exception_of_the_block_goes_on_unchanged() -> None:
+    async def run() -> None:
+        async with Runner(DIALER, dialer).run(scaled(Dialer())) as machine:
+            machine.fire("start")
+            raise LookupError("the application's own")
+
+    with pytest.raises(LookupError, match="the application's own"):
+        await run()

@@ -242,3 +242,12 @@ def test_one_machine_per_spec_and_registry(monkeypatch: pytest.MonkeyPatch) -> N
         other.bind(binding.kind, binding.name, binding.func)
     assert Runner(path, other).machine is not first.machine
     assert "registries" in sys.modules
+
+
+def test_expire_picks_one_timer_due_or_not() -> None:
+    run, _ = started(Kettle(litres=2, warm_seconds=600))
+    with pytest.raises(KeyError):
+        run.expire("boil_time", 0.0)  # not armed in COLD
+    effects = run.expire("keep_warm", 1.0)  # long before its deadline
+    assert run.state == "GONE"
+    assert next(e for e in effects if isinstance(e, Emit)).record.trigger == "unplug"

@@ -190,12 +190,20 @@ class SpecRun:
             name, deadline = min(self.timers.items(), key=lambda item: item[1])
             if deadline > now:
                 break
-            del self.timers[name]
-            for trigger in self.machine.timers[self.state][name].triggers:
-                step = self.fire(trigger, now)
-                effects += step
-                if any(isinstance(effect, Emit) for effect in step):
-                    break
+            effects += self.expire(name, now)
+        return effects
+
+    def expire(self, name: str, now: float) -> list[Effect]:
+        """Expire the armed timer ``name`` at ``now``, due or not (what
+        :meth:`handle_timer` does at its deadline; tests use it to pick one of
+        several timers due at once).  Raises ``KeyError`` if it is not armed."""
+        del self.timers[name]
+        effects: list[Effect] = []
+        for trigger in self.machine.timers[self.state][name].triggers:
+            step = self.fire(trigger, now)
+            effects += step
+            if any(isinstance(effect, Emit) for effect in step):
+                break
         return effects
 
     # -- internals ---------------------------------------------------------------------

@@ -18,7 +18,8 @@ and registry); ``async with runner.run(subject) as machine`` runs one
   user's object and their declared arguments.
 
 Leaving the ``async with`` block cancels the tasks and timers and waits for the
-tasks; it is not a transition (no exit action runs).
+tasks; it is not a transition (no exit action runs).  An exception of the block
+goes on unchanged.
 """
 
 from __future__ import annotations
@@ -193,7 +194,10 @@ class RunningMachine:
         task_group = self._task_group
         assert task_group is not None
         task_group.cancel_scope.cancel()  # the tasks and the timer wait; joined below
-        return await task_group.__aexit__(exc_type, exc, traceback)
+        # The block's own exception goes on as it is (not wrapped in a group); a
+        # task's raises from here, in the task group's ExceptionGroup.
+        await task_group.__aexit__(None, None, None)
+        return None
 
     # -- the one place that carries out effects ----------------------------------------
 

@@ -296,6 +296,8 @@ class _Walk:
             )
         self._actions()  # what construction ran is not compared (libraries differ)
         self.armed = {t.name for t in spec.states[self.state].timers}
+        #: The reference run's clock: it moves only when a timer expires.
+        self.reference_now = 0.0
         self.reference = self._reference(model)
         self.observe = observe
         #: True when the adapter reports its timers: walks may let them expire.
@@ -315,7 +317,7 @@ class _Walk:
         from fsm_live.runner import SpecRun, run_machine
 
         run = SpecRun(run_machine(self.spec, registry), model())
-        run.start(0.0)
+        run.start(self.reference_now)
         return run
 
     # -- messages -------------------------------------------------------------------------
@@ -525,12 +527,10 @@ class _Walk:
             if step.elapse:
                 deadline = run.timers.get(step.trigger)
                 if deadline is not None:
-                    for name in list(run.timers):  # only this timer expires now
-                        if name != step.trigger and run.timers[name] <= deadline:
-                            run.timers[name] = math.nextafter(deadline, math.inf)
-                    run.handle_timer(deadline)
+                    self.reference_now = max(self.reference_now, deadline)
+                    run.expire(step.trigger, self.reference_now)
             else:
-                run.fire(step.trigger, run._now, **step.data)
+                run.fire(step.trigger, self.reference_now, **step.data)
         except TransitionRefused:
             pass
 
