@@ -115,7 +115,7 @@ def test_the_examples_declare_and_bind_nothing_unused(monkeypatch: pytest.Monkey
     monkeypatch.syspath_prepend(str(EXAMPLES))
     import registries  # type: ignore[import-not-found]
 
-    for name in ("order_control", "grpc_connectivity", "tcp", "subscribing"):
+    for name in ("order_control", "grpc_connectivity", "tcp", "subscribing", "light_delay"):
         spec = Spec.from_path(EXAMPLES / f"{name}.yaml")
         assert registries.__dict__[name].unused(spec) == [], name
 
@@ -147,3 +147,27 @@ def test_cli_check_reports_unused_names_with_and_without_bind(
     assert lines[0].startswith(f"{path}:5: actions.spare: action 'spare' is declared")
     assert lines[1].startswith(f"{tmp_path / 'timed_registry.py'}:5: action 'spare' is bound")
     assert lines[2].startswith(f"{tmp_path / 'timed_registry.py'}:6: action 'typo' is bound")
+
+
+def test_a_connection_machine_refuses_a_user_binding_of_a_packaged_name() -> None:
+    """A user's guard named like the packaged lifecycle's is never silently taken by it
+    (nor takes it over): the union of the two registries refuses it."""
+    from fsm_live.core.lifecycle import LifecycleMachine
+
+    mine = Registry("mine")
+    mine.bind("guard", "exhausted", _exhausted_too)
+    with pytest.raises(SpecError, match=r"guard 'exhausted' is bound in registry 'lifecycle'"):
+        LifecycleMachine(Spec.default(), registry=mine)
+
+
+def _exhausted_too(subject: object) -> bool:
+    return True
+
+
+@pytest.mark.parametrize("name", ["light_delay", "order_control", "grpc_connectivity", "tcp"])
+def test_the_examples_bind_completely(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import registries
+
+    spec = Spec.from_path(EXAMPLES / f"{name}.yaml")
+    assert getattr(registries, name).check(spec) == []
