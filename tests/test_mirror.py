@@ -94,6 +94,8 @@ TESTED_IN: Mapping[str, tuple[str, ...]] = {
     "fsm_live.runner.core": ("test_runner_core",),
     "fsm_live.runner.driver": ("test_runner",),
     "fsm_live.testing.adapters": ("test_harness",),
+    "fsm_live.testing.steps": ("test_harness",),
+    "fsm_live.testing.walk": ("test_harness", "test_harness_planted"),
     "fsm_live.testing.paths": ("test_harness", "test_spec_live"),
     "fsm_live.transport.base": ("test_transport",),
     "fsm_live.transport.errors": ("test_transport", "test_classify"),  # test_errors: the tree's

@@ -28,17 +28,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fsm_live.testing.adapters import StateMachineAdapter, TransitionsAdapter
     from fsm_live.testing.clock import TimerHandle, VirtualClock
-    from fsm_live.testing.harness import (
-        Adapter,
-        Mismatch,
-        MissingEventData,
-        Step,
-        check_implementation,
-        run_steps,
-        walks,
-    )
+    from fsm_live.testing.harness import check_implementation, walks
     from fsm_live.testing.paths import covering_paths
     from fsm_live.testing.properties import failures, spec_state_machine
+    from fsm_live.testing.steps import Mismatch, MissingEventData, Step, TimerNotArmed
+    from fsm_live.testing.walk import Adapter, run_steps
 
 __all__ = (
     "Adapter",
@@ -47,6 +41,7 @@ __all__ = (
     "StateMachineAdapter",
     "Step",
     "TimerHandle",
+    "TimerNotArmed",
     "TransitionsAdapter",
     "VirtualClock",
     "check_implementation",
@@ -60,14 +55,15 @@ __all__ = (
 _LAZY = {
     "failures": "fsm_live.testing.properties",
     "spec_state_machine": "fsm_live.testing.properties",
-    "Adapter": "fsm_live.testing.harness",
-    "Mismatch": "fsm_live.testing.harness",
-    "MissingEventData": "fsm_live.testing.harness",
+    "Adapter": "fsm_live.testing.walk",
+    "Mismatch": "fsm_live.testing.steps",
+    "MissingEventData": "fsm_live.testing.steps",
+    "TimerNotArmed": "fsm_live.testing.steps",
     "TimerHandle": "fsm_live.testing.clock",
     "VirtualClock": "fsm_live.testing.clock",
-    "Step": "fsm_live.testing.harness",
+    "Step": "fsm_live.testing.steps",
     "check_implementation": "fsm_live.testing.harness",
-    "run_steps": "fsm_live.testing.harness",
+    "run_steps": "fsm_live.testing.walk",
     "walks": "fsm_live.testing.harness",
     "StateMachineAdapter": "fsm_live.testing.adapters",
     "TransitionsAdapter": "fsm_live.testing.adapters",

@@ -62,21 +62,31 @@ fourth, one it refuses), so deep states are reached in few examples.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-import attrs
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from fsm_live.errors import FsmLiveError, TransitionRefused
-from fsm_live.spec import Registry, Spec, TransitionSpec
+from fsm_live.spec import Registry, Spec
+from fsm_live.testing.steps import (
+    Expected,
+    GuardOracle,
+    Mismatch,
+    MissingEventData,
+    Oracles,
+    Step,
+    TimerNotArmed,
+    expect,
+    expect_step,
+)
+from fsm_live.testing.walk import Adapter, Walk, run_steps
 
 __all__ = (
     "Adapter",
     "Expected",
+    "GuardOracle",
     "Mismatch",
     "MissingEventData",
     "Step",
@@ -89,492 +99,6 @@ __all__ = (
 
 #: Three draws in four pick a trigger the state accepts, the fourth one it refuses.
 _MOSTLY_ACCEPTED = st.sampled_from((True, True, True, False))
-#: A guard's reference definition: called with its declared arguments by keyword.
-GuardOracle = Callable[..., bool]
-
-
-class Adapter(Protocol):
-    """An implementation under test, as the harness sees it.
-
-    Two methods are required.  The harness also uses, when present: ``subject``
-    (the implementation's object, for a registry's guard oracles and ``model``
-    comparisons), ``observe(action_names)`` then ``actions()`` (the spec's
-    actions run since the last call, in order), ``timers()`` (armed timers:
-    name -> seconds left) with ``advance(seconds)``, and ``tasks()`` (names of
-    the tasks running).  A method returning None reports nothing.
-    """
-
-    def fire(self, trigger: str, data: Mapping[str, Any]) -> bool:
-        """Fire ``trigger`` with ``data`` (keyword event data).
-
-        Returns True if the implementation accepted it (whether or not its state
-        changed), False if it refused it (raised its "not allowed here" error).
-        """
-        ...
-
-    def state(self) -> str:
-        """The implementation's current state, by its spec name."""
-        ...
-
-
-@attrs.frozen
-class Step:
-    """One step of a walk: a trigger with its event data, read as
-    ``give_up(exhausted=True)``; or, with ``elapse``, the timer named ``trigger``
-    left to expire, read as ``idle_timeout elapses``."""
-
-    trigger: str
-    data: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
-    elapse: bool = False
-
-    def __repr__(self) -> str:
-        if self.elapse:
-            return f"{self.trigger} elapses"
-        if not self.data:
-            return self.trigger
-        args = ", ".join(f"{key}={value!r}" for key, value in self.data.items())
-        return f"{self.trigger}({args})"
-
-
-@attrs.frozen
-class Expected:
-    """What the spec says a step does from a state.
-
-    ``outcome``: ``taken`` (``row`` is taken, to ``dest``), ``blocked`` (rows
-    exist but no row's guards pass: accepted, no change), ``ignored`` (the state
-    ignores the trigger) or ``refused``.  ``guards`` are the guard values used;
-    ``trigger`` the trigger that decided (a timer's: the one it fired).
-    """
-
-    outcome: Literal["taken", "blocked", "ignored", "refused"]
-    dest: str
-    row: TransitionSpec | None = None
-    guards: Mapping[str, bool] = attrs.field(factory=dict, hash=False)
-    trigger: str = ""
-
-
-class Mismatch(FsmLiveError, AssertionError):
-    """The implementation and the spec disagree; the message names the walk so far,
-    and the spec's file, row and line.  ``walk`` holds the steps, the failing one
-    last.
-
-    An ``AssertionError``, so test runners report it as a failed check."""
-
-    def __init__(self, message: str, walk: Sequence[Step] = ()) -> None:
-        super().__init__(message)
-        self.walk = tuple(walk)
-
-
-class MissingEventData(FsmLiveError, KeyError):
-    """A step lacks a value the spec needs to say what it does: a free guard's
-    value, or an argument a guard oracle takes.  The message is one line."""
-
-    def __str__(self) -> str:  # KeyError's would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class TimerNotArmed(FsmLiveError, ValueError):
-    """A step lets a timer expire that the spec has not armed in the state the walk
-    is in (its state has no such timer, or it expired already)."""
-
-
-@attrs.frozen
-class _Oracles:
-    """How each guard's value is found: an oracle of ``guards``, the registry's guard
-    on the subject, or (free) the step's data."""
-
-    spec: Spec
-    guards: Mapping[str, GuardOracle] = attrs.field(factory=dict, hash=False)
-    registry: Registry | None = None
-
-    def on_subject(self, name: str) -> bool:
-        return (
-            name not in self.guards
-            and self.registry is not None
-            and ("guard", name) in self.registry
-        )
-
-    def free(self, name: str) -> bool:
-        return name not in self.guards and not self.on_subject(name)
-
-    def value(self, name: str, step: Step, subject: Any) -> bool:
-        declaration = self.spec.known.get("guard", name)
-        args = declaration.args if declaration is not None else ()
-        if self.free(name):
-            if name not in step.data:
-                raise MissingEventData(
-                    f"step {step!r} has no value for the free guard {name!r} (give it in "
-                    f"the step's data, or an oracle in guards=...)"
-                )
-            return bool(step.data[name])
-        missing = [arg for arg in args if arg not in step.data]
-        if missing and not step.elapse:
-            raise MissingEventData(
-                f"step {step!r} has no value for {missing[0]!r}, which guard {name!r} takes "
-                f"(covering_paths(spec, guards=...) fills it in)"
-            )
-        values = {arg: step.data.get(arg) for arg in args}
-        if name in self.guards:
-            return bool(self.guards[name](**values))
-        assert self.registry is not None
-        return bool(self.registry.lookup("guard", name)(subject, **values))
-
-
-def expect(
-    spec: Spec,
-    state: str,
-    step: Step,
-    guards: Mapping[str, GuardOracle] | None = None,
-    *,
-    registry: Registry | None = None,
-    subject: Any = None,
-) -> Expected:
-    """The spec's answer to ``step`` in ``state`` (rows in table order, first passing wins).
-
-    Guards are valued as the module docstring says (``registry`` guards on
-    ``subject``).  A timer's expiry (``step.elapse``) fires the timer's triggers
-    in order until one takes a row.  Raises :class:`MissingEventData` naming a
-    free guard's value or a guard oracle's argument missing from the step's data.
-    """
-    oracles = _Oracles(spec, guards or {}, registry)
-    if step.elapse:
-        timer = next((t for t in spec.states[state].timers if t.name == step.trigger), None)
-        if timer is None:
-            raise TimerNotArmed(f"step {step!r}: {state} has no timer {step.trigger}")
-        for trigger in timer.triggers:
-            found = _expect(spec, state, Step(trigger, step.data, True), oracles, subject)
-            if found.outcome == "taken":
-                return found
-        return Expected("blocked", state, trigger=step.trigger)
-    return _expect(spec, state, step, oracles, subject)
-
-
-def _expect(spec: Spec, state: str, step: Step, oracles: _Oracles, subject: Any) -> Expected:
-    if step.trigger in spec.states[state].ignore:
-        return Expected("ignored", state, trigger=step.trigger)
-    rows = spec.rows(state, step.trigger)
-    if not rows:
-        return Expected("refused", state, trigger=step.trigger)
-    values: dict[str, bool] = {}
-    for row in rows:
-        for name in row.guards:
-            if name not in values:
-                values[name] = oracles.value(name, step, subject)
-        if all(values[c] for c in row.conditions) and not any(values[u] for u in row.unless):
-            return Expected("taken", row.dest, row, values, step.trigger)
-    return Expected("blocked", state, None, values, step.trigger)
-
-
-# -- running steps ------------------------------------------------------------------------------
-
-
-class _Walk:
-    """An implementation and the spec, stepped side by side (see :func:`run_steps`)."""
-
-    def __init__(
-        self,
-        spec: Spec,
-        adapter: Adapter,
-        oracles: _Oracles,
-        model: Callable[[], Any] | None,
-        observe: Callable[[Any], Any] | None,
-    ) -> None:
-        self.spec = spec
-        self.adapter = adapter
-        self.oracles = oracles
-        self.done: list[Step] = []
-        self.subject = getattr(adapter, "subject", None)
-        actions = spec.known.names("action")
-        observe_actions = getattr(adapter, "observe", None)
-        if observe_actions is not None:
-            observe_actions(actions)
-        self.state = adapter.state()
-        if self.state != spec.initial:
-            raise self.fail(
-                f"the spec starts in {spec.initial}; the implementation is in {self.state}"
-                f" ({self.where_state(spec.initial)})"
-            )
-        self._actions()  # what construction ran is not compared (libraries differ)
-        self.armed = {t.name for t in spec.states[self.state].timers}
-        #: The reference run's clock: it moves only when a timer expires.
-        self.reference_now = 0.0
-        self.reference = self._reference(model)
-        self.observe = observe
-        #: True when the adapter reports its timers: walks may let them expire.
-        self.clocked = self._timers() is not None
-        self.check_timers(entered=True)
-        self.check_tasks()
-        self.check_model()
-
-    # -- the reference run of the spec on the user's object --------------------------------
-
-    def _reference(self, model: Callable[[], Any] | None) -> Any:
-        if model is None:
-            return None
-        registry = self.oracles.registry
-        if registry is None:
-            raise TypeError("check_implementation(model=...) needs the registry= to run")
-        from fsm_live.runner import SpecRun, run_machine
-
-        run = SpecRun(run_machine(self.spec, registry), model())
-        run.start(self.reference_now)
-        return run
-
-    # -- messages -------------------------------------------------------------------------
-
-    def fail(self, message: str, step: Step | None = None) -> Mismatch:
-        walk = [*self.done, step] if step is not None else self.done
-        return Mismatch(f"after {list(self.done)!r}: {message}", walk)
-
-    def where_state(self, state: str) -> str:
-        line = self.spec.states[state].line
-        return f"states.{state}, at {self.spec.source}:{line}" if line else f"states.{state}"
-
-    def where_row(self, row: TransitionSpec) -> str:
-        return f"at {self.spec.source}:{row.line}" if row.line else f"in {self.spec.source}"
-
-    def describe(self, expected: Expected, state: str, step: Step) -> str:
-        values = ", ".join(f"{name}={value}" for name, value in expected.guards.items())
-        with_guards = f" with {values}" if values else ""
-        what = repr(step)
-        if expected.outcome == "ignored":
-            return f"ignores {what} in {state} (nothing changes; {self.where_state(state)})"
-        if expected.outcome == "blocked":
-            return (
-                f"takes no row for {what} from {state}{with_guards} (nothing changes; "
-                f"{self.where_state(state)})"
-            )
-        row = expected.row
-        assert row is not None
-        dest = state if row.internal else row.dest
-        fired = f" (it fires {expected.trigger})" if step.elapse else ""
-        return (
-            f"takes {row.item} ({state} -> {dest}{row.guard_label}) for {what}{fired}"
-            f"{with_guards}, {self.where_row(row)}"
-        )
-
-    # -- one step ---------------------------------------------------------------------------
-
-    def step(self, step: Step) -> str:
-        try:
-            return self._step(step)
-        except Mismatch as exc:
-            if not exc.walk or exc.walk[-1] is not step:
-                exc.walk = (*self.done, step)
-            raise
-
-    def _step(self, step: Step) -> str:
-        spec, adapter, state = self.spec, self.adapter, self.state
-        if step.elapse:
-            if step.trigger not in self.armed:
-                raise TimerNotArmed(f"step {step!r}: the spec has no {step.trigger} armed now")
-            expected = self._expect_elapse(step)
-            accepted = self._elapse(step)
-        else:
-            expected = _expect(spec, state, step, self.oracles, self.subject)
-            try:
-                accepted = adapter.fire(step.trigger, step.data)
-            except Exception as exc:
-                raise self.fail(
-                    f"the implementation raised {type(exc).__name__}: {exc} on {step!r} in "
-                    f"{state}; the spec {self.describe(expected, state, step)}"
-                ) from exc
-        now = adapter.state()
-        if expected.outcome == "refused":
-            why = (
-                "a final state absorbs every trigger"
-                if spec.states[state].final
-                else "no row leaves it on that trigger"
-            )
-            if accepted:
-                raise self.fail(
-                    f"the spec refuses {step!r} in {state} ({why}; {self.where_state(state)}); "
-                    f"the implementation accepted it and is in {now}"
-                )
-            if now != state:
-                raise self.fail(
-                    f"the implementation refused {step!r} in {state} but its state changed to {now}"
-                )
-        elif not accepted:
-            raise self.fail(
-                f"the implementation refused {step!r} in {state}; the spec "
-                f"{self.describe(expected, state, step)}"
-            )
-        elif now != expected.dest:
-            raise self.fail(
-                f"the spec {self.describe(expected, state, step)}; the implementation is in {now}"
-            )
-        self.check_actions(expected, state, step)
-        entered = expected.outcome == "taken" and not (
-            expected.row is not None and expected.row.internal
-        )
-        if step.elapse:
-            self.armed.discard(step.trigger)
-        if entered:
-            self.armed = {t.name for t in spec.states[now].timers}
-        self.step_reference(step, expected)
-        self.done.append(step)
-        self.state = now
-        self.check_timers(entered=entered)
-        self.check_tasks()
-        self.check_model()
-        return now
-
-    def _expect_elapse(self, step: Step) -> Expected:
-        return expect(
-            self.spec,
-            self.state,
-            step,
-            self.oracles.guards,
-            registry=self.oracles.registry,
-            subject=self.subject,
-        )
-
-    def _elapse(self, step: Step) -> bool:
-        timers = self._timers()
-        if timers is None or step.trigger not in timers:
-            raise self.fail(
-                f"the spec has timer {step.trigger} armed in {self.state} "
-                f"({self.where_state(self.state)}); the implementation has "
-                f"{sorted(timers or {}) or 'none'} armed"
-            )
-        advance = getattr(self.adapter, "advance", None)
-        assert advance is not None  # timers() without advance(): an adapter's mistake
-        try:
-            advance(timers[step.trigger])
-        except Exception as exc:
-            raise self.fail(
-                f"the implementation raised {type(exc).__name__}: {exc} when its timer "
-                f"{step.trigger} expired in {self.state}"
-            ) from exc
-        return True
-
-    # -- what else is compared ------------------------------------------------------------
-
-    def _actions(self) -> list[str] | None:
-        actions = getattr(self.adapter, "actions", None)
-        return None if actions is None else actions()
-
-    def _timers(self) -> Mapping[str, float] | None:
-        timers = getattr(self.adapter, "timers", None)
-        return None if timers is None else timers()
-
-    def check_actions(self, expected: Expected, state: str, step: Step) -> None:
-        ran = self._actions()
-        if ran is None:
-            return
-        row = expected.row
-        wanted: list[str] = []
-        if expected.outcome == "taken" and row is not None:
-            wanted += row.before
-            if not row.internal:
-                wanted += [*self.spec.states[state].on_exit, *self.spec.states[row.dest].on_enter]
-            wanted += row.after
-        if list(ran) != wanted:
-            spec_says = (
-                f"{self.describe(expected, state, step)} and runs {wanted}"
-                if wanted
-                else f"{self.describe(expected, state, step)} and runs no action"
-            )
-            raise self.fail(f"the implementation ran {list(ran)}; the spec {spec_says}")
-
-    def check_timers(self, *, entered: bool) -> None:
-        timers = self._timers()
-        if timers is None:
-            return
-        state = self.state
-        armed = set(timers)
-        if armed != self.armed:
-            extra, missing = sorted(armed - self.armed), sorted(self.armed - armed)
-            parts = [f"{name} is still armed" for name in extra] + [
-                f"{name} is not armed" for name in missing
-            ]
-            raise self.fail(
-                f"in {state}, the implementation's timer {'; '.join(parts)}: the spec arms "
-                f"{sorted(self.armed) or 'none'} there ({self.where_state(state)})"
-            )
-        registry = self.oracles.registry
-        if not entered or registry is None:
-            return
-        for name in sorted(armed):
-            if ("timer", name) not in registry:
-                continue
-            seconds = float(registry.lookup("timer", name)(self.subject))
-            if not math.isclose(timers[name], seconds, rel_tol=1e-6, abs_tol=1e-9):
-                raise self.fail(
-                    f"entering {state}, the implementation armed {name} for "
-                    f"{timers[name]:g} s; the registry's {name}(subject) says {seconds:g} s "
-                    f"({self.where_state(state)})"
-                )
-
-    def check_tasks(self) -> None:
-        tasks = getattr(self.adapter, "tasks", None)
-        running: Collection[str] | None = None if tasks is None else tasks()
-        if running is None:
-            return
-        wanted = set(self.spec.states[self.state].tasks)
-        if set(running) != wanted:
-            raise self.fail(
-                f"in {self.state}, the implementation runs the tasks {sorted(running)}; the "
-                f"spec runs {sorted(wanted)} there ({self.where_state(self.state)})"
-            )
-
-    def step_reference(self, step: Step, expected: Expected) -> None:
-        run = self.reference
-        if run is None:
-            return
-        try:
-            if step.elapse:
-                deadline = run.timers.get(step.trigger)
-                if deadline is not None:
-                    self.reference_now = max(self.reference_now, deadline)
-                    run.expire(step.trigger, self.reference_now)
-            else:
-                run.fire(step.trigger, self.reference_now, **step.data)
-        except TransitionRefused:
-            pass
-
-    def check_model(self) -> None:
-        run = self.reference
-        if run is None:
-            return
-        observe = self.observe or _attributes(run.subject)
-        mine, theirs = observe(self.subject), observe(run.subject)
-        if mine != theirs:
-            raise self.fail(
-                f"in {self.state}, the implementation's object reads {mine!r}; the spec run "
-                f"on the model with the registry's actions reads {theirs!r}"
-            )
-
-
-def _attributes(model: Any) -> Callable[[Any], Any]:
-    """Compare an object's values of the model's attributes (``vars`` of the model)."""
-    names = sorted(vars(model)) if hasattr(model, "__dict__") else []
-
-    def observe(obj: Any) -> dict[str, Any]:
-        return {name: getattr(obj, name, "<missing>") for name in names}
-
-    return observe
-
-
-def run_steps(
-    spec: Spec,
-    adapter: Adapter,
-    steps: Sequence[Step],
-    guards: Mapping[str, GuardOracle] | None = None,
-    *,
-    registry: Registry | None = None,
-    model: Callable[[], Any] | None = None,
-    observe: Callable[[Any], Any] | None = None,
-) -> list[str]:
-    """Fire ``steps`` on ``adapter``, checking each against the spec; the states visited
-    (the initial one, then one per step).
-
-    ``guards``, ``registry``, ``model`` and ``observe`` are described in the
-    module docstring.  Raises :class:`Mismatch` at the first disagreement.
-    """
-    walk = _Walk(spec, adapter, _Oracles(spec, guards or {}, registry), model, observe)
-    return [walk.state, *(walk.step(step) for step in steps)]
 
 
 # -- walks --------------------------------------------------------------------------------------
@@ -583,7 +107,7 @@ def run_steps(
 def _event_data(
     spec: Spec,
     trigger: str,
-    oracles: _Oracles,
+    oracles: Oracles,
     args: Mapping[str, st.SearchStrategy[Any]],
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Values for a trigger's free guards (booleans) and declared arguments."""
@@ -596,7 +120,7 @@ def _event_data(
     return st.fixed_dictionaries(fields)
 
 
-def _timers_that_can_elapse(spec: Spec, state: str, oracles: _Oracles) -> list[str]:
+def _timers_that_can_elapse(spec: Spec, state: str, oracles: Oracles) -> list[str]:
     """A state's timers whose triggers' guards need no value from event data (the
     implementation's own timer fires them without any)."""
     names = []
@@ -624,7 +148,7 @@ def walks(
     drawn as the module docstring says.  A walk ends one step after reaching a
     final state.
     """
-    oracles = _Oracles(spec, guards or {})
+    oracles = Oracles(spec, guards or {})
     args = args or {}
     triggers = spec.triggers
     data = {trigger: _event_data(spec, trigger, oracles, args) for trigger in triggers}
@@ -640,7 +164,7 @@ def walks(
             steps.append(step)
             if spec.states[state].final:
                 break  # one refusal shows it absorbs; more would only repeat it
-            state = _expect(spec, state, step, oracles, None).dest
+            state = expect_step(spec, state, step, oracles, None).dest
         return steps
 
     return draw_walk()
@@ -700,7 +224,7 @@ def check_implementation(
         suppress_health_check=[HealthCheck.too_slow],
     )
     settings = hypothesis_settings(settings, report_multiple_bugs=False)
-    oracles = _Oracles(spec, guards or {}, registry)
+    oracles = Oracles(spec, guards or {}, registry)
     strategies = {
         name: value if isinstance(value, st.SearchStrategy) else st.sampled_from(list(value))
         for name, value in (args or {}).items()
@@ -736,7 +260,7 @@ def check_implementation(
     @settings
     @given(st.data())
     def walk(draw: st.DataObject) -> None:
-        walk = _Walk(spec, make(), oracles, model, observe)
+        walk = Walk(spec, make(), oracles, model, observe)
         length = draw.draw(st.integers(min_value=0, max_value=max_steps), label="length")
         triggers = spec.triggers
         if not triggers:
@@ -800,10 +324,10 @@ def _shortest_walk_to(
     from fsm_live.testing.paths import shortest_route
 
     state = spec.initial
-    oracles = _Oracles(spec, guards or {})
+    oracles = Oracles(spec, guards or {})
     try:
         for step in walk[:-1]:
-            state = _expect(spec, state, step, oracles, None).dest
+            state = expect_step(spec, state, step, oracles, None).dest
     except MissingEventData:
         return None
     route = shortest_route(spec, state, guards=guards)

@@ -42,7 +42,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from fsm_live.spec import Spec, TransitionSpec
-from fsm_live.testing.harness import GuardOracle, Step
+from fsm_live.testing.steps import GuardOracle, Step
 
 __all__ = (
     "DEFAULT_VALUES",
