@@ -697,3 +697,9 @@ def test_an_implementation_whose_guards_read_its_own_data_passes_with_the_regist
     check_implementation(spec, make, registry=registries.order_control, settings=QUICK)
     with pytest.raises(Mismatch, match=r"payments_enough"):
         check_implementation(spec, make, settings=QUICK)  # free guards: it ignores them
+
+
+def test_a_model_needs_the_registry() -> None:
+    states, rows, initial = MACHINES["tcp"]
+    with pytest.raises(TypeError, match="pass registry= too"):
+        check_implementation(spec_of("tcp"), factory(states, rows, initial), model=object)

@@ -212,11 +212,17 @@ def check_implementation(
     no deadline and no example database.  The covering paths run first
     (:func:`~fsm_live.testing.covering_paths`, with ``guards``), then the
     generated walks.  Raises :class:`Mismatch` (shrunk, one line) when the
-    implementation and the spec disagree.
+    implementation and the spec disagree, and ``TypeError`` for ``model`` without
+    ``registry``.
     """
     from fsm_live.testing.paths import covering_paths
 
     spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
+    if model is not None and registry is None:
+        raise TypeError(
+            "check_implementation(model=...): the model runs the registry's actions; "
+            "pass registry= too"
+        )
     settings = settings or hypothesis_settings(
         max_examples=100,
         deadline=None,
