@@ -228,6 +228,7 @@ def test_a_plain_object_is_a_model_without_any_hook(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_subject_may_be_other_than_the_model() -> None:
+    from fsm_live.core.machine import SubjectModel
     from fsm_live.spec import Registry
 
     spec = Spec.from_yaml(
@@ -238,10 +239,10 @@ def test_the_subject_may_be_other_than_the_model() -> None:
     registry = Registry("r")
     registry.bind("action", "note", seen.append)
 
-    class Holder:
+    class Holder(SubjectModel):
         state = "A"
         subject = "the user's object"
 
-    machine = SpecMachine(spec, registry=registry, subject=lambda model: model.subject)
+    machine = SpecMachine(spec, registry=registry)
     assert machine.fire(Holder(), "go")
     assert seen == ["the user's object"]

@@ -156,7 +156,8 @@ def test_a_connection_machine_refuses_a_user_binding_of_a_packaged_name() -> Non
 
     mine = Registry("mine")
     mine.bind("guard", "exhausted", _exhausted_too)
-    with pytest.raises(SpecError, match=r"guard 'exhausted' is bound in registry 'lifecycle'"):
+    built_in = r"guard 'exhausted' is built into the connection lifecycle"
+    with pytest.raises(SpecError, match=built_in):
         LifecycleMachine(Spec.default(), registry=mine)
 
 

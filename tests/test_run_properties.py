@@ -12,7 +12,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from fsm_live.core.effects import StartTask
 from fsm_live.errors import SpecError
-from fsm_live.runner import SpecRun
+from fsm_live.runner import UserRun
 from fsm_live.spec import Registry, Spec
 from fsm_live.testing import spec_state_machine
 from fsm_live.testing.run_properties import run_state_machine
@@ -162,31 +162,31 @@ def test_planted_bugs_in_a_run_are_caught(
     bug: str, caught_by: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if bug == "initial tasks never start":
-        original_start = SpecRun.start
+        original_start = UserRun.start
 
-        def start(self: SpecRun, now: float) -> list[Any]:
+        def start(self: UserRun, now: float) -> list[Any]:
             return [e for e in original_start(self, now) if not isinstance(e, StartTask)]
 
-        monkeypatch.setattr(SpecRun, "start", start)
+        monkeypatch.setattr(UserRun, "start", start)
     elif bug == "an exit action runs twice":
-        original_exit = SpecRun._on_exit
+        original_exit = UserRun._on_exit
 
-        def on_exit(self: SpecRun, event_data: Any) -> None:
+        def on_exit(self: UserRun, event_data: Any) -> None:
             original_exit(self, event_data)
             registry = self.machine.registry
             assert registry is not None
             for name in self.machine.states[self.state].on_exit:
                 registry.lookup("action", name)(self.subject)
 
-        monkeypatch.setattr(SpecRun, "_on_exit", on_exit)
+        monkeypatch.setattr(UserRun, "_on_exit", on_exit)
     else:
-        original = SpecRun._on_exit
+        original = UserRun._on_exit
 
-        def keeps_poll(self: SpecRun, event_data: Any) -> None:
+        def keeps_poll(self: UserRun, event_data: Any) -> None:
             original(self, event_data)
             self._effects[:] = [e for e in self._effects if getattr(e, "task", None) != "poll"]
 
-        monkeypatch.setattr(SpecRun, "_on_exit", keeps_poll)
+        monkeypatch.setattr(UserRun, "_on_exit", keeps_poll)
     machine = spec_state_machine(TASKS, registry=watcher_registry(), subject=object)
     with pytest.raises(AssertionError, match=caught_by):
         run_state_machine_as_test(machine, settings=PLANTED)

@@ -9,10 +9,9 @@ one typed entry point.  The Machine is synchronous, has no ``to_*`` shortcuts
 only record effects.
 
 Guards and actions are looked up in a :class:`~fsm_live.spec.Registry` when one
-is given (a bound guard is called as ``func(subject, **args)``, its declared args
-taken from the event data; an action likewise), else on the model by name.  The
-*subject* is the model itself unless the machine is given a ``subject`` function
-(a runner's model keeps the user's object as ``model.subject``).
+is given (a bound guard is called as ``func(model, **args)``, its declared args
+taken from the event data; an action likewise; a :class:`SubjectModel` passes its
+``subject`` instead of itself), else on the model by name.
 Triggers a state ignores are accepted there and do nothing; internal rows leave
 the state without running its exit and entry callbacks.
 
@@ -34,7 +33,7 @@ from transitions import Machine, State
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Registry, Spec, StateSpec, TimerSpec
 
-__all__ = ("CALLBACKS", "MachineModel", "SpecMachine")
+__all__ = ("CALLBACKS", "MachineModel", "SpecMachine", "SubjectModel")
 
 #: The optional model methods the Machine calls (with an ``EventData``), by role.
 CALLBACKS: Final = {
@@ -46,7 +45,7 @@ CALLBACKS: Final = {
 
 
 class MachineModel(Protocol):
-    """What a model must provide: its current state's name (the hooks are optional)."""
+    """What a model must provide: its current state's name."""
 
     state: str
 
@@ -66,37 +65,27 @@ def _hook(name: str) -> Callable[[Any], None]:
 _HOOKS: Final = {role: _hook(name) for role, name in CALLBACKS.items()}
 
 
+class SubjectModel:
+    """A model whose guards and actions are called with its ``subject`` instead of
+    itself (:class:`~fsm_live.core.run.SpecRun`: the machine's model is the run, the
+    subject is the user's object)."""
+
+    __slots__ = ()
+    subject: Any
+
+
 class SpecMachine:
     """A spec compiled into one shared Machine plus per-state lookup tables."""
 
-    __slots__ = (
-        "_events",
-        "allowed",
-        "ignored",
-        "machine",
-        "registry",
-        "spec",
-        "states",
-        "subject",
-        "timers",
-    )
+    __slots__ = ("_events", "allowed", "ignored", "machine", "registry", "spec", "states", "timers")
 
-    def __init__(
-        self,
-        spec: Spec,
-        *,
-        registry: Registry | None = None,
-        subject: Callable[[Any], Any] | None = None,
-    ) -> None:
+    def __init__(self, spec: Spec, *, registry: Registry | None = None) -> None:
         """Build the Machine.  ``registry`` binds the spec's guards and actions; raises
         :class:`~fsm_live.errors.SpecError` (``FILE:LINE: item: message``) if a guard
         or action the spec uses is bound to nothing or to a callable that cannot take
-        its call.  Without a registry, guards and actions are model attributes.
-        ``subject(model)`` is what the registry's callables receive (default: the
-        model)."""
+        its call.  Without a registry, guards and actions are model attributes."""
         self.spec = spec
         self.registry = registry
-        self.subject = subject
         if registry is not None:
             problems = registry.check(spec, kinds=("guard", "action"), unused=False)
             if problems:
@@ -173,26 +162,19 @@ class SpecMachine:
                 continue
             declaration = known.get(kind, name)
             args = declaration.args if declaration is not None else ()
-            callbacks.append(_bound(registry.lookup(kind, name), args, self.subject))
+            callbacks.append(_bound(registry.lookup(kind, name), args))
         return callbacks
 
 
-def _bound(
-    func: Callable[..., Any], args: tuple[str, ...], subject: Callable[[Any], Any] | None
-) -> Callable[[Any], Any]:
-    """A Machine callback (``send_event``) calling ``func(subject, **args)``; each arg
+def _bound(func: Callable[..., Any], args: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A Machine callback (``send_event``) calling ``func(model, **args)``; each arg
     is taken from the event data by name (None if the event has none)."""
-    if subject is None:
 
-        def callback(event_data: Any) -> Any:
-            kwargs = event_data.kwargs
-            return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})
-
-    else:
-
-        def callback(event_data: Any) -> Any:
-            kwargs = event_data.kwargs
-            return func(subject(event_data.model), **{arg: kwargs.get(arg) for arg in args})
+    def callback(event_data: Any) -> Any:
+        kwargs = event_data.kwargs
+        model = event_data.model
+        subject = model.subject if isinstance(model, SubjectModel) else model
+        return func(subject, **{arg: kwargs.get(arg) for arg in args})
 
     callback.__name__ = getattr(func, "__name__", "callback")
     return callback

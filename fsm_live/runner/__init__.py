@@ -14,15 +14,16 @@ armed and cancelled on the event loop's clock, its tasks started and cancelled
         machine.fire("receive_payment", amount=10)
         await machine.wait_for("PROCESSING")
 
-The sans-I/O core every driver shares is :class:`SpecRun` (state, timers as
-deadlines, task effects with generations; inputs carry ``now``): test a spec's
-timing with it and explicit times, no event loop.  docs/specs.md walks through
-a complete example.
+Under the driver is :class:`UserRun`, the core's sans-I/O
+:class:`~fsm_live.core.run.SpecRun` (state, timers as deadlines, task effects
+with generations; inputs carry ``now``) entered from its initial state: test a
+spec's timing with it and explicit times, no event loop.  docs/specs.md walks
+through a complete example.
 """
 
 from __future__ import annotations
 
-from fsm_live.runner.core import RunMachine, SpecRun, run_machine
 from fsm_live.runner.driver import Runner, RunningMachine, TaskContext
+from fsm_live.runner.run import RunMachine, UserRun, run_machine
 
-__all__ = ("RunMachine", "Runner", "RunningMachine", "SpecRun", "TaskContext", "run_machine")
+__all__ = ("RunMachine", "Runner", "RunningMachine", "TaskContext", "UserRun", "run_machine")

@@ -2,7 +2,7 @@
 
 :class:`Runner` is the spec and its registry, built once (one Machine per spec
 and registry); ``async with runner.run(subject) as machine`` runs one
-:class:`~fsm_live.runner.core.SpecRun` and carries out its effects:
+:class:`~fsm_live.runner.UserRun` and carries out its effects:
 
 * the spec's **timers** run on the event loop's clock (``anyio.current_time``:
   trio's ``MockClock`` makes them virtual in tests), one wake-up for the
@@ -35,7 +35,7 @@ from anyio.abc import TaskGroup
 
 from fsm_live.core.effects import CancelTask, Effect, Emit, StartTask, TransitionRecord
 from fsm_live.errors import UsageError
-from fsm_live.runner.core import RunMachine, SpecRun, run_machine
+from fsm_live.runner.run import RunMachine, UserRun, run_machine
 from fsm_live.spec import Registry, Spec
 
 __all__ = ("Runner", "RunningMachine", "TaskContext")
@@ -123,7 +123,7 @@ class RunningMachine:
     def __init__(
         self, machine: RunMachine, subject: Any, on_transition: TransitionCallback | None
     ) -> None:
-        self.run = SpecRun(machine, subject)
+        self.run = UserRun(machine, subject)
         self.subject = subject
         self.on_transition = on_transition
         self._task_group: TaskGroup | None = None

@@ -33,7 +33,7 @@ and, where the adapter reports them (the ready-made adapters do):
 * **tasks**: those running are the current state's;
 * **the user's object**: with ``model`` (a factory of a fresh object of yours)
   and a ``registry``, the spec itself runs on such an object with the registry's
-  actions (:class:`~fsm_live.runner.SpecRun`) beside the implementation, and
+  actions (:class:`~fsm_live.runner.UserRun`) beside the implementation, and
   ``observe(obj)`` of both must agree after every step (default: the model
   object's attributes): a side effect done twice is a mismatch.
 

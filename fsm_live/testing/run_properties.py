@@ -2,7 +2,7 @@
 
 :func:`run_state_machine` (what :func:`~fsm_live.testing.spec_state_machine`
 returns for a spec given with ``subject=``) is a Hypothesis
-``RuleBasedStateMachine`` that starts a :class:`~fsm_live.runner.SpecRun` on a
+``RuleBasedStateMachine`` that starts a :class:`~fsm_live.runner.UserRun` on a
 fresh user object and drives it with random triggers and event data (drawn for
 the arguments the spec declares), clock jumps, timer expiries and task reports
 (stale generations included), calling the registry's real guards, actions and
@@ -42,7 +42,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from fsm_live.core.effects import CancelTask, Effect, Emit, ScheduleTimer, StartTask
 from fsm_live.errors import TransitionRefused
-from fsm_live.runner import SpecRun, run_machine
+from fsm_live.runner import UserRun, run_machine
 from fsm_live.spec import Binding, Registry, Spec
 from fsm_live.spec.vocabulary import Kind
 
@@ -112,12 +112,12 @@ def run_state_machine(
     }
     jumps = st.one_of(st.just(0.0), st.floats(min_value=0, max_value=3600, allow_nan=False))
 
-    def guard(run: SpecRun, name: str, event: Mapping[str, Any]) -> bool:
+    def guard(run: UserRun, name: str, event: Mapping[str, Any]) -> bool:
         declaration = known.get("guard", name)
         names = declaration.args if declaration is not None else ()
         return bool(real.lookup("guard", name)(run.subject, **{a: event.get(a) for a in names}))
 
-    def expected_row(run: SpecRun, trigger: str, event: Mapping[str, Any]) -> Any:
+    def expected_row(run: UserRun, trigger: str, event: Mapping[str, Any]) -> Any:
         for row in spec.rows(run.state, trigger):
             if all(guard(run, g, event) for g in row.conditions) and not any(
                 guard(run, g, event) for g in row.unless
@@ -131,7 +131,7 @@ def run_state_machine(
         def __init__(self) -> None:
             super().__init__()
             self.now = 0.0
-            self.run = SpecRun(machine, subject())
+            self.run = UserRun(machine, subject())
             self.running: dict[str, int] = {}
             calls.clear()
             effects = self.run.start(0.0)

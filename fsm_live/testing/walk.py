@@ -99,9 +99,9 @@ class Walk:
         registry = self.oracles.registry
         if registry is None:
             raise TypeError("check_implementation(model=...) needs the registry= to run")
-        from fsm_live.runner import SpecRun, run_machine
+        from fsm_live.runner import UserRun, run_machine
 
-        run = SpecRun(run_machine(self.spec, registry), model())
+        run = UserRun(run_machine(self.spec, registry), model())
         run.start(self.reference_now)
         return run
 

@@ -1,4 +1,4 @@
-"""fsm_live.runner.SpecRun: a user's spec on the user's object, sans-I/O (explicit ``now``)."""
+"""fsm_live.runner.UserRun: a user's spec on the user's object, sans-I/O (explicit ``now``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from fsm_live.core.effects import CancelTask, CancelTimer, Emit, ScheduleTimer, StartTask
 from fsm_live.errors import SpecError, TransitionRefused, UsageError
-from fsm_live.runner import Runner, SpecRun, run_machine
+from fsm_live.runner import Runner, UserRun, run_machine
 from fsm_live.spec import Registry, Spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "specs" / "examples"
@@ -106,8 +106,8 @@ async def watch(context: Any) -> None: ...
 async def sensor(context: Any) -> None: ...
 
 
-def started(subject: Kettle | None = None, now: float = 0.0) -> tuple[SpecRun, list[Any]]:
-    run = SpecRun(run_machine(KETTLE, kettle), subject or Kettle())
+def started(subject: Kettle | None = None, now: float = 0.0) -> tuple[UserRun, list[Any]]:
+    run = UserRun(run_machine(KETTLE, kettle), subject or Kettle())
     return run, run.start(now)
 
 
@@ -154,7 +154,7 @@ def test_timer_length_comes_from_the_users_object_and_is_checked() -> None:
     run, effects = started(Kettle(warm_seconds=0))
     assert ScheduleTimer("keep_warm", 0.0) in effects
     assert next(e for e in run.handle_timer(0.0) if isinstance(e, Emit)).record.dest == "GONE"
-    bad = SpecRun(run_machine(KETTLE, kettle), Kettle(warm_seconds=-1))
+    bad = UserRun(run_machine(KETTLE, kettle), Kettle(warm_seconds=-1))
     with pytest.raises(UsageError, match=r"timer 'keep_warm' of state COLD returned -1"):
         bad.start(0.0)
 
@@ -196,7 +196,7 @@ def test_a_stale_report_is_dropped() -> None:
 
 
 def test_fire_from_an_action_is_refused_and_fire_before_start() -> None:
-    run = SpecRun(run_machine(KETTLE, kettle), Kettle())
+    run = UserRun(run_machine(KETTLE, kettle), Kettle())
     with pytest.raises(UsageError, match="before start"):
         run.fire("switch_on", 0.0)
     spec = Spec.from_yaml(
@@ -205,9 +205,9 @@ def test_fire_from_an_action_is_refused_and_fire_before_start() -> None:
         "  - {trigger: back, source: B, dest: A}\n"
     )
     registry = Registry("again")
-    holder: dict[str, SpecRun] = {}
+    holder: dict[str, UserRun] = {}
     registry.bind("action", "again", lambda subject: holder["run"].fire("back", 0.0))
-    holder["run"] = run = SpecRun(run_machine(spec, registry), None)
+    holder["run"] = run = UserRun(run_machine(spec, registry), None)
     run.start(0.0)
     with pytest.raises(UsageError, match="fired from inside a guard or action"):
         run.fire("go", 0.0)
