@@ -15,10 +15,10 @@ from fsm_live.diagram import (
     GraphvizFailed,
     GraphvizMissing,
     TraceUnreadable,
+    read_trace_counts,
     to_dot,
     to_mermaid,
     to_svg,
-    trace_counts,
 )
 from fsm_live.errors import ConfigError, SpecError
 from fsm_live.spec import Registry, Spec
@@ -100,7 +100,8 @@ def _run_check(args: argparse.Namespace, out: Output) -> int:
         if isinstance(spec, int):
             status = max(status, spec)
             continue
-        problems = registry.check(spec) if registry is not None else []
+        # Without --bind, only names the spec declares and never uses (no code imported).
+        problems = Registry("none").unused(spec) if registry is None else registry.check(spec)
         for problem in problems:
             out.problem(problem)
         if problems:
@@ -148,7 +149,14 @@ def add_diagram(subparsers: Subparsers) -> None:
         metavar="FILE",
         default=None,
         help="JSONL trace file(s): label each edge with the times it was "
-        "taken (hot edges heavier in DOT and SVG)",
+        "taken (hot edges heavier in DOT and SVG); rows that are no edge of the "
+        "spec are warned about",
+    )
+    parser.add_argument(
+        "--current",
+        metavar="STATE",
+        default=None,
+        help="highlight STATE (e.g. where a machine is now)",
     )
     parser.add_argument(
         "--graphviz-timeout",
@@ -164,18 +172,35 @@ def _run_diagram(args: argparse.Namespace, out: Output) -> int:
     spec = _load(args.spec, "diagram", out)
     if isinstance(spec, int):
         return spec
-    try:
-        counts = None if args.trace is None else trace_counts(args.trace)
-    except TraceUnreadable as exc:  # a --trace that cannot be read or is not a trace
-        out.problem(f"{PROG} diagram: error: --trace {exc}")
+    if args.current is not None and args.current not in spec.states:
+        out.problem(
+            f"{PROG} diagram: error: --current {args.current}: no such state in {args.spec} "
+            f"(states: {', '.join(spec.states)})"
+        )
         return EXIT_BAD_USAGE
+    counts = None
+    if args.trace is not None:
+        try:
+            read = read_trace_counts(spec, args.trace)
+        except TraceUnreadable as exc:  # a --trace that cannot be read or is not a trace
+            out.problem(f"{PROG} diagram: error: --trace {exc}")
+            return EXIT_BAD_USAGE
+        counts = read.counts
+        for stray in read.strays:
+            out.problem(f"{PROG} diagram: warning: {stray}")
     try:
         if args.format == "svg":
-            text = to_svg(spec, notes=args.notes, counts=counts, timeout=args.graphviz_timeout)
+            text = to_svg(
+                spec,
+                notes=args.notes,
+                counts=counts,
+                current=args.current,
+                timeout=args.graphviz_timeout,
+            )
         elif args.format == "dot":
-            text = to_dot(spec, notes=args.notes, counts=counts)
+            text = to_dot(spec, notes=args.notes, counts=counts, current=args.current)
         else:
-            text = to_mermaid(spec, notes=args.notes, counts=counts)
+            text = to_mermaid(spec, notes=args.notes, counts=counts, current=args.current)
     except (GraphvizMissing, GraphvizFailed) as exc:
         out.problem(f"{PROG} diagram: {exc}")
         return 1
