@@ -484,11 +484,11 @@ def test_cli_diagram_current_and_unknown_current(
     spec = TRAFFIC_PATH
     assert main(["diagram", str(spec), "--current", "GREEN"]) == 0
     assert "    class GREEN current\n" in capsys.readouterr().out
-    assert main(["diagram", str(spec), "--current", "BLUE"]) == 1
+    assert main(["diagram", str(spec), "--current", "BLUE"]) == 2  # a bad argument
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        f"fsm-live diagram: --current BLUE: no such state in {spec} "
+        f"fsm-live diagram: error: --current BLUE: no such state in {spec} "
         "(states: DARK, RED, GREEN, YELLOW, FLASHING, RETIRED)\n"
     )
 
