@@ -54,10 +54,14 @@ async def hold(variant: str, url: str, n: int) -> float:
 
     opened = 0
     all_open = anyio.Event()
+    batch_open = anyio.Event()
+    batch_end = 0
 
     def one_opened() -> None:
         nonlocal opened
         opened += 1
+        if opened == batch_end:
+            batch_open.set()
         if opened == n:
             all_open.set()
 
@@ -86,11 +90,11 @@ async def hold(variant: str, url: str, n: int) -> float:
     before = rss()
     async with anyio.create_task_group() as tasks:
         for start in range(0, n, 100):  # 100 opening at a time, as connections.py does
-            for _ in range(min(100, n - start)):
+            batch_end, batch_open = min(n, start + 100), anyio.Event()
+            for _ in range(batch_end - start):
                 tasks.start_soon(lambda: one(task_status=anyio.TASK_STATUS_IGNORED))
             with anyio.fail_after(60):
-                while opened < min(n, start + 100):
-                    await anyio.sleep(0.01)
+                await batch_open.wait()
         with anyio.fail_after(60):
             await all_open.wait()
         await anyio.sleep(1)
