@@ -162,10 +162,10 @@ class LiveConnection:
     __slots__ = (
         "_asyncio",
         "_callbacks",
-        "_encode_tracked",
         "_changed",
         "_counters",
         "_dial_state",
+        "_encode_tracked",
         "_engine",
         "_entered_by",
         "_failure",
