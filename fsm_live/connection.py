@@ -50,7 +50,8 @@ from fsm_live._runtime.trace import TraceWriter
 from fsm_live._runtime.wakeup import Wakeup
 from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.core.endpoint import Endpoint
+from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine, deliver_to_lifecycle
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.errors import (
@@ -64,7 +65,7 @@ from fsm_live.lwp.protocol import LwpProtocol
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
 from fsm_live.protocols.base import Acknowledging
 from fsm_live.spec import Spec
-from fsm_live.transport.base import AsyncioTransport, Transport
+from fsm_live.transport.base import AsyncioTransport, Target, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url, safe_url
 
@@ -126,6 +127,28 @@ def _default_config() -> Config:
 
 
 @functools.cache
+def endpoint_key(target: Target) -> str:
+    """How an endpoint is named and shared: ``host:port``, and its proxy if any
+    (without its credentials)."""
+    key = f"{target.host}:{target.port}"
+    return key if target.proxy is None else f"{key} via {safe_url(target.proxy)}"
+
+
+def new_endpoint(
+    target: Target, config: Config, *, random: Callable[[], float] | None = None
+) -> Endpoint:
+    """An :class:`~fsm_live.core.endpoint.Endpoint` for ``target`` with ``config``'s
+    settings, delivering to its members' lifecycles."""
+    endpoint = Endpoint(
+        endpoint_key(target),
+        down_after=config.endpoint_failures,
+        probe_interval=config.probe_interval,
+        random=random,
+    )
+    endpoint.deliver = deliver_to_lifecycle
+    return endpoint
+
+
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())
@@ -152,7 +175,10 @@ class LiveConnection:
       (default: the packaged spec's); ``random``: the jitter source;
     * ``pacer``: a :class:`~fsm_live.core.pacing.ReconnectPacer` shared with
       other connections of this event loop, bounding their reconnect attempts
-      per second (a :class:`~fsm_live.fleet.Fleet` passes its own).
+      per second (a :class:`~fsm_live.fleet.Fleet` passes its own);
+    * ``endpoint``: the :class:`~fsm_live.core.endpoint.Endpoint` this connection
+      dials, shared with others that dial it (a fleet passes one per endpoint);
+      default: one of its own (:func:`new_endpoint`).
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
     (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
@@ -202,6 +228,7 @@ class LiveConnection:
         machine: LifecycleMachine | None = None,
         random: Callable[[], float] | None = None,
         pacer: ReconnectPacer | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.url = check_url(url)
         self.config = config or _default_config()
@@ -229,6 +256,7 @@ class LiveConnection:
             can_refresh_credentials=credentials is not None,
             refreshable=refreshable,
             pacer=pacer,
+            endpoint=endpoint or new_endpoint(self._target, self.config, random=random),
         )
         self._counters = Counters()
         self._jobs = Jobs(self._job_crashed, self._notify)

@@ -31,6 +31,7 @@ from fsm_live.cli.views.connection import plain_transition
 from fsm_live.cli.views.live import BELOW, ECHO_MARGIN
 from fsm_live.cli.views.styles import CRASHED_STYLE, StateStyles
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.endpoint import EndpointStatus
 from fsm_live.diagnostics.units import duration
 from fsm_live.fleet.stats import FleetStats
 
@@ -72,29 +73,6 @@ _ENDPOINT_LINES: Final = 3
 #: Lines of the dashboard that are not rows of its two lists: the blank line, the
 #: "worst" title, the blank line and the "recent" title.
 _SECTION_LINES: Final = 4
-
-
-@attrs.frozen
-class EndpointStatus:
-    """What the fleet knows about one endpoint its members dial, for the dashboard.
-
-    * ``endpoint``: how the operator names it: ``host:port``, and the proxy when
-      members dial through one (``example.org:443 via socks5://proxy:1080``);
-    * ``up``: whether members reach it; ``since``: when that last changed
-      (``anyio.current_time()``, the clock of the fleet's ``started_at``);
-    * ``probing``: while down, whether a probe is dialling it now;
-    * ``members``: the members that dial it.
-
-    The fleet does not report its endpoints yet (issue 20: an endpoint's outage
-    becomes one state of the fleet's, not N members' failures); until it does, the
-    dashboard is given none and shows no endpoint line.
-    """
-
-    endpoint: str
-    up: bool
-    since: float
-    probing: bool = False
-    members: int = 0
 
 
 def plain_fleet_transition(key: str, record: TransitionRecord, started_at: float) -> str:
