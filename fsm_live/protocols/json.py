@@ -1,8 +1,9 @@
 """The ``json`` adapter: every message is one JSON text frame.
 
 Heartbeats are WebSocket ping frames (no app heartbeat beyond ping).  Frames that
-are not valid JSON are delivered as :class:`InvalidJson` values rather than
-dropped, so nothing is lost silently.
+are not valid JSON (or nest deeper than Python's recursion limit lets it read)
+are delivered as :class:`InvalidJson` values rather than dropped, so nothing is
+lost silently: decoding never raises, whatever the frame.
 
 De-duplication is opt-in: ``JsonProtocol(dedup_key="id")`` drops an inbound
 object whose ``"id"`` member equals, as a JSON value, one seen within
@@ -28,7 +29,7 @@ __all__ = ("InvalidJson", "JsonProtocol")
 
 @attrs.frozen
 class InvalidJson:
-    """An inbound frame that was not valid JSON, kept as received."""
+    """An inbound frame that was not valid JSON, kept as received; ``error`` says why."""
 
     frame: Message
     error: str
@@ -56,6 +57,8 @@ class JsonProtocol(PingProtocol):
             value = json.loads(frame)
         except ValueError as exc:
             return InvalidJson(frame, str(exc)), None
+        except RecursionError:  # a few KB of [[[[... (the decoder recurses per level)
+            return InvalidJson(frame, "nested too deeply"), None
         key = self.dedup_key
         if key is None or not isinstance(value, dict) or key not in value:
             return value, None
