@@ -215,7 +215,8 @@ def _fields() -> dict[str, attrs.Attribute[Any]]:
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML file at ``path`` (a settings file, a fleet file).  Raises
     :class:`ConfigError` naming the file: it cannot be read, is not UTF-8 text, or is
-    not valid TOML."""
+    not valid TOML (nested deeper than Python's recursion limit included; TOML has no
+    aliases to expand)."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -224,6 +225,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level of nested arrays and tables
+        raise ConfigError(str(path), "not valid TOML: nested too deeply") from None
 
 
 def _merge_file(
