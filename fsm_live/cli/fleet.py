@@ -26,7 +26,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
 
-    def collector(fleet: Fleet) -> AbstractContextManager[None]:
+    def collector(fleet: Fleet) -> AbstractAsyncContextManager[None]:
         return metrics_endpoint.registered(
             metrics,
             functools.partial(FleetCollector, fleet, per_connection=args.metrics_per_connection),
@@ -172,7 +172,7 @@ async def run_fleet(
     *,
     reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
     stop: Stop | None = None,
-    metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None = None,
 ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
@@ -206,15 +206,14 @@ async def run_fleet(
                 out.problem(f"{PROG} fleet: error: --trace-dir {trace}: {exc.strerror or exc}")
                 return EXIT_BAD_USAGE
         watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
-        with watched:
-            async with anyio.create_task_group() as task_group:
-                if interactive:
-                    task_group.start_soon(_show_live, fleet, config.path.name, out)
-                else:
-                    task_group.start_soon(_report_all_connected, fleet, out)
-                    task_group.start_soon(_print_summaries, fleet, out)
-                await _wait_for_the_end(duration, stop)
-                task_group.cancel_scope.cancel()
+        async with watched, anyio.create_task_group() as task_group:
+            if interactive:
+                task_group.start_soon(_show_live, fleet, config.path.name, out)
+            else:
+                task_group.start_soon(_report_all_connected, fleet, out)
+                task_group.start_soon(_print_summaries, fleet, out)
+            await _wait_for_the_end(duration, stop)
+            task_group.cancel_scope.cancel()
     if not interactive:
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
     for key in fleet:
