@@ -13,9 +13,13 @@ is bounded (prometheus-client's ``start_http_server`` spent a thread per
 connection with no timeout: 1,500 slow partial requests held 1,502 threads, and
 its listen backlog of 5 made 733 of 1,000 concurrent scrapes time out):
 
-* at most ``max_connections`` connections are answered at once (default
-  :data:`MAX_CONNECTIONS`); the next ones wait, unaccepted, in a listen backlog
-  of :data:`BACKLOG` (capped by the system's ``somaxconn``);
+* at most ``max_connections`` connections are held at once (default
+  :data:`MAX_CONNECTIONS`): a connection arriving at the bound closes the one that
+  has waited longest for its request, so slow clients cannot lock scrapers out (a
+  scraper sends its request at once and is answered within milliseconds); should
+  every connection held be taking its answer, the new one is closed instead.
+  Connections not yet accepted wait in a listen backlog of :data:`BACKLOG`
+  (capped by the system's ``somaxconn``);
 * each connection has ``timeout`` seconds (default :data:`TIMEOUT`, Prometheus'
   own default scrape timeout) to send its request head and take the answer, then
   it is closed;
@@ -58,8 +62,8 @@ __all__ = (
 
 #: Where :func:`serve_metrics` binds unless told otherwise.
 DEFAULT_HOST: Final = "127.0.0.1"
-#: Connections answered at once, by default.
-MAX_CONNECTIONS: Final = 64
+#: Connections held at once, by default (each costs a task and a socket).
+MAX_CONNECTIONS: Final = 256
 #: Seconds a connection has for its request head and the answer, by default
 #: (Prometheus' default ``scrape_timeout``).
 TIMEOUT: Final = 10.0
@@ -94,7 +98,7 @@ class MetricsServer:
     0), serving ``registry`` at ``url`` while entered with ``async with`` on an event
     loop; :meth:`close` releases the port (idempotent; leaving the block does too).
 
-    ``connections`` is the number of connections being answered now.  Raises
+    ``connections`` is the number of connections held now.  Raises
     :class:`~fsm_live.errors.UsageError` when entered twice, after :meth:`close`, or
     with a plain ``with``.
     """
@@ -118,7 +122,16 @@ class MetricsServer:
         self.port: int = sock.getsockname()[1]
         self.timeout = timeout
         self.max_connections = max_connections
-        self.connections = 0
+        # The connections reading their request, oldest first (a dict as an ordered
+        # set), each by the cancel scope that closes it at its deadline or when it
+        # is evicted; and how many more are taking their answer.
+        self._reading: dict[anyio.CancelScope, None] = {}
+        self._answering = 0
+
+    @property
+    def connections(self) -> int:
+        """Connections held now (reading a request or taking an answer)."""
+        return len(self._reading) + self._answering
 
     @property
     def url(self) -> str:
@@ -147,7 +160,7 @@ class MetricsServer:
             await stack.enter_async_context(listener)  # closes the socket at the end
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)  # runs first: the accept loop
-            task_group.start_soon(self._accept, listener, anyio.Semaphore(self.max_connections))
+            task_group.start_soon(self._accept, listener)
             self._stack = stack.pop_all()
         return self
 
@@ -163,36 +176,47 @@ class MetricsServer:
 
     # -- serving -------------------------------------------------------------------------
 
-    async def _accept(self, listener: anyio.abc.SocketListener, slots: anyio.Semaphore) -> None:
-        """Accept while a slot is free (the others wait in the listen backlog)."""
+    async def _accept(self, listener: anyio.abc.SocketListener) -> None:
+        """Accept every connection; at the bound, evict the one waiting longest for
+        its request (or, if all are taking answers, close the new one)."""
+        reading = self._reading
         async with anyio.create_task_group() as task_group:
             while True:
-                await slots.acquire()
                 try:
                     stream = await listener.accept()
                 except OSError as exc:  # out of file descriptors: rest, then try again
-                    slots.release()
                     logger.warning("metrics endpoint: accept failed (%s)", exc.strerror or exc)
                     await anyio.sleep(_ACCEPT_RETRY)
                     continue
-                except BaseException:
-                    slots.release()
-                    raise
-                task_group.start_soon(self._answer, stream, slots)
+                if self.connections >= self.max_connections:
+                    if not reading:
+                        await anyio.aclose_forcefully(stream)
+                        continue
+                    oldest = next(iter(reading))
+                    del reading[oldest]
+                    oldest.cancel()
+                scope = anyio.CancelScope(deadline=anyio.current_time() + self.timeout)
+                reading[scope] = None
+                task_group.start_soon(self._answer, stream, scope)
 
-    async def _answer(self, stream: anyio.abc.SocketStream, slots: anyio.Semaphore) -> None:
-        """Read one request head and answer it, within ``timeout``; then close."""
-        self.connections += 1
+    async def _answer(self, stream: anyio.abc.SocketStream, scope: anyio.CancelScope) -> None:
+        """Read one request head and answer it, unless ``scope`` is cancelled first
+        (its deadline passed, or the connection was evicted); then close."""
+        answering = False
         try:
-            async with stream:
-                with anyio.move_on_after(self.timeout):
-                    head = await _read_head(stream)
+            with scope:
+                head = await _read_head(stream)
+                if self._reading.pop(scope, 0) is None:  # not evicted meanwhile
+                    answering = True
+                    self._answering += 1
                     await stream.send(self._respond(head))
         except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
             pass  # the scraper went away: nothing to answer
         finally:
-            self.connections -= 1
-            slots.release()
+            self._reading.pop(scope, None)
+            if answering:
+                self._answering -= 1
+            await anyio.aclose_forcefully(stream)
 
     def _respond(self, head: bytes | None) -> bytes:
         """The whole HTTP answer to a request head (None: too long)."""
