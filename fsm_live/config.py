@@ -27,7 +27,8 @@ failed_retry_delay         (cap)       ... after this long, jittered (default: t
                                        backoff policy's cap, 60 s by default;
                                        at least 1 s)
 message_concurrency        100         inbound messages handled at once
-outbound_buffer            1000        messages buffered while not CONNECTED
+outbound_buffer            1000        frames live at once: waiting for a link, in the
+                                       write buffer, or awaiting an acknowledgement
 open_timeout               10          dial + handshake + registration
 close_timeout              5           closing the socket and joining tasks
 stability_window           15          up this long (or one heartbeat ack): stable
@@ -35,7 +36,9 @@ planned_reconnect_delay    1           jitter ceiling after a planned close (>= 
 retry_after_cap            300         the most a Retry-After is honoured
 backoff                    exponential ``ExponentialJitter(1, 60)``; its ceiling >= 0.01
 max_size                   1048576     largest inbound message in bytes (close 1009 above)
-max_queue                  16          inbound frames websockets buffers per link
+ack_timeout                60          a frame awaiting its acknowledgement is kept (and
+                                       sent again after reconnects) this long;
+                                       request()'s default timeout
 compression                false       permessage-deflate (about 3x memory per link)
 trace_stats_interval       60          a trace's stats records at most this often
                                        (docs/diagnostics.md)
@@ -159,7 +162,7 @@ class Config:
     retry_after_cap: float = _seconds_field(300.0)
     backoff: BackoffPolicy = attrs.field(factory=ExponentialJitter, validator=_backoff)
     max_size: int = attrs.field(default=1 << 20, validator=_count)
-    max_queue: int = attrs.field(default=16, validator=_count)
+    ack_timeout: float = _seconds_field(60.0)
     compression: bool = attrs.field(default=False, validator=_flag)
     trace_stats_interval: float = _seconds_field(60.0)
 

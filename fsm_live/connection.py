@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -36,11 +37,13 @@ import anyio.abc
 import anyio.lowlevel
 import sniffio
 
-from fsm_live._runtime.engine import Engine, Link
+from fsm_live._runtime.credential_jobs import CookieRefresher, TokenRefresher
+from fsm_live._runtime.engine import Engine
 from fsm_live._runtime.inbox import Handler, Inbox
 from fsm_live._runtime.jobs import Job, Jobs
+from fsm_live._runtime.link import Link
 from fsm_live._runtime.links import AsyncioLink, StreamLink
-from fsm_live._runtime.outbox import Outbox
+from fsm_live._runtime.requests import PendingRequest
 from fsm_live._runtime.stats import Counters, Stats, both
 from fsm_live._runtime.timers import LoopTimer, TaskTimer
 from fsm_live._runtime.trace import TraceWriter
@@ -59,8 +62,9 @@ from fsm_live.errors import (
 )
 from fsm_live.lwp.protocol import LwpProtocol
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
+from fsm_live.protocols.base import Acknowledging
 from fsm_live.spec import Spec
-from fsm_live.transport.base import AsyncioTransport, Message, Transport
+from fsm_live.transport.base import AsyncioTransport, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url, safe_url
 
@@ -162,13 +166,13 @@ class LiveConnection:
         "_counters",
         "_dial_state",
         "_engine",
+        "_entered_by",
         "_failure",
         "_fast_path",
         "_finished",
         "_inbox",
         "_jobs",
         "_lifecycle",
-        "_outbox",
         "_started_at",
         "_state",
         "_taken",
@@ -205,17 +209,24 @@ class LiveConnection:
         self._transport = transport or _DEFAULT_TRANSPORT
         #: The transport, if it can hand a connection to an asyncio protocol (no task).
         self._fast_path = self._transport if isinstance(self._transport, AsyncioTransport) else None
+        refreshable = [
+            kind
+            for kind, able in (("token", TokenRefresher), ("cookies", CookieRefresher))
+            if isinstance(credentials, able)
+        ]
         self._lifecycle = Lifecycle(
             machine or default_machine(),
             self.config,
             random=random,
             can_refresh_credentials=credentials is not None,
+            refreshable=refreshable,
             pacer=pacer,
         )
         self._counters = Counters()
         self._jobs = Jobs(self._job_crashed, self._notify)
-        self._inbox = Inbox(self.config.message_concurrency, on_message, jobs=self._jobs)
-        self._outbox = Outbox(self.config.outbound_buffer)
+        self._inbox = Inbox(
+            self.config.message_concurrency, on_message, jobs=self._jobs, counts=self._counters
+        )
         self._engine = Engine(
             url=url,
             lifecycle=self._lifecycle,
@@ -223,7 +234,6 @@ class LiveConnection:
             config=self.config,
             credentials=credentials,
             inbox=self._inbox,
-            outbox=self._outbox,
             counters=self._counters,
             jobs=self._jobs,
             clock=anyio.current_time,
@@ -237,6 +247,7 @@ class LiveConnection:
         self._started_at = 0.0
         self._callbacks: list[Callable[[TransitionRecord], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._entered_by: object = None  # the task that entered (only it may exit)
         self._asyncio = False
         self._finished = False  # closed: links closed, jobs cancelled
         self._changed = Wakeup()
@@ -257,6 +268,7 @@ class LiveConnection:
     async def __aenter__(self) -> Self:
         if self._task_group is not None:
             raise UsageError("a LiveConnection can be entered only once")
+        self._entered_by = anyio.get_current_task().id
         self._asyncio = sniffio.current_async_library() == "asyncio"
         if self._asyncio:
             # The engine starts jobs from loop callbacks (a timer, bytes received),
@@ -304,6 +316,15 @@ class LiveConnection:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._task_group is not None
+        if anyio.get_current_task().id != self._entered_by:
+            # The task group can only be left by the task that entered it: close the
+            # connection (that works from any task), arm nothing, and say so.
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            raise UsageError(
+                "a LiveConnection must be left (async with, AsyncExitStack) by the task "
+                "that entered it; it is closed, and that task must still leave it"
+            )
         with anyio.CancelScope(shield=True):
             await self.close()
             # Handlers get close_timeout to finish; every other job is cancelled already.
@@ -346,12 +367,14 @@ class LiveConnection:
             return
         self._finished = True
         engine = self._engine
-        for link in [engine.link, *engine.closing]:
-            if link is not None and link.io is not None:
-                link.io.abort()
+        engine.abort_links()
         if engine.timer is not None:
             engine.timer.stop()
         engine.cancel_jobs()
+        closed = ConnectionClosed(f"the connection is {self.state}")
+        for handle in engine.finish():
+            if isinstance(handle, PendingRequest):
+                handle.fail(closed)
         self._inbox.close()
         self._notify()
 
@@ -479,22 +502,72 @@ class LiveConnection:
     async def send(self, message: Any) -> None:
         """Send a message: at once while connected, else once connected, in order.
 
+        Nothing ``send()`` accepted is dropped silently (docs/protocol.md): a frame
+        still in this process when its link breaks is sent again, in order, on the
+        next link; with a protocol that acknowledges (lwp; json with ``ack_key``)
+        a frame is kept until acknowledged, for up to ``Config.ack_timeout``, and
+        sent again after each reconnect until then (at-least-once).
+
         Waits only while the link's write buffer is above its high mark (the peer
         is slow to read).  Raises TypeError/ValueError if the protocol cannot
         encode it, :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer``
-        messages wait for a connection, :class:`ConnectionFailed` once it
-        :attr:`needs_reset` (while FAILED and retrying by itself, messages wait),
-        and :class:`ConnectionClosed` once closed.
+        frames are live (waiting for a link, in the write buffer, or awaiting an
+        acknowledgement), :class:`ConnectionFailed` once it :attr:`needs_reset`
+        (while FAILED and retrying by itself, messages wait), and
+        :class:`ConnectionClosed` once closed.
         """
-        frame: Message = self.adapter.encode(message)
+        adapter = self.adapter
+        ack_id = None
+        if isinstance(adapter, Acknowledging) and adapter.acknowledges:
+            frame, ack_id = adapter.encode_tracked(message, request=False)
+        else:
+            frame = adapter.encode(message)
+        self._check_open()
+        engine = self._engine
+        if ack_id is None:
+            engine.send(frame)
+        else:
+            engine.send(frame, ack_id=ack_id, deadline=engine.clock() + self.config.ack_timeout)
+        while engine.writing_paused and not self._finished:
+            await self._changed.wait()
+
+    # The timeout is the frame's deadline in the delivery ledger (past it, it is not sent
+    # again), which a caller's cancel scope cannot express: hence the parameter.
+    async def request(self, message: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Send ``message`` and return the peer's acknowledgement of it (lwp: its reply;
+        json with ``ack_key``: the object with the same id).
+
+        At-least-once across reconnects: the frame is kept until acknowledged and
+        sent again, with the same id, in order, on every new link until then (a
+        peer may see it twice and should de-duplicate by id).  ``timeout`` seconds
+        (default ``Config.ack_timeout``) bound the whole wait, reconnects included.
+
+        Raises :class:`~fsm_live.errors.UsageError` if the protocol does not
+        acknowledge, :class:`~fsm_live.errors.RequestTimeout` when no
+        acknowledgement came in time, and what :meth:`send` raises.
+        """
+        adapter = self.adapter
+        if not (isinstance(adapter, Acknowledging) and adapter.acknowledges):
+            raise UsageError(
+                f"the {adapter.name!r} protocol has no acknowledgements: request() needs one "
+                "that has (lwp, or JsonProtocol(ack_key=...))"
+            )
+        wait = self.config.ack_timeout if timeout is None else timeout
+        if not 0 < wait < math.inf:
+            raise ConfigError("timeout", f"must be a positive number of seconds, got {timeout!r}")
+        frame, ack_id = adapter.encode_tracked(message, request=True)
+        self._check_open()
+        engine = self._engine
+        pending = PendingRequest()
+        engine.send(frame, ack_id=ack_id, deadline=engine.clock() + wait, handle=pending)
+        return await pending.wait()
+
+    def _check_open(self) -> None:
+        """Raise what ``send()`` raises in a state that takes no message."""
         if self.needs_reset and self._failure is not None:
             raise self._failure
         if self._lifecycle.machine.states[self.state].final or self._finished:
             raise ConnectionClosed("the connection is closed") from self._engine.crash
-        engine = self._engine
-        engine.send(frame)
-        while engine.writing_paused and not self._finished:
-            await self._changed.wait()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """Inbound messages in order, de-duplicated where the protocol asks; ends once
@@ -556,7 +629,7 @@ class LiveConnection:
                 if dest == self._dial_state and source != self.spec.initial
             ),
             consecutive_failures=self._lifecycle.failures,
-            buffered=len(self._outbox),
+            buffered=len(self._lifecycle.ledger),
             tasks_alive=self._jobs.alive,
         )
 

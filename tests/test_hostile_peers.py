@@ -5,15 +5,16 @@ records the figure it measured (``figure``: a user property of the test's report
 The server is :mod:`hostile` (raw TCP, real loopback sockets); each test bounds its
 real time with ``anyio.fail_after`` and never asserts on a duration.
 
-Tests marked ``xfail(strict=True, reason=RUNTIME_V3)`` need the engine's frame
-assembly and liveness, which "Runtime v3" rewrites: they fail on today's engine
-and must pass (and lose the mark) once it lands.
+The tests of kinds 1-3 and of an adapter that raises failed on the engine before
+"Runtime v3" (``1163ee1``), which bounded messages by bytes only, let a decoding
+exception abort the link and counted trickled bytes as life; each says what it saw.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tracemalloc
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,6 @@ from fsm_live.transport.base import Message
 from fsm_live.transport.redaction import PEER_TEXT_LIMIT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-RUNTIME_V3 = "Runtime v3: engine frame assembly"
 
 #: Compressed timings: a hostile test ends within a few seconds of real time.
 CONFIG = Config(
@@ -136,7 +135,6 @@ async def run_against(
 # -- 1. counts, not only bytes ------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=RUNTIME_V3)
 async def test_1_a_message_of_endless_empty_fragments_is_failed_with_1009(
     figure: Figure,
 ) -> None:
@@ -144,8 +142,8 @@ async def test_1_a_message_of_endless_empty_fragments_is_failed_with_1009(
     1009 (message too big) and is never delivered, however few bytes it has.
 
     The peer sends a text frame and 4,096 empty continuations (4,097 frames, 8 KiB),
-    then the last fragment.  Today the message completes and is delivered: nothing
-    but ``max_size`` bytes bounds a message (11 million fragments were held after
+    then the last fragment.  Before (``1163ee1``) the message completed and was delivered: nothing
+    but ``max_size`` bytes bounded a message (11 million fragments were held after
     50 s).  Figure: the close code the peer received."""
 
     codes: list[int | None] = []
@@ -170,55 +168,49 @@ async def test_1_a_message_of_endless_empty_fragments_is_failed_with_1009(
     assert codes[0] == MESSAGE_TOO_BIG
 
 
-def rss() -> int:
-    """This process's resident memory in bytes (Linux: /proc/self/statm)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE
-
-
-PAGE = 4096
-
-
-@pytest.mark.xfail(strict=True, reason=RUNTIME_V3)
 async def test_1_pongs_owed_to_a_peer_that_does_not_read_are_bounded(figure: Figure) -> None:
-    """Bound: pongs owed to a peer stay within the write buffer's high mark plus one
-    read's worth (RFC 6455 5.5.3 also lets a client answer only the latest ping): the
-    process grows by less than 16 MiB while the peer, reading nothing, pushes 64 MiB
-    of pings (131 bytes of pong owed per 127-byte ping).
+    """Bound: automatic replies (pongs) owed to a peer that reads nothing are at most
+    ``MAX_OWED`` (256 KiB) past the write buffer's high mark; then the link is failed
+    (lost, close 1008), not left to grow.  The peer, reading nothing, sends up to 64
+    MiB of 125-byte pings (131 bytes of pong owed per 127-byte ping); the link must go
+    before the flood ends, with the process's Python allocations (tracemalloc) growing
+    by less than 8 MiB meanwhile.
 
-    Today every ping is answered and queued: the pongs grow at the attacker's
-    bandwidth (26 MB in 26 s).  Figures: the resident memory's peak growth (bytes)
-    and the ping bytes the peer got in before the client stopped reading."""
+    Before, every ping was answered and queued: the pongs grew at the attacker's
+    bandwidth (26 MB in 26 s; 66 MB of resident memory for 64 MiB of pings here).
+    Figures: the traced memory's peak growth, the ping bytes the peer wrote."""
     batch = frame(Opcode.PING, b"p" * 125) * 512  # 64 KiB
     total = 64 * 1024 * 1024
     sent = 0
-    done = anyio.Event()
+    flooded: list[int] = []
 
     async def script(peer: Peer) -> None:
         nonlocal sent
         await peer.accept()  # and reads nothing more
-        # Until the client stops reading (the kernel's buffers then fill) or all is in.
-        with anyio.move_on_after(10):
+        if flooded:  # the first link only
+            await anyio.sleep_forever()
+        with anyio.move_on_after(20):  # until the client hangs up, or all is sent
             while sent < total:
                 await peer.send(batch)
                 sent += len(batch)
-        done.set()
+        flooded.append(sent)
         await anyio.sleep_forever()
 
-    peak = baseline = rss()
-
-    async def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss())
-            await anyio.sleep(0.02)
-
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(sample)
-        await run_against(script, lambda w: done.is_set())
-    figure("rss_growth_bytes", peak - baseline)
-    figure("ping_bytes_in", sent)
-    assert peak - baseline < 16 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        watch = await run_against(script, lambda w: w.left("CONNECTED") or bool(flooded))
+        growth = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+    figure("traced_growth_bytes", growth)
+    figure("ping_bytes_sent", sent)
+    assert watch.left("CONNECTED"), "the link outlived a 64 MiB ping flood"
+    lost = next(r for r in watch.records if r.source == "CONNECTED")
+    figure("lost", lost.reason)
+    assert lost.error_class == "lost"
+    assert growth < 8 * 1024 * 1024
 
 
 # -- 2. an undecodable frame is an error value; the link stays up ------------------------
@@ -251,8 +243,8 @@ async def test_2_json_nested_too_deeply_is_an_invalid_json_value(figure: Figure)
     recursion limit is delivered as :class:`InvalidJson`, and the next frame of the
     same read is delivered too, on the same link.
 
-    Today: 1,100 levels (2.2 KB) raise RecursionError out of the adapter, the TCP
-    link is aborted and both frames are lost.  Figure: links used (1)."""
+    Before: 1,100 levels (2.2 KB) raised RecursionError out of the adapter, the TCP
+    link was aborted and both frames were lost.  Figure: links used (1)."""
     depth = 100_000
     watch = await run_against(
         _bad_then_good(b"[" * depth + b"]" * depth), _after_or_relink, protocol="json"
@@ -286,7 +278,7 @@ class _Credentials:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"lwp": ["/s/sync"], "headers": {"mid": "1 0"}},  # unhashable path: TypeError today
+        {"lwp": ["/s/sync"], "headers": {"mid": "1 0"}},  # unhashable path: TypeError before
         {"lwp": {"a": 1}, "headers": {"mid": "2 0"}},
         {"lwp": 7, "headers": {"mid": "3 0"}},
         {"lwp": "/s/sync", "headers": {"mid": "4 0"}, "body": {"syncPushPackage": {"data": 5}}},
@@ -361,12 +353,11 @@ class _Fragile(JsonProtocol):
         return super().decode_simple(frame)
 
 
-@pytest.mark.xfail(strict=True, reason=RUNTIME_V3)
 async def test_2_an_adapter_that_raises_delivers_an_error_value_and_keeps_the_link() -> None:
     """Bound: whatever an adapter's ``decode`` raises, the frame is delivered as an
     error value, the link stays up (no reconnect) and the frames after it, in the
-    same read, are delivered.  Today the exception escapes into the link: the TCP
-    link is aborted with no close frame and ``{"after": 1}`` is lost."""
+    same read, are delivered.  Before, the exception escaped into the link: the TCP
+    link was aborted with no close frame and ``{"after": 1}`` was lost."""
     watch = await run_against(_bad_then_good(b"boom"), _after_or_relink, protocol=_Fragile())
     assert watch.connects == 1
     assert len(watch.messages) == 2
@@ -377,14 +368,13 @@ async def test_2_an_adapter_that_raises_delivers_an_error_value_and_keeps_the_li
 # -- 3. a frame that never completes is no proof of life ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=RUNTIME_V3)
 async def test_3_a_frame_trickled_forever_does_not_keep_the_link_alive(figure: Figure) -> None:
     """Bound (docs/architecture.md rule 8): a link on which no frame completes for
     ``heartbeat_timeout`` is lost, whatever bytes trickle in.
 
     The peer announces a 1,000-byte frame and sends one byte of it every 50 ms for
-    ten heartbeat timeouts (6 s), answering nothing.  Today every byte counts as
-    life: the link stays CONNECTED for the whole trickle, its heartbeats unanswered.
+    ten heartbeat timeouts (6 s), answering nothing.  Before, every byte counted as
+    life: the link stayed CONNECTED for the whole trickle, its heartbeats unanswered.
     Figure: seconds from the connection to the link declared lost (expected: about
     ``heartbeat_timeout``, 0.6 s)."""
     every = 0.05
@@ -415,7 +405,7 @@ async def test_4_a_refusal_with_a_huge_code_is_cut_everywhere(
     """Bound: text the peer chose reaches an error, a log line or a trace cut to
     :data:`PEER_TEXT_LIMIT` characters (with control characters escaped).
 
-    lwp registration refused with a 500,000-character ``code``: today a
+    lwp registration refused with a 500,000-character ``code``: before, a
     505,000-character exception, two ~505 KB log lines and 1 MB of trace per
     refused attempt.  Figures: the longest log line, the trace's bytes, the
     failure's length."""

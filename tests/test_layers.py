@@ -22,6 +22,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fsm_live"
 #: ``__init__`` (the public re-exports).  Read bottom-up: errors, spec, core, ...
 ALLOWED: Mapping[str, frozenset[str]] = {
     "errors": frozenset(),
+    # counters: the counts a connection keeps, declared once (a leaf: attrs only).
+    "counters": frozenset(),
     "spec": frozenset({"errors"}),
     "core": frozenset({"errors", "spec"}),
     "diagram": frozenset({"errors", "spec"}),
@@ -33,10 +35,21 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "lwp": frozenset({"errors", "credentials", "transport", "protocols"}),
     # diagnostics: the trace format's keys, defined once with their reader.
     "_runtime": frozenset(
-        {"errors", "spec", "core", "config", "credentials", "transport", "protocols", "diagnostics"}
+        {
+            "counters",
+            "errors",
+            "spec",
+            "core",
+            "config",
+            "credentials",
+            "transport",
+            "protocols",
+            "diagnostics",
+        }
     ),
     "connection": frozenset(
         {
+            "counters",
             "errors",
             "spec",
             "core",
@@ -50,6 +63,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "fleet": frozenset(
         {
+            "counters",
             "errors",
             "spec",
             "core",
@@ -64,6 +78,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "demo": frozenset(
         {
+            "counters",
             "errors",
             "spec",
             "core",
@@ -78,11 +93,12 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         }
     ),
     # Reads traces back (report, verify): pure functions of a spec and text.
-    "diagnostics": frozenset({"errors", "spec"}),
+    "diagnostics": frozenset({"counters", "errors", "spec"}),
     # Reads connections' and fleets' stats at scrape time.
-    "metrics": frozenset({"errors", "spec", "core", "_runtime", "connection", "fleet"}),
+    "metrics": frozenset({"counters", "errors", "spec", "core", "_runtime", "connection", "fleet"}),
     "": frozenset(
         {
+            "counters",
             "errors",
             "spec",
             "core",
@@ -97,6 +113,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "cli": frozenset(
         {
+            "counters",
             "",
             "errors",
             "spec",
@@ -120,6 +137,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # Used by tests and by users, never by the package (no room lists it):
     "testing": frozenset(
         {
+            "counters",
             "errors",
             "spec",
             "core",

@@ -45,15 +45,20 @@ def test_mid_format() -> None:
     assert len({new_mid() for _ in range(200)}) > 150
 
 
-def test_heartbeat_ack_is_matched_by_mid_only() -> None:
+def test_a_reply_acknowledges_the_frame_whose_mid_it_echoes() -> None:
     protocol = LwpProtocol()
+    assert protocol.acknowledges
     mid, frame = protocol.heartbeat()
     assert json.loads(frame) == {"lwp": "/!", "headers": {"mid": mid}}
-    [decoded] = protocol.decode(json.dumps({"code": 200, "headers": {"mid": mid}}))
-    assert decoded.heartbeat_ack == mid
-    assert decoded.message is None
+    reply = {"code": 200, "headers": {"mid": mid}}
+    [decoded] = protocol.decode(json.dumps(reply))
+    assert decoded.ack == mid
+    assert decoded.answer == reply  # what request() returns
+    assert decoded.message is None  # a reply is never a message
+    request, request_mid = protocol.encode_tracked({"lwp": "/r/x", "body": 1}, request=True)
+    assert json.loads(request)["headers"]["mid"] == request_mid
     [other] = protocol.decode(json.dumps({"code": 200, "headers": {"mid": "9 0"}}))
-    assert other.heartbeat_ack == "9 0"  # the runner ignores acks of heartbeats it never sent
+    assert other.ack == "9 0"  # the runner ignores acks of heartbeats it never sent
 
 
 async def test_registration_waits_for_the_reply_to_its_mid() -> None:

@@ -38,6 +38,9 @@ PACKAGE = Path(fsm_live.__path__[0]).resolve()
 #: Modules without a ``tests/test_NAME.py`` of their own (or whose ``test_NAME.py`` is
 #: about another module of the same name) -> the test modules that cover them.
 TESTED_IN: Mapping[str, tuple[str, ...]] = {
+    "fsm_live._runtime.requests": ("test_delivery",),
+    "fsm_live._runtime.task_context": ("test_subscribing", "test_spec_live"),
+    "fsm_live.counters": ("test_stats", "test_diagnostics", "test_metrics"),
     "fsm_live.cli.metrics_endpoint": ("test_metrics",),
     "fsm_live.cli.report": ("test_diagnostics",),
     "fsm_live.cli.verify": ("test_diagnostics",),
@@ -53,12 +56,6 @@ TESTED_IN: Mapping[str, tuple[str, ...]] = {
     "fsm_live.metrics.histogram": ("test_metrics",),
     "fsm_live.metrics.server": ("test_metrics",),
     "fsm_live.metrics.snapshot": ("test_metrics",),
-    "fsm_live._runtime.engine": (
-        "test_connection",
-        "test_fault_matrix",
-        "test_backpressure",
-        "test_plain_asyncio",
-    ),
     "fsm_live._runtime.links": ("test_transport", "test_backpressure", "test_connection"),
     "fsm_live.cli._output": ("test_cli",),
     "fsm_live.cli._signals": ("test_cli_interrupts",),

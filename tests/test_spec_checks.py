@@ -513,11 +513,13 @@ def test_graphviz_timeout_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_packaged_names_have_one_implementation_each() -> None:
-    from fsm_live._runtime.engine import TASK_STARTS
-    from fsm_live.core.lifecycle import LIFECYCLE_REGISTRY
+    from fsm_live._runtime.engine import ENGINE_TASKS
+    from fsm_live.core.lifecycle import BUILT_IN_TIMERS, CORE_TASKS, LIFECYCLE_REGISTRY
     from fsm_live.spec import LIFECYCLE_VOCABULARY
 
-    assert set(TASK_STARTS) == LIFECYCLE_VOCABULARY.names("task")
+    assert not set(ENGINE_TASKS) & CORE_TASKS
+    assert set(ENGINE_TASKS) | CORE_TASKS == LIFECYCLE_VOCABULARY.names("task")
+    assert set(BUILT_IN_TIMERS) == LIFECYCLE_VOCABULARY.names("timer")
     assert LIFECYCLE_REGISTRY.names("guard") == LIFECYCLE_VOCABULARY.names("guard")
     assert LIFECYCLE_REGISTRY.check(Spec.default(), kinds=("guard",)) == []
 

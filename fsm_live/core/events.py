@@ -13,10 +13,12 @@ from fsm_live.core.classify import Failure
 
 __all__ = (
     "Close",
+    "CredentialsRefreshed",
     "EscalationFinished",
     "Event",
     "HeartbeatAcked",
     "Inbound",
+    "LinkClosed",
     "LinkFailed",
     "MessageReceived",
     "Opened",
@@ -147,6 +149,29 @@ class EscalationFinished:
 
 
 @attrs.frozen
+class CredentialsRefreshed:
+    """A credential refresh ended at ``now``: ``kind`` is ``"auth"`` (after an auth
+    failure, before a dial), ``"token"`` or ``"cookies"`` (by age); ``ok`` says
+    whether it succeeded, ``changed`` whether the credential differs (a new token on
+    an open link is applied by a planned ``rotate``)."""
+
+    now: float
+    generation: int
+    kind: str
+    ok: bool
+    changed: bool = False
+
+
+@attrs.frozen
+class LinkClosed:
+    """Link ``link`` (see :class:`~fsm_live.core.effects.ReleaseLink`) is closed: its
+    byte stream ended.  Not generation-tagged: a link outlives its state."""
+
+    now: float
+    link: int
+
+
+@attrs.frozen
 class TriggerFired:
     """A task of the spec's own (bound in a Registry) fires one of the spec's triggers."""
 
@@ -157,7 +182,9 @@ class TriggerFired:
 
 
 Event = (
-    Start
+    CredentialsRefreshed
+    | LinkClosed
+    | Start
     | Close
     | Reset
     | Tick

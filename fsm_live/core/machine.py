@@ -10,7 +10,8 @@ only record effects.
 
 Guards and actions are looked up in a :class:`~fsm_live.spec.Registry` when one
 is given (a bound guard is called as ``func(model, **args)``, its declared args
-taken from the event data; an action likewise), else on the model by name.
+taken from the event data; an action likewise; a :class:`SubjectModel` passes its
+``subject`` instead of itself), else on the model by name.
 Triggers a state ignores are accepted there and do nothing; internal rows leave
 the state without running its exit and entry callbacks.
 """
@@ -25,7 +26,7 @@ from transitions import Machine, State
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Registry, Spec, StateSpec, TimerSpec
 
-__all__ = ("CALLBACKS", "MachineModel", "SpecMachine")
+__all__ = ("CALLBACKS", "MachineModel", "SpecMachine", "SubjectModel")
 
 #: The model methods the Machine calls (with an ``EventData``), by role.
 CALLBACKS: Final = {
@@ -40,6 +41,15 @@ class MachineModel(Protocol):
     """What a model must provide: its current state's name."""
 
     state: str
+
+
+class SubjectModel:
+    """A model whose guards and actions are called with its ``subject`` instead of
+    itself (:class:`~fsm_live.core.run.SpecRun`: the machine's model is the run, the
+    subject is the user's object)."""
+
+    __slots__ = ()
+    subject: Any
 
 
 class SpecMachine:
@@ -140,7 +150,9 @@ def _bound(func: Callable[..., Any], args: tuple[str, ...]) -> Callable[[Any], A
 
     def callback(event_data: Any) -> Any:
         kwargs = event_data.kwargs
-        return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})
+        model = event_data.model
+        subject = model.subject if isinstance(model, SubjectModel) else model
+        return func(subject, **{arg: kwargs.get(arg) for arg in args})
 
     callback.__name__ = getattr(func, "__name__", "callback")
     return callback

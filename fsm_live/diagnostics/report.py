@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from fsm_live.counters import Counts, add_up
 from fsm_live.diagnostics.percentiles import Percentiles, nice_step, percentile
 from fsm_live.diagnostics.records import (
     BadLine,
@@ -71,30 +72,21 @@ class Visit:
         return self.end - self.start
 
 
-@attrs.frozen
-class Totals:
-    """Counters from the stats records: each run's last record, added up over runs;
-    ``tasks_max`` and ``buffered_max``: the most seen in any stats record."""
+@attrs.frozen(kw_only=True)
+class Totals(Counts):
+    """The counts of :class:`~fsm_live.counters.Counts` from the stats records: each
+    run's last record, added up over runs; ``tasks_max`` and ``buffered_max``: the
+    most seen in any stats record."""
 
-    heartbeats_sent: int = 0
-    heartbeats_acked: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    duplicates_dropped: int = 0
-    token_refreshes: int = 0
-    token_refresh_failures: int = 0
-    cookie_refreshes: int = 0
     tasks_max: int = 0
     buffered_max: int = 0
 
     def __add__(self, other: Totals) -> Totals:
-        summed = {
-            field.name: getattr(self, field.name) + getattr(other, field.name)
-            for field in attrs.fields(Totals)
-        }
-        summed["tasks_max"] = max(self.tasks_max, other.tasks_max)
-        summed["buffered_max"] = max(self.buffered_max, other.buffered_max)
-        return Totals(**summed)
+        return Totals(
+            tasks_max=max(self.tasks_max, other.tasks_max),
+            buffered_max=max(self.buffered_max, other.buffered_max),
+            **add_up((self, other)),
+        )
 
     @property
     def heartbeat_success(self) -> float | None:
@@ -249,16 +241,9 @@ def analyze(name: str, spec: Spec, lines: Iterable[Line]) -> ConnectionReport:
         if stats:
             last = stats[-1]
             run_totals = Totals(
-                last.heartbeats_sent,
-                last.heartbeats_acked,
-                last.messages_in,
-                last.messages_out,
-                last.duplicates_dropped,
-                last.token_refreshes,
-                last.token_refresh_failures,
-                last.cookie_refreshes,
-                max(r.tasks for r in stats),
-                max(r.buffered for r in stats),
+                tasks_max=max(r.tasks_alive for r in stats),
+                buffered_max=max(r.buffered for r in stats),
+                **last.counts(),
             )
             totals = run_totals if totals is None else totals + run_totals
         if not transitions:

@@ -19,6 +19,7 @@ import attrs
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.counters import COUNT_NAMES, Counts
 from fsm_live.errors import ConfigError
 from fsm_live.spec import StateSpec
 
@@ -49,9 +50,11 @@ class ConnectionSummary:
     crash: str | None = None
 
 
-@attrs.frozen
-class FleetStats:
+@attrs.frozen(kw_only=True)
+class FleetStats(Counts):
     """A fleet's figures at one moment (``at``, ``anyio.current_time()``), immutable.
+
+    The counts of :class:`~fsm_live.counters.Counts` are summed over the members now.
 
     * ``connections``: members now (crashed ones included);
     * ``states``: members per state, every state of the spec listed (zeros too), in
@@ -74,12 +77,7 @@ class FleetStats:
     transitions_total: int
     transitions_per_minute: float
     failures: Mapping[str, int]
-    connects: int
     reconnects: int
-    heartbeats_sent: int
-    heartbeats_acked: int
-    messages_in: int
-    messages_out: int
     worst: tuple[ConnectionSummary, ...]
     recent: tuple[FleetTransition, ...]
 
@@ -150,17 +148,14 @@ def summarize(
     """
     failures: Counter[str] = Counter()
     totals = Counter[str]()
+    reconnects = 0
     candidates: list[tuple[tuple[bool, int, int, float], ConnectionSummary]] = []
     connections = 0
     for key, stats, crash in members:
         connections += 1
         failures.update(stats.failures)
-        totals["connects"] += stats.connects
-        totals["reconnects"] += stats.reconnects
-        totals["heartbeats_sent"] += stats.heartbeats_sent
-        totals["heartbeats_acked"] += stats.heartbeats_acked
-        totals["messages_in"] += stats.messages_in
-        totals["messages_out"] += stats.messages_out
+        totals.update(stats.counts())
+        reconnects += stats.reconnects
         state = states[stats.state]
         well = state.success or state.final
         if crash is None and well and stats.consecutive_failures == 0:
@@ -193,14 +188,10 @@ def summarize(
         transitions_total=transitions_total,
         transitions_per_minute=transitions_per_minute,
         failures=dict(sorted(failures.items())),
-        connects=totals["connects"],
-        reconnects=totals["reconnects"],
-        heartbeats_sent=totals["heartbeats_sent"],
-        heartbeats_acked=totals["heartbeats_acked"],
-        messages_in=totals["messages_in"],
-        messages_out=totals["messages_out"],
+        reconnects=reconnects,
         worst=tuple(summary for _, summary in ranked),
         recent=tuple(recent),
+        **{name: totals[name] for name in COUNT_NAMES},
     )
 
 

@@ -83,10 +83,17 @@ def _decode_base64_json(item: Any) -> Any:
 
 
 class LwpProtocol:
-    """The lwp protocol.  One instance per connection (it holds the last sync id)."""
+    """The lwp protocol.  One instance per connection.
+
+    Every request frame is acknowledged by a reply echoing its ``mid``
+    (:class:`~fsm_live.protocols.base.Acknowledging`): the delivery ledger keeps a
+    sent frame until then and sends it again, with the same ``mid``, after a
+    reconnect; ``LiveConnection.request()`` returns the reply.
+    """
 
     name = "lwp"
     uses_ping = False
+    acknowledges = True
 
     def __init__(
         self,
@@ -106,12 +113,18 @@ class LwpProtocol:
 
         ``message`` is a mapping with ``lwp`` (path) and ``body``; a mid is added.
         """
+        return self.encode_tracked(message, request=False)[0]
+
+    def encode_tracked(self, message: Any, *, request: bool) -> tuple[Message, str]:
+        """The frame (see :meth:`encode`) and its ``mid``, which the reply echoes."""
         if not isinstance(message, dict) or "lwp" not in message:
             raise TypeError("an lwp message is a dict with an 'lwp' path and a 'body'")
-        headers = {**message.get("headers", {}), "mid": new_mid()}
-        return json.dumps(
+        mid = new_mid()
+        headers = {**message.get("headers", {}), "mid": mid}
+        frame = json.dumps(
             {**message, "headers": headers}, separators=(",", ":"), ensure_ascii=False
         )
+        return frame, mid
 
     def heartbeat(self) -> tuple[str, Message]:
         mid = new_mid()
@@ -134,8 +147,8 @@ class LwpProtocol:
         if value is None or not isinstance(path, str | None):
             return [Decoded(message=UndecodedItem(frame))]
         mid = _mid(value)
-        if "code" in value:  # a reply: it may acknowledge one of our heartbeats
-            return [Decoded(heartbeat_ack=mid)]
+        if "code" in value:  # a reply: it acknowledges one of our frames (by mid)
+            return [Decoded(ack=mid, answer=value)]
         headers = value.get("headers")
         sid = headers.get("sid") if isinstance(headers, dict) else None
         sid = sid if isinstance(sid, str) else None

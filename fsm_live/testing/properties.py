@@ -12,8 +12,12 @@ checks after every step:
 * the set of running tasks (replayed from the effects) equals the spec's tasks
   for the current state, all of the current generation; every cancel names a
   running task;
-* armed timers are the current state's timers;
-* final states absorb: nothing leaves them and no effect comes out of them;
+* armed timers are the current state's timers; ``next_deadline()`` is the earliest
+  of every deadline the lifecycle keeps (``deadlines()``);
+* final states absorb: nothing leaves them and no effect comes out of them but
+  the abort of a link released on the way in;
+* a link is released once, aborted only after its release and only if not closed;
+  a heartbeat goes out only in a state whose tasks include ``heartbeat``;
 * backoff delays stay within the policy's bounds (widened only by Retry-After,
   a class's ``min_delay`` and the planned-close jitter; zero once exhausted);
 * the failure count goes down only to zero, and only when the connection became
@@ -44,15 +48,29 @@ from hypothesis.stateful import (
 
 from fsm_live.config import Config
 from fsm_live.core.classify import Classifier, Failure
-from fsm_live.core.effects import CancelTask, Effect, Emit, ScheduleTimer, StartTask
+from fsm_live.core.effects import (
+    AbortLink,
+    CancelTask,
+    Effect,
+    Emit,
+    ReleaseLink,
+    ScheduleTimer,
+    SendHeartbeat,
+    StartTask,
+)
 from fsm_live.core.events import (
     Close,
+    CredentialsRefreshed,
     EscalationFinished,
     Event,
     HeartbeatAcked,
     Inbound,
+    LinkClosed,
     LinkFailed,
+    MessageReceived,
     Opened,
+    ReadingPaused,
+    ReadingResumed,
     Rotate,
     Start,
     Tick,
@@ -144,6 +162,7 @@ def _build(
             self.now = 0.0
             self.lifecycle = lifecycle_factory(machine, config, now=0.0)
             self.running: dict[str, int] = {}
+            self.released: set[int] = set()  # links released and not closed yet
             self.failures = 0
 
         @initialize(seed=st.integers(0, 2**32 - 1), can_refresh=st.booleans())
@@ -196,8 +215,26 @@ def _build(
                     st.builds(EscalationFinished, st.just(now), st.just(generation), st.booleans()),
                     st.just(Start(now)),
                     st.just(Close(now)),
+                    st.just(ReadingPaused(now, generation)),
+                    st.just(ReadingResumed(now, generation)),
+                    st.just(MessageReceived(now, generation)),
+                    st.builds(
+                        CredentialsRefreshed,
+                        st.just(now),
+                        st.just(generation),
+                        st.sampled_from(("auth", "token", "cookies")),
+                        st.booleans(),
+                        st.booleans(),
+                    ),
+                    *(
+                        [st.sampled_from(sorted(self.released)).map(lambda n: LinkClosed(now, n))]
+                        if self.released
+                        else []
+                    ),
                 )
             )
+            if isinstance(event, LinkClosed):
+                self.released.discard(event.link)
             self.step(event)
 
         # -- checks --------------------------------------------------------------------
@@ -206,6 +243,9 @@ def _build(
             lifecycle = self.lifecycle
             before = lifecycle.state
             stale = getattr(event, "generation", lifecycle.generation) != lifecycle.generation
+            # A refresh reports its outcome whatever state it ends in (its credential's
+            # age moved), so a stale one may still act: only when it is current.
+            stale = stale and not isinstance(event, CredentialsRefreshed)
             stability_due = (
                 "stability" in lifecycle.timers
                 and isinstance(event, Tick)
@@ -224,7 +264,10 @@ def _build(
         def check_step(self, before: str, effects: list[Effect], *, allow_reset: bool) -> None:
             lifecycle = self.lifecycle
             if machine.states[before].final:
-                assert effects == [], f"final state {before} produced {effects}"
+                # Only the links released on the way in may still be closing (and aborted).
+                assert all(isinstance(e, AbortLink) for e in effects), (
+                    f"final state {before} produced {effects}"
+                )
                 assert lifecycle.state == before
             state = before
             for effect in effects:
@@ -244,6 +287,16 @@ def _build(
                     )
                 elif isinstance(effect, ScheduleTimer) and effect.timer == "backoff":
                     self.check_backoff(effect.deadline - self.now)
+                elif isinstance(effect, ReleaseLink):
+                    assert effect.link not in self.released, f"link {effect.link} released twice"
+                    self.released.add(effect.link)
+                elif isinstance(effect, AbortLink):
+                    assert effect.link in self.released, f"link {effect.link} aborted, not released"
+                    self.released.discard(effect.link)
+                elif isinstance(effect, SendHeartbeat):
+                    assert "heartbeat" in machine.states[state].tasks, (
+                        f"a heartbeat sent in {state}, which does not run one"
+                    )
             assert state == lifecycle.state, f"effects end in {state}, model in {lifecycle.state}"
             self.check_failure_count(allow_reset)
 
@@ -291,6 +344,18 @@ def _build(
                 assert all(g == lifecycle.generation for g in self.running.values()), (
                     f"tasks {self.running} not of generation {lifecycle.generation}"
                 )
+
+        @invariant()
+        def the_next_deadline_is_the_earliest_of_all(self) -> None:
+            lifecycle = self.lifecycle
+            deadlines = lifecycle.deadlines()
+            expected = min(deadlines.values()) if deadlines else None
+            assert lifecycle.next_deadline() == expected, (
+                f"next_deadline {lifecycle.next_deadline()} but deadlines {deadlines}"
+            )
+            assert len(lifecycle.closing) == len(self.released), (
+                f"closing {sorted(lifecycle.closing)}, released {sorted(self.released)}"
+            )
 
         @invariant()
         def timers_are_the_states_timers(self) -> None:
