@@ -31,9 +31,7 @@ member.  Kinds (issue 17; the numbers are its kinds):
   1,500 slow partial requests and, alongside, 64 scrapers scraping in a loop.
 
 Kinds 5 (secrets shown) and 6 (hostile files, read before a fleet starts) put no
-load on a running fleet: they have no row.  Kinds 1-3 measure what today's engine
-does (it has no count bound on fragments or pongs owed, and counts trickled bytes
-as life): they are meaningful for the goal once "Runtime v3" lands.
+load on a running fleet: they have no row.
 
 The attacker runs on the same machine: with 2 cores, it competes with the fleet
 for CPU (the table's load average says how busy the machine was).  ``--quick``:
