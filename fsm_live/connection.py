@@ -165,6 +165,7 @@ class LiveConnection:
         "_changed",
         "_counters",
         "_dial_state",
+        "_encode_tracked",
         "_engine",
         "_entered_by",
         "_failure",
@@ -205,6 +206,13 @@ class LiveConnection:
         self.url = check_url(url)
         self.config = config or _default_config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        # Decided once: a runtime protocol check costs more than a whole send().
+        adapter = self.adapter
+        self._encode_tracked = (
+            adapter.encode_tracked
+            if isinstance(adapter, Acknowledging) and adapter.acknowledges
+            else None
+        )
         self._target = target_for(url, ssl=ssl, proxy=proxy)
         self._transport = transport or _DEFAULT_TRANSPORT
         #: The transport, if it can hand a connection to an asyncio protocol (no task).
@@ -266,7 +274,7 @@ class LiveConnection:
     # -- lifetime ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._task_group is not None:
+        if self._entered_by is not None:
             raise UsageError("a LiveConnection can be entered only once")
         self._entered_by = anyio.get_current_task().id
         self._asyncio = sniffio.current_async_library() == "asyncio"
@@ -289,20 +297,21 @@ class LiveConnection:
             )
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self._jobs.bind(task_group)
-        self._engine.timer = (
-            LoopTimer(asyncio.get_running_loop(), self._engine.on_timer)
-            if self._asyncio
-            else TaskTimer(self._jobs, self._engine.on_timer)
-        )
         # Started soon, not now: callbacks registered right after entering see the first
-        # transition too.  On asyncio a loop callback does it (no task).
+        # transition too.
         if self._asyncio:
-            asyncio.get_running_loop().call_soon(self._engine.start)
+            # Jobs are asyncio tasks the connection owns and joins (no task group:
+            # _runtime/jobs.py says why); the timer and the start are loop callbacks.
+            self._jobs.own()
+            loop = asyncio.get_running_loop()
+            self._engine.timer = LoopTimer(loop, self._engine.on_timer)
+            loop.call_soon(self._engine.start)
         else:
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            self._task_group = task_group
+            self._jobs.bind(task_group)
+            self._engine.timer = TaskTimer(self._jobs, self._engine.on_timer)
             self._jobs.start("start", self._start)
         return self
 
@@ -315,9 +324,9 @@ class LiveConnection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._task_group is not None
+        assert self._entered_by is not None
         if anyio.get_current_task().id != self._entered_by:
-            # The task group can only be left by the task that entered it: close the
+            # A task group can only be left by the task that entered it: close the
             # connection (that works from any task), arm nothing, and say so.
             with anyio.CancelScope(shield=True):
                 await self.close()
@@ -325,16 +334,19 @@ class LiveConnection:
                 "a LiveConnection must be left (async with, AsyncExitStack) by the task "
                 "that entered it; it is closed, and that task must still leave it"
             )
+        task_group = self._task_group
         with anyio.CancelScope(shield=True):
             await self.close()
             # Handlers get close_timeout to finish; every other job is cancelled already.
-            self._task_group.cancel_scope.deadline = (
-                anyio.current_time() + self.config.close_timeout
-            )
+            if task_group is not None:
+                task_group.cancel_scope.deadline = anyio.current_time() + self.config.close_timeout
         try:
-            # The body's own exception is not passed in: it propagates as it is, never
-            # wrapped in an exception group by the connection's task group.
-            await self._task_group.__aexit__(None, None, None)
+            if task_group is None:
+                await self._jobs.join(self.config.close_timeout, _CLOSE_MARGIN)
+            else:
+                # The body's own exception is not passed in: it propagates as it is,
+                # never wrapped in an exception group by the connection's task group.
+                await task_group.__aexit__(None, None, None)
         finally:
             if self._trace is not None:
                 self._trace.close()
@@ -349,7 +361,7 @@ class LiveConnection:
 
         Idempotent.  Returns once the connection is closed.
         """
-        if self._task_group is None:
+        if self._entered_by is None:
             raise UsageError("the connection was never entered (use async with)")
         engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
@@ -516,12 +528,12 @@ class LiveConnection:
         (while FAILED and retrying by itself, messages wait), and
         :class:`ConnectionClosed` once closed.
         """
-        adapter = self.adapter
+        encode_tracked = self._encode_tracked
         ack_id = None
-        if isinstance(adapter, Acknowledging) and adapter.acknowledges:
-            frame, ack_id = adapter.encode_tracked(message, request=False)
+        if encode_tracked is None:
+            frame = self.adapter.encode(message)
         else:
-            frame = adapter.encode(message)
+            frame, ack_id = encode_tracked(message, request=False)
         self._check_open()
         engine = self._engine
         if ack_id is None:
@@ -546,16 +558,16 @@ class LiveConnection:
         acknowledge, :class:`~fsm_live.errors.RequestTimeout` when no
         acknowledgement came in time, and what :meth:`send` raises.
         """
-        adapter = self.adapter
-        if not (isinstance(adapter, Acknowledging) and adapter.acknowledges):
+        encode_tracked = self._encode_tracked
+        if encode_tracked is None:
             raise UsageError(
-                f"the {adapter.name!r} protocol has no acknowledgements: request() needs one "
-                "that has (lwp, or JsonProtocol(ack_key=...))"
+                f"the {self.adapter.name!r} protocol has no acknowledgements: request() needs "
+                "one that has (lwp, or JsonProtocol(ack_key=...))"
             )
         wait = self.config.ack_timeout if timeout is None else timeout
         if not 0 < wait < math.inf:
             raise ConfigError("timeout", f"must be a positive number of seconds, got {timeout!r}")
-        frame, ack_id = adapter.encode_tracked(message, request=True)
+        frame, ack_id = encode_tracked(message, request=True)
         self._check_open()
         engine = self._engine
         pending = PendingRequest()
@@ -564,9 +576,10 @@ class LiveConnection:
 
     def _check_open(self) -> None:
         """Raise what ``send()`` raises in a state that takes no message."""
-        if self.needs_reset and self._failure is not None:
+        state = self._lifecycle.machine.states[self._state]
+        if state.failed and self._lifecycle.needs_reset and self._failure is not None:
             raise self._failure
-        if self._lifecycle.machine.states[self.state].final or self._finished:
+        if state.final or self._finished:
             raise ConnectionClosed("the connection is closed") from self._engine.crash
 
     def __aiter__(self) -> AsyncIterator[Any]:

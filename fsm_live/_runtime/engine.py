@@ -29,6 +29,7 @@ connection has no task at all.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Hashable
@@ -167,7 +168,7 @@ class Engine:
         user_agent: str | None = "fsm_live",
     ) -> None:
         self.url = url
-        self.wsuri: WebSocketURI = parse_uri(url)
+        self.wsuri: WebSocketURI = _parse_uri(url)
         self.lifecycle = lifecycle
         self.adapter = adapter
         self.config = config
@@ -648,7 +649,7 @@ class Engine:
             # A link being closed (a rotation, a planned close) delivers like any other.
             self._deliver_frame(link, message, now)
         else:
-            link.early.append(message)  # before the reader starts: delivered then
+            link.hold(message)  # before the reader starts: delivered then
 
     def link_pong(self, link: Link, payload: bytes, now: float) -> None:
         if link is self.link:
@@ -692,7 +693,7 @@ class Engine:
             link.fail(error)
             return
         if then is None:
-            link.early.append(frame)  # a push before the reply: delivered once connected
+            link.hold(frame)  # a push before the reply: delivered once connected
             return
         for reply in then:
             link.send(reply)
@@ -823,6 +824,12 @@ class Engine:
             link.send(frame)
         self.lifecycle.heartbeat_sent(heartbeat_id, now)
         self.counters.heartbeats_sent += 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_uri(url: str) -> WebSocketURI:
+    """websockets' parsed URI, one per URL (a fleet's members share it; never mutated)."""
+    return parse_uri(url)
 
 
 #: How the engine starts each task of the packaged lifecycle it runs, by spec name.

@@ -54,6 +54,9 @@ INVALID_DATA: Final = 1007
 POLICY_VIOLATION: Final = 1008
 
 _WEBSOCKETS_LOGGER = redacting_logger("websockets.client")
+#: What a link starts with, shared: most links never have either (never mutated).
+_NO_HEADERS: Final[Mapping[str, str]] = {}
+_NONE_EARLY: Final[list[Message]] = []
 
 
 class Phase:
@@ -139,10 +142,11 @@ class Link:
         self.phase = Phase.DIALING
         self.io: LinkIO | None = None
         self.protocol: ClientProtocol | None = None
-        self.headers: Mapping[str, str] = {}
+        self.headers: Mapping[str, str] = _NO_HEADERS
         self.registration: Registration | None = None
-        #: Messages that arrived before the application reads (registration, reader).
-        self.early: list[Message] = []
+        #: Messages that arrived before the application reads (registration, reader);
+        #: a list once there is one.
+        self.early: list[Message] = _NONE_EARLY
         self._fragments: list[bytes] | None = None  # a fragmented message so far
         self._fragments_text = False
         #: When the last complete frame arrived (evidence of life).
@@ -310,6 +314,12 @@ class Link:
                 reason=f"{exc.reason} at position {exc.start}",
             )
             return None
+
+    def hold(self, message: Message) -> None:
+        """Keep ``message`` for :attr:`early` (delivered once the application reads)."""
+        if self.early is _NONE_EARLY:
+            self.early = []
+        self.early.append(message)
 
     # -- outbound --------------------------------------------------------------------------------
 

@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from rich.console import Console
 from rich.live import Live
 
 from fsm_live.cli import metrics_endpoint
 from fsm_live.cli._output import (
+    EXIT_BAD_USAGE,
     PROG,
     Output,
     Subparsers,
@@ -44,8 +46,17 @@ from fsm_live.cli._output import (
     seconds,
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
-from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
-from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.cli.connect import configure_logging
+from fsm_live.cli.views.fleet import (
+    CLOSED,
+    CLOSING,
+    RUNNING,
+    FleetDashboard,
+    Phase,
+    fleet_panel,
+    plain_fleet_transition,
+    plain_summary,
+)
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError
@@ -176,13 +187,46 @@ async def run_fleet(
 ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
-    the fleet runs in once its members are added (a metrics collector registered)."""
-    interactive = out.stdout.isatty()
+    the fleet runs in once its members are added (a metrics collector registered).
+
+    On a terminal the dashboard is drawn from the moment every member is added until
+    the fleet has closed, and its last frame is the fleet once closed."""
     close_timeout = max(account.config.close_timeout for account in config.accounts)
-    async with Fleet(
-        close_timeout=close_timeout, reconnects_per_second=reconnects_per_second
-    ) as fleet:
-        if not interactive:
+    fleet = Fleet(close_timeout=close_timeout, reconnects_per_second=reconnects_per_second)
+    if not out.stdout.isatty():
+        code = await _run(fleet, config, trace_dir, duration, out, stop, metrics, None)
+        if code == 0:
+            out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+    else:
+        title = f"{PROG} fleet {config.path.name}"
+        async with anyio.create_task_group() as drawing:  # draws during the close too
+            dashboard = _Dashboard(fleet, title, out, drawing)
+            try:
+                code = await _run(fleet, config, trace_dir, duration, out, stop, metrics, dashboard)
+            finally:
+                drawing.cancel_scope.cancel()
+                dashboard.finish()
+    if code == 0:
+        for key in fleet:
+            if (crash := fleet.crash(key)) is not None:
+                out.problem(f"{PROG} fleet: {key} crashed: {crash}")
+    return code
+
+
+async def _run(
+    fleet: Fleet,
+    config: FleetConfig,
+    trace_dir: Path | None,
+    duration: float | None,
+    out: Output,
+    stop: Stop | None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None,
+    dashboard: _Dashboard | None,
+) -> int:
+    """Add every account to ``fleet``, run until the end, close; return the exit code.
+    ``dashboard``: shown once every member is added (None: plain lines instead)."""
+    async with fleet:
+        if dashboard is None:
 
             def print_line(key: str, record: TransitionRecord) -> None:
                 out.stdout.write(plain_fleet_transition(key, record, fleet.started_at) + "\n")
@@ -207,18 +251,15 @@ async def run_fleet(
                 return EXIT_BAD_USAGE
         watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
         async with watched, anyio.create_task_group() as task_group:
-            if interactive:
-                task_group.start_soon(_show_live, fleet, config.path.name, out)
+            if dashboard is not None:
+                dashboard.start()
             else:
                 task_group.start_soon(_report_all_connected, fleet, out)
                 task_group.start_soon(_print_summaries, fleet, out)
             await _wait_for_the_end(duration, stop)
             task_group.cancel_scope.cancel()
-    if not interactive:
-        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
-    for key in fleet:
-        if (crash := fleet.crash(key)) is not None:
-            out.problem(f"{PROG} fleet: {key} crashed: {crash}")
+        if dashboard is not None:
+            dashboard.closing()
     return 0
 
 
@@ -254,18 +295,54 @@ async def _print_summaries(fleet: Fleet, out: Output) -> None:
         out.stdout.flush()
 
 
-async def _show_live(fleet: Fleet, title: str, out: Output) -> None:
-    console = Console(file=out.stdout)
-    title = f"fsm-live fleet {title}"
-    styles = StateStyles(fleet.machine.spec)
-    with Live(
-        fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles),
-        console=console,
-        auto_refresh=False,
-        transient=False,
-    ) as live:
+class _Dashboard:
+    """The dashboard on a terminal: drawn every ``_REFRESH`` seconds from :meth:`start`
+    until the fleet has closed (its close included, in ``drawing``), then once more
+    by :meth:`finish`: the last frame is the fleet closed, never a stale one."""
+
+    def __init__(self, fleet: Fleet, title: str, out: Output, drawing: TaskGroup) -> None:
+        self._fleet = fleet
+        self._title = title
+        self._styles = StateStyles(fleet.machine.spec)
+        self._console = Console(file=out.stdout)
+        self._drawing = drawing
+        self._live: Live | None = None
+        self._phase: Phase = RUNNING
+
+    def _frame(self) -> FleetDashboard:
+        return fleet_panel(
+            self._fleet.stats(),
+            self._fleet.started_at,
+            self._title,
+            styles=self._styles,
+            phase=self._phase,
+        )
+
+    def _draw(self) -> None:
+        if self._live is not None:
+            self._live.update(self._frame(), refresh=True)
+
+    def start(self) -> None:
+        """Show the dashboard and redraw it every ``_REFRESH`` seconds."""
+        self._live = Live(self._frame(), console=self._console, auto_refresh=False, transient=False)
+        self._live.start(refresh=True)
+        self._drawing.start_soon(self._redraw)
+
+    async def _redraw(self) -> None:
         while True:
             await anyio.sleep(_REFRESH)
-            live.update(
-                fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles), refresh=True
-            )
+            self._draw()
+
+    def closing(self) -> None:
+        """Say that the fleet is closing its members (at once, not at the next redraw)."""
+        self._phase = CLOSING
+        self._draw()
+
+    def finish(self) -> None:
+        """Draw the last frame, the fleet closed, and leave the terminal to what follows
+        (nothing if the dashboard was never shown)."""
+        if self._live is not None:
+            self._phase = CLOSED
+            self._draw()
+            self._live.stop()
+            self._live = None

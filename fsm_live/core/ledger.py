@@ -35,7 +35,6 @@ is explicit, never a silent drop.
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections import deque
 from collections.abc import Hashable, Iterator
@@ -51,6 +50,8 @@ SENT: Final = 2
 DONE: Final = 3
 
 _STATE_NAMES: Final = ("queued", "written", "sent", "done")
+#: The shared empty deque every ledger starts with (never appended to).
+_EMPTY: Final[deque[Entry]] = deque(maxlen=0)
 
 
 class Entry:
@@ -98,11 +99,13 @@ class Ledger:
         #: Entries not done (QUEUED, WRITTEN, or SENT awaiting an ack).
         self.live = 0
         self._queued = 0
-        self._entries: deque[Entry] = deque()  # send order; done ones removed lazily
-        self._written: deque[Entry] = deque()  # WRITTEN, in byte order on the current link
+        # Made at first use: a connection whose frames all leave at once never needs
+        # them (an empty deque is 760 bytes; thousands of idle connections hold these).
+        self._entries: deque[Entry] = _EMPTY  # send order; done ones removed lazily
+        self._written: deque[Entry] = _EMPTY  # WRITTEN, in byte order on the current link
         self._acks: dict[Hashable, Entry] = {}
         self._deadlines: list[tuple[float, int, Entry]] = []  # a heap, removed lazily
-        self._seq = itertools.count()
+        self._seq = 0
 
     def __len__(self) -> int:
         return self.live
@@ -149,13 +152,16 @@ class Ledger:
         if ack_id is not None and ack_id in self._acks:
             raise ValueError(f"a frame with ack id {ack_id!r} is already awaiting its ack")
         entry = Entry(frame, ack_id, deadline, handle)
+        if self._entries is _EMPTY:
+            self._entries = deque()
         self._entries.append(entry)
         self.live += 1
         self._queued += 1
         if ack_id is not None:
             self._acks[ack_id] = entry
         if deadline != math.inf:
-            heapq.heappush(self._deadlines, (deadline, next(self._seq), entry))
+            self._seq += 1
+            heapq.heappush(self._deadlines, (deadline, self._seq, entry))
         return entry
 
     def pending(self) -> Iterator[Entry]:
@@ -174,6 +180,8 @@ class Ledger:
         entry.state = WRITTEN
         entry.link = link
         entry.end = end
+        if self._written is _EMPTY:
+            self._written = deque()
         self._written.append(entry)
 
     def confirm(self, link: int, offset: int) -> None:
@@ -215,7 +223,8 @@ class Ledger:
                 entry.state = QUEUED
                 self._queued += 1
                 again += 1
-        self._written = deque(e for e in self._written if e.link != link)
+        if self._written:
+            self._written = deque(e for e in self._written if e.link != link)
         return again
 
     def expire(self, now: float) -> list[Entry]:
@@ -247,8 +256,7 @@ class Ledger:
         left = [entry for entry in self._entries if entry.state != DONE]
         for entry in left:
             entry.state = DONE
-        self._entries.clear()
-        self._written.clear()
+        self._entries = self._written = _EMPTY
         self._acks.clear()
         self._deadlines.clear()
         self.live = self._queued = 0

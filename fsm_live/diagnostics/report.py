@@ -51,6 +51,8 @@ __all__ = (
     "failures_over_time",
     "is_reconnect",
     "split_runs",
+    "states_over_time",
+    "worst_first",
 )
 
 Edge = tuple[str, str, str]
@@ -336,6 +338,42 @@ def failures_over_time(
         row = counts.setdefault(cls, [0] * count)
         row[min(count - 1, int(t // width))] += 1
     return width, counts
+
+
+def worst_first(reports: Sequence[ConnectionReport]) -> list[ConnectionReport]:
+    """``reports`` least available first (those with no observed time last), then by
+    name: the order of every per-connection list of the report."""
+    return sorted(
+        reports, key=lambda r: (r.availability if r.availability is not None else 2.0, r.name)
+    )
+
+
+def states_over_time(
+    report: ConnectionReport, samples: int = 300
+) -> tuple[list[float], dict[str, list[int]]]:
+    """Runs in each state over time: ``(times, {state: counts})``, ``samples`` times
+    evenly spread over ``[0, report.span]`` (seconds since each run started), each
+    state of ``report.state_order`` counting the runs in it at that time (a run in
+    no state at a time, ended or not started, counts nowhere).  For a fleet's
+    combined report: how many members were up, waiting or failing, moment by moment.
+    """
+    span = report.span
+    if not span > 0 or samples < 2:
+        return [], {}
+    times = [span * i / (samples - 1) for i in range(samples)]
+    counts = {state: [0] * samples for state in report.state_order}
+    for visit in report.visits:
+        row = counts.get(visit.state)
+        if row is None:
+            continue
+        # Samples in [start, end): the first index at or after start, up to end.
+        first = max(0, math.ceil(visit.start / span * (samples - 1)))
+        last = min(samples - 1, math.ceil(visit.end / span * (samples - 1)) - 1)
+        if visit.end >= span and not visit.complete:
+            last = samples - 1
+        for index in range(first, last + 1):
+            row[index] += 1
+    return times, counts
 
 
 def edge_counts(spec: Spec, report: ConnectionReport) -> list[tuple[Edge, int]]:

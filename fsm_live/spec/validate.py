@@ -235,17 +235,22 @@ class _Validator:
             if value is None:
                 continue
             path: Path = (section,)
+            lines: dict[Any, int | None] = {}
             if isinstance(value, list):
-                value = dict.fromkeys(self.names(value, path, f"a {kind}"))
+                names = self.names(value, path, f"a {kind}")
+                lines = {name: self.line((*path, i)) for i, name in enumerate(value)}
+                value = dict.fromkeys(names)
             elif not self.expect(value, dict, path, f"a mapping of {kind} names (or a list)"):
                 continue
             for name, body in value.items():
-                declaration = self.declaration(kind, name, body, (*path, name))
+                declaration = self.declaration(kind, name, body, (*path, name), lines.get(name))
                 if declaration is not None:
                     declarations.append(declaration)
         return Vocabulary.from_declarations(declarations)
 
-    def declaration(self, kind: Kind, name: Any, body: Any, path: Path) -> Declaration | None:
+    def declaration(
+        self, kind: Kind, name: Any, body: Any, path: Path, line: int | None = None
+    ) -> Declaration | None:
         if not isinstance(name, str) or not _NAME.match(name):
             self.problem(path, f"invalid {kind} name {name!r}")
             return None
@@ -263,7 +268,11 @@ class _Validator:
         description = body.get("description", "")
         self.expect(description, str, (*path, "description"), "a string")
         return Declaration(
-            kind, name, args=args, description=str(description), line=self.lines.get(path)
+            kind,
+            name,
+            args=args,
+            description=str(description),
+            line=self.lines.get(path, line),
         )
 
     def initial(self, value: Any, states: Mapping[str, StateSpec]) -> str | None:

@@ -29,13 +29,21 @@ Use it in a test module::
     from fsm_live.testing import spec_state_machine
 
     TestMySpec = spec_state_machine("specs/my_lifecycle.yaml").TestCase
+
+That is for connection specs, run by fsm_live's lifecycle.  Your own machine,
+run on your object with your registry, is checked by
+:mod:`fsm_live.testing.run_properties`::
+
+    TestOrders = spec_state_machine("order_control.yaml", registry=registry,
+                                    subject=Order).TestCase
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -108,23 +116,52 @@ def failures(spec: Spec) -> st.SearchStrategy[Failure]:
 def spec_state_machine(
     spec: Spec | str | Path,
     *,
+    registry: Registry | None = None,
+    subject: Callable[[], Any] | None = None,
+    args: Mapping[str, st.SearchStrategy[Any]] | None = None,
     config: Config | None = None,
     lifecycle_factory: LifecycleFactory = Lifecycle,
-    registry: Registry | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """A ``RuleBasedStateMachine`` class checking the spec's invariants (module docstring).
+    """A ``RuleBasedStateMachine`` class checking the spec's invariants.
 
-    ``spec`` is a :class:`Spec` or a path to one; ``registry`` binds the guards, tasks,
-    timers and actions the spec declares itself (as for ``LifecycleMachine``; a spec
-    naming its own vocabulary needs it, else :class:`~fsm_live.errors.SpecError` names
-    what is unbound).  ``config`` defaults to one with
-    short timers so clock jumps reach them.  ``lifecycle_factory`` builds the model
+    Your machine: give ``subject``, a function returning a new object of yours
+    (``subject=Order``), and ``registry``, binding every guard, action, timer and
+    task the spec uses (called with that object, as :class:`~fsm_live.runner.Runner`
+    runs them).  The spec then runs on your object with your callables, and the
+    invariants of :mod:`fsm_live.testing.run_properties` are checked; ``args``
+    gives strategies for declared event arguments.  Raises
+    :class:`~fsm_live.errors.SpecError` naming every name ``registry`` leaves
+    unbound, and ``TypeError`` for a ``registry`` without ``subject`` on a spec
+    that is not a connection's (its callables would get fsm_live's lifecycle).
+
+    A connection spec (one with the triggers of
+    :data:`~fsm_live.core.lifecycle.REQUIRED_TRIGGERS`), or any spec without
+    ``subject`` and ``registry``: fsm_live's own lifecycle runs it (module
+    docstring); ``registry`` then binds the tasks and timers the spec declares
+    itself (as for ``LifecycleMachine``).  ``config`` defaults to one with short
+    timers so clock jumps reach them.  ``lifecycle_factory`` builds the model
     under test (``Lifecycle`` or a subclass) with the same arguments as
     :class:`Lifecycle`; the project's own tests plant bugs through it to show the
-    invariants catch them.  Run it with ``.TestCase`` (pytest/unittest) or
+    invariants catch them.
+
+    Run it with ``.TestCase`` (pytest/unittest) or
     ``hypothesis.stateful.run_state_machine_as_test``.
     """
     spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
+    if subject is not None or (
+        registry is not None and not set(spec.triggers) >= REQUIRED_TRIGGERS
+    ):
+        if registry is None:
+            registry = Registry(f"{spec.name} (nothing bound)")
+        if subject is None:
+            raise TypeError(
+                f"spec_state_machine({spec.source}, registry={registry.name!r}): its guards, "
+                f"actions and timers are called with your object: pass subject=, a function "
+                f"returning a new one (e.g. subject=Order)"
+            )
+        from fsm_live.testing.run_properties import run_state_machine
+
+        return run_state_machine(spec, registry, subject, args=args)
     return _build(
         spec,
         config
