@@ -201,6 +201,7 @@ class LiveConnection:
         "_jobs",
         "_lifecycle",
         "_started_at",
+        "_starting",
         "_state",
         "_taken",
         "_target",
@@ -284,6 +285,7 @@ class LiveConnection:
         self._callbacks: list[Callable[[TransitionRecord], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._entered_by: object = None  # the task that entered (only it may exit)
+        self._starting: Callable[[], object] | None = None  # cancels a start not yet made
         self._asyncio = False
         self._finished = False  # closed: links closed, jobs cancelled
         self._changed = Wakeup()
@@ -326,24 +328,29 @@ class LiveConnection:
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         # Started soon, not now: callbacks registered right after entering see the first
-        # transition too.
+        # transition too.  With a pacer (a fleet's), the first dial takes a slot of it
+        # like any reconnect: a fleet of 10,000 opens paced.
+        pacer = self._lifecycle.pacer
+        start_at = clock() if pacer is None else pacer.reserve(clock(), clock())
         if self._asyncio:
             # Jobs are asyncio tasks the connection owns and joins (no task group:
             # _runtime/jobs.py says why); the timer and the start are loop callbacks.
             self._jobs.own()
             loop = asyncio.get_running_loop()
             self._engine.timer = LoopTimer(loop, self._engine.on_timer)
-            loop.call_soon(self._engine.start)
+            handle = loop.call_at(start_at, self._engine.start)
+            self._starting = handle.cancel
         else:
             task_group = anyio.create_task_group()
             await task_group.__aenter__()
             self._task_group = task_group
             self._jobs.bind(task_group)
             self._engine.timer = TaskTimer(self._jobs, self._engine.on_timer)
-            self._jobs.start("start", self._start)
+            self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
 
-    async def _start(self) -> None:
+    async def _start(self, at: float) -> None:
+        await anyio.sleep_until(at)
         self._engine.start()
 
     async def __aexit__(
@@ -406,6 +413,8 @@ class LiveConnection:
         if self._finished:
             return
         self._finished = True
+        if self._starting is not None:
+            self._starting()  # a paced first dial whose slot had not come
         engine = self._engine
         engine.abort_links()
         if engine.timer is not None:

@@ -25,6 +25,7 @@ from fsm_live.core.effects import (
     SendHeartbeat,
     StartTask,
 )
+from fsm_live.core.endpoint import Endpoint
 from fsm_live.core.events import (
     Close,
     CredentialsRefreshed,
@@ -42,7 +43,6 @@ from fsm_live.core.events import (
     Start,
     Tick,
 )
-from fsm_live.core.endpoint import Endpoint
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Spec

@@ -96,8 +96,8 @@ class Endpoint:
 
     __slots__ = (
         "_members",
-        "_prober",
         "_probe_due",
+        "_prober",
         "_probes",
         "_probing",
         "_streak",
@@ -163,7 +163,7 @@ class Endpoint:
 
     def probe_deadline(self, member: Hashable) -> float:
         """When ``member`` dials to probe (``math.inf`` unless it is the prober)."""
-        return self._probe_due if member is self._prober and not self._probing else math.inf
+        return self._probe_due if member == self._prober and not self._probing else math.inf
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class Endpoint:
         """An attempt of ``member`` failed with an endpoint class; True if the endpoint
         is down now (the member waits), False if it is up (the member backs off).  A
         probe that failed hands the turn on: the member waits at the back of the line."""
-        if member is self._prober:
+        if member == self._prober:
             self._prober, self._probing = None, False
         self._streak += 1
         if self.down_since is None:
@@ -190,7 +190,7 @@ class Endpoint:
             self.reported = False
             self._probes = 0
             for other in list(self._members):  # a member may leave while it hears
-                if other is not member:
+                if other != member:
                     self.deliver(other, EndpointChanged(now, DOWN))
         return True
 
@@ -221,13 +221,13 @@ class Endpoint:
     def resume(self, member: Hashable, now: float) -> None:
         """``member`` stopped waiting (it probes, reconnects or closed)."""
         self._waiting.pop(member, None)
-        if member is self._prober and not self._probing:
+        if member == self._prober and not self._probing:
             self._prober = None
             self._elect(now)
 
     def probing(self, member: Hashable) -> None:
         """The prober dials now (its probe deadline passed)."""
-        if member is self._prober:
+        if member == self._prober:
             self._probing = True
             self._waiting.pop(member, None)
 
@@ -251,7 +251,7 @@ class Endpoint:
         del self._waiting[prober]
         self._waiting[prober] = None
         self._prober = prober
-        gap = min(self.probe_interval, FIRST_PROBE_GAP * 2.0**self._probes)
+        gap = min(self.probe_interval, FIRST_PROBE_GAP * 2.0 ** min(self._probes, 32))
         self._probes += 1
         self._probe_due = now + gap * (0.5 + self.random())
         self.deliver(prober, EndpointChanged(now, PROBE))

@@ -14,8 +14,8 @@ from fsm_live.core.endpoint import EndpointChanged
 
 __all__ = (
     "Close",
-    "EndpointChanged",
     "CredentialsRefreshed",
+    "EndpointChanged",
     "EscalationFinished",
     "Event",
     "HeartbeatAcked",

@@ -125,7 +125,6 @@ from fsm_live.spec import LIFECYCLE_VOCABULARY, Registry, Spec, StateSpec
 
 __all__ = (
     "BUILT_IN_TIMERS",
-    "deliver_to_lifecycle",
     "CORE_TASKS",
     "DEADLINE_KINDS",
     "FAILURE_TRIGGERS",
@@ -133,6 +132,7 @@ __all__ = (
     "REQUIRED_TRIGGERS",
     "Lifecycle",
     "LifecycleMachine",
+    "deliver_to_lifecycle",
 )
 
 #: Triggers that carry a recoverable failure, tried in this order from the current state.

@@ -101,7 +101,8 @@ class Fleet:
     ``reconnects_per_second`` bounds the reconnect attempts of all members
     together (a :class:`~fsm_live.core.pacing.ReconnectPacer` they share): after
     a server restart, a thousand members come back over seconds instead of in one
-    burst.  None turns pacing off.  A member's first dial is not paced.
+    burst; members' first dials take slots of it too, so a fleet of thousands opens
+    paced.  None turns pacing off.
 
     Use it with ``async with`` in one task; :meth:`add`, :meth:`remove` and
     :meth:`replace` may be called from any task while it is entered.  Leaving
