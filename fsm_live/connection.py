@@ -126,7 +126,6 @@ def _default_config() -> Config:
     return Config()
 
 
-@functools.cache
 def endpoint_key(target: Target) -> str:
     """How an endpoint is named and shared: ``host:port``, and its proxy if any
     (without its credentials)."""
@@ -149,6 +148,7 @@ def new_endpoint(
     return endpoint
 
 
+@functools.cache
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())

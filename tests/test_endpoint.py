@@ -131,3 +131,19 @@ def test_an_outage_of_any_length_keeps_the_gaps_at_probe_interval() -> None:
         ep.failed("a", now)
     ep.wait("a", now)
     assert ep.probe_deadline("a") - now == 2.0
+
+
+def test_no_probe_before_the_servers_retry_after() -> None:
+    ep, _ = endpoint(down_after=1, probe_interval=2.0)
+    assert ep.failed("a", 10.0, retry_after=30.0)  # HTTP 503, Retry-After: 30
+    ep.wait("a", 10.0)
+    assert ep.probe_deadline("a") == 40.0  # not the first gap (0.5 s): the server's word
+    ep.probing("a")
+    ep.failed("a", 40.2)  # refused: the gaps take over again
+    ep.wait("a", 40.2)
+    assert ep.probe_deadline("a") == 40.2 + 2 * FIRST_PROBE_GAP
+    ep.connected("b", 41.0)
+    ep.resume("a", 41.0)  # told it is up, "a" reconnects
+    ep.failed("c", 50.0)  # a new outage starts without the old Retry-After
+    ep.wait("c", 50.0)
+    assert ep.probe_deadline("c") == 50.0 + FIRST_PROBE_GAP

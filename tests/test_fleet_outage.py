@@ -49,9 +49,9 @@ async def test_a_fleet_of_1000_rides_out_an_hour_long_outage(
     failed: list[str] = []
     async with network.serve(URL, hold), Fleet() as fleet:
         fleet.on_transition(
-            lambda key, record: failed.append(key)
-            if fleet.machine.states[record.dest].failed
-            else None
+            lambda key, record: (
+                failed.append(key) if fleet.machine.states[record.dest].failed else None
+            )
         )
         for n in range(members):
             await fleet.add(f"account-{n}", URL, config=config, transport=MemoryTransport(network))

@@ -16,8 +16,9 @@ alone) and decides for all of them:
   outage toward ``max_failures``;
 * **probing**: one waiting connection at a time (the *prober*, taken in turn) dials;
   the gaps between probes grow from :data:`FIRST_PROBE_GAP` (0.5 s), doubling, up to
-  ``probe_interval``, each jittered by ±50 %: at most one dial per gap for the whole
-  endpoint, however many connections wait, and never a spin;
+  ``probe_interval``, each jittered by ±50 %, and never before a server's
+  ``Retry-After``: at most one dial per gap for the whole endpoint, however many
+  connections wait, and never a spin;
 * **up**: when a connection connects.  Every waiting connection is told at once and
   reconnects, paced by the fleet's :class:`~fsm_live.core.pacing.ReconnectPacer`.
 
@@ -96,6 +97,7 @@ class Endpoint:
 
     __slots__ = (
         "_members",
+        "_not_before",
         "_probe_due",
         "_prober",
         "_probes",
@@ -138,6 +140,7 @@ class Endpoint:
         self._waiting: dict[Hashable, None] = {}  # waiting members, in the order they came
         self._prober: Hashable | None = None
         self._probe_due = math.inf
+        self._not_before = -math.inf  # no probe before (a server's Retry-After)
         self._probing = False  # the prober is dialling
         self._probes = 0  # probes made in this outage
 
@@ -176,12 +179,15 @@ class Endpoint:
         self._members.discard(member)
         self.resume(member, now)
 
-    def failed(self, member: Hashable, now: float) -> bool:
+    def failed(self, member: Hashable, now: float, retry_after: float = 0.0) -> bool:
         """An attempt of ``member`` failed with an endpoint class; True if the endpoint
         is down now (the member waits), False if it is up (the member backs off).  A
-        probe that failed hands the turn on: the member waits at the back of the line."""
+        probe that failed hands the turn on: the member waits at the back of the line.
+        ``retry_after`` (seconds, already capped by the caller): the server asked for
+        that long (HTTP 503 ``Retry-After``): no probe before then."""
         if member == self._prober:
             self._prober, self._probing = None, False
+        self._not_before = max(self._not_before, now + retry_after)
         self._streak += 1
         if self.down_since is None:
             if self._streak < self.down_after:
@@ -204,6 +210,7 @@ class Endpoint:
             return None
         self.since = now
         self._prober, self._probe_due, self._probing = None, math.inf, False
+        self._not_before = -math.inf
         for other in list(self._waiting):
             self.deliver(other, EndpointChanged(now, UP))
         return now - down_since
@@ -253,7 +260,7 @@ class Endpoint:
         self._prober = prober
         gap = min(self.probe_interval, FIRST_PROBE_GAP * 2.0 ** min(self._probes, 32))
         self._probes += 1
-        self._probe_due = now + gap * (0.5 + self.random())
+        self._probe_due = max(now + gap * (0.5 + self.random()), self._not_before)
         self.deliver(prober, EndpointChanged(now, PROBE))
 
 

@@ -129,6 +129,7 @@ __all__ = (
     "DEADLINE_KINDS",
     "FAILURE_TRIGGERS",
     "LIFECYCLE_REGISTRY",
+    "PROBE_TIMER",
     "REQUIRED_TRIGGERS",
     "Lifecycle",
     "LifecycleMachine",
@@ -165,7 +166,7 @@ CORE_TASKS: Final = frozenset({"heartbeat", "token_refresh", "cookie_refresh", "
 #: The task that dials: a state running it holds the link it dials.
 _DIAL: Final = "dial"
 #: The timer of the state that waits for its endpoint (its role, by the timer it keeps).
-_PROBE: Final = "probe"
+PROBE_TIMER: Final = "probe"
 #: The trigger by which a failure waits for its endpoint, and the one that backs off.
 _WAIT: Final = "wait"
 _BACKOFF: Final = "backoff"
@@ -268,6 +269,7 @@ class Lifecycle(SpecRun):
         "liveness",
         "pacer",
         "random",
+        "repaced",
         "report",
         "stable",
         "terminal",
@@ -299,6 +301,8 @@ class Lifecycle(SpecRun):
         self.report: Callable[[Event], None] = _unheard
         self.config = config
         self.pacer = pacer
+        #: The slot a late paced timer was moved to (it then fires, late or not).
+        self.repaced = math.nan
         self.random = random or _random.random
         self.can_refresh_credentials = can_refresh_credentials
         self.failures = 0
@@ -498,7 +502,11 @@ class Lifecycle(SpecRun):
                         Notice(
                             "INFO",
                             f"endpoint {endpoint.key} is back after {down_for:.1f} s; "
-                            f"{waiting} waiting connections reconnect",
+                            + (
+                                "1 waiting connection reconnects"
+                                if waiting == 1
+                                else f"{waiting} waiting connections reconnect"
+                            ),
                         )
                     )
             return effects
@@ -557,19 +565,43 @@ class Lifecycle(SpecRun):
             return super().timer_duration(name, now)
         return built_in(self, now)
 
+    def timer_due(self, name: str, deadline: float, now: float) -> bool:
+        """A paced attempt whose slot passed more than a bin ago (the event loop
+        stalled: a garbage collection over a large heap, 10,000 members told at once
+        that their endpoint is back) takes a new slot instead of going with every
+        other late one at once: the pacer's rate holds at the server whatever the
+        loop did.  Once: a slot taken that way is kept, however late it fires."""
+        pacer = self.pacer
+        if (
+            pacer is None
+            or deadline == self.repaced
+            or now - deadline <= pacer.bin_width
+            or not (
+                (name == _BACKOFF and not self.exhausted)
+                or (name == PROBE_TIMER and self.endpoint is not None and self.endpoint.up)
+            )
+        ):
+            return True
+        slot = pacer.reserve(now, now)
+        if slot <= now:
+            return True
+        self.timers[name] = self.repaced = slot
+        return False
+
     def timer_expired(self, name: str, now: float) -> None:
         if name == "stability":
             self._become_stable()
             return
         endpoint = self.endpoint
-        if name == _PROBE and endpoint is not None:
+        if name == PROBE_TIMER and endpoint is not None:
             down_for = endpoint.due_report(now, self.config.outage_error_after)
             if down_for is not None:
+                waiting = endpoint.waiting
                 self._effects.append(
                     Notice(
                         "ERROR",
                         f"endpoint {endpoint.key} has been down for {down_for:.0f} s "
-                        f"({endpoint.waiting} connections waiting for it)",
+                        f"({waiting} connection{'' if waiting == 1 else 's'} waiting for it)",
                     )
                 )
             endpoint.probing(self)
@@ -600,7 +632,7 @@ class Lifecycle(SpecRun):
         if endpoint is not None:
             if state.final:
                 endpoint.leave(self, now)
-            elif _PROBE in self.machine.timers[state.name]:
+            elif PROBE_TIMER in self.machine.timers[state.name]:
                 endpoint.wait(self, now)
         self.escalating = "escalation" in state.tasks
         tasks = state.tasks
@@ -617,7 +649,7 @@ class Lifecycle(SpecRun):
             self.cookies.active = True
 
     def leaving(self, state: StateSpec, now: float) -> None:
-        if self.endpoint is not None and _PROBE in self.machine.timers[state.name]:
+        if self.endpoint is not None and PROBE_TIMER in self.machine.timers[state.name]:
             self.endpoint.resume(self, now)
         tasks = state.tasks
         if "heartbeat" in tasks:
@@ -677,10 +709,14 @@ class Lifecycle(SpecRun):
         endpoint = self.endpoint
         if policy.endpoint and endpoint is not None and self.allows(_WAIT):
             was_up = endpoint.up
-            if endpoint.failed(self, now):
-                # The endpoint is down: wait for it; the outage is not this connection's
-                # failure (not counted toward max_failures).
-                effects = self._collect(self._fire, _WAIT, now, str(failure), {"failure": failure})
+            retry_after = 0.0
+            if policy.retry_after and failure.retry_after is not None:
+                retry_after = min(failure.retry_after, self.config.retry_after_cap)
+            if endpoint.failed(self, now, retry_after):
+                # The endpoint is down: wait for it. The outage is not this connection's
+                # failure: the transition carries no failure, so it counts neither toward
+                # max_failures nor in stats.failures (the reason names it).
+                effects = self._collect(self._fire, _WAIT, now, str(failure), {})
                 if effects and was_up:
                     effects.insert(
                         0,
@@ -732,14 +768,19 @@ class Lifecycle(SpecRun):
     def _on_endpoint(self, event: EndpointChanged) -> None:
         now = event.now
         if event.what == DOWN:
-            # Backing off alone: wait with the others instead.
             if _BACKOFF in self.timers and self.allows(_WAIT):
+                # Backing off alone: wait with the others instead.
                 self._fire(_WAIT, now, "the endpoint is down", {})
+            elif PROBE_TIMER in self.timers and self.endpoint is not None:
+                # Down again before its slot to reconnect came: its turn to probe again.
+                self.timers[PROBE_TIMER] = self.endpoint.probe_deadline(self)
         elif event.what == UP:
-            if _PROBE in self.timers:  # dial at once, in a slot of the fleet's pacer
-                self.timers[_PROBE] = now if self.pacer is None else self.pacer.reserve(now, now)
-        elif event.what == PROBE and _PROBE in self.timers and self.endpoint is not None:
-            self.timers[_PROBE] = self.endpoint.probe_deadline(self)
+            if PROBE_TIMER in self.timers:  # dial at once, in a slot of the fleet's pacer
+                self.timers[PROBE_TIMER] = (
+                    now if self.pacer is None else self.pacer.reserve(now, now)
+                )
+        elif event.what == PROBE and PROBE_TIMER in self.timers and self.endpoint is not None:
+            self.timers[PROBE_TIMER] = self.endpoint.probe_deadline(self)
 
     def _on_escalation(self, event: EscalationFinished) -> list[Effect]:
         self.escalations += 1

@@ -105,7 +105,7 @@ RESTART_DOWNTIME: Final = 0.25
 FAILED_RETRY_DELAY: Final = 2.0
 #: Triggers whose records may carry a failure (their reason then reads ``class: why``;
 #: a ``wait`` because others found the endpoint down carries none).
-_FAILURE_TRIGGERS: Final = frozenset({*FAILURE_TRIGGERS, "fatal", "wait"})
+_FAILURE_TRIGGERS: Final = frozenset({*FAILURE_TRIGGERS, "fatal"})
 _POLL: Final = 0.05  # the longest a step waits before checking its outcome again
 
 
