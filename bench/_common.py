@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -330,16 +331,27 @@ class ServerProcess:
     """A benchmark server in a separate process; use as a context manager.
 
     Its stdout is read by a thread into a queue, so waiting for a line never
-    blocks on a dead pipe; :meth:`kill` is SIGKILL and always reaps it.
+    blocks on a dead pipe; :meth:`kill` is SIGKILL and always reaps it.  With
+    ``gc=False`` the server runs without Python's cyclic garbage collector: holding
+    thousands of connections, its collections pause it for a second at times, and
+    the requests that arrived meanwhile are then logged together.
     """
 
     def __init__(
-        self, mode: str, *, port: int = 0, at: float | None = None, start_timeout: float = 20.0
+        self,
+        mode: str,
+        *,
+        port: int = 0,
+        at: float | None = None,
+        start_timeout: float = 20.0,
+        gc: bool = True,
     ) -> None:
         self.mode = mode
         argv = [sys.executable, str(Path(__file__).resolve()), "serve", mode, "--port", str(port)]
         if at is not None:
             argv += ["--at", repr(at)]
+        if not gc:
+            argv.append("--no-gc")
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
@@ -601,7 +613,14 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("mode", choices=["raw", "hold", "accept_close", "proxy"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--at", type=float, default=None)
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="no cyclic garbage collection (its pauses would bunch the times logged)",
+    )
     args = parser.parse_args(argv)
+    if args.no_gc:
+        gc.disable()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args.mode, args.port, args.at))
     return 0

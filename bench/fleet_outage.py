@@ -6,15 +6,17 @@ Usage::
                                  [--outages S,S,...] [--backend asyncio|trio]
 
 One ``hold`` server of ``bench/_common.py`` (a websockets asyncio server: nothing
-fsm_live wrote) in its own process; in this process one ``fsm_live.Fleet()`` at its
-defaults, its members added with ``await fleet.add(key, url, protocol="ping")`` (the
-default ``Config``) as fast as ``add`` returns, exactly as users call it; with
+fsm_live wrote) in its own process, without Python's cyclic garbage collector (its
+pauses, holding 10,000 connections, would bunch the handshake times it logs); in
+this process one ``fsm_live.Fleet()`` at its defaults, its members added with
+``await fleet.add(key, url, protocol="ping")`` (the default ``Config``) as fast as
+``add`` returns, exactly as users call it; with
 ``--alone``, connections of their own instead (``fsm_live.connect(url,
 protocol="ping")`` each, entered in turn: no fleet, so no shared endpoint and no
 pacing; ``--alone --members 1`` is an application holding one connection).
 
 * **start**: from the first ``add`` to every member CONNECTED (the fleet paces first
-  dials: 200 a second by default), with the process's RSS and CPU per member;
+  dials: 200 a second by default), with the process's RSS per member;
 * **per outage of D seconds**: the server is SIGKILLed (every link is reset: the
   members lose them at once) and a new server binds the same port at kill + D
   exactly.  Measured: the fleet's dials (every transition into a state whose task is
@@ -144,7 +146,7 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
         elif state.failed:
             failed.append(key)
 
-    server = common.ServerProcess("hold")
+    server = common.ServerProcess("hold", gc=False)
     try:
         async with Members(alone, observe) as under_test:
             rss_before = common.rss_bytes(os.getpid())
@@ -170,7 +172,7 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
                 back_at = killed_at + outage
                 # The new server binds at back_at exactly (it waits for that moment).
                 server = await anyio.to_thread.run_sync(
-                    functools.partial(common.ServerProcess, "hold", port=port, at=back_at)
+                    functools.partial(common.ServerProcess, "hold", port=port, at=back_at, gc=False)
                 )
                 returned = server.listening_at
                 await under_test.all_connected()
