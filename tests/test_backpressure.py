@@ -91,5 +91,12 @@ async def test_a_slow_handler_loses_no_message_and_no_link() -> None:
     # Every message taken off the link went to a handler or was still waiting in
     # order: none vanished (the count received equals handled plus in flight).
     assert stats.messages_in >= len(handled) >= 4 * 2 - 2
-    assert sorted(handled) == handled[: len(handled)]  # no gap among the first handled
     assert set(handled) <= set(range(stats.messages_in))
+    assert len(set(handled)) == len(handled)  # each once
+    # Handlers are handed messages in order, but two run at once and may end in either
+    # order (trio runs the tasks woken together in a random order): the only messages
+    # not handled below the last one handled are in flight, so within
+    # message_concurrency of it.  No gap further back.
+    top = max(handled)
+    missing = set(range(top)) - set(handled)
+    assert all(top - n < config.message_concurrency for n in missing), (missing, handled)
