@@ -165,6 +165,7 @@ class LiveConnection:
         "_changed",
         "_counters",
         "_dial_state",
+        "_encode_tracked",
         "_engine",
         "_entered_by",
         "_failure",
@@ -205,6 +206,13 @@ class LiveConnection:
         self.url = check_url(url)
         self.config = config or _default_config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        # Decided once: a runtime protocol check costs more than a whole send().
+        adapter = self.adapter
+        self._encode_tracked = (
+            adapter.encode_tracked
+            if isinstance(adapter, Acknowledging) and adapter.acknowledges
+            else None
+        )
         self._target = target_for(url, ssl=ssl, proxy=proxy)
         self._transport = transport or _DEFAULT_TRANSPORT
         #: The transport, if it can hand a connection to an asyncio protocol (no task).
@@ -520,12 +528,12 @@ class LiveConnection:
         (while FAILED and retrying by itself, messages wait), and
         :class:`ConnectionClosed` once closed.
         """
-        adapter = self.adapter
+        encode_tracked = self._encode_tracked
         ack_id = None
-        if isinstance(adapter, Acknowledging) and adapter.acknowledges:
-            frame, ack_id = adapter.encode_tracked(message, request=False)
+        if encode_tracked is None:
+            frame = self.adapter.encode(message)
         else:
-            frame = adapter.encode(message)
+            frame, ack_id = encode_tracked(message, request=False)
         self._check_open()
         engine = self._engine
         if ack_id is None:
@@ -550,16 +558,16 @@ class LiveConnection:
         acknowledge, :class:`~fsm_live.errors.RequestTimeout` when no
         acknowledgement came in time, and what :meth:`send` raises.
         """
-        adapter = self.adapter
-        if not (isinstance(adapter, Acknowledging) and adapter.acknowledges):
+        encode_tracked = self._encode_tracked
+        if encode_tracked is None:
             raise UsageError(
-                f"the {adapter.name!r} protocol has no acknowledgements: request() needs one "
-                "that has (lwp, or JsonProtocol(ack_key=...))"
+                f"the {self.adapter.name!r} protocol has no acknowledgements: request() needs "
+                "one that has (lwp, or JsonProtocol(ack_key=...))"
             )
         wait = self.config.ack_timeout if timeout is None else timeout
         if not 0 < wait < math.inf:
             raise ConfigError("timeout", f"must be a positive number of seconds, got {timeout!r}")
-        frame, ack_id = adapter.encode_tracked(message, request=True)
+        frame, ack_id = encode_tracked(message, request=True)
         self._check_open()
         engine = self._engine
         pending = PendingRequest()
@@ -568,9 +576,10 @@ class LiveConnection:
 
     def _check_open(self) -> None:
         """Raise what ``send()`` raises in a state that takes no message."""
-        if self.needs_reset and self._failure is not None:
+        state = self._lifecycle.machine.states[self._state]
+        if state.failed and self._lifecycle.needs_reset and self._failure is not None:
             raise self._failure
-        if self._lifecycle.machine.states[self.state].final or self._finished:
+        if state.final or self._finished:
             raise ConnectionClosed("the connection is closed") from self._engine.crash
 
     def __aiter__(self) -> AsyncIterator[Any]:

@@ -170,3 +170,67 @@ async def test_messages_in_flight_on_a_rotated_link_reach_the_application() -> N
     assert sorted(item for item in got if item[0] < 3) == sorted(i for i in pushed if i[0] < 3)
     assert len(got) == len(set(got))
     assert len(last_link) - sum(1 for item in got if item[0] == 3) <= 20
+
+
+async def test_a_frame_that_never_completes_is_not_life_over_tcp() -> None:
+    """Issue 16 item 7 (rule 8) on both backends over real sockets: a peer that answers
+    no ping and trickles one byte a second inside a frame it never finishes is lost
+    for silence, not kept alive by its bytes."""
+    config = Config(heartbeat_interval=0.5, heartbeat_timeout=2, close_timeout=1)
+    trickling = anyio.Event()
+
+    async def trickle(stream: anyio.abc.SocketStream, protocol: ServerProtocol) -> None:
+        await stream.send(b"\x81\x7e\xff\xff")  # a text frame of 65,535 bytes, announced
+        trickling.set()
+        while True:  # never reads: pings go unanswered
+            await anyio.sleep(1)
+            await stream.send(b"a")
+
+    with anyio.fail_after(50):
+        async with (
+            sans_io_server(trickle) as port,
+            connect(f"ws://127.0.0.1:{port}/", config=config) as conn,
+        ):
+            await conn.wait_connected()
+            await trickling.wait()
+            await conn.wait_for("RECONNECTING")
+            stats = conn.stats()
+    assert stats.transitions[("CONNECTED", "lost", "RECONNECTING")] == 1
+    assert "heartbeat" in stats.last_error
+    assert stats.messages_in == 0
+
+
+async def test_leaving_from_another_task_arms_nothing_on_either_backend() -> None:
+    """Issue 16 item 6 on both backends (asyncio has no task group per connection;
+    trio has one): left from another task, the connection closes with one clear
+    error, and the task that entered it is not cancelled afterwards."""
+    from contextlib import AsyncExitStack
+
+    from fsm_live.errors import UsageError
+    from fsm_live.transport.memory import MemoryNetwork, MemoryTransport
+
+    network = MemoryNetwork()
+    url = "ws://server.test/feed"
+    stack = AsyncExitStack()
+    with anyio.fail_after(30):
+        async with network.serve(url, lambda link: anyio.sleep_forever()):
+            conn = await stack.enter_async_context(
+                connect(url, config=CONFIG, transport=MemoryTransport(network))
+            )
+            await conn.wait_connected()
+            caught: list[BaseException] = []
+
+            async def leave() -> None:
+                try:
+                    await stack.aclose()
+                except UsageError as exc:
+                    caught.append(exc)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(leave)
+            assert len(caught) == 1
+            assert conn.state == "CLOSED"
+            with anyio.CancelScope() as scope:
+                await anyio.sleep(1)  # the stray deadline used to strike at 0.3 s
+            assert not scope.cancel_called
+            await conn.__aexit__(None, None, None)

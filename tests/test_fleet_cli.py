@@ -541,7 +541,7 @@ async def test_an_lwp_account_of_a_fleet_file_that_goes_failed_recovers(tmp_path
         async with LwpServer(schedule=schedule, push_interval=None) as server:
             path = tmp_path / "fleet.toml"
             path.write_text(
-                "[defaults]\nmax_failures = 2\nfailed_retry_delay = 0.3\n"
+                "[defaults]\nmax_failures = 2\nfailed_retry_delay = 1\n"  # the least allowed
                 "[defaults.backoff]\npolicy = 'fixed'\nseconds = 0.1\n"
                 f"[accounts.a]\nurl = '{server.url}'\nprotocol = 'lwp'\n"
                 "cookies_file = 'a.cookies'\n",

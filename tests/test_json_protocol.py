@@ -9,6 +9,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fsm_live.protocols.base import Decoded, SimpleDecoder
 from fsm_live.protocols.json import InvalidJson, JsonProtocol
@@ -198,3 +200,24 @@ def test_the_fast_path_agrees_with_decode(key: str | None, frame: str | bytes) -
     assert simple is not None
     message, message_id = simple
     assert protocol.decode(frame) == [Decoded(message=message, message_id=message_id)]
+
+
+# -- hostile frames: decoding never raises -----------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frame=st.text() | st.binary() | _JSON.map(json.dumps),
+    key=st.sampled_from([None, "id"]),
+)
+def test_any_frame_decodes_without_raising(frame: str | bytes, key: str | None) -> None:
+    """Whatever the peer sends, decode() returns: a value, or an InvalidJson."""
+    protocol = JsonProtocol(dedup_key=key)
+    [decoded] = protocol.decode(frame)
+    assert protocol.decode_simple(frame) == (decoded.message, decoded.message_id)

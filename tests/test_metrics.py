@@ -236,7 +236,7 @@ async def test_an_endpoint_scraped_over_http(anyio_backend: str) -> None:
             await conn.wait_connected()
             registry = new_registry()
             registry.register(ConnectionCollector(conn))  # on the loop: scrapes come to it
-            with serve_metrics(registry, 0) as server:
+            async with serve_metrics(registry, 0) as server:
                 assert server.url == f"http://127.0.0.1:{server.port}/metrics"
                 text = await anyio.to_thread.run_sync(_get, server.url)
     families = parse(text)

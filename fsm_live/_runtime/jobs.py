@@ -132,8 +132,11 @@ class Jobs:
             self._crashed(job, exc)
 
     def _owned_ended(self, task: asyncio.Task[None], job: Job) -> None:
-        assert isinstance(self._tasks, set)
-        self._tasks.discard(task)
+        tasks = self._tasks
+        assert isinstance(tasks, set)
+        tasks.discard(task)
+        if not tasks:
+            self._tasks = _NO_TASKS  # an idle connection keeps no empty set
         self._ended(job)
 
     async def _run(

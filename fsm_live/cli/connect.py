@@ -299,7 +299,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     watch.attach(conn)
 
     async def body(stop: Stop) -> int:
-        with metrics_endpoint.registered(metrics, functools.partial(ConnectionCollector, conn)):
+        async with metrics_endpoint.registered(
+            metrics, functools.partial(ConnectionCollector, conn)
+        ):
             return await keep_alive(conn, watch, args.duration, stop)
 
     try:

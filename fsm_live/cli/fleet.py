@@ -26,7 +26,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
 
-    def collector(fleet: Fleet) -> AbstractContextManager[None]:
+    def collector(fleet: Fleet) -> AbstractAsyncContextManager[None]:
         return metrics_endpoint.registered(
             metrics,
             functools.partial(FleetCollector, fleet, per_connection=args.metrics_per_connection),
@@ -183,7 +183,7 @@ async def run_fleet(
     *,
     reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
     stop: Stop | None = None,
-    metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None = None,
 ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
@@ -220,7 +220,7 @@ async def _run(
     duration: float | None,
     out: Output,
     stop: Stop | None,
-    metrics: Callable[[Fleet], AbstractContextManager[None]] | None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None,
     dashboard: _Dashboard | None,
 ) -> int:
     """Add every account to ``fleet``, run until the end, close; return the exit code.
@@ -250,15 +250,14 @@ async def _run(
                 out.problem(f"{PROG} fleet: error: --trace-dir {trace}: {exc.strerror or exc}")
                 return EXIT_BAD_USAGE
         watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
-        with watched:
-            async with anyio.create_task_group() as task_group:
-                if dashboard is not None:
-                    dashboard.start()
-                else:
-                    task_group.start_soon(_report_all_connected, fleet, out)
-                    task_group.start_soon(_print_summaries, fleet, out)
-                await _wait_for_the_end(duration, stop)
-                task_group.cancel_scope.cancel()
+        async with watched, anyio.create_task_group() as task_group:
+            if dashboard is not None:
+                dashboard.start()
+            else:
+                task_group.start_soon(_report_all_connected, fleet, out)
+                task_group.start_soon(_print_summaries, fleet, out)
+            await _wait_for_the_end(duration, stop)
+            task_group.cancel_scope.cancel()
         if dashboard is not None:
             dashboard.closing()
     return 0

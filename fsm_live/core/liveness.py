@@ -108,6 +108,8 @@ class Liveness:
         if in_flight is None:
             return None
         sent_at = in_flight.pop(heartbeat_id, None)
+        if not in_flight:
+            self._in_flight = None  # acked: an idle connection keeps no empty dict
         return None if sent_at is None else now - sent_at
 
     @property

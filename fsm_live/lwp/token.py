@@ -147,7 +147,7 @@ def _token_from(raw: bytes, where: str) -> Secret:
         raise TokenFetchFailed(f"token endpoint {where}: chunked answers are not supported")
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise TokenFetchFailed(f"token endpoint {where}: the answer is not JSON") from None
     token = value.get("token") if isinstance(value, dict) else None
     if not isinstance(token, str) or not token:

@@ -25,11 +25,12 @@ histogram is fed as acks arrive (one bisection per heartbeat ack, through
 :meth:`~fsm_live.connection.LiveConnection.on_heartbeat_ack`), and only once a
 collector is created.
 
-Threads: prometheus-client serves scrapes from a thread of its own, while a
-connection lives on its event loop.  Create a collector in async code on that
-loop: a scrape from another thread is then run on the loop
-(``anyio.from_thread.run_sync``) and waits for it; one in the loop's own thread
-runs at once.  A collector created outside an event loop collects in whatever
+Threads: :func:`~fsm_live.metrics.server.serve_metrics` answers scrapes on the
+event loop itself, so a collector reads ``stats()`` there at once.  A scrape from
+another thread (prometheus-client's ``start_http_server``, a WSGI server of your
+own) is run on the loop the collector was created on
+(``anyio.from_thread.run_sync``) and waits for it: create collectors in async code
+on that loop.  A collector created outside an event loop collects in whatever
 thread scrapes.  Requires prometheus-client (``pip install 'fsm_live[metrics]'``):
 otherwise creating a collector raises :class:`~fsm_live.errors.MissingExtra`.
 """

@@ -327,13 +327,6 @@ class Registry:
                 )
         return problems
 
-    def require(self, spec: Spec, *, unused: bool = False) -> None:
-        """Raise :class:`~fsm_live.errors.SpecError` listing :meth:`check`'s problems, if
-        any (unused names and bindings only with ``unused``)."""
-        problems = self.check(spec, unused=unused)
-        if problems:
-            raise SpecError(problems)
-
     def _problem(self, kind: Kind, name: str, args: tuple[str, ...]) -> str | None:
         binding = self._bindings[kind].get(name)
         if binding is None:
