@@ -22,6 +22,10 @@ variant), 100 opening at a time:
   websockets; what a hand-rolled websockets client gets without writing a ping loop);
 * ``fsm_live``: ``fsm_live.connect(url, protocol="ping")`` on asyncio,
   ``heartbeat_interval=interval``, ``heartbeat_timeout=2*interval``;
+* ``fleet``: the same connections as members of one ``fsm_live.Fleet()`` at its
+  defaults, added with ``await fleet.add(key, url, protocol="ping", config=...)`` as
+  fast as ``add`` returns: the fleet paces their first dials (200 a second by default),
+  so its "open all" is the fleet's own start, not a race;
 * ``picows``: picows' ``ws_connect`` with a plain ``WSListener`` (auto-pong on, no
   pings): the peer of ``raw``;
 * ``picows-ping``: the same with picows' own heartbeat (``enable_auto_ping``,
@@ -71,6 +75,7 @@ VARIANTS: Final = (
     "bare",
     "keepalive",
     "fsm_live",
+    "fleet",
     "picows",
     "picows-ping",
     "fsm_live-trio",
@@ -80,6 +85,7 @@ VARIANTS: Final = (
 #: What each variant is compared with: (memory and open-time baseline, CPU baseline).
 PEERS: Final = {
     "fsm_live": ("raw", "bare"),
+    "fleet": ("raw", "bare"),
     "keepalive": ("raw", "bare"),
     "picows": ("raw", None),
     "picows-ping": ("raw", "bare"),
@@ -213,9 +219,23 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
         finally:
             transport.disconnect()
 
+    async def fleet() -> None:
+        async with fsm_live.Fleet() as members:
+            for key in range(n):
+                await members.add(str(key), url, protocol="ping", config=config)
+            while members.count("CONNECTED") + members.count("FAILED") < n:
+                await members.wait_changed()
+            for _ in range(members.count("CONNECTED")):
+                one_opened(True)
+            for _ in range(members.count("FAILED")):
+                one_opened(False)
+            await stop.wait()
+
     body: Any
     args: tuple[Any, ...] = ()
-    if variant in ("fsm_live", "fsm_live-trio"):
+    if variant == "fleet":
+        body = fleet
+    elif variant in ("fsm_live", "fsm_live-trio"):
         body = managed
     elif variant in ("picows", "picows-ping"):
         body, args = with_picows, (variant == "picows-ping",)
@@ -230,7 +250,7 @@ async def child(variant: str, url: str, n: int, interval: float) -> None:
     await anyio.to_thread.run_sync(input)  # "go"
     start = time.monotonic()
     async with anyio.create_task_group() as tg:
-        for _ in range(n):
+        for _ in range(1 if variant == "fleet" else n):  # a fleet starts its members
             tg.start_soon(body, *args)
         with anyio.fail_after(600):
             await all_open.wait()

@@ -50,7 +50,8 @@ from fsm_live._runtime.trace import TraceWriter
 from fsm_live._runtime.wakeup import Wakeup
 from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.core.endpoint import Endpoint
+from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine, deliver_to_lifecycle
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.errors import (
@@ -64,7 +65,7 @@ from fsm_live.lwp.protocol import LwpProtocol
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
 from fsm_live.protocols.base import Acknowledging
 from fsm_live.spec import Spec
-from fsm_live.transport.base import AsyncioTransport, Transport
+from fsm_live.transport.base import AsyncioTransport, Target, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url, safe_url
 
@@ -125,6 +126,28 @@ def _default_config() -> Config:
     return Config()
 
 
+def endpoint_key(target: Target) -> str:
+    """How an endpoint is named and shared: ``host:port``, and its proxy if any
+    (without its credentials)."""
+    key = f"{target.host}:{target.port}"
+    return key if target.proxy is None else f"{key} via {safe_url(target.proxy)}"
+
+
+def new_endpoint(
+    target: Target, config: Config, *, random: Callable[[], float] | None = None
+) -> Endpoint:
+    """An :class:`~fsm_live.core.endpoint.Endpoint` for ``target`` with ``config``'s
+    settings, delivering to its members' lifecycles."""
+    endpoint = Endpoint(
+        endpoint_key(target),
+        down_after=config.endpoint_failures,
+        probe_interval=config.probe_interval,
+        random=random,
+    )
+    endpoint.deliver = deliver_to_lifecycle
+    return endpoint
+
+
 @functools.cache
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
@@ -152,7 +175,10 @@ class LiveConnection:
       (default: the packaged spec's); ``random``: the jitter source;
     * ``pacer``: a :class:`~fsm_live.core.pacing.ReconnectPacer` shared with
       other connections of this event loop, bounding their reconnect attempts
-      per second (a :class:`~fsm_live.fleet.Fleet` passes its own).
+      per second (a :class:`~fsm_live.fleet.Fleet` passes its own);
+    * ``endpoint``: the :class:`~fsm_live.core.endpoint.Endpoint` this connection
+      dials, shared with others that dial it (a fleet passes one per endpoint);
+      default: one of its own (:func:`new_endpoint`).
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
     (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
@@ -175,6 +201,7 @@ class LiveConnection:
         "_jobs",
         "_lifecycle",
         "_started_at",
+        "_starting",
         "_state",
         "_taken",
         "_target",
@@ -202,6 +229,7 @@ class LiveConnection:
         machine: LifecycleMachine | None = None,
         random: Callable[[], float] | None = None,
         pacer: ReconnectPacer | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.url = check_url(url)
         self.config = config or _default_config()
@@ -229,6 +257,7 @@ class LiveConnection:
             can_refresh_credentials=credentials is not None,
             refreshable=refreshable,
             pacer=pacer,
+            endpoint=endpoint or new_endpoint(self._target, self.config, random=random),
         )
         self._counters = Counters()
         self._jobs = Jobs(self._job_crashed, self._notify)
@@ -256,6 +285,7 @@ class LiveConnection:
         self._callbacks: list[Callable[[TransitionRecord], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
         self._entered_by: object = None  # the task that entered (only it may exit)
+        self._starting: Callable[[], object] | None = None  # cancels a start not yet made
         self._asyncio = False
         self._finished = False  # closed: links closed, jobs cancelled
         self._changed = Wakeup()
@@ -298,24 +328,29 @@ class LiveConnection:
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         # Started soon, not now: callbacks registered right after entering see the first
-        # transition too.
+        # transition too.  With a pacer (a fleet's), the first dial takes a slot of it
+        # like any reconnect: a fleet of 10,000 opens paced.
+        pacer = self._lifecycle.pacer
+        start_at = clock() if pacer is None else pacer.reserve(clock(), clock())
         if self._asyncio:
             # Jobs are asyncio tasks the connection owns and joins (no task group:
             # _runtime/jobs.py says why); the timer and the start are loop callbacks.
             self._jobs.own()
             loop = asyncio.get_running_loop()
             self._engine.timer = LoopTimer(loop, self._engine.on_timer)
-            loop.call_soon(self._engine.start)
+            handle = loop.call_at(start_at, self._engine.start)
+            self._starting = handle.cancel
         else:
             task_group = anyio.create_task_group()
             await task_group.__aenter__()
             self._task_group = task_group
             self._jobs.bind(task_group)
             self._engine.timer = TaskTimer(self._jobs, self._engine.on_timer)
-            self._jobs.start("start", self._start)
+            self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
 
-    async def _start(self) -> None:
+    async def _start(self, at: float) -> None:
+        await anyio.sleep_until(at)
         self._engine.start()
 
     async def __aexit__(
@@ -378,6 +413,8 @@ class LiveConnection:
         if self._finished:
             return
         self._finished = True
+        if self._starting is not None:
+            self._starting()  # a paced first dial whose slot had not come
         engine = self._engine
         engine.abort_links()
         if engine.timer is not None:

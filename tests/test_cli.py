@@ -55,7 +55,7 @@ def broken_spec(tmp_path: Path) -> tuple[Path, int]:
 def test_check_valid_spec(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "check", SPEC)
     assert code == 0
-    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert out == f"{SPEC}: ok (7 states, 13 transitions)\n"
     assert err == ""
 
 
@@ -63,7 +63,7 @@ def test_check_several_specs(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "check", SPEC, TRAFFIC)
     assert code == 0
     assert out.splitlines() == [
-        f"{SPEC}: ok (6 states, 11 transitions)",
+        f"{SPEC}: ok (7 states, 13 transitions)",
         f"{TRAFFIC}: ok (6 states, 9 transitions)",
     ]
 
@@ -89,7 +89,7 @@ def test_check_reports_every_problem_and_checks_every_file(
     assert code == 1
     assert "LIMBO" in err
     assert "LOUD" in err
-    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert out == f"{SPEC}: ok (7 states, 13 transitions)\n"
 
 
 def test_check_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_check_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert err == f"fsm-live check: error: {missing}: no such file\n"
     code, out, err = run(capsys, "check", SPEC, missing)
     assert code == 2
-    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert out == f"{SPEC}: ok (7 states, 13 transitions)\n"
     assert err == f"fsm-live check: error: {missing}: no such file\n"
     code, _, err = run(capsys, "diagram", missing)
     assert code == 2
@@ -282,7 +282,7 @@ def test_console_script_runs() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert done.stdout == f"{SPEC}: ok (7 states, 13 transitions)\n"
 
 
 @pytest.mark.parametrize(

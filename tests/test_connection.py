@@ -167,27 +167,40 @@ async def test_24_hours_with_token_refreshes_and_an_outage(network: MemoryNetwor
     ):
         await conn.wait_connected()
         await anyio.sleep(3600)
-        # Outage: the server goes away for 630 s; attempts every 60 s fail.
+        # Outage: the server goes away for 630 s.  The link is lost, two attempts 60 s
+        # apart are refused: three failures in a row, the endpoint is down.  From then
+        # on the connection waits, probing at most every probe_interval (jittered).
         network.refuse(URL)
         server.links[-1].drop()
         await anyio.sleep(630)
+        assert conn.state in ("WAITING", "CONNECTING")
         network.forget(URL)
         async with network.serve(URL, echo):
+            back = anyio.current_time()
+            await conn.wait_connected()
+            assert anyio.current_time() - back <= 1.5 * config.probe_interval
             await anyio.sleep(23 * 3600 - 630)
             assert conn.state == "CONNECTED"
             await conn.close()
-    # Reconnected at 3600 + 660 s; the token refresh 72000 s later rotated once.
+    # The token refresh 72000 s after the first connect rotated once.
     assert credentials.token_refreshes == 1
-    assert edges(conn) == {
+    taken = edges(conn)
+    probes = taken[("WAITING", "probe", "CONNECTING")]
+    # 510 s of waiting: gaps of 0.5, 1, 2, 2... s jittered by half: 200 to 1000 probes.
+    assert 510 / 3 <= probes <= 510 / 0.5
+    assert taken == {
         ("DISCONNECTED", "start", "CONNECTING"): 1,
         ("CONNECTING", "opened", "CONNECTED"): 3,
         ("CONNECTED", "lost", "RECONNECTING"): 1,
-        ("RECONNECTING", "retry", "CONNECTING"): 11,
-        ("CONNECTING", "connect_failed", "RECONNECTING"): 10,
+        ("RECONNECTING", "retry", "CONNECTING"): 2,
+        ("CONNECTING", "connect_failed", "RECONNECTING"): 1,
+        ("CONNECTING", "wait", "WAITING"): probes,
+        ("WAITING", "probe", "CONNECTING"): probes,
         ("CONNECTED", "rotate", "CONNECTING"): 1,
         ("CONNECTED", "close", "CLOSED"): 1,
     }
-    assert conn.stats().failures == {"lost": 1, "network": 10}
+    # The outage counts as the failures before the endpoint was down, not one per probe.
+    assert conn.stats().failures == {"lost": 1, "network": 1}
 
 
 async def test_handshake_403_without_credentials_fails_after_one_attempt(
@@ -312,9 +325,10 @@ async def test_max_failures_then_escalation_recovers(network: MemoryNetwork) -> 
     relogged = anyio.Event()
     credentials = Credentials(escalate_ok=True, escalate_when=relogged)
     network.refuse(URL)
-    async with live(
-        network, credentials=credentials, config=Config(backoff=FixedDelay(1), max_failures=3)
-    ) as conn:
+    # Refused more times than max_failures, but not enough to call the endpoint down
+    # (which would make it wait instead: an outage is not this connection's failure).
+    config = Config(backoff=FixedDelay(1), max_failures=3, endpoint_failures=10)
+    async with live(network, credentials=credentials, config=config) as conn:
         await conn.wait_for("FAILED")
         network.forget(URL)
         async with network.serve(URL, echo):
@@ -532,23 +546,30 @@ async def test_state_names_are_checked(network: MemoryNetwork) -> None:
 
 
 async def test_an_outage_longer_than_the_backoff_ends_connected(network: MemoryNetwork) -> None:
-    # Defaults: 5 failures (about 15 s of backoff at the ceiling) then FAILED; it
-    # retries by itself after failed_retry_delay (the backoff cap, 60 s, jittered).
+    # Defaults: after endpoint_failures (3) refusals in a row the endpoint is down; the
+    # connection waits (not FAILED: nothing is wrong with it) and probes at most every
+    # probe_interval (2 s, jittered by half).
+    config = Config()
     network.refuse(URL)
     async with live(network) as conn:
         await anyio.sleep(20 * 60)  # twenty minutes down
-        assert conn.state in ("FAILED", "RECONNECTING", "CONNECTING")
+        assert conn.state in ("WAITING", "CONNECTING")
         assert not conn.needs_reset
+        dials = network.attempts(URL)
         back = anyio.current_time()
         network.forget(URL)
         async with network.serve(URL, echo):
-            await conn.wait_connected()  # waits through FAILED: it is not for good
+            await conn.wait_connected()
             took = anyio.current_time() - back
-    # Within failed_retry_delay plus the backoff cap of the server's return.
-    assert took <= 60 + 60
+    # Back within one probe gap of the server's return.
+    assert took <= 1.5 * config.probe_interval
+    # Never more than one dial per 0.5 * probe_interval while down, and never a spin.
+    assert (
+        20 * 60 / (1.5 * config.probe_interval) <= dials <= 20 * 60 / (0.5 * config.probe_interval)
+    )
     stats = conn.stats()
-    assert stats.transitions[("FAILED", "recover", "RECONNECTING")] >= 10
-    assert ("FAILED", "reset", "RECONNECTING") not in stats.transitions
+    assert "FAILED" not in {state for edge in stats.transitions for state in (edge[0], edge[2])}
+    assert stats.failures["network"] == config.endpoint_failures - 1
 
 
 async def test_a_server_that_accepts_and_closes_for_a_while_is_retried_until_it_works(

@@ -145,7 +145,7 @@ def test_mermaid_has_one_labelled_line_per_edge(spec: Spec) -> None:
     for source, transition in edges:
         line = f"    {source} --> {transition.dest}: {transition.trigger}{transition.guard_label}"
         assert line in lines
-    assert sum(": " in line for line in lines) == len(edges) == 16
+    assert sum(": " in line for line in lines) == len(edges) == 21
 
 
 def test_mermaid_shows_guard_labels(spec: Spec, traffic: Spec) -> None:
@@ -164,7 +164,7 @@ def test_mermaid_notes_list_tasks_and_timers(spec: Spec) -> None:
     assert "stability" in note
     assert "backoff fires give_up or retry" in text
     assert "note right of DISCONNECTED" not in text  # nothing to say about it
-    assert text.count("note right of") == text.count("end note") == 4
+    assert text.count("note right of") == text.count("end note") == 5
 
 
 def test_mermaid_without_notes(spec: Spec) -> None:

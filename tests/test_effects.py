@@ -29,8 +29,9 @@ from fsm_live.errors import Failure
 
 #: Events the application (or the clock) makes, not a task: no generation.
 FROM_THE_APPLICATION = {"Start", "Close", "Reset", "Tick"}
-#: Events about a link, which outlives the state that dialled it: its id instead.
-ABOUT_A_LINK = {"LinkClosed"}
+#: Events about a link (which outlives the state that dialled it: its id instead) or
+#: about the endpoint (shared by connections: what happened to it instead).
+ABOUT_A_LINK = {"LinkClosed": "link", "EndpointChanged": "what"}
 
 EVENT_CLASSES = typing.get_args(events.Event)
 EFFECT_CLASSES = typing.get_args(effects.Effect)
@@ -62,7 +63,7 @@ def test_events_from_tasks_carry_their_generation(cls: type) -> None:
     if cls.__name__ in FROM_THE_APPLICATION:
         assert "generation" not in names
     elif cls.__name__ in ABOUT_A_LINK:
-        assert names[1] == "link"
+        assert names[1] == ABOUT_A_LINK[cls.__name__]
     else:
         assert names[1] == "generation"
 
@@ -92,6 +93,7 @@ def test_every_value_is_frozen_and_hashable(cls: type) -> None:
         "handles": (None, "a handle"),
         "level": "WARNING",
         "message": "the application is behind",
+        "what": "down",
     }
     kwargs = {
         field.name: samples[field.name]

@@ -77,7 +77,9 @@ def recount(fleet: Fleet) -> dict[str, int]:
 
 
 async def test_add_remove_replace_while_others_reconnect(network: MemoryNetwork) -> None:
-    config = Config(backoff=FixedDelay(10), max_failures=1000)
+    # Members back off on their own here (the endpoint rule, which would make the down
+    # ones wait together, is tested in test_fleet_outage.py).
+    config = Config(backoff=FixedDelay(10), max_failures=1000, endpoint_failures=1000)
     with anyio.fail_after(3600):
         async with network.serve(OK, echo), Fleet(close_timeout=2) as fleet:
             for i in range(10):
@@ -136,7 +138,9 @@ async def test_add_remove_replace_while_others_reconnect(network: MemoryNetwork)
 
 async def test_members_reconnect_at_the_fleets_pace(network: MemoryNetwork) -> None:
     retries: list[float] = []
-    config = Config(backoff=FixedDelay(1.0))
+    # Four links lost at once would make the endpoint down (three in a row): this test
+    # is about the backoff's retries, so the endpoint rule needs more.
+    config = Config(backoff=FixedDelay(1.0), endpoint_failures=10)
     with anyio.fail_after(60):
         async with network.serve(OK, echo) as server, Fleet(reconnects_per_second=2) as fleet:
             fleet.on_transition(
@@ -179,9 +183,9 @@ async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None
                 await fleet.replace("nobody", OK, **options(network))
             with pytest.raises(KeyError):
                 fleet["nobody"]
-            with pytest.raises(TypeError, match="share its machine and pacer"):
+            with pytest.raises(TypeError, match="share its machine, pacer and endpoints"):
                 await fleet.add("b", OK, machine=fleet.machine, **options(network))
-            with pytest.raises(TypeError, match="share its machine and pacer"):
+            with pytest.raises(TypeError, match="share its machine, pacer and endpoints"):
                 await fleet.add("b", OK, pacer=fleet.pacer, **options(network))
             # A bad replacement leaves the running member alone.
             with pytest.raises(ConfigError, match="ws:// or wss://"):
@@ -538,6 +542,7 @@ def test_summarize_sums_and_ranks_the_worst() -> None:
         "CONNECTING": 0,
         "CONNECTED": 2,
         "RECONNECTING": 2,
+        "WAITING": 0,
         "FAILED": 1,
         "CLOSED": 1,
     }
@@ -587,7 +592,7 @@ def test_transition_rate_is_a_bounded_sliding_window() -> None:
 
 
 async def test_stats_totals_recent_and_rate(network: MemoryNetwork) -> None:
-    retry_every_10s = Config(backoff=FixedDelay(10), max_failures=100)
+    retry_every_10s = Config(backoff=FixedDelay(10), max_failures=100, endpoint_failures=100)
     with anyio.fail_after(600):
         async with network.serve(OK, echo), Fleet(recent=4, rate_window=60) as fleet:
             for key in ("a", "b", "c"):

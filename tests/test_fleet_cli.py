@@ -161,7 +161,9 @@ async def test_duration_with_20_accounts_writes_lines_and_traces(tmp_path: Path)
     text = report.stdout.decode()
     assert text.startswith(f"fsm-live report: {ACCOUNTS} connections, {ACCOUNTS} runs")
     availability = text.partition("availability")[2].split()[0]
-    assert float(availability) > 90  # CONNECTED from the first moments to the close
+    # CONNECTED from its first dial to the close; first dials are paced (200 a second
+    # by default), so the last member waits ACCOUNTS / 200 s in DISCONNECTED first.
+    assert float(availability) > 100 * (1 - (ACCOUNTS / 200 + 0.5) / 2.0)
     assert "heartbeats" in text
     assert "team/ops" in text
 

@@ -25,6 +25,7 @@ from fsm_live.core.effects import (
     SendHeartbeat,
     StartTask,
 )
+from fsm_live.core.endpoint import Endpoint
 from fsm_live.core.events import (
     Close,
     CredentialsRefreshed,
@@ -606,9 +607,10 @@ def test_next_deadline_covers_every_deadline_the_core_keeps() -> None:
 
     lifecycle = Lifecycle(
         MACHINE,
-        Config(max_failures=1, failed_retry_delay=5),
+        Config(max_failures=2, failed_retry_delay=5),
         random=lambda: 0.5,
         refreshable=("token", "cookies"),
+        endpoint=Endpoint("server.test:80", down_after=2, random=lambda: 0.5),
     )
     seen: set[str] = set()
 
@@ -625,9 +627,15 @@ def test_next_deadline_covers_every_deadline_the_core_keeps() -> None:
     look()
     lifecycle.handle(Rotate(2.0, lifecycle.generation))
     look()
-    fail(lifecycle, 3.0, kind="refused")
+    fail(lifecycle, 3.0, kind="refused")  # the endpoint's first failure: back off
     look()
-    lifecycle.handle(Tick(lifecycle.timers["backoff"]))  # exhausted: give up, FAILED
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    fail(lifecycle, 4.0, kind="refused")  # its second: it is down, WAITING
     look()
+    lifecycle.handle(Tick(lifecycle.timers["probe"]))  # probe: CONNECTING again
+    fail(lifecycle, 5.0, http_status=429)  # not the endpoint's: backoff, exhausted
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))  # give up, FAILED
+    look()
+    assert lifecycle.state == "FAILED"
     timers = {timer.name for state in MACHINE.spec.states.values() for timer in state.timers}
     assert seen == timers | set(DEADLINE_KINDS)

@@ -70,6 +70,19 @@ def test_never_earlier_and_never_over_capacity(
     assert max(per_bin, default=0) <= pacer.capacity
 
 
+def test_a_hundred_thousand_told_at_once_find_their_slots_without_a_scan() -> None:
+    """A fleet's members told at once that their endpoint is back all reserve at the
+    same moment.  Scanning bin by bin, the k-th would pass k / capacity full bins:
+    100,000 of them, 2.5 billion steps (hours, past this test's timeout); full bins
+    link to the next, so it is about one step each."""
+    pacer = ReconnectPacer(200)
+    slots = [pacer.reserve(10.0, now=10.0) for _ in range(100_000)]
+    assert slots == sorted(slots)
+    assert slots[-1] == pytest.approx(10.0 + (100_000 // pacer.capacity - 1) * pacer.bin_width)
+    per_bin = [len(list(group)) for _, group in itertools.groupby(slots)]
+    assert max(per_bin) == pacer.capacity
+
+
 def test_bins_in_the_past_are_forgotten() -> None:
     pacer = ReconnectPacer(100)
     for n in range(10_000):
@@ -89,6 +102,41 @@ def test_lifecycles_sharing_a_pacer_take_turns() -> None:
             LinkFailed(5.0, lifecycle.generation, Failure(error_class="network", reason="reset"))
         )
     assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
+
+
+def test_an_attempt_late_past_its_slot_takes_a_new_one_once() -> None:
+    """The loop stalled 1.5 s past the last of three slots (a garbage collection, say): the three
+    attempts do not go at once, each takes the next free slot; a slot taken so is
+    kept however late it fires (no attempt is put off for ever)."""
+    pacer = ReconnectPacer(1)  # one attempt per second
+    config = Config(backoff=FixedDelay(2.0))
+    lifecycles = [Lifecycle(default_machine(), config, pacer=pacer) for _ in range(3)]
+    for lifecycle in lifecycles:
+        lifecycle.handle(Start(0.0))
+        lifecycle.handle(Opened(0.0, lifecycle.generation))
+        lifecycle.handle(
+            LinkFailed(5.0, lifecycle.generation, Failure(error_class="network", reason="reset"))
+        )
+    assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
+    for lifecycle in lifecycles:  # the loop comes back at 10.5 s
+        lifecycle.handle_timer(10.5)
+    # The first finds the bin at 10 s free and goes; the others take 11 and 12 s.
+    assert [lc.state for lc in lifecycles] == ["CONNECTING", "RECONNECTING", "RECONNECTING"]
+    assert [lc.timers.get("backoff") for lc in lifecycles[1:]] == [11.0, 12.0]
+    for lifecycle in lifecycles[1:]:  # stalled again: those slots are kept
+        lifecycle.handle_timer(20.0)
+    assert [lc.state for lc in lifecycles] == ["CONNECTING"] * 3
+
+
+def test_an_attempt_within_a_bin_of_its_slot_goes() -> None:
+    pacer = ReconnectPacer(1)
+    lifecycle = Lifecycle(default_machine(), Config(backoff=FixedDelay(2.0)), pacer=pacer)
+    lifecycle.handle(Start(0.0))
+    lifecycle.handle(
+        LinkFailed(5.0, lifecycle.generation, Failure(error_class="network", reason="reset"))
+    )
+    lifecycle.handle_timer(7.0 + pacer.bin_width)  # late, but within its bin's width
+    assert lifecycle.state == "CONNECTING"
 
 
 def test_giving_up_is_not_paced() -> None:

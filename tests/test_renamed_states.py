@@ -37,6 +37,7 @@ RENAMED = {
     "CONNECTING": "dialing",
     "CONNECTED": "open",
     "RECONNECTING": "backing_off",
+    "WAITING": "holding",
     "FAILED": "broken",
     "CLOSED": "ended",
 }

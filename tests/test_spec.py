@@ -43,6 +43,7 @@ def test_connection_spec_loads() -> None:
         "CONNECTING",
         "CONNECTED",
         "RECONNECTING",
+        "WAITING",
         "FAILED",
         "CLOSED",
     ]

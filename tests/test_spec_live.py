@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from trio.testing import MockClock
 
 from fsm_live import Config, FixedDelay, connect
 from fsm_live._runtime.trace import read_trace
 from fsm_live.cli import main
-from fsm_live.connection import LiveConnection
+from fsm_live.connection import LiveConnection, new_endpoint
+from fsm_live.core.endpoint import Endpoint
 from fsm_live.spec import Spec
 from fsm_live.testing import Step, covering_paths, run_steps
 from fsm_live.testing.harness import expect
 from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink, echo
+from fsm_live.transport.tcp import target_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 URL = "ws://server.test/feed"
@@ -71,9 +74,16 @@ def walk(*triggers: str | tuple[str, dict[str, bool]]) -> list[Step]:
 
 
 @asynccontextmanager
-async def live(network: MemoryNetwork, trace: Path) -> AsyncIterator[LiveConnection]:
+async def live(
+    network: MemoryNetwork, trace: Path, config: Config = CONFIG, endpoint: Endpoint | None = None
+) -> AsyncIterator[LiveConnection]:
     async with connect(
-        URL, transport=MemoryTransport(network), config=CONFIG, trace=trace, random=lambda: 1.0
+        URL,
+        transport=MemoryTransport(network),
+        config=config,
+        trace=trace,
+        random=lambda: 1.0,
+        endpoint=endpoint,
     ) as conn:
         yield conn
 
@@ -97,6 +107,7 @@ def dropper() -> tuple[anyio.Event, Callable[[ServerLink], Any]]:
 
 
 NOT_EXHAUSTED = {"exhausted": False}
+DOWN = {"endpoint_down": True}
 #: The walk each scenario's trace must be, by scenario.
 WALKS: dict[str, list[Step]] = {
     "lost_retry_rotate": walk(
@@ -119,6 +130,18 @@ WALKS: dict[str, list[Step]] = {
     "close_while_dialling": walk("start", "close"),
     "close_while_backing_off": walk("start", "connect_failed", "close"),
     "close_before_start": walk("close"),
+    # One connection whose endpoint is down after one failure: it waits and probes.
+    "endpoint_down_alone": walk(
+        "start", ("wait", DOWN), "probe", "opened", ("wait", DOWN), "close"
+    ),
+    # Two connections dialling one endpoint that is down after two failures in a row:
+    # the second failure makes it down (that one waits), the first hears it while
+    # backing off and waits too; the first to wait probes, connects, and the other is
+    # told at once.
+    "waits_with_the_others": walk(
+        "start", "connect_failed", ("wait", DOWN), "probe", "opened", "close"
+    ),
+    "probes_for_the_others": walk("start", ("wait", DOWN), "probe", "opened", "close"),
 }
 
 
@@ -190,6 +213,41 @@ async def test_close_before_start(tmp_path: Path) -> None:
     async with live(network, trace) as conn:
         await conn.close()
     check_trace(trace, WALKS["close_before_start"])
+
+
+async def test_endpoint_down_alone(tmp_path: Path) -> None:
+    network, trace = MemoryNetwork(), tmp_path / "t.jsonl"
+    config = attrs.evolve(CONFIG, max_failures=5, endpoint_failures=1)
+    drop, handler = dropper()
+    network.refuse(URL)
+    async with network.serve(URL, handler), live(network, trace, config) as conn:
+        await conn.wait_for("WAITING")
+        network.restore(URL)
+        await conn.wait_connected()  # the probe connects
+        drop.set()  # the link is lost: one failure, the endpoint is down again
+        await conn.wait_for("WAITING")
+    check_trace(trace, WALKS["endpoint_down_alone"])
+
+
+async def test_waits_with_the_others(tmp_path: Path) -> None:
+    network, traces = MemoryNetwork(), [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    config = attrs.evolve(CONFIG, max_failures=5, endpoint_failures=2)
+    shared = new_endpoint(target_for(URL), config)
+    network.refuse(URL)
+    async with (
+        network.serve(URL, echo),
+        live(network, traces[0], config, shared) as a,
+        live(network, traces[1], config, shared) as b,
+    ):
+        for conn in (a, b):
+            await conn.wait_for("WAITING")
+        network.restore(URL)
+        for conn in (a, b):
+            await conn.wait_connected()
+    # Which of the two failed first is the scheduler's choice.
+    first, second = sorted(traces, key=lambda trace: len(read_trace(trace)), reverse=True)
+    check_trace(first, WALKS["waits_with_the_others"])
+    check_trace(second, WALKS["probes_for_the_others"])
 
 
 def test_every_edge_is_taken_by_some_scenario() -> None:

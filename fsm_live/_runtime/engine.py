@@ -204,6 +204,7 @@ class Engine:
         self._deferrals = 0
         self._backlog = (0, False)  # (acknowledged bytes, a backlog was seen) of the link
         self._extensions = enable_client_permessage_deflate(None) if config.compression else None
+        lifecycle.report = self._report  # an endpoint shared with others reaches it so
         #: The exception that made the connection close (a callback's, a crashed job's).
         self.crash: BaseException | None = None
 

@@ -310,12 +310,14 @@ class _Dashboard:
         self._phase: Phase = RUNNING
 
     def _frame(self) -> FleetDashboard:
+        stats = self._fleet.stats()
         return fleet_panel(
-            self._fleet.stats(),
+            stats,
             self._fleet.started_at,
             self._title,
             styles=self._styles,
             phase=self._phase,
+            endpoints=stats.endpoints,
         )
 
     def _draw(self) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import attrs
 
 from fsm_live.core.classify import Failure
+from fsm_live.core.endpoint import EndpointChanged
 
 __all__ = (
     "Close",
     "CredentialsRefreshed",
+    "EndpointChanged",
     "EscalationFinished",
     "Event",
     "HeartbeatAcked",
@@ -182,7 +184,8 @@ class TriggerFired:
 
 
 Event = (
-    CredentialsRefreshed
+    EndpointChanged
+    | CredentialsRefreshed
     | LinkClosed
     | Start
     | Close

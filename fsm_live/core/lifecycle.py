@@ -32,6 +32,9 @@ is the spec's; h11's ``_state.py`` declares its own the same way):
                        (:mod:`fsm_live.core.renewal`)
 ``ledger``             every outbound frame not done yet (:mod:`fsm_live.core.ledger`)
 ``dedup``              inbound message ids seen (:mod:`fsm_live.core.dedup`)
+``endpoint``           the endpoint this connection dials, shared with the others that
+                       dial it (:mod:`fsm_live.core.endpoint`): down or up, whose turn
+                       it is to probe it
 =====================  ===============================================================
 
 The policies (docs/lifecycle.md describes them for users):
@@ -58,7 +61,14 @@ The policies (docs/lifecycle.md describes them for users):
   it (``ReleaseLink``); a released link not closed within ``close_timeout`` is
   aborted (``AbortLink``);
 * **requests**: an outbound frame awaiting an acknowledgement is given up at its
-  deadline (``RequestsExpired``).
+  deadline (``RequestsExpired``);
+* **the endpoint**: a failure of a class the spec marks ``endpoint: true`` is the
+  endpoint's too; once it is down, the connection waits for it (``wait``, guard
+  ``endpoint_down``: the state with the ``probe`` timer) instead of counting the
+  outage as its own failures, and dials when its ``probe`` timer fires: its turn to
+  probe, or its paced slot once the endpoint is back.  One WARNING says the endpoint
+  went down, one line that it is back, one ERROR if it stays down past
+  ``outage_error_after``.
 
 The trigger vocabulary the event mapping uses is :data:`REQUIRED_TRIGGERS`;
 specs for real connections must provide it (checked at construction).
@@ -83,6 +93,7 @@ from fsm_live.core.effects import (
     SendHeartbeat,
     StartTask,
 )
+from fsm_live.core.endpoint import DOWN, PROBE, UP, Endpoint, EndpointChanged
 from fsm_live.core.events import (
     Close,
     CredentialsRefreshed,
@@ -118,9 +129,11 @@ __all__ = (
     "DEADLINE_KINDS",
     "FAILURE_TRIGGERS",
     "LIFECYCLE_REGISTRY",
+    "PROBE_TIMER",
     "REQUIRED_TRIGGERS",
     "Lifecycle",
     "LifecycleMachine",
+    "deliver_to_lifecycle",
 )
 
 #: Triggers that carry a recoverable failure, tried in this order from the current state.
@@ -152,6 +165,11 @@ _INTERNAL_ERROR: Final = 1011
 CORE_TASKS: Final = frozenset({"heartbeat", "token_refresh", "cookie_refresh", "cleanup"})
 #: The task that dials: a state running it holds the link it dials.
 _DIAL: Final = "dial"
+#: The timer of the state that waits for its endpoint (its role, by the timer it keeps).
+PROBE_TIMER: Final = "probe"
+#: The trigger by which a failure waits for its endpoint, and the one that backs off.
+_WAIT: Final = "wait"
+_BACKOFF: Final = "backoff"
 
 
 class LifecycleMachine(SpecMachine):
@@ -241,6 +259,7 @@ class Lifecycle(SpecRun):
         "config",
         "cookies",
         "credentials_stale",
+        "endpoint",
         "escalating",
         "escalations",
         "failures",
@@ -250,6 +269,8 @@ class Lifecycle(SpecRun):
         "liveness",
         "pacer",
         "random",
+        "repaced",
+        "report",
         "stable",
         "terminal",
         "token",
@@ -266,11 +287,22 @@ class Lifecycle(SpecRun):
         can_refresh_credentials: bool = False,
         refreshable: Collection[str] = (),
         pacer: ReconnectPacer | None = None,
+        endpoint: Endpoint | None = None,
         now: float = 0.0,
     ) -> None:
         super().__init__(machine, now=now)
+        #: The endpoint it dials (shared by a fleet's members that dial the same one);
+        #: None: the endpoint rule is off (each failure is the connection's own).
+        self.endpoint = endpoint
+        if endpoint is not None:
+            endpoint.join(self)
+        #: How an event reaches this lifecycle later, through its driver (rule 1): set
+        #: by the driver; an endpoint shared with other connections delivers through it.
+        self.report: Callable[[Event], None] = _unheard
         self.config = config
         self.pacer = pacer
+        #: The slot a late paced timer was moved to (it then fires, late or not).
+        self.repaced = math.nan
         self.random = random or _random.random
         self.can_refresh_credentials = can_refresh_credentials
         self.failures = 0
@@ -337,6 +369,11 @@ class Lifecycle(SpecRun):
         if not self.machine.states[self.state].failed or self.escalating:
             return False
         return not (self.retryable and "failed_retry" in self.timers)
+
+    @property
+    def endpoint_down(self) -> bool:
+        """The ``endpoint_down`` guard: the endpoint this connection dials is down."""
+        return self.endpoint is not None and not self.endpoint.up
 
     @property
     def reading_paused(self) -> bool:
@@ -436,6 +473,8 @@ class Lifecycle(SpecRun):
             return []
         if isinstance(event, CredentialsRefreshed):
             return self._collect(self._on_refreshed, event)
+        if isinstance(event, EndpointChanged):
+            return self._collect(self._on_endpoint, event)
         if event.generation != self.generation:
             return []
         if isinstance(event, HeartbeatAcked | MessageReceived):
@@ -453,7 +492,24 @@ class Lifecycle(SpecRun):
         if isinstance(event, Opened):
             if self.token is not None:
                 self.token.obtained(self.entered_at)  # the dial fetched it
-            return self.fire("opened", event.now, reason="opened")
+            effects = self.fire("opened", event.now, reason="opened")
+            endpoint = self.endpoint
+            if endpoint is not None:
+                waiting = endpoint.waiting
+                down_for = endpoint.connected(self, event.now)
+                if down_for is not None:
+                    effects.append(
+                        Notice(
+                            "INFO",
+                            f"endpoint {endpoint.key} is back after {down_for:.1f} s; "
+                            + (
+                                "1 waiting connection reconnects"
+                                if waiting == 1
+                                else f"{waiting} waiting connections reconnect"
+                            ),
+                        )
+                    )
+            return effects
         if isinstance(event, LinkFailed):
             return self._on_failure(event.now, event.failure)
         if isinstance(event, Rotate):
@@ -496,7 +552,10 @@ class Lifecycle(SpecRun):
         """An ack of ``heartbeat_id`` arrived: its round trip in seconds, or None if it
         acknowledges nothing we have in flight.  Follow with :class:`HeartbeatAcked`
         while :attr:`awaits_proof`."""
-        return self.liveness.acked(heartbeat_id, now)
+        rtt = self.liveness.acked(heartbeat_id, now)
+        if rtt is not None and self.endpoint is not None:
+            self.endpoint.alive()
+        return rtt
 
     # -- hooks of SpecRun ----------------------------------------------------------------
 
@@ -506,10 +565,46 @@ class Lifecycle(SpecRun):
             return super().timer_duration(name, now)
         return built_in(self, now)
 
+    def timer_due(self, name: str, deadline: float, now: float) -> bool:
+        """A paced attempt whose slot passed more than a bin ago (the event loop
+        stalled: a garbage collection over a large heap, 10,000 members told at once
+        that their endpoint is back) takes a new slot instead of going with every
+        other late one at once: the pacer's rate holds at the server whatever the
+        loop did.  Once: a slot taken that way is kept, however late it fires."""
+        pacer = self.pacer
+        if (
+            pacer is None
+            or deadline == self.repaced
+            or now - deadline <= pacer.bin_width
+            or not (
+                (name == _BACKOFF and not self.exhausted)
+                or (name == PROBE_TIMER and self.endpoint is not None and self.endpoint.up)
+            )
+        ):
+            return True
+        slot = pacer.reserve(now, now)
+        if slot <= now:
+            return True
+        self.timers[name] = self.repaced = slot
+        return False
+
     def timer_expired(self, name: str, now: float) -> None:
         if name == "stability":
             self._become_stable()
             return
+        endpoint = self.endpoint
+        if name == PROBE_TIMER and endpoint is not None:
+            down_for = endpoint.due_report(now, self.config.outage_error_after)
+            if down_for is not None:
+                waiting = endpoint.waiting
+                self._effects.append(
+                    Notice(
+                        "ERROR",
+                        f"endpoint {endpoint.key} has been down for {down_for:.0f} s "
+                        f"({waiting} connection{'' if waiting == 1 else 's'} waiting for it)",
+                    )
+                )
+            endpoint.probing(self)
         facts = _TIMER_FAILURES.get(name)
         failure = None
         if facts is not None:
@@ -533,6 +628,12 @@ class Lifecycle(SpecRun):
     def entering(self, state: StateSpec, now: float) -> None:
         if not state.failed:
             self.terminal = False
+        endpoint = self.endpoint
+        if endpoint is not None:
+            if state.final:
+                endpoint.leave(self, now)
+            elif PROBE_TIMER in self.machine.timers[state.name]:
+                endpoint.wait(self, now)
         self.escalating = "escalation" in state.tasks
         tasks = state.tasks
         if _DIAL in tasks:
@@ -548,6 +649,8 @@ class Lifecycle(SpecRun):
             self.cookies.active = True
 
     def leaving(self, state: StateSpec, now: float) -> None:
+        if self.endpoint is not None and PROBE_TIMER in self.machine.timers[state.name]:
+            self.endpoint.resume(self, now)
         tasks = state.tasks
         if "heartbeat" in tasks:
             self.liveness.stop_heartbeats()
@@ -602,7 +705,32 @@ class Lifecycle(SpecRun):
             self.failures += 1
 
     def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
-        action = self.machine.classifier.policy(failure.error_class).action
+        policy = self.machine.classifier.policy(failure.error_class)
+        endpoint = self.endpoint
+        if policy.endpoint and endpoint is not None and self.allows(_WAIT):
+            was_up = endpoint.up
+            retry_after = 0.0
+            if policy.retry_after and failure.retry_after is not None:
+                retry_after = min(failure.retry_after, self.config.retry_after_cap)
+            if endpoint.failed(self, now, retry_after):
+                # The endpoint is down: wait for it. The outage is not this connection's
+                # failure: the transition carries no failure, so it counts neither toward
+                # max_failures nor in stats.failures (the reason names it).
+                effects = self._collect(self._fire, _WAIT, now, str(failure), {})
+                if effects and was_up:
+                    effects.insert(
+                        0,
+                        Notice(
+                            "WARNING",
+                            f"endpoint {endpoint.key} is down ({endpoint.down_after} failures "
+                            "in a row): its connections wait for it, one probing every "
+                            f"{endpoint.probe_interval:g} s or so",
+                        ),
+                    )
+                if effects:
+                    self.last_failure = failure
+                    return effects
+        action = policy.action
         refresh = action == "refresh" and self.can_refresh_credentials and not self.auth_retried
         if action == "fail" or (action == "refresh" and not refresh):
             trigger: str | None = "fatal"
@@ -636,6 +764,23 @@ class Lifecycle(SpecRun):
             and self.allows("rotate")
         ):
             self._fire_counted("rotate", now, None, "token refreshed", {})
+
+    def _on_endpoint(self, event: EndpointChanged) -> None:
+        now = event.now
+        if event.what == DOWN:
+            if _BACKOFF in self.timers and self.allows(_WAIT):
+                # Backing off alone: wait with the others instead.
+                self._fire(_WAIT, now, "the endpoint is down", {})
+            elif PROBE_TIMER in self.timers and self.endpoint is not None:
+                # Down again before its slot to reconnect came: its turn to probe again.
+                self.timers[PROBE_TIMER] = self.endpoint.probe_deadline(self)
+        elif event.what == UP:
+            if PROBE_TIMER in self.timers:  # dial at once, in a slot of the fleet's pacer
+                self.timers[PROBE_TIMER] = (
+                    now if self.pacer is None else self.pacer.reserve(now, now)
+                )
+        elif event.what == PROBE and PROBE_TIMER in self.timers and self.endpoint is not None:
+            self.timers[PROBE_TIMER] = self.endpoint.probe_deadline(self)
 
     def _on_escalation(self, event: EscalationFinished) -> list[Effect]:
         self.escalations += 1
@@ -749,6 +894,16 @@ class Lifecycle(SpecRun):
         self.stable = False
 
 
+def _unheard(event: Event) -> None:
+    """A lifecycle without a driver hears nothing later."""
+
+
+def deliver_to_lifecycle(member: Any, event: EndpointChanged) -> None:
+    """An :class:`~fsm_live.core.endpoint.Endpoint`'s ``deliver`` whose members are
+    lifecycles: the event goes through the member's driver."""
+    member.report(event)
+
+
 # -- the built-in timers, by name ---------------------------------------------------------------
 
 
@@ -774,6 +929,11 @@ def _failed_retry(lifecycle: Lifecycle, now: float) -> float:
     return lifecycle.config.failed_retry_after * (0.5 + 0.5 * lifecycle.random())
 
 
+def _probe(lifecycle: Lifecycle, now: float) -> float:
+    endpoint = lifecycle.endpoint
+    return math.inf if endpoint is None else endpoint.probe_deadline(lifecycle) - now
+
+
 #: How long each built-in timer runs, from the lifecycle and ``now``.
 BUILT_IN_TIMERS: Final[Mapping[str, Callable[[Lifecycle, float], float]]] = {
     "open_timeout": _open_timeout,
@@ -781,6 +941,7 @@ BUILT_IN_TIMERS: Final[Mapping[str, Callable[[Lifecycle, float], float]]] = {
     "stability": _stability,
     "backoff": _backoff,
     "failed_retry": _failed_retry,
+    "probe": _probe,
 }
 
 
@@ -797,6 +958,11 @@ def _retryable(lifecycle: Lifecycle) -> bool:
     return lifecycle.retryable
 
 
+def _endpoint_down(lifecycle: Lifecycle) -> bool:
+    """The ``endpoint_down`` guard (see :attr:`Lifecycle.endpoint_down`)."""
+    return lifecycle.endpoint_down
+
+
 #: The guards of the packaged lifecycle, bound as a user's are (``func(lifecycle)``);
 #: every :class:`LifecycleMachine` uses them.  Its timers are :data:`BUILT_IN_TIMERS`;
 #: its tasks are run by this module (:data:`CORE_TASKS`: deadlines) and by the
@@ -806,3 +972,4 @@ def _retryable(lifecycle: Lifecycle) -> bool:
 LIFECYCLE_REGISTRY: Final = Registry("lifecycle")
 LIFECYCLE_REGISTRY.bind("guard", "exhausted", _exhausted)
 LIFECYCLE_REGISTRY.bind("guard", "retryable", _retryable)
+LIFECYCLE_REGISTRY.bind("guard", "endpoint_down", _endpoint_down)

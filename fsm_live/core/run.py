@@ -121,6 +121,12 @@ class SpecRun(SubjectModel):
             raise SpecError([f"{self.machine.spec.source}: timer {name!r} is bound to nothing"])
         return float(registry.lookup("timer", name)(self.subject))
 
+    def timer_due(self, name: str, deadline: float, now: float) -> bool:
+        """Timer ``name``, armed for ``deadline``, is due at ``now``: True to expire it
+        now.  A subclass may move it later instead (to a time after ``now``) and
+        return False."""
+        return True
+
     def timer_expired(self, name: str, now: float) -> None:
         """Timer ``name`` expired: fire the first of its triggers the machine takes."""
         for trigger in self.machine.timers[self.state][name].triggers:
@@ -157,6 +163,8 @@ class SpecRun(SubjectModel):
             name, deadline = min(timers.items(), key=lambda item: item[1])
             if deadline > now:
                 break
+            if not self.timer_due(name, deadline, now):
+                continue  # moved later than now
             del timers[name]
             self.timer_expired(name, now)
 

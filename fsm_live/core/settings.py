@@ -59,6 +59,11 @@ class LifecycleSettings(Protocol):
         ...
 
     @property
+    def outage_error_after(self) -> float:
+        """An endpoint down this long is reported at ERROR (once per outage)."""
+        ...
+
+    @property
     def close_timeout(self) -> float:
         """A released link is aborted if it has not closed within this long."""
         ...

@@ -41,12 +41,22 @@ import anyio
 import anyio.abc
 import attrs
 
-from fsm_live.connection import ConnectionOptions, LiveConnection, default_machine
+from fsm_live.config import Config
+from fsm_live.connection import (
+    ConnectionOptions,
+    LiveConnection,
+    default_machine,
+    endpoint_key,
+    new_endpoint,
+)
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.endpoint import Endpoint, EndpointStatus
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.errors import ConfigError, NotAMember, UsageError
 from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
+from fsm_live.transport.tcp import target_for
+from fsm_live.transport.url import check_url
 
 __all__ = ("DEFAULT_RECONNECTS_PER_SECOND", "Fleet", "FleetObserver")
 
@@ -91,7 +101,8 @@ class Fleet:
     ``reconnects_per_second`` bounds the reconnect attempts of all members
     together (a :class:`~fsm_live.core.pacing.ReconnectPacer` they share): after
     a server restart, a thousand members come back over seconds instead of in one
-    burst.  None turns pacing off.  A member's first dial is not paced.
+    burst; members' first dials take slots of it too, so a fleet of thousands opens
+    paced.  None turns pacing off.
 
     Use it with ``async with`` in one task; :meth:`add`, :meth:`remove` and
     :meth:`replace` may be called from any task while it is entered.  Leaving
@@ -120,6 +131,8 @@ class Fleet:
         self.close_timeout = close_timeout
         self.worst = worst
         self._members: dict[str, _Member] = {}
+        #: The endpoints its members dial, by key, each shared by those members.
+        self._endpoints: dict[str, Endpoint] = {}
         self._busy: dict[str, anyio.Event] = {}  # keys being added, removed or replaced
         self._counts: Counter[str] = Counter()  # members per state, crashed ones excluded
         self._crashed = 0
@@ -286,7 +299,13 @@ class Fleet:
             transitions_per_minute=self._rate.per_minute(now),
             recent=self._recent,
             worst=self.worst,
+            endpoints=self.endpoints(),
         )
+
+    def endpoints(self) -> tuple[EndpointStatus, ...]:
+        """The endpoints the members dial, each up or down (and since when), with its
+        members: one outage of an endpoint, not N members' failures."""
+        return tuple(endpoint.status() for endpoint in self._endpoints.values())
 
     # -- internals ---------------------------------------------------------------------
 
@@ -318,11 +337,24 @@ class Fleet:
             done.set()
 
     def _build(self, key: str, url: str, options: ConnectionOptions) -> LiveConnection:
-        if "machine" in options or "pacer" in options:
+        if "machine" in options or "pacer" in options or "endpoint" in options:
             raise TypeError(
-                "a fleet's connections share its machine and pacer; configure them with Fleet()"
+                "a fleet's connections share its machine, pacer and endpoints; "
+                "configure them with Fleet()"
             )
-        connection = LiveConnection(url, machine=self.machine, pacer=self.pacer, **options)
+        proxy = options.get("proxy", True)
+        target = target_for(check_url(url), ssl=options.get("ssl"), proxy=proxy)
+        name = endpoint_key(target)
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            config = options.get("config") or Config()
+            endpoint = self._endpoints[name] = new_endpoint(
+                target, config, random=options.get("random")
+            )
+            endpoint.since = anyio.current_time()
+        connection = LiveConnection(
+            url, machine=self.machine, pacer=self.pacer, endpoint=endpoint, **options
+        )
         connection.on_transition(functools.partial(self._observe, key))
         return connection
 

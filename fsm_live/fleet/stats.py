@@ -19,6 +19,7 @@ import attrs
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.endpoint import EndpointStatus
 from fsm_live.counters import COUNT_NAMES, Counts
 from fsm_live.errors import ConfigError
 from fsm_live.spec import StateSpec
@@ -67,7 +68,8 @@ class FleetStats(Counts):
     * ``worst``: up to N members that are not well, worst first: crashed, then by
       the severity of their state (the spec's log level: FAILED before
       RECONNECTING), consecutive failures, and time in that state;
-    * ``recent``: the latest transitions of the fleet, oldest first.
+    * ``recent``: the latest transitions of the fleet, oldest first;
+    * ``endpoints``: the endpoints the members dial, each up or down and since when.
     """
 
     at: float
@@ -80,6 +82,7 @@ class FleetStats(Counts):
     reconnects: int
     worst: tuple[ConnectionSummary, ...]
     recent: tuple[FleetTransition, ...]
+    endpoints: tuple[EndpointStatus, ...] = ()
 
 
 class TransitionRate:
@@ -139,6 +142,7 @@ def summarize(
     transitions_per_minute: float,
     recent: Iterable[FleetTransition],
     worst: int,
+    endpoints: tuple[EndpointStatus, ...] = (),
 ) -> FleetStats:
     """Aggregate ``members`` (key, stats, crash) into a :class:`FleetStats`.
 
@@ -191,6 +195,7 @@ def summarize(
         reconnects=reconnects,
         worst=tuple(summary for _, summary in ranked),
         recent=tuple(recent),
+        endpoints=endpoints,
         **{name: totals[name] for name in COUNT_NAMES},
     )
 

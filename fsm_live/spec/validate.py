@@ -537,7 +537,7 @@ class _Validator:
             class_path = (*path, name)
             if not self.expect(body, dict, class_path, "a mapping"):
                 continue
-            self.known_keys(body, ("action", "retry_after", "min_delay"), class_path)
+            self.known_keys(body, ("action", "retry_after", "min_delay", "endpoint"), class_path)
             action = body.get("action")
             if action not in ERROR_ACTIONS:
                 self.problem(
@@ -552,7 +552,11 @@ class _Validator:
             ) and not 0 <= min_delay < float("inf"):
                 self.problem((*class_path, "min_delay"), "must be finite and >= 0")
             classes[str(name)] = ErrorClassSpec(
-                name=str(name), action=action, retry_after=retry_after, min_delay=float(min_delay)
+                name=str(name),
+                action=action,
+                retry_after=retry_after,
+                min_delay=float(min_delay),
+                endpoint=self.flag(body, "endpoint", class_path),
             )
         return classes
 

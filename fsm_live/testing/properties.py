@@ -21,8 +21,16 @@ checks after every step:
 * backoff delays stay within the policy's bounds (widened only by Retry-After,
   a class's ``min_delay`` and the planned-close jitter; zero once exhausted);
 * the failure count goes down only to zero, and only when the connection became
-  stable (its stability timer expired, or a heartbeat ack) or a transition that
-  declares ``reset_failures`` was taken.
+  stable (its stability timer expired, or a heartbeat ack or a message came in
+  while it ran) or a transition that
+  declares ``reset_failures`` was taken;
+* for connection specs the lifecycle shares an
+  :class:`~fsm_live.core.endpoint.Endpoint` with two other members, whose failures
+  and connects are rules too: a transition into a waiting state (one with the
+  ``probe`` timer) carries no failure, a waiting lifecycle's probe timer is the
+  endpoint's word (armed only for its prober, or at once when it is back), and
+  every probe is at least ``FIRST_PROBE_GAP / 2`` after the wait began (never a
+  spin).
 
 Use it in a test module::
 
@@ -40,8 +48,9 @@ run on your object with your registry, is checked by
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +75,7 @@ from fsm_live.core.effects import (
     SendHeartbeat,
     StartTask,
 )
+from fsm_live.core.endpoint import FIRST_PROBE_GAP, Endpoint, EndpointChanged
 from fsm_live.core.events import (
     Close,
     CredentialsRefreshed,
@@ -83,7 +93,7 @@ from fsm_live.core.events import (
     Start,
     Tick,
 )
-from fsm_live.core.lifecycle import REQUIRED_TRIGGERS, Lifecycle, LifecycleMachine
+from fsm_live.core.lifecycle import PROBE_TIMER, REQUIRED_TRIGGERS, Lifecycle, LifecycleMachine
 from fsm_live.errors import TransitionRefused
 from fsm_live.spec import FAILURE_KINDS, Registry, Spec
 
@@ -189,6 +199,8 @@ def _build(
     edges = {(source, t.trigger, t.dest) for source, t in spec.edges()}
     reset_edges = {(source, t.trigger, t.dest) for source, t in spec.edges() if t.reset_failures}
     failure_strategy = failures(spec)
+    waiting_states = {name for name, timers in machine.timers.items() if PROBE_TIMER in timers}
+    peers = ("peer-1", "peer-2")
     jumps = st.one_of(st.just(0.0), st.floats(min_value=0, max_value=30, allow_nan=False))
 
     class SpecStateMachine(RuleBasedStateMachine):
@@ -201,11 +213,29 @@ def _build(
             self.running: dict[str, int] = {}
             self.released: set[int] = set()  # links released and not closed yet
             self.failures = 0
+            self.heard: list[Event] = []  # what the endpoint told the lifecycle, unread
+            self.waiting_since = 0.0  # when the lifecycle last began to wait
+            self.endpoint: Endpoint | None = None
+            if drives_connections:
+                # Shared with two other members, played by the rules below.
+                self.endpoint = Endpoint("server.test:443", down_after=config.endpoint_failures)
+                self.endpoint.deliver = self._deliver
+                self.endpoint.join(self.lifecycle)
+                for peer in peers:
+                    self.endpoint.join(peer)
+                self.lifecycle.endpoint = self.endpoint
+                self.lifecycle.report = self.heard.append
+
+        def _deliver(self, member: Hashable, event: EndpointChanged) -> None:
+            if member is self.lifecycle:
+                self.heard.append(event)
 
         @initialize(seed=st.integers(0, 2**32 - 1), can_refresh=st.booleans())
         def setup(self, seed: int, can_refresh: bool) -> None:
             self.lifecycle.random = random.Random(seed).random
             self.lifecycle.can_refresh_credentials = can_refresh
+            if self.endpoint is not None:
+                self.endpoint.random = random.Random(seed + 1).random
 
         # -- rules ---------------------------------------------------------------------
 
@@ -222,7 +252,9 @@ def _build(
                 assert self.lifecycle.state == before
                 return
             assert trigger in machine.allowed[before], f"{trigger} accepted in {before}"
-            self.check_step(before, effects, allow_reset=False)
+            # A failure given here is the rule's, not one the lifecycle classified.
+            self.check_step(before, effects, allow_reset=False, failure_given=failure is not None)
+            self.hear()
 
         @rule(dt=jumps)
         def advance_clock(self, dt: float) -> None:
@@ -274,7 +306,29 @@ def _build(
                 self.released.discard(event.link)
             self.step(event)
 
+        @precondition(lambda self: self.endpoint is not None)
+        @rule(peer=st.sampled_from(peers), connects=st.booleans(), times=st.integers(1, 3))
+        def peer_attempts(self, peer: str, connects: bool, times: int) -> None:
+            """Another member of the endpoint connects, or fails ``times`` in a row (then
+            waits if the endpoint is down): what the lifecycle hears of it is stepped."""
+            endpoint = self.endpoint
+            assert endpoint is not None
+            if connects:
+                endpoint.connected(peer, self.now)
+            else:
+                down = False
+                for _ in range(times):
+                    down = endpoint.failed(peer, self.now)
+                if down:
+                    endpoint.wait(peer, self.now)
+            self.hear()
+
         # -- checks --------------------------------------------------------------------
+
+        def hear(self) -> None:
+            """Step what the endpoint told the lifecycle meanwhile, in order."""
+            while self.heard:
+                self.step(self.heard.pop(0))
 
         def step(self, event: Event) -> None:
             lifecycle = self.lifecycle
@@ -288,7 +342,11 @@ def _build(
                 and isinstance(event, Tick)
                 and lifecycle.timers["stability"] <= event.now
             )
-            acked = isinstance(event, HeartbeatAcked) and "stability" in lifecycle.timers
+            # Proof that the link works ends the stability window early.
+            acked = (
+                isinstance(event, HeartbeatAcked | MessageReceived)
+                and "stability" in lifecycle.timers
+            )
             try:
                 effects = lifecycle.handle(event)
             except TransitionRefused:
@@ -297,8 +355,16 @@ def _build(
             if stale:
                 assert effects == [], f"stale {event} produced {effects}"
             self.check_step(before, effects, allow_reset=stability_due or acked)
+            self.hear()
 
-        def check_step(self, before: str, effects: list[Effect], *, allow_reset: bool) -> None:
+        def check_step(
+            self,
+            before: str,
+            effects: list[Effect],
+            *,
+            allow_reset: bool,
+            failure_given: bool = False,
+        ) -> None:
             lifecycle = self.lifecycle
             if machine.states[before].final:
                 # Only the links released on the way in may still be closing (and aborted).
@@ -315,6 +381,12 @@ def _build(
                     assert record.source == state, f"{edge} does not start at {state}"
                     state = record.dest
                     allow_reset = allow_reset or edge in reset_edges
+                    if record.dest in waiting_states and record.source not in waiting_states:
+                        assert failure_given or record.error_class is None, (
+                            f"{edge} counted a failure ({record.error_class}): an outage "
+                            "of the endpoint is not the connection's"
+                        )
+                        self.waiting_since = self.now
                 elif isinstance(effect, StartTask):
                     assert effect.task not in self.running, f"{effect.task} started twice"
                     self.running[effect.task] = effect.generation
@@ -392,6 +464,22 @@ def _build(
             )
             assert len(lifecycle.closing) == len(self.released), (
                 f"closing {sorted(lifecycle.closing)}, released {sorted(self.released)}"
+            )
+
+        @invariant()
+        def a_waiting_lifecycle_probes_on_the_endpoints_word(self) -> None:
+            lifecycle, endpoint = self.lifecycle, self.endpoint
+            if endpoint is None or lifecycle.state not in waiting_states:
+                return
+            probe_at = lifecycle.timers.get(PROBE_TIMER, math.inf)
+            if endpoint.up:  # told it is back: it dials at once (no pacer here)
+                assert probe_at <= self.now, f"the endpoint is up, the probe waits {probe_at}"
+                return
+            assert probe_at == endpoint.probe_deadline(lifecycle), (
+                f"probe timer {probe_at}, the endpoint says {endpoint.probe_deadline(lifecycle)}"
+            )
+            assert probe_at >= self.waiting_since + FIRST_PROBE_GAP / 2, (
+                f"a probe at {probe_at}, {probe_at - self.waiting_since} s after waiting began"
             )
 
         @invariant()

@@ -18,7 +18,7 @@ by its name: the spec's order and roles (through
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 import attrs
@@ -31,6 +31,7 @@ from fsm_live.cli.views.connection import plain_transition
 from fsm_live.cli.views.live import BELOW, ECHO_MARGIN
 from fsm_live.cli.views.styles import CRASHED_STYLE, StateStyles
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.endpoint import EndpointStatus
 from fsm_live.diagnostics.units import duration
 from fsm_live.fleet.stats import FleetStats
 
@@ -72,29 +73,6 @@ _ENDPOINT_LINES: Final = 3
 #: Lines of the dashboard that are not rows of its two lists: the blank line, the
 #: "worst" title, the blank line and the "recent" title.
 _SECTION_LINES: Final = 4
-
-
-@attrs.frozen
-class EndpointStatus:
-    """What the fleet knows about one endpoint its members dial, for the dashboard.
-
-    * ``endpoint``: how the operator names it: ``host:port``, and the proxy when
-      members dial through one (``example.org:443 via socks5://proxy:1080``);
-    * ``up``: whether members reach it; ``since``: when that last changed
-      (``anyio.current_time()``, the clock of the fleet's ``started_at``);
-    * ``probing``: while down, whether a probe is dialling it now;
-    * ``members``: the members that dial it.
-
-    The fleet does not report its endpoints yet (issue 20: an endpoint's outage
-    becomes one state of the fleet's, not N members' failures); until it does, the
-    dashboard is given none and shows no endpoint line.
-    """
-
-    endpoint: str
-    up: bool
-    since: float
-    probing: bool = False
-    members: int = 0
 
 
 def plain_fleet_transition(key: str, record: TransitionRecord, started_at: float) -> str:
@@ -165,20 +143,63 @@ def _fitted_labels(columns: Sequence[tuple[str, int]], width: int) -> tuple[dict
     return fallback
 
 
-def state_counts(stats: FleetStats, styles: StateStyles, width: int | None = None) -> Table:
+def state_counts(
+    stats: FleetStats, styles: StateStyles, width: int | None = None
+) -> RenderableType:
     """Members per state (every state of the spec, in its order), then crashed members.
 
-    ``width``: the columns the row may take (None: no limit).  The spec's names are
-    shortened (:func:`state_labels`) only when they would not fit.
+    ``width``: the columns the counts may take (None: no limit).  The spec's names
+    stay whole: when one row would not hold them, the counts go on a second row;
+    only when two rows would not either are they shortened, on one row
+    (:func:`state_labels`: head…tail, always distinct).
     """
     columns = [
         *((name, count, styles(name)) for name, count in stats.states.items()),
         (_CRASHED, stats.crashed, CRASHED_STYLE if stats.crashed else ""),
     ]
     names = [(name, count) for name, count, _ in columns]
-    labels, gap = (
-        ({name: name for name, _ in names}, _GAP) if width is None else _fitted_labels(names, width)
-    )
+    if width is None:
+        return _counts_row(columns, {name: name for name, _ in names}, _GAP)
+    rows = _whole_name_rows(names, width)
+    if rows is None or len(rows) > _COUNT_ROWS:
+        labels, gap = _fitted_labels(names, width)
+        return _counts_row(columns, labels, gap)
+    whole = {name: name for name, _ in names}
+    tables: list[RenderableType] = []
+    start = 0
+    for size in rows:
+        tables.append(_counts_row(columns[start : start + size], whole, _GAP))
+        start += size
+    return tables[0] if len(tables) == 1 else Group(*tables)
+
+
+#: The most rows the counts take before their names are shortened instead.
+_COUNT_ROWS: Final = 2
+
+
+def _whole_name_rows(columns: Sequence[tuple[str, int]], width: int) -> list[int] | None:
+    """How many columns go on each row so that whole names fit ``width``, filling
+    rows in order; None if one name alone is wider."""
+    rows: list[int] = []
+    used = count = 0
+    for name, value in columns:
+        cell = max(len(name), len(str(value)))
+        if cell > width:
+            return None
+        needed = cell if count == 0 else used + _GAP + cell
+        if count and needed > width:
+            rows.append(count)
+            used, count = cell, 1
+        else:
+            used, count = needed, count + 1
+    if count:
+        rows.append(count)
+    return rows
+
+
+def _counts_row(
+    columns: Sequence[tuple[str, int, str]], labels: Mapping[str, str], gap: int
+) -> Table:
     table = Table(box=None, padding=(0, gap, 0, 0), pad_edge=False, show_edge=False)
     for name, count, style in columns:
         label = labels[name]
