@@ -49,15 +49,19 @@ def span(values: list[object]) -> str:
 
 
 def table(quiet: Figures, busy: Figures, runs: tuple[int, int]) -> str:
+    """A column per group that has runs (a group given no report is left out)."""
+    groups = [
+        (f"{label} ({count} runs)", figures)
+        for label, count, figures in (("quiet", runs[0], quiet), ("busy", runs[1], busy))
+        if count
+    ]
     lines = [
-        f"| test | figure | quiet ({runs[0]} runs) | busy ({runs[1]} runs) |",
-        "| --- | --- | --- | --- |",
+        "| test | figure | " + " | ".join(label for label, _ in groups) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in groups) + " |",
     ]
     for case, name in sorted(quiet.keys() | busy.keys()):
-        lines.append(
-            f"| `{case}` | {name} | {span(quiet.get((case, name), []))} | "
-            f"{span(busy.get((case, name), []))} |"
-        )
+        cells = " | ".join(span(figures.get((case, name), [])) for _, figures in groups)
+        lines.append(f"| `{case}` | {name} | {cells} |")
     return "\n".join(lines)
 
 

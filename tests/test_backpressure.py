@@ -21,7 +21,9 @@ from fsm_live import Config, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
-CONFIG = Config(heartbeat_interval=0.1, heartbeat_timeout=0.3, stability_window=0.5)
+#: The server shares the test's event loop: a heartbeat timeout shorter than a busy machine
+#: may pause that loop (a pong not yet written) would lose a healthy link to the load.
+CONFIG = Config(heartbeat_interval=0.2, heartbeat_timeout=1.0, stability_window=0.5)
 
 
 def lost(conn: Any) -> int:
@@ -43,7 +45,7 @@ async def test_unread_messages_do_not_make_a_healthy_link_lost(
         connect(server.url, protocol="json", config=CONFIG) as conn,
     ):
         await conn.wait_connected()
-        await anyio.sleep(3.0)  # ten heartbeat timeouts without reading
+        await anyio.sleep(3.0)  # three heartbeat timeouts without reading
         assert (conn.state, lost(conn)) == ("CONNECTED", 0)
         received = []
         async for message in conn:
@@ -79,7 +81,7 @@ async def test_a_slow_handler_loses_no_message_and_no_link() -> None:
         await anyio.sleep(1.0)
         handled.append(message["n"])
 
-    config = Config(heartbeat_interval=0.2, heartbeat_timeout=0.6, message_concurrency=2)
+    config = CONFIG.replace(message_concurrency=2)
     async with (
         websocket_server(push) as server,
         connect(server.url, protocol="json", config=config, on_message=slow) as conn,
@@ -91,5 +93,12 @@ async def test_a_slow_handler_loses_no_message_and_no_link() -> None:
     # Every message taken off the link went to a handler or was still waiting in
     # order: none vanished (the count received equals handled plus in flight).
     assert stats.messages_in >= len(handled) >= 4 * 2 - 2
-    assert sorted(handled) == handled[: len(handled)]  # no gap among the first handled
     assert set(handled) <= set(range(stats.messages_in))
+    assert len(set(handled)) == len(handled)  # each once
+    # Handlers are handed messages in order, but two run at once and may end in either
+    # order (trio runs the tasks woken together in a random order): the only messages
+    # not handled below the last one handled are in flight, so within
+    # message_concurrency of it.  No gap further back.
+    top = max(handled)
+    missing = set(range(top)) - set(handled)
+    assert all(top - n < config.message_concurrency for n in missing), (missing, handled)

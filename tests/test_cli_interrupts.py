@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -237,12 +238,28 @@ async def _handshake(stream: anyio.abc.SocketStream, port: int) -> None:
 
 # -- short commands: the last resort in main() ---------------------------------------------
 
-#: Runs fsm-live's main() after saying it is about to: a Ctrl-C after "ready" lands in
-#: main(), not in Python's start-up (whose KeyboardInterrupt no program can catch).
-_READY_THEN_MAIN = (
-    "import sys; from fsm_live.cli import main; print('ready', flush=True); "
-    "sys.exit(main(sys.argv[1:]))"
+#: Runs fsm-live's main() with SIGINT's default handler (KeyboardInterrupt), as in a
+#: terminal: a child of a test run started in the background by a non-interactive
+#: shell inherits SIGINT ignored (POSIX), and Python then leaves it ignored.
+_MAIN_WITH_CTRL_C = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from fsm_live.cli import main; sys.exit(main(sys.argv[1:]))"
 )
+
+
+async def open_once_read(fifo: Path, process: anyio.abc.Process) -> int:
+    """The write end of ``fifo``, opened once ``process`` opened it for reading (until
+    then a non-blocking open fails with ENXIO): the command is past its arguments and
+    reading its input, and waits in read() for data that never comes.  No event tells
+    when a FIFO gets a reader, so this checks every 5 ms."""
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        assert process.returncode is None, "the command ended before reading its input"
+        await anyio.sleep(0.005)
 
 
 @pytest.mark.anyio
@@ -251,19 +268,21 @@ async def test_a_command_blocked_reading_a_fifo_is_interrupted(
     tmp_path: Path, command: str
 ) -> None:
     fifo = tmp_path / "spec.yaml"
-    os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: never
+    os.mkfifo(fifo)  # its reader waits for a writer, then for data: never any
     with anyio.fail_after(DEADLINE):
         async with await anyio.open_process(
-            [sys.executable, "-c", _READY_THEN_MAIN, command, str(fifo)],
+            [sys.executable, "-c", _MAIN_WITH_CTRL_C, command, str(fifo)],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         ) as process:
             child = Child(process)
-            await child.until("ready")
-            await anyio.sleep(0.5)
-            child.send(signal.SIGINT)
-            code, errors, _ = await child.end()
+            writer = await open_once_read(fifo, process)  # the Ctrl-C lands in the command
+            try:
+                child.send(signal.SIGINT)
+                code, errors, _ = await child.end()
+            finally:
+                os.close(writer)
     assert_interrupted(command, code, errors)
 
 

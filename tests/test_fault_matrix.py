@@ -9,6 +9,13 @@ transition records are stamped with.
 Every row runs on both backends (asyncio and trio).  Where a fact has
 no event to wait for (a heartbeat ack, "nothing more happens"), the test watches
 for a stated window; nothing else waits on real time.
+
+Real time on a busy machine only ever makes things later.  So a timed figure's lower
+bound (never early) is asserted exactly, and its upper bound gets ``LATE`` of room, or
+the row's settings are scaled so that what the bound tells apart (a jittered delay from
+the full one, a retry at once from a backoff) stays clear of a late event loop.  The
+exact figure is asserted in virtual time by the row's twin in
+``tests/test_fault_matrix_virtual.py``; here it is measured and recorded.
 """
 
 from __future__ import annotations
@@ -44,10 +51,12 @@ from fsm_live.spec import Spec, default_spec_path
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
-#: Compressed timings: every row ends well within 2 s of real time.
+#: Compressed timings: every row ends well within 2 s of real time.  The heartbeat timeout
+#: is not one a busy machine reaches by pausing this event loop (which also runs the
+#: server and the proxy): that would lose a healthy link to the load.
 CONFIG = Config(
-    heartbeat_interval=0.1,
-    heartbeat_timeout=0.3,
+    heartbeat_interval=0.2,
+    heartbeat_timeout=1.0,
     # Long enough for a TLS handshake on a busy machine; row 11 shortens it.
     open_timeout=2.0,
     close_timeout=0.2,
@@ -58,8 +67,10 @@ CONFIG = Config(
 )
 #: Each test's own deadline (pytest-timeout's is the module's 30 s).
 DEADLINE = 10.0
-#: Slack for "at once" and for the scheduling between a deadline and its effect.
-MARGIN = 0.1
+#: How late an event may come in real time (a timer firing, an attempt made) with both
+#: cores busy: the worst seen was 0.24 s (row 6, four test workers beside two busy loops,
+#: load 12), so an upper bound gets four times that.
+LATE = 1.0
 #: How long "no further attempts" is watched: 15 times the first backoff ceiling.
 WATCH = 0.3
 
@@ -170,9 +181,10 @@ class Credentials:
 @BOTH_BACKENDS
 async def test_01_half_open_found_within_heartbeat_timeout(figure: Figure) -> None:
     """Figure: time from the black hole (the last inbound frame is no later) to
-    CONNECTED -> RECONNECTING (lost) <= heartbeat_timeout + 0.1 s; and >=
+    CONNECTED -> RECONNECTING (lost) <= heartbeat_timeout + LATE; and >=
     heartbeat_timeout after sending the message whose echo was the last frame
-    known to have arrived (no early verdict)."""
+    known to have arrived (no early verdict).  Exactly heartbeat_timeout in virtual
+    time."""
     black_hole_at: list[float] = []
 
     with anyio.fail_after(DEADLINE):
@@ -199,7 +211,7 @@ async def test_01_half_open_found_within_heartbeat_timeout(figure: Figure) -> No
     figure("lost_after_mark_sent_s", lost_at - mark_sent_at)
     assert failures == {"lost": 1}
     assert lost_at - mark_sent_at >= CONFIG.heartbeat_timeout
-    assert detected_after <= CONFIG.heartbeat_timeout + MARGIN
+    assert detected_after <= CONFIG.heartbeat_timeout + LATE
 
 
 # -- 2. RST ----------------------------------------------------------------------------
@@ -207,9 +219,9 @@ async def test_01_half_open_found_within_heartbeat_timeout(figure: Figure) -> No
 
 @BOTH_BACKENDS
 async def test_02_reset_noticed_at_once(figure: Figure) -> None:
-    """Figure: time from the proxy's RST to CONNECTED -> RECONNECTING (about 1 ms),
-    with a heartbeat timeout of 20 s, so no heartbeat can be what noticed it; the
-    bound, 0.5 s, leaves room for a busy machine and is still 40x below it."""
+    """Figure: time from the proxy's RST to CONNECTED -> RECONNECTING (about 1 ms; 0 in
+    virtual time), with heartbeats every 10 s, so no heartbeat can be what noticed it;
+    the bound, LATE, leaves room for a busy machine and is still 10x below that."""
     config = CONFIG.replace(heartbeat_interval=10.0, heartbeat_timeout=20.0)
     with anyio.fail_after(DEADLINE):
         async with (
@@ -227,7 +239,7 @@ async def test_02_reset_noticed_at_once(figure: Figure) -> None:
     noticed_after = rec.at("CONNECTED", "RECONNECTING") - reset_at
     figure("reset_noticed_after_s", noticed_after)
     assert failures == {"lost": 1}
-    assert noticed_after <= 0.5
+    assert noticed_after <= LATE
 
 
 # -- 3. a message cut mid-frame --------------------------------------------------------
@@ -273,14 +285,17 @@ async def test_03_message_cut_mid_frame_is_never_delivered(figure: Figure) -> No
 # -- 4. sliced frames ------------------------------------------------------------------
 
 
+@pytest.mark.timeout(60)
 async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
     """Figure: 7/7 messages (1 B to 20 kB, 26,161 B in all) echoed intact through
     7-byte slices both ways (about 7,500 writes), with no reconnect."""
     sizes = [1, 6, 7, 8, 139, 6_000, 20_000]
-    # A pong queues behind a message being sliced: on a loaded machine the 20 kB
-    # echo can take longer than 0.3 s, so the heartbeat timeout is not what is tested.
-    config = CONFIG.replace(heartbeat_interval=2.0, heartbeat_timeout=5.0)
-    with anyio.fail_after(DEADLINE):
+    # A pong queues behind a message being sliced, and slicing is CPU: the 20 kB echo
+    # took 3.5 s alone with both cores busy, over 5 s beside three other test workers.
+    # The heartbeat is not what is tested: none falls within the row's deadline.
+    deadline = 3 * DEADLINE
+    config = CONFIG.replace(heartbeat_interval=deadline, heartbeat_timeout=2 * deadline)
+    with anyio.fail_after(deadline):
         async with (
             websocket_server() as server,
             proxied(server) as proxy,
@@ -306,32 +321,34 @@ async def test_04_sliced_frames_arrive_intact(figure: Figure) -> None:
 @pytest.mark.parametrize(
     ("interval", "latency"),
     [
-        pytest.param(0.3, 0.1, id="rtt0.2-interval0.3-timeout0.6"),
-        pytest.param(0.2, 0.15, id="rtt0.3-interval0.2-timeout0.6"),
+        pytest.param(0.3, 0.1, id="rtt0.2-interval0.3"),
+        pytest.param(0.2, 0.15, id="rtt0.3-interval0.2"),
     ],
 )
 async def test_05_no_false_timeout_while_rtt_below_timeout_minus_interval(
     figure: Figure, interval: float, latency: float
 ) -> None:
-    """Figure: 0 ``lost`` over 3 heartbeat timeouts with the proxy adding ``latency``
-    each way, RTT = 2 * latency < heartbeat_timeout - heartbeat_interval (by 0.1 s, room
-    for a busy machine's scheduling); heartbeats acked, and the measured RTT is >= 2 *
-    latency."""
-    config = CONFIG.replace(heartbeat_interval=interval, heartbeat_timeout=0.6)
-    assert 2 * latency < config.heartbeat_timeout - config.heartbeat_interval
+    """Figure: 0 ``lost`` over a heartbeat timeout with the proxy adding ``latency`` each
+    way, RTT = 2 * latency < heartbeat_timeout - heartbeat_interval by LATE (the room a
+    busy machine needs); heartbeats acked (3 at least), the measured RTT >= 2 * latency.
+    In virtual time, exactly at the bound: RTT 0.01 s below it never times out, 0.01 s
+    above it times out."""
+    config = CONFIG.replace(
+        heartbeat_interval=interval, heartbeat_timeout=interval + 2 * latency + LATE
+    )
     with anyio.fail_after(DEADLINE):
         async with websocket_server() as server, proxied(server) as proxy:
             proxy.set_faults(Faults(latency=latency))
             async with live(proxy_url(proxy), config=config) as conn:
                 await conn.wait_connected()
-                await anyio.sleep(3 * config.heartbeat_timeout)  # the window watched
+                await anyio.sleep(config.heartbeat_timeout)  # the window watched
+                await poll(lambda: conn.stats().heartbeats_acked >= 3)
                 stats = conn.stats()
     figure("lost", stats.failures.get("lost", 0))
     figure("heartbeat_rtt_s", stats.heartbeat_rtt)
     figure("heartbeats_acked", stats.heartbeats_acked)
     assert stats.failures == {}
     assert stats.state == "CONNECTED"
-    assert stats.heartbeats_acked >= 1
     assert stats.heartbeat_rtt is not None
     assert stats.heartbeat_rtt >= 2 * latency
 
@@ -357,8 +374,8 @@ async def _accepts_and_closes(kind: str) -> AsyncIterator[WebSocketServer | RawS
 async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) -> None:
     """Figure: 6 attempts in the first ~0.62 s (websockets' own loop: ~1,500/s);
     each gap between attempts is >= its backoff ceiling (0.02, 0.04, 0.08, 0.16,
-    0.32 s with random() = 1.0: doubling, so the gaps grow), at most + 0.1 s (the
-    time an attempt takes, on a busy machine)."""
+    0.32 s with random() = 1.0: doubling, so the gaps grow: never a spin), at most
+    + LATE.  Exactly the ceilings in virtual time."""
     # The backoff's own gaps: the endpoint rule (which would wait and probe after three
     # failures in a row) is held off.
     config = CONFIG.replace(
@@ -374,9 +391,8 @@ async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) 
     figure("gap_excess_max_s", max(g - c for g, c in zip(gaps, ceilings, strict=True)))
     figure("first_six_attempts_within_s", server.attempts.times[5] - server.attempts.times[0])
     assert all(
-        ceiling <= gap <= ceiling + 0.1 for gap, ceiling in zip(gaps, ceilings, strict=True)
+        ceiling <= gap <= ceiling + LATE for gap, ceiling in zip(gaps, ceilings, strict=True)
     ), gaps
-    assert gaps[-1] > 2 * gaps[0], gaps  # growing: never a spin
     expected_class = "planned" if kind == "websocket" else "network"
     assert set(stats.failures) == {expected_class}
     assert stats.consecutive_failures >= len(ceilings)
@@ -389,11 +405,11 @@ async def test_06_accept_and_close_sees_growing_gaps(figure: Figure, kind: str) 
 async def test_07_planned_close_reconnects_after_a_jittered_delay(
     figure: Figure, code: int
 ) -> None:
-    """Figure: with random() = 0.5 and planned_reconnect_delay 0.4 s, the delay from the
-    server's close (once stable) to the next attempt is 0.5 * 0.4 = 0.2 s (at most
-    + 0.1 s on a busy machine: still below the unjittered 0.4 s); no failure is counted."""
+    """Figure: with random() = 0.5 and planned_reconnect_delay 2 s, the delay from the
+    server's close (once stable) to the next attempt is 0.5 * 2 = 1 s, and below the
+    unjittered 2 s (LATE of room); no failure is counted.  Exactly 1 s in virtual time."""
     config = CONFIG.replace(
-        backoff=ExponentialJitter(initial=5.0, maximum=5.0), planned_reconnect_delay=0.4
+        backoff=ExponentialJitter(initial=5.0, maximum=5.0), planned_reconnect_delay=2 * LATE
     )
     with anyio.fail_after(DEADLINE):
         async with (
@@ -410,7 +426,7 @@ async def test_07_planned_close_reconnects_after_a_jittered_delay(
     delay = rec.at("RECONNECTING", "CONNECTING") - rec.at("CONNECTED", "RECONNECTING")
     figure("planned_delay_s", delay)
     jittered = 0.5 * config.planned_reconnect_delay
-    assert jittered <= delay <= jittered + 0.1
+    assert jittered <= delay < config.planned_reconnect_delay
     assert stats.failures == {"planned": 1}
     assert stats.consecutive_failures == 0
 
@@ -465,10 +481,12 @@ async def test_08_terminal_errors_end_failed_without_further_attempts(
 async def test_09_http_401_refreshes_credentials_once_and_retries_once(
     figure: Figure, recovers: bool
 ) -> None:
-    """Figure: 1 credential refresh and 2 attempts (the retry within 0.05 s, with
-    the refreshed token); a server that keeps answering 401 leaves it FAILED (after
-    one escalation, which does not recover it)."""
+    """Figure: 1 credential refresh and 2 attempts (the retry at once, with the refreshed
+    token: within LATE, where a backoff would wait 5 s; 0 s in virtual time); a server
+    that keeps answering 401 leaves it FAILED (after one escalation, which does not
+    recover it)."""
     credentials = Credentials()
+    config = CONFIG.replace(backoff=ExponentialJitter(initial=5.0, maximum=5.0))
 
     def reject(number: int, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str]] | None:
         fresh = headers.get("authorization") == "Bearer token-1"
@@ -477,7 +495,7 @@ async def test_09_http_401_refreshes_credentials_once_and_retries_once(
     with anyio.fail_after(DEADLINE):
         async with (
             websocket_server(reject=reject) as server,
-            live(server.url, credentials=credentials) as conn,
+            live(server.url, credentials=credentials, config=config) as conn,
         ):
             if recovers:
                 await conn.wait_connected()
@@ -493,7 +511,7 @@ async def test_09_http_401_refreshes_credentials_once_and_retries_once(
     assert credentials.refreshes == 1
     assert credentials.escalations == (0 if recovers else 1)  # FAILED's hook, once
     assert server.attempts.count == 2
-    assert server.attempts.gaps[0] <= 0.05
+    assert server.attempts.gaps[0] <= LATE
     assert [h["authorization"] for h in server.request_headers] == [
         "Bearer token-0",
         "Bearer token-1",
@@ -523,8 +541,8 @@ def _machine_without_throttled_floor() -> LifecycleMachine:
 )
 async def test_10_retry_after_is_waited_out(figure: Figure, status: int, spec: str) -> None:
     """Figure: after HTTP 503/429 with Retry-After: 1, the next attempt comes >= 1.0 s
-    later (<= 1.0 + backoff cap + 0.1 s); with the packaged spec, 429's 30 s floor:
-    no attempt within Retry-After + 0.2 s."""
+    later (<= 1.0 s + LATE; exactly 1.0 s in virtual time); with the packaged spec, 429's
+    30 s floor: no attempt within Retry-After + 0.2 s."""
     machine = _machine_without_throttled_floor() if spec != "packaged" else None
 
     def reject(number: int, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str]] | None:
@@ -545,7 +563,7 @@ async def test_10_retry_after_is_waited_out(figure: Figure, status: int, spec: s
             await conn.wait_connected()
     gap = server.attempts.gaps[0]
     figure("gap_s", gap)
-    assert 1.0 <= gap <= 1.0 + 0.1 + MARGIN
+    assert 1.0 <= gap <= 1.0 + LATE
 
 
 # -- 11. stalled connect and stalled handshake -----------------------------------------
@@ -564,7 +582,7 @@ async def _stalled(kind: str) -> AsyncIterator[str]:
 @pytest.mark.parametrize("kind", ["tcp-connect", "handshake"])
 async def test_11_stalled_attempt_ends_at_open_timeout(figure: Figure, kind: str) -> None:
     """Figure: CONNECTING -> RECONNECTING comes open_timeout (0.3 s) after
-    entering CONNECTING, at most + 0.1 s; class network."""
+    entering CONNECTING, at most + LATE (exactly in virtual time); class network."""
     config = CONFIG.replace(open_timeout=0.3)
     with anyio.fail_after(DEADLINE):
         async with _stalled(kind) as url, live(url, config=config) as conn:
@@ -573,7 +591,7 @@ async def test_11_stalled_attempt_ends_at_open_timeout(figure: Figure, kind: str
             stats = conn.stats()
     took = rec.at("CONNECTING", "RECONNECTING") - conn.started_at
     figure("connecting_s", took)
-    assert config.open_timeout <= took <= config.open_timeout + MARGIN
+    assert config.open_timeout <= took <= config.open_timeout + LATE
     assert stats.failures == {"network": 1}
 
 
@@ -589,9 +607,10 @@ async def test_11_stalled_attempt_ends_at_open_timeout(figure: Figure, kind: str
     ],
 )
 async def test_12_slow_close_ends_by_close_timeout(figure: Figure, fault: Faults) -> None:
-    """Figure: leaving ``async with`` takes <= close_timeout (0.2 s) + 0.15 s when
+    """Figure: leaving ``async with`` takes <= close_timeout (0.2 s) + LATE when
     the peer never answers the close frame or its FIN is held back 5 s (and >=
-    close_timeout: the fault did hold the close up)."""
+    close_timeout: the fault did hold the close up); exactly close_timeout in virtual
+    time."""
     with anyio.fail_after(DEADLINE):
         async with websocket_server() as server, proxied(server) as proxy:
             async with live(proxy_url(proxy)) as conn:
@@ -602,7 +621,7 @@ async def test_12_slow_close_ends_by_close_timeout(figure: Figure, fault: Faults
             assert conn.state == "CLOSED"
             assert conn.stats().tasks_alive == 0
     figure("close_s", took)
-    assert CONFIG.close_timeout <= took <= CONFIG.close_timeout + 0.15
+    assert CONFIG.close_timeout <= took <= CONFIG.close_timeout + LATE
 
 
 # -- 13. a flood at a slow handler -----------------------------------------------------
@@ -704,7 +723,7 @@ async def test_14_untrusted_certificate_fails_fatal_without_retry(figure: Figure
 # -- 15. 1,000 connect/reset cycles ----------------------------------------------------
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(200)
 async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -> None:
     """Figure: after 1,000 connect/RST cycles, 0 extra tasks (anyio's running tasks
     and the connection's tasks_alive), 1,001 links; 21-27 s at a load average of 9,
@@ -715,8 +734,11 @@ async def test_15_a_thousand_reset_cycles_leave_no_task_behind(figure: Figure) -
         max_failures=10 * cycles,
         heartbeat_interval=5.0,
         heartbeat_timeout=10.0,
+        # One of a thousand attempts took over 2 s on a busy machine and timed out (a
+        # 1,002nd link): how long an attempt takes is not what this row counts.
+        open_timeout=DEADLINE,
     )
-    with anyio.fail_after(100):
+    with anyio.fail_after(180):
         async with websocket_server() as server, proxied(server) as proxy:
             tasks_before = len(anyio.get_running_tasks())
             async with live(proxy_url(proxy), config=config) as conn:
@@ -889,7 +911,8 @@ async def test_18_leaving_takes_at_most_close_timeout_when_the_server_never_read
     figure: Figure,
 ) -> None:
     """Figure: with 20 MB unsent to a server that stopped reading, leaving ``async with``
-    takes at most close_timeout (0.5 s) + 0.1 s: the link is aborted at the deadline."""
+    takes at most close_timeout (0.5 s) + LATE (exactly close_timeout in virtual time):
+    the link is aborted at the deadline."""
     config = CONFIG.replace(close_timeout=0.5, heartbeat_interval=5.0, heartbeat_timeout=10.0)
     with anyio.fail_after(DEADLINE):
         async with raw_server(_handshake_then_never_read) as server:
@@ -903,4 +926,4 @@ async def test_18_leaving_takes_at_most_close_timeout_when_the_server_never_read
             took = anyio.current_time() - leaving
     figure("leave_s", took)
     assert conn.state == "CLOSED"
-    assert took <= config.close_timeout + MARGIN
+    assert took <= config.close_timeout + LATE

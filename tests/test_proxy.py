@@ -20,6 +20,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
 TIMEOUT = 5  # seconds, for anyio.fail_after in every test
 SILENCE = 0.3  # seconds of "nothing happens" we accept as proof of nothing
+#: How late an event may come in real time with both cores busy (the worst seen: 0.24 s);
+#: what is "at once" or "without delay" here is bounded by it, and a fault's delay that
+#: must be told apart from that is made at least as long.
+LATE = 1.0
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -287,7 +291,7 @@ async def test_latency_delays_each_direction() -> None:
 async def test_latency_is_pipelined_and_keeps_order_despite_jitter() -> None:
     with anyio.fail_after(TIMEOUT):
         async with proxied_echo(seed=1) as (server, proxy), await connect(proxy) as client:
-            proxy.set_faults(Faults(latency=0.1, jitter=0.1), Direction.UPSTREAM)
+            proxy.set_faults(Faults(latency=0.5, jitter=0.1), Direction.UPSTREAM)
             messages = [b"%02d;" % i for i in range(10)]
             start = anyio.current_time()
             for message in messages:
@@ -295,8 +299,9 @@ async def test_latency_is_pipelined_and_keeps_order_despite_jitter() -> None:
                 await anyio.sleep(0.02)
             expected = b"".join(messages)
             assert await receive_exactly(client, len(expected)) == expected
-            # One-by-one delays would add up to about 10 x 0.1 s.
-            assert anyio.current_time() - start < 0.8
+            # Pipelined: the sends (0.2 s), one latency and its jitter (0.6 s), late by
+            # LATE at most; one by one, the delays would add up to 10 x 0.5 s.
+            assert anyio.current_time() - start < 0.2 + 0.6 + LATE
             assert (await server.connection()).data == expected
 
 
@@ -394,7 +399,7 @@ async def test_down_drops_links_and_refuses_new_ones_until_up() -> None:
             with pytest.raises((OSError, anyio.BrokenResourceError)):
                 async with await connect(proxy) as refused:
                     await refused.receive()
-            assert anyio.current_time() - start < SILENCE
+            assert anyio.current_time() - start < LATE  # refused at once, not left hanging
             assert proxy.stats.links_refused == 1
             await proxy.set_down(False)
             async with await connect(proxy) as client:
@@ -457,11 +462,12 @@ async def test_slow_close_delays_the_fin() -> None:
 async def test_latency_change_applies_to_open_link() -> None:
     with anyio.fail_after(TIMEOUT):
         async with proxied_echo() as (_, proxy), await connect(proxy) as client:
-            assert await round_trip(client) < 0.1
-            proxy.set_faults(Faults(latency=0.15), Direction.UPSTREAM)
-            assert await round_trip(client) >= 0.15
+            # Without latency a round trip takes about 1 ms: LATE on a busy machine.
+            assert await round_trip(client) < LATE
+            proxy.set_faults(Faults(latency=LATE), Direction.UPSTREAM)
+            assert await round_trip(client) >= LATE
             proxy.clear_faults()
-            assert await round_trip(client) < 0.1
+            assert await round_trip(client) < LATE
 
 
 async def test_clearing_faults_releases_delayed_data_at_once() -> None:
@@ -473,7 +479,7 @@ async def test_clearing_faults_releases_delayed_data_at_once() -> None:
             released_at = anyio.current_time()
             proxy.clear_faults()
             assert await receive_exactly(client, 5) == b"stuck"
-            assert anyio.current_time() - released_at < 0.5
+            assert anyio.current_time() - released_at < LATE  # not after the 60 s latency
 
 
 # -- robustness and clocks -----------------------------------------------------------
@@ -502,6 +508,7 @@ async def test_actions_and_exit_right_after_accept_leave_nothing_open() -> None:
     "anyio_backend",
     [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0.01)}), id="trio-mockclock")],
 )
+@pytest.mark.timeout(60)
 async def test_time_faults_follow_trio_mock_clock() -> None:
     start_real = time.monotonic()
     with anyio.fail_after(1000):  # virtual seconds; pytest-timeout bounds real time
@@ -517,4 +524,5 @@ async def test_time_faults_follow_trio_mock_clock() -> None:
             await conn.ended.wait()
             assert conn.ended_at is not None
             assert conn.ended_at - closed_at >= 60
-    assert time.monotonic() - start_real < 5
+    # Over 90 s of faults' delays took virtual time: a few real seconds, on a busy machine.
+    assert time.monotonic() - start_real < 30
