@@ -148,7 +148,14 @@ class LiveConnection:
       (default: the packaged spec's); ``random``: the jitter source;
     * ``pacer``: a :class:`~fsm_live.core.pacing.ReconnectPacer` shared with
       other connections of this event loop, bounding their reconnect attempts
-      per second (a :class:`~fsm_live.fleet.Fleet` passes its own).
+      per second (a :class:`~fsm_live.fleet.Fleet` passes its own);
+    * ``owned``: an ownership check, ``owned() -> bool``, asked before each
+      inbound message is handled (decoded, acknowledged, delivered) and before
+      each write to the link; once it answers False the connection closes
+      abortively (:meth:`abort`) and that message or frame is dropped (a
+      :class:`~fsm_live.fleet.Fleet` passes its coordinator's
+      :meth:`~fsm_live.cluster.Ownership.valid`).  It must be cheap: it runs on
+      every message.
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
     (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
@@ -197,6 +204,7 @@ class LiveConnection:
         machine: LifecycleMachine | None = None,
         random: Callable[[], float] | None = None,
         pacer: ReconnectPacer | None = None,
+        owned: Callable[[], bool] | None = None,
     ) -> None:
         self.url = check_url(url)
         self.config = config or _default_config()
@@ -232,6 +240,7 @@ class LiveConnection:
             on_change=self._notify,
         )
         self._inbox.on_taken = self._engine.message_taken
+        self._engine.owned = owned
         self._trace_path = trace
         self._trace: TraceWriter | None = None
         self._started_at = 0.0
@@ -340,6 +349,21 @@ class LiveConnection:
         with anyio.move_on_after(_CLOSE_MARGIN):
             while jobs.alive > inbox.handlers_running:  # cancelled: joined in a moment
                 await self._changed.wait()
+
+    def abort(self, reason: str = "aborted by the application") -> None:
+        """Close now, abortively, from any state: every link is reset (TCP RST through
+        ``SO_LINGER`` 0), so nothing already written but still queued, in this
+        process or in the kernel, reaches the peer later, and no close frame is
+        sent; jobs are cancelled and the state ends CLOSED.  Messages waiting in the
+        inbox stay there.  Synchronous; idempotent; a no-op before ``async with``.
+
+        For a worker that lost an account (a cluster's fence): bytes written
+        before the abort cannot be retransmitted after a partition heals.
+        """
+        if self._task_group is None or self._finished:
+            return
+        self._engine.abort(reason)
+        self._finish()
 
     def _finish(self) -> None:
         if self._finished:
@@ -484,9 +508,13 @@ class LiveConnection:
         encode it, :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer``
         messages wait for a connection, :class:`ConnectionFailed` once it
         :attr:`needs_reset` (while FAILED and retrying by itself, messages wait),
-        and :class:`ConnectionClosed` once closed.
+        and :class:`ConnectionClosed` once closed or no longer ``owned``.
         """
         frame: Message = self.adapter.encode(message)
+        owned = self._engine.owned
+        if owned is not None and not owned():
+            self.abort("no longer owned by this worker")
+            raise ConnectionClosed("the connection is no longer owned by this worker")
         if self.needs_reset and self._failure is not None:
             raise self._failure
         if self._lifecycle.machine.states[self.state].final or self._finished:

@@ -31,6 +31,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "fault_proxy": frozenset(),
     "protocols": frozenset({"errors", "credentials", "transport"}),
     "lwp": frozenset({"errors", "credentials", "transport", "protocols"}),
+    # Which worker holds which account: the seam a fleet drives, etcd behind it.
+    "cluster": frozenset({"errors"}),
     # diagnostics: the trace format's keys, defined once with their reader.
     "_runtime": frozenset(
         {"errors", "spec", "core", "config", "credentials", "transport", "protocols", "diagnostics"}
@@ -50,6 +52,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "fleet": frozenset(
         {
+            "cluster",
             "errors",
             "spec",
             "core",
@@ -80,9 +83,12 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # Reads traces back (report, verify): pure functions of a spec and text.
     "diagnostics": frozenset({"errors", "spec"}),
     # Reads connections' and fleets' stats at scrape time.
-    "metrics": frozenset({"errors", "spec", "core", "_runtime", "connection", "fleet"}),
+    "metrics": frozenset(
+        {"errors", "spec", "core", "_runtime", "connection", "fleet", "cluster"}
+    ),
     "": frozenset(
         {
+            "cluster",
             "errors",
             "spec",
             "core",
@@ -98,6 +104,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "cli": frozenset(
         {
             "",
+            "cluster",
             "errors",
             "spec",
             "core",
@@ -120,6 +127,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # Used by tests and by users, never by the package (no room lists it):
     "testing": frozenset(
         {
+            "cluster",
             "errors",
             "spec",
             "core",
@@ -146,6 +154,8 @@ CONFINED: Mapping[str, frozenset[str]] = {
     "yaml": frozenset({"spec"}),
     "prometheus_client": frozenset({"metrics"}),
     "plotly": frozenset({"diagnostics"}),
+    "aetcd": frozenset({"cluster"}),
+    "grpc": frozenset({"cluster"}),
 }
 
 #: What the sans-I/O core never imports: event loops, sockets, clocks, threads.

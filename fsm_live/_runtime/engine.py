@@ -49,7 +49,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from fsm_live._runtime.dedup import Deduplicator
 from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Job, Jobs
-from fsm_live._runtime.links import LinkIO, unacknowledged
+from fsm_live._runtime.links import LinkIO, abort_with_reset, unacknowledged
 from fsm_live._runtime.outbox import Outbox
 from fsm_live._runtime.stats import AckObserver, Counters
 from fsm_live._runtime.timers import Timer
@@ -247,6 +247,7 @@ class Engine:
         "link",
         "on_heartbeat_ack",
         "outbox",
+        "owned",
         "timer",
         "url",
         "user_agent",
@@ -318,6 +319,9 @@ class Engine:
         self._extensions = enable_client_permessage_deflate(None) if config.compression else None
         #: The exception that made the connection close (a callback's, a crashed job's).
         self.crash: BaseException | None = None
+        #: Asked before each inbound message is handled and before each write; False:
+        #: the connection aborts (:meth:`abort`) instead (a cluster's ownership check).
+        self.owned: Callable[[], bool] | None = None
 
     # == application calls ================================================================
 
@@ -381,6 +385,27 @@ class Engine:
             failure = self.lifecycle.machine.classifier.classify_exception(exc)
             self._feed(LinkFailed(self.clock(), job.generation, failure))
             self._settle()
+
+    def abort(self, reason: str) -> None:
+        """Close now, abortively: every link is reset (``SO_LINGER`` 0, nothing queued is
+        sent or retransmitted, no close frame), then the lifecycle closes."""
+        for link in [self.link, *self.closing]:
+            if link is not None:
+                link.phase = _Phase.CLOSED
+                if link.io is not None:
+                    abort_with_reset(link.io)
+        self.closing.clear()
+        self._feed(Close(self.clock(), reason))
+        self._settle()
+
+    def _disowned(self) -> bool:
+        """True (and the connection aborted) if ``owned`` says it may no longer act."""
+        owned = self.owned
+        if owned is None or owned():
+            return False
+        if self.link is not None or self.closing or not self.lifecycle.is_final:
+            self.abort("no longer owned by this worker")
+        return True
 
     def crashed(self, exc: BaseException) -> None:
         """Application code run by the engine raised: close the connection, keep ``exc``."""
@@ -746,7 +771,7 @@ class Engine:
     def _write_out(self, link: Link) -> None:
         """Send what the protocol has for the network (after every call into it)."""
         protocol, io = link.protocol, link.io
-        if protocol is None or io is None:
+        if protocol is None or io is None or self._disowned():
             return
         for data in protocol.data_to_send():
             if data:
@@ -856,6 +881,8 @@ class Engine:
 
     def _on_message(self, link: Link, frame: Message, now: float) -> None:
         """Everything one inbound frame means, item by item, in order."""
+        if self._disowned():
+            return
         adapter = self.adapter
         decode_simple = self._decode_simple
         simple = None if decode_simple is None else decode_simple(frame)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import socket
 import struct
 import termios
 from collections import deque
@@ -30,7 +31,7 @@ from fsm_live._runtime.jobs import Job, Jobs
 
 logger = logging.getLogger("fsm_live")
 
-__all__ = ("AsyncioLink", "LinkEvents", "LinkIO", "StreamLink", "unacknowledged")
+__all__ = ("AsyncioLink", "LinkEvents", "LinkIO", "StreamLink", "abort_with_reset", "unacknowledged")
 
 #: A StreamLink pauses its writers above this many buffered bytes and resumes
 #: them below the low mark (asyncio's transport defaults: 64 KiB and 16 KiB).
@@ -92,6 +93,20 @@ def unacknowledged(io: LinkIO) -> int:
         with contextlib.suppress(OSError, ValueError):  # not a TCP socket, or closed
             pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
     return pending
+
+
+def abort_with_reset(io: LinkIO) -> None:
+    """Abort ``io`` with a TCP reset (``SO_LINGER`` 0): what is queued, in our buffer or
+    the kernel's, is dropped and never retransmitted, even after a partition heals."""
+    sock = io.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):  # not TCP, or closed already
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    io.abort()
+
+
+#: ``struct linger`` on, 0 seconds: close() sends a reset and drops the send queue.
+_LINGER_ZERO: Final = struct.pack("ii", 1, 0)
 
 
 class LinkEvents(Protocol):
