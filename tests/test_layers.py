@@ -83,9 +83,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # Reads traces back (report, verify): pure functions of a spec and text.
     "diagnostics": frozenset({"errors", "spec"}),
     # Reads connections' and fleets' stats at scrape time.
-    "metrics": frozenset(
-        {"errors", "spec", "core", "_runtime", "connection", "fleet", "cluster"}
-    ),
+    "metrics": frozenset({"errors", "spec", "core", "_runtime", "connection", "fleet", "cluster"}),
     "": frozenset(
         {
             "cluster",

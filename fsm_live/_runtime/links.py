@@ -31,7 +31,14 @@ from fsm_live._runtime.jobs import Job, Jobs
 
 logger = logging.getLogger("fsm_live")
 
-__all__ = ("AsyncioLink", "LinkEvents", "LinkIO", "StreamLink", "abort_with_reset", "unacknowledged")
+__all__ = (
+    "AsyncioLink",
+    "LinkEvents",
+    "LinkIO",
+    "StreamLink",
+    "abort_with_reset",
+    "unacknowledged",
+)
 
 #: A StreamLink pauses its writers above this many buffered bytes and resumes
 #: them below the low mark (asyncio's transport defaults: 64 KiB and 16 KiB).

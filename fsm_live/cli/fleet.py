@@ -9,12 +9,22 @@ each message it receives as it arrives (counted in its stats).  ``--trace-dir
 DIR`` appends each account's transitions to ``DIR/<key>.jsonl`` (see
 :func:`trace_file_name`).
 
+With ``--coordinator etcd://HOST:PORT[/PREFIX] --worker-id ID`` the process is
+one worker of a cluster (docs/cluster.md): every worker reads the same fleet
+file, each account runs on one of them at a time, the dashboard and the summary
+lines show this worker's accounts and the cluster's members, and SIGTERM (or
+the end of ``--duration``) first hands this worker's accounts over to the
+others, paced, then leaves.  With ``--trace-dir DIR`` the worker also appends
+its holds (which account, from when to when, why it ended) to
+``DIR/cluster-<worker>.jsonl``.
+
 Exit codes: 0 once ``--duration`` elapsed or SIGTERM arrived and every
-connection is closed; 2 for bad arguments, a bad fleet file, or a trace
-directory or file that cannot be written (one line naming the file and account,
-or the path); 130 after Ctrl-C (SIGINT): every connection closes first, and a
-second Ctrl-C or SIGTERM during that close cuts it short.  Members that crashed
-are reported on stderr.
+connection is closed; 1 when the coordinator cannot be joined (etcd
+unreachable, the worker id held by a live worker: one line); 2 for bad
+arguments, a bad fleet file, or a trace directory or file that cannot be
+written (one line naming the file and account, or the path); 130 after Ctrl-C
+(SIGINT): every connection closes first, and a second Ctrl-C or SIGTERM during
+that close cuts it short.  Members that crashed are reported on stderr.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from fsm_live.cli import metrics_endpoint
@@ -45,10 +55,18 @@ from fsm_live.cli._output import (
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.views.cluster import cluster_table, plain_cluster
 from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.cli.views.styles import StateStyles
+from fsm_live.cluster import (
+    Coordinator,
+    CoordinatorError,
+    CoordinatorUrl,
+    EtcdCoordinator,
+    LocalCoordinator,
+)
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.errors import ConfigError
+from fsm_live.errors import ConfigError, MissingExtra
 from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
 from fsm_live.fleet.config import FleetConfig
 from fsm_live.metrics.collector import FleetCollector
@@ -68,7 +86,8 @@ def add(subparsers: Subparsers) -> None:
         help="keep every account of a fleet file connected",
         description="Keep one connection per account of a TOML fleet file alive and show "
         "how the fleet is doing.",
-        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 2 bad arguments or fleet file; "
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 1 the coordinator cannot be "
+        "joined; 2 bad arguments or fleet file; "
         "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).",
     )
     parser.add_argument(
@@ -92,6 +111,17 @@ def add(subparsers: Subparsers) -> None:
         default=DEFAULT_RECONNECTS_PER_SECOND,
         help="reconnect attempts per second of all accounts together "
         f"(default {DEFAULT_RECONNECTS_PER_SECOND:g})",
+    )
+    parser.add_argument(
+        "--coordinator",
+        metavar="etcd://HOST:PORT[/PREFIX]",
+        help="run as one worker of a cluster coordinated by etcd: each account on one "
+        "worker at a time (docs/cluster.md; needs fsm_live[cluster])",
+    )
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="this worker's id in the cluster, unique among live workers (with --coordinator)",
     )
     metrics_endpoint.add_arguments(parser, fleet=True)
     parser.add_argument(
@@ -122,6 +152,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         config = FleetConfig.load(args.config)
         if args.trace_dir is not None:
             _check_trace_dir(args.trace_dir, config)
+        coordinator = _coordinator(args)
         metrics = metrics_endpoint.start(args, "fleet", out)
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
@@ -143,6 +174,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             stop=stop,
             reconnects_per_second=args.reconnects_per_second,
             metrics=collector if metrics is not None else None,
+            coordinator=coordinator,
         )
 
     try:
@@ -150,6 +182,28 @@ def run(args: argparse.Namespace, out: Output) -> int:
     finally:
         if metrics is not None:
             metrics.close()
+
+
+def _coordinator(args: argparse.Namespace) -> Coordinator | None:
+    """The coordinator ``--coordinator`` and ``--worker-id`` ask for (None: the
+    in-process one); ConfigError naming the flag for a bad or missing one."""
+    if args.coordinator is None:
+        if args.worker_id is not None:
+            raise ConfigError("--worker-id", "only with --coordinator")
+        return None
+    url = CoordinatorUrl.parse(args.coordinator)
+    if not args.worker_id:
+        raise ConfigError("--coordinator", "needs --worker-id ID (unique among the workers)")
+    hold_log = None
+    if args.trace_dir is not None:
+        hold_log = args.trace_dir / trace_file_name(f"cluster-{args.worker_id}")
+        check_writable(hold_log, "--trace-dir")
+    try:
+        return EtcdCoordinator(
+            url.endpoint, worker_id=args.worker_id, prefix=url.prefix, hold_log=hold_log
+        )
+    except ConfigError as exc:
+        raise ConfigError("--worker-id", str(exc).removeprefix("worker_id: ")) from None
 
 
 def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
@@ -173,15 +227,47 @@ async def run_fleet(
     reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
     stop: Stop | None = None,
     metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None,
+    coordinator: Coordinator | None = None,
 ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
-    the fleet runs in once its members are added (a metrics collector registered)."""
+    the fleet runs in once its members are added (a metrics collector registered).
+    ``coordinator``: this worker's (None: the in-process one); a cluster's worker
+    hands its accounts over (:meth:`Fleet.drain`) before it closes."""
     interactive = out.stdout.isatty()
     close_timeout = max(account.config.close_timeout for account in config.accounts)
-    async with Fleet(
-        close_timeout=close_timeout, reconnects_per_second=reconnects_per_second
-    ) as fleet:
+    fleet = Fleet(
+        close_timeout=close_timeout,
+        reconnects_per_second=reconnects_per_second,
+        coordinator=coordinator,
+    )
+    try:
+        code = await _run_fleet(fleet, config, trace_dir, duration, out, stop, metrics, interactive)
+    except (CoordinatorError, MissingExtra) as exc:
+        out.problem(f"{PROG} fleet: error: {exc}")
+        return 1
+    if code != 0:
+        return code
+    if not interactive:
+        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+    for key in fleet:
+        if (crash := fleet.crash(key)) is not None:
+            out.problem(f"{PROG} fleet: {key} crashed: {crash}")
+    return 0
+
+
+async def _run_fleet(
+    fleet: Fleet,
+    config: FleetConfig,
+    trace_dir: Path | None,
+    duration: float | None,
+    out: Output,
+    stop: Stop | None,
+    metrics: Callable[[Fleet], AbstractContextManager[None]] | None,
+    interactive: bool,
+) -> int:
+    clustered = not isinstance(fleet.coordinator, LocalCoordinator)
+    async with fleet:
         if not interactive:
 
             def print_line(key: str, record: TransitionRecord) -> None:
@@ -210,16 +296,15 @@ async def run_fleet(
             async with anyio.create_task_group() as task_group:
                 if interactive:
                     task_group.start_soon(_show_live, fleet, config.path.name, out)
+                elif clustered:
+                    task_group.start_soon(_print_summaries, fleet, out)
                 else:
                     task_group.start_soon(_report_all_connected, fleet, out)
                     task_group.start_soon(_print_summaries, fleet, out)
                 await _wait_for_the_end(duration, stop)
+                if clustered:
+                    await fleet.drain()  # hand over, paced; a second signal cuts it short
                 task_group.cancel_scope.cancel()
-    if not interactive:
-        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
-    for key in fleet:
-        if (crash := fleet.crash(key)) is not None:
-            out.problem(f"{PROG} fleet: {key} crashed: {crash}")
     return 0
 
 
@@ -252,21 +337,37 @@ async def _print_summaries(fleet: Fleet, out: Output) -> None:
     while True:
         await anyio.sleep(SUMMARY_INTERVAL)
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+        if not isinstance(fleet.coordinator, LocalCoordinator):
+            out.stdout.write(_cluster_line(fleet) + "\n")
         out.stdout.flush()
+
+
+def _cluster_figures(fleet: Fleet) -> tuple[str, str, int, int, tuple[Any, ...]]:
+    coordinator = fleet.coordinator
+    return (
+        coordinator.worker_id,
+        coordinator.status,
+        len(fleet),
+        len(fleet.accounts()),
+        coordinator.members(),
+    )
+
+
+def _cluster_line(fleet: Fleet) -> str:
+    return plain_cluster(*_cluster_figures(fleet))
 
 
 async def _show_live(fleet: Fleet, title: str, out: Output) -> None:
     console = Console(file=out.stdout)
     title = f"fsm-live fleet {title}"
     styles = StateStyles(fleet.machine.spec)
-    with Live(
-        fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles),
-        console=console,
-        auto_refresh=False,
-        transient=False,
-    ) as live:
+    clustered = not isinstance(fleet.coordinator, LocalCoordinator)
+
+    def view() -> RenderableType:
+        panel = fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles)
+        return Group(panel, cluster_table(*_cluster_figures(fleet))) if clustered else panel
+
+    with Live(view(), console=console, auto_refresh=False, transient=False) as live:
         while True:
             await anyio.sleep(_REFRESH)
-            live.update(
-                fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles), refresh=True
-            )
+            live.update(view(), refresh=True)

@@ -21,8 +21,8 @@ from fsm_live.cluster.clock import CLOCK_NAME, boottime
 from fsm_live.cluster.coordinator import (
     Coordinator,
     CoordinatorError,
-    HoldRecord,
     Holder,
+    HoldRecord,
     LocalCoordinator,
     MemberView,
 )

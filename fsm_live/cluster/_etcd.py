@@ -9,8 +9,9 @@ reconnects within a second of the network coming back (its reconnect backoff is
 capped at 1 s) and pings an idle connection every 5 s (etcd's default minimum,
 ``--grpc-keepalive-min-time``) to notice a dead one.
 
-Errors: every failure of a request is raised as :class:`EtcdUnavailable` (with
-gRPC's status name, never a value of ours).
+Errors: every failure of a request is raised as
+:class:`~fsm_live.cluster.coordinator.CoordinatorUnavailable` (with gRPC's status
+name, never a value of ours).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any, Final
 import aetcd.rpc as rpc  # type: ignore[import-untyped]
 import grpc  # type: ignore[import-untyped]
 
-from fsm_live.errors import FsmLiveError
+from fsm_live.cluster.coordinator import CoordinatorUnavailable as EtcdUnavailable
 
-__all__ = ("EtcdClient", "EtcdUnavailable", "KeepAliveStream", "prefix_end")
+__all__ = ("EtcdClient", "KeepAliveStream", "is_delete", "prefix_end")
 
 _CHANNEL_OPTIONS: Final = (
     ("grpc.keepalive_time_ms", 5000),
@@ -35,10 +36,6 @@ _CHANNEL_OPTIONS: Final = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
-
-
-class EtcdUnavailable(FsmLiveError):
-    """A request to etcd failed or timed out."""
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -100,7 +97,7 @@ class EtcdClient:
     async def _unary(self, method: Any, request: Any) -> Any:
         try:
             return await method(request, timeout=self.timeout)
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, grpc.aio.AioRpcError) as exc:
             raise _failed(exc) from None
 
     # -- leases -----------------------------------------------------------------------
@@ -154,9 +151,7 @@ class EtcdClient:
             key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=revision
         )
         delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
-        reply = await self._unary(
-            self._kv.Txn, rpc.TxnRequest(compare=[compare], success=[delete])
-        )
+        reply = await self._unary(self._kv.Txn, rpc.TxnRequest(compare=[compare], success=[delete]))
         return bool(reply.succeeded)
 
     # -- watching ---------------------------------------------------------------------
@@ -188,6 +183,6 @@ class EtcdClient:
             call.cancel()
 
 
-#: The event types of a watch response.
-PUT: Final = rpc.Event.PUT
-DELETE: Final = rpc.Event.DELETE
+def is_delete(event: Any) -> bool:
+    """Whether a watch event is a deletion (else a put)."""
+    return bool(event.type == rpc.Event.DELETE)

@@ -23,6 +23,7 @@ Which worker held which account when is kept as :class:`HoldRecord`\\ s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -44,6 +45,7 @@ __all__ = (
     "MAX_HOLDS",
     "Coordinator",
     "CoordinatorError",
+    "CoordinatorUnavailable",
     "HoldLog",
     "HoldRecord",
     "Holder",
@@ -58,6 +60,11 @@ MAX_HOLDS: Final = 10_000
 class CoordinatorError(FsmLiveError):
     """The coordinator cannot do its part: etcd unreachable when a worker starts, a
     worker id already held by a live worker.  The message names the endpoint."""
+
+
+class CoordinatorUnavailable(CoordinatorError):
+    """A request to the coordinator (etcd) failed or timed out; the message says how
+    (gRPC's status name), never a value of ours."""
 
 
 class Holder(Protocol):
@@ -156,10 +163,8 @@ class HoldLog:
     def _write(self, event: str, record: HoldRecord) -> None:
         if self._file is None:
             return
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a full disk must not stop the worker
             self._file.write(json.dumps({"event": event, **record.as_json()}) + "\n")
-        except (OSError, ValueError):  # a full disk must not stop the worker
-            pass
 
 
 class Coordinator(Protocol):

@@ -33,6 +33,7 @@ asyncio only (grpc.aio); needs ``pip install 'fsm_live[cluster]'`` (aetcd).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -49,9 +50,10 @@ import sniffio
 from fsm_live.cluster.clock import boottime
 from fsm_live.cluster.coordinator import (
     CoordinatorError,
+    CoordinatorUnavailable,
+    Holder,
     HoldLog,
     HoldRecord,
-    Holder,
     MemberView,
 )
 from fsm_live.cluster.keys import (
@@ -84,14 +86,15 @@ _REJOIN_DELAY: Final = 0.5
 _WATCHDOG_PERIOD: Final = 0.25
 
 
-def _load_client() -> type[EtcdClient]:
+def _load_client() -> tuple[type[EtcdClient], Callable[[Any], bool]]:
+    """The client class and its event test, imported on first use (the extra)."""
     try:
-        from fsm_live.cluster._etcd import EtcdClient
+        from fsm_live.cluster._etcd import EtcdClient, is_delete
     except ImportError as exc:
         raise MissingExtra(
             f"the etcd coordinator needs aetcd: pip install 'fsm_live[cluster]' ({exc})"
         ) from None
-    return EtcdClient
+    return EtcdClient, is_delete
 
 
 class _Pacer:
@@ -145,6 +148,7 @@ class EtcdCoordinator:
         self._client: EtcdClient | None = None
         self._dirty = anyio.Event()
         self._session_over = anyio.Event()
+        self._is_delete: Callable[[Any], bool] = bool
         self._leaving = False
         self._draining = False
         self._drained = anyio.Event()
@@ -223,7 +227,7 @@ class EtcdCoordinator:
     async def run(self, holder: Holder, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         if sniffio.current_async_library() != "asyncio":
             raise UsageError("the etcd coordinator runs on asyncio only (grpc.aio)")
-        client_class = _load_client()
+        client_class, self._is_delete = _load_client()
         self._holder = holder
         try:
             async with client_class(self.endpoint, timeout=self.settings.rpc_timeout) as client:
@@ -244,8 +248,6 @@ class EtcdCoordinator:
 
     async def _join(self, client: EtcdClient, *, first: bool) -> None:
         """A new lease, the member key on it, a snapshot of the cluster."""
-        from fsm_live.cluster._etcd import EtcdUnavailable
-
         self._status = "joining"
         settings = self.settings
         patience = anyio.current_time() + _JOIN_PATIENCE_TTLS * settings.lease_ttl + 1
@@ -270,7 +272,7 @@ class EtcdCoordinator:
             self._lease, self._ttl, self._member_rev = lease, ttl, member_rev
             self.view.lease = lease
             await self._resync(client)
-        except EtcdUnavailable as exc:
+        except CoordinatorUnavailable as exc:
             raise CoordinatorError(f"etcd at {self.endpoint}: {exc}") from None
         self._status = "draining" if self._draining else "active"
         logger.info("worker %r joined with lease %x (ttl %d s)", self._worker_id, lease, ttl)
@@ -280,11 +282,12 @@ class EtcdCoordinator:
         while not self._leaving:
             try:
                 await self._join(client, first=False)
-                return
             except CoordinatorError as exc:
                 logger.warning("worker %r cannot join yet: %s", self._worker_id, exc)
                 with anyio.move_on_after(_REJOIN_DELAY):
                     await self._session_over.wait()
+            else:
+                return
 
     def _member_info(self) -> MemberInfo:
         return MemberInfo(
@@ -297,15 +300,13 @@ class EtcdCoordinator:
 
     async def _put_member(self) -> None:
         """Say in the member key that this worker drains (one write, on the lease)."""
-        from fsm_live.cluster._etcd import EtcdUnavailable
-
         client = self._client
         if client is None or self.view.lease == 0:
             return
         key = self.layout.member(self._worker_id)
         try:
             await client.replace(key, self._member_info().encode(), self._lease, self._member_rev)
-        except EtcdUnavailable as exc:
+        except CoordinatorUnavailable as exc:
             logger.warning("worker %r: could not update its member key: %s", self._worker_id, exc)
 
     async def _resync(self, client: EtcdClient) -> int:
@@ -375,20 +376,16 @@ class EtcdCoordinator:
     async def _after_fence(self, client: EtcdClient) -> None:
         """Give the old lease back if etcd can be reached (its keys go at once, the
         other workers need not wait for it to expire); never wait long for it."""
-        from fsm_live.cluster._etcd import EtcdUnavailable
-
         lease, self.view.lease = self._lease, 0
-        with anyio.move_on_after(self.settings.rpc_timeout):
-            try:
-                await client.revoke(lease)
-            except EtcdUnavailable:
-                pass
+        with (
+            anyio.move_on_after(self.settings.rpc_timeout),
+            contextlib.suppress(CoordinatorUnavailable),
+        ):
+            await client.revoke(lease)
 
     async def _leave(self, client: EtcdClient, holder: Holder) -> None:
         """Every session is stopped, then the lease revoked: the other workers take
         the accounts left (after their handover delay)."""
-        from fsm_live.cluster._etcd import EtcdUnavailable
-
         with anyio.CancelScope(shield=True):
             await holder.stopped()
             for account in list(self._held):
@@ -401,7 +398,7 @@ class EtcdCoordinator:
             with anyio.move_on_after(self.settings.rpc_timeout):
                 try:
                     await client.revoke(self._lease)
-                except EtcdUnavailable as exc:
+                except CoordinatorUnavailable as exc:
                     logger.warning("worker %r: lease not revoked: %s", self._worker_id, exc)
 
     # -- the session's tasks ----------------------------------------------------------------
@@ -409,8 +406,6 @@ class EtcdCoordinator:
     async def _keepalive(self, client: EtcdClient, lease: int) -> None:
         """One stream; each answer in time moves the fence deadline to its request's
         send time + TTL - margin.  A stream that breaks is opened again."""
-        from fsm_live.cluster._etcd import EtcdUnavailable
-
         settings = self.settings
         while True:
             stream = client.keepalive(lease)
@@ -418,13 +413,12 @@ class EtcdCoordinator:
             try:
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self._keepalive_answers, stream, sent)
-                    while True:
-                        if len(sent) > settings.lease_ttl / settings.keepalive_interval:
-                            raise EtcdUnavailable("keepalives unanswered")
+                    while len(sent) <= settings.lease_ttl / settings.keepalive_interval:
                         sent.append(boottime())
                         await stream.send()
                         await anyio.sleep(settings.keepalive_interval)
-            except* EtcdUnavailable as group:
+                    task_group.cancel_scope.cancel()  # a lease TTL of keepalives unanswered
+            except* CoordinatorUnavailable as group:
                 logger.info("worker %r: keepalive stream: %s", self._worker_id, group.exceptions[0])
             finally:
                 stream.cancel()
@@ -451,22 +445,20 @@ class EtcdCoordinator:
             await anyio.sleep(min(remaining, _WATCHDOG_PERIOD))
 
     async def _watch(self, client: EtcdClient) -> None:
-        from fsm_live.cluster._etcd import DELETE, EtcdUnavailable
-
         while True:
             try:
                 async for response in client.watch(self.layout.root, self._revision + 1):
-                    self._apply(response.events, DELETE)
+                    self._apply(response.events)
                     self._revision = int(response.header.revision)
-            except EtcdUnavailable as exc:
+            except CoordinatorUnavailable as exc:
                 logger.info("worker %r: watch: %s; reading the cluster again", self._worker_id, exc)
                 await anyio.sleep(0.2)
                 try:
                     await self._resync(client)
-                except EtcdUnavailable:
+                except CoordinatorUnavailable:
                     await anyio.sleep(0.5)
 
-    def _apply(self, events: Any, delete: int) -> None:
+    def _apply(self, events: Any) -> None:
         """One watch response: members first (an owner key that went with its lease
         goes in the same revision as its member key), then owners."""
         now = anyio.current_time()
@@ -479,7 +471,7 @@ class EtcdCoordinator:
             kind, name = parsed
             if kind == "owner":
                 owner_events.append((event, name))
-            elif event.type == delete:
+            elif self._is_delete(event):
                 view.member_deleted(name, now)
                 if name == self._worker_id and not self._leaving:
                     self._end_session("its member key was deleted (lease revoked or expired)")
@@ -487,13 +479,15 @@ class EtcdCoordinator:
                 view.member_put(MemberInfo.decode(name, bytes(event.kv.value)), now)
         for event, account in owner_events:
             held = self._held.get(account)
-            if event.type == delete:
+            if self._is_delete(event):
                 view.owner_deleted(account, now)
                 if held is not None:
                     self._lose(account, "lost")  # deleted, and not by us: we pop first
             else:
                 kv = event.kv
-                owner = OwnerKey(decode_owner(bytes(kv.value)), int(kv.create_revision), int(kv.lease))
+                owner = OwnerKey(
+                    decode_owner(bytes(kv.value)), int(kv.create_revision), int(kv.lease)
+                )
                 view.owner_put(account, owner)
                 if held is not None and owner.revision != held.token:
                     self._lose(account, "lost")
@@ -531,13 +525,11 @@ class EtcdCoordinator:
         client: EtcdClient,
         account: str,
     ) -> None:
-        from fsm_live.cluster._etcd import EtcdUnavailable
-
         try:
             await pacer.wait()
             async with self._in_flight:
                 await work(client, account)
-        except EtcdUnavailable as exc:
+        except CoordinatorUnavailable as exc:
             logger.info("worker %r: %s of %r: %s", self._worker_id, work.__name__, account, exc)
         finally:
             self._busy.discard(account)
@@ -545,10 +537,16 @@ class EtcdCoordinator:
 
     async def _claim(self, client: EtcdClient, account: str) -> None:
         view = self.view
-        if not self._fence.valid() or account in view.owners or view.target(account) != self._worker_id:
+        if (
+            not self._fence.valid()
+            or account in view.owners
+            or view.target(account) != self._worker_id
+        ):
             return
         lease = self._lease
-        revision = await client.create(self.layout.owner(account), encode_owner(self._worker_id), lease)
+        revision = await client.create(
+            self.layout.owner(account), encode_owner(self._worker_id), lease
+        )
         if revision is None:
             return  # someone holds it: the watch says who
         ownership = Ownership(account, self._worker_id, revision, self._fence)

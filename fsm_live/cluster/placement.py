@@ -66,7 +66,7 @@ class ClusterView:
         self.members = {member.worker: member for member in members}
         self.owners = dict(owners)
         self.joined_at = now
-        self._free_at = {account: now + self.handover_delay for account in self.wanted}
+        self._free_at = dict.fromkeys(self.wanted, now + self.handover_delay)
         self._members_changed(now)
 
     def member_put(self, member: MemberInfo, now: float) -> None:

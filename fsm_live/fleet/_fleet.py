@@ -41,9 +41,9 @@ import anyio
 import anyio.abc
 import attrs
 
+from fsm_live._runtime.inbox import Handler
 from fsm_live.cluster.coordinator import Coordinator, LocalCoordinator
 from fsm_live.cluster.ownership import Ownership
-from fsm_live._runtime.inbox import Handler
 from fsm_live.connection import ConnectionOptions, LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.lifecycle import LifecycleMachine
