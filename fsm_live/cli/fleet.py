@@ -34,6 +34,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -59,6 +60,7 @@ from fsm_live.cli.views.cluster import cluster_table, plain_cluster
 from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.cluster import (
+    ClusterSettings,
     Coordinator,
     CoordinatorError,
     CoordinatorUrl,
@@ -198,9 +200,14 @@ def _coordinator(args: argparse.Namespace) -> Coordinator | None:
     if args.trace_dir is not None:
         hold_log = args.trace_dir / trace_file_name(f"cluster-{args.worker_id}")
         check_writable(hold_log, "--trace-dir")
+    settings = ClusterSettings.from_env(os.environ)
     try:
         return EtcdCoordinator(
-            url.endpoint, worker_id=args.worker_id, prefix=url.prefix, hold_log=hold_log
+            url.endpoint,
+            worker_id=args.worker_id,
+            prefix=url.prefix,
+            settings=settings,
+            hold_log=hold_log,
         )
     except ConfigError as exc:
         raise ConfigError("--worker-id", str(exc).removeprefix("worker_id: ")) from None

@@ -20,6 +20,10 @@ setting                  default  meaning
 ``rpc_timeout``          2.0      bound of one request to etcd
 =======================  =======  ==========================================================
 
+A worker started by ``fsm-live fleet --coordinator`` reads them from the
+environment as ``FSM_LIVE_CLUSTER_<NAME>`` (``FSM_LIVE_CLUSTER_LEASE_TTL=10``):
+:meth:`ClusterSettings.from_env`.
+
 Rules, each checked: ``lease_ttl`` >= 2; ``keepalive_interval`` > 0;
 ``lease_ttl - fence_margin >= 2 * keepalive_interval`` (a keepalive that is one
 interval late must not fence the worker); ``fence_margin`` > 0; the delays >= 0;
@@ -30,13 +34,17 @@ the rates and ``capacity`` > 0.  A bad value raises
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
 from fsm_live.errors import ConfigError
 
-__all__ = ("EXPIRY_CHECK", "ClusterSettings")
+__all__ = ("ENV_PREFIX", "EXPIRY_CHECK", "ClusterSettings")
+
+#: The environment variables of a worker's settings: ``FSM_LIVE_CLUSTER_LEASE_TTL``...
+ENV_PREFIX: Final = "FSM_LIVE_CLUSTER_"
 
 #: etcd checks for expired leases every 500 ms (lessor's expiredLeaseRetryInterval;
 #: etcd issue #11746), so a lease's keys go up to this long after its TTL.
@@ -80,6 +88,28 @@ class ClusterSettings:
                 f">= 2 * keepalive_interval ({2 * self.keepalive_interval:g}): a keepalive one "
                 "interval late would fence the worker",
             )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ClusterSettings:
+        """Defaults, overridden by ``FSM_LIVE_CLUSTER_<NAME>`` variables of ``env``.
+        Raises ConfigError naming the variable for a value that is not a number, or
+        for an unknown ``FSM_LIVE_CLUSTER_`` variable."""
+        fields = {field.name: field for field in attrs.fields(cls)}
+        values: dict[str, Any] = {}
+        for variable, text in env.items():
+            if not variable.startswith(ENV_PREFIX):
+                continue
+            name = variable.removeprefix(ENV_PREFIX).lower()
+            if name not in fields:
+                raise ConfigError(variable, f"unknown (known: {', '.join(sorted(fields))})")
+            try:
+                values[name] = int(text) if name == "lease_ttl" else float(text)
+            except ValueError:
+                raise ConfigError(variable, f"expected a number, got {text!r}") from None
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(ENV_PREFIX + exc.field.upper(), str(exc).split(": ", 1)[1]) from None
 
     @property
     def fence_after(self) -> float:
