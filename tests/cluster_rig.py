@@ -16,6 +16,7 @@ every namespace deleted at the end, whatever happened.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -155,7 +156,8 @@ class Recorder:
         self.url = f"ws://{host}:{int(line.split()[1])}/"
 
     def report(self) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write("report\n")
         self.process.stdin.flush()
         return dict(json.loads(self.process.stdout.readline()))
@@ -315,7 +317,7 @@ def gaps(report: dict[str, Any], after: float) -> list[float]:
     found = []
     for sessions in by_account.values():
         worst = None
-        for older, newer in zip(sessions, sessions[1:], strict=False):
+        for older, newer in itertools.pairwise(sessions):
             if newer["opened"] > after and older["closed"] is not None:
                 gap = newer["opened"] - older["closed"]
                 worst = gap if worst is None else max(worst, gap)

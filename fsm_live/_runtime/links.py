@@ -205,8 +205,9 @@ class StreamLink:
         self._readable = anyio.Event()
         self._readable.set()
         self._writable = anyio.Event()  # set when there is something for the writer
-        events.link_made(self)
+        # The job first: link_made may abort the link at once (an ownership lost).
         self._job: Job = jobs.start("link", self._run)
+        events.link_made(self)
 
     # -- LinkIO --------------------------------------------------------------------------
 
