@@ -48,40 +48,44 @@ async def test_a_disowned_connection_handles_no_further_message_and_aborts() -> 
     async def take(message: Any) -> None:
         got.append(message)
 
-    async with websocket_server(hold_open) as server:
-        async with LiveConnection(
+    async with (
+        websocket_server(hold_open) as server,
+        LiveConnection(
             server.url, protocol="json", config=CONFIG, on_message=take, owned=owned
-        ) as conn:
-            await conn.wait_connected()
-            await server.wait_active(1)
-            side = server.sides[0]
-            await side.send('{"n": 1}')
-            with anyio.fail_after(5):
-                while not got:
-                    await conn.wait_changed()
-            owned.value = False
-            await side.send('{"n": 2}')
-            with anyio.fail_after(5):
-                code = await side.wait_closed()
-            assert code == 1006  # no close frame: aborted
-            assert conn.state == "CLOSED"
-            assert got == [{"n": 1}]
-            with pytest.raises(ConnectionClosed):
-                await conn.send({"n": 3})
+        ) as conn,
+    ):
+        await conn.wait_connected()
+        await server.wait_active(1)
+        side = server.sides[0]
+        await side.send('{"n": 1}')
+        with anyio.fail_after(5):
+            while not got:
+                await conn.wait_changed()
+        owned.value = False
+        await side.send('{"n": 2}')
+        with anyio.fail_after(5):
+            code = await side.wait_closed()
+        assert code == 1006  # no close frame: aborted
+        assert conn.state == "CLOSED"
+        assert got == [{"n": 1}]
+        with pytest.raises(ConnectionClosed):
+            await conn.send({"n": 3})
 
 
 async def test_send_while_disowned_raises_and_writes_nothing() -> None:
     owned = Flag()
-    async with websocket_server(hold_open) as server:
-        async with LiveConnection(server.url, protocol="json", config=CONFIG, owned=owned) as conn:
-            await conn.wait_connected()
-            owned.value = False
-            with pytest.raises(ConnectionClosed, match="no longer owned"):
-                await conn.send({"n": 1})
-            assert conn.state == "CLOSED"
-            assert conn.stats().messages_out == 0
-            with anyio.fail_after(5):
-                assert await server.sides[0].wait_closed() == 1006
+    async with (
+        websocket_server(hold_open) as server,
+        LiveConnection(server.url, protocol="json", config=CONFIG, owned=owned) as conn,
+    ):
+        await conn.wait_connected()
+        owned.value = False
+        with pytest.raises(ConnectionClosed, match="no longer owned"):
+            await conn.send({"n": 1})
+        assert conn.state == "CLOSED"
+        assert conn.stats().messages_out == 0
+        with anyio.fail_after(5):
+            assert await server.sides[0].wait_closed() == 1006
 
 
 async def test_a_connection_not_owned_from_the_start_never_sends_its_handshake() -> None:
@@ -106,7 +110,7 @@ async def test_abort_resets_the_tcp_connection() -> None:
     """SO_LINGER 0: the server reads a reset, not an end of stream (a FIN) nor a close
     frame; bytes the client had queued are never delivered later."""
     outcome: list[str] = []
-    ready = anyio.Event()
+    ready, finished = anyio.Event(), anyio.Event()
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
@@ -130,6 +134,7 @@ async def test_abort_resets_the_tcp_connection() -> None:
             outcome.append("end of stream")
         except (anyio.BrokenResourceError, ConnectionResetError):
             outcome.append("reset")
+        finished.set()
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -142,8 +147,7 @@ async def test_abort_resets_the_tcp_connection() -> None:
             assert conn.state == "CLOSED"
             conn.abort("again")  # idempotent
         with anyio.fail_after(5):
-            while not outcome:
-                await anyio.sleep(0.01)
+            await finished.wait()
         task_group.cancel_scope.cancel()
     assert outcome == ["reset"]
 
@@ -224,29 +228,28 @@ async def wait(predicate: Callable[[], bool], fleet: Fleet) -> None:
 
 async def test_accounts_start_when_granted_and_stop_when_taken_back() -> None:
     coordinator = LaterCoordinator()
-    async with websocket_server(hold_open) as server:
-        async with Fleet(coordinator=coordinator) as fleet:
-            assert await fleet.add("alice", server.url, config=CONFIG) is None
-            assert fleet.accounts() == ["alice"]
-            assert "alice" not in fleet
-            await coordinator.grant("alice", 7)
-            conn = fleet["alice"]
-            await conn.wait_connected()
-            await fleet.release("alice")  # revoke before assign: closed when this returns
-            assert "alice" not in fleet
-            assert conn.state == "CLOSED"
-            assert await server.sides[0].wait_closed() == 1000  # closed cleanly
-            ownership = await coordinator.grant("alice", 8)
-            await fleet["alice"].wait_connected()
-            ownership.release()
-            fleet.abort("alice")  # the coordinator's ownership ended: reset now
-            await wait(lambda: "alice" not in fleet, fleet)
-            assert await server.sides[1].wait_closed() == 1006
-            await fleet.remove("alice")
-            assert coordinator.unwanted == ["alice"]
-            assert fleet.accounts() == []
-            await fleet.drain()
-            assert coordinator.drained
+    async with websocket_server(hold_open) as server, Fleet(coordinator=coordinator) as fleet:
+        assert await fleet.add("alice", server.url, config=CONFIG) is None
+        assert fleet.accounts() == ["alice"]
+        assert "alice" not in fleet
+        await coordinator.grant("alice", 7)
+        conn = fleet["alice"]
+        await conn.wait_connected()
+        await fleet.release("alice")  # revoke before assign: closed when this returns
+        assert "alice" not in fleet
+        assert conn.state == "CLOSED"
+        assert await server.sides[0].wait_closed() == 1000  # closed cleanly
+        ownership = await coordinator.grant("alice", 8)
+        await fleet["alice"].wait_connected()
+        ownership.release()
+        fleet.abort("alice")  # the coordinator's ownership ended: reset now
+        await wait(lambda: "alice" not in fleet, fleet)
+        assert await server.sides[1].wait_closed() == 1006
+        await fleet.remove("alice")
+        assert coordinator.unwanted == ["alice"]
+        assert fleet.accounts() == []
+        await fleet.drain()
+        assert coordinator.drained
 
 
 async def test_a_fenced_member_aborts_at_its_next_message_and_a_stale_grant_starts_nothing() -> (
@@ -258,17 +261,16 @@ async def test_a_fenced_member_aborts_at_its_next_message_and_a_stale_grant_star
     async def take(message: Any) -> None:
         got.append(message)
 
-    async with websocket_server(hold_open) as server:
-        async with Fleet(coordinator=coordinator) as fleet:
-            await fleet.add("alice", server.url, protocol="json", config=CONFIG, on_message=take)
-            await coordinator.grant("alice", 1)
-            await fleet["alice"].wait_connected()
-            coordinator.fence.trip()  # the worker's fence passed
-            await server.sides[0].send('{"n": 1}')
-            assert await server.sides[0].wait_closed() == 1006
-            assert got == []
-            assert fleet["alice"].state == "CLOSED"
-            stale = Ownership("bob", "w1", 2, coordinator.fence)
-            await fleet.add("bob", server.url, config=CONFIG)
-            await fleet.acquire("bob", stale)
-            assert "bob" not in fleet
+    async with websocket_server(hold_open) as server, Fleet(coordinator=coordinator) as fleet:
+        await fleet.add("alice", server.url, protocol="json", config=CONFIG, on_message=take)
+        await coordinator.grant("alice", 1)
+        await fleet["alice"].wait_connected()
+        coordinator.fence.trip()  # the worker's fence passed
+        await server.sides[0].send('{"n": 1}')
+        assert await server.sides[0].wait_closed() == 1006
+        assert got == []
+        assert fleet["alice"].state == "CLOSED"
+        stale = Ownership("bob", "w1", 2, coordinator.fence)
+        await fleet.add("bob", server.url, config=CONFIG)
+        await fleet.acquire("bob", stale)
+        assert "bob" not in fleet

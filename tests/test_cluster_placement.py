@@ -182,7 +182,7 @@ def test_settings_check_their_rules_and_give_the_failover_bound() -> None:
     assert ClusterSettings.from_env(env) == ClusterSettings(lease_ttl=10, handover_delay=2)
     with pytest.raises(ConfigError, match="FSM_LIVE_CLUSTER_TTL: unknown"):
         ClusterSettings.from_env({"FSM_LIVE_CLUSTER_TTL": "3"})
-    with pytest.raises(ConfigError, match="FSM_LIVE_CLUSTER_LEASE_TTL: expected a number"):
+    with pytest.raises(ConfigError, match=r"^FSM_LIVE_CLUSTER_LEASE_TTL: expected a number"):
         ClusterSettings.from_env({"FSM_LIVE_CLUSTER_LEASE_TTL": "soon"})
     with pytest.raises(ConfigError, match="FSM_LIVE_CLUSTER_LEASE_TTL"):
         ClusterSettings.from_env({"FSM_LIVE_CLUSTER_LEASE_TTL": "1"})
