@@ -205,5 +205,5 @@ def test_coordinator_urls(text: str, endpoint: str, prefix: str) -> None:
     ["http://h:1", "etcd://h", "etcd://h:0", "etcd://h:99999", "etcd://u:p@h:1", "etcd://h:1?x"],
 )
 def test_bad_coordinator_urls_name_the_flag(text: str) -> None:
-    with pytest.raises(ConfigError, match="^--coordinator: "):
+    with pytest.raises(ConfigError, match=r"^--coordinator: "):
         CoordinatorUrl.parse(text)
