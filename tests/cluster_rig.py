@@ -171,6 +171,8 @@ class Recorder:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
 
 
 def write_fleet(directory: Path, url: str, accounts: int) -> Path:
@@ -237,6 +239,9 @@ class Rig:
         self._stack.close()
 
     def start(self, name: str) -> None:
+        old = self.workers.get(name)
+        if old is not None:
+            old.wait(30)  # a worker started again: its previous process is reaped first
         env = {
             **os.environ,
             **{f"FSM_LIVE_CLUSTER_{k.upper()}": v for k, v in self.settings.items()},

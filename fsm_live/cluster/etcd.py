@@ -151,7 +151,6 @@ class EtcdCoordinator:
         self._is_delete: Callable[[Any], bool] = bool
         self._leaving = False
         self._draining = False
-        self._drained = anyio.Event()
         self._left = anyio.Event()
         self._claims = _Pacer(self.settings.claims_per_second)
         self._releases = _Pacer(self.settings.releases_per_second)
@@ -200,8 +199,9 @@ class EtcdCoordinator:
             while self._held or self._busy:
                 self._dirty.set()
                 await anyio.sleep(0.05)
-        self._drained.set()
         self.leave()
+        with anyio.move_on_after(2 * self.settings.rpc_timeout):
+            await self._left.wait()  # the lease revoked
 
     def leave(self) -> None:
         self._leaving = True

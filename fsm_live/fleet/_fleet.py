@@ -162,9 +162,10 @@ class Fleet:
         await task_group.__aenter__()
         try:
             await task_group.start(self.coordinator.run, self, name="fsm_live.fleet coordinator")
-        except BaseException as exc:
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise  # what joining raised (CoordinatorError), as itself
         self._task_group = task_group
         return self
 
