@@ -105,11 +105,38 @@ class Netns:
         """The command prefix that runs a program in ``worker``'s namespace (None: the hub)."""
         return ["ip", "netns", "exec", self.hub if worker is None else self.names[worker]]
 
-    def cut_from(self, worker: str, address: str) -> None:
-        """Drop every packet between ``worker`` and ``address`` (silently: no reset)."""
+    def cut_from(self, worker: str, address: str, port: int) -> None:
+        """Drop every packet between ``worker`` and ``address:port`` (TCP, both ways,
+        silently: no reset); the rest of ``address`` stays reachable."""
         name = self.names[worker]
-        self._in(name, "iptables", "-A", "OUTPUT", "-d", address, "-j", "DROP")
-        self._in(name, "iptables", "-A", "INPUT", "-s", address, "-j", "DROP")
+        self._in(
+            name,
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            address,
+            "--dport",
+            str(port),
+            "-j",
+            "DROP",
+        )
+        self._in(
+            name,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "-s",
+            address,
+            "--sport",
+            str(port),
+            "-j",
+            "DROP",
+        )
 
     def heal(self, worker: str) -> None:
         name = self.names[worker]
