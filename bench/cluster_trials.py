@@ -111,7 +111,12 @@ def trial(rig: Rig, kind: str, worker: str, ttl: int) -> dict[str, Any]:
     }
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # the rig's finally clauses kill its processes
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=["kill", "partition", "stop", "isolate"], default="kill")
     parser.add_argument("--rounds", type=int, default=5)

@@ -81,6 +81,8 @@ _IN_FLIGHT: Final = 64
 _JOIN_PATIENCE_TTLS: Final = 2
 #: Seconds between attempts to join again after a fence or a lost etcd.
 _REJOIN_DELAY: Final = 0.5
+#: Seconds the placement waits after a change for more (one pass per burst of events).
+_COALESCE: Final = 0.01
 #: The watchdog looks at the fence at least this often (a clock that jumped
 #: forward after a suspend is noticed within this).
 _WATCHDOG_PERIOD: Final = 0.25
@@ -496,10 +498,14 @@ class EtcdCoordinator:
     async def _place(self, client: EtcdClient, task_group: anyio.abc.TaskGroup) -> None:
         """Claim and hand over, paced, whenever the view changed."""
         view, settings = self.view, self.settings
+        wake_at = math.inf  # the one wake-up scheduled for claims waiting on a delay
         while True:
             await self._dirty.wait()
+            await anyio.sleep(_COALESCE)  # a burst of watch events makes one pass, not one each
             self._dirty = anyio.Event()
             now = anyio.current_time()
+            if wake_at <= now:
+                wake_at = math.inf
             settle_until = view.members_changed_at + settings.settle_delay
             if now < settle_until:
                 await anyio.sleep_until(settle_until)
@@ -511,7 +517,8 @@ class EtcdCoordinator:
             for account in claims:
                 self._busy.add(account)
                 task_group.start_soon(self._paced, self._claims, self._claim, client, account)
-            if later is not None:
+            if later is not None and later < wake_at:
+                wake_at = later
                 task_group.start_soon(self._wake_at, later)
 
     async def _wake_at(self, at: float) -> None:
