@@ -54,6 +54,16 @@ def netns_available() -> str | None:
     return cluster_available()
 
 
+#: Short settings for trials in the test suite (FSM_LIVE_CLUSTER_* of each worker).
+FAST = {
+    "lease_ttl": "2",
+    "keepalive_interval": "0.5",
+    "fence_margin": "0.5",
+    "handover_delay": "0.5",
+}
+WORKERS = ["w1", "w2", "w3"]
+
+
 def run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True, timeout=20)
 
@@ -362,3 +372,55 @@ def gaps(report: dict[str, Any], after: float) -> list[float]:
 def rig(directory: Path, **options: Any) -> Iterator[Rig]:
     with Rig(directory, **options) as made:
         yield made
+
+
+def takeover(report: dict[str, Any], since: float, until: float | None = None) -> float | None:
+    opened = [
+        s["opened"] - since
+        for s in report["all"]
+        if s["opened"] > since and (until is None or s["opened"] < until)
+    ]
+    return max(opened) if opened else None
+
+
+def trial(rig: Rig, kind: str, worker: str, ttl: int) -> dict[str, Any]:
+    before = rig.recorder.report()
+    at = time.monotonic()
+    healed = None
+    if kind == "kill":
+        rig.signal(worker, signal.SIGKILL)
+        time.sleep(0.5)
+        rig.wait_one_each(60)
+    else:
+        assert kind in ("stop", "partition", "isolate")
+        if kind == "stop":
+            rig.signal(worker, signal.SIGSTOP)
+        elif kind == "partition":
+            assert rig.net is not None
+            rig.net.cut_from(worker, rig.net.hub_ip, rig.etcd.port)
+        else:
+            assert rig.net is not None
+            rig.net.isolate(worker)
+        time.sleep(ttl + 3)
+        during = rig.recorder.report()
+        healed = time.monotonic()
+        if kind == "stop":
+            rig.signal(worker, signal.SIGCONT)
+        else:
+            assert rig.net is not None
+            rig.net.heal(worker)
+        del during
+    time.sleep(1)
+    report = rig.wait_one_each(90)
+    took = takeover(report, at, healed)
+    if kind == "kill":
+        rig.start(worker)
+    time.sleep(ttl + 2)  # the worker back, its share moved back to it (revoke before assign)
+    report = rig.wait_one_each(90)
+    return {
+        "kind": kind,
+        "worker": worker,
+        "takeover": took,
+        "stale_frames": report["stale_frames"] - before["stale_frames"],
+        "sessions": report["sessions"] - before["sessions"],
+    }

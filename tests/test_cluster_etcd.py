@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from cluster_rig import Rig, cluster_available, gaps, summary
+from cluster_rig import FAST, WORKERS, Rig, cluster_available, gaps, netns_available, summary, trial
 
 from fsm_live.cluster import ClusterSettings, EtcdCoordinator, Ownership
 from fsm_live.testing.etcd import EtcdServer
@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.timeout(60),
 ]
 
-FAST = ClusterSettings(lease_ttl=2, keepalive_interval=0.5, fence_margin=0.5, handover_delay=0.3)
+SHORT = ClusterSettings(lease_ttl=2, keepalive_interval=0.5, fence_margin=0.5, handover_delay=0.3)
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ async def until(predicate: Any, within: float = 20.0) -> None:
 async def workers(
     task_group: anyio.abc.TaskGroup, endpoint: str, names: list[str], accounts: int
 ) -> tuple[list[EtcdCoordinator], list[Stub]]:
-    coordinators = [EtcdCoordinator(endpoint, worker_id=n, settings=FAST) for n in names]
+    coordinators = [EtcdCoordinator(endpoint, worker_id=n, settings=SHORT) for n in names]
     stubs = [Stub() for _ in names]
     for coordinator, stub in zip(coordinators, stubs, strict=True):
         await task_group.start(coordinator.run, stub)
@@ -104,7 +104,7 @@ async def test_three_workers_hold_each_account_once_and_write_nothing_at_steady_
         assert {m.info.worker for m in coordinators[0].members()} == {"w1", "w2", "w3"}
         async with EtcdClient(etcd.endpoint, timeout=2) as client:
             before, _ = await client.snapshot(b"/fsm_live/")
-            await anyio.sleep(4 * FAST.keepalive_interval)  # keepalives only: no revision
+            await anyio.sleep(4 * SHORT.keepalive_interval)  # keepalives only: no revision
             after, _ = await client.snapshot(b"/fsm_live/")
         assert after == before
         for coordinator in coordinators:
@@ -136,8 +136,8 @@ async def test_every_worker_fences_itself_when_etcd_goes_away(etcd: EtcdServer) 
         ownerships = [o for stub in stubs for o in stub.running.values()]
         stopped_at = time.monotonic()
         etcd.stop()
-        await until(lambda: not any(stub.running for stub in stubs), within=FAST.lease_ttl + 2)
-        assert time.monotonic() - stopped_at < FAST.lease_ttl  # before the lease could expire
+        await until(lambda: not any(stub.running for stub in stubs), within=SHORT.lease_ttl + 2)
+        assert time.monotonic() - stopped_at < SHORT.lease_ttl  # before the lease could expire
         assert not any(o.valid() for o in ownerships)
         assert all(c.fences >= 1 and c.status in ("fenced", "joining") for c in coordinators)
         task_group.cancel_scope.cancel()
@@ -251,3 +251,23 @@ def test_three_workers_keep_150_accounts_one_session_each_through_kill_stop_and_
         assert moved
         assert max(moved) <= 3.0
         assert report["stale_frames"] == 0, summary(report)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", ["kill", "stop", "partition", "isolate"])
+def test_a_trial_of_each_fault_leaves_one_session_per_account_and_no_stale_frame(
+    tmp_path: Path, kind: str
+) -> None:
+    """One round of each trial of bench/cluster_trials.py, short settings, 30 accounts;
+    the partitions in network namespaces (root only: skipped elsewhere, with why)."""
+    netns = None
+    if kind in ("partition", "isolate"):
+        if (why := netns_available()) is not None:
+            pytest.skip(why)
+        netns = f"fsmt{kind[0]}"
+    with Rig(tmp_path, accounts=30, workers=WORKERS, settings=FAST, netns=netns) as rig:
+        rig.wait_one_each(60)
+        result = trial(rig, kind, "w2", int(FAST["lease_ttl"]))
+    assert result["stale_frames"] == 0
+    assert result["takeover"] is not None
