@@ -274,3 +274,34 @@ async def test_a_fenced_member_aborts_at_its_next_message_and_a_stale_grant_star
         await fleet.add("bob", server.url, config=CONFIG)
         await fleet.acquire("bob", stale)
         assert "bob" not in fleet
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_recorder_names_sessions_by_account_and_counts_stale_frames() -> None:
+    """fsm_live.testing.recorder: two sessions of one account at once; the older one's
+    acknowledgements after the newer opened are stale frames."""
+    from fsm_live.credentials import Secret
+    from fsm_live.lwp.credentials import lwp_credentials
+    from fsm_live.testing.recorder import SessionRecorder
+
+    async with SessionRecorder(push_interval=0.05) as recorder:
+
+        def connection() -> LiveConnection:
+            credentials = lwp_credentials(Secret("unb=alice"), url=recorder.url)
+            return LiveConnection(
+                recorder.url, protocol="lwp", credentials=credentials, config=CONFIG
+            )
+
+        async with connection() as first:
+            await first.wait_connected()
+            async with connection() as second:
+                await second.wait_connected()
+                with anyio.fail_after(5):
+                    while not recorder.report()["stale_frames"]:
+                        await first.wait_changed()
+        report = recorder.report()
+    assert report["accounts"] == 1
+    assert report["sessions"] == 2
+    assert report["overlaps"] == 1
+    assert [s["account"] for s in report["all"]] == ["alice", "alice"]
+    assert report["stale_sessions"][0]["id"] == report["all"][0]["id"]

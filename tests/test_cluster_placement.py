@@ -207,3 +207,27 @@ def test_coordinator_urls(text: str, endpoint: str, prefix: str) -> None:
 def test_bad_coordinator_urls_name_the_flag(text: str) -> None:
     with pytest.raises(ConfigError, match=r"^--coordinator: "):
         CoordinatorUrl.parse(text)
+
+
+def test_the_cluster_views_name_the_worker_and_every_member() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from fsm_live.cli.views.cluster import cluster_table, plain_cluster
+    from fsm_live.cluster import MemberView
+
+    members = (
+        MemberView(member("w1"), 50),
+        MemberView(member("w2", draining=True), 7),
+    )
+    assert plain_cluster("w1", "active", 50, 150, members) == (
+        "cluster: worker w1 active, 50 of 150 accounts here; members: w1 50, w2 7 (draining)"
+    )
+    assert plain_cluster("w1", "joining", 0, 3, ()).endswith("members: none known")
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(cluster_table("w1", "active", 50, 150, members))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "worker w1: active, 50 of 150 accounts here" in text
+    assert "w1 (this)" in text
+    assert "draining" in text

@@ -146,7 +146,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 CONFINED: Mapping[str, frozenset[str]] = {
     "rich": frozenset({"cli"}),
     "hypothesis": frozenset({"testing"}),
-    "websockets": frozenset({"transport", "_runtime", "lwp"}),
+    # testing: the recording server of the cluster's tests (fsm_live.testing.recorder).
+    "websockets": frozenset({"transport", "_runtime", "lwp", "testing"}),
     "python_socks": frozenset({"transport"}),
     "transitions": frozenset({"core"}),
     "yaml": frozenset({"spec"}),

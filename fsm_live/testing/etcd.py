@@ -25,13 +25,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+from fsm_live.errors import FsmLiveError
+
 __all__ = ("EtcdNotFound", "EtcdServer", "free_port")
 
 #: Where Debian's etcd-server puts the binary, besides PATH.
 _CANDIDATES: Final = ("etcd", "/usr/bin/etcd", "/usr/local/bin/etcd")
 
 
-class EtcdNotFound(RuntimeError):
+class EtcdNotFound(FsmLiveError, RuntimeError):
     """No ``etcd`` binary, or it did not start."""
 
 
