@@ -20,10 +20,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import aetcd.rpc as rpc  # type: ignore[import-untyped]
-import grpc  # type: ignore[import-untyped]
-
 from fsm_live.cluster.coordinator import CoordinatorUnavailable as EtcdUnavailable
+from fsm_live.errors import MissingExtra
 
 __all__ = ("EtcdClient", "KeepAliveStream", "is_delete", "prefix_end")
 
@@ -36,6 +34,27 @@ _CHANNEL_OPTIONS: Final = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+
+
+# aetcd's stubs and grpc, imported by the first client (the `cluster` extra): this module
+# imports without them, as every module of the package does without its extras.
+rpc: Any = None
+grpc: Any = None
+
+
+def _load() -> None:
+    """Import aetcd's stubs and grpc; MissingExtra (an ImportError) naming the extra."""
+    global rpc, grpc
+    if rpc is not None:
+        return
+    try:
+        import aetcd.rpc as aetcd_rpc  # type: ignore[import-untyped]
+        import grpc as grpc_module  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise MissingExtra(
+            f"the etcd coordinator needs aetcd: pip install 'fsm_live[cluster]' ({exc})"
+        ) from None
+    rpc, grpc = aetcd_rpc, grpc_module
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -80,6 +99,7 @@ class EtcdClient:
     """A gRPC channel to one etcd endpoint (``host:port``); ``async with`` it."""
 
     def __init__(self, target: str, *, timeout: float) -> None:
+        _load()
         self.target = target
         self.timeout = timeout
         self._channel: Any = None

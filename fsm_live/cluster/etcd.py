@@ -66,7 +66,7 @@ from fsm_live.cluster.keys import (
 from fsm_live.cluster.ownership import Fence, Ownership
 from fsm_live.cluster.placement import ClusterView, OwnerKey
 from fsm_live.cluster.settings import ClusterSettings
-from fsm_live.errors import ConfigError, MissingExtra, UsageError
+from fsm_live.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from fsm_live.cluster._etcd import EtcdClient
@@ -89,13 +89,10 @@ _WATCHDOG_PERIOD: Final = 0.25
 
 
 def _load_client() -> tuple[type[EtcdClient], Callable[[Any], bool]]:
-    """The client class and its event test, imported on first use (the extra)."""
-    try:
-        from fsm_live.cluster._etcd import EtcdClient, is_delete
-    except ImportError as exc:
-        raise MissingExtra(
-            f"the etcd coordinator needs aetcd: pip install 'fsm_live[cluster]' ({exc})"
-        ) from None
+    """The client class and its event test (the client raises MissingExtra without
+    the ``cluster`` extra when it is built)."""
+    from fsm_live.cluster._etcd import EtcdClient, is_delete
+
     return EtcdClient, is_delete
 
 
