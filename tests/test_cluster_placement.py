@@ -107,7 +107,7 @@ def test_revoke_before_assign_accounts_that_belong_elsewhere_are_released() -> N
     view = view_of("w1", ["w1"], [f"a{i}" for i in range(40)])
     for account in view.wanted:
         view.owner_put(account, OwnerKey("w1", revision=9, lease=7))
-        view.held.add(account)
+        view.hold(account)
     assert view.to_release(set()) == []
     view.member_put(member("w2"), now=5.0)
     released = view.to_release(set())

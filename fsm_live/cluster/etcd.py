@@ -364,7 +364,7 @@ class EtcdCoordinator:
 
     def _lose(self, account: str, why: str) -> None:
         ownership = self._held.pop(account, None)
-        self.view.held.discard(account)
+        self.view.unhold(account)
         if ownership is None:
             return
         ownership.release()
@@ -496,9 +496,12 @@ class EtcdCoordinator:
         """Claim and hand over, paced, whenever the view changed."""
         view, settings = self.view, self.settings
         wake_at = math.inf  # the one wake-up scheduled for claims waiting on a delay
+        pass_time = 0.0
         while True:
             await self._dirty.wait()
-            await anyio.sleep(_COALESCE)  # a burst of watch events makes one pass, not one each
+            # A burst of watch events makes one pass, not one each; a pass over many
+            # accounts takes at most a third of the time.
+            await anyio.sleep(max(_COALESCE, 2 * pass_time))
             self._dirty = anyio.Event()
             now = anyio.current_time()
             if wake_at <= now:
@@ -517,6 +520,7 @@ class EtcdCoordinator:
             if later is not None and later < wake_at:
                 wake_at = later
                 task_group.start_soon(self._wake_at, later)
+            pass_time = anyio.current_time() - now
 
     async def _wake_at(self, at: float) -> None:
         await anyio.sleep_until(at)
@@ -557,7 +561,7 @@ class EtcdCoordinator:
         if self._fence.tripped or lease != self.view.lease:
             return  # fenced meanwhile: the key goes with the old lease
         self._held[account] = ownership
-        view.held.add(account)
+        view.hold(account)
         view.owner_put(account, OwnerKey(self._worker_id, revision, lease))
         self._log.started(ownership)
         holder = self._holder
@@ -575,12 +579,14 @@ class EtcdCoordinator:
         if ownership is not None:
             await holder.release(account)
             self._held.pop(account, None)
-            self.view.held.discard(account)
+            self.view.unhold(account)
             ownership.release()
             self._log.ended(account, "released")
         owner = self.view.owners.get(account)
         if owner is not None and owner.lease == self._lease:
             await client.delete(self.layout.owner(account), owner.revision)
+            # Gone now (the watch says so in a moment): not released a second time.
+            self.view.owner_deleted(account, anyio.current_time())
 
     def _drain_bound(self) -> float:
         """How long a drain may take: every release paced, plus one close each."""

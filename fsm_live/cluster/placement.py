@@ -46,16 +46,47 @@ class ClusterView:
         self.me = me
         self.handover_delay = handover_delay
         self.lease = 0  # this worker's current lease (0: none)
-        self.draining = False
+        self._draining = False
         self.members: dict[str, MemberInfo] = {}
         self.owners: dict[str, OwnerKey] = {}
+        self._ours: set[str] = set()  # accounts whose owner key is on this worker's lease
         self.wanted: dict[str, None] = {}  # ordered: claims go in the order accounts came
-        self.held: set[str] = set()  # accounts with a session here (the coordinator's)
+        self._unowned: dict[str, None] = {}  # wanted, without an owner key: claim candidates
+        self._held: set[str] = set()  # accounts with a session here (the coordinator's)
+        # What to_release looks at: every account of ours after a change of members or
+        # of draining, else only those touched since the last look.
+        self._recheck = True
+        self._suspects: set[str] = set()
         self._free_at: dict[str, float] = {}  # account -> earliest claim
         self._targets: dict[str, str | None] = {}
         self._placement: list[tuple[int, str, float]] | None = None
         self.members_changed_at = -math.inf
         self.joined_at = -math.inf  # the latest snapshot
+
+    # -- what this worker does -------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """Whether this worker hands everything over and takes nothing."""
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        self._recheck = True
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Accounts with a session here."""
+        return frozenset(self._held)
+
+    def hold(self, account: str) -> None:
+        self._held.add(account)
+        self._suspects.add(account)
+
+    def unhold(self, account: str) -> None:
+        self._held.discard(account)
+        self._suspects.add(account)
 
     # -- what etcd says ---------------------------------------------------------------
 
@@ -65,7 +96,10 @@ class ClusterView:
         owner may have just lost its lease)."""
         self.members = {member.worker: member for member in members}
         self.owners = dict(owners)
+        self._ours = {a for a, o in owners.items() if self.lease != 0 and o.lease == self.lease}
+        self._recheck = True
         self.joined_at = now
+        self._unowned = {account: None for account in self.wanted if account not in owners}
         self._free_at = dict.fromkeys(self.wanted, now + self.handover_delay)
         self._members_changed(now)
 
@@ -81,12 +115,21 @@ class ClusterView:
 
     def owner_put(self, account: str, owner: OwnerKey) -> None:
         self.owners[account] = owner
+        self._unowned.pop(account, None)
         self._free_at.pop(account, None)
+        if self.lease != 0 and owner.lease == self.lease:
+            self._ours.add(account)
+            self._suspects.add(account)
+        else:
+            self._ours.discard(account)
 
     def owner_deleted(self, account: str, now: float) -> OwnerKey | None:
         """The owner key went; returns what it was.  Call after the members of the
         same revision were applied: an owner that is still a member released it."""
         old = self.owners.pop(account, None)
+        self._ours.discard(account)
+        if account in self.wanted:
+            self._unowned[account] = None
         deliberate = old is not None and old.worker in self.members
         self._free_at[account] = now if deliberate else now + self.handover_delay
         return old
@@ -97,10 +140,14 @@ class ClusterView:
         """``account`` is wanted; unowned, it is claimable ``handover_delay`` after the
         latest snapshot at the earliest (its owner may have lost its lease just before)."""
         self.wanted[account] = None
+        if account not in self.owners:
+            self._unowned[account] = None
         self._free_at.setdefault(account, max(now, self.joined_at + self.handover_delay))
 
     def unwant(self, account: str) -> None:
         self.wanted.pop(account, None)
+        self._suspects.add(account)
+        self._unowned.pop(account, None)
         self._targets.pop(account, None)
 
     # -- decisions --------------------------------------------------------------------
@@ -132,8 +179,8 @@ class ClusterView:
             return [], None
         claim: list[str] = []
         later = math.inf
-        for account in self.wanted:
-            if account in self.owners or account in busy or self.target(account) != self.me:
+        for account in self._unowned:
+            if account in busy or self.target(account) != self.me:
                 continue
             free_at = self._free_at.get(account, now)
             if free_at <= now:
@@ -143,14 +190,19 @@ class ClusterView:
         return claim, (None if later == math.inf else later)
 
     def to_release(self, busy: set[str]) -> list[str]:
-        """Accounts on this worker's lease to hand over (not in ``busy``)."""
+        """Accounts on this worker's lease to hand over (not in ``busy``: those are
+        looked at again next time)."""
+        if self.lease == 0:
+            return []
+        candidates = self._ours if self._recheck else self._suspects & self._ours
+        self._recheck, self._suspects = False, set()
         release = []
-        for account, owner in self.owners.items():
-            if account in busy or self.lease == 0 or owner.lease != self.lease:
-                continue
-            if (
-                self.draining
-                or account not in self.held
+        for account in candidates:
+            if account in busy:
+                self._suspects.add(account)
+            elif (
+                self._draining
+                or account not in self._held
                 or account not in self.wanted
                 or self.target(account) not in (self.me, None)
             ):
@@ -166,4 +218,5 @@ class ClusterView:
 
     def _members_changed(self, now: float) -> None:
         self._placement = None
+        self._recheck = True
         self.members_changed_at = now
