@@ -5,27 +5,35 @@ Usage::
     python bench/cluster_rebalance.py [--accounts N] [--workers N] [--json FILE]
 
 One etcd (Debian's etcd-server, started on free ports in a temporary directory)
-and ``--workers`` :class:`~fsm_live.cluster.EtcdCoordinator` in this process, each
-with a holder that only counts (no connection), claims and releases unpaced
-(``claims_per_second`` and ``releases_per_second`` 10^6).  Measured:
+and ``--workers`` workers, each in its own process (``python
+bench/cluster_rebalance.py --worker ID --endpoint HOST:PORT``): an
+:class:`~fsm_live.cluster.EtcdCoordinator` whose holder only counts (no
+connection), claims and releases unpaced (``claims_per_second`` and
+``releases_per_second`` 10^6), every worker wanting every account.  A worker
+prints its accounts held every 0.2 s.  Measured, from etcd (the owner keys) and
+the workers' counts:
 
-* **cold**: from every worker wanting every account until each account is held
-  exactly once; the largest share against the mean;
-* **steady state**: etcd's revision over 5 s once placed (every write to etcd
-  makes one): 0 writes per account, the keepalives write nothing;
-* **a worker dies**: its tasks cancelled without revoking its lease (as a kill -9);
-  from then until the survivors hold every account;
-* **drain**: one survivor hands its accounts over; until the others hold them.
+* **cold**: from the workers' start until every account is held once (as many
+  owner keys as accounts, and the workers' counts adding up to them); the largest
+  share against the mean;
+* **steady state**: etcd's revision over 5 s once placed (every write makes one):
+  0 writes, so 0 per account; keepalives write nothing;
+* **a worker dies**: SIGKILL of one worker; until the survivors hold every
+  account again (its lease expires first: ``lease_ttl`` 5 s + ``handover_delay`` 1 s);
+* **drain**: SIGTERM of a survivor (it drains, then exits); until the others hold
+  every account again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +51,8 @@ SETTINGS = ClusterSettings(claims_per_second=1e6, releases_per_second=1e6, rpc_t
 
 
 class Counting:
+    """A holder that runs nothing: it counts."""
+
     def __init__(self) -> None:
         self.running: set[str] = set()
 
@@ -60,68 +70,105 @@ class Counting:
         self.running.clear()
 
 
-async def until_held(holders: list[Counting], accounts: int, within: float = 600) -> float:
-    started = time.monotonic()
-    with anyio.fail_after(within):
-        while True:
-            held = Counter(key for holder in holders for key in holder.running)
-            if len(held) == accounts and max(held.values()) == 1:
-                return time.monotonic() - started
-            await anyio.sleep(0.1)
-
-
-async def run(endpoint: str, accounts: int, workers: int) -> dict[str, Any]:
-    keys = [f"acct-{i:06d}" for i in range(accounts)]
-    coordinators = [
-        EtcdCoordinator(endpoint, worker_id=f"w{i}", settings=SETTINGS) for i in range(workers)
-    ]
-    holders = [Counting() for _ in range(workers)]
-    figures: dict[str, Any] = {"accounts": accounts, "workers": workers}
+async def worker(worker_id: str, endpoint: str, accounts: int) -> None:
+    coordinator = EtcdCoordinator(endpoint, worker_id=worker_id, settings=SETTINGS)
+    holder = Counting()
     async with anyio.create_task_group() as task_group:
-        scopes = []
-        for coordinator, holder in zip(coordinators, holders, strict=True):
-            scope = anyio.CancelScope()
-            scopes.append(scope)
+        await task_group.start(coordinator.run, holder)
+        for index in range(accounts):
+            coordinator.want(f"acct-{index:06d}")
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            task_group.start_soon(report, holder, task_group)
+            async for _ in signals:
+                await coordinator.drain()
+                task_group.cancel_scope.cancel()
+                return
 
-            async def run_one(
-                c: EtcdCoordinator = coordinator,
-                h: Counting = holder,
-                s: anyio.CancelScope = scope,
-                *,
-                task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-            ) -> None:
-                with s:
-                    await c.run(h, task_status=task_status)
 
-            await task_group.start(run_one)
-        for coordinator in coordinators:
-            for key in keys:
-                coordinator.want(key)
-        figures["cold_s"] = await until_held(holders, accounts)
-        shares = [len(h.running) for h in holders]
-        figures["shares"] = shares
-        figures["largest_over_mean"] = max(shares) / statistics.mean(shares)
+async def report(holder: Counting, task_group: anyio.abc.TaskGroup) -> None:
+    while True:
+        print(len(holder.running), flush=True)
+        await anyio.sleep(0.2)
 
-        async with EtcdClient(endpoint, timeout=10) as client:
-            before, _ = await client.snapshot(b"/fsm_live/members/")
+
+class Worker:
+    def __init__(self, worker_id: str, endpoint: str, accounts: int) -> None:
+        self.held = 0
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                worker_id,
+                "--endpoint",
+                endpoint,
+                "--accounts",
+                str(accounts),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.held = int(line)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+async def owner_keys(client: EtcdClient) -> tuple[int, int]:
+    revision, kvs = await client.snapshot(b"/fsm_live/owners/")
+    return revision, len(kvs)
+
+
+async def until_placed(client: EtcdClient, workers: list[Worker], accounts: int) -> float:
+    started = time.monotonic()
+    with anyio.fail_after(900):
+        while True:
+            _, keys = await owner_keys(client)
+            if keys == accounts and sum(w.held for w in workers) == accounts:
+                return time.monotonic() - started
+            await anyio.sleep(0.2)
+
+
+async def run(endpoint: str, accounts: int, count: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"accounts": accounts, "workers": count}
+    workers = [Worker(f"w{i}", endpoint, accounts) for i in range(count)]
+    try:
+        async with EtcdClient(endpoint, timeout=30) as client:
+            figures["cold_s"] = await until_placed(client, workers, accounts)
+            shares = [w.held for w in workers]
+            figures["shares"] = shares
+            figures["largest_over_mean"] = round(max(shares) / statistics.mean(shares), 4)
+            before, _ = await owner_keys(client)
             await anyio.sleep(5)
-            after, _ = await client.snapshot(b"/fsm_live/members/")
-        figures["steady_writes_in_5s"] = after - before
+            after, _ = await owner_keys(client)
+            figures["writes_in_5s_at_steady_state"] = after - before
 
-        died = time.monotonic()
-        scopes[0].cancel()  # as a kill -9: no revoke, the lease expires
-        holders[0].running.clear()
-        figures["a_worker_dies_s"] = await until_held(holders[1:], accounts)
-        figures["after_death_shares"] = [len(h.running) for h in holders[1:]]
-        del died
+            workers[0].process.send_signal(signal.SIGKILL)
+            workers[0].process.wait()
+            workers[0].held = 0
+            figures["a_worker_dies_s"] = await until_placed(client, workers[1:], accounts)
+            figures["survivor_shares"] = [w.held for w in workers[1:]]
 
-        drained = time.monotonic()
-        await coordinators[1].drain()
-        holders[1].running.clear()
-        figures["drain_s"] = await until_held(holders[2:], accounts)
-        figures["drain_call_s"] = time.monotonic() - drained
-        for coordinator in coordinators[2:]:
-            coordinator.leave()
+            workers[1].process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            figures["drained_worker_exit"] = await anyio.to_thread.run_sync(workers[1].process.wait)
+            workers[1].held = 0
+            figures["drain_s"] = (
+                time.monotonic() - started + await until_placed(client, workers[2:], accounts)
+            )
+            figures["after_drain_shares"] = [w.held for w in workers[2:]]
+    finally:
+        for w in workers:
+            w.stop()
     return figures
 
 
@@ -130,7 +177,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker is not None:
+        anyio.run(worker, args.worker, args.endpoint, args.accounts)
+        return
     with EtcdServer() as etcd:
         figures = anyio.run(run, etcd.endpoint, args.accounts, args.workers)
     print(json.dumps(figures))
