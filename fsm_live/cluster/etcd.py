@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import sniffio
 
 from fsm_live.cluster.clock import boottime
@@ -81,6 +82,8 @@ _IN_FLIGHT: Final = 64
 _JOIN_PATIENCE_TTLS: Final = 2
 #: Seconds between attempts to join again after a fence or a lost etcd.
 _REJOIN_DELAY: Final = 0.5
+#: Items handled between two yields to the event loop in long loops (reads, placement).
+_CHUNK: Final = 1000
 #: Seconds the placement waits after a change for more (one pass per burst of events).
 _COALESCE: Final = 0.01
 #: The watchdog looks at the fence at least this often (a clock that jumped
@@ -313,7 +316,9 @@ class EtcdCoordinator:
         revision, kvs = await client.snapshot(self.layout.root)
         members: list[MemberInfo] = []
         owners: dict[str, OwnerKey] = {}
-        for kv in kvs:
+        for index, kv in enumerate(kvs):
+            if index % _CHUNK == _CHUNK - 1:
+                await anyio.lowlevel.checkpoint()  # keepalives go on during a large read
             parsed = self.layout.parse(bytes(kv.key))
             if parsed is None:
                 continue
@@ -447,7 +452,7 @@ class EtcdCoordinator:
         while True:
             try:
                 async for response in client.watch(self.layout.root, self._revision + 1):
-                    self._apply(response.events)
+                    await self._apply(response.events)
                     self._revision = int(response.header.revision)
             except CoordinatorUnavailable as exc:
                 logger.info("worker %r: watch: %s; reading the cluster again", self._worker_id, exc)
@@ -457,9 +462,11 @@ class EtcdCoordinator:
                 except CoordinatorUnavailable:
                     await anyio.sleep(0.5)
 
-    def _apply(self, events: Any) -> None:
+    async def _apply(self, events: Any) -> None:
         """One watch response: members first (an owner key that went with its lease
-        goes in the same revision as its member key), then owners."""
+        goes in the same revision as its member key), then owners.  Yields to the
+        event loop every :data:`_CHUNK` events: a lease revoked with 25,000 keys
+        must not hold up this worker's own keepalives."""
         now = anyio.current_time()
         view = self.view
         owner_events = []
@@ -476,7 +483,9 @@ class EtcdCoordinator:
                     self._end_session("its member key was deleted (lease revoked or expired)")
             else:
                 view.member_put(MemberInfo.decode(name, bytes(event.kv.value)), now)
-        for event, account in owner_events:
+        for index, (event, account) in enumerate(owner_events):
+            if index % _CHUNK == _CHUNK - 1:
+                await anyio.lowlevel.checkpoint()
             held = self._held.get(account)
             if self._is_delete(event):
                 view.owner_deleted(account, now)
@@ -510,6 +519,7 @@ class EtcdCoordinator:
             if now < settle_until:
                 await anyio.sleep_until(settle_until)
                 now = anyio.current_time()
+            await self._warm(view)
             for account in view.to_release(self._busy):
                 self._busy.add(account)
                 task_group.start_soon(self._paced, self._releases, self._release, client, account)
@@ -521,6 +531,15 @@ class EtcdCoordinator:
                 wake_at = later
                 task_group.start_soon(self._wake_at, later)
             pass_time = anyio.current_time() - now
+
+    async def _warm(self, view: ClusterView) -> None:
+        """Place the accounts a pass will look at, yielding every :data:`_CHUNK` (the
+        first pass after a change of members places every account: seconds for
+        100,000, which must not hold up the keepalives)."""
+        for index, account in enumerate(view.unplaced()):
+            view.target(account)
+            if index % _CHUNK == _CHUNK - 1:
+                await anyio.lowlevel.checkpoint()
 
     async def _wake_at(self, at: float) -> None:
         await anyio.sleep_until(at)

@@ -152,8 +152,9 @@ class ClusterView:
 
     # -- decisions --------------------------------------------------------------------
 
-    def target(self, account: str) -> str | None:
-        """The member ``account`` belongs on (None: no live, non-draining member)."""
+    def _members_table(self) -> list[tuple[int, str, float]]:
+        """The live, non-draining members as the hashing wants them (rebuilt after a
+        change of members, which forgets every computed place)."""
         if self._placement is None:
             self._placement = sorted(
                 (key_hash(worker), worker, member.capacity)
@@ -161,11 +162,24 @@ class ClusterView:
                 if not member.draining
             )
             self._targets = {}
+        return self._placement
+
+    def target(self, account: str) -> str | None:
+        """The member ``account`` belongs on (None: no live, non-draining member)."""
+        table = self._members_table()
         try:
             return self._targets[account]
         except KeyError:
-            target = self._targets[account] = owner_of(key_hash(account), self._placement)
+            target = self._targets[account] = owner_of(key_hash(account), table)
             return target
+
+    def unplaced(self) -> list[str]:
+        """The accounts :meth:`to_claim` and :meth:`to_release` will place whose place
+        is not computed yet (after a change of members: all of them)."""
+        self._members_table()
+        targets = self._targets
+        candidates = [*self._unowned, *(self._ours if self._recheck else self._suspects)]
+        return [account for account in candidates if account not in targets]
 
     def mine(self, account: str) -> bool:
         """Whether ``account``'s owner key is on this worker's current lease."""
