@@ -21,19 +21,30 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fsm_live._runtime.stats import Stats
+    from fsm_live._runtime.task_context import TaskContext
     from fsm_live.config import Config
     from fsm_live.connection import LiveConnection, connect
     from fsm_live.core.backoff import ExponentialJitter, FixedDelay
     from fsm_live.core.effects import TransitionRecord
+    from fsm_live.counters import Counts
     from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials
     from fsm_live.errors import (
         BufferFull,
         ConfigError,
         ConnectionClosed,
         ConnectionFailed,
+        CredentialsRejected,
         Failure,
         FsmLiveError,
+        HandshakeRejected,
+        LiveConnectionError,
+        MissingExtra,
+        NotAMember,
+        RequestTimeout,
+        SpecError,
         TransitionRefused,
+        TransportError,
+        UsageError,
     )
     from fsm_live.fleet import Fleet, FleetStats
     from fsm_live.protocols import ProtocolAdapter
@@ -46,6 +57,8 @@ if TYPE_CHECKING:
 #: ``import fsm_live.spec`` (``fsm-live check``, say) does not load the runtime.
 _HOMES: dict[str, str] = {
     "Stats": "fsm_live._runtime.stats",
+    "TaskContext": "fsm_live._runtime.task_context",
+    "Counts": "fsm_live.counters",
     "Config": "fsm_live.config",
     "LiveConnection": "fsm_live.connection",
     "connect": "fsm_live.connection",
@@ -55,13 +68,27 @@ _HOMES: dict[str, str] = {
     "CredentialsProvider": "fsm_live.credentials",
     "Secret": "fsm_live.credentials",
     "StaticCredentials": "fsm_live.credentials",
-    "BufferFull": "fsm_live.errors",
-    "ConfigError": "fsm_live.errors",
-    "ConnectionClosed": "fsm_live.errors",
-    "ConnectionFailed": "fsm_live.errors",
-    "Failure": "fsm_live.errors",
-    "FsmLiveError": "fsm_live.errors",
-    "TransitionRefused": "fsm_live.errors",
+    **dict.fromkeys(
+        (
+            "BufferFull",
+            "ConfigError",
+            "ConnectionClosed",
+            "ConnectionFailed",
+            "CredentialsRejected",
+            "Failure",
+            "FsmLiveError",
+            "HandshakeRejected",
+            "LiveConnectionError",
+            "MissingExtra",
+            "NotAMember",
+            "RequestTimeout",
+            "SpecError",
+            "TransitionRefused",
+            "TransportError",
+            "UsageError",
+        ),
+        "fsm_live.errors",
+    ),
     "Fleet": "fsm_live.fleet",
     "FleetStats": "fsm_live.fleet",
     "ProtocolAdapter": "fsm_live.protocols",
@@ -80,6 +107,10 @@ def __getattr__(name: str) -> Any:
             value = "0+unknown"
     elif name in _HOMES:
         value = getattr(importlib.import_module(_HOMES[name]), name)
+        if isinstance(value, type) or callable(value):
+            # The public path, as httpx names its exports: tracebacks and reprs say
+            # fsm_live.ConfigError, not fsm_live.errors.ConfigError.
+            value.__module__ = __name__
     else:
         raise AttributeError(f"module 'fsm_live' has no attribute {name!r}")
     globals()[name] = value  # found once; later lookups do not come here
@@ -96,22 +127,33 @@ __all__ = (
     "ConfigError",
     "ConnectionClosed",
     "ConnectionFailed",
+    "Counts",
     "CredentialsProvider",
+    "CredentialsRejected",
     "ExponentialJitter",
     "Failure",
     "FixedDelay",
     "Fleet",
     "FleetStats",
     "FsmLiveError",
+    "HandshakeRejected",
     "LiveConnection",
+    "LiveConnectionError",
+    "MissingExtra",
+    "NotAMember",
     "ProtocolAdapter",
+    "RequestTimeout",
     "Secret",
     "Spec",
+    "SpecError",
     "StaticCredentials",
     "Stats",
+    "TaskContext",
     "TransitionRecord",
     "TransitionRefused",
     "Transport",
+    "TransportError",
+    "UsageError",
     "__version__",
     "connect",
 )

@@ -24,17 +24,26 @@ max_failures               5           failures in a row before FAILED
 max_escalations            1           escalations (re-login) before staying FAILED
 failed_retry               true        leave FAILED by itself after retryable failures
 failed_retry_delay         (cap)       ... after this long, jittered (default: the
-                                       backoff policy's cap, 60 s by default)
+                                       backoff policy's cap, 60 s by default;
+                                       at least 1 s)
 message_concurrency        100         inbound messages handled at once
-outbound_buffer            1000        messages buffered while not CONNECTED
+outbound_buffer            1000        frames live at once: waiting for a link, in the
+                                       write buffer, or awaiting an acknowledgement
 open_timeout               10          dial + handshake + registration
 close_timeout              5           closing the socket and joining tasks
 stability_window           15          up this long (or one heartbeat ack): stable
-planned_reconnect_delay    1           jitter ceiling after a planned close
+planned_reconnect_delay    1           jitter ceiling after a planned close (>= 0.01)
 retry_after_cap            300         the most a Retry-After is honoured
-backoff                    exponential ``ExponentialJitter(1, 60)``
+backoff                    exponential ``ExponentialJitter(1, 60)``; its ceiling >= 0.01
 max_size                   1048576     largest inbound message in bytes (close 1009 above)
-max_queue                  16          inbound frames websockets buffers per link
+ack_timeout                60          a frame awaiting its acknowledgement is kept (and
+                                       sent again after reconnects) this long;
+                                       request()'s default timeout
+endpoint_failures          3           failures in a row against an endpoint (of any
+                                       connection dialling it) that make it down
+probe_interval             2           an endpoint that is down is probed this often
+                                       (jittered 50-150 %), by one connection at a time
+outage_error_after         60          an endpoint down this long is reported at ERROR
 compression                false       permessage-deflate (about 3x memory per link)
 trace_stats_interval       60          a trace's stats records at most this often
                                        (docs/diagnostics.md)
@@ -52,15 +61,24 @@ from typing import Any, Final
 
 import attrs
 
-from fsm_live.core.backoff import BackoffPolicy, ExponentialJitter, backoff_policy
+from fsm_live.core.backoff import (
+    BackoffPolicy,
+    ExponentialJitter,
+    at_least_min_delay,
+    backoff_policy,
+)
 from fsm_live.errors import ConfigError
 
-__all__ = ("ENV_PREFIX", "Config", "read_toml")
+__all__ = ("ENV_PREFIX", "MIN_FAILED_RETRY_DELAY", "Config", "read_toml")
 
 #: Environment variables starting with this configure fsm_live.
 ENV_PREFIX: Final = "FSM_LIVE_"
 #: A failure count past every policy's growth: its delay bound is the policy's cap.
 _MANY_FAILURES: Final = 1000
+#: The least ``failed_retry_delay`` (and the floor of its default, the backoff's cap):
+#: a connection failing again at once goes FAILED after ``max_failures`` attempts,
+#: then waits at least this long (5 attempts a second at most with the defaults).
+MIN_FAILED_RETRY_DELAY: Final = 1.0
 #: ``FSM_LIVE_*`` names that are not Config fields (read by the CLI).
 _ENV_NOT_CONFIG: Final = frozenset({"COOKIES"})
 
@@ -70,11 +88,6 @@ def _seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> N
         raise ConfigError(attribute.name, f"must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(attribute.name, f"must be a positive finite number, got {value!r}")
-
-
-def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        _seconds(instance, attribute, value)
 
 
 def _count(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -95,6 +108,25 @@ def _flag(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None
 def _backoff(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, BackoffPolicy):
         raise ConfigError(attribute.name, f"must be a backoff policy, got {value!r}")
+    # A policy of the user's own too: its ceiling after many failures, as the built-in
+    # ones check theirs (core.backoff.MIN_RETRY_DELAY).
+    at_least_min_delay(attribute.name, value.bounds(_MANY_FAILURES, "network")[1])
+
+
+def _failed_retry_delay(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _seconds(instance, attribute, value)
+        if value < MIN_FAILED_RETRY_DELAY:
+            raise ConfigError(
+                attribute.name,
+                f"must be at least {MIN_FAILED_RETRY_DELAY:g} s (shorter retries out of "
+                f"a failed state loop), got {value!r}",
+            )
+
+
+def _retry_delay(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _seconds(instance, attribute, value)
+    at_least_min_delay(attribute.name, value)
 
 
 def _seconds_field(default: float) -> Any:
@@ -122,18 +154,23 @@ class Config:
     max_escalations: int = attrs.field(default=1, validator=_count_or_zero)
     failed_retry: bool = attrs.field(default=True, validator=_flag)
     failed_retry_delay: float | None = attrs.field(
-        default=None, validator=_optional_seconds, converter=_as_float
+        default=None, validator=_failed_retry_delay, converter=_as_float
     )
     message_concurrency: int = attrs.field(default=100, validator=_count)
     outbound_buffer: int = attrs.field(default=1000, validator=_count)
     open_timeout: float = _seconds_field(10.0)
     close_timeout: float = _seconds_field(5.0)
     stability_window: float = _seconds_field(15.0)
-    planned_reconnect_delay: float = _seconds_field(1.0)
+    planned_reconnect_delay: float = attrs.field(
+        default=1.0, validator=_retry_delay, converter=_as_float
+    )
     retry_after_cap: float = _seconds_field(300.0)
     backoff: BackoffPolicy = attrs.field(factory=ExponentialJitter, validator=_backoff)
     max_size: int = attrs.field(default=1 << 20, validator=_count)
-    max_queue: int = attrs.field(default=16, validator=_count)
+    ack_timeout: float = _seconds_field(60.0)
+    endpoint_failures: int = attrs.field(default=3, validator=_count)
+    probe_interval: float = _seconds_field(2.0)
+    outage_error_after: float = _seconds_field(60.0)
     compression: bool = attrs.field(default=False, validator=_flag)
     trace_stats_interval: float = _seconds_field(60.0)
 
@@ -195,10 +232,10 @@ class Config:
     def failed_retry_after(self) -> float:
         """Seconds a FAILED connection waits before it retries by itself (before jitter):
         ``failed_retry_delay``, else the backoff policy's cap (its ceiling after many
-        failures)."""
+        failures), at least :data:`MIN_FAILED_RETRY_DELAY`."""
         if self.failed_retry_delay is not None:
             return self.failed_retry_delay
-        return self.backoff.bounds(_MANY_FAILURES, "network")[1]
+        return max(MIN_FAILED_RETRY_DELAY, self.backoff.bounds(_MANY_FAILURES, "network")[1])
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""
@@ -215,7 +252,8 @@ def _fields() -> dict[str, attrs.Attribute[Any]]:
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML file at ``path`` (a settings file, a fleet file).  Raises
     :class:`ConfigError` naming the file: it cannot be read, is not UTF-8 text, or is
-    not valid TOML."""
+    not valid TOML (nested deeper than Python's recursion limit included; TOML has no
+    aliases to expand)."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -224,6 +262,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level of nested arrays and tables
+        raise ConfigError(str(path), "not valid TOML: nested too deeply") from None
 
 
 def _merge_file(

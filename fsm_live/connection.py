@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -36,18 +37,21 @@ import anyio.abc
 import anyio.lowlevel
 import sniffio
 
-from fsm_live._runtime.engine import Engine, Link
+from fsm_live._runtime.credential_jobs import CookieRefresher, TokenRefresher
+from fsm_live._runtime.engine import Engine
 from fsm_live._runtime.inbox import Handler, Inbox
 from fsm_live._runtime.jobs import Job, Jobs
+from fsm_live._runtime.link import Link
 from fsm_live._runtime.links import AsyncioLink, StreamLink
-from fsm_live._runtime.outbox import Outbox
+from fsm_live._runtime.requests import PendingRequest
 from fsm_live._runtime.stats import Counters, Stats, both
 from fsm_live._runtime.timers import LoopTimer, TaskTimer
 from fsm_live._runtime.trace import TraceWriter
 from fsm_live._runtime.wakeup import Wakeup
 from fsm_live.config import Config
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine
+from fsm_live.core.endpoint import Endpoint
+from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine, deliver_to_lifecycle
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.errors import (
@@ -59,8 +63,9 @@ from fsm_live.errors import (
 )
 from fsm_live.lwp.protocol import LwpProtocol
 from fsm_live.protocols import JsonProtocol, PingProtocol, ProtocolAdapter
+from fsm_live.protocols.base import Acknowledging
 from fsm_live.spec import Spec
-from fsm_live.transport.base import AsyncioTransport, Message, Transport
+from fsm_live.transport.base import AsyncioTransport, Target, Transport
 from fsm_live.transport.tcp import TcpTransport, target_for
 from fsm_live.transport.url import check_url, safe_url
 
@@ -122,6 +127,28 @@ def _default_config() -> Config:
 
 
 @functools.cache
+def endpoint_key(target: Target) -> str:
+    """How an endpoint is named and shared: ``host:port``, and its proxy if any
+    (without its credentials)."""
+    key = f"{target.host}:{target.port}"
+    return key if target.proxy is None else f"{key} via {safe_url(target.proxy)}"
+
+
+def new_endpoint(
+    target: Target, config: Config, *, random: Callable[[], float] | None = None
+) -> Endpoint:
+    """An :class:`~fsm_live.core.endpoint.Endpoint` for ``target`` with ``config``'s
+    settings, delivering to its members' lifecycles."""
+    endpoint = Endpoint(
+        endpoint_key(target),
+        down_after=config.endpoint_failures,
+        probe_interval=config.probe_interval,
+        random=random,
+    )
+    endpoint.deliver = deliver_to_lifecycle
+    return endpoint
+
+
 def default_machine() -> LifecycleMachine:
     """The one Machine built from the packaged spec, shared by every connection."""
     return LifecycleMachine(Spec.default())
@@ -149,13 +176,16 @@ class LiveConnection:
     * ``pacer``: a :class:`~fsm_live.core.pacing.ReconnectPacer` shared with
       other connections of this event loop, bounding their reconnect attempts
       per second (a :class:`~fsm_live.fleet.Fleet` passes its own);
+    * ``endpoint``: the :class:`~fsm_live.core.endpoint.Endpoint` this connection
+      dials, shared with others that dial it (a fleet passes one per endpoint);
+      default: one of its own (:func:`new_endpoint`);
     * ``owned``: an ownership check, ``owned() -> bool``, asked before each
       inbound message is handled (decoded, acknowledged, delivered) and before
       each write to the link; once it answers False the connection closes
       abortively (:meth:`abort`) and that message or frame is dropped (a
       :class:`~fsm_live.fleet.Fleet` passes its coordinator's
-      :meth:`~fsm_live.cluster.Ownership.valid`).  It must be cheap: it runs on
-      every message.
+      :meth:`~fsm_live.cluster.Ownership.valid`).  It runs on every message: keep
+      it cheap.
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
     (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
@@ -168,15 +198,17 @@ class LiveConnection:
         "_changed",
         "_counters",
         "_dial_state",
+        "_encode_tracked",
         "_engine",
+        "_entered_by",
         "_failure",
         "_fast_path",
         "_finished",
         "_inbox",
         "_jobs",
         "_lifecycle",
-        "_outbox",
         "_started_at",
+        "_starting",
         "_state",
         "_taken",
         "_target",
@@ -204,26 +236,42 @@ class LiveConnection:
         machine: LifecycleMachine | None = None,
         random: Callable[[], float] | None = None,
         pacer: ReconnectPacer | None = None,
+        endpoint: Endpoint | None = None,
         owned: Callable[[], bool] | None = None,
     ) -> None:
         self.url = check_url(url)
         self.config = config or _default_config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        # Decided once: a runtime protocol check costs more than a whole send().
+        adapter = self.adapter
+        self._encode_tracked = (
+            adapter.encode_tracked
+            if isinstance(adapter, Acknowledging) and adapter.acknowledges
+            else None
+        )
         self._target = target_for(url, ssl=ssl, proxy=proxy)
         self._transport = transport or _DEFAULT_TRANSPORT
         #: The transport, if it can hand a connection to an asyncio protocol (no task).
         self._fast_path = self._transport if isinstance(self._transport, AsyncioTransport) else None
+        refreshable = [
+            kind
+            for kind, able in (("token", TokenRefresher), ("cookies", CookieRefresher))
+            if isinstance(credentials, able)
+        ]
         self._lifecycle = Lifecycle(
             machine or default_machine(),
             self.config,
             random=random,
             can_refresh_credentials=credentials is not None,
+            refreshable=refreshable,
             pacer=pacer,
+            endpoint=endpoint or new_endpoint(self._target, self.config, random=random),
         )
         self._counters = Counters()
         self._jobs = Jobs(self._job_crashed, self._notify)
-        self._inbox = Inbox(self.config.message_concurrency, on_message, jobs=self._jobs)
-        self._outbox = Outbox(self.config.outbound_buffer)
+        self._inbox = Inbox(
+            self.config.message_concurrency, on_message, jobs=self._jobs, counts=self._counters
+        )
         self._engine = Engine(
             url=url,
             lifecycle=self._lifecycle,
@@ -231,7 +279,6 @@ class LiveConnection:
             config=self.config,
             credentials=credentials,
             inbox=self._inbox,
-            outbox=self._outbox,
             counters=self._counters,
             jobs=self._jobs,
             clock=anyio.current_time,
@@ -246,6 +293,8 @@ class LiveConnection:
         self._started_at = 0.0
         self._callbacks: list[Callable[[TransitionRecord], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._entered_by: object = None  # the task that entered (only it may exit)
+        self._starting: Callable[[], object] | None = None  # cancels a start not yet made
         self._asyncio = False
         self._finished = False  # closed: links closed, jobs cancelled
         self._changed = Wakeup()
@@ -264,8 +313,9 @@ class LiveConnection:
     # -- lifetime ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._task_group is not None:
+        if self._entered_by is not None:
             raise UsageError("a LiveConnection can be entered only once")
+        self._entered_by = anyio.get_current_task().id
         self._asyncio = sniffio.current_async_library() == "asyncio"
         if self._asyncio:
             # The engine starts jobs from loop callbacks (a timer, bytes received),
@@ -286,24 +336,30 @@ class LiveConnection:
             )
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self._jobs.bind(task_group)
-        self._engine.timer = (
-            LoopTimer(asyncio.get_running_loop(), self._engine.on_timer)
-            if self._asyncio
-            else TaskTimer(self._jobs, self._engine.on_timer)
-        )
         # Started soon, not now: callbacks registered right after entering see the first
-        # transition too.  On asyncio a loop callback does it (no task).
+        # transition too.  With a pacer (a fleet's), the first dial takes a slot of it
+        # like any reconnect: a fleet of 10,000 opens paced.
+        pacer = self._lifecycle.pacer
+        start_at = clock() if pacer is None else pacer.reserve(clock(), clock())
         if self._asyncio:
-            asyncio.get_running_loop().call_soon(self._engine.start)
+            # Jobs are asyncio tasks the connection owns and joins (no task group:
+            # _runtime/jobs.py says why); the timer and the start are loop callbacks.
+            self._jobs.own()
+            loop = asyncio.get_running_loop()
+            self._engine.timer = LoopTimer(loop, self._engine.on_timer)
+            handle = loop.call_at(start_at, self._engine.start)
+            self._starting = handle.cancel
         else:
-            self._jobs.start("start", self._start)
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            self._task_group = task_group
+            self._jobs.bind(task_group)
+            self._engine.timer = TaskTimer(self._jobs, self._engine.on_timer)
+            self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
 
-    async def _start(self) -> None:
+    async def _start(self, at: float) -> None:
+        await anyio.sleep_until(at)
         self._engine.start()
 
     async def __aexit__(
@@ -312,17 +368,29 @@ class LiveConnection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._task_group is not None
+        assert self._entered_by is not None
+        if anyio.get_current_task().id != self._entered_by:
+            # A task group can only be left by the task that entered it: close the
+            # connection (that works from any task), arm nothing, and say so.
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            raise UsageError(
+                "a LiveConnection must be left (async with, AsyncExitStack) by the task "
+                "that entered it; it is closed, and that task must still leave it"
+            )
+        task_group = self._task_group
         with anyio.CancelScope(shield=True):
             await self.close()
             # Handlers get close_timeout to finish; every other job is cancelled already.
-            self._task_group.cancel_scope.deadline = (
-                anyio.current_time() + self.config.close_timeout
-            )
+            if task_group is not None:
+                task_group.cancel_scope.deadline = anyio.current_time() + self.config.close_timeout
         try:
-            # The body's own exception is not passed in: it propagates as it is, never
-            # wrapped in an exception group by the connection's task group.
-            await self._task_group.__aexit__(None, None, None)
+            if task_group is None:
+                await self._jobs.join(self.config.close_timeout, _CLOSE_MARGIN)
+            else:
+                # The body's own exception is not passed in: it propagates as it is,
+                # never wrapped in an exception group by the connection's task group.
+                await task_group.__aexit__(None, None, None)
         finally:
             if self._trace is not None:
                 self._trace.close()
@@ -337,7 +405,7 @@ class LiveConnection:
 
         Idempotent.  Returns once the connection is closed.
         """
-        if self._task_group is None:
+        if self._entered_by is None:
             raise UsageError("the connection was never entered (use async with)")
         engine, jobs, inbox = self._engine, self._jobs, self._inbox
         if not self._finished:
@@ -354,13 +422,13 @@ class LiveConnection:
         """Close now, abortively, from any state: every link is reset (TCP RST through
         ``SO_LINGER`` 0), so nothing already written but still queued, in this
         process or in the kernel, reaches the peer later, and no close frame is
-        sent; jobs are cancelled and the state ends CLOSED.  Messages waiting in the
-        inbox stay there.  Synchronous; idempotent; a no-op before ``async with``.
+        sent; jobs are cancelled and the state ends CLOSED.  Synchronous;
+        idempotent; a no-op before ``async with``.
 
         For a worker that lost an account (a cluster's fence): bytes written
         before the abort cannot be retransmitted after a partition heals.
         """
-        if self._task_group is None or self._finished:
+        if self._entered_by is None or self._finished:
             return
         self._engine.abort(reason)
         self._finish()
@@ -369,13 +437,17 @@ class LiveConnection:
         if self._finished:
             return
         self._finished = True
+        if self._starting is not None:
+            self._starting()  # a paced first dial whose slot had not come
         engine = self._engine
-        for link in [engine.link, *engine.closing]:
-            if link is not None and link.io is not None:
-                link.io.abort()
+        engine.abort_links()
         if engine.timer is not None:
             engine.timer.stop()
         engine.cancel_jobs()
+        closed = ConnectionClosed(f"the connection is {self.state}")
+        for handle in engine.finish():
+            if isinstance(handle, PendingRequest):
+                handle.fail(closed)
         self._inbox.close()
         self._notify()
 
@@ -503,26 +575,78 @@ class LiveConnection:
     async def send(self, message: Any) -> None:
         """Send a message: at once while connected, else once connected, in order.
 
+        Nothing ``send()`` accepted is dropped silently (docs/protocol.md): a frame
+        still in this process when its link breaks is sent again, in order, on the
+        next link; with a protocol that acknowledges (lwp; json with ``ack_key``)
+        a frame is kept until acknowledged, for up to ``Config.ack_timeout``, and
+        sent again after each reconnect until then (at-least-once).
+
         Waits only while the link's write buffer is above its high mark (the peer
         is slow to read).  Raises TypeError/ValueError if the protocol cannot
         encode it, :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer``
-        messages wait for a connection, :class:`ConnectionFailed` once it
-        :attr:`needs_reset` (while FAILED and retrying by itself, messages wait),
-        and :class:`ConnectionClosed` once closed or no longer ``owned``.
+        frames are live (waiting for a link, in the write buffer, or awaiting an
+        acknowledgement), :class:`ConnectionFailed` once it :attr:`needs_reset`
+        (while FAILED and retrying by itself, messages wait), and
+        :class:`ConnectionClosed` once closed or no longer ``owned``.
         """
-        frame: Message = self.adapter.encode(message)
+        encode_tracked = self._encode_tracked
+        ack_id = None
+        if encode_tracked is None:
+            frame = self.adapter.encode(message)
+        else:
+            frame, ack_id = encode_tracked(message, request=False)
+        self._check_open()
+        engine = self._engine
+        if ack_id is None:
+            engine.send(frame)
+        else:
+            engine.send(frame, ack_id=ack_id, deadline=engine.clock() + self.config.ack_timeout)
+        while engine.writing_paused and not self._finished:
+            await self._changed.wait()
+
+    # The timeout is the frame's deadline in the delivery ledger (past it, it is not sent
+    # again), which a caller's cancel scope cannot express: hence the parameter.
+    async def request(self, message: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Send ``message`` and return the peer's acknowledgement of it (lwp: its reply;
+        json with ``ack_key``: the object with the same id).
+
+        At-least-once across reconnects: the frame is kept until acknowledged and
+        sent again, with the same id, in order, on every new link until then (a
+        peer may see it twice and should de-duplicate by id).  ``timeout`` seconds
+        (default ``Config.ack_timeout``) bound the whole wait, reconnects included.
+
+        Raises :class:`~fsm_live.errors.UsageError` if the protocol does not
+        acknowledge, :class:`~fsm_live.errors.RequestTimeout` when no
+        acknowledgement came in time, and what :meth:`send` raises.
+        """
+        encode_tracked = self._encode_tracked
+        if encode_tracked is None:
+            raise UsageError(
+                f"the {self.adapter.name!r} protocol has no acknowledgements: request() needs "
+                "one that has (lwp, or JsonProtocol(ack_key=...))"
+            )
+        wait = self.config.ack_timeout if timeout is None else timeout
+        if not 0 < wait < math.inf:
+            raise ConfigError("timeout", f"must be a positive number of seconds, got {timeout!r}")
+        frame, ack_id = encode_tracked(message, request=True)
+        self._check_open()
+        engine = self._engine
+        pending = PendingRequest()
+        engine.send(frame, ack_id=ack_id, deadline=engine.clock() + wait, handle=pending)
+        return await pending.wait()
+
+    def _check_open(self) -> None:
+        """Raise what ``send()`` raises in a state that takes no message, or once no
+        longer ``owned`` (the connection is then aborted)."""
         owned = self._engine.owned
         if owned is not None and not owned():
             self.abort("no longer owned by this worker")
             raise ConnectionClosed("the connection is no longer owned by this worker")
-        if self.needs_reset and self._failure is not None:
+        state = self._lifecycle.machine.states[self._state]
+        if state.failed and self._lifecycle.needs_reset and self._failure is not None:
             raise self._failure
-        if self._lifecycle.machine.states[self.state].final or self._finished:
+        if state.final or self._finished:
             raise ConnectionClosed("the connection is closed") from self._engine.crash
-        engine = self._engine
-        engine.send(frame)
-        while engine.writing_paused and not self._finished:
-            await self._changed.wait()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """Inbound messages in order, de-duplicated where the protocol asks; ends once
@@ -584,7 +708,7 @@ class LiveConnection:
                 if dest == self._dial_state and source != self.spec.initial
             ),
             consecutive_failures=self._lifecycle.failures,
-            buffered=len(self._outbox),
+            buffered=len(self._lifecycle.ledger),
             tasks_alive=self._jobs.alive,
         )
 

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from fsm_live.errors import ConfigError, FsmLiveError, TransportError
+from fsm_live.errors import ConfigError, CredentialsRejected, FsmLiveError, TransportError
 
 __all__ = (
     "CredentialsProvider",
@@ -90,7 +90,9 @@ class CredentialsProvider(Protocol):
 def provider_errors() -> Iterator[None]:
     """Around a call into a credentials provider while a connection is set up: its
     own exception becomes a :class:`~fsm_live.errors.TransportError` of kind
-    ``credentials`` (the spec classes it as a server failure: backoff, then retry).
+    ``credentials`` (the spec classes it as a server failure: backoff, then retry),
+    or ``credentials_rejected`` for a :class:`~fsm_live.errors.CredentialsRejected`
+    (its source refused them: the connection goes FAILED, no retry hammers it).
 
     The error (which reaches stats, traces and the transition log) names the
     exception's type, plus its message only for fsm_live's own errors, whose
@@ -107,8 +109,9 @@ def provider_errors() -> Iterator[None]:
             "credentials provider raised %s; the attempt fails", type(exc).__name__, exc_info=exc
         )
         detail = f": {exc}" if isinstance(exc, FsmLiveError) else ""
+        kind = "credentials_rejected" if isinstance(exc, CredentialsRejected) else "credentials"
         raise TransportError(
-            f"credentials provider raised {type(exc).__name__}{detail}", kind="credentials"
+            f"credentials provider raised {type(exc).__name__}{detail}", kind=kind
         ) from exc
 
 

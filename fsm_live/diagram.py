@@ -10,16 +10,27 @@ What a diagram shows:
 
 - every state; the initial state entered from a start point; final states
   leading to an end point (Mermaid ``[*]``) or drawn as a double circle (DOT);
-- one arrow per (source, transition) pair of :meth:`Spec.edges`, labelled with
-  the trigger and its guards, e.g. ``give_up [exhausted]``;
-- with ``notes=True`` (the default), each state's tasks, timers and ignored
+- one arrow per (source, transition) pair of :meth:`Spec.edges`, labelled as in
+  UML, ``trigger [guards] / actions``: e.g. ``give_up [exhausted]``,
+  ``receive_payment [payments_enough] / record_payment`` (the row's ``before``
+  then ``after`` actions);
+- the rows that leave a state for itself as ONE arrow, its parts' labels joined
+  (Mermaid draws several loops on one state on top of each other);
+- internal rows (no exit, no entry) are no arrow: they are listed in the state,
+  ``internal: add_to_order / record_item``, as UML lists internal transitions;
+- with ``notes=True`` (the default), each state's entry and exit actions
+  (``entry / ...``, ``exit / ...``), internal rows, tasks, timers and ignored
   events: a Mermaid note beside the state, extra lines of the node's label in DOT;
+- roles styled (Mermaid ``classDef``; DOT attributes): ``success`` bold,
+  ``failed`` red, ``final`` grey (and a double circle in DOT); with
+  ``current=STATE`` that state is highlighted (yellow);
 - with ``counts`` (a mapping ``(source, trigger, dest) -> times taken``, e.g.
   from a trace), each label ends with the count after a multiplication sign,
   e.g. ``retry \u00d73``.  Edges missing from ``counts`` show ``\u00d70`` (and
   are drawn dashed in DOT, and the others heavier the more they were taken);
-  keys that name no edge of the spec are ignored.  :func:`trace_counts` reads
-  them from JSONL trace files.
+  keys that name no edge of the spec are ignored.  :func:`read_trace_counts`
+  reads them from JSONL trace files, with a warning for each row that is no
+  edge of the spec.
 
 Mermaid refuses to render text longer than its ``maxTextSize`` setting
 (:data:`MERMAID_MAX_TEXT`, 50,000 characters by default): callers may warn when
@@ -28,15 +39,18 @@ Mermaid refuses to render text longer than its ``maxTextSize`` setting
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import textwrap
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Final
 
+import attrs
+
+from fsm_live.diagnostics.records import BadLine, Transition, parse_line
 from fsm_live.errors import FsmLiveError
 from fsm_live.spec import Spec, StateSpec, TransitionSpec
 
@@ -47,8 +61,10 @@ __all__ = (
     "EdgeCounts",
     "GraphvizFailed",
     "GraphvizMissing",
+    "TraceCounts",
     "TraceUnreadable",
     "find_docs_block",
+    "read_trace_counts",
     "render_docs_block",
     "to_dot",
     "to_mermaid",
@@ -99,61 +115,138 @@ class TraceUnreadable(FsmLiveError, ValueError):
     one line, ``FILE:LINE: what is wrong`` (``FILE: why`` when it cannot be opened)."""
 
 
-def trace_counts(paths: Iterable[str | Path]) -> Counter[tuple[str, str, str]]:
-    """Edge counts ``(from, trigger, to) -> times`` from JSONL trace files.
+@attrs.frozen
+class TraceCounts:
+    """What :func:`read_trace_counts` read: ``counts`` of the spec's edges, and
+    ``strays``, one ``FILE:LINE: ...`` warning per transition row that is no edge
+    of the spec (left out of ``counts``)."""
 
-    Each non-blank line is one JSON object: a transition, with at least the keys
-    ``from``, ``trigger`` and ``to`` (strings), as ``Connection(trace=...)`` and
-    ``fsm-live connect --trace`` write them (``t`` and ``reason`` are not read),
-    or a record of another ``kind`` (failure, stats), which is skipped.
-    Counts of several files add up.  Raises :class:`TraceUnreadable` for a file
-    that cannot be read or a line that is not such an object.
+    counts: Counter[tuple[str, str, str]]
+    strays: tuple[str, ...] = ()
+
+
+def read_trace_counts(spec: Spec, paths: Iterable[str | Path]) -> TraceCounts:
+    """Edge counts of ``spec`` from JSONL trace files, and a warning per row that is
+    not an edge of it.
+
+    Lines are read as ``fsm-live verify`` reads them
+    (:mod:`fsm_live.diagnostics.records`): transition rows are counted, failure
+    and stats records skipped.  A line verify refuses as no record (not JSON, a
+    key missing, a value of the wrong type) is refused here too, with the same
+    words: :class:`TraceUnreadable` ``FILE:LINE: problem``; so is a file that
+    cannot be read.  Counts of several files add up.  The order of the rows is
+    not checked (``fsm-live verify`` does that).
     """
+    edges = {(source, t.trigger, t.dest) for source, t in spec.edges()}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    strays: list[str] = []
+    for path in paths:
+        for number, row in _transitions(path):
+            if row in edges:
+                counts[row] += 1
+            else:
+                source, trigger, dest = row
+                strays.append(
+                    f"{path}:{number}: {source} -{trigger}-> {dest} is not an edge of spec "
+                    f"{spec.name!r}: left out of the counts"
+                )
+    return TraceCounts(counts, tuple(strays))
+
+
+def trace_counts(paths: Iterable[str | Path]) -> Counter[tuple[str, str, str]]:
+    """Counts ``(from, trigger, to) -> times`` of every transition row of JSONL trace
+    files, read as :func:`read_trace_counts` reads them (no spec: no row is left
+    out).  Raises :class:`TraceUnreadable`."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for path in paths:
-        try:
-            with Path(path).open(encoding="utf-8") as file:
-                for number, line in enumerate(file, 1):
-                    if line.strip():
-                        edge = _trace_edge(line, f"{path}:{number}")
-                        if edge is not None:
-                            counts[edge] += 1
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise TraceUnreadable(f"{path}: cannot read: {why}") from None
+        counts.update(row for _, row in _transitions(path))
     return counts
 
 
-def _trace_edge(line: str, where: str) -> tuple[str, str, str] | None:
-    """The edge of a transition record; None for a record of another ``kind``."""
+def _transitions(path: str | Path) -> Iterator[tuple[int, tuple[str, str, str]]]:
+    """``(line, (from, trigger, to))`` of each transition row of a trace file."""
     try:
-        row = json.loads(line)
-    except ValueError as exc:
-        raise TraceUnreadable(f"{where}: not JSON ({exc})") from None
-    if isinstance(row, dict) and "kind" in row:
-        return None  # a failure or stats record (docs/diagnostics.md)
-    keys = ("from", "trigger", "to")
-    if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in keys):
-        raise TraceUnreadable(
-            f"{where}: not a transition (expected an object with string keys {', '.join(keys)})"
-        )
-    return row["from"], row["trigger"], row["to"]
+        with Path(path).open(encoding="utf-8") as file:
+            lines = list(file)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TraceUnreadable(f"{path}: cannot read: {why}") from None
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        record = parse_line(text, number)
+        if isinstance(record, BadLine):
+            raise TraceUnreadable(f"{path}:{record.line}: {record.problem}")
+        if isinstance(record, Transition):
+            yield number, record.edge
 
 
 # -- shared helpers --------------------------------------------------------------------------
 
 
-def _edge_label(source: str, transition: TransitionSpec, counts: EdgeCounts | None) -> str:
-    """``trigger [guards]``, plus ``" \u00d7N"`` when counts are given."""
+def _row_label(transition: TransitionSpec) -> str:
+    """``trigger [guards] / actions`` (UML's transition label); internal rows say so."""
+    actions = [*transition.before, *transition.after]
     label = f"{transition.trigger}{transition.guard_label}"
+    if actions:
+        label += f" / {', '.join(actions)}"
+    return f"(internal) {label}" if transition.internal else label
+
+
+def _edge_label(source: str, transition: TransitionSpec, counts: EdgeCounts | None) -> str:
+    """``trigger [guards] / actions``, plus ``" \u00d7N"`` when counts are given."""
+    label = _row_label(transition)
     if counts is not None:
         label += f" {_TIMES}{counts.get((source, transition.trigger, transition.dest), 0)}"
     return label
 
 
-def _note_lines(state: StateSpec) -> list[str]:
-    """The state's tasks and timers as short lines; empty when it has neither."""
+@attrs.frozen
+class _Arrow:
+    """One arrow drawn: its rows (several for a state's loops onto itself)."""
+
+    source: str
+    dest: str
+    rows: tuple[TransitionSpec, ...]
+
+    def labels(self, counts: EdgeCounts | None) -> list[str]:
+        return [_edge_label(self.source, row, counts) for row in self.rows]
+
+    def taken(self, counts: EdgeCounts) -> int:
+        return sum(counts.get((self.source, row.trigger, row.dest), 0) for row in self.rows)
+
+
+def _arrows(spec: Spec, *, internal: bool = False) -> list[_Arrow]:
+    """The arrows, in table order, loops merged at the first; internal rows only with
+    ``internal`` (when no note lists them), as parts of their state's loop."""
+    arrows: list[_Arrow] = []
+    loops: dict[str, int] = {}
+    for source, transition in spec.edges():
+        if transition.internal and not internal:
+            continue
+        if transition.dest != source:
+            arrows.append(_Arrow(source, transition.dest, (transition,)))
+        elif source in loops:
+            loop = arrows[loops[source]]
+            arrows[loops[source]] = _Arrow(source, source, (*loop.rows, transition))
+        else:
+            loops[source] = len(arrows)
+            arrows.append(_Arrow(source, source, (transition,)))
+    return arrows
+
+
+def _note_lines(spec: Spec, state: StateSpec, counts: EdgeCounts | None = None) -> list[str]:
+    """The state's actions, internal rows, tasks, timers and ignored events as short
+    lines; empty when it has none."""
     lines: list[str] = []
+    if state.on_enter:
+        lines += _wrap(f"entry / {', '.join(state.on_enter)}")
+    if state.on_exit:
+        lines += _wrap(f"exit / {', '.join(state.on_exit)}")
+    for transition in spec.transitions_from(state.name):
+        if transition.internal:
+            label = _edge_label(state.name, transition, counts).removeprefix("(internal) ")
+            lines += _wrap(f"internal: {label}")
     if state.tasks:
         lines += _wrap(f"tasks: {', '.join(state.tasks)}")
     if state.timers:
@@ -236,38 +329,75 @@ def _mermaid_ids(spec: Spec) -> dict[str, str]:
     return ids
 
 
-def to_mermaid(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) -> str:
+def to_mermaid(
+    spec: Spec,
+    *,
+    notes: bool = True,
+    counts: EdgeCounts | None = None,
+    current: str | None = None,
+) -> str:
     """Render ``spec`` as a Mermaid ``stateDiagram-v2`` (renders in GitHub Markdown).
 
     Lines, in this order: aliases for state names Mermaid cannot use as ids
     (``state "NAME" as s3``; none for ordinary names), ``[*] --> INITIAL``, one
-    ``SOURCE --> DEST: label`` per edge in table order, ``FINAL --> [*]`` per final
-    state, then (if ``notes``) one ``note right of STATE`` ... ``end note`` block per
-    state that has tasks or timers.  Text Mermaid would misread (``:``, ``;``,
-    ``#``, quotes, brackets, braces) is dropped from labels and notes.
+    ``SOURCE --> DEST: label`` per arrow in table order (a state's loops onto
+    itself merged into one, their labels joined by ``|``), ``FINAL --> [*]`` per
+    final state, then (if ``notes``) one ``note right of STATE`` ... ``end note``
+    block per state that has something to list, then the role styles
+    (``classDef`` and ``class`` lines for the roles the spec uses, and
+    ``current``).  Text Mermaid would misread (``:``, ``;``, ``#``, quotes,
+    brackets, braces) is dropped from labels and notes.
 
-    ``counts`` is described in the module docstring.  Returns text ending with a newline.
+    ``counts`` is described in the module docstring; ``current`` names a state
+    to highlight (``KeyError`` if the spec has no such state).  Returns text
+    ending with a newline.
     """
     ids = _mermaid_ids(spec)
+    if current is not None and current not in ids:
+        raise KeyError(current)
     lines = ["stateDiagram-v2"]
     for name, node_id in ids.items():
         if node_id != name:
             lines.append(f'{_INDENT}state "{_mermaid_text(name)}" as {node_id}')
     lines.append(f"{_INDENT}[*] --> {ids[spec.initial]}")
-    for source, transition in spec.edges():
-        label = _mermaid_text(_edge_label(source, transition, counts))
-        lines.append(f"{_INDENT}{ids[source]} --> {ids[transition.dest]}: {label}")
+    for arrow in _arrows(spec, internal=not notes):
+        label = " | ".join(_mermaid_text(part) for part in arrow.labels(counts))
+        lines.append(f"{_INDENT}{ids[arrow.source]} --> {ids[arrow.dest]}: {label}")
     lines.extend(
         f"{_INDENT}{ids[name]} --> [*]" for name, state in spec.states.items() if state.final
     )
     if notes:
         for name, state in spec.states.items():
-            note = [_mermaid_note_text(line) for line in _note_lines(state)]
+            note = [_mermaid_note_text(line) for line in _note_lines(spec, state, counts)]
             if note:
                 lines.append(f"{_INDENT}note right of {ids[name]}")
                 lines.extend(f"{_INDENT * 2}{line}" for line in note)
                 lines.append(f"{_INDENT}end note")
+    for role, members in _roles(spec, current).items():
+        lines.append(f"{_INDENT}classDef {role} {_MERMAID_STYLES[role]}")
+        lines.append(f"{_INDENT}class {','.join(ids[name] for name in members)} {role}")
     return "\n".join(lines) + "\n"
+
+
+#: Mermaid styles of the roles (``classDef``); ``current`` is the highlighted state.
+_MERMAID_STYLES: Final = {
+    "success": "stroke-width:3px,font-weight:bold",
+    "failed": "fill:#fde2e2,stroke:#c0392b,color:#922b21",
+    "final": "fill:#eeeeee,stroke:#888888,color:#555555",
+    "current": "fill:#fff3a0,stroke:#b7950b,stroke-width:3px",
+}
+
+
+def _roles(spec: Spec, current: str | None) -> dict[str, list[str]]:
+    """Role -> its states, for the roles the spec uses (and ``current``), in order."""
+    roles: dict[str, list[str]] = {}
+    for name, state in spec.states.items():
+        for role in ("success", "failed", "final"):
+            if getattr(state, role):
+                roles.setdefault(role, []).append(name)
+    if current is not None:
+        roles["current"] = [current]
+    return roles
 
 
 def _mermaid_note_text(line: str) -> str:
@@ -297,20 +427,31 @@ def _dot_attrs(attrs: Mapping[str, str]) -> str:
     return "[" + ", ".join(f"{key}={value}" for key, value in attrs.items()) + "]"
 
 
-def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) -> str:
+def to_dot(
+    spec: Spec,
+    *,
+    notes: bool = True,
+    counts: EdgeCounts | None = None,
+    current: str | None = None,
+) -> str:
     """Render ``spec`` as a Graphviz ``digraph`` (DOT source, for ``dot -Tsvg`` and friends).
 
     Every id and label is a double-quoted, escaped string.  The spec's name is the
     graph's title; a point node ``"[*]"`` leads to the initial state; final states
-    are double circles; success states have a thicker outline.  With ``notes``,
-    a node's label lists the state's tasks and timers under its name (left
-    aligned); every node's tooltip (shown on hover in SVG) gives the state's
-    description and log level.  With ``counts``, each edge label ends with ``\u00d7N``
-    and edges never taken are dashed and grey; the others get a pen width from 1
-    to 5 in proportion to their count (the most taken edge is the heaviest).
+    are grey double circles; success states have a thicker outline; failed states
+    are red; ``current`` (a state name; ``KeyError`` if unknown) is filled yellow.
+    With ``notes``, a node's label lists the state's actions, internal rows,
+    tasks and timers under its name (left aligned); every node's tooltip (shown
+    on hover in SVG) gives the state's description and log level.  A state's
+    loops onto itself are one edge, one line of its label per row.  With
+    ``counts``, each label part ends with ``\u00d7N`` and edges never taken are
+    dashed and grey; the others get a pen width from 1 to 5 in proportion to
+    their count (the most taken edge is the heaviest).
 
     Returns text ending with a newline.
     """
+    if current is not None and current not in spec.states:
+        raise KeyError(current)
     font = _dot_string(_DOT_FONT)
     graph = {"label": _dot_string(spec.name), "labelloc": "t", "fontname": font}
     node = {"shape": "box", "style": "rounded", "fontname": font, "fontsize": "11"}
@@ -324,29 +465,30 @@ def to_dot(spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None) 
         f"{_INDENT}{_dot_string(_DOT_START)} {_dot_attrs(start)};",
     ]
     for name, state in spec.states.items():
-        lines.append(f"{_INDENT}{_dot_string(name)} {_dot_attrs(_dot_node(state, notes))};")
+        attrs = _dot_node(spec, state, counts if notes else None, notes, current=name == current)
+        lines.append(f"{_INDENT}{_dot_string(name)} {_dot_attrs(attrs)};")
     lines.append(f"{_INDENT}{_dot_string(_DOT_START)} -> {_dot_string(spec.initial)};")
-    hottest = (
-        max((counts.get((s, t.trigger, t.dest), 0) for s, t in spec.edges()), default=0)
-        if counts is not None
-        else 0
-    )
-    for source, transition in spec.edges():
-        attrs = {"label": _dot_string(_edge_label(source, transition, counts))}
-        taken = counts.get((source, transition.trigger, transition.dest), 0) if counts else 0
+    arrows = _arrows(spec, internal=not notes)
+    hottest = max((a.taken(counts) for a in arrows), default=0) if counts is not None else 0
+    for arrow in arrows:
+        attrs = {"label": _dot_string("\n".join(arrow.labels(counts)))}
+        taken = arrow.taken(counts) if counts else 0
         if counts is not None and not taken:
             attrs.update(style="dashed", color='"gray50"', fontcolor='"gray50"')
         elif taken:
             attrs["penwidth"] = f"{1 + (_MAX_PEN - 1) * taken / hottest:.2f}"
         lines.append(
-            f"{_INDENT}{_dot_string(source)} -> {_dot_string(transition.dest)} {_dot_attrs(attrs)};"
+            f"{_INDENT}{_dot_string(arrow.source)} -> {_dot_string(arrow.dest)} "
+            f"{_dot_attrs(attrs)};"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _dot_node(state: StateSpec, notes: bool) -> dict[str, str]:
-    note = _note_lines(state) if notes else []
+def _dot_node(
+    spec: Spec, state: StateSpec, counts: EdgeCounts | None, notes: bool, *, current: bool
+) -> dict[str, str]:
+    note = _note_lines(spec, state, counts) if notes else []
     # "\n" centres the line before it and "\l" left-aligns it: name centred, notes aligned.
     label = _dot_escape(state.name)
     if note:
@@ -358,9 +500,13 @@ def _dot_node(state: StateSpec, notes: bool) -> dict[str, str]:
     )
     attrs = {"label": f'"{label}"', "tooltip": _dot_string(tooltip)}
     if state.final:
-        attrs["shape"] = "doublecircle"
+        attrs.update(shape="doublecircle", color='"gray45"', fontcolor='"gray30"')
     if state.success:
         attrs["penwidth"] = "2"
+    if state.failed:
+        attrs.update(color='"#c0392b"', fontcolor='"#922b21"')
+    if current:
+        attrs.update(style='"rounded,filled"', fillcolor='"#fff3a0"', penwidth="3")
     return attrs
 
 
@@ -368,7 +514,12 @@ def _dot_node(state: StateSpec, notes: bool) -> dict[str, str]:
 
 
 def to_svg(
-    spec: Spec, *, notes: bool = True, counts: EdgeCounts | None = None, timeout: float = 30.0
+    spec: Spec,
+    *,
+    notes: bool = True,
+    counts: EdgeCounts | None = None,
+    current: str | None = None,
+    timeout: float = 30.0,
 ) -> str:
     """Render ``spec`` as SVG by running Graphviz's ``dot -Tsvg`` on :func:`to_dot`'s output.
 
@@ -380,7 +531,7 @@ def to_svg(
     dot = shutil.which("dot")
     if dot is None:
         raise GraphvizMissing
-    source = to_dot(spec, notes=notes, counts=counts)
+    source = to_dot(spec, notes=notes, counts=counts, current=current)
     try:
         completed = subprocess.run(
             [dot, "-Tsvg"],

@@ -12,11 +12,14 @@ from ``RemoteProtocolError``::
     ├── SpecError (ValueError)               the caller: a spec file or mapping is invalid
     ├── ConfigError (ValueError)             the caller: a setting or argument is invalid
     ├── MissingExtra (ImportError)           the install: a feature needs an extra's package
+    ├── CredentialsRejected                  the account: a credentials source refused them
+    │                                        (HTTP 401/403 from a token endpoint)
     ├── LiveConnectionError                  the connection: it cannot do that now
     │   ├── ConnectionClosed                   it is closed (by close(), or because of
     │   │                                      the exception it is chained from)
     │   ├── ConnectionFailed                   it is FAILED and needs reset(); carries the Failure
-    │   └── BufferFull                         send() found the outbound buffer at its bound
+    │   ├── BufferFull                         send() found the outbound buffer at its bound
+    │   └── RequestTimeout (TimeoutError)      request() got no acknowledgement in time
     └── TransportError                       the peer or the network: the facts to classify
         └── HandshakeRejected                  the server answered the handshake with an HTTP error
 
@@ -39,12 +42,14 @@ __all__ = (
     "ConfigError",
     "ConnectionClosed",
     "ConnectionFailed",
+    "CredentialsRejected",
     "Failure",
     "FsmLiveError",
     "HandshakeRejected",
     "LiveConnectionError",
     "MissingExtra",
     "NotAMember",
+    "RequestTimeout",
     "SpecError",
     "TransitionRefused",
     "TransportError",
@@ -68,6 +73,7 @@ FAILURE_KINDS: Final = frozenset(
         "tls_handshake",
         "heartbeat_timeout",
         "credentials",
+        "credentials_rejected",
     }
 )
 
@@ -167,6 +173,18 @@ class ConnectionClosed(LiveConnectionError):
 
 class BufferFull(LiveConnectionError):
     """``send()`` was called while the outbound buffer holds its maximum."""
+
+
+class RequestTimeout(LiveConnectionError, TimeoutError):
+    """``request()`` got no acknowledgement within its timeout (the frame is no
+    longer sent again)."""
+
+
+class CredentialsRejected(FsmLiveError):
+    """A credentials source refused the account's credentials: a token endpoint
+    answered HTTP 401 or 403 (the cookies expired), say.  Retrying with the same
+    credentials cannot help: the connection goes FAILED (its escalation, e.g. a
+    re-login, may recover it).  Raise it from a provider to say so."""
 
 
 class TransportError(FsmLiveError):

@@ -55,7 +55,7 @@ def broken_spec(tmp_path: Path) -> tuple[Path, int]:
 def test_check_valid_spec(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "check", SPEC)
     assert code == 0
-    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert out == f"{SPEC}: ok (7 states, 13 transitions)\n"
     assert err == ""
 
 
@@ -63,7 +63,7 @@ def test_check_several_specs(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "check", SPEC, TRAFFIC)
     assert code == 0
     assert out.splitlines() == [
-        f"{SPEC}: ok (6 states, 11 transitions)",
+        f"{SPEC}: ok (7 states, 13 transitions)",
         f"{TRAFFIC}: ok (6 states, 9 transitions)",
     ]
 
@@ -89,14 +89,21 @@ def test_check_reports_every_problem_and_checks_every_file(
     assert code == 1
     assert "LIMBO" in err
     assert "LOUD" in err
-    assert out == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert out == f"{SPEC}: ok (7 states, 13 transitions)\n"
 
 
 def test_check_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     code, _, err = run(capsys, "check", missing)
-    assert code == 1
-    assert err == f"{missing}: no such file\n"
+    assert code == 2  # a usage error, as report and verify say of a missing file
+    assert err == f"fsm-live check: error: {missing}: no such file\n"
+    code, out, err = run(capsys, "check", SPEC, missing)
+    assert code == 2
+    assert out == f"{SPEC}: ok (7 states, 13 transitions)\n"
+    assert err == f"fsm-live check: error: {missing}: no such file\n"
+    code, _, err = run(capsys, "diagram", missing)
+    assert code == 2
+    assert err == f"fsm-live diagram: error: {missing}: no such file\n"
 
 
 def test_check_directory_and_binary_file(
@@ -105,9 +112,11 @@ def test_check_directory_and_binary_file(
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00bad")
     code, _, err = run(capsys, "check", tmp_path, binary)
-    assert code == 1
-    assert f"{tmp_path}: cannot read" in err
+    assert code == 2  # the directory: a usage error (the binary file: an invalid spec, 1)
+    assert f"fsm-live check: error: {tmp_path}: a directory, not a spec file\n" in err
     assert f"{binary}: not UTF-8 text" in err
+    code, _, err = run(capsys, "check", binary)
+    assert code == 1
 
 
 def test_check_invalid_yaml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -150,9 +159,10 @@ def test_diagram_output_file_that_cannot_be_written(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     target = tmp_path / "no" / "such" / "dir.mmd"
-    code, _, err = run(capsys, "diagram", SPEC, "-o", target)
-    assert code == 1
-    assert f"{target}: cannot write" in err
+    code, out, err = run(capsys, "diagram", SPEC, "-o", target)
+    assert code == 2
+    assert out == ""
+    assert err == f"fsm-live diagram: error: -o {target}: No such file or directory\n"
 
 
 def test_diagram_dot(capsys: pytest.CaptureFixture[str]) -> None:
@@ -272,7 +282,7 @@ def test_console_script_runs() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"{SPEC}: ok (6 states, 11 transitions)\n"
+    assert done.stdout == f"{SPEC}: ok (7 states, 13 transitions)\n"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fsm_live._runtime.dedup import Deduplicator
+from fsm_live.core.dedup import Deduplicator
 
 
 def test_duplicate_within_ttl_only() -> None:

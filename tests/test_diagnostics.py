@@ -268,8 +268,9 @@ def test_runs_one_after_the_other_verify() -> None:
         ),
         (
             ["report", "--spec", "bad.yaml", "t.jsonl"],
-            "fsm-live report: error: bad.yaml: not a valid spec: ",
+            "fsm-live report: error: bad.yaml: not a valid spec: line 1: ",
         ),
+        (["verify", ".", "t.jsonl"], "fsm-live verify: error: .: a directory, not a spec file"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(

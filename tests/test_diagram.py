@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -72,7 +73,9 @@ def odd_spec(**names: str) -> Spec:
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 _MERMAID_LINE = re.compile(
     rf"    (?:\[\*\] --> {_ID}|{_ID} --> \[\*\]|{_ID} --> {_ID}: [^:;#\n]+"
-    rf'|state "[^"\n]+" as {_ID}|note right of {_ID})'
+    rf'|state "[^"\n]+" as {_ID}|note right of {_ID}'
+    rf"|classDef (?:success|failed|final|current) [a-z0-9:#,.-]+"
+    rf"|class {_ID}(?:,{_ID})* (?:success|failed|final|current))"
 )
 
 
@@ -142,7 +145,7 @@ def test_mermaid_has_one_labelled_line_per_edge(spec: Spec) -> None:
     for source, transition in edges:
         line = f"    {source} --> {transition.dest}: {transition.trigger}{transition.guard_label}"
         assert line in lines
-    assert sum(": " in line for line in lines) == len(edges) == 16
+    assert sum(": " in line for line in lines) == len(edges) == 21
 
 
 def test_mermaid_shows_guard_labels(spec: Spec, traffic: Spec) -> None:
@@ -161,7 +164,7 @@ def test_mermaid_notes_list_tasks_and_timers(spec: Spec) -> None:
     assert "stability" in note
     assert "backoff fires give_up or retry" in text
     assert "note right of DISCONNECTED" not in text  # nothing to say about it
-    assert text.count("note right of") == text.count("end note") == 4
+    assert text.count("note right of") == text.count("end note") == 5
 
 
 def test_mermaid_without_notes(spec: Spec) -> None:
@@ -386,3 +389,127 @@ def test_find_docs_block() -> None:
     assert find_docs_block(f"{DOCS_BEGIN} never closed") is None
     text = f"intro\n{DOCS_BEGIN}\nX\n{DOCS_END}\nouter\n"
     assert find_docs_block(text) == f"{DOCS_BEGIN}\nX\n{DOCS_END}"
+
+
+# -- actions, internal rows, loops, roles, the current state (issue 19) --------------------------
+
+LOOPS = Spec.from_yaml(
+    """\
+name: lamp
+initial: UNLIT
+actions: [click, glow, dim, count]
+states:
+  UNLIT: {on_exit: [click]}
+  LIT: {on_enter: [glow], on_exit: [dim]}
+  BROKEN: {failed: true}
+  GONE: {final: true}
+transitions:
+  - {trigger: toggle, source: UNLIT, dest: LIT, before: [click], after: [count]}
+  - {trigger: toggle, source: LIT, dest: UNLIT}
+  - {trigger: flicker, source: LIT, dest: LIT}
+  - {trigger: surge, source: LIT, dest: LIT, after: [count]}
+  - {trigger: tap, source: LIT, internal: true, before: [count]}
+  - {trigger: burn, source: LIT, dest: BROKEN}
+  - {trigger: fix, source: BROKEN, dest: UNLIT}
+  - {trigger: bin, source: [UNLIT, BROKEN], dest: GONE}
+""",
+    "lamp.yaml",
+)
+
+
+def test_actions_are_drawn_on_edges_and_in_states() -> None:
+    text = to_mermaid(LOOPS)
+    check_mermaid(text)
+    assert "    UNLIT --> LIT: toggle / click, count\n" in text
+    note = text.split("    note right of LIT\n", 1)[1].split("    end note\n", 1)[0]
+    assert "entry / glow" in note
+    assert "exit / dim" in note
+    assert "exit / click" in text.split("    note right of UNLIT\n", 1)[1]
+    dot = to_dot(LOOPS)
+    check_dot(dot)
+    assert '"UNLIT" -> "LIT" [label="toggle / click, count"];' in dot
+    assert "entry / glow\\lexit / dim\\l" in dot
+
+
+def test_loops_on_one_state_are_one_arrow_and_internal_rows_are_no_arrow() -> None:
+    text = to_mermaid(LOOPS)
+    loops = [line for line in text.splitlines() if line.startswith("    LIT --> LIT:")]
+    assert loops == ["    LIT --> LIT: flicker | surge / count"]
+    assert "internal: tap / count" in text.split("    note right of LIT\n", 1)[1]
+    assert "tap" not in "".join(line for line in text.splitlines() if "-->" in line)
+    dot = to_dot(LOOPS)
+    assert dot.count('"LIT" -> "LIT"') == 1
+    assert '"LIT" -> "LIT" [label="flicker\\nsurge / count"];' in dot
+    # Without notes, the internal row joins the loop, marked as internal.
+    bare = to_mermaid(LOOPS, notes=False)
+    check_mermaid(bare)
+    assert "    LIT --> LIT: flicker | surge / count | (internal) tap / count\n" in bare
+
+
+def test_loop_counts_add_up_per_row() -> None:
+    counts = {("LIT", "flicker", "LIT"): 2, ("LIT", "surge", "LIT"): 1, ("LIT", "tap", "LIT"): 5}
+    text = to_mermaid(LOOPS, counts=counts)
+    assert "    LIT --> LIT: flicker \u00d72 | surge / count \u00d71\n" in text
+    assert "internal: tap / count \u00d75" in text
+    dot = to_dot(LOOPS, counts=counts)
+    assert '"LIT" -> "LIT" [label="flicker \u00d72\\nsurge / count \u00d71", penwidth=5.00];' in dot
+
+
+def test_roles_are_styled_and_the_current_state_highlighted() -> None:
+    text = to_mermaid(LOOPS, current="LIT")
+    check_mermaid(text)
+    assert "    class BROKEN failed\n" in text
+    assert "    class GONE final\n" in text
+    assert "    class LIT current\n" in text
+    assert "classDef failed fill:" in text
+    assert "class" not in to_mermaid(LOOPS).split("classDef", 1)[0]  # styles come last
+    success = to_mermaid(Spec.default())
+    assert "    class CONNECTED success\n" in success
+    assert "    class FAILED failed\n" in success
+    dot = to_dot(LOOPS, current="LIT")
+    check_dot(dot)
+    assert '"BROKEN" [label="BROKEN", tooltip="log INFO", color="#c0392b"' in dot
+    assert 'fillcolor="#fff3a0"' in dot.split('"LIT" [', 1)[1].split("\n", 1)[0]
+    with pytest.raises(KeyError):
+        to_mermaid(LOOPS, current="NOWHERE")
+    with pytest.raises(KeyError):
+        to_dot(LOOPS, current="NOWHERE")
+
+
+def test_cli_diagram_current_and_unknown_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fsm_live.cli import main
+
+    spec = TRAFFIC_PATH
+    assert main(["diagram", str(spec), "--current", "GREEN"]) == 0
+    assert "    class GREEN current\n" in capsys.readouterr().out
+    assert main(["diagram", str(spec), "--current", "BLUE"]) == 2  # a bad argument
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"fsm-live diagram: error: --current BLUE: no such state in {spec} "
+        "(states: DARK, RED, GREEN, YELLOW, FLASHING, RETIRED)\n"
+    )
+
+
+def test_cli_diagram_warns_of_trace_rows_that_are_no_edge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fsm_live.cli import main
+
+    trace = tmp_path / "T.jsonl"
+    rows = [("DARK", "RED", "power_on"), ("RED", "DARK", "tick"), ("RED", "GREEN", "tick")]
+    trace.write_text(
+        "".join(
+            json.dumps({"t": i, "from": a, "to": b, "trigger": t, "reason": ""}) + "\n"
+            for i, (a, b, t) in enumerate(rows)
+        )
+    )
+    assert main(["diagram", str(TRAFFIC_PATH), "--trace", str(trace)]) == 0
+    out, err = capsys.readouterr()
+    assert err == (
+        f"fsm-live diagram: warning: {trace}:2: RED -tick-> DARK is not an edge of spec "
+        "'traffic_light': left out of the counts\n"
+    )
+    assert "    RED --> GREEN: tick \u00d71\n" in out

@@ -26,3 +26,22 @@ def test_embedding_example_is_the_file_and_prints_its_output() -> None:
         [sys.executable, str(path)], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")
+
+
+SPECS_PAGE = ROOT / "docs" / "specs.md"
+
+
+def test_specs_worked_example_is_the_files_and_prints_its_output() -> None:
+    text = SPECS_PAGE.read_text(encoding="utf-8")
+    for name in ("pomodoro.yaml", "pomodoro.py", "test_pomodoro.py"):
+        code = block(text, f"<!-- example:begin docs/examples/{name} -->", "<!-- example:end -->")
+        path = ROOT / "docs" / "examples" / name
+        assert code == path.read_text(encoding="utf-8"), f"docs/examples/{name} differs"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "examples" / "pomodoro.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")

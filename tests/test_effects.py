@@ -29,6 +29,9 @@ from fsm_live.errors import Failure
 
 #: Events the application (or the clock) makes, not a task: no generation.
 FROM_THE_APPLICATION = {"Start", "Close", "Reset", "Tick"}
+#: Events about a link (which outlives the state that dialled it: its id instead) or
+#: about the endpoint (shared by connections: what happened to it instead).
+ABOUT_A_LINK = {"LinkClosed": "link", "EndpointChanged": "what"}
 
 EVENT_CLASSES = typing.get_args(events.Event)
 EFFECT_CLASSES = typing.get_args(effects.Effect)
@@ -59,6 +62,8 @@ def test_events_from_tasks_carry_their_generation(cls: type) -> None:
     names = [field.name for field in attrs.fields(cls)]
     if cls.__name__ in FROM_THE_APPLICATION:
         assert "generation" not in names
+    elif cls.__name__ in ABOUT_A_LINK:
+        assert names[1] == ABOUT_A_LINK[cls.__name__]
     else:
         assert names[1] == "generation"
 
@@ -82,6 +87,13 @@ def test_every_value_is_frozen_and_hashable(cls: type) -> None:
         "source": "A",
         "dest": "B",
         "trigger": "go",
+        "kind": "token",
+        "link": 4,
+        "code": 1000,
+        "handles": (None, "a handle"),
+        "level": "WARNING",
+        "message": "the application is behind",
+        "what": "down",
     }
     kwargs = {
         field.name: samples[field.name]

@@ -23,22 +23,33 @@ PUBLIC = (
     "ConfigError",
     "ConnectionClosed",
     "ConnectionFailed",
+    "Counts",
     "CredentialsProvider",
+    "CredentialsRejected",
     "ExponentialJitter",
     "Failure",
     "FixedDelay",
     "Fleet",
     "FleetStats",
     "FsmLiveError",
+    "HandshakeRejected",
     "LiveConnection",
+    "LiveConnectionError",
+    "MissingExtra",
+    "NotAMember",
     "ProtocolAdapter",
+    "RequestTimeout",
     "Secret",
     "Spec",
+    "SpecError",
     "StaticCredentials",
     "Stats",
+    "TaskContext",
     "TransitionRecord",
     "TransitionRefused",
     "Transport",
+    "TransportError",
+    "UsageError",
     "__version__",
     "connect",
 )
@@ -46,6 +57,17 @@ PUBLIC = (
 #: Where each public name is defined (the module that owns it, re-exported at the top).
 HOMES = {
     "BufferFull": "fsm_live.errors",
+    "Counts": "fsm_live.counters",
+    "CredentialsRejected": "fsm_live.errors",
+    "HandshakeRejected": "fsm_live.errors",
+    "LiveConnectionError": "fsm_live.errors",
+    "MissingExtra": "fsm_live.errors",
+    "NotAMember": "fsm_live.errors",
+    "RequestTimeout": "fsm_live.errors",
+    "SpecError": "fsm_live.errors",
+    "TaskContext": "fsm_live._runtime.task_context",
+    "TransportError": "fsm_live.errors",
+    "UsageError": "fsm_live.errors",
     "Config": "fsm_live.config",
     "ConfigError": "fsm_live.errors",
     "ConnectionClosed": "fsm_live.errors",
@@ -77,6 +99,24 @@ def test_the_public_names_are_pinned() -> None:
 def test_each_public_name_is_its_home_module_object() -> None:
     for name, home in HOMES.items():
         assert getattr(fsm_live, name) is getattr(importlib.import_module(home), name), name
+
+
+def test_the_public_names_say_they_live_in_the_package() -> None:
+    """As httpx does: a public class's ``__module__`` is ``fsm_live`` (tracebacks and
+    reprs show the path users import), and the object is found there."""
+    for name in HOMES:
+        value = getattr(fsm_live, name)
+        assert value.__module__ == "fsm_live", name
+        assert getattr(fsm_live, value.__name__) is value
+
+
+def test_the_whole_error_tree_is_exported() -> None:
+    from fsm_live import errors
+
+    for name in errors.__all__:
+        value = getattr(errors, name)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            assert name in fsm_live.__all__, name
 
 
 def test_connect_is_the_typed_class() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from rich.console import Console
 from servers import ServerSide, echo, websocket_server
 from test_docs import block
 from websockets.asyncio.server import ServerConnection, serve
@@ -30,12 +30,10 @@ from websockets.exceptions import ConnectionClosed
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.cli import Output
 from fsm_live.cli.fleet import run_fleet, trace_file_name
-from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
-from fsm_live.cli.views.styles import StateStyles
 from fsm_live.config import Config
-from fsm_live.core.effects import TransitionRecord
+from fsm_live.fleet import Fleet
 from fsm_live.fleet.config import Account, FleetConfig
-from fsm_live.fleet.stats import ConnectionSummary, FleetStats, FleetTransition
+from fsm_live.lwp.faults import parse_schedule
 from fsm_live.lwp.server import LwpServer
 from fsm_live.spec import Spec
 
@@ -424,8 +422,24 @@ class FakeTerminal(io.StringIO):
         return True
 
 
+def _last_frame(screen: str) -> list[str]:
+    """The last frame a live display drew: the lines from the last top border on, the
+    terminal's escape sequences (colours, cursor moves) left out."""
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).splitlines()
+    top = max(i for i, line in enumerate(lines) if line.lstrip().startswith("╭"))
+    return lines[top:]
+
+
+def _counts(frame: list[str]) -> dict[str, int]:
+    """The dashboard's members per state (its first two rows), by column."""
+    names, counts = (line.strip("│ ").split() for line in frame[1:3])
+    return dict(zip(names, map(int, counts), strict=True))
+
+
 @pytest.mark.anyio
 async def test_dashboard_on_a_terminal(tmp_path: Path) -> None:
+    spec = Spec.default()
+    (final,) = spec.final_states
     stdout, stderr = FakeTerminal(), io.StringIO()
     with anyio.fail_after(DEADLINE):
         async with echo_server() as url:
@@ -433,10 +447,19 @@ async def test_dashboard_on_a_terminal(tmp_path: Path) -> None:
             code = await run_fleet(config, None, 1.5, Output(stdout, stderr))
     assert code == 0
     screen = stdout.getvalue()
-    assert "fsm-live fleet fleet.toml" in screen
+    assert "fsm-live fleet fleet.toml · running" in screen
     assert "every connection is well" in screen
     assert not any(line.startswith(("a ", "b ")) for line in screen.splitlines())  # not plain
-    assert "CONNECTING -> CONNECTED" in screen  # the recent transitions
+    (success,) = spec.success_states
+    assert f"-> {success}" in screen  # the recent transitions
+    # The last frame is the fleet once closed, never a frame drawn before the close.
+    frame = _last_frame(screen)
+    assert "fsm-live fleet fleet.toml · closed" in frame[0]
+    counts = _counts(frame)
+    assert counts[final] == 2
+    assert sum(counts.values()) == 2
+    recent = frame.index(next(line for line in frame if "recent transitions" in line))
+    assert f"-> {final}" in frame[recent + 1]  # newest first
     assert stderr.getvalue() == ""
 
 
@@ -458,105 +481,6 @@ def test_the_python_example_of_the_docs_is_the_file_and_prints_its_output() -> N
     assert result.stderr == ""
 
 
-# -- rendering --------------------------------------------------------------------------
-
-RECORD = TransitionRecord(
-    at=12.5,
-    source="CONNECTED",
-    dest="RECONNECTING",
-    trigger="lost",
-    reason="lost: closed 1006",
-    error_class="lost",
-)
-STATS = FleetStats(
-    at=70.0,
-    connections=3,
-    states={
-        "DISCONNECTED": 0,
-        "CONNECTING": 0,
-        "CONNECTED": 1,
-        "RECONNECTING": 1,
-        "FAILED": 0,
-        "CLOSED": 0,
-    },
-    crashed=1,
-    transitions_total=9,
-    transitions_per_minute=4.0,
-    failures={"lost": 2},
-    connects=3,
-    reconnects=1,
-    heartbeats_sent=10,
-    heartbeats_acked=9,
-    messages_in=5,
-    messages_out=4,
-    worst=(
-        ConnectionSummary("[bold]x[/bold]", "CONNECTED", 0, 3.0, "", "RuntimeError: boom"),
-        ConnectionSummary("bob", "RECONNECTING", 2, 7.25, "lost: closed 1006"),
-    ),
-    recent=(FleetTransition("bob", RECORD),),
-)
-
-
-def render(renderable: object) -> str:
-    console = Console(file=io.StringIO(), width=100, color_system=None, highlight=False)
-    console.print(renderable)
-    output = console.file
-    assert isinstance(output, io.StringIO)
-    return output.getvalue()
-
-
-def test_plain_lines() -> None:
-    assert plain_fleet_transition("bob", RECORD, started_at=10.0) == (
-        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)"
-    )
-    assert plain_summary(STATS, started_at=10.0) == (
-        "summary    60.000s  3 connections: CONNECTED 1, RECONNECTING 1; 1 crashed; "
-        "9 transitions (4/min); failures: lost 2; heartbeats 9/10 acked; "
-        "messages 5 in, 4 out"
-    )
-
-
-def test_dashboard_panel() -> None:
-    text = render(
-        fleet_panel(
-            STATS,
-            started_at=10.0,
-            title="fsm-live fleet f.toml",
-            styles=StateStyles(Spec.default()),
-        )
-    )
-    lines = [line.strip("│ ") for line in text.splitlines()]
-    assert "fsm-live fleet f.toml" in lines[0]
-    assert lines[1].split() == [
-        "DISCONNECTED",
-        "CONNECTING",
-        "CONNECTED",
-        "RECONNECTING",
-        "FAILED",
-        "CLOSED",
-        "crashed",
-    ]
-    assert lines[2].split() == ["0", "0", "1", "1", "0", "0", "1"]
-    totals = lines.index("3 connections, 9 transitions (4/min), failures: lost 2")
-    assert lines[totals + 1] == "heartbeats 9/10 acked, messages 5 in, 4 out"
-    worst = lines[lines.index("worst") + 1 : lines.index("recent") - 1]
-    assert worst[0].split() == ["account", "state", "failures", "in", "state", "last", "error"]
-    # The key is shown as written (never read as markup); a crash shows as CRASHED.
-    assert worst[1].split() == [
-        "[bold]x[/bold]",
-        "CRASHED",
-        "0",
-        "3.0",
-        "s",
-        "RuntimeError:",
-        "boom",
-    ]
-    assert worst[2].split() == ["bob", "RECONNECTING", "2", "7.2", "s", "lost:", "closed", "1006"]
-    assert lines[lines.index("recent") + 1] == (
-        "bob     2.500s  CONNECTED -> RECONNECTING  [lost] (lost: closed 1006)"
-    )
-
-
 def test_trace_file_names_are_safe_and_distinct() -> None:
     assert trace_file_name("alice") == "alice.jsonl"
     assert trace_file_name("a.b-c_d") == "a.b-c_d.jsonl"
@@ -568,3 +492,40 @@ def test_trace_file_names_are_safe_and_distinct() -> None:
     assert long_a != long_b
     assert len(long_a) <= 210
     assert "/" not in trace_file_name("/etc/passwd")
+
+
+@pytest.mark.anyio
+async def test_an_lwp_account_of_a_fleet_file_that_goes_failed_recovers(tmp_path: Path) -> None:
+    """docs/fleet.md: a fleet file gives no escalation, yet an lwp account that goes
+    FAILED after max_failures retries by itself after failed_retry_delay."""
+    spec = Spec.default()
+    (failed,) = spec.failed_states
+    (success,) = spec.success_states
+    (tmp_path / "a.cookies").write_text("unb=4242\n", encoding="utf-8")
+    seen: list[tuple[str, str]] = []
+    # The server closes every connection and refuses new ones for 2 s: two refused
+    # dials (max_failures 2) send the account FAILED, then it recovers and connects.
+    schedule = parse_schedule("0.3s restart 2s")
+    with anyio.fail_after(DEADLINE):
+        async with LwpServer(schedule=schedule, push_interval=None) as server:
+            path = tmp_path / "fleet.toml"
+            path.write_text(
+                "[defaults]\nmax_failures = 2\nfailed_retry_delay = 1\n"  # the least allowed
+                "[defaults.backoff]\npolicy = 'fixed'\nseconds = 0.1\n"
+                f"[accounts.a]\nurl = '{server.url}'\nprotocol = 'lwp'\n"
+                "cookies_file = 'a.cookies'\n",
+                encoding="utf-8",
+            )
+            (account,) = FleetConfig.load(path).accounts
+            assert "escalation" not in account.connection_options()
+            async with Fleet() as fleet:
+                connection = await fleet.add(
+                    account.key, account.url, **account.connection_options()
+                )
+                fleet.on_transition(lambda key, record: seen.append((record.source, record.dest)))
+                await connection.wait_for(failed, raise_on_failed=False)
+                await connection.wait_for(success, raise_on_failed=False)
+    assert any(dest == failed for _, dest in seen), seen
+    left = next(i for i, (source, _) in enumerate(seen) if source == failed)
+    assert seen[left][1] not in spec.final_states  # FAILED -> retrying, by itself
+    assert any(dest == success for _, dest in seen[left:])

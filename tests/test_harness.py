@@ -49,6 +49,16 @@ def guard(name: str) -> Callable[..., bool]:
     return check
 
 
+def action(name: str) -> Callable[..., None]:
+    """A callback named as the spec's action (the adapters log callbacks by name)."""
+
+    def run(**data: Any) -> None:
+        return None
+
+    run.__name__ = name
+    return run
+
+
 def factory(
     states: list[Any], rows: list[Row], initial: str, **options: Any
 ) -> Callable[[], TransitionsAdapter]:
@@ -94,18 +104,25 @@ ORDER_STATES = [
     {"name": "COMPLETED", "final": True},
 ]
 ORDER: list[Row] = [
-    {"trigger": "add_to_order", "source": "WAITING_FOR_PAYMENT", "dest": None},
+    {
+        "trigger": "add_to_order",
+        "source": "WAITING_FOR_PAYMENT",
+        "dest": None,
+        "before": [action("record_item")],
+    },
     {
         "trigger": "receive_payment",
         "source": "WAITING_FOR_PAYMENT",
         "dest": "PROCESSING",
         "conditions": [guard("payments_enough")],
+        "before": [action("record_payment")],
     },
     {
         "trigger": "receive_payment",
         "source": "WAITING_FOR_PAYMENT",
         "dest": None,
         "unless": [guard("payments_enough")],
+        "before": [action("record_payment")],
     },
     {"trigger": "process_order", "source": "PROCESSING", "dest": "SHIPPING"},
     {"trigger": "ship_order", "source": "SHIPPING", "dest": "COMPLETED"},
@@ -222,8 +239,15 @@ def test_wrong_destination_is_caught() -> None:
         row(rows, "rcv_fin", "FIN_WAIT_2")["dest"] = "CLOSED"
 
     report = planted("tcp", bug)
-    assert "the spec takes transitions.13, line" in report
-    assert "(FIN_WAIT_2 -> TIME_WAIT) for rcv_fin; the implementation is in CLOSED" in report
+    assert "the spec takes transitions.13 (FIN_WAIT_2 -> TIME_WAIT) for rcv_fin, at " in report
+    assert report.endswith(f"{EXAMPLES / 'tcp.yaml'}:63; the implementation is in CLOSED")
+    # Shrunk: the shortest way into FIN_WAIT_2, then the step.
+    assert report.startswith(
+        (
+            "after [active_open, rcv_syn_ack, close, rcv_ack_of_fin]: ",
+            "after [passive_open, rcv_syn, close, rcv_ack_of_fin]: ",
+        )
+    ), report
 
 
 def test_swapped_guards_are_caught() -> None:
@@ -236,7 +260,7 @@ def test_swapped_guards_are_caught() -> None:
         first.pop("conditions")
 
     report = planted("order_control", bug)
-    assert "receive_payment(payments_enough=" in report
+    assert "for receive_payment(amount=0, payments_enough=" in report
 
 
 def test_dropped_guard_is_caught() -> None:
@@ -254,7 +278,8 @@ def test_silently_ignored_trigger_is_caught() -> None:
         row(rows, "goaway", "READY")["dest"] = None  # accepted, does nothing
 
     report = planted("grpc_connectivity", bug)
-    assert "(READY -> IDLE) for goaway; the implementation is in READY" in report
+    assert "(READY -> IDLE) for goaway, at " in report
+    assert report.endswith("grpc_connectivity.yaml:39; the implementation is in READY")
 
 
 def test_refused_trigger_accepted_silently_is_caught() -> None:
@@ -293,9 +318,8 @@ def test_state_changed_behind_the_machines_back_is_caught() -> None:
 
     with pytest.raises(Mismatch) as caught:
         check_implementation(spec_of("tcp"), make, settings=QUICK)
-    assert "(ESTABLISHED -> CLOSE_WAIT) for rcv_fin; the implementation is in LAST_ACK" in str(
-        caught.value
-    )
+    assert "(ESTABLISHED -> CLOSE_WAIT) for rcv_fin, at " in str(caught.value)
+    assert str(caught.value).endswith("; the implementation is in LAST_ACK")
 
 
 def test_extra_edge_is_caught() -> None:
@@ -304,8 +328,9 @@ def test_extra_edge_is_caught() -> None:
 
     report = planted("grpc_connectivity", bug)
     assert report == (
-        "after []: the spec refuses connected in IDLE (no row leaves it on that "
-        "trigger); the implementation accepted it and is in READY"
+        "after []: the spec refuses connected in IDLE (no row leaves it on that trigger; "
+        f"states.IDLE, at {EXAMPLES / 'grpc_connectivity.yaml'}:16); the implementation "
+        "accepted it and is in READY"
     )
 
 
@@ -328,7 +353,7 @@ def test_non_absorbing_final_state_is_caught() -> None:
         row(rows, "shutdown", "IDLE")["source"] = "*"
 
     report = planted("grpc_connectivity", bug)
-    assert "the spec refuses shutdown in SHUTDOWN (a final state absorbs every trigger)" in report
+    assert "the spec refuses shutdown in SHUTDOWN (a final state absorbs every trigger; " in report
 
 
 # -- the harness itself ----------------------------------------------------------------------------
@@ -421,15 +446,21 @@ def test_python_statemachine_order_control() -> None:
         shipping = State()
         completed = State(final=True)
 
-        add_to_order = waiting_for_payment.to.itself(internal=True)
+        add_to_order = waiting_for_payment.to.itself(internal=True, before="record_item")
         receive_payment = waiting_for_payment.to(
-            processing, cond="payments_enough"
-        ) | waiting_for_payment.to.itself(internal=True, unless="payments_enough")
+            processing, cond="payments_enough", before="record_payment"
+        ) | waiting_for_payment.to.itself(
+            internal=True, unless="payments_enough", before="record_payment"
+        )
         process_order = processing.to(shipping)
         ship_order = shipping.to(completed)
 
         def payments_enough(self, payments_enough: bool = False, **data: Any) -> bool:
             return payments_enough
+
+        def record_item(self, amount: int = 0) -> None: ...
+
+        def record_payment(self, amount: int = 0) -> None: ...
 
     spec = spec_of("order_control")
     check_implementation(
@@ -458,13 +489,94 @@ def test_covering_paths_take_every_edge(name: str) -> None:
     assert taken == {(source, id(row)) for source, row in spec.edges()}
     for path in paths:
         assert path.states[0] == spec.initial
-        state = spec.initial
-        for step, (source, row) in zip(path.steps, path.edges, strict=True):
-            assert source == state
+        assert len(path.states) == len(path.steps) + 1 == len(path.outcomes) + 1
+        state, edges = spec.initial, iter(path.edges)
+        for step, outcome, after in zip(path.steps, path.outcomes, path.states[1:], strict=True):
             expected = expect(spec, state, step)
-            assert (expected.outcome, expected.row) == ("taken", row)  # the guard picks it
-            state = row.dest
+            assert expected.outcome == outcome  # the guard values pick it
+            if outcome == "taken":
+                assert (state, expected.row) == next(edges)
+            assert expected.dest == after
+            state = after
+        assert next(edges, None) is None
     assert covering_paths(spec) == paths  # deterministic
+
+
+@pytest.mark.parametrize("name", [*sorted(MACHINES), "connection"])
+def test_covering_paths_probe_every_refusal_ignore_and_blocking_guard(name: str) -> None:
+    spec = Spec.default() if name == "connection" else spec_of(name)
+    probed = {
+        (state, step.trigger, outcome)
+        for path in covering_paths(spec)
+        for state, step, outcome in zip(path.states, path.steps, path.outcomes, strict=False)
+        if outcome != "taken"
+    }
+    for state in spec.states:
+        for trigger in spec.triggers:
+            rows = spec.rows(state, trigger)
+            if trigger in spec.states[state].ignore:
+                assert (state, trigger, "ignored") in probed
+            elif not rows:
+                assert (state, trigger, "refused") in probed
+    assert covering_paths(spec, probes=False) == covering_paths(spec, probes=False)
+    assert all(set(path.outcomes) == {"taken"} for path in covering_paths(spec, probes=False))
+
+
+def test_covering_paths_probe_a_guard_that_blocks_with_no_other_row() -> None:
+    spec = Spec.from_yaml(
+        "initial: A\nguards: {ready: {args: [level]}}\n"
+        "states: {A: {}, B: {final: true}}\n"
+        "transitions:\n  - {trigger: go, source: A, dest: B, conditions: [ready]}\n"
+    )
+    (path,) = covering_paths(spec, guards={"ready": lambda level: level >= 3})
+    assert [(repr(s), o) for s, o in zip(path.steps, path.outcomes, strict=True)] == [
+        ("go(level=0)", "blocked"),
+        ("go(level=3)", "taken"),
+        ("go(level=0)", "refused"),
+    ]
+    assert path.states == ("A", "A", "B", "B")
+
+
+def test_covering_paths_fill_in_declared_arguments_from_guard_oracles() -> None:
+    spec = spec_of("order_control")
+    oracle = {"payments_enough": lambda amount: amount >= 5}
+    steps = [
+        repr(step)
+        for path in covering_paths(spec, guards=oracle, args={"amount": [1, 5]})
+        for step in path.steps
+        if step.trigger in {"receive_payment", "add_to_order"}
+    ]
+    assert "receive_payment(amount=5)" in steps  # enough: on to PROCESSING
+    assert "receive_payment(amount=1)" in steps  # not enough: stays
+    assert not any("payments_enough=" in step for step in steps)
+    assert "add_to_order(amount=1)" in steps  # actions' arguments are filled in too
+
+    # Those steps drive an implementation whose guard reads the argument.
+    def enough(amount: int = 0, **data: Any) -> bool:
+        return amount >= 5
+
+    rows = copy.deepcopy(ORDER)
+    rows[1]["conditions"], rows[2]["unless"] = [enough], [enough]
+    make = factory(ORDER_STATES, rows, "WAITING_FOR_PAYMENT")
+    for path in covering_paths(spec, guards=oracle, args={"amount": [1, 5]}):
+        assert run_steps(spec, make(), path.steps, oracle) == list(path.states)
+
+
+def test_run_steps_names_a_missing_argument_in_one_line() -> None:
+    from fsm_live.testing.harness import MissingEventData
+
+    states, rows, initial = MACHINES["order_control"]
+    with pytest.raises(MissingEventData) as caught:
+        run_steps(
+            spec_of("order_control"),
+            factory(states, rows, initial)(),
+            [Step("receive_payment", {"payments_enough": True})],
+            guards={"payments_enough": lambda amount: amount >= 5},
+        )
+    assert str(caught.value) == (
+        "step receive_payment(payments_enough=True) has no value for 'amount', which "
+        "guard 'payments_enough' takes (covering_paths(spec, guards=...) fills it in)"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MACHINES))
@@ -497,7 +609,12 @@ def test_covering_paths_of_a_spec_without_edges() -> None:
 def test_covering_path_ids_read_as_triggers() -> None:
     (first, *_) = covering_paths(spec_of("order_control"))
     assert str(first) == "add_to_order-receive_payment-process_order-ship_order"
-    assert repr(first.steps[1]) == "receive_payment(payments_enough=True)"
+    taken = [
+        step
+        for step, outcome in zip(first.steps, first.outcomes, strict=True)
+        if outcome == "taken"
+    ]
+    assert repr(taken[1]) == "receive_payment(amount=0, payments_enough=True)"
 
 
 def test_spec_state_machine_on_a_spec_whose_only_state_is_final() -> None:
@@ -515,3 +632,74 @@ def test_covering_paths_take_a_path_too() -> None:
     by_path = covering_paths(EXAMPLES / "tcp.yaml")
     by_spec = covering_paths(Spec.from_path(EXAMPLES / "tcp.yaml"))
     assert [path.steps for path in by_path] == [path.steps for path in by_spec]
+
+
+def test_several_failures_are_one_trimmed_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis reports several distinct failures as an ExceptionGroup (its default
+    report_multiple_bugs=True): the harness raises the shortest one, alone."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    import planted
+
+    # Two bugs the covering paths do not reach (they depend on the coins' values).
+    bugs = frozenset({"a guard with the wrong boundary", "a duplicated side effect"})
+    loud = settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=True)
+    with pytest.raises(Mismatch) as caught:
+        check_implementation(
+            planted.SPEC,
+            planted.plain(bugs),
+            registry=planted.REGISTRY,
+            model=planted.KioskData,
+            observe=lambda k: (k.paid, k.dispensed, k.light),
+            settings=loud,
+        )
+    assert not isinstance(caught.value, BaseExceptionGroup)
+    assert caught.value.__cause__ is None
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("after [coin(")
+
+
+def test_an_implementation_whose_guards_read_its_own_data_passes_with_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry's guard runs on the implementation's own object: no drawn value to read."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import registries  # type: ignore[import-not-found]
+
+    class Order(registries.Order):  # type: ignore[misc]
+        state: str
+
+        def enough(self, amount: int = 0) -> bool:
+            return bool(sum(self.payments) + amount >= self.total)
+
+        def record_item(self, amount: int = 0) -> None:
+            self.total += amount
+
+        def record_payment(self, amount: int = 0) -> None:
+            self.payments.append(amount)
+
+    rows = copy.deepcopy(ORDER)
+    for entry in rows[:3]:
+        entry["before"] = "record_item" if entry["trigger"] == "add_to_order" else "record_payment"
+    rows[1]["conditions"], rows[2]["unless"] = "enough", "enough"
+
+    def make() -> TransitionsAdapter:
+        order = Order()
+        machine = Machine(
+            model=order,
+            states=ORDER_STATES,
+            transitions=rows,
+            initial="WAITING_FOR_PAYMENT",
+            auto_transitions=False,
+        )
+        return TransitionsAdapter(machine, order)
+
+    spec = spec_of("order_control")
+    check_implementation(spec, make, registry=registries.order_control, settings=QUICK)
+    with pytest.raises(Mismatch, match=r"payments_enough"):
+        check_implementation(spec, make, settings=QUICK)  # free guards: it ignores them
+
+
+def test_a_model_needs_the_registry() -> None:
+    states, rows, initial = MACHINES["tcp"]
+    with pytest.raises(TypeError, match="pass registry= too"):
+        check_implementation(spec_of("tcp"), factory(states, rows, initial), model=object)

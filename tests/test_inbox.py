@@ -91,7 +91,7 @@ async def test_handler_errors_are_counted_not_fatal(caplog: pytest.LogCaptureFix
             inbox = Inbox(1, handler, jobs=jobs)
             inbox.put("x")
             inbox.put("y")
-    assert inbox.handler_errors == 2
+    assert inbox.counts.handler_errors == 2
     assert "on_message handler raised" in caplog.text
 
 

@@ -1,10 +1,14 @@
-"""fsm_live._runtime.jobs: work that awaits runs as jobs of one task group; a cancelled
-job is joined, a crashed one reported (never taking its siblings down), and every job
-that ends is counted and announced."""
+"""fsm_live._runtime.jobs: work that awaits runs as jobs, in a task group or (on asyncio)
+as tasks the connection owns and joins; either way a cancelled job is joined, a crashed
+one reported (never taking its siblings down), and every job that ends is counted and
+announced."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -30,6 +34,42 @@ class Recorder:
         self.done += 1
 
 
+@pytest.fixture(
+    params=[("asyncio", "group"), ("asyncio", "owned"), ("trio", "group")],
+    ids=["asyncio-group", "asyncio-owned", "trio-group"],
+)
+def setting(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A backend and how the jobs run on it: in a task group, or (asyncio only) as
+    asyncio tasks the jobs own."""
+    backend, way = request.param
+    return backend, way
+
+
+@pytest.fixture
+def anyio_backend(setting: tuple[str, str]) -> str:
+    return setting[0]
+
+
+@pytest.fixture
+def way(setting: tuple[str, str]) -> str:
+    return setting[1]
+
+
+@contextlib.asynccontextmanager
+async def running(jobs: Jobs, way: str) -> AsyncIterator[Callable[[], None]]:
+    """Jobs running ``way``; leaving waits for every job to end (as a task group's exit
+    does); the value yielded stops them all at once."""
+    if way == "owned":
+        jobs.own()
+        grace = [math.inf]
+        yield lambda: grace.__setitem__(0, 0.0)
+        await jobs.join(grace[0], 1.0)
+    else:
+        async with anyio.create_task_group() as tg:
+            jobs.bind(tg)
+            yield tg.cancel_scope.cancel
+
+
 async def settle() -> None:
     for _ in range(5):
         await anyio.lowlevel.checkpoint()
@@ -48,11 +88,11 @@ async def test_jobs_need_a_task_group_first() -> None:
     async def work() -> None:
         raise AssertionError("never runs")
 
-    with pytest.raises(AssertionError, match=r"bind\(\) first"):
+    with pytest.raises(AssertionError, match=r"bind\(\) or Jobs.own\(\) first"):
         Recorder().jobs.start("x", work)
 
 
-async def test_a_job_runs_its_work_with_its_arguments() -> None:
+async def test_a_job_runs_its_work_with_its_arguments(way: str) -> None:
     seen: list[Any] = []
     rec = Recorder()
 
@@ -60,8 +100,7 @@ async def test_a_job_runs_its_work_with_its_arguments() -> None:
         await anyio.lowlevel.checkpoint()
         seen.append((a, b))
 
-    async with anyio.create_task_group() as tg:
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way):
         job = rec.jobs.start("work", work, 1, "two")
         assert isinstance(job, Job)
         assert job.name == "work"
@@ -72,7 +111,7 @@ async def test_a_job_runs_its_work_with_its_arguments() -> None:
     assert (rec.jobs.alive, rec.done, rec.crashes) == (0, 1, [])
 
 
-async def test_a_cancelled_job_is_joined_with_its_cleanup() -> None:
+async def test_a_cancelled_job_is_joined_with_its_cleanup(way: str) -> None:
     rec = Recorder()
     steps: list[str] = []
 
@@ -85,8 +124,7 @@ async def test_a_cancelled_job_is_joined_with_its_cleanup() -> None:
                 await anyio.lowlevel.checkpoint()
                 steps.append("cleaned up")
 
-    async with anyio.create_task_group() as tg:
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way):
         job = rec.jobs.start("reader", work)
         await settle()
         assert steps == ["started"]
@@ -97,7 +135,7 @@ async def test_a_cancelled_job_is_joined_with_its_cleanup() -> None:
     assert (rec.jobs.alive, rec.done, rec.crashes) == (0, 1, [])
 
 
-async def test_cancelling_a_job_leaves_its_siblings_running() -> None:
+async def test_cancelling_a_job_leaves_its_siblings_running(way: str) -> None:
     rec = Recorder()
     finished: list[str] = []
 
@@ -106,8 +144,7 @@ async def test_cancelling_a_job_leaves_its_siblings_running() -> None:
             await anyio.lowlevel.checkpoint()
         finished.append("sibling")
 
-    async with anyio.create_task_group() as tg:
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way):
         victim = rec.jobs.start("victim", anyio.sleep_forever)
         rec.jobs.start("sibling", sibling)
         victim.cancel()
@@ -115,20 +152,18 @@ async def test_cancelling_a_job_leaves_its_siblings_running() -> None:
     assert (rec.done, rec.crashes) == (2, [])
 
 
-async def test_a_job_cancelled_before_it_ran_ends_at_its_first_checkpoint() -> None:
+async def test_a_job_cancelled_before_it_ran_ends_at_its_first_checkpoint(way: str) -> None:
     rec = Recorder()
-    async with anyio.create_task_group() as tg:
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way):
         job = rec.jobs.start("dial", anyio.sleep_forever)
         job.cancel()
     assert job.done
     assert (rec.jobs.alive, rec.done, rec.crashes) == (0, 1, [])
 
 
-async def test_cancel_is_a_no_op_once_done() -> None:
+async def test_cancel_is_a_no_op_once_done(way: str) -> None:
     rec = Recorder()
-    async with anyio.create_task_group() as tg:
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way):
         job = rec.jobs.start("quick", anyio.lowlevel.checkpoint)
     assert job.done
     job.cancel()
@@ -137,6 +172,7 @@ async def test_cancel_is_a_no_op_once_done() -> None:
 
 async def test_a_crashed_job_is_reported_logged_and_counted(
     caplog: pytest.LogCaptureFixture,
+    way: str,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="fsm_live")
     rec = Recorder()
@@ -152,8 +188,7 @@ async def test_a_crashed_job_is_reported_logged_and_counted(
             await anyio.lowlevel.checkpoint()
         survived.append("sibling")
 
-    async with anyio.create_task_group() as tg:  # the crash does not cancel the group
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way):  # the crash does not cancel the others
         job = rec.jobs.start("heartbeat", crash)
         rec.jobs.start("sibling", sibling)
     assert rec.crashes == [(job, boom)]
@@ -166,22 +201,20 @@ async def test_a_crashed_job_is_reported_logged_and_counted(
     assert record.exc_info[1] is boom
 
 
-async def test_on_done_sees_the_job_counted_out() -> None:
+async def test_on_done_sees_the_job_counted_out(way: str) -> None:
     seen: list[int] = []
     jobs = Jobs(lambda job, exc: None, lambda: seen.append(jobs.alive))
-    async with anyio.create_task_group() as tg:
-        jobs.bind(tg)
+    async with running(jobs, way):
         jobs.start("a", anyio.lowlevel.checkpoint)
         jobs.start("b", anyio.sleep, 0)
     assert sorted(seen) == [0, 1]
 
 
-async def test_closing_the_task_group_ends_every_job_without_a_crash() -> None:
+async def test_stopping_ends_every_job_without_a_crash(way: str) -> None:
     rec = Recorder()
-    async with anyio.create_task_group() as tg:
-        rec.jobs.bind(tg)
+    async with running(rec.jobs, way) as stop:
         jobs = [rec.jobs.start(name, anyio.sleep_forever) for name in ("a", "b", "c")]
         await settle()
-        tg.cancel_scope.cancel()
+        stop()
     assert all(job.done for job in jobs)
     assert (rec.jobs.alive, rec.done, rec.crashes) == (0, 3, [])

@@ -1,6 +1,6 @@
 """fsm_live.protocols.json: one JSON text frame per message; invalid JSON delivered as
 InvalidJson, not dropped; ids (for de-duplication) only with ``dedup_key``, compared
-as JSON values.  The json adapter has no acknowledgements and no app heartbeat."""
+as JSON values; acknowledgements only with ``ack_key``.  No app heartbeat."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fsm_live.protocols.base import Decoded, SimpleDecoder
 from fsm_live.protocols.json import InvalidJson, JsonProtocol
@@ -91,11 +93,50 @@ def test_invalid_json_is_a_frozen_value() -> None:
         value.frame = "y"  # type: ignore[misc]
 
 
-def test_no_frame_carries_an_ack_or_a_reply() -> None:
+def test_without_an_ack_key_no_frame_carries_an_ack_or_a_reply() -> None:
     protocol = JsonProtocol(dedup_key="id")
+    assert not protocol.acknowledges
     for frame in ['{"id": 1, "ack": 1}', '{"type": "pong", "id": "hb-1"}', "garbage"]:
         [decoded] = protocol.decode(frame)
-        assert (decoded.heartbeat_ack, decoded.reply) == (None, None)
+        assert (decoded.ack, decoded.reply) == (None, None)
+    with pytest.raises(TypeError, match="ack_key"):
+        protocol.encode_tracked({"op": "x"}, request=True)
+    assert protocol.encode_tracked({"id": 1}, request=False) == ('{"id":1}', None)
+
+
+def test_with_an_ack_key_an_object_with_that_member_is_acknowledged_by_its_value() -> None:
+    protocol = JsonProtocol(ack_key="id")
+    assert protocol.acknowledges
+    frame, ack_id = protocol.encode_tracked({"id": 7, "op": "x"}, request=False)
+    assert json.loads(frame) == {"id": 7, "op": "x"}
+    [decoded] = protocol.decode('{"id": 7, "result": 1}')
+    assert decoded.ack == ack_id  # the same JSON value, the same key
+    assert decoded.answer == decoded.message == {"id": 7, "result": 1}
+    [other] = protocol.decode('{"id": "7"}')
+    assert other.ack != ack_id  # "7" is not 7
+    assert protocol.encode_tracked([1, 2], request=False) == ("[1,2]", None)
+
+
+def test_a_request_gets_an_id_when_it_has_none() -> None:
+    protocol = JsonProtocol(ack_key="id")
+    first, first_id = protocol.encode_tracked({"op": "a"}, request=True)
+    second, second_id = protocol.encode_tracked({"op": "b"}, request=True)
+    assert json.loads(first) == {"op": "a", "id": 1}
+    assert json.loads(second) == {"op": "b", "id": 2}
+    assert first_id != second_id
+    kept, kept_id = protocol.encode_tracked({"op": "c", "id": "mine"}, request=True)
+    assert kept_id == json.dumps("mine")
+    assert json.loads(kept)["id"] == "mine"
+    with pytest.raises(TypeError, match="object"):
+        protocol.encode_tracked("text", request=True)
+
+
+def test_json_nested_too_deeply_to_read_is_invalid_json_not_an_error() -> None:
+    frame = "[" * 100_000 + "]" * 100_000
+    [decoded] = JsonProtocol().decode(frame)
+    assert isinstance(decoded.message, InvalidJson)
+    assert decoded.message.error == "nested too deeply"
+    assert len(decoded.message.frame) <= 1024
 
 
 # -- ids ---------------------------------------------------------------------------------
@@ -159,3 +200,24 @@ def test_the_fast_path_agrees_with_decode(key: str | None, frame: str | bytes) -
     assert simple is not None
     message, message_id = simple
     assert protocol.decode(frame) == [Decoded(message=message, message_id=message_id)]
+
+
+# -- hostile frames: decoding never raises -----------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frame=st.text() | st.binary() | _JSON.map(json.dumps),
+    key=st.sampled_from([None, "id"]),
+)
+def test_any_frame_decodes_without_raising(frame: str | bytes, key: str | None) -> None:
+    """Whatever the peer sends, decode() returns: a value, or an InvalidJson."""
+    protocol = JsonProtocol(dedup_key=key)
+    [decoded] = protocol.decode(frame)
+    assert protocol.decode_simple(frame) == (decoded.message, decoded.message_id)

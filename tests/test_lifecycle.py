@@ -14,12 +14,25 @@ import fsm_live.core
 from fsm_live.config import Config
 from fsm_live.core.backoff import FixedDelay
 from fsm_live.core.classify import Failure
-from fsm_live.core.effects import CancelTask, CancelTimer, Effect, Emit, ScheduleTimer, StartTask
+from fsm_live.core.effects import (
+    CancelTask,
+    CancelTimer,
+    Effect,
+    Emit,
+    Notice,
+    ReleaseLink,
+    ScheduleTimer,
+    SendHeartbeat,
+    StartTask,
+)
+from fsm_live.core.endpoint import Endpoint
 from fsm_live.core.events import (
     Close,
+    CredentialsRefreshed,
     EscalationFinished,
     HeartbeatAcked,
     Inbound,
+    LinkClosed,
     LinkFailed,
     MessageReceived,
     Opened,
@@ -109,9 +122,13 @@ def test_open_timeout_counts_a_network_failure() -> None:
 def test_heartbeat_timeout_measured_from_last_inbound() -> None:
     lifecycle = connected(new())
     lifecycle.handle(Inbound(20.0, lifecycle.generation))
-    assert lifecycle.next_deadline() == 15.0  # stability first
+    assert lifecycle.deadlines() == {
+        "stability": 15.0,
+        "heartbeat_timeout": 50.0,
+        "heartbeat": 15.0,
+    }
     lifecycle.handle(Tick(15.0))
-    assert lifecycle.next_deadline() == 50.0
+    assert lifecycle.deadlines() == {"heartbeat_timeout": 50.0, "heartbeat": 30.0}
     assert records(lifecycle.handle(Tick(49.999))) == []
     effects = lifecycle.handle(Tick(50.0))
     assert records(effects) == [("CONNECTED", "lost", "RECONNECTING")]
@@ -263,7 +280,8 @@ def test_a_failed_retry_due_during_the_escalation_waits_for_it() -> None:
     lifecycle = new(Config(max_failures=1, failed_retry_delay=5))
     now = give_up(lifecycle)
     generation = lifecycle.generation
-    assert lifecycle.handle(Tick(now + 10)) == []  # due, but the escalation still runs
+    # due, but the escalation still runs (the failed link's close deadline passes too)
+    assert records(lifecycle.handle(Tick(now + 10))) == []
     assert lifecycle.state == "FAILED"
     effects = lifecycle.handle(EscalationFinished(now + 12, generation, ok=False))
     assert records(effects) == [("FAILED", "recover", "RECONNECTING")]
@@ -275,7 +293,7 @@ def test_failed_after_a_terminal_failure_waits_for_reset() -> None:
     assert (lifecycle.state, lifecycle.terminal) == ("FAILED", True)
     lifecycle.handle(EscalationFinished(2.0, lifecycle.generation, ok=False))
     assert lifecycle.needs_reset
-    assert lifecycle.handle(Tick(1000.0)) == []
+    assert records(lifecycle.handle(Tick(1000.0))) == []
     assert lifecycle.state == "FAILED"
     effects = lifecycle.handle(Reset(1001.0))
     assert records(effects) == [("FAILED", "reset", "RECONNECTING")]
@@ -288,7 +306,7 @@ def test_failed_retry_off_keeps_failed_for_good() -> None:
     now = give_up(lifecycle)
     lifecycle.handle(EscalationFinished(now, lifecycle.generation, ok=False))
     assert lifecycle.needs_reset
-    assert lifecycle.handle(Tick(now + 3600)) == []
+    assert records(lifecycle.handle(Tick(now + 3600))) == []
     assert lifecycle.state == "FAILED"
 
 
@@ -333,10 +351,16 @@ def test_reading_paused_suspends_the_heartbeat_timeout() -> None:
     lifecycle.handle(Inbound(1.0, lifecycle.generation))
     lifecycle.handle(ReadingPaused(2.0, lifecycle.generation))
     assert lifecycle.reading_paused
-    assert lifecycle.handle(Tick(3600.0)) == []  # an hour behind: still CONNECTED
+    effects = lifecycle.handle(Tick(3600.0))  # an hour behind: still CONNECTED
+    assert records(effects) == []
+    assert SendHeartbeat(lifecycle.generation) in effects  # heartbeats go on
+    [warning] = [e for e in effects if isinstance(e, Notice)]  # once per session
+    assert warning.level == "WARNING"
+    assert "3598.0 s" in warning.message
     assert lifecycle.state == "CONNECTED"
     lifecycle.handle(Inbound(3600.0, lifecycle.generation))  # frames read before the pause
-    assert lifecycle.next_deadline() is None  # stability expired; the timeout is suspended
+    # stability expired; the timeout is suspended; only the next heartbeat is due
+    assert lifecycle.deadlines() == {"heartbeat": 3602.0}
     lifecycle.handle(ReadingResumed(3601.0, lifecycle.generation))
     assert lifecycle.timers["heartbeat_timeout"] == 3606.0  # counted from the resume
     # A frame read before the resume, handed over late, does not move it back.
@@ -398,16 +422,33 @@ def test_auth_failure_refreshes_once_then_fails() -> None:
     lifecycle.handle(Start(0.0))
     fail(lifecycle, 1.0, http_status=401)
     assert lifecycle.state == "RECONNECTING"
-    assert lifecycle.refresh_credentials_first
+    assert lifecycle.credentials_stale
     assert backoff_delay(lifecycle, 1.0) == 0
     effects = lifecycle.handle(Tick(1.0))
     [retry] = [e.record for e in effects if isinstance(e, Emit)]
-    assert (retry.dest, retry.reason) == ("CONNECTING", "retry after a credential refresh")
+    assert (retry.dest, retry.reason) == ("CONNECTING", "retry with refreshed credentials")
     [dial] = [e for e in effects if isinstance(e, StartTask)]
     assert dial.refresh_credentials  # the dial task is told, it does not ask
-    assert lifecycle.refresh_credentials_first
+    lifecycle.handle(CredentialsRefreshed(1.5, lifecycle.generation, "auth", ok=True))
+    assert not lifecycle.credentials_stale
     assert records(fail(lifecycle, 2.0, http_status=401)) == [("CONNECTING", "fatal", "FAILED")]
-    assert not lifecycle.refresh_credentials_first
+
+
+def test_a_refresh_that_failed_is_done_again_by_the_next_dial() -> None:
+    """Issue 16 item 4: the refresh itself fails (its endpoint is down: a server
+    failure); the next dial refreshes again instead of using stale credentials."""
+    lifecycle = new(refresh=True)
+    lifecycle.handle(Start(0.0))
+    fail(lifecycle, 1.0, http_status=401)
+    lifecycle.handle(Tick(1.0))  # the retry, which refreshes first
+    fail(lifecycle, 1.5, kind="credentials")  # ... and the refresh failed
+    assert (lifecycle.state, lifecycle.credentials_stale) == ("RECONNECTING", True)
+    effects = lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    [dial] = [e for e in effects if isinstance(e, StartTask)]
+    assert dial.refresh_credentials
+    lifecycle.handle(CredentialsRefreshed(5.0, lifecycle.generation, "auth", ok=True))
+    lifecycle.handle(Opened(5.1, lifecycle.generation))
+    assert (lifecycle.state, lifecycle.credentials_stale) == ("CONNECTED", False)
 
 
 def test_auth_recovers_and_a_later_auth_failure_may_refresh_again() -> None:
@@ -415,8 +456,10 @@ def test_auth_recovers_and_a_later_auth_failure_may_refresh_again() -> None:
     lifecycle.handle(Start(0.0))
     fail(lifecycle, 1.0, kind="registration_rejected")
     lifecycle.handle(Tick(1.0))
+    lifecycle.handle(CredentialsRefreshed(1.5, lifecycle.generation, "auth", ok=True))
     lifecycle.handle(Opened(2.0, lifecycle.generation))
-    assert not lifecycle.refresh_credentials_first
+    assert not lifecycle.credentials_stale
+    assert not lifecycle.auth_retried  # connected: a later auth failure may refresh again
     fail(lifecycle, 3.0, close_code=1006)
     lifecycle.handle(Tick(lifecycle.timers["backoff"]))
     fail(lifecycle, 9.0, http_status=403)
@@ -477,7 +520,10 @@ def test_close_from_any_state_cancels_its_tasks(state: str) -> None:
         if step == "opened":
             lifecycle.handle(Opened(0.0, lifecycle.generation))
         elif step == "refused":
+            link = lifecycle.link
             fail(lifecycle, 0.0, kind="refused")
+            assert link is not None
+            lifecycle.handle(LinkClosed(0.0, link))  # the failed dial left nothing open
         else:
             lifecycle.handle(step)  # type: ignore[arg-type]
     assert lifecycle.state == state
@@ -486,6 +532,13 @@ def test_close_from_any_state_cancels_its_tasks(state: str) -> None:
     assert [e.task for e in effects if isinstance(e, CancelTask)] == list(tasks)
     assert not [e for e in effects if isinstance(e, StartTask)]
     assert lifecycle.state == "CLOSED"
+    releases = [e for e in effects if isinstance(e, ReleaseLink)]
+    if state in ("CONNECTING", "CONNECTED"):  # a link to close, within close_timeout
+        assert releases == [ReleaseLink(1, 1000)]  # the link dialled on the first entry
+        assert lifecycle.deadlines() == {"close_link": 6.0}
+        assert lifecycle.handle(LinkClosed(1.5, releases[0].link)) == []
+    else:
+        assert releases == []
     assert lifecycle.next_deadline() is None
     assert lifecycle.handle(Close(2.0)) == []
 
@@ -545,3 +598,44 @@ def test_core_sources_import_no_clock_or_io() -> None:
             else:
                 continue
             assert not names & IO_MODULES, f"{path.name} imports {names & IO_MODULES}"
+
+
+def test_next_deadline_covers_every_deadline_the_core_keeps() -> None:
+    """Every kind of deadline (the spec's timers and DEADLINE_KINDS) shows in
+    deadlines(), and next_deadline() is always the earliest of them."""
+    from fsm_live.core.lifecycle import DEADLINE_KINDS
+
+    lifecycle = Lifecycle(
+        MACHINE,
+        Config(max_failures=2, failed_retry_delay=5),
+        random=lambda: 0.5,
+        refreshable=("token", "cookies"),
+        endpoint=Endpoint("server.test:80", down_after=2, random=lambda: 0.5),
+    )
+    seen: set[str] = set()
+
+    def look() -> None:
+        deadlines = lifecycle.deadlines()
+        seen.update(deadlines)
+        assert lifecycle.next_deadline() == (min(deadlines.values()) if deadlines else None)
+
+    connected(lifecycle)
+    lifecycle.dedup.seen("message 1", 0.0)
+    lifecycle.ledger.queue("request", ack_id=1, deadline=30.0)
+    look()
+    lifecycle.handle(ReadingPaused(1.0, lifecycle.generation))
+    look()
+    lifecycle.handle(Rotate(2.0, lifecycle.generation))
+    look()
+    fail(lifecycle, 3.0, kind="refused")  # the endpoint's first failure: back off
+    look()
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))
+    fail(lifecycle, 4.0, kind="refused")  # its second: it is down, WAITING
+    look()
+    lifecycle.handle(Tick(lifecycle.timers["probe"]))  # probe: CONNECTING again
+    fail(lifecycle, 5.0, http_status=429)  # not the endpoint's: backoff, exhausted
+    lifecycle.handle(Tick(lifecycle.timers["backoff"]))  # give up, FAILED
+    look()
+    assert lifecycle.state == "FAILED"
+    timers = {timer.name for state in MACHINE.spec.states.values() for timer in state.timers}
+    assert seen == timers | set(DEADLINE_KINDS)

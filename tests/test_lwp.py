@@ -10,12 +10,16 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fsm_live.credentials import Secret
 from fsm_live.errors import TransportError
 from fsm_live.lwp.credentials import CookieCredentials
 from fsm_live.lwp.protocol import LwpProtocol, UndecodedItem, new_mid
+from fsm_live.protocols.base import Decoded
 from fsm_live.transport.base import Message
+from fsm_live.transport.redaction import PEER_TEXT_LIMIT
 
 pytestmark = pytest.mark.anyio
 
@@ -41,15 +45,20 @@ def test_mid_format() -> None:
     assert len({new_mid() for _ in range(200)}) > 150
 
 
-def test_heartbeat_ack_is_matched_by_mid_only() -> None:
+def test_a_reply_acknowledges_the_frame_whose_mid_it_echoes() -> None:
     protocol = LwpProtocol()
+    assert protocol.acknowledges
     mid, frame = protocol.heartbeat()
     assert json.loads(frame) == {"lwp": "/!", "headers": {"mid": mid}}
-    [decoded] = protocol.decode(json.dumps({"code": 200, "headers": {"mid": mid}}))
-    assert decoded.heartbeat_ack == mid
-    assert decoded.message is None
+    reply = {"code": 200, "headers": {"mid": mid}}
+    [decoded] = protocol.decode(json.dumps(reply))
+    assert decoded.ack == mid
+    assert decoded.answer == reply  # what request() returns
+    assert decoded.message is None  # a reply is never a message
+    request, request_mid = protocol.encode_tracked({"lwp": "/r/x", "body": 1}, request=True)
+    assert json.loads(request)["headers"]["mid"] == request_mid
     [other] = protocol.decode(json.dumps({"code": 200, "headers": {"mid": "9 0"}}))
-    assert other.heartbeat_ack == "9 0"  # the runner ignores acks of heartbeats it never sent
+    assert other.ack == "9 0"  # the runner ignores acks of heartbeats it never sent
 
 
 async def test_registration_waits_for_the_reply_to_its_mid() -> None:
@@ -159,3 +168,72 @@ def test_encode_adds_a_mid() -> None:
     assert frame["headers"]["mid"].endswith(" 0")
     with pytest.raises(TypeError, match="'lwp' path"):
         LwpProtocol().encode("text")
+
+
+# -- hostile frames: decoding never raises -----------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+#: lwp-shaped frames whose fields may have any type (a path that is a list, headers
+#: that are a string, sync data that is a number, items of any shape).
+_LWP = st.fixed_dictionaries(
+    {},
+    optional={
+        "lwp": st.sampled_from(["/s/sync", "/s/para", "/push"]) | _JSON,
+        "headers": st.fixed_dictionaries({}, optional={"mid": _JSON, "sid": _JSON}) | _JSON,
+        "code": _JSON,
+        "body": st.fixed_dictionaries(
+            {}, optional={"syncPushPackage": st.fixed_dictionaries({}, optional={"data": _JSON})}
+        )
+        | _JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=st.text() | st.binary() | (_LWP | _JSON).map(json.dumps))
+def test_any_frame_decodes_without_raising(frame: str | bytes) -> None:
+    """Whatever the peer sends, decode() returns items; what it cannot read is an
+    UndecodedItem, delivered."""
+    decoded = LwpProtocol().decode(frame)
+    assert all(isinstance(item.message_id, str | None) for item in decoded)
+
+
+@pytest.mark.parametrize("path", [["/s/sync"], {"a": 1}, 7, True])
+def test_a_path_that_is_not_a_string_is_undecoded(path: object) -> None:
+    frame = json.dumps({"lwp": path, "headers": {"mid": "m4 0"}})
+    assert LwpProtocol().decode(frame) == [Decoded(message=UndecodedItem(frame))]
+
+
+def test_frames_nested_too_deeply_are_undecoded() -> None:
+    frame = "[" * 100_000 + "]" * 100_000
+    assert LwpProtocol().decode(frame) == [Decoded(message=UndecodedItem(frame))]
+    item = base64.b64encode(frame.encode()).decode()
+    sync = json.dumps(
+        {
+            "lwp": "/s/sync",
+            "headers": {"mid": "m5 0"},
+            "body": {"syncPushPackage": {"data": [item]}},
+        }
+    )
+    _, decoded = LwpProtocol().decode(sync)
+    assert decoded.message == UndecodedItem(item)
+
+
+async def test_a_refusal_quotes_its_code_cut_and_escaped() -> None:
+    """The code is the peer's text: the error (which reaches stats, traces and the
+    transition log) quotes at most PEER_TEXT_LIMIT characters of it, escaped."""
+    registration = await LwpProtocol().prepare(CREDENTIALS)
+    [request] = registration.request()
+    mid = json.loads(request)["headers"]["mid"]
+    huge = json.dumps({"code": "\n" + "A" * 500_000, "headers": {"mid": mid}})
+    with pytest.raises(TransportError) as caught:
+        registration.reply(huge)
+    assert str(caught.value) == (
+        f"registration rejected (code \\n{'A' * (PEER_TEXT_LIMIT - 2)}... (500001 characters))"
+    )
+    with pytest.raises(TransportError, match=r"^registration rejected \(code 401\)$"):
+        registration.reply(reply_to(request, 401))

@@ -204,3 +204,45 @@ def test_an_unknown_trigger_is_refused(machine: SpecMachine) -> None:
 
 def test_the_machine_starts_in_the_specs_initial_state(machine: SpecMachine) -> None:
     assert machine.machine.initial == "cold"
+
+
+def test_a_plain_object_is_a_model_without_any_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: a plain model needs no private hooks; the registry's callables get it."""
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "specs" / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    import registries  # type: ignore[import-not-found]
+
+    class Order(registries.Order):  # type: ignore[misc]
+        state = "WAITING_FOR_PAYMENT"
+
+    machine = SpecMachine(
+        Spec.from_path(examples / "order_control.yaml"), registry=registries.order_control
+    )
+    order = Order()
+    assert machine.fire(order, "add_to_order", amount=10)
+    assert machine.fire(order, "receive_payment", amount=10)
+    assert (order.state, order.total, order.payments) == ("PROCESSING", 10, [10])
+    assert not any(hasattr(order, name) for name in CALLBACKS.values())
+
+
+def test_the_subject_may_be_other_than_the_model() -> None:
+    from fsm_live.core.machine import SubjectModel
+    from fsm_live.spec import Registry
+
+    spec = Spec.from_yaml(
+        "initial: A\nactions: [note]\nstates: {A: {}, B: {final: true}}\n"
+        "transitions: [{trigger: go, source: A, dest: B, before: [note]}]\n"
+    )
+    seen: list[object] = []
+    registry = Registry("r")
+    registry.bind("action", "note", seen.append)
+
+    class Holder(SubjectModel):
+        state = "A"
+        subject = "the user's object"
+
+    machine = SpecMachine(spec, registry=registry)
+    assert machine.fire(Holder(), "go")
+    assert seen == ["the user's object"]

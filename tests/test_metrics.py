@@ -21,6 +21,7 @@ from fsm_live.cli import main
 from fsm_live.config import Config
 from fsm_live.connection import connect
 from fsm_live.core.backoff import FixedDelay
+from fsm_live.counters import COUNT_NAMES, metric_name
 from fsm_live.fleet import Fleet
 from fsm_live.metrics.histogram import RttHistogram
 from fsm_live.metrics.snapshot import Figures
@@ -47,12 +48,12 @@ FAMILIES = {
     "fsm_live_failures",
     "fsm_live_reconnect_attempts",
     "fsm_live_heartbeat_rtt_seconds",
-    "fsm_live_messages_received",
-    "fsm_live_messages_sent",
-    "fsm_live_duplicates_dropped",
     "fsm_live_send_buffer_frames",
     "fsm_live_tasks",
+    # one per count, named by its declaration (as the parser names counters: no _total)
+    *(metric_name(name).removesuffix("_total") for name in COUNT_NAMES),
 }
+assert {"fsm_live_messages_received", "fsm_live_messages_sent"} < FAMILIES  # names kept
 CONFIG = Config(heartbeat_interval=1, heartbeat_timeout=3, backoff=FixedDelay(2))
 STATES = set(Spec.default().states)
 
@@ -235,7 +236,7 @@ async def test_an_endpoint_scraped_over_http(anyio_backend: str) -> None:
             await conn.wait_connected()
             registry = new_registry()
             registry.register(ConnectionCollector(conn))  # on the loop: scrapes come to it
-            with serve_metrics(registry, 0) as server:
+            async with serve_metrics(registry, 0) as server:
                 assert server.url == f"http://127.0.0.1:{server.port}/metrics"
                 text = await anyio.to_thread.run_sync(_get, server.url)
     families = parse(text)

@@ -37,7 +37,7 @@ def test_each_frame_is_one_message_and_nothing_else(frame: str | bytes) -> None:
     decoded = PingProtocol().decode(frame)
     assert decoded == [Decoded(message=frame)]
     item = decoded[0]
-    assert (item.message_id, item.heartbeat_ack, item.reply) == (None, None, None)
+    assert (item.message_id, item.ack, item.reply) == (None, None, None)
 
 
 @pytest.mark.parametrize("frame", FRAMES)

@@ -104,9 +104,9 @@ class ResetsFailuresOnOpen(Lifecycle):
 class BackoffIgnoresCap(Lifecycle):
     """Planted bug: the backoff delay is ten times what the policy allows."""
 
-    def _arm(self, name: str, now: float) -> float:
-        deadline = super()._arm(name, now)
-        return now + (deadline - now) * 10 + 1 if name == "backoff" else deadline
+    def timer_duration(self, name: str, now: float) -> float:
+        duration = super().timer_duration(name, now)
+        return duration * 10 + 1 if name == "backoff" else duration
 
 
 class LeavesFinalState(Lifecycle):

@@ -1,5 +1,6 @@
 """fsm_live.transport.redaction: websockets' DEBUG lines keep header names, the request
-path, frame types and sizes; values go.
+path, the status code, frame types and sizes; values go.  A peer's text is cut and
+escaped by ``peer_text``.
 
 tests/test_secrets.py hunts canaries through a whole lifecycle; this module checks the
 logger itself: each line shape, and websockets' own Sans-I/O handshake and frames
@@ -18,7 +19,7 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from fsm_live.transport.redaction import REDACTED, redacting_logger
+from fsm_live.transport.redaction import PEER_TEXT_LIMIT, REDACTED, peer_text, redacting_logger
 
 TOKEN = "tok-8d1f0c"
 COOKIE = "cookie-5b2e77"
@@ -72,18 +73,66 @@ def test_frames_keep_their_type_and_size(debug: pytest.LogCaptureFixture) -> Non
     ]
 
 
+def test_the_status_line_keeps_the_code_and_loses_the_reason_phrase(
+    debug: pytest.LogCaptureFixture,
+) -> None:
+    """The reason phrase is the server's own text: it may echo the request's Cookie."""
+    log = redacting_logger(NAME)
+    log.debug("< HTTP/1.1 %d %s", 101, f"Switching Protocols sid={COOKIE}")
+    log.debug("< HTTP/1.1 %d %s", 403, "Forbidden")
+    assert messages(debug) == ["< HTTP/1.1 101 [redacted]", "< HTTP/1.1 403 [redacted]"]
+
+
 def test_other_lines_pass_unchanged(debug: pytest.LogCaptureFixture) -> None:
     log = redacting_logger(NAME)
     log.debug("= connection is %s", "OPEN")
-    log.debug("< HTTP/1.1 %d %s", 101, "Switching Protocols")
     log.debug("> %s", "EOF")  # a frame line whose argument is not a Frame
     log.debug("no arguments: %s")
-    assert messages(debug) == [
-        "= connection is OPEN",
-        "< HTTP/1.1 101 Switching Protocols",
-        "> EOF",
-        "no arguments: %s",
-    ]
+    assert messages(debug) == ["= connection is OPEN", "> EOF", "no arguments: %s"]
+
+
+# -- peer_text ---------------------------------------------------------------------------------
+
+
+def test_peer_text_keeps_short_text_as_it_is() -> None:
+    assert peer_text("nope") == "nope"
+    assert peer_text(403) == "403"
+    assert peer_text(None) == "None"
+    assert peer_text({"a": [1, 2]}) == "{'a': [1, 2]}"
+
+
+def test_peer_text_cuts_long_text_and_says_how_long_it_was() -> None:
+    shown = peer_text("A" * 500_000)
+    assert shown == "A" * PEER_TEXT_LIMIT + "... (500000 characters)"
+    assert peer_text("abcdef", limit=3) == "abc... (6 characters)"
+
+
+def test_peer_text_escapes_control_characters() -> None:
+    """A peer must not write log lines of its own (a line break) or drive a terminal
+    (an escape sequence, a bidirectional override)."""
+    assert peer_text("a\nb\r\tc") == "a\\nb\\r\\tc"
+    assert peer_text("\x1b[2J\x07\x7f\x9b") == "\\x1b[2J\\x07\\x7f\\x9b"
+    assert peer_text("x\u202ey") == "x\\u202ey"
+    assert peer_text("é ü 中") == "é ü 中"  # printable text stays
+    # Escapes that make the text longer than the limit cut it too:
+    assert peer_text("\x00" * 10, limit=8) == "\\x00\\x00... (10 characters)"
+
+
+def test_peer_text_shows_deep_or_huge_values_without_recursing() -> None:
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    assert peer_text(nested) == "[[[[[...]]]]]"
+    shown = peer_text(list(range(1_000_000)))
+    assert shown == "[0, 1, 2, 3, 4, 5, 6, 7, ...]"
+
+
+def test_peer_text_never_raises() -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert peer_text(Hostile()).startswith("<")
 
 
 def test_nothing_is_logged_below_the_loggers_level(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,6 +6,7 @@ argument errors are checked in-process through ``fsm_live.cli.main``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -57,6 +58,14 @@ class Lines:
             pass
         return line
 
+    async def rest(self) -> str:
+        """Everything left, up to the end of the stream."""
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                self._buffer += await self._text.receive()
+        rest, self._buffer = self._buffer, ""
+        return rest
+
 
 @pytest.mark.anyio
 async def test_connect_lwp_against_serve_with_a_cookies_file(tmp_path: Path) -> None:
@@ -96,8 +105,11 @@ async def test_connect_lwp_against_serve_with_a_cookies_file(tmp_path: Path) -> 
             )
             assert "fault: close 1012" in await lines.until("fault:")
             serve.send_signal(signal.SIGINT)
-            assert await lines.next() == "SIGINT: stopping"
             assert await serve.wait() == 130  # Ctrl-C (SIGTERM exits 0: see below)
+            assert await lines.rest() == ""  # Ctrl-C: "interrupted" on stderr, nothing else
+            assert serve.stderr is not None
+            errors = (await serve.stderr.receive()).decode()
+            assert errors == "fsm-live serve: interrupted\n"
     assert done.returncode == 0, done.stderr.decode()
     edges = [(line["from"], line["trigger"], line["to"]) for line in read_trace(trace)]
     assert edges[:2] == [
@@ -127,10 +139,29 @@ def test_bad_faults_exit_2_naming_the_token_and_its_position(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        "fsm-live serve: error: --faults: --faults:1:13: unknown fault (expected "
+        "fsm-live serve: error: --faults:1:13: unknown fault (expected "
         "one of: drop, blackhole, close, reject, refuse-reg, restart), got "
         "'blackhol'\n"
     )
+
+
+def test_a_faults_file_that_cannot_be_read_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "faults.bin"
+    binary.write_bytes(b"\xff\xfe1s drop")
+    bad = tmp_path / "faults.txt"
+    bad.write_text("1s drop\n5s nope\n", encoding="utf-8")
+    for argument, message in (
+        (f"@{binary}", f"--faults: {binary}: not UTF-8 text (byte 0)"),
+        (f"@{tmp_path / 'missing'}", f"--faults: cannot read {tmp_path / 'missing'}: No such file"),
+        (f"@{bad}", f"--faults: {bad}:2:4: unknown fault"),
+    ):
+        assert main(["serve", "--faults", argument]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith(f"fsm-live serve: error: {message}"), err
+        assert err.count("\n") == 1
 
 
 def test_a_taken_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,13 +186,17 @@ def test_a_taken_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         (
             ["--cookies-file", "{tmp}/no-unb.txt"],
             {},
-            "cookies: the 'unb' cookie is required (found: cna, sid)",
+            "--cookies-file {tmp}/no-unb.txt: the 'unb' cookie is required (found: cna, sid)",
         ),
-        ([], {"FSM_LIVE_COOKIES": "cna=1"}, "cookies: the 'unb' cookie is required (found: cna)"),
         (
-            ["--token-url", "ftp://x/"],
+            [],
+            {"FSM_LIVE_COOKIES": "cna=1"},
+            "FSM_LIVE_COOKIES: the 'unb' cookie is required (found: cna)",
+        ),
+        (
+            ["--token-url", "ftp://x/?key=s3cr3t"],
             {"FSM_LIVE_COOKIES": "unb=1"},
-            "token_url: expected an http:// or https:// URL",
+            "--token-url 'ftp://x/?key=***': expected an http:// or https:// URL",
         ),
     ],
 )
@@ -186,8 +221,10 @@ def test_connect_lwp_credential_errors_exit_2(
     ]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err
+    assert message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1
     assert "secret" not in err
+    assert "s3cr3t" not in err
 
 
 def test_cookie_flags_belong_to_lwp(capsys: pytest.CaptureFixture[str]) -> None:

@@ -377,7 +377,10 @@ def test_cli_check_bind(
         ("registries", "expected MODULE:NAME"),
         ("no_such_module_xyz:r", "cannot import no_such_module_xyz: ModuleNotFoundError"),
         ("registries:Order", "registries.Order is a type, not a fsm_live.spec.Registry"),
-        ("registries:nothing", "registries.nothing is nothing"),
+        (
+            "registries:nothing",
+            "--bind registries:nothing: module registries has no name 'nothing'",
+        ),
     ],
 )
 def test_cli_check_bad_bind_is_one_line_exit_2(
@@ -388,6 +391,7 @@ def test_cli_check_bad_bind_is_one_line_exit_2(
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1, err
+    assert err.startswith("fsm-live check: error: --bind ")
     assert message in err
 
 
@@ -456,15 +460,24 @@ def test_diagram_with_trace_counts(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_diagram_bad_trace_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "T.jsonl"
-    trace.write_text('{"from": "A", "to": "B", "trigger": "go"}\nnot json\n')
+    good = '{"t": 0, "from": "CLOSED", "to": "LISTEN", "trigger": "passive_open", "reason": ""}'
+    trace.write_text(f"{good}\nnot json\n")
     code, out, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", trace)
-    assert code == 1
+    assert code == 2  # a bad argument
     assert out == ""
     assert err.count("\n") == 1
-    assert f"{trace}:2: not JSON" in err
+    assert err.startswith(f"fsm-live diagram: error: --trace {trace}:2: not JSON")
+    # A row `fsm-live verify` refuses is refused the same way, in the same words.
+    trace.write_text('{"from": "CLOSED", "to": "LISTEN", "trigger": "passive_open"}\n')
+    code, out, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", trace)
+    assert code == 2
+    problem = "a transition record needs the keys t, from, to, trigger, reason (missing t, reason)"
+    assert err == f"fsm-live diagram: error: --trace {trace}:1: {problem}\n"
+    code, _, verified = run(capsys, "verify", EXAMPLES / "tcp.yaml", trace)
+    assert problem in verified
     code, _, err = run(capsys, "diagram", EXAMPLES / "tcp.yaml", "--trace", tmp_path / "none")
-    assert code == 1
-    assert "cannot read" in err
+    assert code == 2
+    assert err.startswith(f"fsm-live diagram: error: --trace {tmp_path / 'none'}: cannot read")
     assert err.count("\n") == 1
 
 
@@ -513,11 +526,13 @@ def test_graphviz_timeout_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_packaged_names_have_one_implementation_each() -> None:
-    from fsm_live._runtime.engine import TASK_STARTS
-    from fsm_live.core.lifecycle import LIFECYCLE_REGISTRY
+    from fsm_live._runtime.engine import ENGINE_TASKS
+    from fsm_live.core.lifecycle import BUILT_IN_TIMERS, CORE_TASKS, LIFECYCLE_REGISTRY
     from fsm_live.spec import LIFECYCLE_VOCABULARY
 
-    assert set(TASK_STARTS) == LIFECYCLE_VOCABULARY.names("task")
+    assert not set(ENGINE_TASKS) & CORE_TASKS
+    assert set(ENGINE_TASKS) | CORE_TASKS == LIFECYCLE_VOCABULARY.names("task")
+    assert set(BUILT_IN_TIMERS) == LIFECYCLE_VOCABULARY.names("timer")
     assert LIFECYCLE_REGISTRY.names("guard") == LIFECYCLE_VOCABULARY.names("guard")
     assert LIFECYCLE_REGISTRY.check(Spec.default(), kinds=("guard",)) == []
 
@@ -539,13 +554,9 @@ def test_spec_machine_binds_guards_with_event_args_actions_ignore_and_internal(
     )
 
     class Model:
-        """What SpecMachine calls on its model besides the registry's callables."""
+        """A plain model: a state, and the data the registry's callables read."""
 
         state = "WAITING_FOR_PAYMENT"
-
-        def _on_enter(self, event_data: object) -> None: ...
-        def _on_exit(self, event_data: object) -> None: ...
-        def _on_transition(self, event_data: object) -> None: ...
 
     order = registries.Order()
     model = Model()

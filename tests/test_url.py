@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import fsm_live
 from fsm_live.errors import ConfigError
 from fsm_live.transport.url import HIDDEN, check_url, display_url, safe_url
 
@@ -25,6 +26,8 @@ TOKEN = "t0k3n-value"
         "ws://[::1]:8080/",
         "ws://h:1/",
         "ws://h:65535/",
+        "ws://h/caf%C3%A9?q=a%20b&r=~_.-!$'()*+,;=:@/",
+        "ws://h/café",  # an IRI: websockets percent-encodes it (RFC 3987)
     ],
 )
 def test_a_dialable_url_is_returned_unchanged(url: str) -> None:
@@ -45,6 +48,20 @@ def test_a_dialable_url_is_returned_unchanged(url: str) -> None:
         ("ws://h/#top", "a fragment (#...) means nothing in a WebSocket URL"),
         ("ws://h/#", "a fragment (#...) means nothing in a WebSocket URL"),
         ("ws://[::1/", "not a URL"),
+        (
+            "ws://127.0.0.1:8801/a b",
+            "a space at position 22 is not allowed in a URL (write it as %20)",
+        ),
+        ("ws://h/a|b", "'|' at position 9 is not allowed in a URL (write it as %7C)"),
+        ('ws://h/"x"', "'\"' at position 8 is not allowed in a URL (write it as %22)"),
+        (
+            "ws://h/a\tb",
+            "the character U+0009 at position 9 is not allowed in a URL (write it as %09)",
+        ),
+        ("ws://h/a\u00a0b", "the character U+00A0 at position 9 is not allowed in a URL"),
+        ("ws://h/100%", "'%' at position 11 starts no escape"),
+        ("ws://h/%zz", "'%' at position 8 starts no escape"),
+        ("ws://alice@h/", "username provided without password"),
     ],
 )
 def test_an_undialable_url_is_a_config_error_naming_the_problem(url: str, problem: str) -> None:
@@ -66,6 +83,32 @@ def test_the_error_shows_the_url_as_typed_with_secrets_hidden() -> None:
     assert TOKEN not in message
     assert "alice" in message
     assert "example.com:8080/feed" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "part"),
+    [
+        (f"ws://alice:{SECRET} x@h/", "user info"),
+        (f"ws://alice:{SECRET}%zz@h/", "user info"),
+        (f"ws://h/feed?token={TOKEN} x", "query"),
+        (f"ws://h/feed?token={TOKEN}%", "query"),
+    ],
+)
+def test_a_bad_character_among_secrets_names_the_part_only(url: str, part: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_url(url)
+    message = str(caught.value)
+    assert f"the {part} holds " in message
+    assert "position" not in message
+    assert SECRET not in message
+    assert TOKEN not in message
+
+
+def test_user_info_that_is_not_utf8_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_url(f"ws://alice:{SECRET}%ff@h/")
+    assert "not valid percent-encoded UTF-8" in str(caught.value)
+    assert SECRET not in str(caught.value)
 
 
 @pytest.mark.parametrize("value", [None, 8765, b"ws://h/", ["ws://h/"]])
@@ -153,3 +196,10 @@ def test_a_host_name_that_cannot_be_looked_up_is_refused(host: str) -> None:
 
 def test_an_ipv6_address_is_a_host() -> None:
     assert check_url("ws://[::1]:8080/") == "ws://[::1]:8080/"
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:8801/a b", "ws://alice@127.0.0.1:8801/"])
+def test_the_api_refuses_a_url_it_could_never_dial(url: str) -> None:
+    # Refused when the connection is made: it never starts, never retries.
+    with pytest.raises(ConfigError):
+        fsm_live.connect(url)

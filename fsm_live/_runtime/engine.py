@@ -1,66 +1,73 @@
-"""The engine: one object per connection that owns its links and reacts to events.
+"""The engine: one synchronous driver per connection, between its links and its core.
 
-An engine is synchronous.  Everything that happens to a connection reaches it
-as a call on the event loop's thread: bytes received on a link, the end of a
-link, its timer, an application call (send, close, rotate, reset), a job's
-report (a dial failed, an escalation finished).  Each call is one *tick*:
+Everything that happens to a connection reaches its engine as a call on the
+event loop's thread: bytes on a link, the end of a link, the timer, an
+application call (send, request, close, rotate, reset), a job's report.  The
+engine decides nothing: it carries bytes and events in, and effects out.
 
-1. the bytes go to websockets' Sans-I/O ``ClientProtocol`` of that link, and
-   what it has to send goes out at once (``data_to_send()`` after every call);
-2. the events it parsed are handled in order: the handshake's response, the
-   registration's reply, messages (decoded, de-duplicated, delivered to the
-   inbox), pongs and heartbeat acks, a close frame;
-3. what the lifecycle must know becomes a core event
-   (:mod:`fsm_live.core.events`), fed to the :class:`~fsm_live.core.lifecycle.Lifecycle`
-   one at a time; its effects are carried out in order before the next event
-   (start or cancel a task of the spec, report a transition);
-4. backpressure is checked (the inbox is full: stop reading; it has room again:
-   read), and the timer is armed for the earliest deadline.
+* **in**: bytes go to the :class:`~fsm_live._runtime.link.Link` they arrived on,
+  which parses them (websockets' Sans-I/O ``ClientProtocol``) and reports whole
+  messages, pongs and its end; messages are decoded by the protocol adapter
+  (never raising: an undecodable frame is delivered as a value), acknowledged,
+  de-duplicated and put in the inbox, in order, from the current link and from
+  links being closed alike (docs/architecture.md, rules 7 and 10); what the
+  lifecycle must know becomes a core event (:mod:`fsm_live.core.events`);
+* **core**: the :class:`~fsm_live.core.lifecycle.Lifecycle` owns the state, every
+  deadline and the delivery ledger; its effects are carried out in order, one
+  event at a time (rule 1: the engine is the one place that fires triggers);
+* **out**: frames ``send()`` accepted go through the ledger (written at once when
+  a link is open and nothing waits before them); heartbeats, refreshes and link
+  releases when the core says; the timer is armed for the core's
+  ``next_deadline()``.
 
-Order and liveness follow from there being one engine per connection that sees
-every byte and every frame in order (docs/architecture.md, rules 7 and 8):
-every message received before a close frame is in the inbox before the close
-is acted on; any byte received, and outbound bytes that the peer takes while our
-write buffer is not empty, prove the link alive; while reading is paused because
-the application is behind, the heartbeat timeout is suspended.
-
-The spec's tasks keep their meaning.  Periodic ones (``heartbeat``,
-``token_refresh``, ``cookie_refresh``, ``cleanup``) are deadlines of the engine;
-``reader`` and ``flush`` say whether messages go to the application and whether
-``send()`` writes at once; ``dial``, ``escalation`` and the runs of a refresh
-await, so they are jobs (:mod:`fsm_live._runtime.jobs`).
+Work that must await runs as jobs (:mod:`fsm_live._runtime.jobs`): the dial (with
+the credential calls of :mod:`fsm_live._runtime.credential_jobs`), each refresh,
+the escalation, the application's handlers, tasks of the spec's own, and on
+byte streams a reader and a writer.  On asyncio over TCP or TLS an idle
+connection has no task at all.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import Any, Final, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Final
 
-from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
-from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI, parse_uri
 
-from fsm_live._runtime.dedup import Deduplicator
+from fsm_live._runtime import credential_jobs
 from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Job, Jobs
+from fsm_live._runtime.link import Link, Phase
 from fsm_live._runtime.links import LinkIO, abort_with_reset, unacknowledged
-from fsm_live._runtime.outbox import Outbox
+from fsm_live._runtime.requests import PendingRequest
 from fsm_live._runtime.stats import AckObserver, Counters
+from fsm_live._runtime.task_context import TaskContext
 from fsm_live._runtime.timers import Timer
 from fsm_live.config import Config
-from fsm_live.core.effects import CancelTask, Effect, Emit, StartTask, TransitionRecord
+from fsm_live.core.effects import (
+    AbortLink,
+    CancelTask,
+    Effect,
+    Emit,
+    Notice,
+    ReleaseLink,
+    RequestsExpired,
+    RunRefresh,
+    SendHeartbeat,
+    StartTask,
+    TransitionRecord,
+)
 from fsm_live.core.events import (
     Close,
+    CredentialsRefreshed,
     EscalationFinished,
     Event,
     HeartbeatAcked,
-    Inbound,
+    LinkClosed,
     LinkFailed,
     MessageReceived,
     Opened,
@@ -70,138 +77,37 @@ from fsm_live.core.events import (
     Rotate,
     Start,
     Tick,
-    TriggerFired,
 )
-from fsm_live.core.lifecycle import Lifecycle
-from fsm_live.credentials import CredentialsProvider, Secret, provider_errors
-from fsm_live.errors import SpecError, TransitionRefused, TransportError
-from fsm_live.protocols.base import ProtocolAdapter, Registration, SimpleDecoder
-from fsm_live.transport import errors
+from fsm_live.core.lifecycle import CORE_TASKS, Lifecycle
+from fsm_live.credentials import CredentialsProvider, provider_errors
+from fsm_live.errors import (
+    RequestTimeout,
+    SpecError,
+    TransitionRefused,
+    TransportError,
+)
+from fsm_live.protocols.base import (
+    Acknowledging,
+    ProtocolAdapter,
+    SimpleDecoder,
+    Undecodable,
+)
 from fsm_live.transport.base import Message
-from fsm_live.transport.redaction import redacting_logger
 from fsm_live.transport.url import safe_url
 
-__all__ = (
-    "TASK_STARTS",
-    "CookieRefresher",
-    "Engine",
-    "Link",
-    "LinkOpener",
-    "TaskContext",
-    "TokenRefresher",
-)
+__all__ = ("ENGINE_TASKS", "Engine", "LinkOpener")
 
 logger = logging.getLogger("fsm_live")
 
-_WEBSOCKETS_LOGGER = redacting_logger("websockets.client")
-#: App-level heartbeats awaiting their ack; older ones are forgotten.
-_PENDING_HEARTBEATS: Final = 16
-#: Close codes the client sends when it leaves a link (RFC 6455 section 7.4.1).
-_NORMAL_CLOSURE: Final = 1000
-_INTERNAL_ERROR: Final = 1011
-_INVALID_DATA: Final = 1007
-#: Seconds within which the engine's own deadlines (heartbeats, periodic tasks) are
-#: taken as due at a wake-up, rather than waking again for them.
-_COALESCE: Final = 0.001
 #: Unacknowledged outbound bytes from which their progress counts as the link's life.
 _OUTBOUND_BACKLOG: Final = 16 * 1024
+#: Times a deadline of silence is put off in a row while bytes wait to be read.
+_MAX_DEFERRALS: Final = 64
 
-
-@runtime_checkable
-class TokenRefresher(Protocol):
-    """A credentials provider that can refresh its access token."""
-
-    async def refresh_token(self) -> bool:
-        """Refresh; True if the token changed (the connection rotates to apply it)."""
-        ...
-
-
-@runtime_checkable
-class CookieRefresher(Protocol):
-    """A credentials provider that can refresh its cookies."""
-
-    async def refresh_cookies(self) -> bool:
-        """Refresh; True if the cookies changed (used at the next handshake)."""
-        ...
-
-
-#: Opens the byte link for a :class:`Link` (TCP, TLS, a proxy tunnel, memory);
-#: calls its ``link_made`` once open.  Raises TransportError.
-LinkOpener = Callable[["Link"], Awaitable[None]]
-
-
-class _Phase:
-    """Where a link is in its life (plain ints: compared on the hot path)."""
-
-    DIALING = 0  # the byte link is being opened
-    HANDSHAKE = 1  # the WebSocket opening handshake
-    REGISTERING = 2  # the protocol's registration (lwp's /reg)
-    OPEN = 3  # registered: the connection is CONNECTED on it
-    CLOSING = 4  # detached from the lifecycle, closing (bounded by close_timeout)
-    CLOSED = 5
-
-
-class Link:
-    """One WebSocket link: a byte link, websockets' ``ClientProtocol`` over it, and
-    what the engine tracks of it.  It receives the byte link's events
-    (:class:`~fsm_live._runtime.links.LinkEvents`) and hands them to its engine."""
-
-    __slots__ = (
-        "_engine",
-        "close_deadline",
-        "early",
-        "flushed",
-        "fragments",
-        "fragments_text",
-        "headers",
-        "io",
-        "last_activity",
-        "outbound",
-        "phase",
-        "ping",
-        "pings",
-        "protocol",
-        "registration",
-        "written",
-    )
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.phase = _Phase.DIALING
-        self.io: LinkIO | None = None
-        self.protocol: ClientProtocol | None = None
-        self.headers: Mapping[str, str] = {}
-        self.registration: Registration | None = None
-        self.early: list[Message] = []  # frames before the registration's reply
-        self.fragments: list[bytes] = []  # a fragmented message so far
-        self.fragments_text = False  # ... and whether it is text
-        self.last_activity = -math.inf
-        self.ping: tuple[bytes, float] | None = None  # the ping in flight, sent at
-        self.pings = 0
-        self.written = 0  # bytes handed to io.write
-        self.flushed = 0  # bytes known to have left the write buffer
-        self.outbound = False  # the write buffer was not empty at the last check
-        self.close_deadline = math.inf
-
-    def __repr__(self) -> str:
-        return f"<Link phase={self.phase}>"
-
-    # -- LinkEvents ----------------------------------------------------------------------
-
-    def link_made(self, io: LinkIO) -> None:
-        self._engine._link_made(self, io)
-
-    def link_data(self, data: bytes) -> None:
-        self._engine._link_data(self, data)
-
-    def link_eof(self) -> None:
-        self._engine._link_eof(self)
-
-    def link_lost(self, exc: BaseException | None) -> None:
-        self._engine._link_lost(self, exc)
-
-    def writing_paused(self, paused: bool) -> None:
-        self._engine._writing_paused(self, paused)
+#: Opens the byte link for a :class:`Link` (TCP, TLS, a proxy tunnel, memory) and
+#: makes it report to the link (:class:`~fsm_live._runtime.links.LinkEvents`).
+#: Raises TransportError.
+LinkOpener = Callable[[Link], Awaitable[None]]
 
 
 class Engine:
@@ -209,34 +115,25 @@ class Engine:
 
     ``open_link`` opens a link's byte link; ``on_transition(record)`` is called
     after every transition, once its effects are carried out; ``on_change()``
-    after every tick that changed something an application may wait for.
+    after every call that changed something an application may wait for.
     """
 
     __slots__ = (
-        "_can_refresh_cookies",
-        "_can_refresh_token",
+        "_backlog",
         "_decode_simple",
-        "_dedup",
+        "_deferrals",
         "_delivering",
         "_events",
         "_extensions",
         "_feeding",
         "_flushing",
-        "_heartbeat_at",
         "_jobs",
         "_on_change",
         "_on_transition",
         "_open_link",
-        "_paused_at",
-        "_pending_acks",
-        "_periodic",
         "_rearm",
-        "_token_refresh_failed",
-        "_warned_generation",
-        "_write_blocked",
         "adapter",
         "clock",
-        "closing",
         "config",
         "counters",
         "crash",
@@ -245,8 +142,8 @@ class Engine:
         "jobs",
         "lifecycle",
         "link",
+        "links",
         "on_heartbeat_ack",
-        "outbox",
         "owned",
         "timer",
         "url",
@@ -263,7 +160,6 @@ class Engine:
         config: Config,
         credentials: CredentialsProvider | None,
         inbox: Inbox,
-        outbox: Outbox,
         counters: Counters,
         jobs: Jobs,
         clock: Callable[[], float],
@@ -273,16 +169,14 @@ class Engine:
         user_agent: str | None = "fsm_live",
     ) -> None:
         self.url = url
-        self.wsuri: WebSocketURI = parse_uri(url)
+        self.wsuri: WebSocketURI = _parse_uri(url)
         self.lifecycle = lifecycle
         self.adapter = adapter
         self.config = config
         self.credentials = credentials
         self.inbox = inbox
-        self.outbox = outbox
         self.counters = counters
-        #: Called with ``(at, rtt)`` after every heartbeat ack when not None (a trace
-        #: writing stats records, a metrics collector): only an ``is None`` check otherwise.
+        #: Called with ``(at, rtt)`` after every heartbeat ack when not None.
         self.on_heartbeat_ack: AckObserver | None = None
         self.jobs = jobs
         self.clock = clock
@@ -290,33 +184,28 @@ class Engine:
         self._open_link = open_link
         self._on_transition = on_transition
         self._on_change = on_change
-        self._dedup: Deduplicator | None = None  # created by the first message id
-        # What the adapter and the provider can do (checked once: a runtime protocol
-        # check is slow).
-        self._decode_simple = adapter.decode_simple if isinstance(adapter, SimpleDecoder) else None
-        self._can_refresh_token = isinstance(credentials, TokenRefresher)
-        self._can_refresh_cookies = isinstance(credentials, CookieRefresher)
+        acknowledging = isinstance(adapter, Acknowledging) and adapter.acknowledges
+        # The fast path of the adapter, where nothing it decodes can be an ack.
+        self._decode_simple = (
+            adapter.decode_simple
+            if isinstance(adapter, SimpleDecoder) and not acknowledging
+            else None
+        )
         self.timer: Timer | None = None
         #: The link the lifecycle is on (dialling, registering or open), if any.
         self.link: Link | None = None
-        #: Links left by the lifecycle that are still closing.
-        self.closing: list[Link] = []
-        # Core events waiting for the one being handled (a list: mostly empty, and a
-        # deque is 760 bytes even then).
-        self._events: list[Event] = []
+        #: Every link not closed yet, by id (the current one and those closing).
+        self.links: dict[int, Link] = {}
+        self._events: list[Event] = []  # core events waiting for the one being handled
         self._feeding = False
         self._jobs: dict[str, Job] = {}  # the spec tasks that run as jobs, by name
         self._delivering = False  # the reader task is active
         self._flushing = False  # the flush task is active: send() writes at once
-        self._heartbeat_at = math.inf
-        self._pending_acks: OrderedDict[str, float] | None = None  # app heartbeats only
-        self._periodic: dict[str, float] = {}  # periodic task -> next run
-        self._token_refresh_failed = False
-        self._paused_at: float | None = None  # reading paused since
-        self._warned_generation = -1
-        self._write_blocked = False
         self._rearm = False  # a deadline may have moved earlier: arm the timer again
+        self._deferrals = 0
+        self._backlog = (0, False)  # (acknowledged bytes, a backlog was seen) of the link
         self._extensions = enable_client_permessage_deflate(None) if config.compression else None
+        lifecycle.report = self._report  # an endpoint shared with others reaches it so
         #: The exception that made the connection close (a callback's, a crashed job's).
         self.crash: BaseException | None = None
         #: Asked before each inbound message is handled and before each write; False:
@@ -345,27 +234,51 @@ class Engine:
         self._feed(Reset(self.clock(), reason))
         self._settle()
 
-    def send(self, frame: Message) -> None:
-        """Send ``frame`` now if the connection is up, else buffer it (in order).
+    def send(
+        self,
+        frame: Message,
+        *,
+        ack_id: Hashable | None = None,
+        deadline: float = math.inf,
+        handle: object = None,
+    ) -> None:
+        """Send ``frame``: written now if a link is open and nothing waits before it,
+        else queued (in order) in the delivery ledger, which keeps it until it left
+        the process, or until acknowledged when ``ack_id`` is given.
 
-        Raises :class:`~fsm_live.errors.BufferFull` when the buffer is at its bound.
+        Raises :class:`~fsm_live.errors.BufferFull` when ``outbound_buffer`` frames
+        are live in the ledger.
         """
+        ledger = self.lifecycle.ledger
         link = self.link
-        if self._flushing and link is not None and link.phase == _Phase.OPEN:
-            self._send_frame(link, frame)
-            self.counters.messages_out += 1
-        else:
-            self.outbox.put(frame)
+        tracked = ack_id is not None or deadline != math.inf
+        if tracked:
+            self._rearm = True
+        if not self._flushing or link is None or link.phase != Phase.OPEN or ledger.has_queued:
+            ledger.queue(frame, ack_id=ack_id, deadline=deadline, handle=handle)
+            self._settle()
+            return
+        ledger.check_room()
+        end = link.send(frame)
+        self.counters.messages_out += 1
+        confirmed = link.confirmed
+        if confirmed >= end and not tracked:
+            return  # it left the process: nothing to keep (the hot path)
+        entry = ledger.queue(frame, ack_id=ack_id, deadline=deadline, handle=handle)
+        ledger.written(entry, link.id, end)
+        ledger.confirm(link.id, confirmed)
+        self._settle()
 
     @property
     def writing_paused(self) -> bool:
         """True while the current link's write buffer is above its high mark."""
-        return self._write_blocked and self.link is not None
+        link = self.link
+        return link is not None and link.write_paused
 
     @property
     def idle(self) -> bool:
-        """True once nothing is open or closing (after a close: the engine is done)."""
-        return self.link is None and not self.closing
+        """True once no link is open or closing (after a close: the engine is done)."""
+        return not self.links
 
     def cancel_jobs(self) -> None:
         """Cancel the spec tasks that run as jobs (the connection is done)."""
@@ -373,10 +286,43 @@ class Engine:
             job.cancel()
         self._jobs.clear()
 
+    def abort(self, reason: str) -> None:
+        """Close now, abortively: every link is reset (``SO_LINGER`` 0: nothing queued
+        is sent or retransmitted, no close frame), then the lifecycle closes."""
+        for link in list(self.links.values()):
+            link.phase = Phase.CLOSED
+            if link.io is not None:
+                abort_with_reset(link.io)
+        self._feed(Close(self.clock(), reason))
+        self._settle()
+
+    def _may_act(self) -> bool:
+        """False (and the connection aborted, once) if ``owned`` says this process may
+        no longer act for the connection."""
+        owned = self.owned
+        if owned is None or owned():
+            return True
+        if self.links or not self.lifecycle.is_final:
+            self.abort("no longer owned by this worker")
+        return False
+
+    def abort_links(self) -> None:
+        """Drop every link now (the connection is done, or out of time to close)."""
+        for link in list(self.links.values()):
+            link.abort()
+
+    def finish(self) -> list[object]:
+        """The connection is done: the ledger's live frames are dropped; returns their
+        handles (their senders are told the connection closed)."""
+        return [entry.handle for entry in self.lifecycle.ledger.drain()]
+
     def message_taken(self) -> None:
         """The application took a message from the inbox: read again if there is room."""
-        if self._paused_at is not None and self.inbox.has_room:
-            self._resume_reading()
+        link = self.link
+        if link is not None and self.lifecycle.reading_paused and self.inbox.has_room:
+            if link.io is not None:
+                link.io.resume_reading()
+            self._feed(ReadingResumed(self.clock(), self.lifecycle.generation))
             self._settle()
 
     def job_crashed(self, job: Job, exc: Exception) -> None:
@@ -385,27 +331,6 @@ class Engine:
             failure = self.lifecycle.machine.classifier.classify_exception(exc)
             self._feed(LinkFailed(self.clock(), job.generation, failure))
             self._settle()
-
-    def abort(self, reason: str) -> None:
-        """Close now, abortively: every link is reset (``SO_LINGER`` 0, nothing queued is
-        sent or retransmitted, no close frame), then the lifecycle closes."""
-        for link in [self.link, *self.closing]:
-            if link is not None:
-                link.phase = _Phase.CLOSED
-                if link.io is not None:
-                    abort_with_reset(link.io)
-        self.closing.clear()
-        self._feed(Close(self.clock(), reason))
-        self._settle()
-
-    def _disowned(self) -> bool:
-        """True (and the connection aborted) if ``owned`` says it may no longer act."""
-        owned = self.owned
-        if owned is None or owned():
-            return False
-        if self.link is not None or self.closing or not self.lifecycle.is_final:
-            self.abort("no longer owned by this worker")
-        return True
 
     def crashed(self, exc: BaseException) -> None:
         """Application code run by the engine raised: close the connection, keep ``exc``."""
@@ -416,45 +341,62 @@ class Engine:
     # == the timer ========================================================================
 
     def on_timer(self, due: float = -math.inf) -> None:
-        """The timer armed for ``due`` fired: close, tick and send what is due now."""
+        """The timer armed for ``due`` fired: hand the core what the links showed, then
+        let it judge the deadlines due now."""
         now = max(self.clock(), due)
         self._rearm = True
-        for link in [link for link in self.closing if link.close_deadline <= now]:
-            self._abort(link)  # the peer did not finish closing in time
-        # The engine's own deadlines a hair away are due now: one wake-up, not two.
-        horizon = now + _COALESCE
-        current = self.link
-        if current is not None and current.phase == _Phase.OPEN and self._heartbeat_at <= horizon:
-            self._heartbeat(current, now)
-        self._hand_activity()
-        core_due = self.lifecycle.next_deadline()
-        if core_due is not None and core_due <= now:
-            self._feed(Tick(now))
-        periodic = self._periodic
-        if periodic and min(periodic.values()) <= horizon:
-            for name, periodic_due in list(periodic.items()):
-                if periodic_due <= horizon:
-                    self._run_periodic(name, now)
-        if self._paused_at is not None:
-            self._warn_paused(now)
+        link = self.link
+        lifecycle = self.lifecycle
+        if link is not None:
+            self._note_link_life(link, now)
+            silence = lifecycle.timers.get("heartbeat_timeout", math.inf)
+            if silence <= now and link.input_pending() and self._deferrals < _MAX_DEFERRALS:
+                # Bytes already received wait to be read: read them before judging
+                # the silence (docs/architecture.md, rule 8).
+                self._deferrals += 1
+                self._settle(wake_at=now)
+                return
+        self._deferrals = 0
+        self._feed(Tick(now))
         self._settle()
 
-    def _next_deadline(self) -> float:
-        deadline = self.lifecycle.next_deadline()
-        earliest = math.inf if deadline is None else deadline
-        earliest = min(earliest, self._heartbeat_at, *self._periodic.values())
-        for link in self.closing:
-            earliest = min(earliest, link.close_deadline)
-        if self._paused_at is not None and self._warned_generation != self.lifecycle.generation:
-            earliest = min(earliest, self._paused_at + self.config.heartbeat_timeout)
-        return earliest
+    def _note_link_life(self, link: Link, now: float) -> None:
+        """Hand the core the link's latest evidence of life: its last complete frame,
+        or progress of our own write backlog acknowledged by the peer."""
+        if link.phase == Phase.OPEN:
+            self._check_backlog(link, now)
+        if link.last_frame_at > self.lifecycle.last_inbound:
+            self.lifecycle.note_inbound(link.last_frame_at)
+        if link.id in self.links:
+            self.lifecycle.ledger.confirm(link.id, link.confirmed)
 
-    def _settle(self) -> None:
-        """After every tick: arm the timer if a deadline may have moved earlier; tell
+    def _check_backlog(self, link: Link, now: float) -> None:
+        """While a backlog of at least 16 KiB waits for the peer, its progress proves
+        the link alive though no frame comes back (an upload holding up the pongs:
+        that silence is ours).  Not a ping's few bytes: a hung peer whose kernel
+        still acknowledges them would otherwise look alive forever."""
+        io = link.io
+        if io is None:
+            return
+        acknowledged, seen = self._backlog
+        if not seen and link.written - acknowledged < _OUTBOUND_BACKLOG:
+            self._backlog = (link.written, False)
+            return
+        pending = unacknowledged(io)
+        now_acknowledged = link.written - pending
+        if seen and now_acknowledged > acknowledged:
+            link.last_frame_at = max(link.last_frame_at, now)
+        self._backlog = (now_acknowledged, pending >= _OUTBOUND_BACKLOG)
+
+    def _settle(self, wake_at: float | None = None) -> None:
+        """After every call: arm the timer if a deadline may have moved earlier; tell
         the application something changed."""
-        if self._rearm and self.timer is not None:
+        timer = self.timer
+        if timer is not None and (self._rearm or wake_at is not None):
             self._rearm = False
-            self.timer.arm(self._next_deadline())
+            deadline = self.lifecycle.next_deadline()
+            earliest = math.inf if deadline is None else deadline
+            timer.arm(earliest if wake_at is None else min(earliest, wake_at))
         self._on_change()
 
     # == core events and their effects ====================================================
@@ -485,12 +427,7 @@ class Engine:
             self._feeding = False
 
     def _execute(self, effects: list[Effect]) -> None:
-        """Carry out a step's effects in order.  A transition whose destination is not
-        a success state leaves the current link first (before the new state's tasks
-        start: a ``retry`` dials a new link, a ``rotate`` closes the old one)."""
-        record = effects[-1].record if effects and isinstance(effects[-1], Emit) else None
-        if record is not None and not self.lifecycle.machine.states[record.dest].success:
-            self._release_link(_INTERNAL_ERROR if record.error_class else _NORMAL_CLOSURE)
+        """Carry out a step's effects in order."""
         for effect in effects:
             if isinstance(effect, StartTask):
                 self._start_task(effect)
@@ -498,6 +435,27 @@ class Engine:
                 self._cancel_task(effect.task)
             elif isinstance(effect, Emit):
                 self._emitted(effect.record)
+            elif isinstance(effect, ReleaseLink):
+                self._release(effect.link, effect.code)
+            elif isinstance(effect, SendHeartbeat):
+                self._heartbeat()
+            elif isinstance(effect, RunRefresh):
+                task = _REFRESH_TASKS[effect.kind]
+                self._start_job(task, effect.generation, self._refresh, effect)
+            elif isinstance(effect, AbortLink):
+                link = self.links.get(effect.link)
+                if link is not None:
+                    link.abort()
+            elif isinstance(effect, RequestsExpired):
+                for handle in effect.handles:
+                    if isinstance(handle, PendingRequest):
+                        handle.fail(RequestTimeout("no acknowledgement within the timeout"))
+                    else:  # a send() whose ack did not come within ack_timeout
+                        self.counters.unacknowledged += 1
+            elif isinstance(effect, Notice):
+                logger.log(
+                    logging.getLevelName(effect.level), "%s: %s", self.url_for_logs, effect.message
+                )
             # ScheduleTimer / CancelTimer: next_deadline() already reflects them.
 
     def _emitted(self, record: TransitionRecord) -> None:
@@ -507,10 +465,12 @@ class Engine:
             self.crashed(exc)
 
     def _start_task(self, effect: StartTask) -> None:
-        start = TASK_STARTS.get(effect.task)
+        start = ENGINE_TASKS.get(effect.task)
         if start is not None:
-            start(self, effect, self.clock())
+            start(self, effect)
             return
+        if effect.task in CORE_TASKS:
+            return  # run by the core, as deadlines
         registry = self.lifecycle.machine.registry
         if registry is None or ("task", effect.task) not in registry:
             raise SpecError(
@@ -536,49 +496,9 @@ class Engine:
             self.crashed(exc)
             self._settle()
         finally:
-            if (
-                self._jobs.get(context.task) is not None
-                and self._jobs[context.task].generation == context.generation
-            ):
-                self._jobs.pop(context.task, None)
-
-    # The packaged lifecycle's tasks (TASK_STARTS, below the class, maps their names).
-
-    def _start_dial(self, effect: StartTask, now: float) -> None:
-        self.link = Link(self)
-        self._start_job(
-            "dial", effect.generation, self._dial, self.link, effect.refresh_credentials
-        )
-
-    def _start_reader(self, effect: StartTask, now: float) -> None:
-        self._delivering = True
-        current = self.link
-        if current is not None:
-            early, current.early = current.early, []
-            for frame in early:
-                self._on_message(current, frame, now)
-
-    def _start_heartbeat(self, effect: StartTask, now: float) -> None:
-        self._heartbeat_at = now + self.config.heartbeat_interval
-        self._rearm = True
-
-    def _start_token_refresh(self, effect: StartTask, now: float) -> None:
-        if self._can_refresh_token:
-            self._periodic["token_refresh"] = now + self._token_refresh_delay()
-
-    def _start_cookie_refresh(self, effect: StartTask, now: float) -> None:
-        if self._can_refresh_cookies:
-            self._periodic["cookie_refresh"] = now + self.config.cookie_refresh_interval
-
-    def _start_cleanup(self, effect: StartTask, now: float) -> None:
-        self._periodic["cleanup"] = now + self.config.cleanup_interval
-
-    def _start_flush(self, effect: StartTask, now: float) -> None:
-        self._flushing = True
-        self._flush()
-
-    def _start_escalation_task(self, effect: StartTask, now: float) -> None:
-        self._start_escalation(effect.generation, effect.may_escalate)
+            job = self._jobs.get(context.task)
+            if job is not None and job.generation == context.generation:
+                del self._jobs[context.task]
 
     def _cancel_task(self, name: str) -> None:
         job = self._jobs.pop(name, None)
@@ -586,11 +506,8 @@ class Engine:
             job.cancel()
         if name == "reader":
             self._delivering = False
-        elif name == "heartbeat":
-            self._heartbeat_at = math.inf
         elif name == "flush":
             self._flushing = False
-        self._periodic.pop(name, None)
 
     def _start_job(
         self, name: str, generation: int, work: Callable[..., Awaitable[None]], *args: Any
@@ -599,393 +516,308 @@ class Engine:
         job.generation = generation
         self._jobs[name] = job
 
-    # == the link's life ==================================================================
+    # -- the engine's tasks (ENGINE_TASKS, below the class, maps their names) ----------------
 
-    async def _dial(self, link: Link, refresh_credentials: bool) -> None:
-        """Credentials, then the byte link; the rest happens in the link's callbacks."""
+    def _start_dial(self, effect: StartTask) -> None:
+        link = self.link = Link(self, effect.generation)
+        if self.owned is not None:
+            link.guard = self._may_act
+        self.links[link.id] = link
+        self._backlog = (0, False)
+        self._start_job("dial", effect.generation, self._dial, link, effect)
+
+    def _start_reader(self, effect: StartTask) -> None:
+        self._delivering = True
+        link = self.link
+        if link is not None:
+            early, link.early = link.early, []
+            now = self.clock()
+            for frame in early:
+                self._deliver_frame(link, frame, now)
+
+    def _start_flush(self, effect: StartTask) -> None:
+        self._flushing = True
+        self._flush()
+
+    def _start_escalation(self, effect: StartTask) -> None:
+        if self.credentials is None or not effect.may_escalate:
+            # Nothing to await: it did not recover, said at once (the state's waiters
+            # see at once that it needs a reset).
+            reason = "no escalation hook" if self.credentials is None else "max_escalations reached"
+            self._feed(EscalationFinished(self.clock(), effect.generation, False, reason))
+            return
+        self._start_job("escalation", effect.generation, self._escalate, effect)
+
+    # == jobs =============================================================================
+
+    async def _dial(self, link: Link, effect: StartTask) -> None:
+        """Credentials (refreshed first when the core says), then the byte link; the
+        rest happens in the link's callbacks."""
+        credentials, generation = self.credentials, effect.generation
         try:
-            link.headers = await self._handshake_headers(refresh_credentials)
+            if effect.refresh_credentials and credentials is not None:
+                await credential_jobs.refresh_auth(credentials)
+                self._report(CredentialsRefreshed(self.clock(), generation, "auth", True))
+            if effect.refresh_token:  # it is older than token_refresh_interval
+                outcome = await credential_jobs.refresh_token(credentials)
+                self._count_refresh("token", outcome.ok)
+                self._report(CredentialsRefreshed(self.clock(), generation, "token", outcome.ok))
+            link.headers = await credential_jobs.handshake_headers(credentials)
             with provider_errors():
-                link.registration = await self.adapter.prepare(self.credentials)
+                link.registration = await self.adapter.prepare(credentials)
             await self._open_link(link)
         except TransportError as error:
-            self._link_failed(link, error)
+            self.link_failed(link, error)
             self._settle()
 
-    async def _handshake_headers(self, refresh: bool) -> dict[str, str]:
-        """The provider's headers, refreshed first if ``refresh`` (after an auth failure)."""
-        if self.credentials is None:
-            return {}
-        with provider_errors():
-            if refresh:
-                await self.credentials.refresh()
-            secrets_: Mapping[str, Any] = await self.credentials.handshake_headers()
-        return {name: _reveal(value) for name, value in secrets_.items()}
+    async def _refresh(self, effect: RunRefresh) -> None:
+        """One refresh by age (the core applies a new token by a planned ``rotate``)."""
+        if effect.kind == "token":
+            outcome = await credential_jobs.refresh_token(self.credentials)
+        else:
+            outcome = await credential_jobs.refresh_cookies(self.credentials)
+        self._count_refresh(effect.kind, outcome.ok)
+        task = _REFRESH_TASKS[effect.kind]
+        job = self._jobs.get(task)
+        if job is not None and job.generation == effect.generation:
+            del self._jobs[task]
+        self._report(
+            CredentialsRefreshed(
+                self.clock(), effect.generation, effect.kind, outcome.ok, outcome.changed
+            )
+        )
 
-    def _link_made(self, link: Link, io: LinkIO) -> None:
-        link.io = io
+    def _count_refresh(self, kind: str, ok: bool) -> None:
+        counters = self.counters
+        if kind == "token":
+            if ok:
+                counters.token_refreshes += 1
+            else:
+                counters.token_refresh_failures += 1
+        elif ok:
+            counters.cookie_refreshes += 1
+
+    async def _escalate(self, effect: StartTask) -> None:
+        assert self.credentials is not None
+        outcome = await credential_jobs.escalate(self.credentials)
+        self._jobs.pop("escalation", None)
+        self._report(
+            EscalationFinished(self.clock(), effect.generation, outcome.ok, outcome.reason)
+        )
+
+    def _report(self, event: Event) -> None:
+        """A job's report (rule 1: the engine fires, the job only reports)."""
+        self._feed(event)
+        self._settle()
+
+    # == the links ========================================================================
+
+    def link_made(self, link: Link, io: LinkIO) -> None:
+        """The byte link under ``link`` is open: start the opening handshake."""
         if link is not self.link:  # dialled for a state that was left meanwhile
             io.abort()
             return
-        protocol = link.protocol = ClientProtocol(
+        link.made(
+            io,
             self.wsuri,
             extensions=self._extensions,
             max_size=self.config.max_size,
-            logger=_WEBSOCKETS_LOGGER,
+            user_agent=self.user_agent,
+            now=self.clock(),
         )
-        request = protocol.connect()
-        for name, value in link.headers.items():
-            request.headers[name] = value
-        if self.user_agent is not None and "User-Agent" not in request.headers:
-            request.headers["User-Agent"] = self.user_agent
-        protocol.send_request(request)
-        link.phase = _Phase.HANDSHAKE
-        link.last_activity = self.clock()
-        self._write_out(link)
         self._settle()
 
-    def _link_data(self, link: Link, data: bytes) -> None:
-        protocol = link.protocol
-        if protocol is None:
+    def link_data(self, link: Link, data: bytes) -> None:
+        """Bytes arrived on ``link``."""
+        if self.owned is not None and not self._may_act():
             return
-        now = self.clock()
-        link.last_activity = now
-        protocol.receive_data(data)
-        self._write_out(link)
-        events = protocol.events_received()
+        link.receive(data, self.clock())
         if link is self.link:
-            for event in events:
-                if link is not self.link:
-                    break  # the lifecycle left it (a close frame, a refusal)
-                if isinstance(event, Frame):
-                    self._on_frame(link, event, now)
-                elif isinstance(event, Response):
-                    self._on_response(link, event, now)
-            self._check_given_up(link, protocol)
-        if protocol.close_expected() and link.close_deadline == math.inf:
-            link.close_deadline = now + self.config.close_timeout
-            self._rearm = True
-        self._check_backpressure(now)
+            ledger = self.lifecycle.ledger
+            if ledger.has_written:
+                ledger.confirm(link.id, link.confirmed)
+            self._check_backpressure(link)
         self._settle()
 
-    def _check_given_up(self, link: Link, protocol: ClientProtocol) -> None:
-        """websockets gave up on ``link`` by itself: the lifecycle learns now, not when
-        the peer closes the TCP connection (which a peer that reads nothing never does).
+    def link_eof(self, link: Link) -> None:
+        link.eof()
+        self._settle()
 
-        An answer to the handshake it cannot parse leaves no event, only
-        ``handshake_exc``; an open link it failed (1009 message too big, 1002 protocol
-        error) has its close frame sent and reads nothing more (``parser_exc``).
-        """
+    def link_lost(self, link: Link, exc: BaseException | None) -> None:
+        link.lost(exc)
+        if self.links.pop(link.id, None) is not None:
+            self._feed(LinkClosed(self.clock(), link.id))
+        self._settle()
+
+    def link_writing(self, link: Link, paused: bool) -> None:
+        was_paused = link.write_paused
+        link.writing(paused)
+        if link is self.link and not paused:
+            ledger = self.lifecycle.ledger
+            if ledger.has_written:
+                ledger.confirm(link.id, link.confirmed)
+            if not was_paused:
+                return  # a writer caught up: nobody waits on it
+        self._settle()
+
+    def link_response(self, link: Link, now: float) -> None:
         if link is not self.link:
             return
-        if link.phase == _Phase.HANDSHAKE and protocol.handshake_exc is not None:
-            self._link_failed(link, errors.translate(protocol.handshake_exc))
-        elif link.phase != _Phase.HANDSHAKE and protocol.parser_exc is not None:
-            sent = protocol.close_sent
-            self._link_failed(
-                link, errors.closed(sent.code if sent is not None else errors.ABNORMAL_CLOSURE)
-            )
-
-    def _link_eof(self, link: Link) -> None:
-        protocol = link.protocol
-        if protocol is not None:
-            protocol.receive_eof()
-            self._write_out(link)
-        if link is self.link:
-            self._link_failed(link, self._ended(link))
-        self._settle()
-
-    def _link_lost(self, link: Link, exc: BaseException | None) -> None:
-        if link.protocol is not None:
-            link.protocol.receive_eof()  # idempotent: the protocol ends CLOSED
-        if link is self.link:
-            if exc is None:
-                error = self._ended(link)
-            elif link.phase in (_Phase.DIALING, _Phase.HANDSHAKE):
-                error = errors.translate(exc)  # a connect that failed: its kind
-            else:  # an open link that broke: no close frame (RFC 6455 7.1.5)
-                error = errors.closed(errors.ABNORMAL_CLOSURE, errors.translate(exc).reason)
-            self._link_failed(link, error)
-        link.phase = _Phase.CLOSED
-        if link in self.closing:
-            self.closing.remove(link)
-        self._settle()
-
-    def _writing_paused(self, link: Link, paused: bool) -> None:
-        if link is self.link:
-            self._write_blocked = paused
-            self._settle()
-
-    def _ended(self, link: Link) -> TransportError:
-        """What the end of ``link``'s stream means: the handshake cut short, or a close."""
-        protocol = link.protocol
-        if protocol is None or link.phase == _Phase.HANDSHAKE:
-            return errors.failed("eof")
-        if protocol.state is CLOSED:
-            return errors.closed(errors.close_code_of(protocol.close_exc))
-        return errors.closed(errors.ABNORMAL_CLOSURE)
-
-    def _link_failed(self, link: Link, error: TransportError) -> None:
-        """``link`` (the current one) failed: tell the lifecycle, which leaves it."""
-        if link is not self.link:
-            return
-        failure = self.lifecycle.machine.classifier.classify_error(error)
-        self.counters.last_error = str(failure)
-        self._feed(LinkFailed(self.clock(), self.lifecycle.generation, failure))
-        if self.link is link:  # a state the failure did not leave (none, in the spec)
-            self._release_link(_INTERNAL_ERROR)
-
-    def _release_link(self, code: int) -> None:
-        """The lifecycle left the current link: close it, within ``close_timeout``."""
-        link, self.link = self.link, None
-        self._write_blocked = False
-        self._paused_at = None
-        if link is None:
-            return
-        job = self._jobs.pop("dial", None)
-        if job is not None:
-            job.cancel()
-        protocol, io = link.protocol, link.io
-        if io is None or protocol is None or link.phase in (_Phase.HANDSHAKE, _Phase.CLOSED):
-            if io is not None:
-                io.abort()  # nothing to close cleanly (yet, or any more)
-            return
-        link.phase = _Phase.CLOSING
-        if protocol.state is OPEN:
-            protocol.send_close(code)
-            self._write_out(link)
-        if link.close_deadline == math.inf:
-            link.close_deadline = self.clock() + self.config.close_timeout
-        self._rearm = True
-        io.resume_reading()  # read the peer's close frame even if the app is behind
-        self.closing.append(link)
-
-    def _abort(self, link: Link) -> None:
-        """Close ``link`` now: its peer did not close in time."""
-        link.close_deadline = math.inf
-        if link in self.closing:
-            self.closing.remove(link)
-        if link.io is not None:
-            link.io.abort()
-
-    def _write_out(self, link: Link) -> None:
-        """Send what the protocol has for the network (after every call into it)."""
-        protocol, io = link.protocol, link.io
-        if protocol is None or io is None or self._disowned():
-            return
-        for data in protocol.data_to_send():
-            if data:
-                io.write(data)
-                link.written += len(data)
-            elif io.can_write_eof():
-                io.write_eof()
-            else:
-                io.close()
-        if protocol.state is CLOSED and link.phase == _Phase.CLOSING:
-            io.close()
-
-    # == inbound ==========================================================================
-
-    def _on_response(self, link: Link, response: Response, now: float) -> None:
-        protocol = link.protocol
-        assert protocol is not None
-        exc = protocol.handshake_exc
-        if exc is not None:
-            self._link_failed(link, errors.translate(exc))
-            return
-        link.phase = _Phase.REGISTERING
         registration = link.registration
         if registration is None:
             self._registered(link, now)
             return
         for frame in registration.request():
-            self._send_frame(link, frame)
+            link.send(frame)
 
-    def _registered(self, link: Link, now: float) -> None:
-        link.phase = _Phase.OPEN
-        link.last_activity = now
-        self._feed(Opened(now, self.lifecycle.generation))
-
-    def _on_frame(self, link: Link, frame: Frame, now: float) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
-            message = self._assemble(link, frame)
-            if message is None:
-                return
-            if link.phase == _Phase.OPEN:
-                if self._delivering:
-                    self._on_message(link, message, now)
-                else:
-                    link.early.append(message)
-            elif link.phase == _Phase.REGISTERING:
-                self._on_registration(link, message, now)
-        elif opcode is Opcode.PONG:
-            ping = link.ping
-            if ping is not None and frame.data == ping[0]:
-                link.ping = None
-                self._acked(now, now - ping[1])
-        elif opcode is Opcode.CLOSE:
-            protocol = link.protocol
-            assert protocol is not None
-            code = protocol.close_rcvd.code if protocol.close_rcvd is not None else 1005
-            self._link_failed(link, errors.closed(code))
-        # PING: the protocol answered it already.
-
-    def _assemble(self, link: Link, frame: Frame) -> Message | None:
-        """The whole message once its last fragment arrived (text decoded), else None.
-
-        websockets' protocol checks the fragments' order and the total size
-        (``max_size``); text is decoded here, and invalid UTF-8 fails the link
-        with 1007 (RFC 6455 section 8.1).
-        """
-        fragments = link.fragments
-        if not frame.fin:
-            if not fragments:
-                link.fragments_text = frame.opcode is Opcode.TEXT
-            fragments.append(bytes(frame.data))
-            return None
-        if fragments:
-            fragments.append(bytes(frame.data))
-            data = b"".join(fragments)
-            fragments.clear()
-            text = link.fragments_text
+    def link_message(self, link: Link, message: Message, now: float) -> None:
+        if self.owned is not None and not self._may_act():
+            return
+        if link.phase == Phase.REGISTERING:
+            if link is self.link:
+                self._registration_reply(link, message, now)
+        elif link is not self.link or self._delivering:
+            # A link being closed (a rotation, a planned close) delivers like any other.
+            self._deliver_frame(link, message, now)
         else:
-            data = bytes(frame.data)
-            text = frame.opcode is Opcode.TEXT
-        if not text:
-            return data
-        try:
-            return data.decode()
-        except UnicodeDecodeError as exc:
-            protocol = link.protocol
-            assert protocol is not None
-            protocol.fail(_INVALID_DATA, f"{exc.reason} at position {exc.start}")
-            self._write_out(link)
-            self._link_failed(link, errors.closed(_INVALID_DATA))
-            return None
+            link.hold(message)  # before the reader starts: delivered then
 
-    def _on_registration(self, link: Link, frame: Message, now: float) -> None:
+    def link_pong(self, link: Link, payload: bytes, now: float) -> None:
+        if link is self.link:
+            self._acked(now, self.lifecycle.heartbeat_acked(payload, now))
+
+    def link_failed(self, link: Link, error: TransportError) -> None:
+        """``link`` failed or ended: if it is the current one, the lifecycle leaves it."""
+        if link is not self.link:
+            return
+        failure = self.lifecycle.machine.classifier.classify_error(error)
+        self.counters.last_error = str(failure)
+        self._feed(LinkFailed(self.clock(), self.lifecycle.generation, failure))
+
+    def _release(self, link_id: int, code: int) -> None:
+        """The lifecycle left link ``link_id``: close it (the core keeps its deadline)."""
+        link = self.links.get(link_id)
+        if link is self.link:
+            self.link = None
+        job = self._jobs.get("dial")
+        if job is not None and job.generation == link_id:
+            del self._jobs["dial"]
+            job.cancel()
+        if link is None:
+            return
+        if link.early:  # frames that came before a reader ran: delivered all the same
+            early, link.early = link.early, []
+            now = self.clock()
+            for frame in early:
+                self._deliver_frame(link, frame, now)
+        if not link.close(code, self.clock(), self.config.close_timeout) and link.io is None:
+            # Nothing was open: no byte link will report its end.
+            del self.links[link_id]
+            self._feed(LinkClosed(self.clock(), link_id))
+
+    def _registration_reply(self, link: Link, frame: Message, now: float) -> None:
         registration = link.registration
         assert registration is not None
         try:
             then = registration.reply(frame)
         except TransportError as error:
-            self._link_failed(link, error)
+            link.fail(error)
             return
         if then is None:
-            link.early.append(frame)  # a push before the reply: delivered once connected
+            link.hold(frame)  # a push before the reply: delivered once connected
             return
         for reply in then:
-            self._send_frame(link, reply)
+            link.send(reply)
         self._registered(link, now)
 
-    def _on_message(self, link: Link, frame: Message, now: float) -> None:
-        """Everything one inbound frame means, item by item, in order."""
-        if self._disowned():
-            return
-        adapter = self.adapter
-        decode_simple = self._decode_simple
-        simple = None if decode_simple is None else decode_simple(frame)
-        if simple is not None:
-            self._deliver(simple[0], simple[1], now)
-            return
-        for item in adapter.decode(frame):
-            if item.heartbeat_ack is not None:
-                pending = self._pending_acks
-                sent_at = None if pending is None else pending.pop(item.heartbeat_ack, None)
-                if sent_at is not None:  # an ack of nothing we sent is not an ack
-                    self._acked(now, now - sent_at)
-            if item.reply is not None:
-                self._send_frame(link, item.reply)
-            if item.message is not None:
-                self._deliver(item.message, item.message_id, now)
+    def _registered(self, link: Link, now: float) -> None:
+        link.phase = Phase.OPEN
+        link.last_frame_at = now
+        self._feed(Opened(now, self.lifecycle.generation))
 
-    def _deliver(self, message: Any, message_id: Hashable | None, now: float) -> None:
+    # == inbound ==========================================================================
+
+    def _deliver_frame(self, link: Link, frame: Message, now: float) -> None:
+        """Everything one inbound data frame means, item by item, in order."""
+        decode_simple = self._decode_simple
+        if decode_simple is not None:
+            try:
+                simple = decode_simple(frame)
+            except Exception as exc:  # an adapter's bug must not cost the link
+                simple = (Undecodable.of(frame, type(exc).__name__), None)
+            if simple is not None:
+                self._deliver(simple[0], simple[1], now, link)
+                return
+        try:
+            items = self.adapter.decode(frame)
+        except Exception as exc:
+            self._deliver(Undecodable.of(frame, type(exc).__name__), None, now, link)
+            return
+        for item in items:
+            ack = item.ack
+            if ack is not None and self._acknowledged(ack, item.answer, now, link):
+                continue
+            if item.reply is not None:
+                link.send_reply(item.reply)
+            if item.message is not None:
+                self._deliver(item.message, item.message_id, now, link)
+
+    def _acknowledged(self, ack: Hashable, answer: Any, now: float, link: Link) -> bool:
+        """An ack: of a heartbeat (its round trip), of a request (its answer goes to
+        the sender, not to the inbox), or of a frame the ledger kept.  True if the
+        item was consumed; an ack of a plain ``send()``, or of nothing we sent, may
+        still carry a message."""
+        if link is self.link:
+            rtt = self.lifecycle.heartbeat_acked(ack, now)
+            if rtt is not None:
+                self._acked(now, rtt)
+                return True
+        lifecycle = self.lifecycle
+        entry = lifecycle.ledger.acknowledge(ack)
+        if entry is None:
+            return False
+        self.counters.acknowledged += 1
+        if link is self.link and lifecycle.awaits_proof:  # the session works: proof
+            self._feed(MessageReceived(now, lifecycle.generation))
+        handle = entry.handle
+        if isinstance(handle, PendingRequest):
+            handle.resolve(answer)
+            return True
+        return False
+
+    def _deliver(self, message: Any, message_id: Hashable | None, now: float, link: Link) -> None:
         counters = self.counters
-        if message_id is not None and self.dedup.seen(message_id, now):
+        lifecycle = self.lifecycle
+        if message_id is not None and lifecycle.dedup.seen(message_id, now):
             counters.duplicates_dropped += 1
             return
         counters.messages_in += 1
-        if self.lifecycle.awaits_proof:
-            self._feed(MessageReceived(now, self.lifecycle.generation))
+        if link is self.link and lifecycle.awaits_proof:
+            self._feed(MessageReceived(now, lifecycle.generation))
         self.inbox.put(message)
 
-    def _acked(self, now: float, rtt: float) -> None:
-        """A heartbeat's ack: the core hears of it at once (once per interval), so its
-        heartbeat deadline stays a whole interval past the next heartbeat and wakes
-        no one while the link is healthy; other frames are handed over lazily."""
+    def _acked(self, now: float, rtt: float | None) -> None:
+        """A heartbeat's ack: the core hears of it at once while it ends the stability
+        window; otherwise the link's last frame says it all."""
+        if rtt is None:
+            return  # an ack of nothing we sent is not an ack
         counters = self.counters
         counters.heartbeats_acked += 1
         counters.heartbeat_rtt = rtt
         observer = self.on_heartbeat_ack
-        if observer is not None:  # a trace or a metrics collector watches
+        if observer is not None:
             observer(now, rtt)
         lifecycle = self.lifecycle
         if lifecycle.awaits_proof:
             self._feed(HeartbeatAcked(now, lifecycle.generation, rtt))
-        else:
-            self._note_activity(now)
-
-    def _note_activity(self, at: float) -> None:
-        """Tell the core the link showed life at ``at``.  Directly, not through
-        :meth:`_feed`: it has no effects and only moves a deadline later."""
-        lifecycle = self.lifecycle
-        lifecycle.handle(Inbound(at, lifecycle.generation))
-
-    def _hand_activity(self) -> None:
-        """Tell the core when the current link last showed life (it moves a deadline)."""
-        link = self.link
-        if link is not None and link.last_activity > self.lifecycle.last_inbound:
-            self._note_activity(link.last_activity)
 
     # -- backpressure: the application is behind -----------------------------------------
 
-    def _check_backpressure(self, now: float) -> None:
-        link = self.link
-        if self._paused_at is None and link is not None and link.io is not None and self.inbox.full:
+    def _check_backpressure(self, link: Link) -> None:
+        lifecycle = self.lifecycle
+        if not lifecycle.reading_paused and self.inbox.full and link.io is not None:
             link.io.pause_reading()
-            self._paused_at = now
-            self._feed(ReadingPaused(now, self.lifecycle.generation))
-
-    def _resume_reading(self) -> None:
-        now = self.clock()
-        paused_at, self._paused_at = self._paused_at, None
-        link = self.link
-        if link is None or link.io is None or paused_at is None:
-            return
-        link.io.resume_reading()
-        self._feed(ReadingResumed(now, self.lifecycle.generation))
-        if (
-            self._warned_generation == self.lifecycle.generation
-            and now - paused_at >= self.config.heartbeat_timeout
-        ):
-            logger.info("%s: reading resumed after %.1f s", self.url_for_logs, now - paused_at)
-
-    def _warn_paused(self, now: float) -> None:
-        """Once per session: the application has been behind for a heartbeat timeout."""
-        paused_at = self._paused_at
-        generation = self.lifecycle.generation
-        if (
-            paused_at is None
-            or self._warned_generation == generation
-            or now - paused_at < self.config.heartbeat_timeout
-        ):
-            return
-        self._warned_generation = generation
-        logger.warning(
-            "%s: the application has not taken a message for %.1f s: reading is "
-            "paused, and the link is not declared lost for it",
-            self.url_for_logs,
-            now - paused_at,
-        )
-
-    @property
-    def dedup(self) -> Deduplicator:
-        """The message ids seen (created at first use: most protocols have none)."""
-        if self._dedup is None:
-            config = self.config
-            self._dedup = Deduplicator(config.message_expire_time, config.dedup_max_entries)
-        return self._dedup
+            self._feed(ReadingPaused(self.clock(), lifecycle.generation))
 
     @property
     def url_for_logs(self) -> str:
@@ -994,218 +826,49 @@ class Engine:
 
     # == outbound =========================================================================
 
-    def _send_frame(self, link: Link, frame: Message) -> None:
-        protocol = link.protocol
-        if protocol is None or protocol.state is not OPEN:
-            return
-        if isinstance(frame, str):
-            protocol.send_text(frame.encode())
-        else:
-            protocol.send_binary(frame)
-        self._write_out(link)
-
     def _flush(self) -> None:
-        """Send what ``send()`` buffered while the connection was not up, in order."""
+        """Write what the ledger holds for a link, oldest first: frames sent while
+        no link could take them, and those a broken link did not deliver."""
         link = self.link
-        outbox = self.outbox
-        if link is None or link.phase != _Phase.OPEN:
+        if link is None or link.phase != Phase.OPEN:
             return
-        while outbox:
-            self._send_frame(link, outbox.peek())
-            outbox.pop()
-            self.counters.messages_out += 1
+        ledger = self.lifecycle.ledger
+        counters = self.counters
+        for entry in ledger.pending():
+            if entry.link == -1:
+                counters.messages_out += 1
+            else:
+                counters.resent += 1
+            ledger.written(entry, link.id, link.send(entry.frame))
+        ledger.confirm(link.id, link.confirmed)
 
-    def _heartbeat(self, link: Link, now: float) -> None:
-        """Due every ``heartbeat_interval`` while connected, on a fixed schedule (a late
-        wake-up does not shift the next ones; missed ones are skipped, not bunched)."""
-        interval = self.config.heartbeat_interval
-        self._heartbeat_at += interval
-        if self._heartbeat_at <= now:
-            self._heartbeat_at = now + interval
-        self._check_outbound(link, now)
+    def _heartbeat(self) -> None:
+        """One heartbeat on the current link: a ping frame or the protocol's own."""
+        link = self.link
+        if link is None or link.phase != Phase.OPEN:
+            return
+        now = self.clock()
         if self.adapter.uses_ping:
-            ping = link.ping
-            # One ping in flight at a time, waited for up to heartbeat_timeout
-            # (as websockets' keepalive): a pong slower than the interval counts.
-            if ping is not None and now - ping[1] < self.config.heartbeat_timeout:
-                return
-            link.pings += 1
-            payload = link.pings.to_bytes(4, "big")  # unique on this link: no need to draw
-            link.ping = (payload, now)
-            protocol = link.protocol
-            assert protocol is not None
-            protocol.send_ping(payload)
-            self._write_out(link)
+            heartbeat_id: Hashable = link.ping()
         else:
             heartbeat_id, frame = self.adapter.heartbeat()
-            pending = self._pending_acks
-            if pending is None:
-                pending = self._pending_acks = OrderedDict()
-            pending[heartbeat_id] = now
-            while len(pending) > _PENDING_HEARTBEATS:
-                pending.popitem(last=False)
-            self._send_frame(link, frame)
+            link.send(frame)
+        self.lifecycle.heartbeat_sent(heartbeat_id, now)
         self.counters.heartbeats_sent += 1
 
-    def _check_outbound(self, link: Link, now: float) -> None:
-        """Outbound bytes the peer acknowledged are life (docs/architecture.md, rule 8): while a
-        backlog of at least :data:`_OUTBOUND_BACKLOG` waits for the peer, any progress
-        of it proves the link alive, though no frame comes back (an upload that holds
-        up the pongs).  Not a ping's few bytes: a hung peer whose kernel still
-        acknowledges them would otherwise look alive forever."""
-        io = link.io
-        if io is None:
-            return
-        if not link.outbound and link.written - link.flushed < _OUTBOUND_BACKLOG:
-            link.flushed = link.written  # too little written since to make a backlog
-            return
-        pending = unacknowledged(io)
-        acknowledged = link.written - pending
-        if link.outbound and acknowledged > link.flushed:
-            link.last_activity = max(link.last_activity, now)
-        link.flushed = acknowledged
-        link.outbound = pending >= _OUTBOUND_BACKLOG
 
-    # == periodic tasks and jobs ==========================================================
-
-    def _run_periodic(self, name: str, now: float) -> None:
-        if name == "cleanup":
-            if self._dedup is not None:
-                self._dedup.sweep(now)
-            self._periodic[name] = now + self.config.cleanup_interval
-            return
-        del self._periodic[name]  # rescheduled when the run ends
-        generation = self.lifecycle.generation
-        if name == "token_refresh":
-            self._start_job(name, generation, self._refresh_token, generation)
-        else:
-            self._start_job(name, generation, self._refresh_cookies, generation)
-
-    async def _refresh_token(self, generation: int) -> None:
-        """One token refresh; a new token is applied by a planned ``rotate``."""
-        assert isinstance(self.credentials, TokenRefresher)
-        try:
-            changed = await self.credentials.refresh_token()
-        except Exception as exc:
-            self.counters.token_refresh_failures += 1
-            self._token_refresh_failed = True
-            logger.warning(
-                "token refresh failed (%s); next try in %g s",
-                type(exc).__name__,
-                self.config.token_retry_interval,
-            )
-            changed = False
-        else:
-            self.counters.token_refreshes += 1
-            self._token_refresh_failed = False
-        if generation != self.lifecycle.generation:
-            return
-        self._jobs.pop("token_refresh", None)
-        self._periodic["token_refresh"] = self.clock() + self._token_refresh_delay()
-        self._rearm = True
-        if changed:
-            self._feed(Rotate(self.clock(), generation, "token refreshed"))
-        self._settle()
-
-    def _token_refresh_delay(self) -> float:
-        if self._token_refresh_failed:
-            return self.config.token_retry_interval
-        return self.config.token_refresh_interval
-
-    async def _refresh_cookies(self, generation: int) -> None:
-        """One cookie refresh (used at the next handshake); a failure is logged."""
-        assert isinstance(self.credentials, CookieRefresher)
-        try:
-            await self.credentials.refresh_cookies()
-        except Exception as exc:
-            logger.warning("cookie refresh failed (%s)", type(exc).__name__)
-        else:
-            self.counters.cookie_refreshes += 1
-        if generation == self.lifecycle.generation:
-            self._jobs.pop("cookie_refresh", None)
-            self._periodic["cookie_refresh"] = self.clock() + self.config.cookie_refresh_interval
-            self._rearm = True
-            self._settle()
-
-    def _start_escalation(self, generation: int, allowed: bool) -> None:
-        """The escalation hook (e.g. re-login), if any and ``allowed``; it always
-        reports how it ended, so the core can retry after it."""
-        if self.credentials is None:
-            self._feed(EscalationFinished(self.clock(), generation, False, "no escalation hook"))
-        elif not allowed:
-            self._feed(
-                EscalationFinished(self.clock(), generation, False, "max_escalations reached")
-            )
-        else:
-            self._start_job("escalation", generation, self._escalate, generation)
-
-    async def _escalate(self, generation: int) -> None:
-        assert self.credentials is not None
-        try:
-            ok = await self.credentials.escalate()
-            reason = "escalation succeeded" if ok else "escalation did not recover"
-        except Exception as exc:
-            logger.warning("credentials escalation raised %s", type(exc).__name__)
-            ok, reason = False, f"escalation raised {type(exc).__name__}"
-        self._jobs.pop("escalation", None)
-        self._feed(EscalationFinished(self.clock(), generation, ok, reason))
-        self._settle()
+@functools.lru_cache(maxsize=4096)
+def _parse_uri(url: str) -> WebSocketURI:
+    """websockets' parsed URI, one per URL (a fleet's members share it; never mutated)."""
+    return parse_uri(url)
 
 
-class TaskContext:
-    """What a task of the spec's own (``async func(context)``, bound in a Registry) is given.
-
-    It runs while its state lasts (cancelled on leaving it).  :meth:`send` writes a
-    frame on the open link at once (the outbound buffer is not used: a task such
-    as a subscription runs before the application's sends flow); :meth:`fire`
-    fires one of the spec's triggers, as of this task's state (ignored once the
-    connection has left it).
-    """
-
-    __slots__ = ("_engine", "generation", "task")
-
-    def __init__(self, engine: Engine, task: str, generation: int) -> None:
-        self._engine = engine
-        self.task = task
-        self.generation = generation
-
-    @property
-    def state(self) -> str:
-        """The connection's current state."""
-        return self._engine.lifecycle.state
-
-    def send(self, frame: Message) -> bool:
-        """Send ``frame`` (text or bytes, as the protocol frames it) now; False if no
-        link is open (the frame is dropped)."""
-        engine, link = self._engine, self._engine.link
-        if link is None or link.phase != _Phase.OPEN:
-            return False
-        engine._send_frame(link, frame)
-        engine.counters.messages_out += 1
-        return True
-
-    def fire(self, trigger: str, reason: str = "") -> None:
-        """Fire ``trigger`` (say ``subscribed``); refused or stale triggers are dropped."""
-        engine = self._engine
-        engine._feed(TriggerFired(engine.clock(), self.generation, trigger, reason))
-        engine._settle()
-
-
-def _reveal(value: Secret | str) -> str:
-    """A header value as sent: a :class:`Secret` revealed, a plain string as it is."""
-    return value.reveal() if isinstance(value, Secret) else str(value)
-
-
-#: How the engine starts each task of the packaged lifecycle, by its spec name (the
-#: names of ``LIFECYCLE_VOCABULARY.names("task")``; tests/test_spec_checks.py holds
-#: them equal).
-TASK_STARTS: Final[Mapping[str, Callable[[Engine, StartTask, float], None]]] = {
+#: How the engine starts each task of the packaged lifecycle it runs, by spec name.
+ENGINE_TASKS: Final[dict[str, Callable[[Engine, StartTask], None]]] = {
     "dial": Engine._start_dial,
     "reader": Engine._start_reader,
-    "heartbeat": Engine._start_heartbeat,
-    "token_refresh": Engine._start_token_refresh,
-    "cookie_refresh": Engine._start_cookie_refresh,
-    "cleanup": Engine._start_cleanup,
     "flush": Engine._start_flush,
-    "escalation": Engine._start_escalation_task,
+    "escalation": Engine._start_escalation,
 }
+#: The spec task whose state runs each kind of refresh (its job has that name).
+_REFRESH_TASKS: Final = {"token": "token_refresh", "cookies": "cookie_refresh"}

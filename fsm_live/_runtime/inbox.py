@@ -27,6 +27,7 @@ from typing import Any
 
 from fsm_live._runtime.jobs import Jobs
 from fsm_live._runtime.wakeup import Wakeup
+from fsm_live.counters import Counts
 from fsm_live.errors import UsageError
 
 __all__ = ("Handler", "Inbox")
@@ -46,19 +47,25 @@ class Inbox:
         "_queue",
         "_running",
         "capacity",
+        "counts",
         "handler",
-        "handler_errors",
         "on_taken",
     )
 
     def __init__(
-        self, capacity: int, handler: Handler | None = None, *, jobs: Jobs | None = None
+        self,
+        capacity: int,
+        handler: Handler | None = None,
+        *,
+        jobs: Jobs | None = None,
+        counts: Counts | None = None,
     ) -> None:
         if handler is not None and jobs is None:
             raise UsageError("an inbox with a handler needs the jobs to run it")
         self.capacity = capacity
         self.handler = handler
-        self.handler_errors = 0
+        #: Where a handler's failure is counted (``handler_errors``).
+        self.counts = Counts() if counts is None else counts
         self._jobs = jobs
         #: Called after the application took a message (the engine may read again).
         self.on_taken: Callable[[], None] = _nothing
@@ -119,7 +126,7 @@ class Inbox:
                 try:
                     await handler(message)
                 except Exception:
-                    self.handler_errors += 1
+                    self.counts.handler_errors += 1
                     logger.exception("on_message handler raised; the message is dropped")
         finally:
             self._running -= 1

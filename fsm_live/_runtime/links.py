@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
+import select
 import socket
 import struct
-import termios
 from collections import deque
 from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
+import anyio.streams.tls
+
+try:  # Linux and the BSDs; elsewhere the write backlog is what the transport buffers
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - Windows
+    fcntl = termios = None  # type: ignore[assignment]
 
 from fsm_live._runtime.jobs import Job, Jobs
 
@@ -37,6 +43,7 @@ __all__ = (
     "LinkIO",
     "StreamLink",
     "abort_with_reset",
+    "socket_readable",
     "unacknowledged",
 )
 
@@ -45,7 +52,7 @@ __all__ = (
 WRITE_HIGH: Final = 64 * 1024
 WRITE_LOW: Final = 16 * 1024
 #: The ioctl that reads a TCP socket's unacknowledged bytes (Linux; None elsewhere).
-_SIOCOUTQ: Final = getattr(termios, "TIOCOUTQ", None)
+_SIOCOUTQ: Final = None if termios is None else getattr(termios, "TIOCOUTQ", None)
 #: Bytes a StreamLink asks its stream for at once, and hands it at once.
 _READ_SIZE: Final = 65536
 _WRITE_PIECE: Final = 65536
@@ -96,7 +103,7 @@ def unacknowledged(io: LinkIO) -> int:
     those in the kernel's send queue where it tells (Linux ``SIOCOUTQ``)."""
     pending = io.get_write_buffer_size()
     sock = io.get_extra_info("socket")
-    if sock is not None and _SIOCOUTQ is not None:
+    if sock is not None and _SIOCOUTQ is not None and fcntl is not None:
         with contextlib.suppress(OSError, ValueError):  # not a TCP socket, or closed
             pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
     return pending
@@ -114,6 +121,16 @@ def abort_with_reset(io: LinkIO) -> None:
 
 #: ``struct linger`` on, 0 seconds: close() sends a reset and drops the send queue.
 _LINGER_ZERO: Final = struct.pack("ii", 1, 0)
+
+
+def socket_readable(sock: Any) -> bool:
+    """True if ``sock`` (a socket, or None) has bytes to read now (a zero-timeout poll)."""
+    if sock is None:
+        return False
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    return False
 
 
 class LinkEvents(Protocol):
@@ -136,7 +153,8 @@ class LinkEvents(Protocol):
         ...
 
     def writing_paused(self, paused: bool) -> None:
-        """The write buffer went above its high mark (True) or back below the low one."""
+        """The write buffer went above its high mark (True) or back below the low one
+        (False; a byte stream's writer also says False each time it caught up)."""
         ...
 
 
@@ -253,6 +271,22 @@ class StreamLink:
             return self._stream.extra(anyio.abc.SocketAttribute.raw_socket, default)
         return default
 
+    def input_pending(self) -> bool:
+        """True if bytes arrived that the reader has not handed over yet: in the
+        stream's own buffer (an in-memory stream, a TLS layer), or in the socket's
+        receive queue (docs/architecture.md, rule 8: they are processed before a
+        deadline is judged)."""
+        if not self._readable.is_set():
+            return False  # reading is paused: nothing will be read, and nothing is judged
+        stream = self._stream
+        pending = getattr(stream, "input_pending", None)
+        if pending is not None:
+            return bool(pending())
+        ssl_object = stream.extra(anyio.streams.tls.TLSAttribute.ssl_object, None)
+        if ssl_object is not None and ssl_object.pending():
+            return True
+        return socket_readable(stream.extra(anyio.abc.SocketAttribute.raw_socket, None))
+
     # -- the job -------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -298,6 +332,10 @@ class StreamLink:
                     if self._write_paused and self._buffered < WRITE_LOW:
                         self._write_paused = False
                         self._events.writing_paused(False)
+                if not self._write_paused:
+                    # Caught up: everything written so far left the process (the
+                    # delivery ledger confirms it; an asyncio transport writes at once).
+                    self._events.writing_paused(False)
                 if self._eof:
                     self._eof = False
                     await self._send_eof()

@@ -1,10 +1,10 @@
-"""Counters a connection keeps, and the frozen snapshot ``stats()`` returns.
+"""What a connection counts, and the frozen snapshot ``stats()`` returns.
 
-:class:`Stats` is :class:`Counters`' fields (copied, so later counting does not
-change a snapshot) plus what only the connection knows at that moment (the
-state, time in it, the failure streak, the buffer, the jobs alive):
-:meth:`Counters.snapshot` builds it, so a new counter appears in ``stats()``
-by being declared once in each class.
+The counts are declared once, in :class:`fsm_live.counters.Counts`.
+:class:`Counters` adds what the runtime keeps beside them (transitions by edge,
+failures by class, the last error and round trip); :class:`Stats` is a frozen
+copy of those plus what only the connection knows at that moment (the state,
+time in it, the failure streak, the ledger, the jobs alive).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from fsm_live.counters import Counts
+
 __all__ = ("AckObserver", "Counters", "Stats", "both")
 
 #: Called with ``(at, rtt)`` after every heartbeat ack: when (the event loop's clock)
@@ -21,53 +23,41 @@ __all__ = ("AckObserver", "Counters", "Stats", "both")
 AckObserver = Callable[[float, float], None]
 
 
-@attrs.frozen
-class Stats:
-    """A connection's figures at one moment (immutable).
+@attrs.frozen(kw_only=True)
+class Stats(Counts):
+    """A connection's figures at one moment (immutable): the counts of
+    :class:`~fsm_live.counters.Counts` (each over the connection's life), and:
 
-    ``transitions`` counts edges taken, keyed ``(source, trigger, dest)``;
-    ``failures`` counts failures by error class; ``heartbeat_rtt`` is the last
-    heartbeat round trip in seconds (None before the first ack).
+    ``state`` and ``time_in_state`` (seconds); ``transitions`` taken, keyed
+    ``(source, trigger, dest)``; ``reconnects`` (entries into the dialling state
+    after the first); ``failures`` by error class; ``consecutive_failures`` (the
+    count the backoff and ``max_failures`` read); ``last_error``; ``heartbeat_rtt``,
+    the last heartbeat round trip in seconds (None before the first ack);
+    ``buffered``, frames live in the delivery ledger (waiting for a link, in the
+    write buffer, or awaiting an acknowledgement); ``tasks_alive``, jobs running.
     """
 
     state: str
-    time_in_state: float
-    transitions: Mapping[tuple[str, str, str], int]
-    connects: int
-    reconnects: int
-    failures: Mapping[str, int]
-    consecutive_failures: int
-    last_error: str
-    heartbeats_sent: int
-    heartbeats_acked: int
-    heartbeat_rtt: float | None
-    messages_in: int
-    messages_out: int
-    duplicates_dropped: int
-    token_refreshes: int
-    token_refresh_failures: int
-    cookie_refreshes: int
-    buffered: int
-    tasks_alive: int
+    time_in_state: float = 0.0
+    transitions: Mapping[tuple[str, str, str], int] = attrs.field(factory=dict, hash=False)
+    reconnects: int = 0
+    failures: Mapping[str, int] = attrs.field(factory=dict, hash=False)
+    consecutive_failures: int = 0
+    last_error: str = ""
+    heartbeat_rtt: float | None = None
+    buffered: int = 0
+    tasks_alive: int = 0
 
 
 @attrs.define
-class Counters:
-    """The mutable counters behind :class:`Stats` (one per connection)."""
+class Counters(Counts):
+    """The mutable counts behind :class:`Stats` (one per connection), and what the
+    runtime keeps beside them."""
 
     transitions: Counter[tuple[str, str, str]] = attrs.Factory(Counter)
     failures: Counter[str] = attrs.Factory(Counter)
-    connects: int = 0
     last_error: str = ""
-    heartbeats_sent: int = 0
-    heartbeats_acked: int = 0
     heartbeat_rtt: float | None = None
-    messages_in: int = 0
-    messages_out: int = 0
-    duplicates_dropped: int = 0
-    token_refreshes: int = 0
-    token_refresh_failures: int = 0
-    cookie_refreshes: int = 0
 
     def snapshot(
         self,
@@ -80,21 +70,19 @@ class Counters:
         tasks_alive: int,
     ) -> Stats:
         """A frozen :class:`Stats`: these counters, with the connection's figures."""
-        counted = {field.name: getattr(self, field.name) for field in _COUNTER_FIELDS}
-        counted["transitions"] = dict(self.transitions)
-        counted["failures"] = dict(self.failures)
         return Stats(
             state=state,
             time_in_state=time_in_state,
+            transitions=dict(self.transitions),
             reconnects=reconnects,
+            failures=dict(self.failures),
             consecutive_failures=consecutive_failures,
+            last_error=self.last_error,
+            heartbeat_rtt=self.heartbeat_rtt,
             buffered=buffered,
             tasks_alive=tasks_alive,
-            **counted,
+            **self.counts(),
         )
-
-
-_COUNTER_FIELDS = attrs.fields(Counters)
 
 
 def both(first: AckObserver | None, then: AckObserver) -> AckObserver:

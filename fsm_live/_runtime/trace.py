@@ -162,20 +162,12 @@ def stats_row(t: float, stats: Stats, rtts: list[float]) -> dict[str, Any]:
         "t": t,
         "kind": "stats",
         "state": stats.state,
-        "connects": stats.connects,
         "reconnects": stats.reconnects,
         "failures": dict(sorted(stats.failures.items())),
-        "heartbeats_sent": stats.heartbeats_sent,
-        "heartbeats_acked": stats.heartbeats_acked,
         "rtts": [round(rtt, 6) for rtt in rtts],
-        "messages_in": stats.messages_in,
-        "messages_out": stats.messages_out,
-        "duplicates_dropped": stats.duplicates_dropped,
-        "token_refreshes": stats.token_refreshes,
-        "token_refresh_failures": stats.token_refresh_failures,
-        "cookie_refreshes": stats.cookie_refreshes,
         "buffered": stats.buffered,
-        "tasks": stats.tasks_alive,
+        "tasks_alive": stats.tasks_alive,
+        **stats.counts(),
     }
 
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from fsm_live.errors import ConfigError
 
 __all__ = (
+    "EXIT_BAD_USAGE",
     "PROG",
     "Handler",
     "Output",
@@ -25,6 +26,8 @@ __all__ = (
 )
 
 PROG = "fsm-live"
+#: Bad arguments, in every command: one line on stderr naming what was typed.
+EXIT_BAD_USAGE = 2
 
 
 class Output:

@@ -43,9 +43,17 @@ from rich.text import Text
 
 from fsm_live._runtime.inbox import Handler
 from fsm_live.cli import metrics_endpoint
-from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, seconds
+from fsm_live.cli._output import (
+    EXIT_BAD_USAGE,
+    PROG,
+    Output,
+    Subparsers,
+    check_writable,
+    seconds,
+)
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.views.connection import plain_message, plain_stats, plain_transition, status_panel
+from fsm_live.cli.views.live import EchoMargin
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.config import Config
 from fsm_live.connection import PROTOCOLS, TRANSITIONS_LOGGER, LiveConnection
@@ -54,6 +62,7 @@ from fsm_live.credentials import CredentialsProvider, Secret
 from fsm_live.errors import ConfigError, ConnectionClosed, ConnectionFailed
 from fsm_live.lwp.credentials import lwp_credentials, read_cookies_file
 from fsm_live.metrics.collector import ConnectionCollector
+from fsm_live.transport.url import display_url
 
 __all__ = (
     "COOKIES_ENV",
@@ -71,7 +80,6 @@ __all__ = (
 COOKIES_ENV = "FSM_LIVE_COOKIES"
 
 EXIT_FAILED = 3
-EXIT_BAD_USAGE = 2
 #: Seconds between summary lines without a terminal.
 SUMMARY_INTERVAL: Final = 10.0
 _RECENT = 8
@@ -256,15 +264,27 @@ def build_credentials(
         return None
     if args.cookies_file is not None:
         cookies = read_cookies_file(args.cookies_file, field="--cookies-file")
+        source = f"--cookies-file {args.cookies_file}"
     elif env.get(COOKIES_ENV):
         cookies = Secret(env[COOKIES_ENV])
+        source = COOKIES_ENV
     else:
         raise ConfigError(
             "--protocol lwp",
             f"needs the account's cookies: --cookies-file PATH "
             f"or the {COOKIES_ENV} environment variable",
         )
-    return lwp_credentials(cookies, url=args.url, token_url=args.token_url)
+    try:
+        return lwp_credentials(cookies, url=args.url, token_url=args.token_url)
+    except ConfigError as error:
+        # Named as the user gave it: the flag (the URL with its secrets hidden), the
+        # file or the variable, not the library's field name.
+        message = str(error).removeprefix(f"{error.field}: ")
+        if error.field == "token_url" and args.token_url is not None:
+            raise ConfigError(f"--token-url {display_url(args.token_url)!r}", message) from None
+        if error.field == "cookies":
+            raise ConfigError(source, message) from None
+        raise
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -279,7 +299,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     watch.attach(conn)
 
     async def body(stop: Stop) -> int:
-        with metrics_endpoint.registered(metrics, functools.partial(ConnectionCollector, conn)):
+        async with metrics_endpoint.registered(
+            metrics, functools.partial(ConnectionCollector, conn)
+        ):
             return await keep_alive(conn, watch, args.duration, stop)
 
     try:
@@ -329,12 +351,14 @@ class _Watch:
             self.out.stdout.flush()
 
     def _panel(self) -> RenderableType:
-        return status_panel(
-            self.conn.url,
-            self.conn.stats(),
-            self.recent,
-            self.conn.started_at,
-            styles=StateStyles(self.conn.spec),
+        return EchoMargin(
+            status_panel(
+                self.conn.url,
+                self.conn.stats(),
+                self.recent,
+                self.conn.started_at,
+                styles=StateStyles(self.conn.spec),
+            )
         )
 
     def _summary(self) -> str:

@@ -26,9 +26,16 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from fsm_live.cli._output import PROG, Output, Subparsers, check_writable, parse_number
+from fsm_live.cli._output import (
+    EXIT_BAD_USAGE,
+    PROG,
+    Output,
+    Subparsers,
+    check_writable,
+    parse_number,
+)
 from fsm_live.cli._signals import Stop, run_until_stopped
-from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.views.connection import plain_transition
 from fsm_live.cli.views.demo import demo_panel, plain_event, summary_lines, summary_tables
 from fsm_live.cli.views.styles import StateStyles

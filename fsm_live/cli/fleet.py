@@ -37,16 +37,18 @@ import math
 import os
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from fsm_live.cli import metrics_endpoint
 from fsm_live.cli._output import (
+    EXIT_BAD_USAGE,
     PROG,
     Output,
     Subparsers,
@@ -55,9 +57,17 @@ from fsm_live.cli._output import (
     seconds,
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
-from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.views.cluster import cluster_table, plain_cluster
-from fsm_live.cli.views.fleet import fleet_panel, plain_fleet_transition, plain_summary
+from fsm_live.cli.views.fleet import (
+    CLOSED,
+    CLOSING,
+    RUNNING,
+    Phase,
+    fleet_panel,
+    plain_fleet_transition,
+    plain_summary,
+)
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.cluster import (
     ClusterSettings,
@@ -66,6 +76,7 @@ from fsm_live.cluster import (
     CoordinatorUrl,
     EtcdCoordinator,
     LocalCoordinator,
+    MemberView,
 )
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError, MissingExtra
@@ -88,8 +99,7 @@ def add(subparsers: Subparsers) -> None:
         help="keep every account of a fleet file connected",
         description="Keep one connection per account of a TOML fleet file alive and show "
         "how the fleet is doing.",
-        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 1 the coordinator cannot be "
-        "joined; 2 bad arguments or fleet file; "
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 2 bad arguments or fleet file; "
         "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).",
     )
     parser.add_argument(
@@ -161,7 +171,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return EXIT_BAD_USAGE
     configure_logging(args.verbose)
 
-    def collector(fleet: Fleet) -> AbstractContextManager[None]:
+    def collector(fleet: Fleet) -> AbstractAsyncContextManager[None]:
         return metrics_endpoint.registered(
             metrics,
             functools.partial(FleetCollector, fleet, per_connection=args.metrics_per_connection),
@@ -233,15 +243,18 @@ async def run_fleet(
     *,
     reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
     stop: Stop | None = None,
-    metrics: Callable[[Fleet], AbstractContextManager[None]] | None = None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None = None,
     coordinator: Coordinator | None = None,
 ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
     the fleet runs in once its members are added (a metrics collector registered).
     ``coordinator``: this worker's (None: the in-process one); a cluster's worker
-    hands its accounts over (:meth:`Fleet.drain`) before it closes."""
-    interactive = out.stdout.isatty()
+    hands its accounts over (:meth:`Fleet.drain`) before it closes, and exits 1 in
+    one line when it cannot join.
+
+    On a terminal the dashboard is drawn from the moment every member is added until
+    the fleet has closed, and its last frame is the fleet once closed."""
     close_timeout = max(account.config.close_timeout for account in config.accounts)
     fleet = Fleet(
         close_timeout=close_timeout,
@@ -249,18 +262,10 @@ async def run_fleet(
         coordinator=coordinator,
     )
     try:
-        code = await _run_fleet(fleet, config, trace_dir, duration, out, stop, metrics, interactive)
+        return await _run_fleet(fleet, config, trace_dir, duration, out, stop, metrics)
     except (CoordinatorError, MissingExtra) as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return 1
-    if code != 0:
-        return code
-    if not interactive:
-        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
-    for key in fleet:
-        if (crash := fleet.crash(key)) is not None:
-            out.problem(f"{PROG} fleet: {key} crashed: {crash}")
-    return 0
 
 
 async def _run_fleet(
@@ -270,12 +275,42 @@ async def _run_fleet(
     duration: float | None,
     out: Output,
     stop: Stop | None,
-    metrics: Callable[[Fleet], AbstractContextManager[None]] | None,
-    interactive: bool,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None,
 ) -> int:
-    clustered = not isinstance(fleet.coordinator, LocalCoordinator)
+    if not out.stdout.isatty():
+        code = await _run(fleet, config, trace_dir, duration, out, stop, metrics, None)
+        if code == 0:
+            out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+    else:
+        title = f"{PROG} fleet {config.path.name}"
+        async with anyio.create_task_group() as drawing:  # draws during the close too
+            dashboard = _Dashboard(fleet, title, out, drawing)
+            try:
+                code = await _run(fleet, config, trace_dir, duration, out, stop, metrics, dashboard)
+            finally:
+                drawing.cancel_scope.cancel()
+                dashboard.finish()
+    if code == 0:
+        for key in fleet:
+            if (crash := fleet.crash(key)) is not None:
+                out.problem(f"{PROG} fleet: {key} crashed: {crash}")
+    return code
+
+
+async def _run(
+    fleet: Fleet,
+    config: FleetConfig,
+    trace_dir: Path | None,
+    duration: float | None,
+    out: Output,
+    stop: Stop | None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None,
+    dashboard: _Dashboard | None,
+) -> int:
+    """Add every account to ``fleet``, run until the end, close; return the exit code.
+    ``dashboard``: shown once every member is added (None: plain lines instead)."""
     async with fleet:
-        if not interactive:
+        if dashboard is None:
 
             def print_line(key: str, record: TransitionRecord) -> None:
                 out.stdout.write(plain_fleet_transition(key, record, fleet.started_at) + "\n")
@@ -299,19 +334,21 @@ async def _run_fleet(
                 out.problem(f"{PROG} fleet: error: --trace-dir {trace}: {exc.strerror or exc}")
                 return EXIT_BAD_USAGE
         watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
-        with watched:
-            async with anyio.create_task_group() as task_group:
-                if interactive:
-                    task_group.start_soon(_show_live, fleet, config.path.name, out)
-                elif clustered:
-                    task_group.start_soon(_print_summaries, fleet, out)
-                else:
-                    task_group.start_soon(_report_all_connected, fleet, out)
-                    task_group.start_soon(_print_summaries, fleet, out)
-                await _wait_for_the_end(duration, stop)
-                if clustered:
-                    await fleet.drain()  # hand over, paced; a second signal cuts it short
-                task_group.cancel_scope.cancel()
+        async with watched, anyio.create_task_group() as task_group:
+            clustered = not isinstance(fleet.coordinator, LocalCoordinator)
+            if dashboard is not None:
+                dashboard.start()
+            elif clustered:
+                task_group.start_soon(_print_summaries, fleet, out)
+            else:
+                task_group.start_soon(_report_all_connected, fleet, out)
+                task_group.start_soon(_print_summaries, fleet, out)
+            await _wait_for_the_end(duration, stop)
+            if clustered:
+                await fleet.drain()  # hand over, paced; a second signal cuts it short
+            task_group.cancel_scope.cancel()
+        if dashboard is not None:
+            dashboard.closing()
     return 0
 
 
@@ -345,11 +382,12 @@ async def _print_summaries(fleet: Fleet, out: Output) -> None:
         await anyio.sleep(SUMMARY_INTERVAL)
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
         if not isinstance(fleet.coordinator, LocalCoordinator):
-            out.stdout.write(_cluster_line(fleet) + "\n")
+            out.stdout.write(plain_cluster(*_cluster_figures(fleet)) + "\n")
         out.stdout.flush()
 
 
-def _cluster_figures(fleet: Fleet) -> tuple[str, str, int, int, tuple[Any, ...]]:
+def _cluster_figures(fleet: Fleet) -> tuple[str, str, int, int, tuple[MemberView, ...]]:
+    """This worker's id and status, its accounts, the fleet's, the cluster's members."""
     coordinator = fleet.coordinator
     return (
         coordinator.worker_id,
@@ -360,21 +398,59 @@ def _cluster_figures(fleet: Fleet) -> tuple[str, str, int, int, tuple[Any, ...]]
     )
 
 
-def _cluster_line(fleet: Fleet) -> str:
-    return plain_cluster(*_cluster_figures(fleet))
+class _Dashboard:
+    """The dashboard on a terminal: drawn every ``_REFRESH`` seconds from :meth:`start`
+    until the fleet has closed (its close included, in ``drawing``), then once more
+    by :meth:`finish`: the last frame is the fleet closed, never a stale one."""
 
+    def __init__(self, fleet: Fleet, title: str, out: Output, drawing: TaskGroup) -> None:
+        self._fleet = fleet
+        self._title = title
+        self._styles = StateStyles(fleet.machine.spec)
+        self._console = Console(file=out.stdout)
+        self._drawing = drawing
+        self._live: Live | None = None
+        self._phase: Phase = RUNNING
 
-async def _show_live(fleet: Fleet, title: str, out: Output) -> None:
-    console = Console(file=out.stdout)
-    title = f"fsm-live fleet {title}"
-    styles = StateStyles(fleet.machine.spec)
-    clustered = not isinstance(fleet.coordinator, LocalCoordinator)
+    def _frame(self) -> RenderableType:
+        stats = self._fleet.stats()
+        panel = fleet_panel(
+            stats,
+            self._fleet.started_at,
+            self._title,
+            styles=self._styles,
+            phase=self._phase,
+            endpoints=stats.endpoints,
+        )
+        if isinstance(self._fleet.coordinator, LocalCoordinator):
+            return panel
+        return Group(panel, cluster_table(*_cluster_figures(self._fleet)))
 
-    def view() -> RenderableType:
-        panel = fleet_panel(fleet.stats(), fleet.started_at, title, styles=styles)
-        return Group(panel, cluster_table(*_cluster_figures(fleet))) if clustered else panel
+    def _draw(self) -> None:
+        if self._live is not None:
+            self._live.update(self._frame(), refresh=True)
 
-    with Live(view(), console=console, auto_refresh=False, transient=False) as live:
+    def start(self) -> None:
+        """Show the dashboard and redraw it every ``_REFRESH`` seconds."""
+        self._live = Live(self._frame(), console=self._console, auto_refresh=False, transient=False)
+        self._live.start(refresh=True)
+        self._drawing.start_soon(self._redraw)
+
+    async def _redraw(self) -> None:
         while True:
             await anyio.sleep(_REFRESH)
-            live.update(view(), refresh=True)
+            self._draw()
+
+    def closing(self) -> None:
+        """Say that the fleet is closing its members (at once, not at the next redraw)."""
+        self._phase = CLOSING
+        self._draw()
+
+    def finish(self) -> None:
+        """Draw the last frame, the fleet closed, and leave the terminal to what follows
+        (nothing if the dashboard was never shown)."""
+        if self._live is not None:
+            self._phase = CLOSED
+            self._draw()
+            self._live.stop()
+            self._live = None

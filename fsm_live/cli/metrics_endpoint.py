@@ -2,15 +2,16 @@
 
 The endpoint is bound before the event loop starts, so that a port in use or a
 missing prometheus-client is one line and exit 2 before anything connects; the
-collector is registered once the connection or fleet exists, on the event loop
-(a scrape then reads stats on that loop: :mod:`fsm_live.metrics.collector`).
+collector is registered and the endpoint served once the connection or fleet
+exists, on the event loop (a scrape reads stats on that loop, with no thread:
+:mod:`fsm_live.metrics.server`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fsm_live.cli._output import PROG, Output, host
@@ -78,17 +79,21 @@ def start(args: argparse.Namespace, command: str, out: Output) -> MetricsServer 
     return server
 
 
-@contextlib.contextmanager
-def registered(server: MetricsServer | None, collector: Callable[[], Any]) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def registered(
+    server: MetricsServer | None, collector: Callable[[], Any]
+) -> AsyncIterator[None]:
     """Register ``collector()`` (made here, on the event loop) on ``server``'s registry
-    for the duration, then stop the server.  Nothing without a server."""
+    and serve it on this loop for the duration, then stop the server.  Nothing
+    without a server."""
     if server is None:
         yield
         return
     made = collector()
     server.registry.register(made)
     try:
-        yield
+        async with server:
+            yield
     finally:
         server.registry.unregister(made)
         server.close()

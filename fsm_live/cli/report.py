@@ -24,8 +24,8 @@ from pathlib import Path
 
 from rich.console import Console, RenderableType
 
-from fsm_live.cli._output import PROG, Output, Subparsers, check_writable
-from fsm_live.cli.verify import load_spec
+from fsm_live.cli._output import EXIT_BAD_USAGE, PROG, Output, Subparsers, check_writable
+from fsm_live.cli._specs import load_spec
 from fsm_live.cli.views.report import report_view
 from fsm_live.diagnostics.files import load_reports, trace_paths
 from fsm_live.diagnostics.html import render_html, require_plotly
@@ -37,7 +37,6 @@ from fsm_live.spec import Spec
 __all__ = ("EXIT_BAD_USAGE", "EXIT_FAILED", "PLAIN_WIDTH", "add", "plain_text", "run")
 
 EXIT_FAILED = 1
-EXIT_BAD_USAGE = 2
 #: Columns of the plain-text report (a pipe or a file has no width of its own).
 PLAIN_WIDTH = 120
 

@@ -8,7 +8,9 @@ blackhole 20s"``), or ``@FILE`` / a file path with one fault per line.
 Exit codes: 0 after SIGTERM or ``--duration``; 1 when the server cannot listen
 (the port is taken, ...); 2 for bad arguments or a bad schedule; 130 after
 Ctrl-C (SIGINT): the server closes first, and a second Ctrl-C or SIGTERM cuts
-that short.  A signal also prints ``SIGINT: stopping`` (or ``SIGTERM``) on stdout.
+that short.  SIGTERM also prints ``SIGTERM: stopping`` on stdout (a service's log
+says why it stopped); Ctrl-C prints only the one line every command prints,
+``fsm-live serve: interrupted``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ import math
 
 import anyio
 
-from fsm_live.cli._output import PROG, Output, Subparsers, host, parse_number, seconds
+from fsm_live.cli._output import (
+    EXIT_BAD_USAGE,
+    PROG,
+    Output,
+    Subparsers,
+    host,
+    parse_number,
+    seconds,
+)
 from fsm_live.cli._signals import Stop, run_until_stopped
-from fsm_live.cli.connect import EXIT_BAD_USAGE, configure_logging
+from fsm_live.cli.connect import configure_logging
 from fsm_live.lwp.faults import FaultSyntaxError, ScheduledFault, load_schedule
 from fsm_live.lwp.server import FaultEvent, LwpServer
 
@@ -93,7 +103,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
     try:
         schedule = load_schedule(args.faults) if args.faults else ()
     except FaultSyntaxError as exc:
-        out.problem(f"{PROG} serve: error: --faults: {exc}")
+        # The error names where: "--faults:1:4: ..." inline, "FILE:1:4: ..." from a file.
+        where = "" if str(exc).startswith("--faults:") else "--faults: "
+        out.problem(f"{PROG} serve: error: {where}{exc}")
+        return EXIT_BAD_USAGE
+    except UnicodeDecodeError as exc:
+        path = args.faults.removeprefix("@")
+        out.problem(f"{PROG} serve: error: --faults: {path}: not UTF-8 text (byte {exc.start})")
         return EXIT_BAD_USAGE
     except OSError as exc:
         out.problem(
@@ -143,7 +159,8 @@ async def serve(
         out.stdout.flush()
         with anyio.move_on_after(math.inf if duration is None else duration):
             await stop.wait()
-            assert stop.signal is not None
-            out.stdout.write(f"{stop.signal.name}: stopping\n")
-            out.stdout.flush()
+            if not stop.interrupted:  # after Ctrl-C, "interrupted" is the one line
+                assert stop.signal is not None
+                out.stdout.write(f"{stop.signal.name}: stopping\n")
+                out.stdout.flush()
     return 0

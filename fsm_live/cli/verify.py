@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 
-from fsm_live.cli._output import PROG, Output, Subparsers
+from fsm_live.cli._output import EXIT_BAD_USAGE, PROG, Output, Subparsers
+from fsm_live.cli._specs import load_spec
 from fsm_live.diagnostics.files import trace_paths
 from fsm_live.diagnostics.verify import verify_file
-from fsm_live.errors import ConfigError, SpecError
-from fsm_live.spec import Spec
+from fsm_live.errors import ConfigError
 
-__all__ = ("EXIT_BAD_USAGE", "EXIT_VIOLATION", "add", "load_spec", "run")
+__all__ = ("EXIT_BAD_USAGE", "EXIT_VIOLATION", "add", "run")
 
 EXIT_VIOLATION = 1
-EXIT_BAD_USAGE = 2
 
 
 def add(subparsers: Subparsers) -> None:
@@ -43,24 +42,6 @@ def add(subparsers: Subparsers) -> None:
         help="a trace file (JSON lines), or a directory of *.jsonl traces",
     )
     parser.set_defaults(handler=run)
-
-
-def load_spec(path: str) -> Spec:
-    """The spec at ``path``; ConfigError naming it when it cannot be read or is invalid
-    (with the first problem, and the command that lists them all)."""
-    try:
-        return Spec.from_path(path)
-    except SpecError as exc:
-        more = (
-            f" (and {len(exc.problems) - 1} more: fsm-live check {path})"
-            if len(exc.problems) > 1
-            else ""
-        )
-        raise ConfigError(path, f"not a valid spec: {exc.problems[0]}{more}") from None
-    except FileNotFoundError:
-        raise ConfigError(path, "no such file") from None
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

@@ -25,6 +25,8 @@ from fsm_live.errors import MissingExtra
 
 __all__ = ("EtcdClient", "KeepAliveStream", "is_delete", "prefix_end")
 
+#: Seconds a closed client lets grpc's poller deliver its last completions.
+_CLOSE_DRAIN: Final = 0.1
 _CHANNEL_OPTIONS: Final = (
     ("grpc.keepalive_time_ms", 5000),
     ("grpc.keepalive_timeout_ms", 2000),
@@ -121,6 +123,10 @@ class EtcdClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._channel.close()
         await self._lease_channel.close()
+        # grpc.aio's poller thread hands the closed calls' last completions to this
+        # event loop a moment later; a loop closed before that (a process that runs
+        # one loop after another: tests) gets them as "Event loop is closed".
+        await asyncio.sleep(_CLOSE_DRAIN)
 
     async def _unary(self, method: Any, request: Any) -> Any:
         try:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import attrs
 
 from fsm_live.core.classify import Failure
+from fsm_live.core.endpoint import EndpointChanged
 
 __all__ = (
     "Close",
+    "CredentialsRefreshed",
+    "EndpointChanged",
     "EscalationFinished",
     "Event",
     "HeartbeatAcked",
     "Inbound",
+    "LinkClosed",
     "LinkFailed",
     "MessageReceived",
     "Opened",
@@ -147,6 +151,29 @@ class EscalationFinished:
 
 
 @attrs.frozen
+class CredentialsRefreshed:
+    """A credential refresh ended at ``now``: ``kind`` is ``"auth"`` (after an auth
+    failure, before a dial), ``"token"`` or ``"cookies"`` (by age); ``ok`` says
+    whether it succeeded, ``changed`` whether the credential differs (a new token on
+    an open link is applied by a planned ``rotate``)."""
+
+    now: float
+    generation: int
+    kind: str
+    ok: bool
+    changed: bool = False
+
+
+@attrs.frozen
+class LinkClosed:
+    """Link ``link`` (see :class:`~fsm_live.core.effects.ReleaseLink`) is closed: its
+    byte stream ended.  Not generation-tagged: a link outlives its state."""
+
+    now: float
+    link: int
+
+
+@attrs.frozen
 class TriggerFired:
     """A task of the spec's own (bound in a Registry) fires one of the spec's triggers."""
 
@@ -157,7 +184,10 @@ class TriggerFired:
 
 
 Event = (
-    Start
+    EndpointChanged
+    | CredentialsRefreshed
+    | LinkClosed
+    | Start
     | Close
     | Reset
     | Tick

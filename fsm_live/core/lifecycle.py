@@ -1,32 +1,74 @@
-"""One connection's lifecycle: its state, its counters, and the policies.
+"""One connection's lifecycle: the spec's run plus the policies, every deadline, every frame.
 
-A :class:`Lifecycle` is a model of the shared :class:`SpecMachine`.  It is
-sans-I/O: :meth:`Lifecycle.handle` takes an event stamped with ``now`` and
-returns the effects the runner must execute; :meth:`Lifecycle.next_deadline`
-says when to call it again with a :class:`~fsm_live.core.events.Tick`.
+A :class:`Lifecycle` is a :class:`~fsm_live.core.run.SpecRun` of the shared
+:class:`LifecycleMachine`.  It is sans-I/O: :meth:`Lifecycle.handle` takes an
+event stamped with ``now`` (:mod:`fsm_live.core.events`) and returns the effects
+the driver carries out (:mod:`fsm_live.core.effects`); :meth:`Lifecycle.next_deadline`
+is the one time to call it again with a ``Tick`` (aioquic's ``get_timer`` /
+``handle_timer``).  It owns every deadline of a connection (:meth:`Lifecycle.deadlines`
+lists them by kind) and the delivery ledger of its frames.
 
-The policies it owns (docs/lifecycle.md describes them for users):
+Extra state, kept beside the spec's ``state`` (the rest of a connection's state
+is the spec's; h11's ``_state.py`` declares its own the same way):
 
-* **timers** a state declares in the spec are armed on entry and disarmed on exit:
-  ``open_timeout`` (CONNECTING), ``heartbeat_timeout`` (moved by every inbound
-  frame), ``stability`` and ``backoff``;
-* **failure counting**: by the error class's action; ``planned`` closes count only
-  while the connection was not yet stable;
-* **stability**: the failure count resets only once a connection stayed up for
-  ``stability_window`` or got its first heartbeat ack, so a server that accepts
-  and closes at once sees growing gaps;
-* **backoff**: the config's policy, Retry-After honoured and capped, a class's
-  ``min_delay``, zero when exhausted (so ``give_up`` follows at once);
-* **auth**: one credential refresh and one immediate retry, then ``fatal``;
-* **escalation**: its success fires ``reset`` (failure count cleared);
-* **failed retry**: a failed state reached by retryable failures (``give_up``)
-  leaves by itself after ``failed_retry_delay`` (jittered) once its escalation,
-  if any, did not recover (the ``retryable`` guard and the ``failed_retry``
-  timer); one reached by a terminal failure (``fatal``) waits for ``Reset``;
-* **proof**: a heartbeat ack or an application message ends the stability window;
-* **backpressure**: while the application is behind and the client stopped
-  reading (``ReadingPaused``), the heartbeat timeout is suspended: our own
-  silence is not the peer's.
+=====================  ===============================================================
+``failures``           retryable failures counted since the last stable session or reset
+``stable``             the current (or last) session proved itself: up for
+                       ``stability_window``, or a heartbeat ack or a message arrived
+``escalations``        escalations run since the last stable session
+``last_failure``       the latest failure: its class picks the backoff; stats show it
+``credentials_stale``  an auth failure asked for fresh credentials: each dial refreshes
+                       them first, until one refresh succeeded
+``auth_retried``       fresh credentials were obtained after an auth failure and have not
+                       connected yet: another auth failure is fatal
+``terminal``           this failed state was entered by a terminal failure: only ``Reset``
+                       (or ``Close``) leaves it
+``escalating``         the escalation hook runs in this failed state
+``link``               the current link (the generation of the state that dialled it)
+``closing``            links released and still closing: their abort deadlines
+``liveness``           heartbeat schedule, heartbeats in flight, evidence of life, the
+                       application's backpressure (:mod:`fsm_live.core.liveness`)
+``token``, ``cookies`` when each credential is refreshed, by age
+                       (:mod:`fsm_live.core.renewal`)
+``ledger``             every outbound frame not done yet (:mod:`fsm_live.core.ledger`)
+``dedup``              inbound message ids seen (:mod:`fsm_live.core.dedup`)
+``endpoint``           the endpoint this connection dials, shared with the others that
+                       dial it (:mod:`fsm_live.core.endpoint`): down or up, whose turn
+                       it is to probe it
+=====================  ===============================================================
+
+The policies (docs/lifecycle.md describes them for users):
+
+* **timers** a state declares in the spec are armed on entry and disarmed on
+  exit: ``open_timeout``, ``heartbeat_timeout`` (silence: moved by every
+  complete inbound frame, suspended while reading is paused), ``stability``,
+  ``backoff`` (the config's policy, Retry-After honoured and capped, a class's
+  ``min_delay``, paced when a pacer is shared), ``failed_retry`` (jittered);
+  built in, bound by name: a user's registry cannot take these names;
+* **failure counting** by the error class's action; ``planned`` closes count
+  only while the session was not yet stable;
+* **auth**: an auth failure marks the credentials stale; the next dial refreshes
+  them first (and every later dial, until a refresh succeeded); an auth failure
+  with freshly refreshed credentials is ``fatal``;
+* **escalation**: its success fires ``reset``; a failed state reached by
+  retryable failures leaves by itself after ``failed_retry_delay`` once its
+  escalation, if any, did not recover (the ``retryable`` guard);
+* **activities** of the success state, run as deadlines here: heartbeats every
+  ``heartbeat_interval`` (``SendHeartbeat``), token and cookie refreshes by the
+  credential's age (``RunRefresh``; a new token is applied by a planned
+  ``rotate``), the de-duplication sweep every ``cleanup_interval``;
+* **links**: leaving a state that holds the link for one that does not release
+  it (``ReleaseLink``); a released link not closed within ``close_timeout`` is
+  aborted (``AbortLink``);
+* **requests**: an outbound frame awaiting an acknowledgement is given up at its
+  deadline (``RequestsExpired``);
+* **the endpoint**: a failure of a class the spec marks ``endpoint: true`` is the
+  endpoint's too; once it is down, the connection waits for it (``wait``, guard
+  ``endpoint_down``: the state with the ``probe`` timer) instead of counting the
+  outage as its own failures, and dials when its ``probe`` timer fires: its turn to
+  probe, or its paced slot once the endpoint is back.  One WARNING says the endpoint
+  went down, one line that it is back, one ERROR if it stays down past
+  ``outage_error_after``.
 
 The trigger vocabulary the event mapping uses is :data:`REQUIRED_TRIGGERS`;
 specs for real connections must provide it (checked at construction).
@@ -36,25 +78,30 @@ from __future__ import annotations
 
 import math
 import random as _random
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 from fsm_live.core.classify import Classifier, Failure
+from fsm_live.core.dedup import Deduplicator
 from fsm_live.core.effects import (
-    CancelTask,
-    CancelTimer,
+    AbortLink,
     Effect,
-    Emit,
-    ScheduleTimer,
+    Notice,
+    ReleaseLink,
+    RequestsExpired,
+    RunRefresh,
+    SendHeartbeat,
     StartTask,
-    TransitionRecord,
 )
+from fsm_live.core.endpoint import DOWN, PROBE, UP, Endpoint, EndpointChanged
 from fsm_live.core.events import (
     Close,
+    CredentialsRefreshed,
     EscalationFinished,
     Event,
     HeartbeatAcked,
     Inbound,
+    LinkClosed,
     LinkFailed,
     MessageReceived,
     Opened,
@@ -66,18 +113,26 @@ from fsm_live.core.events import (
     Tick,
     TriggerFired,
 )
+from fsm_live.core.ledger import Ledger
+from fsm_live.core.liveness import Liveness
 from fsm_live.core.machine import SpecMachine
 from fsm_live.core.pacing import ReconnectPacer
+from fsm_live.core.renewal import Renewal
+from fsm_live.core.run import SpecRun
 from fsm_live.core.settings import LifecycleSettings
 from fsm_live.errors import SpecError, TransitionRefused
-from fsm_live.spec import Registry, Spec
+from fsm_live.spec import LIFECYCLE_VOCABULARY, Registry, Spec, StateSpec
 
 __all__ = (
+    "BUILT_IN_TIMERS",
+    "CORE_TASKS",
+    "DEADLINE_KINDS",
     "FAILURE_TRIGGERS",
     "LIFECYCLE_REGISTRY",
     "REQUIRED_TRIGGERS",
     "Lifecycle",
     "LifecycleMachine",
+    "deliver_to_lifecycle",
 )
 
 #: Triggers that carry a recoverable failure, tried in this order from the current state.
@@ -86,22 +141,47 @@ FAILURE_TRIGGERS: Final = ("connect_failed", "lost")
 REQUIRED_TRIGGERS: Final = frozenset(
     {"start", "opened", "connect_failed", "lost", "rotate", "fatal", "reset", "close"}
 )
-#: The failure kind a timer's expiry reports.
-_TIMER_KINDS: Final = {"open_timeout": "timeout", "heartbeat_timeout": "heartbeat_timeout"}
-_TIMER_REASONS: Final = {
-    "open_timeout": "open timeout",
-    "heartbeat_timeout": "nothing received within the heartbeat timeout",
+#: Every kind of deadline a lifecycle keeps (the keys of :meth:`Lifecycle.deadlines`):
+#: the spec's timers by name, and these.
+DEADLINE_KINDS: Final = (
+    "heartbeat",
+    "pause_warning",
+    "token_refresh",
+    "cookie_refresh",
+    "cleanup",
+    "close_link",
+    "request",
+)
+#: The failure kind and reason a timer's expiry reports.
+_TIMER_FAILURES: Final = {
+    "open_timeout": ("timeout", "open timeout"),
+    "heartbeat_timeout": ("heartbeat_timeout", "nothing received within the heartbeat timeout"),
 }
+#: Close codes of a released link (RFC 6455 section 7.4.1).
+_NORMAL_CLOSURE: Final = 1000
+_INTERNAL_ERROR: Final = 1011
+#: The packaged tasks this module runs as deadlines (the driver starts none of them).
+CORE_TASKS: Final = frozenset({"heartbeat", "token_refresh", "cookie_refresh", "cleanup"})
+#: The task that dials: a state running it holds the link it dials.
+_DIAL: Final = "dial"
+#: The timer of the state that waits for its endpoint (its role, by the timer it keeps).
+_PROBE: Final = "probe"
+#: The trigger by which a failure waits for its endpoint, and the one that backs off.
+_WAIT: Final = "wait"
+_BACKOFF: Final = "backoff"
 
 
 class LifecycleMachine(SpecMachine):
     """A :class:`SpecMachine` plus the spec's error table, ready to drive lifecycles.
 
-    Build one per spec and share it; each :class:`Lifecycle` refers to it.  Its
-    guards are those of :data:`LIFECYCLE_REGISTRY`, plus ``registry``'s (which
-    win where both bind a name); tasks the spec declares itself must be bound in
-    ``registry`` (the runtime runs them as ``async func(context)``).  Raises
-    :class:`~fsm_live.errors.SpecError` listing what is not bound.
+    Build one per spec and registry and share it; each :class:`Lifecycle` refers
+    to it.  Its guards are those of :data:`LIFECYCLE_REGISTRY` plus
+    ``registry``'s; tasks and timers the spec declares itself must be bound in
+    ``registry`` (the runtime runs a task as ``async func(context)``).  The
+    packaged lifecycle's names (its tasks, timers and guards) are built in: a
+    registry binding one is refused, so a user's name is never silently taken.
+    Raises :class:`~fsm_live.errors.SpecError` listing every problem, with file
+    and line where the spec declares the name.
     """
 
     __slots__ = ("classifier", "failure_trigger")
@@ -118,7 +198,11 @@ class LifecycleMachine(SpecMachine):
                         f"triggers {', '.join(sorted(missing))}"
                     ]
                 )
-        registry = LIFECYCLE_REGISTRY if registry is None else LIFECYCLE_REGISTRY | registry
+        if registry is not None:
+            _refuse_built_in_names(spec, registry)
+            registry = LIFECYCLE_REGISTRY | registry
+        else:
+            registry = LIFECYCLE_REGISTRY
         # Tasks of the spec's own run as the registry's coroutines (the runtime starts
         # the packaged ones itself): each must be bound.
         problems = registry.check(spec, kinds=("task", "timer"), declared_only=True)
@@ -132,39 +216,65 @@ class LifecycleMachine(SpecMachine):
         }
 
 
-class Lifecycle:
-    """The state and policies of one connection.  Not thread-safe: one driver feeds it.
+def _refuse_built_in_names(spec: Spec, registry: Registry) -> None:
+    """SpecError for each name ``registry`` binds that the packaged lifecycle implements."""
+    problems = []
+    for kind in ("guard", "task", "timer", "action"):
+        for name in sorted(LIFECYCLE_VOCABULARY.names(kind)):
+            if (kind, name) in registry:
+                declared = spec.known.get(kind, name)
+                where = (
+                    f"{spec.source}:{declared.line}"
+                    if declared and declared.line
+                    else (f"{spec.source}")
+                )
+                problems.append(
+                    f"{where}: {kind} {name!r} is built into the connection lifecycle; "
+                    f"registry {registry.name!r} cannot bind it (give yours another name)"
+                )
+    if problems:
+        raise SpecError(problems)
+
+
+class Lifecycle(SpecRun):
+    """The state, policies and deadlines of one connection.  Not thread-safe: one
+    driver feeds it.
 
     ``random`` (floats in [0, 1)) is the jitter source; inject a seeded one in
     tests.  ``can_refresh_credentials`` says whether an auth failure may be
-    answered with one refresh and retry (a connection without a credentials
-    provider goes FAILED at once).  ``pacer``, shared with other connections,
-    may move each backoff deadline later to bound their attempts per second.
+    answered with a refresh and a retry (a connection without a credentials
+    provider goes FAILED at once).  ``refreshable`` names the credentials the
+    provider can refresh by age (``"token"``, ``"cookies"``).  ``pacer``, shared
+    with other connections, may move each backoff deadline later to bound their
+    attempts per second.
     """
 
     __slots__ = (
-        "_auth_refreshed",
-        "_effects",
-        "_escalation_pending",
-        "_reading_since",
+        "_dedup",
+        "auth_retried",
         "can_refresh_credentials",
+        "cleanup_at",
+        "closing",
         "config",
-        "entered_at",
+        "cookies",
+        "credentials_stale",
+        "endpoint",
+        "escalating",
         "escalations",
         "failures",
-        "generation",
         "last_failure",
-        "last_inbound",
-        "machine",
+        "ledger",
+        "link",
+        "liveness",
         "pacer",
         "random",
-        "reading_paused",
-        "refresh_credentials_first",
+        "report",
         "stable",
-        "state",
         "terminal",
-        "timers",
+        "token",
     )
+
+    machine: LifecycleMachine
 
     def __init__(
         self,
@@ -173,37 +283,50 @@ class Lifecycle:
         *,
         random: Callable[[], float] | None = None,
         can_refresh_credentials: bool = False,
+        refreshable: Collection[str] = (),
         pacer: ReconnectPacer | None = None,
+        endpoint: Endpoint | None = None,
         now: float = 0.0,
     ) -> None:
-        self.machine = machine
+        super().__init__(machine, now=now)
+        #: The endpoint it dials (shared by a fleet's members that dial the same one);
+        #: None: the endpoint rule is off (each failure is the connection's own).
+        self.endpoint = endpoint
+        if endpoint is not None:
+            endpoint.join(self)
+        #: How an event reaches this lifecycle later, through its driver (rule 1): set
+        #: by the driver; an endpoint shared with other connections delivers through it.
+        self.report: Callable[[Event], None] = _unheard
         self.config = config
         self.pacer = pacer
         self.random = random or _random.random
         self.can_refresh_credentials = can_refresh_credentials
-        self.state: str = machine.spec.initial
-        #: Incremented on every state entry; tasks and their events carry it.
-        self.generation = 0
-        #: Failures counted since the last stable connection (or reset).
         self.failures = 0
         self.stable = False
         self.escalations = 0
         self.last_failure: Failure | None = None
-        self.entered_at = now
-        self.last_inbound = now
-        #: Set after an auth failure: the next dial refreshes credentials first.
-        self.refresh_credentials_first = False
-        self._auth_refreshed = False
-        #: True in a failed state entered by a terminal failure (``fatal``).
+        self.credentials_stale = False
+        self.auth_retried = False
         self.terminal = False
-        #: True while the application is behind and the client does not read.
-        self.reading_paused = False
-        #: When the client last started reading again: silence counts from then at most.
-        self._reading_since = now
-        self._escalation_pending = False
-        #: Armed timers of the current state: name -> deadline.
-        self.timers: dict[str, float] = {}
-        self._effects: list[Effect] = []
+        self.escalating = False
+        self.link: int | None = None
+        self.closing: dict[int, float] = {}
+        self.liveness = Liveness(config.heartbeat_interval, config.heartbeat_timeout, now)
+        self.token = (
+            Renewal(config.token_refresh_interval, config.token_retry_interval)
+            if "token" in refreshable
+            else None
+        )
+        self.cookies = (
+            Renewal(config.cookie_refresh_interval, config.token_retry_interval)
+            if "cookies" in refreshable
+            else None
+        )
+        if self.cookies is not None:
+            self.cookies.obtained(now)  # given with the provider: their age counts from here
+        self.cleanup_at = math.inf
+        self.ledger = Ledger(config.outbound_buffer)
+        self._dedup: Deduplicator | None = None  # made by the first message id
 
     def __repr__(self) -> str:
         return f"<Lifecycle {self.state} generation={self.generation} failures={self.failures}>"
@@ -223,11 +346,7 @@ class Lifecycle:
     @property
     def awaits_proof(self) -> bool:
         """True while a :class:`HeartbeatAcked` or :class:`MessageReceived` would end
-        the stability window.
-
-        Otherwise they only move the last-inbound time, which an ``Inbound``
-        (or the driver's ``note_inbound``) does as well.
-        """
+        the stability window (otherwise they only count as evidence of life)."""
         return "stability" in self.timers
 
     @property
@@ -235,7 +354,7 @@ class Lifecycle:
         """The ``retryable`` guard: this failed state was reached by retryable
         failures (not a terminal one), ``config.failed_retry`` is on, and no
         escalation is running."""
-        return self.config.failed_retry and not self.terminal and not self._escalation_pending
+        return self.config.failed_retry and not self.terminal and not self.escalating
 
     @property
     def needs_reset(self) -> bool:
@@ -243,22 +362,66 @@ class Lifecycle:
         after a terminal failure (or with ``failed_retry`` off), once its
         escalation, if any, did not recover.  Only :class:`Reset` (or ``Close``)
         leaves it then."""
-        if not self.machine.states[self.state].failed or self._escalation_pending:
+        if not self.machine.states[self.state].failed or self.escalating:
             return False
         return not (self.retryable and "failed_retry" in self.timers)
 
     @property
-    def is_final(self) -> bool:
-        """True in a final (absorbing) state."""
-        return self.machine.states[self.state].final
+    def endpoint_down(self) -> bool:
+        """The ``endpoint_down`` guard: the endpoint this connection dials is down."""
+        return self.endpoint is not None and not self.endpoint.up
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the application is behind and the client does not read."""
+        return self.liveness.paused_at is not None
+
+    @property
+    def last_inbound(self) -> float:
+        """The latest evidence of life of the current link."""
+        return self.liveness.last_inbound
+
+    @property
+    def dedup(self) -> Deduplicator:
+        """The inbound message ids seen (made at first use: most protocols have none)."""
+        if self._dedup is None:
+            config = self.config
+            self._dedup = Deduplicator(config.message_expire_time, config.dedup_max_entries)
+        return self._dedup
 
     def next_deadline(self) -> float | None:
-        """The earliest armed timer's deadline, or None: call ``handle(Tick(now))`` then.
-
-        A suspended timer (the heartbeat timeout while reading is paused) has no deadline.
-        """
-        deadline = min(self.timers.values(), default=math.inf)
+        """The earliest deadline of any kind, or None: call ``handle(Tick(now))`` then."""
+        liveness = self.liveness
+        deadline = min(
+            min(self.timers.values(), default=math.inf),
+            liveness.next_heartbeat,
+            liveness.warning_deadline(),
+            self._cleanup_deadline(),
+            self.ledger.next_deadline(),
+        )
+        if self.token is not None:
+            deadline = min(deadline, self.token.deadline())
+        if self.cookies is not None:
+            deadline = min(deadline, self.cookies.deadline())
+        if self.closing:
+            deadline = min(deadline, *self.closing.values())
         return None if deadline == math.inf else deadline
+
+    def deadlines(self) -> dict[str, float]:
+        """Every armed deadline by kind (the spec's timers by name, then
+        :data:`DEADLINE_KINDS`); :meth:`next_deadline` is their minimum."""
+        liveness = self.liveness
+        kinds = {
+            **self.timers,
+            "heartbeat": liveness.next_heartbeat,
+            "pause_warning": liveness.warning_deadline(),
+            "token_refresh": math.inf if self.token is None else self.token.deadline(),
+            "cookie_refresh": math.inf if self.cookies is None else self.cookies.deadline(),
+            "cleanup": self._cleanup_deadline(),
+            "close_link": min(self.closing.values(), default=math.inf),
+            "request": self.ledger.next_deadline(),
+        }
+        return {kind: deadline for kind, deadline in kinds.items() if deadline != math.inf}
 
     def backoff_bounds(self, failure: Failure | None = None) -> tuple[float, float]:
         """The interval a backoff delay falls in, given the last failure and the count."""
@@ -289,10 +452,10 @@ class Lifecycle:
         """
         if isinstance(event, Inbound):  # the most frequent event: first
             if event.generation == self.generation:
-                self._note_inbound(event.now)
+                self.note_inbound(event.now)
             return []
         if isinstance(event, Tick):
-            return self._on_tick(event.now)
+            return self._collect(self._on_tick, event.now)
         if isinstance(event, Start):
             return self.fire("start", event.now, reason="started")
         if isinstance(event, Close):
@@ -301,19 +464,44 @@ class Lifecycle:
             return self.fire("close", event.now, reason=event.reason)
         if isinstance(event, Reset):
             return self.fire("reset", event.now, reason=event.reason)
+        if isinstance(event, LinkClosed):
+            self.closing.pop(event.link, None)
+            return []
+        if isinstance(event, CredentialsRefreshed):
+            return self._collect(self._on_refreshed, event)
+        if isinstance(event, EndpointChanged):
+            return self._collect(self._on_endpoint, event)
         if event.generation != self.generation:
             return []
         if isinstance(event, HeartbeatAcked | MessageReceived):
-            self._note_inbound(event.now)
+            self.note_inbound(event.now)
             if self.timers.pop("stability", None) is not None:
                 self._become_stable()
             return []
-        if isinstance(event, ReadingPaused | ReadingResumed):
-            self._set_reading_paused(isinstance(event, ReadingPaused), event.now)
+        if isinstance(event, ReadingPaused):
+            if self.link is not None:  # only a link held is read (or not)
+                self.liveness.pause(event.now)
+                self._move_silence_deadline()
             return []
+        if isinstance(event, ReadingResumed):
+            return self._collect(self._on_resumed, event.now)
         if isinstance(event, Opened):
-            self.refresh_credentials_first = False
-            return self.fire("opened", event.now, reason="opened")
+            if self.token is not None:
+                self.token.obtained(self.entered_at)  # the dial fetched it
+            effects = self.fire("opened", event.now, reason="opened")
+            endpoint = self.endpoint
+            if endpoint is not None:
+                waiting = endpoint.waiting
+                down_for = endpoint.connected(self, event.now)
+                if down_for is not None:
+                    effects.append(
+                        Notice(
+                            "INFO",
+                            f"endpoint {endpoint.key} is back after {down_for:.1f} s; "
+                            f"{waiting} waiting connections reconnect",
+                        )
+                    )
+            return effects
         if isinstance(event, LinkFailed):
             return self._on_failure(event.now, event.failure)
         if isinstance(event, Rotate):
@@ -323,7 +511,13 @@ class Lifecycle:
         return self._on_escalation(event)
 
     def fire(
-        self, trigger: str, now: float, *, failure: Failure | None = None, reason: str = ""
+        self,
+        trigger: str,
+        now: float,
+        *,
+        failure: Failure | None = None,
+        reason: str = "",
+        **data: Any,
     ) -> list[Effect]:
         """Fire ``trigger`` at ``now`` (the one typed way in); return the effects.
 
@@ -333,17 +527,128 @@ class Lifecycle:
         changes nothing.  Raises :class:`TransitionRefused` if the current state
         has no transition for ``trigger``.
         """
-        effects: list[Effect] = []
-        self._effects = effects
-        try:
-            self._fire(trigger, now, failure, reason)
-        finally:
-            self._effects = []
-        return effects
+        return self._collect(self._fire_counted, trigger, now, failure, reason, data)
+
+    def note_inbound(self, at: float) -> None:
+        """Evidence of life at ``at`` (a complete inbound frame, or progress of our own
+        write backlog acknowledged by the peer): the silence deadline moves later.
+        Direct (no effects), for the driver's hot path."""
+        if self.liveness.note(at) and "heartbeat_timeout" in self.timers:
+            self._move_silence_deadline()
+
+    def heartbeat_sent(self, heartbeat_id: Any, now: float) -> None:
+        """The driver sent the heartbeat ``SendHeartbeat`` asked for, with this id."""
+        self.liveness.sent(heartbeat_id, now)
+
+    def heartbeat_acked(self, heartbeat_id: Any, now: float) -> float | None:
+        """An ack of ``heartbeat_id`` arrived: its round trip in seconds, or None if it
+        acknowledges nothing we have in flight.  Follow with :class:`HeartbeatAcked`
+        while :attr:`awaits_proof`."""
+        rtt = self.liveness.acked(heartbeat_id, now)
+        if rtt is not None and self.endpoint is not None:
+            self.endpoint.alive()
+        return rtt
+
+    # -- hooks of SpecRun ----------------------------------------------------------------
+
+    def timer_duration(self, name: str, now: float) -> float:
+        built_in = BUILT_IN_TIMERS.get(name)
+        if built_in is None:
+            return super().timer_duration(name, now)
+        return built_in(self, now)
+
+    def timer_expired(self, name: str, now: float) -> None:
+        if name == "stability":
+            self._become_stable()
+            return
+        endpoint = self.endpoint
+        if name == _PROBE and endpoint is not None:
+            down_for = endpoint.due_report(now, self.config.outage_error_after)
+            if down_for is not None:
+                self._effects.append(
+                    Notice(
+                        "ERROR",
+                        f"endpoint {endpoint.key} has been down for {down_for:.0f} s "
+                        f"({endpoint.waiting} connections waiting for it)",
+                    )
+                )
+            endpoint.probing(self)
+        facts = _TIMER_FAILURES.get(name)
+        failure = None
+        if facts is not None:
+            failure = self.machine.classifier.classify(kind=facts[0], reason=facts[1])
+            reason = ""
+        elif name == "failed_retry":
+            reason = "failed_retry_delay elapsed: retrying with the failure count reset"
+        elif name != "backoff":
+            reason = f"{name} elapsed"
+        elif self.exhausted:
+            reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
+        elif self.credentials_stale:
+            reason = "retry with refreshed credentials"
+        else:
+            reason = "backoff elapsed"
+        for trigger in self.machine.timers[self.state][name].triggers:
+            if self._fire_counted(trigger, now, failure, reason, {}):
+                return
+            failure = None  # counted once, whichever trigger takes it
+
+    def entering(self, state: StateSpec, now: float) -> None:
+        if not state.failed:
+            self.terminal = False
+        endpoint = self.endpoint
+        if endpoint is not None:
+            if state.final:
+                endpoint.leave(self, now)
+            elif _PROBE in self.machine.timers[state.name]:
+                endpoint.wait(self, now)
+        self.escalating = "escalation" in state.tasks
+        tasks = state.tasks
+        if _DIAL in tasks:
+            self.link = self.generation
+        self.liveness.begin(now)
+        if "heartbeat" in tasks:
+            self.liveness.start_heartbeats(now)
+        if "cleanup" in tasks:
+            self.cleanup_at = now + self.config.cleanup_interval
+        if self.token is not None and "token_refresh" in tasks:
+            self.token.active = True
+        if self.cookies is not None and "cookie_refresh" in tasks:
+            self.cookies.active = True
+
+    def leaving(self, state: StateSpec, now: float) -> None:
+        if self.endpoint is not None and _PROBE in self.machine.timers[state.name]:
+            self.endpoint.resume(self, now)
+        tasks = state.tasks
+        if "heartbeat" in tasks:
+            self.liveness.stop_heartbeats()
+        if "cleanup" in tasks:
+            self.cleanup_at = math.inf
+        for renewal, task in ((self.token, "token_refresh"), (self.cookies, "cookie_refresh")):
+            if renewal is not None and (task in tasks or _DIAL in tasks):
+                renewal.active = False
+                renewal.running = False  # its job (or the dial's refresh) is cancelled
+
+    def _start(self, task: str) -> StartTask:
+        if task == _DIAL:
+            refresh_token = self.token is not None and self.token.due(self.entered_at)
+            if refresh_token:
+                assert self.token is not None
+                self.token.started()
+            return StartTask(
+                task,
+                self.generation,
+                refresh_credentials=self.credentials_stale,
+                may_escalate=self.may_escalate,
+                refresh_token=refresh_token,
+            )
+        return StartTask(task, self.generation, may_escalate=self.may_escalate)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _fire(self, trigger: str, now: float, failure: Failure | None, reason: str) -> bool:
+    def _fire_counted(
+        self, trigger: str, now: float, failure: Failure | None, reason: str, data: dict[str, Any]
+    ) -> bool:
         if trigger not in self.machine.allowed[self.state]:
             raise TransitionRefused(self.state, trigger)
         counted = self.failures, self.last_failure
@@ -355,6 +660,7 @@ class Lifecycle:
             now=now,
             failure=failure,
             reason=reason or (str(failure) if failure else ""),
+            **data,
         )
         if not taken:
             self.failures, self.last_failure = counted
@@ -367,122 +673,138 @@ class Lifecycle:
             self.failures += 1
 
     def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
-        action = self.machine.classifier.policy(failure.error_class).action
-        refresh = action == "refresh" and self.can_refresh_credentials and not self._auth_refreshed
+        policy = self.machine.classifier.policy(failure.error_class)
+        endpoint = self.endpoint
+        if policy.endpoint and endpoint is not None and self.allows(_WAIT):
+            was_up = endpoint.up
+            if endpoint.failed(self, now):
+                # The endpoint is down: wait for it; the outage is not this connection's
+                # failure (not counted toward max_failures).
+                effects = self._collect(self._fire, _WAIT, now, str(failure), {"failure": failure})
+                if effects and was_up:
+                    effects.insert(
+                        0,
+                        Notice(
+                            "WARNING",
+                            f"endpoint {endpoint.key} is down ({endpoint.down_after} failures "
+                            "in a row): its connections wait for it, one probing every "
+                            f"{endpoint.probe_interval:g} s or so",
+                        ),
+                    )
+                if effects:
+                    self.last_failure = failure
+                    return effects
+        action = policy.action
+        refresh = action == "refresh" and self.can_refresh_credentials and not self.auth_retried
         if action == "fail" or (action == "refresh" and not refresh):
             trigger: str | None = "fatal"
         else:
             trigger = self.machine.failure_trigger[self.state]
         if trigger is None or trigger not in self.machine.allowed[self.state]:
             raise TransitionRefused(self.state, trigger or FAILURE_TRIGGERS[0])
-        self.refresh_credentials_first = refresh
-        self._auth_refreshed = self._auth_refreshed or refresh
+        if refresh:
+            self.credentials_stale = True  # kept until a refresh succeeded
         self.terminal = trigger == "fatal"
         return self.fire(trigger, now, failure=failure)
 
+    def _on_refreshed(self, event: CredentialsRefreshed) -> None:
+        now = event.now
+        if event.kind == "auth":
+            if event.ok and event.generation == self.generation:
+                self.credentials_stale = False
+                self.auth_retried = True
+            return
+        renewal = self.token if event.kind == "token" else self.cookies
+        if renewal is None:
+            return
+        renewal.finished(now, event.ok)
+        current = event.generation == self.generation
+        if (
+            event.kind == "token"
+            and event.ok
+            and event.changed
+            and current
+            and self.machine.states[self.state].success
+            and self.allows("rotate")
+        ):
+            self._fire_counted("rotate", now, None, "token refreshed", {})
+
+    def _on_endpoint(self, event: EndpointChanged) -> None:
+        now = event.now
+        if event.what == DOWN:
+            # Backing off alone: wait with the others instead.
+            if _BACKOFF in self.timers and self.allows(_WAIT):
+                self._fire(_WAIT, now, "the endpoint is down", {})
+        elif event.what == UP:
+            if _PROBE in self.timers:  # dial at once, in a slot of the fleet's pacer
+                self.timers[_PROBE] = now if self.pacer is None else self.pacer.reserve(now, now)
+        elif event.what == PROBE and _PROBE in self.timers and self.endpoint is not None:
+            self.timers[_PROBE] = self.endpoint.probe_deadline(self)
+
     def _on_escalation(self, event: EscalationFinished) -> list[Effect]:
         self.escalations += 1
-        self._escalation_pending = False
+        self.escalating = False
         if event.ok:
             return self.fire("reset", event.now, reason=event.reason or "escalation succeeded")
         if "failed_retry" in self.machine.timers[self.state] and "failed_retry" not in self.timers:
             # Its timer expired while the escalation ran, and waited for it: retry now.
-            return self._collect(self._expire, "failed_retry", event.now)
+            return self._collect(self.timer_expired, "failed_retry", event.now)
         return []
 
-    def _on_tick(self, now: float) -> list[Effect]:
-        return self._collect(self._expire_due, now)
+    def _on_resumed(self, now: float) -> None:
+        paused_for = self.liveness.resume(now)
+        self._move_silence_deadline()
+        if paused_for is not None:
+            self._effects.append(Notice("INFO", f"reading resumed after {paused_for:.1f} s"))
 
-    def _collect(self, step: Callable[..., None], *args: Any) -> list[Effect]:
-        """Run ``step(*args)``, returning the effects the Machine's callbacks record."""
-        effects: list[Effect] = []
-        self._effects = effects
-        try:
-            step(*args)
-        finally:
-            self._effects = []
-        return effects
+    def _on_tick(self, now: float) -> None:
+        effects = self._effects
+        closing = self.closing
+        if closing:
+            for link, deadline in list(closing.items()):
+                if deadline <= now:
+                    del closing[link]
+                    effects.append(AbortLink(link))
+        self._expire_due(now)  # the spec's timers: they may leave the state
+        liveness = self.liveness
+        if liveness.heartbeat_due(now):
+            effects.append(SendHeartbeat(self.generation))
+        paused_for = liveness.warning_due(now)
+        if paused_for is not None:
+            effects.append(
+                Notice(
+                    "WARNING",
+                    f"the application has not taken a message for {paused_for:.1f} s: "
+                    "reading is paused, and the link is not declared lost for it",
+                )
+            )
+        for renewal, kind in ((self.token, "token"), (self.cookies, "cookies")):
+            if renewal is not None and renewal.deadline() <= now:
+                renewal.started()
+                effects.append(RunRefresh(kind, self.generation))
+        if self.cleanup_at <= now:
+            self.cleanup_at = now + self.config.cleanup_interval
+            if self._dedup is not None:
+                self._dedup.sweep(now)
+        expired = self.ledger.expire(now)
+        if expired:
+            effects.append(RequestsExpired(tuple(entry.handle for entry in expired)))
 
-    def _expire_due(self, now: float) -> None:
-        while self.timers:
-            name, deadline = min(self.timers.items(), key=lambda item: item[1])
-            if deadline > now:
-                break
-            del self.timers[name]
-            self._expire(name, now)
+    def _cleanup_deadline(self) -> float:
+        """The sweep is due only while there is something to sweep."""
+        return self.cleanup_at if self._dedup is not None and len(self._dedup) else math.inf
 
-    def _expire(self, name: str, now: float) -> None:
-        if name == "stability":
-            self._become_stable()
-            return
-        kind = _TIMER_KINDS.get(name)
-        failure = None
-        if kind is not None:
-            failure = self.machine.classifier.classify(kind=kind, reason=_TIMER_REASONS[name])
-            reason = ""
-        elif name == "failed_retry":
-            reason = "failed_retry_delay elapsed: retrying with the failure count reset"
-        elif name != "backoff":
-            reason = f"{name} elapsed"
-        elif self.exhausted:
-            reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
-        elif self.refresh_credentials_first:
-            reason = "retry after a credential refresh"
-        else:
-            reason = "backoff elapsed"
-        for trigger in self.machine.timers[self.state][name].triggers:
-            if self._fire(trigger, now, failure, reason):
-                return
-            failure = None  # counted once, whichever trigger takes it
-
-    def _note_inbound(self, now: float) -> None:
-        if now > self.last_inbound:
-            self.last_inbound = now
+    def _move_silence_deadline(self) -> None:
+        """Lost after ``heartbeat_timeout`` of silence (see :class:`Liveness`)."""
         if "heartbeat_timeout" in self.timers:
-            self._move_heartbeat_timeout()
-
-    def _move_heartbeat_timeout(self) -> None:
-        """Lost after ``heartbeat_timeout`` of silence, counted from the last inbound
-        frame or from when the client last started reading, whichever is later;
-        never while reading is paused (that silence is ours)."""
-        self.timers["heartbeat_timeout"] = (
-            math.inf
-            if self.reading_paused
-            else (max(self.last_inbound, self._reading_since) + self.config.heartbeat_timeout)
-        )
-
-    def _set_reading_paused(self, paused: bool, now: float) -> None:
-        """Suspend the heartbeat timeout while paused; on resume it counts from ``now``."""
-        if paused == self.reading_paused:
-            return
-        self.reading_paused = paused
-        if not paused:
-            self._reading_since = now
-        if "heartbeat_timeout" in self.timers:
-            self._move_heartbeat_timeout()
+            self.timers["heartbeat_timeout"] = self.liveness.silence_deadline()
 
     def _become_stable(self) -> None:
         self.stable = True
         self.failures = 0
         self.escalations = 0
 
-    def _arm(self, name: str, now: float) -> float:
-        config = self.config
-        if name == "open_timeout":
-            return now + config.open_timeout
-        if name == "heartbeat_timeout":
-            self.last_inbound = now
-            return now + config.heartbeat_timeout
-        if name == "stability":
-            self.stable = False
-            return now + config.stability_window
-        if name == "failed_retry":  # jittered, so a fleet that failed together spreads out
-            return now + config.failed_retry_after * (0.5 + 0.5 * self.random())
-        if name != "backoff":  # a timer of the spec's own: its registry says how long
-            registry = self.machine.registry
-            assert registry is not None  # LifecycleMachine always has one
-            return now + float(registry.lookup("timer", name)(self))
-        # The backoff timer.
+    def _backoff_deadline(self, now: float) -> float:
         low, high = self.backoff_bounds()
         if self.exhausted:
             return now + low  # give up now: not an attempt, nothing to pace
@@ -504,56 +826,82 @@ class Lifecycle:
     # -- Machine callbacks (they only record effects) ----------------------------------
 
     def _on_exit(self, event_data: Any) -> None:
-        effects = self._effects
-        generation = self.generation
-        for task in self.machine.states[self.state].tasks:
-            effects.append(CancelTask(task, generation))
-        for name in self.timers:
-            effects.append(CancelTimer(name))
-        self.timers.clear()
+        super()._on_exit(event_data)
+        link = self.link
+        if link is None:
+            return
+        dest = self.machine.states[event_data.transition.dest]
+        source = self.machine.states[self.state]
+        if dest.success and (source.success or _DIAL in source.tasks):
+            return  # the link dialled, or up, is the one the success state runs on
+        self.link = None
+        self.ledger.link_lost(link)
+        failure = event_data.kwargs.get("failure")
+        now: float = event_data.kwargs["now"]
+        self._effects.append(
+            ReleaseLink(link, _INTERNAL_ERROR if failure is not None else _NORMAL_CLOSURE)
+        )
+        self.closing[link] = now + self.config.close_timeout
 
     def _on_enter(self, event_data: Any) -> None:
-        effects = self._effects
-        now: float = event_data.kwargs["now"]
-        self.generation += 1
-        self.entered_at = now
-        state = self.machine.states[self.state]
-        if state.success:
-            self._auth_refreshed = False
-        if not state.failed:
-            self.terminal = False
-        self.reading_paused = False
-        self._reading_since = now
-        self._escalation_pending = "escalation" in state.tasks
-        refresh, escalate = self.refresh_credentials_first, self.may_escalate
-        for task in state.tasks:
-            effects.append(
-                StartTask(task, self.generation, refresh_credentials=refresh, may_escalate=escalate)
-            )
-        for timer in state.timers:
-            deadline = self._arm(timer.name, now)
-            self.timers[timer.name] = deadline
-            effects.append(ScheduleTimer(timer.name, deadline))
-
-    def _on_transition(self, event_data: Any) -> None:
-        failure: Failure | None = event_data.kwargs["failure"]
-        transition = event_data.transition
-        self._effects.append(
-            Emit(
-                TransitionRecord(
-                    at=event_data.kwargs["now"],
-                    source=transition.source,
-                    dest=transition.dest or transition.source,  # an internal row has no dest
-                    trigger=event_data.event.name,
-                    reason=event_data.kwargs["reason"],
-                    error_class=failure.error_class if failure else None,
-                )
-            )
-        )
+        if self.machine.states[self.state].success:
+            self.auth_retried = False
+        super()._on_enter(event_data)
 
     def _on_reset_failures(self, event_data: Any) -> None:
         self.failures = 0
         self.stable = False
+
+
+def _unheard(event: Event) -> None:
+    """A lifecycle without a driver hears nothing later."""
+
+
+def deliver_to_lifecycle(member: Any, event: EndpointChanged) -> None:
+    """An :class:`~fsm_live.core.endpoint.Endpoint`'s ``deliver`` whose members are
+    lifecycles: the event goes through the member's driver."""
+    member.report(event)
+
+
+# -- the built-in timers, by name ---------------------------------------------------------------
+
+
+def _open_timeout(lifecycle: Lifecycle, now: float) -> float:
+    return lifecycle.config.open_timeout
+
+
+def _heartbeat_timeout(lifecycle: Lifecycle, now: float) -> float:
+    return lifecycle.liveness.silence_deadline() - now
+
+
+def _stability(lifecycle: Lifecycle, now: float) -> float:
+    lifecycle.stable = False
+    return lifecycle.config.stability_window
+
+
+def _backoff(lifecycle: Lifecycle, now: float) -> float:
+    return lifecycle._backoff_deadline(now) - now
+
+
+def _failed_retry(lifecycle: Lifecycle, now: float) -> float:
+    # Jittered, so a fleet that failed together spreads out.
+    return lifecycle.config.failed_retry_after * (0.5 + 0.5 * lifecycle.random())
+
+
+def _probe(lifecycle: Lifecycle, now: float) -> float:
+    endpoint = lifecycle.endpoint
+    return math.inf if endpoint is None else endpoint.probe_deadline(lifecycle) - now
+
+
+#: How long each built-in timer runs, from the lifecycle and ``now``.
+BUILT_IN_TIMERS: Final[Mapping[str, Callable[[Lifecycle, float], float]]] = {
+    "open_timeout": _open_timeout,
+    "heartbeat_timeout": _heartbeat_timeout,
+    "stability": _stability,
+    "backoff": _backoff,
+    "failed_retry": _failed_retry,
+    "probe": _probe,
+}
 
 
 # -- the packaged lifecycle's guards, bound like any spec's ----------------------------------
@@ -569,11 +917,18 @@ def _retryable(lifecycle: Lifecycle) -> bool:
     return lifecycle.retryable
 
 
+def _endpoint_down(lifecycle: Lifecycle) -> bool:
+    """The ``endpoint_down`` guard (see :attr:`Lifecycle.endpoint_down`)."""
+    return lifecycle.endpoint_down
+
+
 #: The guards of the packaged lifecycle, bound as a user's are (``func(lifecycle)``);
-#: every :class:`LifecycleMachine` uses them.  Its tasks are started by the runtime's
-#: engine from a table keyed by task name (``TASK_STARTS``) and its timers armed by
-#: :meth:`Lifecycle._arm`; the tests hold both to the names of
-#: :data:`~fsm_live.spec.LIFECYCLE_VOCABULARY`.
+#: every :class:`LifecycleMachine` uses them.  Its timers are :data:`BUILT_IN_TIMERS`;
+#: its tasks are run by this module (:data:`CORE_TASKS`: deadlines) and by the
+#: runtime's engine (the dial, the reader, the flush, the escalation).  Every name of
+#: :data:`~fsm_live.spec.LIFECYCLE_VOCABULARY` is built in: the tests hold the tables
+#: to it, and :class:`LifecycleMachine` refuses a registry that binds one.
 LIFECYCLE_REGISTRY: Final = Registry("lifecycle")
 LIFECYCLE_REGISTRY.bind("guard", "exhausted", _exhausted)
 LIFECYCLE_REGISTRY.bind("guard", "retryable", _retryable)
+LIFECYCLE_REGISTRY.bind("guard", "endpoint_down", _endpoint_down)

@@ -10,9 +10,17 @@ only record effects.
 
 Guards and actions are looked up in a :class:`~fsm_live.spec.Registry` when one
 is given (a bound guard is called as ``func(model, **args)``, its declared args
-taken from the event data; an action likewise), else on the model by name.
+taken from the event data; an action likewise; a :class:`SubjectModel` passes its
+``subject`` instead of itself), else on the model by name.
 Triggers a state ignores are accepted there and do nothing; internal rows leave
 the state without running its exit and entry callbacks.
+
+A model needs one attribute, ``state`` (the current state's name, which the
+Machine sets).  It may also define the *hooks* of :data:`CALLBACKS`, each called
+with transitions' ``EventData`` when present: ``_on_enter`` / ``_on_exit`` on
+every state change (not on internal rows), ``_on_transition`` after every row
+taken, ``_on_reset_failures`` before a ``reset_failures`` row; a plain object
+without them is a model too.
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ from transitions import Machine, State
 from fsm_live.errors import SpecError, TransitionRefused
 from fsm_live.spec import Registry, Spec, StateSpec, TimerSpec
 
-__all__ = ("CALLBACKS", "MachineModel", "SpecMachine")
+__all__ = ("CALLBACKS", "MachineModel", "SpecMachine", "SubjectModel")
 
-#: The model methods the Machine calls (with an ``EventData``), by role.
+#: The optional model methods the Machine calls (with an ``EventData``), by role.
 CALLBACKS: Final = {
     "on_enter": "_on_enter",
     "on_exit": "_on_exit",
@@ -40,6 +48,30 @@ class MachineModel(Protocol):
     """What a model must provide: its current state's name."""
 
     state: str
+
+
+def _hook(name: str) -> Callable[[Any], None]:
+    """A Machine callback calling ``model.<name>(event_data)`` if the model has it."""
+
+    def hook(event_data: Any) -> None:
+        method = getattr(event_data.model, name, None)
+        if method is not None:
+            method(event_data)
+
+    hook.__name__ = name
+    return hook
+
+
+_HOOKS: Final = {role: _hook(name) for role, name in CALLBACKS.items()}
+
+
+class SubjectModel:
+    """A model whose guards and actions are called with its ``subject`` instead of
+    itself (:class:`~fsm_live.core.run.SpecRun`: the machine's model is the run, the
+    subject is the user's object)."""
+
+    __slots__ = ()
+    subject: Any
 
 
 class SpecMachine:
@@ -55,7 +87,7 @@ class SpecMachine:
         self.spec = spec
         self.registry = registry
         if registry is not None:
-            problems = registry.check(spec, kinds=("guard", "action"))
+            problems = registry.check(spec, kinds=("guard", "action"), unused=False)
             if problems:
                 raise SpecError(problems)
         self.states: Mapping[str, StateSpec] = spec.states
@@ -75,8 +107,8 @@ class SpecMachine:
             states=[
                 State(
                     name,
-                    on_enter=[CALLBACKS["on_enter"], *self._callbacks("action", state.on_enter)],
-                    on_exit=[CALLBACKS["on_exit"], *self._callbacks("action", state.on_exit)],
+                    on_enter=[_HOOKS["on_enter"], *self._callbacks("action", state.on_enter)],
+                    on_exit=[_HOOKS["on_exit"], *self._callbacks("action", state.on_exit)],
                     final=state.final,
                 )
                 for name, state in spec.states.items()
@@ -89,7 +121,7 @@ class SpecMachine:
                     "conditions": self._callbacks("guard", t.conditions),
                     "unless": self._callbacks("guard", t.unless),
                     "before": [
-                        *([CALLBACKS["reset_failures"]] if t.reset_failures else []),
+                        *([_HOOKS["reset_failures"]] if t.reset_failures else []),
                         *self._callbacks("action", t.before),
                     ],
                     "after": self._callbacks("action", t.after),
@@ -99,7 +131,7 @@ class SpecMachine:
             initial=spec.initial,
             send_event=True,
             auto_transitions=False,
-            after_state_change=CALLBACKS["after_state_change"],
+            after_state_change=_HOOKS["after_state_change"],
         )
         self._events = self.machine.events
 
@@ -140,7 +172,9 @@ def _bound(func: Callable[..., Any], args: tuple[str, ...]) -> Callable[[Any], A
 
     def callback(event_data: Any) -> Any:
         kwargs = event_data.kwargs
-        return func(event_data.model, **{arg: kwargs.get(arg) for arg in args})
+        model = event_data.model
+        subject = model.subject if isinstance(model, SubjectModel) else model
+        return func(subject, **{arg: kwargs.get(arg) for arg in args})
 
     callback.__name__ = getattr(func, "__name__", "callback")
     return callback

@@ -14,8 +14,58 @@ class LifecycleSettings(Protocol):
     """The settings :class:`~fsm_live.core.lifecycle.Lifecycle` reads (seconds, counts)."""
 
     @property
+    def heartbeat_interval(self) -> float:
+        """A heartbeat goes out this often while connected."""
+        ...
+
+    @property
     def heartbeat_timeout(self) -> float:
         """Silence after which a link is lost."""
+        ...
+
+    @property
+    def token_refresh_interval(self) -> float:
+        """The access token is refreshed at this age."""
+        ...
+
+    @property
+    def token_retry_interval(self) -> float:
+        """A failed token refresh is tried again after this long."""
+        ...
+
+    @property
+    def cookie_refresh_interval(self) -> float:
+        """The cookies are refreshed at this age."""
+        ...
+
+    @property
+    def cleanup_interval(self) -> float:
+        """The de-duplication table is swept this often."""
+        ...
+
+    @property
+    def message_expire_time(self) -> float:
+        """An inbound message id is remembered this long."""
+        ...
+
+    @property
+    def dedup_max_entries(self) -> int:
+        """At most this many inbound message ids are remembered."""
+        ...
+
+    @property
+    def outbound_buffer(self) -> int:
+        """Outbound frames live at once (queued, in the write buffer, awaiting an ack)."""
+        ...
+
+    @property
+    def outage_error_after(self) -> float:
+        """An endpoint down this long is reported at ERROR (once per outage)."""
+        ...
+
+    @property
+    def close_timeout(self) -> float:
+        """A released link is aborted if it has not closed within this long."""
         ...
 
     @property

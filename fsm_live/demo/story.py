@@ -23,11 +23,12 @@ previous step finished, if later) and waits for the outcome it provokes:
 4. a dropped link whose reconnect is answered HTTP 401: one credential refresh,
    one immediate retry, CONNECTED;
 5. a terminal close (4500): FAILED; the escalation (re-login) succeeds: ``reset``;
-6. the network goes down for long enough: ``max_failures`` failures in a row,
-   ``give_up``, FAILED; the escalation cannot reach the server; after
-   ``failed_retry_delay`` the connection retries by itself (``recover``), and
-   again each time it gives up while the network stays down;
-7. the network comes back: the connection gets CONNECTED by itself;
+6. the network goes down: after ``endpoint_failures`` failures in a row the
+   endpoint is down, and the connection waits for it (``wait``, WAITING) instead of
+   failing on its own: no FAILED for an outage; it probes the endpoint every
+   ``probe_interval`` (``probe``), and waits again while it is still down;
+7. the network comes back: the next probe connects, and the connection is
+   CONNECTED by itself;
 8. the application closes the connection: CLOSED.
 
 Every transition goes to the trace file; :func:`summarize` counts edges and
@@ -73,6 +74,7 @@ from fsm_live.lwp.faults import (
 )
 from fsm_live.lwp.service import FaultEvent, LwpServerStats
 from fsm_live.lwp.token import TokenFetchFailed
+from fsm_live.spec import Spec
 
 __all__ = (
     "DEFAULT_DURATION",
@@ -101,8 +103,9 @@ RESTART_DOWNTIME: Final = 0.25
 #: FAILED retries by itself after this (jittered to 50-100 %): short enough that it
 #: happens at least once while the network is down, even in a 15 s story.
 FAILED_RETRY_DELAY: Final = 2.0
-#: Triggers whose records carry a failure (their reason reads ``class: why``).
-_FAILURE_TRIGGERS: Final = frozenset({*FAILURE_TRIGGERS, "fatal"})
+#: Triggers whose records may carry a failure (their reason then reads ``class: why``;
+#: a ``wait`` because others found the endpoint down carries none).
+_FAILURE_TRIGGERS: Final = frozenset({*FAILURE_TRIGGERS, "fatal", "wait"})
 _POLL: Final = 0.05  # the longest a step waits before checking its outcome again
 
 
@@ -115,7 +118,8 @@ def demo_config(duration: float) -> Config:
 
     Heartbeat every 1 s, lost after 3 s of silence, stable after 2 s; a token
     refresh a fifth of the way into the run; backoff 0.15-2 s; FAILED after 3
-    failures in a row, and out of it by itself 1-2 s later (after retryable ones).
+    failures in a row, and out of it by itself 1-2 s later (after retryable ones);
+    the endpoint down after 3 failures in a row, probed every 0.5 s or so.
     """
     return Config(
         heartbeat_interval=1.0,
@@ -129,6 +133,8 @@ def demo_config(duration: float) -> Config:
         failed_retry_delay=FAILED_RETRY_DELAY,
         open_timeout=2.0,
         close_timeout=1.0,
+        endpoint_failures=3,
+        probe_interval=0.5,
     )
 
 
@@ -198,8 +204,11 @@ def summarize(records: list[dict[str, Any]], stats: Stats) -> DemoSummary:
     edges_by_trigger = Counter(
         {(src, trigger, dest): n for (src, dest, trigger), n in edges.items()}
     )
+    classes = stats.failures.keys() | Spec.default().errors.classes.keys()
     failures = Counter(
-        r["reason"].partition(":")[0] for r in records if r["trigger"] in _FAILURE_TRIGGERS
+        r["reason"].partition(":")[0]
+        for r in records
+        if r["trigger"] in _FAILURE_TRIGGERS and r["reason"].partition(":")[0] in classes
     )
     visited = list(dict.fromkeys(state for r in records for state in (r["from"], r["to"])))
     agrees = dict(edges_by_trigger) == dict(stats.transitions) and dict(failures) == dict(
@@ -398,20 +407,18 @@ class _Story:
         config = self.conn.config
         await self._start_at(
             0.8,
-            f"the network goes down: max_failures "
-            f"({config.max_failures}) in a row, give_up, "
-            f"{self._failed_name}; the re-login cannot reach the "
-            f"server; {self._failed_name} retries by itself "
-            f"after failed_retry_delay ({config.failed_retry_after:g} s, "
-            "jittered): recover",
+            f"the network goes down: after endpoint_failures ({config.endpoint_failures}) "
+            "failures in a row the endpoint is down, and the connection waits for it "
+            f"instead of failing on its own; it probes it every {config.probe_interval:g} s "
+            "or so (jittered)",
         )
         self._fault(f"{self.env.network_name}: down (open links dropped, new ones fail)")
         await self.env.set_down(True)
-        await self._until("give_up", lambda s: _taken(s, "give_up") >= 1, 20)
+        await self._until("wait for the endpoint", lambda s: _taken(s, "wait") >= 1, 20)
         await self._until(
-            "recover while the network is down",
-            lambda s: _taken(s, "recover") >= 1,
-            config.failed_retry_after + 10,
+            "a probe while the endpoint is down",
+            lambda s: _taken(s, "probe") >= 1,
+            config.probe_interval * 2 + 10,
         )
 
     async def _network_back(self) -> None:

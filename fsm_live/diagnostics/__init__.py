@@ -9,7 +9,8 @@ kinds it reads are documented in docs/diagnostics.md.
 * :mod:`~fsm_live.diagnostics.report`: the figures (time in state, availability, ...);
 * :mod:`~fsm_live.diagnostics.summary`: the figures as JSON-ready data;
 * :mod:`~fsm_live.diagnostics.html`: one self-contained HTML page (the ``report`` extra);
-* :mod:`~fsm_live.diagnostics.files`: which files to read, and which connection each is.
+* :mod:`~fsm_live.diagnostics.files`: which files to read, and which connection each is;
+* :mod:`~fsm_live.diagnostics.units`: durations and shares as a person reads them.
 """
 
 __all__ = ()

@@ -4,12 +4,23 @@ The page needs no network to open: plotly.js (about 4.8 MB) is inlined once in
 its head, and every chart is a Plotly figure rendered into it
 (``include_plotlyjs=False`` per figure).  What it shows:
 
-* the figures of all connections, and a table with one row per connection;
-* a timeline of states per connection (and run), coloured by the state's role;
-* failures over time, stacked by error class;
-* the distribution of heartbeat round trips, with p50/p95/p99 marked;
+* the figures of all connections (durations as :mod:`~fsm_live.diagnostics.units`
+  says them: ``16.7 h``), and a table with one row per connection, least available
+  first, folded after :data:`_TABLE_ROWS` rows;
+* for several connections, how many were in each state over time (one chart for a
+  fleet of any size);
+* a timeline of states per connection (and run), least available first, coloured
+  by the state's role: rows thinner the more there are (about 1,400 px of rows for
+  300), the time axis above and below;
+* failures over time, stacked by error class (on the timeline's time axis);
+* the distribution of heartbeat round trips, with p50/p95/p99 marked, each label on
+  a line of its own;
 * the spec's diagram with hot edges: each edge's width and colour grow with how
-  often it was taken, and its label says ``trigger (N)``.
+  often it was taken, and its label says ``trigger (N)``; laid out in pixels by
+  :mod:`~fsm_live.diagnostics.diagram_layout`.
+
+Checked by eye in headless Chromium at 1440x900 and 1280x800 with 300 members'
+traces; ``tests/test_html_report.py`` checks the page's structure.
 
 Plotly is the ``report`` extra (``pip install 'fsm_live[report]'``);
 :func:`require_plotly` raises :class:`~fsm_live.errors.MissingExtra` saying so.
@@ -20,24 +31,50 @@ from __future__ import annotations
 
 import html
 import importlib
-import math
-from collections import deque
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Final
 
-from fsm_live.diagnostics.report import ConnectionReport, edge_counts, failures_over_time
+from fsm_live.diagnostics.diagram_layout import LABEL_FONT, NODE_FONT, layout_diagram
+from fsm_live.diagnostics.report import (
+    ConnectionReport,
+    combine,
+    edge_counts,
+    failures_over_time,
+    states_over_time,
+    worst_first,
+)
 from fsm_live.diagnostics.summary import as_json
+from fsm_live.diagnostics.units import duration, share
 from fsm_live.errors import MissingExtra
 from fsm_live.spec import Spec
 
-__all__ = ("diagram_positions", "render_html", "require_plotly")
+__all__ = (
+    "diagram_figure",
+    "failures_figure",
+    "render_html",
+    "require_plotly",
+    "rtt_figure",
+    "states_figure",
+    "timeline_figure",
+)
 
 _SUCCESS: Final = "#2ca02c"
 _FAILED: Final = "#d62728"
 _QUIET: Final = "#c7c7c7"
 _OTHER: Final = ("#1f77b4", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
 _CONFIG: Final = {"displaylogo": False, "responsive": True}
+# The timeline: rows between 4 and 22 px high, about 1,400 px of rows in all for a
+# fleet; room above for the legend and the top time axis, below for the bottom one.
+_MIN_ROW: Final = 4.0
+_MAX_ROW: Final = 22.0
+_TIMELINE_ROWS_HEIGHT: Final = 1400.0
+_TIMELINE_TOP: Final = 75
+_TIMELINE_BOTTOM: Final = 50
+#: The diagram's width (px): it fits a laptop's window beside the page's margins.
+_DIAGRAM_WIDTH: Final = 1100
+#: Connections listed in the page's table before the others are folded away.
+_TABLE_ROWS: Final = 25
 
 
 def require_plotly() -> ModuleType:
@@ -66,170 +103,82 @@ def _colours(spec: Spec) -> dict[str, str]:
     return colours
 
 
-def diagram_positions(spec: Spec) -> dict[str, tuple[float, float]]:
-    """Where the diagram draws each state: columns by distance from the initial state
-    (final states in a last column of their own), spread vertically in spec order."""
-    final = spec.final_states
-    depth = {spec.initial: 0}
-    queue = deque([spec.initial])
-    while queue:
-        state = queue.popleft()
-        for transition in spec.transitions_from(state):
-            if transition.dest not in depth and transition.dest not in final:
-                depth[transition.dest] = depth[state] + 1
-                queue.append(transition.dest)
-    last = max(depth.values(), default=0) + 1
-    columns: dict[int, list[str]] = {}
-    for name in spec.states:
-        columns.setdefault(depth.get(name, last), []).append(name)
-    positions = {}
-    for column, names in columns.items():
-        for index, name in enumerate(names):
-            positions[name] = (float(column), (len(names) - 1) / 2 - index)
-    return positions
+def _axis_range(everything: ConnectionReport) -> list[float]:
+    """The x range every chart over time shares: from 0 to the longest run's end
+    (or the last failure), so that the charts line up one under the other."""
+    last_failure = max((t for _, t, _ in everything.failure_times), default=0.0)
+    return [0.0, max(everything.span, last_failure, 1.0)]
 
 
-def _bezier(
-    p0: tuple[float, float], c: tuple[float, float], p1: tuple[float, float], t: float
-) -> tuple[float, float]:
-    u = 1 - t
-    return (
-        u * u * p0[0] + 2 * u * t * c[0] + t * t * p1[0],
-        u * u * p0[1] + 2 * u * t * c[1] + t * t * p1[1],
-    )
-
-
-def _diagram(go: Any, spec: Spec, report: ConnectionReport) -> Any:
-    positions = diagram_positions(spec)
+def states_figure(go: Any, spec: Spec, everything: ConnectionReport) -> Any:
+    """Members per state over time, stacked (for a fleet: the whole picture in one
+    chart, whatever the number of members)."""
     colours = _colours(spec)
-    counts = edge_counts(spec, report)
-    top = max((n for _, n in counts), default=0)
+    times, counts = states_over_time(everything)
     figure = go.Figure()
-    pairs: dict[frozenset[str], list[int]] = {}
-    for index, ((source, _, dest), _) in enumerate(counts):
-        pairs.setdefault(frozenset((source, dest)), []).append(index)
-    sample = importlib.import_module("plotly.colors").sample_colorscale
-    hover_x, hover_y, hover_text = [], [], []
-    for index, ((source, trigger, dest), count) in enumerate(counts):
-        p0, p1 = positions[source], positions[dest]
-        group = pairs[frozenset((source, dest))]
-        rank = group.index(index) - (len(group) - 1) / 2
-        dx, dy = p1[0] - p0[0], p1[1] - p0[1]
-        length = math.hypot(dx, dy) or 1.0
-        # Opposite edges bend to opposite sides; parallel ones fan out.
-        bend = (
-            0.18 + 0.22 * rank
-            if (source, dest) == tuple(sorted((source, dest)))
-            else -0.18 - 0.22 * rank
+    for state, row in counts.items():
+        if not any(row):
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=times,
+                y=row,
+                name=state,
+                mode="lines",
+                stackgroup="states",
+                line={"width": 0.5, "color": colours[state]},
+                fillcolor=colours[state],
+                hovertemplate=f"{html.escape(state)}: %{{y}} at %{{x:.1f}} s<extra></extra>",
+            )
         )
-        normal = (-dy / length, dx / length)
-        control = (
-            (p0[0] + p1[0]) / 2 + normal[0] * bend * length,
-            (p0[1] + p1[1]) / 2 + normal[1] * bend * length,
-        )
-        if source == dest:  # a loop above the state
-            control = (p0[0], p0[1] + 0.6)
-        heat = count / top if top else 0.0
-        colour = sample("YlOrRd", [0.35 + 0.65 * heat])[0] if count else _QUIET
-        width = 1 + 7 * heat if count else 1
-        figure.add_shape(
-            type="path",
-            xref="x",
-            yref="y",
-            layer="below",
-            path=f"M {p0[0]},{p0[1]} Q {control[0]},{control[1]} {p1[0]},{p1[1]}",
-            line={"color": colour, "width": width, "dash": "solid" if count else "dot"},
-        )
-        stop = max(0.5, 1 - 0.16 / length)
-        tip, tail = _bezier(p0, control, p1, stop), _bezier(p0, control, p1, stop - 0.06)
-        figure.add_annotation(
-            x=tip[0],
-            y=tip[1],
-            ax=tail[0],
-            ay=tail[1],
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            text="",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1,
-            arrowwidth=max(1.5, width / 2),
-            arrowcolor=colour,
-        )
-        middle = _bezier(p0, control, p1, 0.5)
-        figure.add_annotation(
-            x=middle[0],
-            y=middle[1],
-            text=f"{html.escape(trigger)} ({count})",
-            showarrow=False,
-            font={"size": 11, "color": "#333" if count else "#999"},
-            bgcolor="rgba(255,255,255,0.8)",
-        )
-        hover_x.append(middle[0])
-        hover_y.append(middle[1])
-        hover_text.append(f"{source} -{trigger}-> {dest}: {count} times")
-    figure.add_trace(
-        go.Scatter(
-            x=hover_x,
-            y=hover_y,
-            mode="markers",
-            hoverinfo="text",
-            hovertext=hover_text,
-            marker={"size": 14, "opacity": 0},
-            showlegend=False,
-        )
-    )
-    names = list(spec.states)
-    figure.add_trace(
-        go.Scatter(
-            x=[positions[n][0] for n in names],
-            y=[positions[n][1] for n in names],
-            mode="markers+text",
-            text=[f"<b>{html.escape(n)}</b>" for n in names],
-            textposition="middle center",
-            hoverinfo="text",
-            hovertext=[html.escape(spec.states[n].description or n) for n in names],
-            marker={
-                "size": 70,
-                "symbol": "square",
-                "color": "white",
-                "line": {"width": 3, "color": [colours[n] for n in names]},
-            },
-            showlegend=False,
-        )
-    )
-    xs = [p[0] for p in positions.values()]
-    ys = [p[1] for p in positions.values()]
     figure.update_layout(
-        height=520,
-        margin={"l": 20, "r": 20, "t": 30, "b": 20},
-        plot_bgcolor="white",
-        xaxis={"visible": False, "range": [min(xs) - 0.6, max(xs) + 0.6]},
-        yaxis={"visible": False, "range": [min(ys) - 1.0, max(ys) + 1.0]},
+        height=300,
+        margin={"l": 60, "r": 20, "t": 40, "b": 45},
+        xaxis={
+            "title": {"text": "seconds since each connection started"},
+            "range": _axis_range(everything),
+        },
+        yaxis={"title": {"text": "connections"}, "rangemode": "tozero"},
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "y": 1,
+            "yanchor": "top",
+            "x": 0,
+            "traceorder": "normal",  # spec order, as the timeline's legend
+        },
+        hovermode="x unified",
     )
     return figure
 
 
-def _timeline(go: Any, spec: Spec, reports: Sequence[ConnectionReport]) -> Any:
+def _row_names(report: ConnectionReport) -> list[str]:
+    return [
+        report.name if report.runs == 1 else f"{report.name} (run {run + 1})"
+        for run in range(report.runs)
+    ]
+
+
+def timeline_figure(go: Any, spec: Spec, reports: Sequence[ConnectionReport]) -> Any:
+    """One row per connection and run, least available first, its visits as bars
+    coloured by state.  Rows are 22 px high for a few connections and thinner for
+    many (at least 4 px: 300 members take about 1,400 px); the time axis is drawn
+    above and below, and the legend sits above the chart, never in a gap."""
     colours = _colours(spec)
-    rows: list[str] = []
+    ordered = worst_first(reports)
+    rows = [name for report in ordered for name in _row_names(report)]
     by_state: dict[str, dict[str, list[Any]]] = {}
-    for report in reports:
-        rows.extend(
-            report.name if report.runs == 1 else f"{report.name} (run {run + 1})"
-            for run in range(report.runs)
-        )
+    for report in ordered:
+        names = _row_names(report)
         for visit in report.visits:
-            row = report.name if report.runs == 1 else f"{report.name} (run {visit.run + 1})"
             data = by_state.setdefault(visit.state, {"y": [], "x": [], "base": [], "text": []})
-            data["y"].append(row)
+            data["y"].append(names[visit.run])
             data["x"].append(visit.duration)
             data["base"].append(visit.start)
             data["text"].append(
-                f"{visit.state}: {visit.start:.3f} s to {visit.end:.3f} s "
-                f"({visit.duration:.3f} s)" + ("" if visit.complete else ", cut short")
+                f"{names[visit.run]}: {visit.state} from {visit.start:.3f} s to "
+                f"{visit.end:.3f} s ({duration(visit.duration)})"
+                + ("" if visit.complete else ", cut short")
             )
     figure = go.Figure()
     for state in spec.states:
@@ -245,26 +194,54 @@ def _timeline(go: Any, spec: Spec, reports: Sequence[ConnectionReport]) -> Any:
                 base=data["base"],
                 hovertext=data["text"],
                 hoverinfo="text",
-                marker={"color": colours[state]},
+                marker={"color": colours[state], "line": {"width": 0}},
             )
         )
+    span = _axis_range(combine(list(reports)))
+    # An invisible trace on a second x axis, so that the time axis is drawn on top too.
+    figure.add_trace(
+        go.Scatter(
+            x=span,
+            y=[rows[0], rows[0]] if rows else [],
+            xaxis="x2",
+            mode="markers",
+            marker={"opacity": 0},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    row_height = max(_MIN_ROW, min(_MAX_ROW, _TIMELINE_ROWS_HEIGHT / max(1, len(rows))))
+    plot_height = row_height * len(rows)
     figure.update_layout(
         barmode="overlay",
-        height=max(260, 24 * len(rows) + 120),
-        margin={"l": 20, "r": 20, "t": 30, "b": 40},
-        xaxis={"title": {"text": "seconds since the connection started"}},
+        bargap=0.1 if row_height < 10 else 0.25,
+        height=int(plot_height + _TIMELINE_TOP + _TIMELINE_BOTTOM),
+        margin={"l": 20, "r": 20, "t": _TIMELINE_TOP, "b": _TIMELINE_BOTTOM},
+        xaxis={"title": {"text": "seconds since the connection started"}, "range": span},
+        xaxis2={
+            "overlaying": "x",
+            "side": "top",
+            "matches": "x",
+            "showgrid": False,
+        },
         yaxis={
-            "autorange": "reversed",
+            # An explicit range: autorange would pad it for the invisible trace's
+            # markers, a blank band above the first row.
+            "range": [len(rows) - 0.5, -0.5],
             "type": "category",
             "categoryorder": "array",
             "categoryarray": rows,
+            # Thin rows: label as many as fit (about one per 14 px), hover for the rest.
+            "nticks": max(2, int(plot_height / 14)) if row_height < 14 else 0,
+            "tickfont": {"size": 11 if row_height >= 12 else 9},
         },
-        legend={"orientation": "h", "y": 1.08},
+        legend={"orientation": "h", "yref": "container", "y": 1, "yanchor": "top", "x": 0},
     )
     return figure
 
 
-def _failures(go: Any, everything: ConnectionReport) -> Any | None:
+def failures_figure(go: Any, everything: ConnectionReport) -> Any | None:
+    """Failures over time, stacked by error class (None: no failure recorded)."""
     if not everything.failure_times:
         return None
     width, _ = failures_over_time(everything)
@@ -281,38 +258,170 @@ def _failures(go: Any, everything: ConnectionReport) -> Any | None:
     figure.update_layout(
         barmode="stack",
         height=320,
-        margin={"l": 20, "r": 20, "t": 30, "b": 40},
-        xaxis={"title": {"text": f"seconds since the connection started ({width:g} s a bar)"}},
+        margin={"l": 60, "r": 20, "t": 40, "b": 45},
+        xaxis={
+            "title": {"text": f"seconds since each connection started ({width:g} s a bar)"},
+            "range": _axis_range(everything),
+        },
         yaxis={"title": {"text": "failures"}},
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "y": 1,
+            "yanchor": "top",
+            "x": 0,
+            "traceorder": "normal",  # classes in name order
+        },
     )
     return figure
 
 
-def _rtts(go: Any, everything: ConnectionReport) -> Any | None:
+def rtt_figure(go: Any, everything: ConnectionReport) -> Any | None:
+    """The heartbeat round trips' distribution with p50, p95 and p99 marked, each
+    label on a line of its own (close percentiles never overlap).  A long tail
+    (beyond 3 x p99) is left out of the axis, and the chart's title says how many
+    round trips that leaves out and the slowest."""
     if not everything.rtts:
         return None
+    figures = everything.rtt
+    values = [rtt * 1000 for rtt in everything.rtts]
+    slowest = max(values)
+    p99 = (figures.p99 or 0.0) * 1000
+    limit = slowest if slowest <= 3 * p99 or p99 <= 0 else 2 * p99
+    shown = [v for v in values if v <= limit]
     figure = go.Figure(
         go.Histogram(
-            x=[rtt * 1000 for rtt in everything.rtts],
-            nbinsx=60,
+            x=shown,
+            xbins={"start": 0, "end": limit, "size": limit / 60 or 1},
             name="round trips",
             marker={"color": "#1f77b4"},
+            hovertemplate="%{y} round trips of %{x} ms<extra></extra>",
         )
     )
-    figures = everything.rtt
-    for label, value in (("p50", figures.p50), ("p95", figures.p95), ("p99", figures.p99)):
-        if value is not None:
-            figure.add_vline(
-                x=value * 1000,
-                line_dash="dash",
-                line_color="#555",
-                annotation_text=f"{label} {value * 1000:.2f} ms",
-            )
+    marks = [
+        (label, value * 1000)
+        for label, value in (("p50", figures.p50), ("p95", figures.p95), ("p99", figures.p99))
+        if value is not None
+    ]
+    for row, (label, value) in enumerate(marks):
+        # Right of its line, or left of it in the right third (never cut by the edge).
+        right = value > limit * 2 / 3
+        figure.add_vline(x=value, line_dash="dash", line_color="#555", line_width=1)
+        figure.add_annotation(
+            x=value,
+            y=1 - 0.13 * row,
+            xref="x",
+            yref="paper",
+            text=f"{label} {value:.2f} ms",
+            showarrow=False,
+            xanchor="right" if right else "left",
+            yanchor="top",
+            xshift=-4 if right else 4,
+            font={"size": 12},
+            bgcolor="rgba(255,255,255,0.85)",
+        )
+    left_out = len(values) - len(shown)
+    title = (
+        f"{left_out} slower round trip{'s' if left_out != 1 else ''} left out of the axis "
+        f"(the slowest {slowest:.2f} ms)"
+        if left_out
+        else ""
+    )
     figure.update_layout(
         height=320,
-        margin={"l": 20, "r": 20, "t": 40, "b": 40},
-        xaxis={"title": {"text": "heartbeat round trip (ms)"}},
+        margin={"l": 60, "r": 20, "t": 40, "b": 45},  # the top: the title, the modebar
+        title={"text": title, "font": {"size": 12}, "x": 0, "xanchor": "left"},
+        xaxis={"title": {"text": "heartbeat round trip (ms)"}, "range": [0, limit * 1.04]},
         yaxis={"title": {"text": "heartbeats"}},
+        bargap=0.05,
+    )
+    return figure
+
+
+def diagram_figure(go: Any, spec: Spec, report: ConnectionReport) -> Any:
+    """The spec's diagram with hot edges, laid out by
+    :func:`~fsm_live.diagnostics.diagram_layout.layout_diagram` on axes in pixels."""
+    colours = _colours(spec)
+    counts = edge_counts(spec, report)
+    layout = layout_diagram(spec, counts, _DIAGRAM_WIDTH)
+    top = max((n for _, n in counts), default=0)
+    sample = importlib.import_module("plotly.colors").sample_colorscale
+    figure = go.Figure()
+    hover_x, hover_y, hover_text = [], [], []
+    for edge in layout.edges:
+        source, trigger, dest = edge.edge
+        heat = edge.count / top if top else 0.0
+        colour = sample("YlOrRd", [0.35 + 0.65 * heat])[0] if edge.count else _QUIET
+        width = 1.5 + 6.5 * heat if edge.count else 1
+        figure.add_shape(
+            type="path",
+            xref="x",
+            yref="y",
+            layer="below",
+            path=edge.svg_path(),
+            line={"color": colour, "width": width, "dash": "solid" if edge.count else "dot"},
+        )
+        figure.add_annotation(
+            x=edge.tip[0],
+            y=edge.tip[1],
+            ax=edge.tail[0],
+            ay=edge.tail[1],
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            text="",
+            showarrow=True,
+            arrowhead=2,
+            arrowsize=1,
+            arrowwidth=max(1.5, width / 2),
+            arrowcolor=colour,
+        )
+        where = (edge.label.x, edge.label.y) if edge.label is not None else edge.point(0.5)
+        if edge.label is not None:
+            figure.add_annotation(
+                x=where[0],
+                y=where[1],
+                text=html.escape(edge.text),
+                showarrow=False,
+                font={"size": LABEL_FONT, "color": "#222" if edge.count else "#999"},
+                bgcolor="rgba(255,255,255,0.85)",
+            )
+        hover_x.append(where[0])
+        hover_y.append(where[1])
+        hover_text.append(html.escape(f"{source} -{trigger}-> {dest}: {edge.count} times"))
+    figure.add_trace(
+        go.Scatter(
+            x=hover_x,
+            y=hover_y,
+            mode="markers",
+            hoverinfo="text",
+            hovertext=hover_text,
+            marker={"size": 16, "opacity": 0},
+            showlegend=False,
+        )
+    )
+    for name, box in layout.nodes.items():
+        figure.add_annotation(
+            x=box.x,
+            y=box.y,
+            text=f"<b>{html.escape(name)}</b>",
+            showarrow=False,
+            font={"size": NODE_FONT, "color": "#222"},
+            bgcolor="white",
+            bordercolor=colours[name],
+            borderwidth=3,
+            borderpad=8,
+            hovertext=html.escape(spec.states[name].description or name),
+        )
+    figure.update_layout(
+        width=layout.width,
+        height=layout.height,
+        autosize=False,
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        plot_bgcolor="white",
+        xaxis={"visible": False, "range": [0, layout.width]},
+        yaxis={"visible": False, "range": [layout.height, 0]},
     )
     return figure
 
@@ -325,29 +434,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f} %"
-
-
-def _sec(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.2f} ms"
-
-
 def _summary_rows(spec: Spec, report: ConnectionReport) -> list[list[str]]:
     data = as_json(report, spec)
+    back = report.time_back
     rows = [
-        ["availability", _pct(report.availability)],
-        ["observed", _sec(report.observed)],
+        ["availability", share(report.availability)],
+        ["observed", duration(report.observed)],
         ["reconnects", f"{report.reconnects} ({_rate(report.reconnects_per_hour)})"],
         [
             "time back p50 / p95",
-            f"{_sec(report.time_back.p50)} / "
-            f"{_sec(report.time_back.p95)} ({report.time_back.count} "
-            f"back, {report.unrecovered} not back)",
+            f"{duration(back.p50)} / {duration(back.p95)} "
+            f"({back.count} back, {report.unrecovered} not back)",
         ],
     ]
     failures = report.failures
@@ -365,11 +462,13 @@ def _summary_rows(spec: Spec, report: ConnectionReport) -> list[list[str]]:
         rows += [
             [
                 "heartbeats acked / sent",
-                f"{totals.heartbeats_acked} / "
-                f"{totals.heartbeats_sent} "
-                f"({_pct(totals.heartbeat_success)})",
+                f"{totals.heartbeats_acked} / {totals.heartbeats_sent} "
+                f"({share(totals.heartbeat_success)})",
             ],
-            ["RTT p50 / p95 / p99", f"{_ms(rtt.p50)} / {_ms(rtt.p95)} / {_ms(rtt.p99)}"],
+            [
+                "RTT p50 / p95 / p99",
+                f"{duration(rtt.p50)} / {duration(rtt.p95)} / {duration(rtt.p99)}",
+            ],
             [
                 "messages in / out / duplicates dropped",
                 f"{totals.messages_in} / {totals.messages_out} / {totals.duplicates_dropped}",
@@ -387,9 +486,8 @@ def _summary_rows(spec: Spec, report: ConnectionReport) -> list[list[str]]:
         rows.append(
             [
                 f"time in {state}",
-                f"{_sec(figures['total'])} "
-                f"({_pct(figures['share'])}), p50 visit "
-                f"{_sec(figures['p50'])}, p95 {_sec(figures['p95'])}",
+                f"{duration(figures['total'])} ({share(figures['share'])}), "
+                f"p50 visit {duration(figures['p50'])}, p95 {duration(figures['p95'])}",
             ]
         )
     return rows
@@ -401,9 +499,7 @@ def _rate(value: float | None) -> str:
 
 def _connection_rows(reports: Sequence[ConnectionReport]) -> list[list[str]]:
     rows = []
-    for report in sorted(
-        reports, key=lambda r: (r.availability if r.availability is not None else 2.0, r.name)
-    ):
+    for report in worst_first(reports):
         totals = report.totals
         failures = report.failures
         rows.append(
@@ -411,14 +507,14 @@ def _connection_rows(reports: Sequence[ConnectionReport]) -> list[list[str]]:
                 report.name,
                 str(report.runs),
                 report.ended_in or "-",
-                _sec(report.observed),
-                _pct(report.availability),
+                duration(report.observed),
+                share(report.availability),
                 str(report.reconnects),
                 "-"
                 if failures is None
                 else ", ".join(f"{k} {v}" for k, v in failures.items()) or "none",
                 "-" if totals is None else f"{totals.heartbeats_acked}/{totals.heartbeats_sent}",
-                _ms(report.rtt.p95),
+                duration(report.rtt.p95),
                 "-" if totals is None else f"{totals.messages_in}/{totals.messages_out}",
             ]
         )
@@ -433,14 +529,35 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }
 th { background: #f4f4f4; }
 p.note { color: #666; font-size: 0.9em; }
+details summary { cursor: pointer; color: #444; margin: 0.8em 0; }
 """
+
+_CONNECTION_HEADERS: Final = (
+    "connection",
+    "runs",
+    "ended in",
+    "observed",
+    "available",
+    "reconnects",
+    "failures",
+    "heartbeats acked",
+    "RTT p95",
+    "messages in/out",
+)
 
 
 def render_html(
     spec: Spec, reports: Sequence[ConnectionReport], everything: ConnectionReport
 ) -> str:
     """The report as one self-contained HTML page (UTF-8 text).  Raises
-    :class:`MissingExtra` without Plotly."""
+    :class:`MissingExtra` without Plotly.
+
+    From the top: the figures of all connections; for several, the connections in
+    each state over time; the timeline of states per connection; failures over
+    time; heartbeat round trips; the spec's diagram with hot edges; for several,
+    the table of connections (the :data:`_TABLE_ROWS` least available shown, the
+    others folded in a ``<details>``).  Charts over time share their time axis.
+    """
     go = require_plotly()
     offline = importlib.import_module("plotly.offline")
     pio = importlib.import_module("plotly.io")
@@ -453,62 +570,72 @@ def render_html(
             )
         )
 
+    def note(text: str) -> str:
+        return f"<p class='note'>{html.escape(text)}</p>"
+
     title = (
         f"{everything.connections} connection{'s' if everything.connections != 1 else ''}"
         f", {everything.runs} run{'s' if everything.runs != 1 else ''}, "
-        f"{everything.observed:.1f} s observed, spec {spec.name!r}"
+        f"{duration(everything.observed)} observed, spec {spec.name!r}"
     )
     sections.append(f"<h1>fsm-live report</h1><p>{html.escape(title)}</p>")
     sections.append(
         "<h2>All connections</h2>" + _table(("figure", "value"), _summary_rows(spec, everything))
     )
-    sections.append("<h2>Timeline of states</h2>" + chart(_timeline(go, spec, reports), "timeline"))
-    failures = _failures(go, everything)
+    several = len(reports) > 1
+    if several:
+        sections.append(
+            "<h2>Connections in each state over time</h2>"
+            + note("How many connections were in each state, moment by moment.")
+            + chart(states_figure(go, spec, everything), "states")
+        )
+    sections.append(
+        "<h2>Timeline of states</h2>"
+        + (note("One row per connection, least available first; hover a bar for its times.")
+           if several else "")
+        + chart(timeline_figure(go, spec, reports), "timeline")
+    )  # fmt: skip
+    failures = failures_figure(go, everything)
     sections.append(
         "<h2>Failures over time</h2>"
         + (
             chart(failures, "failures")
             if failures is not None
-            else "<p class='note'>No failure recorded"
-            + (
-                "."
-                if everything.totals is not None
-                else " (the traces have no stats or failure records)."
+            else note(
+                "No failure recorded"
+                + (
+                    "."
+                    if everything.totals is not None
+                    else " (the traces have no stats or failure records)."
+                )
             )
-            + "</p>"
         )
     )
-    rtts = _rtts(go, everything)
+    rtts = rtt_figure(go, everything)
     sections.append(
         "<h2>Heartbeat round trips</h2>"
-        + (
-            chart(rtts, "rtts")
-            if rtts is not None
-            else "<p class='note'>No round trip recorded.</p>"
-        )
+        + (chart(rtts, "rtts") if rtts is not None else note("No round trip recorded."))
     )
     sections.append(
         f"<h2>The lifecycle ({html.escape(spec.name)}), hot edges</h2>"
-        "<p class='note'>Each edge is as wide and as red as it was often taken; "
-        "dotted edges were never taken.</p>" + chart(_diagram(go, spec, everything), "diagram")
+        + note(
+            "Each edge is as wide and as red as it was often taken; dotted edges were never "
+            "taken (hover an edge for its name and count)."
+        )
+        + chart(diagram_figure(go, spec, everything), "diagram")
     )
-    if len(reports) > 1:
+    if several:
+        rows = _connection_rows(reports)
+        shown, folded = rows[:_TABLE_ROWS], rows[_TABLE_ROWS:]
         sections.append(
             "<h2>Connections (least available first)</h2>"
-            + _table(
-                (
-                    "connection",
-                    "runs",
-                    "ended in",
-                    "observed",
-                    "available",
-                    "reconnects",
-                    "failures",
-                    "heartbeats acked",
-                    "RTT p95",
-                    "messages in/out",
-                ),
-                _connection_rows(reports),
+            + _table(_CONNECTION_HEADERS, shown)
+            + (
+                f"<details><summary>the other {len(folded)} connections</summary>"
+                + _table(_CONNECTION_HEADERS, folded)
+                + "</details>"
+                if folded
+                else ""
             )
         )
     return (

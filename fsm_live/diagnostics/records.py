@@ -18,8 +18,11 @@ from typing import Any, Final
 
 import attrs
 
+from fsm_live.counters import COUNT_NAMES, Counts
+
 __all__ = (
     "FAILURE_KEYS",
+    "STATS_FIGURES",
     "STATS_KEYS",
     "TRANSITION_KEYS",
     "BadLine",
@@ -40,26 +43,20 @@ __all__ = (
 TRANSITION_KEYS: Final = ("t", "from", "to", "trigger", "reason")
 #: The keys of a failure record.
 FAILURE_KEYS: Final = ("t", "kind", "class")
-#: The keys of a stats record.
-STATS_KEYS: Final = (
+#: The keys of a stats record: these, then one per count (:data:`~fsm_live.counters.COUNT_NAMES`).
+STATS_FIGURES: Final = (
     "t",
     "kind",
     "state",
-    "connects",
     "reconnects",
     "failures",
-    "heartbeats_sent",
-    "heartbeats_acked",
     "rtts",
-    "messages_in",
-    "messages_out",
-    "duplicates_dropped",
-    "token_refreshes",
-    "token_refresh_failures",
-    "cookie_refreshes",
     "buffered",
-    "tasks",
+    "tasks_alive",
 )
+STATS_KEYS: Final = (*STATS_FIGURES, *COUNT_NAMES)
+#: Written by fsm_live before 0.2 for ``tasks_alive``; still read.
+_LEGACY_KEYS: Final = {"tasks": "tasks_alive"}
 
 
 @attrs.frozen
@@ -89,28 +86,20 @@ class FailureRecord:
     error_class: str
 
 
-@attrs.frozen
-class StatsRecord:
-    """A connection's counters at ``t``, each over its run so far; ``rtts``: the
-    heartbeat round trips (seconds) acked since the previous stats record."""
+@attrs.frozen(kw_only=True)
+class StatsRecord(Counts):
+    """A connection's counts at ``t`` (:class:`~fsm_live.counters.Counts`), each over
+    its run so far; ``rtts``: the heartbeat round trips (seconds) acked since the
+    previous stats record; ``buffered`` and ``tasks_alive`` at ``t``."""
 
     line: int
     t: float
     state: str
-    connects: int
     reconnects: int
     failures: Mapping[str, int] = attrs.field(hash=False)
-    heartbeats_sent: int
-    heartbeats_acked: int
     rtts: tuple[float, ...]
-    messages_in: int
-    messages_out: int
-    duplicates_dropped: int
-    token_refreshes: int
-    token_refresh_failures: int
-    cookie_refreshes: int
     buffered: int
-    tasks: int
+    tasks_alive: int
 
 
 @attrs.frozen
@@ -190,6 +179,9 @@ def _record(row: dict[str, Any], line: int) -> Record:
         _keys(row, FAILURE_KEYS, "failure")
         return FailureRecord(line, _number(row, "t"), _text(row, "class"))
     if kind == "stats":
+        row = {_LEGACY_KEYS.get(key, key): value for key, value in row.items()}
+        # A count the record lacks was not counted when it was written: 0.
+        row = {**dict.fromkeys(COUNT_NAMES, 0), **row}
         _keys(row, STATS_KEYS, "stats")
         failures = row["failures"]
         if not isinstance(failures, dict) or not all(
@@ -202,23 +194,15 @@ def _record(row: dict[str, Any], line: int) -> Record:
         ):
             raise _Bad(f"'rtts' is not a list of seconds: {rtts!r}")
         return StatsRecord(
-            line,
-            _number(row, "t"),
-            _text(row, "state"),
-            _count(row, "connects"),
-            _count(row, "reconnects"),
-            dict(failures),
-            _count(row, "heartbeats_sent"),
-            _count(row, "heartbeats_acked"),
-            tuple(float(r) for r in rtts),
-            _count(row, "messages_in"),
-            _count(row, "messages_out"),
-            _count(row, "duplicates_dropped"),
-            _count(row, "token_refreshes"),
-            _count(row, "token_refresh_failures"),
-            _count(row, "cookie_refreshes"),
-            _count(row, "buffered"),
-            _count(row, "tasks"),
+            line=line,
+            t=_number(row, "t"),
+            state=_text(row, "state"),
+            reconnects=_count(row, "reconnects"),
+            failures=dict(failures),
+            rtts=tuple(float(r) for r in rtts),
+            buffered=_count(row, "buffered"),
+            tasks_alive=_count(row, "tasks_alive"),
+            **{name: _count(row, name) for name in COUNT_NAMES},
         )
     raise _Bad(f"unknown record kind {kind!r} (known: failure, stats)")
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from fsm_live.counters import Counts, add_up
 from fsm_live.diagnostics.percentiles import Percentiles, nice_step, percentile
 from fsm_live.diagnostics.records import (
     BadLine,
@@ -50,6 +51,8 @@ __all__ = (
     "failures_over_time",
     "is_reconnect",
     "split_runs",
+    "states_over_time",
+    "worst_first",
 )
 
 Edge = tuple[str, str, str]
@@ -71,30 +74,21 @@ class Visit:
         return self.end - self.start
 
 
-@attrs.frozen
-class Totals:
-    """Counters from the stats records: each run's last record, added up over runs;
-    ``tasks_max`` and ``buffered_max``: the most seen in any stats record."""
+@attrs.frozen(kw_only=True)
+class Totals(Counts):
+    """The counts of :class:`~fsm_live.counters.Counts` from the stats records: each
+    run's last record, added up over runs; ``tasks_max`` and ``buffered_max``: the
+    most seen in any stats record."""
 
-    heartbeats_sent: int = 0
-    heartbeats_acked: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    duplicates_dropped: int = 0
-    token_refreshes: int = 0
-    token_refresh_failures: int = 0
-    cookie_refreshes: int = 0
     tasks_max: int = 0
     buffered_max: int = 0
 
     def __add__(self, other: Totals) -> Totals:
-        summed = {
-            field.name: getattr(self, field.name) + getattr(other, field.name)
-            for field in attrs.fields(Totals)
-        }
-        summed["tasks_max"] = max(self.tasks_max, other.tasks_max)
-        summed["buffered_max"] = max(self.buffered_max, other.buffered_max)
-        return Totals(**summed)
+        return Totals(
+            tasks_max=max(self.tasks_max, other.tasks_max),
+            buffered_max=max(self.buffered_max, other.buffered_max),
+            **add_up((self, other)),
+        )
 
     @property
     def heartbeat_success(self) -> float | None:
@@ -249,16 +243,9 @@ def analyze(name: str, spec: Spec, lines: Iterable[Line]) -> ConnectionReport:
         if stats:
             last = stats[-1]
             run_totals = Totals(
-                last.heartbeats_sent,
-                last.heartbeats_acked,
-                last.messages_in,
-                last.messages_out,
-                last.duplicates_dropped,
-                last.token_refreshes,
-                last.token_refresh_failures,
-                last.cookie_refreshes,
-                max(r.tasks for r in stats),
-                max(r.buffered for r in stats),
+                tasks_max=max(r.tasks_alive for r in stats),
+                buffered_max=max(r.buffered for r in stats),
+                **last.counts(),
             )
             totals = run_totals if totals is None else totals + run_totals
         if not transitions:
@@ -351,6 +338,42 @@ def failures_over_time(
         row = counts.setdefault(cls, [0] * count)
         row[min(count - 1, int(t // width))] += 1
     return width, counts
+
+
+def worst_first(reports: Sequence[ConnectionReport]) -> list[ConnectionReport]:
+    """``reports`` least available first (those with no observed time last), then by
+    name: the order of every per-connection list of the report."""
+    return sorted(
+        reports, key=lambda r: (r.availability if r.availability is not None else 2.0, r.name)
+    )
+
+
+def states_over_time(
+    report: ConnectionReport, samples: int = 300
+) -> tuple[list[float], dict[str, list[int]]]:
+    """Runs in each state over time: ``(times, {state: counts})``, ``samples`` times
+    evenly spread over ``[0, report.span]`` (seconds since each run started), each
+    state of ``report.state_order`` counting the runs in it at that time (a run in
+    no state at a time, ended or not started, counts nowhere).  For a fleet's
+    combined report: how many members were up, waiting or failing, moment by moment.
+    """
+    span = report.span
+    if not span > 0 or samples < 2:
+        return [], {}
+    times = [span * i / (samples - 1) for i in range(samples)]
+    counts = {state: [0] * samples for state in report.state_order}
+    for visit in report.visits:
+        row = counts.get(visit.state)
+        if row is None:
+            continue
+        # Samples in [start, end): the first index at or after start, up to end.
+        first = max(0, math.ceil(visit.start / span * (samples - 1)))
+        last = min(samples - 1, math.ceil(visit.end / span * (samples - 1)) - 1)
+        if visit.end >= span and not visit.complete:
+            last = samples - 1
+        for index in range(first, last + 1):
+            row[index] += 1
+    return times, counts
 
 
 def edge_counts(spec: Spec, report: ConnectionReport) -> list[tuple[Edge, int]]:

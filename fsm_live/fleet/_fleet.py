@@ -44,12 +44,22 @@ import attrs
 from fsm_live._runtime.inbox import Handler
 from fsm_live.cluster.coordinator import Coordinator, LocalCoordinator
 from fsm_live.cluster.ownership import Ownership
-from fsm_live.connection import ConnectionOptions, LiveConnection, default_machine
+from fsm_live.config import Config
+from fsm_live.connection import (
+    ConnectionOptions,
+    LiveConnection,
+    default_machine,
+    endpoint_key,
+    new_endpoint,
+)
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.endpoint import Endpoint, EndpointStatus
 from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.errors import ConfigError, NotAMember, UsageError
 from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
+from fsm_live.transport.tcp import target_for
+from fsm_live.transport.url import check_url
 
 __all__ = ("DEFAULT_RECONNECTS_PER_SECOND", "Fleet", "FleetObserver")
 
@@ -95,7 +105,8 @@ class Fleet:
     ``reconnects_per_second`` bounds the reconnect attempts of all members
     together (a :class:`~fsm_live.core.pacing.ReconnectPacer` they share): after
     a server restart, a thousand members come back over seconds instead of in one
-    burst.  None turns pacing off.  A member's first dial is not paced.
+    burst; members' first dials take slots of it too, so a fleet of thousands opens
+    paced.  None turns pacing off.
 
     ``coordinator`` decides which of the fleet's accounts (the keys added) run in
     this process (:mod:`fsm_live.cluster`; docs/cluster.md).  The default,
@@ -137,6 +148,8 @@ class Fleet:
         self.coordinator: Coordinator = coordinator or LocalCoordinator()
         self._accounts: dict[str, tuple[str, ConnectionOptions]] = {}  # every key added
         self._members: dict[str, _Member] = {}
+        #: The endpoints its members dial, by key, each shared by those members.
+        self._endpoints: dict[str, Endpoint] = {}
         self._busy: dict[str, anyio.Event] = {}  # keys being added, removed or replaced
         self._counts: Counter[str] = Counter()  # members per state, crashed ones excluded
         self._crashed = 0
@@ -208,7 +221,7 @@ class Fleet:
         async with self._exclusive(key):
             if key in self._accounts:
                 raise ConfigError("key", f"{key!r} is already in the fleet")
-            self._build(key, url, options, None)  # the options checked before anything
+            self._check(url, options)  # the options checked before anything
             self._accounts[key] = (url, options)
             ownership = self.coordinator.want(key)
             if ownership is None:
@@ -370,7 +383,13 @@ class Fleet:
             transitions_per_minute=self._rate.per_minute(now),
             recent=self._recent,
             worst=self.worst,
+            endpoints=self.endpoints(),
         )
+
+    def endpoints(self) -> tuple[EndpointStatus, ...]:
+        """The endpoints the members dial, each up or down (and since when), with its
+        members: one outage of an endpoint, not N members' failures."""
+        return tuple(endpoint.status() for endpoint in self._endpoints.values())
 
     # -- internals ---------------------------------------------------------------------
 
@@ -401,20 +420,35 @@ class Fleet:
             del self._busy[key]
             done.set()
 
+    def _check(self, url: str, options: ConnectionOptions) -> None:
+        """Raise what building a member's connection would raise (nothing is kept)."""
+        _refuse_the_fleets_own(options)
+        LiveConnection(url, machine=self.machine, pacer=self.pacer, **options)
+
     def _build(
-        self, key: str, url: str, options: ConnectionOptions, ownership: Ownership | None
+        self, key: str, url: str, options: ConnectionOptions, ownership: Ownership
     ) -> LiveConnection:
-        if "machine" in options or "pacer" in options or "owned" in options:
-            raise TypeError(
-                "a fleet's connections share its machine and pacer, and its coordinator "
-                "decides ownership; configure them with Fleet()"
-            )
-        owned = None if ownership is None else ownership.valid
+        _refuse_the_fleets_own(options)
         handler = options.get("on_message")
-        if owned is not None and handler is not None:
-            options = {**options, "on_message": _owned_only(handler, owned)}
+        if handler is not None:
+            options = {**options, "on_message": _owned_only(handler, ownership.valid)}
+        proxy = options.get("proxy", True)
+        target = target_for(check_url(url), ssl=options.get("ssl"), proxy=proxy)
+        name = endpoint_key(target)
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            config = options.get("config") or Config()
+            endpoint = self._endpoints[name] = new_endpoint(
+                target, config, random=options.get("random")
+            )
+            endpoint.since = anyio.current_time()
         connection = LiveConnection(
-            url, machine=self.machine, pacer=self.pacer, owned=owned, **options
+            url,
+            machine=self.machine,
+            pacer=self.pacer,
+            endpoint=endpoint,
+            owned=ownership.valid,
+            **options,
         )
         connection.on_transition(functools.partial(self._observe, key))
         return connection
@@ -512,6 +546,14 @@ class Fleet:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
+
+
+def _refuse_the_fleets_own(options: ConnectionOptions) -> None:
+    if {"machine", "pacer", "endpoint", "owned"} & set(options):
+        raise TypeError(
+            "a fleet's connections share its machine, pacer and endpoints, and its "
+            "coordinator decides ownership; configure them with Fleet()"
+        )
 
 
 def _owned_only(handler: Handler, owned: Callable[[], bool]) -> Handler:

@@ -57,6 +57,7 @@ from fsm_live.connection import PROTOCOLS
 from fsm_live.credentials import CredentialsProvider, Secret, StaticCredentials, cookie_header
 from fsm_live.errors import ConfigError
 from fsm_live.lwp.credentials import lwp_credentials, parse_cookie_text, read_cookies_file
+from fsm_live.transport.url import safe_url
 
 __all__ = ("Account", "FleetConfig")
 
@@ -75,11 +76,13 @@ class Account:
     ``lwp`` account needs cookies, and only an ``lwp`` account may have a
     ``token_url`` (ConfigError otherwise; :meth:`FleetConfig.load` checks more,
     such as the ``unb`` cookie, and says where).  The repr shows neither the
-    cookies nor the token URL (which may carry a key in its query).
+    cookies nor the token URL (which may carry a key in its query), and the URL
+    only as :func:`~fsm_live.transport.url.safe_url` shows it (no user info, no
+    query).
     """
 
     key: str
-    url: str
+    url: str = attrs.field(repr=lambda url: repr(safe_url(url)))
     protocol: str
     config: Config
     cookies: Secret | None = None

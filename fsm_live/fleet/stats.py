@@ -19,6 +19,8 @@ import attrs
 
 from fsm_live._runtime.stats import Stats
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.core.endpoint import EndpointStatus
+from fsm_live.counters import COUNT_NAMES, Counts
 from fsm_live.errors import ConfigError
 from fsm_live.spec import StateSpec
 
@@ -49,9 +51,11 @@ class ConnectionSummary:
     crash: str | None = None
 
 
-@attrs.frozen
-class FleetStats:
+@attrs.frozen(kw_only=True)
+class FleetStats(Counts):
     """A fleet's figures at one moment (``at``, ``anyio.current_time()``), immutable.
+
+    The counts of :class:`~fsm_live.counters.Counts` are summed over the members now.
 
     * ``connections``: members now (crashed ones included);
     * ``states``: members per state, every state of the spec listed (zeros too), in
@@ -64,7 +68,8 @@ class FleetStats:
     * ``worst``: up to N members that are not well, worst first: crashed, then by
       the severity of their state (the spec's log level: FAILED before
       RECONNECTING), consecutive failures, and time in that state;
-    * ``recent``: the latest transitions of the fleet, oldest first.
+    * ``recent``: the latest transitions of the fleet, oldest first;
+    * ``endpoints``: the endpoints the members dial, each up or down and since when.
     """
 
     at: float
@@ -74,14 +79,10 @@ class FleetStats:
     transitions_total: int
     transitions_per_minute: float
     failures: Mapping[str, int]
-    connects: int
     reconnects: int
-    heartbeats_sent: int
-    heartbeats_acked: int
-    messages_in: int
-    messages_out: int
     worst: tuple[ConnectionSummary, ...]
     recent: tuple[FleetTransition, ...]
+    endpoints: tuple[EndpointStatus, ...] = ()
 
 
 class TransitionRate:
@@ -141,6 +142,7 @@ def summarize(
     transitions_per_minute: float,
     recent: Iterable[FleetTransition],
     worst: int,
+    endpoints: tuple[EndpointStatus, ...] = (),
 ) -> FleetStats:
     """Aggregate ``members`` (key, stats, crash) into a :class:`FleetStats`.
 
@@ -150,17 +152,14 @@ def summarize(
     """
     failures: Counter[str] = Counter()
     totals = Counter[str]()
+    reconnects = 0
     candidates: list[tuple[tuple[bool, int, int, float], ConnectionSummary]] = []
     connections = 0
     for key, stats, crash in members:
         connections += 1
         failures.update(stats.failures)
-        totals["connects"] += stats.connects
-        totals["reconnects"] += stats.reconnects
-        totals["heartbeats_sent"] += stats.heartbeats_sent
-        totals["heartbeats_acked"] += stats.heartbeats_acked
-        totals["messages_in"] += stats.messages_in
-        totals["messages_out"] += stats.messages_out
+        totals.update(stats.counts())
+        reconnects += stats.reconnects
         state = states[stats.state]
         well = state.success or state.final
         if crash is None and well and stats.consecutive_failures == 0:
@@ -193,14 +192,11 @@ def summarize(
         transitions_total=transitions_total,
         transitions_per_minute=transitions_per_minute,
         failures=dict(sorted(failures.items())),
-        connects=totals["connects"],
-        reconnects=totals["reconnects"],
-        heartbeats_sent=totals["heartbeats_sent"],
-        heartbeats_acked=totals["heartbeats_acked"],
-        messages_in=totals["messages_in"],
-        messages_out=totals["messages_out"],
+        reconnects=reconnects,
         worst=tuple(summary for _, summary in ranked),
         recent=tuple(recent),
+        endpoints=endpoints,
+        **{name: totals[name] for name in COUNT_NAMES},
     )
 
 

@@ -34,6 +34,7 @@ from fsm_live.credentials import CredentialsProvider, Secret, provider_errors
 from fsm_live.errors import TransportError
 from fsm_live.protocols.base import Decoded, Registration
 from fsm_live.transport.base import Message
+from fsm_live.transport.redaction import peer_text
 
 __all__ = ("LwpCredentials", "LwpProtocol", "UndecodedItem", "new_mid")
 
@@ -82,10 +83,17 @@ def _decode_base64_json(item: Any) -> Any:
 
 
 class LwpProtocol:
-    """The lwp protocol.  One instance per connection (it holds the last sync id)."""
+    """The lwp protocol.  One instance per connection.
+
+    Every request frame is acknowledged by a reply echoing its ``mid``
+    (:class:`~fsm_live.protocols.base.Acknowledging`): the delivery ledger keeps a
+    sent frame until then and sends it again, with the same ``mid``, after a
+    reconnect; ``LiveConnection.request()`` returns the reply.
+    """
 
     name = "lwp"
     uses_ping = False
+    acknowledges = True
 
     def __init__(
         self,
@@ -105,12 +113,18 @@ class LwpProtocol:
 
         ``message`` is a mapping with ``lwp`` (path) and ``body``; a mid is added.
         """
+        return self.encode_tracked(message, request=False)[0]
+
+    def encode_tracked(self, message: Any, *, request: bool) -> tuple[Message, str]:
+        """The frame (see :meth:`encode`) and its ``mid``, which the reply echoes."""
         if not isinstance(message, dict) or "lwp" not in message:
             raise TypeError("an lwp message is a dict with an 'lwp' path and a 'body'")
-        headers = {**message.get("headers", {}), "mid": new_mid()}
-        return json.dumps(
+        mid = new_mid()
+        headers = {**message.get("headers", {}), "mid": mid}
+        frame = json.dumps(
             {**message, "headers": headers}, separators=(",", ":"), ensure_ascii=False
         )
+        return frame, mid
 
     def heartbeat(self) -> tuple[str, Message]:
         mid = new_mid()
@@ -129,29 +143,32 @@ class LwpProtocol:
 
     def decode(self, frame: Message) -> list[Decoded]:
         value = _parse(frame)
-        if value is None:
+        path = None if value is None else value.get("lwp")
+        if value is None or not isinstance(path, str | None):
             return [Decoded(message=UndecodedItem(frame))]
         mid = _mid(value)
-        if "code" in value:  # a reply: it may acknowledge one of our heartbeats
-            return [Decoded(heartbeat_ack=mid)]
+        if "code" in value:  # a reply: it acknowledges one of our frames (by mid)
+            return [Decoded(ack=mid, answer=value)]
         headers = value.get("headers")
         sid = headers.get("sid") if isinstance(headers, dict) else None
         sid = sid if isinstance(sid, str) else None
         ack = _reply(mid, sid) if mid is not None else None
-        items = _sync_items(value) if value.get("lwp") in SYNC_PATHS else None
+        items = _sync_items(value) if path in SYNC_PATHS else None
         if items is None:
             return [Decoded(message=value, message_id=mid, reply=ack)]
         decoded = [Decoded(reply=ack)] if ack is not None else []
         for index, item in enumerate(items):
             try:
                 message = _decode_base64_json(item)
-            except (TypeError, ValueError, binascii.Error):
+            except (TypeError, ValueError, binascii.Error, RecursionError):
                 message = self.decoder(item)
             message_id = message.get("messageId") if isinstance(message, dict) else None
             decoded.append(
                 Decoded(
                     message=message,
-                    message_id=str(message_id if message_id is not None else f"{mid}:{index}"),
+                    message_id=str(
+                        message_id if isinstance(message_id, str | int) else f"{mid}:{index}"
+                    ),
                 )
             )
         return decoded
@@ -160,7 +177,7 @@ class LwpProtocol:
 def _parse(frame: Message) -> dict[str, Any] | None:
     try:
         value = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
     return value if isinstance(value, dict) else None
 
@@ -216,9 +233,10 @@ class _LwpRegistration:
         reply = _parse(frame)
         if reply is None or "code" not in reply or _mid(reply) != self._mid:
             return None  # a push before the reply: delivered once connected
-        if reply.get("code") != 200:
+        if reply.get("code") != 200:  # the peer's text: cut, escaped
             raise TransportError(
-                f"registration rejected (code {reply.get('code')!r})", kind="registration_rejected"
+                f"registration rejected (code {peer_text(reply.get('code'))})",
+                kind="registration_rejected",
             )
         now_ms = int(time.time() * 1000)
         return [

@@ -51,7 +51,7 @@ import anyio
 import anyio.abc
 import websockets.asyncio.server
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed as WebSocketsClosed
 from websockets.http11 import Request, Response
 
 from fsm_live.credentials import Secret
@@ -295,7 +295,7 @@ class LwpServer:
     async def _handle(self, ws: ServerConnection) -> None:
         self._connections.add(ws)
         try:
-            await self.service.serve(ws.recv, ws.send, ConnectionClosed)
+            await self.service.serve(ws.recv, ws.send, WebSocketsClosed)
         finally:
             self._connections.discard(ws)
 

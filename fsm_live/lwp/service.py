@@ -106,7 +106,6 @@ class LwpServerStats:
     items_sent: int
     duplicates_sent: int
     acks_received: int
-    faults_fired: int
     connections_open: int
     #: The mids of the latest acknowledged pushes (at most MAX_RECORDED), oldest first.
     acked_mids: tuple[str, ...]
@@ -137,7 +136,6 @@ class _Counts:
     items_sent: int = 0
     duplicates_sent: int = 0
     acks_received: int = 0
-    faults_fired: int = 0
 
 
 class LwpService:
@@ -408,7 +406,6 @@ class LwpService:
         or ``refuse-reg`` (replacing the one still pending) or a ``blackhole``'s
         silence.  The server carries out the rest (and reports a timed fault's end
         with :meth:`report_end`)."""
-        self._counts.faults_fired += 1
         self._report(FaultEvent(self.now(), fault))
         if isinstance(fault, BlackHole):
             self._silent_until = max(self._silent_until, anyio.current_time() + fault.duration)

@@ -22,10 +22,17 @@ import anyio
 import anyio.abc
 
 from fsm_live.credentials import Secret, cookie_header
-from fsm_live.errors import ConfigError, FsmLiveError
+from fsm_live.errors import ConfigError, CredentialsRejected, FsmLiveError
 from fsm_live.transport.url import safe_url
 
-__all__ = ("MAX_RESPONSE", "HttpTokenSource", "TokenFetchFailed", "fetch_token", "token_url_for")
+__all__ = (
+    "MAX_RESPONSE",
+    "HttpTokenSource",
+    "TokenFetchFailed",
+    "TokenRejected",
+    "fetch_token",
+    "token_url_for",
+)
 
 #: The largest response read; a token answer is a few hundred bytes.
 MAX_RESPONSE: Final = 64 * 1024
@@ -33,6 +40,11 @@ MAX_RESPONSE: Final = 64 * 1024
 
 class TokenFetchFailed(FsmLiveError, RuntimeError):
     """The token endpoint could not be reached, or did not answer with a token."""
+
+
+class TokenRejected(TokenFetchFailed, CredentialsRejected):
+    """The token endpoint answered HTTP 401 or 403: it refused the cookies (they
+    expired, the seed's "Cookie过期").  Fetching again with them cannot help."""
 
 
 def token_url_for(ws_url: str) -> str:
@@ -69,9 +81,9 @@ async def fetch_token(
 
     Not bounded in time: wrap it in :func:`anyio.fail_after` (as
     :class:`HttpTokenSource` does).  Raises :class:`ConfigError` for a URL that is
-    not http(s), and :class:`TokenFetchFailed` when the endpoint is unreachable,
-    answers a status other than 200, or its body is not JSON with a non-empty
-    string ``token``.
+    not http(s), :class:`TokenRejected` when the endpoint answers 401 or 403, and
+    :class:`TokenFetchFailed` when it is unreachable, answers another status than
+    200, or its body is not JSON with a non-empty string ``token``.
     """
     scheme, host, port, path = _endpoint(url)
     where = safe_url(url)
@@ -127,13 +139,15 @@ def _token_from(raw: bytes, where: str) -> Secret:
     ):
         raise TokenFetchFailed(f"token endpoint {where}: not an HTTP answer")
     status = int(parts[1])
+    if status in (401, 403):
+        raise TokenRejected(f"token endpoint {where}: answered HTTP {status}")
     if status != 200:
         raise TokenFetchFailed(f"token endpoint {where}: answered HTTP {status}")
     if b"transfer-encoding: chunked" in head.lower():
         raise TokenFetchFailed(f"token endpoint {where}: chunked answers are not supported")
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise TokenFetchFailed(f"token endpoint {where}: the answer is not JSON") from None
     token = value.get("token") if isinstance(value, dict) else None
     if not isinstance(token, str) or not token:

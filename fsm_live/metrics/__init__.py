@@ -9,9 +9,8 @@ creating a collector or a server raises :class:`~fsm_live.errors.MissingExtra`.
 
     registry = new_registry()                  # with the process collector
     registry.register(ConnectionCollector(connection))
-    server = serve_metrics(registry, port=9100)   # 127.0.0.1 by default
-    ...
-    server.close()
+    async with serve_metrics(registry, port=9100):   # 127.0.0.1 by default
+        ...                                          # served on this event loop
 
 The families: :mod:`fsm_live.metrics.collector`.
 """

@@ -11,10 +11,11 @@ per-connection labels):
 ``fsm_live_failures_total``            counter    failures by ``error_class``
 ``fsm_live_reconnect_attempts_total``  counter    reconnect attempts (``Stats.reconnects``)
 ``fsm_live_heartbeat_rtt_seconds``     histogram  heartbeat round trips since registered
-``fsm_live_messages_received_total``   counter    messages delivered (duplicates excluded)
-``fsm_live_messages_sent_total``       counter    messages written to a link
-``fsm_live_duplicates_dropped_total``  counter    inbound duplicates dropped
-``fsm_live_send_buffer_frames``        gauge      frames waiting in send buffers
+``fsm_live_<count>_total``             counter    one per count of :class:`fsm_live.counters.Counts`
+                                                  (:func:`~fsm_live.counters.metric_name`:
+                                                  ``messages_received``, ``messages_sent``,
+                                                  ``duplicates_dropped``, ``heartbeats_sent`` ...)
+``fsm_live_send_buffer_frames``        gauge      frames live in the delivery ledgers
 ``fsm_live_tasks``                     gauge      jobs alive
 =====================================  =========  =========================================
 
@@ -24,11 +25,12 @@ histogram is fed as acks arrive (one bisection per heartbeat ack, through
 :meth:`~fsm_live.connection.LiveConnection.on_heartbeat_ack`), and only once a
 collector is created.
 
-Threads: prometheus-client serves scrapes from a thread of its own, while a
-connection lives on its event loop.  Create a collector in async code on that
-loop: a scrape from another thread is then run on the loop
-(``anyio.from_thread.run_sync``) and waits for it; one in the loop's own thread
-runs at once.  A collector created outside an event loop collects in whatever
+Threads: :func:`~fsm_live.metrics.server.serve_metrics` answers scrapes on the
+event loop itself, so a collector reads ``stats()`` there at once.  A scrape from
+another thread (prometheus-client's ``start_http_server``, a WSGI server of your
+own) is run on the loop the collector was created on
+(``anyio.from_thread.run_sync``) and waits for it: create collectors in async code
+on that loop.  A collector created outside an event loop collects in whatever
 thread scrapes.  Requires prometheus-client (``pip install 'fsm_live[metrics]'``):
 otherwise creating a collector raises :class:`~fsm_live.errors.MissingExtra`.
 """
@@ -47,6 +49,7 @@ import anyio.lowlevel
 import sniffio
 
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.counters import COUNT_NAMES, describe, metric_name
 from fsm_live.errors import MissingExtra
 from fsm_live.metrics.histogram import RTT_BUCKETS, RttHistogram
 from fsm_live.metrics.snapshot import CounterFigures, Figures, counters_of
@@ -116,15 +119,12 @@ def families(
     reconnects = core.CounterMetricFamily(
         "fsm_live_reconnect_attempts_total", "Reconnect attempts.", labels=names
     )
-    received = core.CounterMetricFamily(
-        "fsm_live_messages_received_total", "Messages delivered to the application.", labels=names
-    )
-    sent = core.CounterMetricFamily(
-        "fsm_live_messages_sent_total", "Messages written to a link.", labels=names
-    )
-    duplicates = core.CounterMetricFamily(
-        "fsm_live_duplicates_dropped_total", "Inbound duplicates dropped.", labels=names
-    )
+    counts = {
+        name: core.CounterMetricFamily(
+            metric_name(name), describe(name).capitalize() + ".", labels=names
+        )
+        for name in COUNT_NAMES
+    }
     buffered = core.GaugeMetricFamily(
         "fsm_live_send_buffer_frames", "Frames waiting in send buffers.", labels=names
     )
@@ -142,9 +142,8 @@ def families(
         for error_class, count in sorted(counters.failures.items()):
             failures.add_metric([*labels, error_class], count)
         reconnects.add_metric(labels, counters.reconnects)
-        received.add_metric(labels, counters.messages_in)
-        sent.add_metric(labels, counters.messages_out)
-        duplicates.add_metric(labels, counters.duplicates_dropped)
+        for name, family in counts.items():
+            family.add_metric(labels, getattr(counters, name))
         buffered.add_metric(labels, figure.buffered)
         tasks.add_metric(labels, figure.tasks)
     for values, histogram in rtts:
@@ -155,9 +154,7 @@ def families(
         failures,
         reconnects,
         rtt,
-        received,
-        sent,
-        duplicates,
+        *counts.values(),
         buffered,
         tasks,
     ]

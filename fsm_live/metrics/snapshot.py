@@ -14,39 +14,36 @@ from collections.abc import Iterable
 import attrs
 
 from fsm_live._runtime.stats import Stats
+from fsm_live.counters import COUNT_NAMES, Counts
 
 __all__ = ("CounterFigures", "Figures", "counters_of")
 
 
 @attrs.define
-class CounterFigures:
-    """The counters of one connection (or the sum of several): they only grow."""
+class CounterFigures(Counts):
+    """The counters of one connection (or the sum of several): they only grow.  The
+    counts of :class:`~fsm_live.counters.Counts`, plus transitions by edge,
+    failures by class and reconnect attempts."""
 
     transitions: Counter[tuple[str, str, str]] = attrs.Factory(Counter)
     failures: Counter[str] = attrs.Factory(Counter)
     reconnects: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    duplicates_dropped: int = 0
 
     def add(self, other: CounterFigures) -> None:
         self.transitions.update(other.transitions)
         self.failures.update(other.failures)
         self.reconnects += other.reconnects
-        self.messages_in += other.messages_in
-        self.messages_out += other.messages_out
-        self.duplicates_dropped += other.duplicates_dropped
+        for name in COUNT_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def counters_of(stats: Stats) -> CounterFigures:
     """The counters of one connection's ``stats()``."""
     return CounterFigures(
-        Counter(stats.transitions),
-        Counter(stats.failures),
-        stats.reconnects,
-        stats.messages_in,
-        stats.messages_out,
-        stats.duplicates_dropped,
+        transitions=Counter(stats.transitions),
+        failures=Counter(stats.failures),
+        reconnects=stats.reconnects,
+        **stats.counts(),
     )
 
 

@@ -4,6 +4,18 @@ An adapter turns application messages into frames and back, and knows its
 protocol's heartbeat, registration handshake, message ids (for de-duplication)
 and acknowledgements.  Adapters are small and stateless apart from what their
 protocol needs; one adapter instance serves one connection.
+
+**Acknowledgements** (:class:`Acknowledging`): a protocol whose peer answers each
+request frame with a frame carrying the same id (lwp's ``mid``; json with a
+configured key) lets the delivery ledger keep a frame until it is acknowledged
+and send it again after a reconnect (at-least-once), and lets
+``LiveConnection.request()`` return the answer.  Without it, a frame is done once
+it left the process (docs/protocol.md says what that guarantees).
+
+**Decoding never raises**: a frame an adapter cannot read is delivered as a value
+saying so (:class:`Undecodable`, or the adapter's own such type); the engine
+also turns anything an adapter raises into an :class:`Undecodable`, so one bad
+frame never costs the link or the frames behind it.
 """
 
 from __future__ import annotations
@@ -16,7 +28,18 @@ import attrs
 from fsm_live.credentials import CredentialsProvider
 from fsm_live.transport.base import Message
 
-__all__ = ("Decoded", "ProtocolAdapter", "Registration", "SimpleDecoder")
+__all__ = (
+    "MAX_UNDECODABLE",
+    "Acknowledging",
+    "Decoded",
+    "ProtocolAdapter",
+    "Registration",
+    "SimpleDecoder",
+    "Undecodable",
+)
+
+#: Characters of a frame an :class:`Undecodable` keeps (the peer chose them all).
+MAX_UNDECODABLE = 1024
 
 
 @attrs.frozen
@@ -24,14 +47,35 @@ class Decoded:
     """One item decoded from an inbound frame.
 
     ``message`` is for the application (None for protocol-only frames);
-    ``message_id`` de-duplicates it; ``heartbeat_ack`` is the id of the heartbeat
-    this frame acknowledges; ``reply`` is a frame to send back (an ack).
+    ``message_id`` de-duplicates it; ``ack`` is the id of one of our frames this
+    one acknowledges (a heartbeat, a request: see :class:`Acknowledging`) and
+    ``answer`` what a request's sender gets (the frame's value); ``reply`` is a
+    frame to send back (our ack of a push).
     """
 
     message: Any = None
     message_id: Hashable | None = None
-    heartbeat_ack: str | None = None
+    ack: Hashable | None = None
+    answer: Any = None
     reply: Message | None = None
+
+
+@attrs.frozen
+class Undecodable:
+    """An inbound frame the adapter could not decode, delivered instead of dropped.
+
+    ``frame`` is the frame, cut to :data:`MAX_UNDECODABLE` characters (or bytes);
+    ``error`` names what went wrong (an exception's type, never its text when the
+    peer chose it).
+    """
+
+    frame: Message
+    error: str
+
+    @classmethod
+    def of(cls, frame: Message, error: str) -> Undecodable:
+        """The value for ``frame``, cut to the bound."""
+        return cls(frame[:MAX_UNDECODABLE], error)
 
 
 class Registration(Protocol):
@@ -80,6 +124,23 @@ class ProtocolAdapter(Protocol):
 
         Raises :class:`~fsm_live.errors.TransportError` (a provider's own
         exception becomes one of kind ``credentials``).
+        """
+        ...
+
+
+@runtime_checkable
+class Acknowledging(Protocol):
+    """An adapter whose peer acknowledges frames by id (optional, beside
+    :class:`ProtocolAdapter`)."""
+
+    #: False when this instance has no acknowledgements configured (json without a key).
+    acknowledges: bool
+
+    def encode_tracked(self, message: Any, *, request: bool) -> tuple[Message, Hashable | None]:
+        """The frame for ``message`` and the id its acknowledgement will carry (None:
+        this frame is not acknowledged).  With ``request`` the frame must be: an id
+        is added if the message has none.  Raises TypeError/ValueError as
+        :meth:`ProtocolAdapter.encode` does.
         """
         ...
 

@@ -129,6 +129,9 @@ class ErrorClassSpec:
     action: Action
     retry_after: bool = False
     min_delay: float = 0.0
+    #: A failure of this class says the endpoint may be down (counted by the endpoint
+    #: shared by the connections that dial it: fsm_live.core.endpoint).
+    endpoint: bool = False
 
 
 @attrs.frozen

@@ -20,9 +20,11 @@ line)::
     def _record(order, amount):
         order.payments.append(amount)
 
-How each kind is called (``subject`` is what the machine runs for: the model of
-a ``transitions.Machine``; in a live connection, the core's ``Lifecycle`` for
-guards, actions and timers, and a ``TaskContext`` for tasks: ``send(frame)``,
+How each kind is called (``subject`` is what the machine runs for: your object
+when :class:`fsm_live.runner.Runner` runs the spec (tasks get a ``TaskContext``:
+``subject``, ``fire(trigger, **data)``, ``state``); the model of a
+``SpecMachine``; in a live connection, the core's ``Lifecycle`` for guards,
+actions and timers, and a ``TaskContext`` for tasks: ``send(frame)``,
 ``fire(trigger)``, ``state``):
 
 ============  =======================================  ==============================
@@ -38,7 +40,13 @@ kind          called as                                when
 {payments_enough: {args: [amount]}}``), taken by name from the event's data.
 :meth:`Registry.check` verifies, without calling anything, that every name the
 spec uses is bound and that each callable accepts that call (``inspect.signature``),
-and that tasks are coroutine functions.
+that tasks are coroutine functions, and reports names the spec declares but never
+uses and bindings the spec never uses.
+
+A name is bound once per kind, in one place: combining two registries that both
+bind the same kind and name (``lifecycle | mine``) raises
+:class:`~fsm_live.errors.SpecError` instead of letting one silently win, so a
+user's timer named ``backoff`` can never be taken by a built-in one.
 """
 
 from __future__ import annotations
@@ -66,6 +74,16 @@ class Binding:
     name: str
     func: Callable[..., Any]
 
+    @property
+    def where(self) -> str | None:
+        """``FILE:LINE`` of the callable's definition, or None (a builtin, a partial)."""
+        return _where(self.func)
+
+    def describe(self) -> str:
+        """``module.qualname`` of the callable, with ``at FILE:LINE`` where known."""
+        where = self.where
+        return _describe(self.func) + (f" at {where}" if where else "")
+
 
 class Registry:
     """Names of guards, tasks, timers and actions bound to callables.
@@ -73,15 +91,18 @@ class Registry:
     Bind with the decorators :meth:`guard`, :meth:`task`, :meth:`timer` and
     :meth:`action` (bare, or given the spec's name when the function's differs),
     or with :meth:`bind`.  A name is bound once per kind: binding it again
-    raises ``ValueError``.  Combine registries with ``|`` (the right one wins
-    where both bind a name), e.g. the packaged lifecycle's plus yours.
+    raises ``ValueError``.  Combine registries with ``|`` (:meth:`union`), e.g.
+    the packaged lifecycle's plus yours; a name both bind is a
+    :class:`~fsm_live.errors.SpecError`, never a silent override.
     """
 
-    __slots__ = ("_bindings", "name")
+    __slots__ = ("_bindings", "_owners", "name")
 
     def __init__(self, name: str = "registry") -> None:
         self.name = name
         self._bindings: dict[Kind, dict[str, Binding]] = {kind: {} for kind in KINDS}
+        #: Which registry of a union each binding came from (for messages).
+        self._owners: dict[tuple[Kind, str], str] = {}
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{len(self._bindings[kind])} {kind}s" for kind in KINDS)
@@ -108,6 +129,7 @@ class Registry:
                 f"(to {_describe(self._bindings[kind][name].func)})"
             )
         self._bindings[kind][name] = Binding(kind, name, func)
+        self._owners[(kind, name)] = self.name
 
     @overload
     def guard(self, name: F, /) -> F: ...
@@ -184,10 +206,39 @@ class Registry:
         return sum(len(bindings) for bindings in self._bindings.values())
 
     def __or__(self, other: Registry) -> Registry:
-        """A new registry with both's bindings; ``other`` wins where both bind a name."""
-        merged = Registry(f"{self.name}|{other.name}")
-        for binding in (*self, *other):
-            merged._bindings[binding.kind][binding.name] = binding
+        """``self.union(other)``: both's bindings; a name bound in both is an error."""
+        return self.union(other)
+
+    def union(self, *others: Registry, spec: Spec | None = None) -> Registry:
+        """A new registry with this one's bindings and ``others``'.
+
+        Raises :class:`~fsm_live.errors.SpecError` listing each kind and name bound
+        in two of them (``lifecycle | mine`` where both bind the timer ``backoff``):
+        one problem per name, located at ``spec``'s declaration of the name when a
+        spec is given and declares it (``app.yaml:7: timers.backoff: ...``), else at
+        the later binding's definition (``app.py:12: timer 'backoff': ...``).
+        """
+        merged = Registry("|".join(r.name for r in (self, *others)))
+        problems: list[str] = []
+        for registry in (self, *others):
+            for binding in registry:
+                first = merged._bindings[binding.kind].get(binding.name)
+                if first is None:
+                    merged._bindings[binding.kind][binding.name] = binding
+                    merged._owners[(binding.kind, binding.name)] = registry.name
+                    continue
+                if first.func is binding.func:
+                    continue  # the same callable twice (a registry combined with itself)
+                owner = merged._owners[(binding.kind, binding.name)]
+                problems.append(
+                    _clash(binding, spec)
+                    + f"{binding.kind} {binding.name!r} is bound in registry {owner!r} "
+                    f"(to {first.describe()}) and in registry {registry.name!r} "
+                    f"(to {binding.describe()}): a name is bound once; rename one "
+                    f"in its spec and its registry"
+                )
+        if problems:
+            raise SpecError(problems)
         return merged
 
     def vocabulary(self) -> Vocabulary:
@@ -197,7 +248,12 @@ class Registry:
     # -- checking ----------------------------------------------------------------------
 
     def check(
-        self, spec: Spec, *, kinds: Iterable[Kind] = KINDS, declared_only: bool = False
+        self,
+        spec: Spec,
+        *,
+        kinds: Iterable[Kind] = KINDS,
+        declared_only: bool = False,
+        unused: bool = True,
     ) -> list[str]:
         """Problems binding ``spec`` with this registry, each ``FILE:LINE: item: message``.
 
@@ -208,6 +264,15 @@ class Registry:
         packaged lifecycle's, which its runtime implements).
         Problems are reported once per name, at its declaration if the spec
         declares it, else at its first use.  Nothing is called.
+
+        With ``unused`` (the default) two more kinds of problem are reported:
+        a name the spec declares (its ``guards``, ``tasks``, ``timers`` or
+        ``actions`` sections) that no state or row uses, at its declaration; and
+        a binding of this registry that the spec never uses (a typo, or a name
+        left behind), at the callable's definition.  Machines built from a
+        registry do not refuse those (a registry may serve several specs), and
+        ``declared_only`` leaves them out (a runtime that implements the packaged
+        names checks only the spec's own).
         """
         problems: list[str] = []
         seen: set[tuple[Kind, str]] = set()
@@ -234,13 +299,33 @@ class Registry:
             message = self._problem(use.kind, use.name, args)
             if message:
                 problems.append(f"{where}: {item}: {message}")
+        if unused and not declared_only:
+            problems += self.unused(spec, kinds=wanted)
         return problems
 
-    def require(self, spec: Spec) -> None:
-        """Raise :class:`~fsm_live.errors.SpecError` listing :meth:`check`'s problems, if any."""
-        problems = self.check(spec)
-        if problems:
-            raise SpecError(problems)
+    def unused(self, spec: Spec, *, kinds: Iterable[Kind] = KINDS) -> list[str]:
+        """Names ``spec`` declares but never uses, then bindings of this registry
+        ``spec`` never uses, each one located line (see :meth:`check`)."""
+        wanted = frozenset(kinds)
+        used = {(use.kind, use.name) for use in spec.uses()}
+        problems = [
+            f"{spec.source}:{d.line}: {SECTIONS[d.kind]}.{d.name}: {d.kind} {d.name!r} is "
+            f"declared but no state or transition uses it"
+            if d.line is not None
+            else f"{spec.source}: {SECTIONS[d.kind]}.{d.name}: {d.kind} {d.name!r} is "
+            f"declared but no state or transition uses it"
+            for d in spec.vocabulary
+            if d.kind in wanted and (d.kind, d.name) not in used
+        ]
+        for binding in self:
+            if binding.kind in wanted and (binding.kind, binding.name) not in used:
+                where = binding.where or f"registry {self.name!r}"
+                problems.append(
+                    f"{where}: {binding.kind} {binding.name!r} is bound in registry "
+                    f"{self.name!r} (to {_describe(binding.func)}) but {spec.source} "
+                    f"never uses it"
+                )
+        return problems
 
     def _problem(self, kind: Kind, name: str, args: tuple[str, ...]) -> str | None:
         binding = self._bindings[kind].get(name)
@@ -269,6 +354,31 @@ def _is_coroutine_function(func: Callable[..., Any]) -> bool:
         return True
     call = getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _where(func: Callable[..., Any]) -> str | None:
+    func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return None
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def _clash(binding: Binding, spec: Spec | None) -> str:
+    """Where a name bound twice is reported: the spec's declaration, else the binding."""
+    if spec is not None:
+        declared = spec.vocabulary.get(binding.kind, binding.name)
+        if declared is not None:
+            line = f":{declared.line}" if declared.line is not None else ""
+            return f"{spec.source}{line}: {SECTIONS[binding.kind]}.{binding.name}: "
+        use = next(
+            (u for u in spec.uses() if (u.kind, u.name) == (binding.kind, binding.name)), None
+        )
+        if use is not None:
+            line = f":{use.line}" if use.line is not None else ""
+            return f"{spec.source}{line}: {use.item}: "
+    where = binding.where
+    return f"{where}: " if where else ""
 
 
 def _describe(func: Callable[..., Any]) -> str:

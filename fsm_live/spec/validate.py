@@ -235,17 +235,22 @@ class _Validator:
             if value is None:
                 continue
             path: Path = (section,)
+            lines: dict[Any, int | None] = {}
             if isinstance(value, list):
-                value = dict.fromkeys(self.names(value, path, f"a {kind}"))
+                names = self.names(value, path, f"a {kind}")
+                lines = {name: self.line((*path, i)) for i, name in enumerate(value)}
+                value = dict.fromkeys(names)
             elif not self.expect(value, dict, path, f"a mapping of {kind} names (or a list)"):
                 continue
             for name, body in value.items():
-                declaration = self.declaration(kind, name, body, (*path, name))
+                declaration = self.declaration(kind, name, body, (*path, name), lines.get(name))
                 if declaration is not None:
                     declarations.append(declaration)
         return Vocabulary.from_declarations(declarations)
 
-    def declaration(self, kind: Kind, name: Any, body: Any, path: Path) -> Declaration | None:
+    def declaration(
+        self, kind: Kind, name: Any, body: Any, path: Path, line: int | None = None
+    ) -> Declaration | None:
         if not isinstance(name, str) or not _NAME.match(name):
             self.problem(path, f"invalid {kind} name {name!r}")
             return None
@@ -263,7 +268,11 @@ class _Validator:
         description = body.get("description", "")
         self.expect(description, str, (*path, "description"), "a string")
         return Declaration(
-            kind, name, args=args, description=str(description), line=self.lines.get(path)
+            kind,
+            name,
+            args=args,
+            description=str(description),
+            line=self.lines.get(path, line),
         )
 
     def initial(self, value: Any, states: Mapping[str, StateSpec]) -> str | None:
@@ -528,7 +537,7 @@ class _Validator:
             class_path = (*path, name)
             if not self.expect(body, dict, class_path, "a mapping"):
                 continue
-            self.known_keys(body, ("action", "retry_after", "min_delay"), class_path)
+            self.known_keys(body, ("action", "retry_after", "min_delay", "endpoint"), class_path)
             action = body.get("action")
             if action not in ERROR_ACTIONS:
                 self.problem(
@@ -543,7 +552,11 @@ class _Validator:
             ) and not 0 <= min_delay < float("inf"):
                 self.problem((*class_path, "min_delay"), "must be finite and >= 0")
             classes[str(name)] = ErrorClassSpec(
-                name=str(name), action=action, retry_after=retry_after, min_delay=float(min_delay)
+                name=str(name),
+                action=action,
+                retry_after=retry_after,
+                min_delay=float(min_delay),
+                endpoint=self.flag(body, "endpoint", class_path),
             )
         return classes
 

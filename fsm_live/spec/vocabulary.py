@@ -128,6 +128,8 @@ LIFECYCLE_VOCABULARY: Final = Vocabulary.of(
         "exhausted": "the failure count has reached max_failures",
         "retryable": "a failed state reached by retryable failures, failed_retry on, "
         "no escalation running",
+        "endpoint_down": "the endpoint this connection dials is down (its connections "
+        "failed against it, endpoint_failures in a row)",
     },
     tasks={
         "dial": "dial and run the protocol handshake",
@@ -145,6 +147,9 @@ LIFECYCLE_VOCABULARY: Final = Vocabulary.of(
         "stability": "the connection stayed up for stability_window",
         "backoff": "the backoff delay before the next attempt",
         "failed_retry": "failed_retry_delay (jittered) after a retryable failure",
+        "probe": "this connection dials the endpoint: its turn to probe it while it "
+        "is down (probe_interval apart, one connection at a time), or its paced "
+        "slot once it is back",
     },
 )
 

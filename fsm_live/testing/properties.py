@@ -12,8 +12,12 @@ checks after every step:
 * the set of running tasks (replayed from the effects) equals the spec's tasks
   for the current state, all of the current generation; every cancel names a
   running task;
-* armed timers are the current state's timers;
-* final states absorb: nothing leaves them and no effect comes out of them;
+* armed timers are the current state's timers; ``next_deadline()`` is the earliest
+  of every deadline the lifecycle keeps (``deadlines()``);
+* final states absorb: nothing leaves them and no effect comes out of them but
+  the abort of a link released on the way in;
+* a link is released once, aborted only after its release and only if not closed;
+  a heartbeat goes out only in a state whose tasks include ``heartbeat``;
 * backoff delays stay within the policy's bounds (widened only by Retry-After,
   a class's ``min_delay`` and the planned-close jitter; zero once exhausted);
 * the failure count goes down only to zero, and only when the connection became
@@ -25,13 +29,21 @@ Use it in a test module::
     from fsm_live.testing import spec_state_machine
 
     TestMySpec = spec_state_machine("specs/my_lifecycle.yaml").TestCase
+
+That is for connection specs, run by fsm_live's lifecycle.  Your own machine,
+run on your object with your registry, is checked by
+:mod:`fsm_live.testing.run_properties`::
+
+    TestOrders = spec_state_machine("order_control.yaml", registry=registry,
+                                    subject=Order).TestCase
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,15 +56,29 @@ from hypothesis.stateful import (
 
 from fsm_live.config import Config
 from fsm_live.core.classify import Classifier, Failure
-from fsm_live.core.effects import CancelTask, Effect, Emit, ScheduleTimer, StartTask
+from fsm_live.core.effects import (
+    AbortLink,
+    CancelTask,
+    Effect,
+    Emit,
+    ReleaseLink,
+    ScheduleTimer,
+    SendHeartbeat,
+    StartTask,
+)
 from fsm_live.core.events import (
     Close,
+    CredentialsRefreshed,
     EscalationFinished,
     Event,
     HeartbeatAcked,
     Inbound,
+    LinkClosed,
     LinkFailed,
+    MessageReceived,
     Opened,
+    ReadingPaused,
+    ReadingResumed,
     Rotate,
     Start,
     Tick,
@@ -90,23 +116,52 @@ def failures(spec: Spec) -> st.SearchStrategy[Failure]:
 def spec_state_machine(
     spec: Spec | str | Path,
     *,
+    registry: Registry | None = None,
+    subject: Callable[[], Any] | None = None,
+    args: Mapping[str, st.SearchStrategy[Any]] | None = None,
     config: Config | None = None,
     lifecycle_factory: LifecycleFactory = Lifecycle,
-    registry: Registry | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """A ``RuleBasedStateMachine`` class checking the spec's invariants (module docstring).
+    """A ``RuleBasedStateMachine`` class checking the spec's invariants.
 
-    ``spec`` is a :class:`Spec` or a path to one; ``registry`` binds the guards, tasks,
-    timers and actions the spec declares itself (as for ``LifecycleMachine``; a spec
-    naming its own vocabulary needs it, else :class:`~fsm_live.errors.SpecError` names
-    what is unbound).  ``config`` defaults to one with
-    short timers so clock jumps reach them.  ``lifecycle_factory`` builds the model
+    Your machine: give ``subject``, a function returning a new object of yours
+    (``subject=Order``), and ``registry``, binding every guard, action, timer and
+    task the spec uses (called with that object, as :class:`~fsm_live.runner.Runner`
+    runs them).  The spec then runs on your object with your callables, and the
+    invariants of :mod:`fsm_live.testing.run_properties` are checked; ``args``
+    gives strategies for declared event arguments.  Raises
+    :class:`~fsm_live.errors.SpecError` naming every name ``registry`` leaves
+    unbound, and ``TypeError`` for a ``registry`` without ``subject`` on a spec
+    that is not a connection's (its callables would get fsm_live's lifecycle).
+
+    A connection spec (one with the triggers of
+    :data:`~fsm_live.core.lifecycle.REQUIRED_TRIGGERS`), or any spec without
+    ``subject`` and ``registry``: fsm_live's own lifecycle runs it (module
+    docstring); ``registry`` then binds the tasks and timers the spec declares
+    itself (as for ``LifecycleMachine``).  ``config`` defaults to one with short
+    timers so clock jumps reach them.  ``lifecycle_factory`` builds the model
     under test (``Lifecycle`` or a subclass) with the same arguments as
     :class:`Lifecycle`; the project's own tests plant bugs through it to show the
-    invariants catch them.  Run it with ``.TestCase`` (pytest/unittest) or
+    invariants catch them.
+
+    Run it with ``.TestCase`` (pytest/unittest) or
     ``hypothesis.stateful.run_state_machine_as_test``.
     """
     spec = spec if isinstance(spec, Spec) else Spec.from_path(spec)
+    if subject is not None or (
+        registry is not None and not set(spec.triggers) >= REQUIRED_TRIGGERS
+    ):
+        if registry is None:
+            registry = Registry(f"{spec.name} (nothing bound)")
+        if subject is None:
+            raise TypeError(
+                f"spec_state_machine({spec.source}, registry={registry.name!r}): its guards, "
+                f"actions and timers are called with your object: pass subject=, a function "
+                f"returning a new one (e.g. subject=Order)"
+            )
+        from fsm_live.testing.run_properties import run_state_machine
+
+        return run_state_machine(spec, registry, subject, args=args)
     return _build(
         spec,
         config
@@ -144,6 +199,7 @@ def _build(
             self.now = 0.0
             self.lifecycle = lifecycle_factory(machine, config, now=0.0)
             self.running: dict[str, int] = {}
+            self.released: set[int] = set()  # links released and not closed yet
             self.failures = 0
 
         @initialize(seed=st.integers(0, 2**32 - 1), can_refresh=st.booleans())
@@ -196,8 +252,26 @@ def _build(
                     st.builds(EscalationFinished, st.just(now), st.just(generation), st.booleans()),
                     st.just(Start(now)),
                     st.just(Close(now)),
+                    st.just(ReadingPaused(now, generation)),
+                    st.just(ReadingResumed(now, generation)),
+                    st.just(MessageReceived(now, generation)),
+                    st.builds(
+                        CredentialsRefreshed,
+                        st.just(now),
+                        st.just(generation),
+                        st.sampled_from(("auth", "token", "cookies")),
+                        st.booleans(),
+                        st.booleans(),
+                    ),
+                    *(
+                        [st.sampled_from(sorted(self.released)).map(lambda n: LinkClosed(now, n))]
+                        if self.released
+                        else []
+                    ),
                 )
             )
+            if isinstance(event, LinkClosed):
+                self.released.discard(event.link)
             self.step(event)
 
         # -- checks --------------------------------------------------------------------
@@ -206,6 +280,9 @@ def _build(
             lifecycle = self.lifecycle
             before = lifecycle.state
             stale = getattr(event, "generation", lifecycle.generation) != lifecycle.generation
+            # A refresh reports its outcome whatever state it ends in (its credential's
+            # age moved), so a stale one may still act: only when it is current.
+            stale = stale and not isinstance(event, CredentialsRefreshed)
             stability_due = (
                 "stability" in lifecycle.timers
                 and isinstance(event, Tick)
@@ -224,7 +301,10 @@ def _build(
         def check_step(self, before: str, effects: list[Effect], *, allow_reset: bool) -> None:
             lifecycle = self.lifecycle
             if machine.states[before].final:
-                assert effects == [], f"final state {before} produced {effects}"
+                # Only the links released on the way in may still be closing (and aborted).
+                assert all(isinstance(e, AbortLink) for e in effects), (
+                    f"final state {before} produced {effects}"
+                )
                 assert lifecycle.state == before
             state = before
             for effect in effects:
@@ -244,6 +324,16 @@ def _build(
                     )
                 elif isinstance(effect, ScheduleTimer) and effect.timer == "backoff":
                     self.check_backoff(effect.deadline - self.now)
+                elif isinstance(effect, ReleaseLink):
+                    assert effect.link not in self.released, f"link {effect.link} released twice"
+                    self.released.add(effect.link)
+                elif isinstance(effect, AbortLink):
+                    assert effect.link in self.released, f"link {effect.link} aborted, not released"
+                    self.released.discard(effect.link)
+                elif isinstance(effect, SendHeartbeat):
+                    assert "heartbeat" in machine.states[state].tasks, (
+                        f"a heartbeat sent in {state}, which does not run one"
+                    )
             assert state == lifecycle.state, f"effects end in {state}, model in {lifecycle.state}"
             self.check_failure_count(allow_reset)
 
@@ -291,6 +381,18 @@ def _build(
                 assert all(g == lifecycle.generation for g in self.running.values()), (
                     f"tasks {self.running} not of generation {lifecycle.generation}"
                 )
+
+        @invariant()
+        def the_next_deadline_is_the_earliest_of_all(self) -> None:
+            lifecycle = self.lifecycle
+            deadlines = lifecycle.deadlines()
+            expected = min(deadlines.values()) if deadlines else None
+            assert lifecycle.next_deadline() == expected, (
+                f"next_deadline {lifecycle.next_deadline()} but deadlines {deadlines}"
+            )
+            assert len(lifecycle.closing) == len(self.released), (
+                f"closing {sorted(lifecycle.closing)}, released {sorted(self.released)}"
+            )
 
         @invariant()
         def timers_are_the_states_timers(self) -> None:

@@ -47,8 +47,8 @@ from datetime import UTC, datetime
 
 import anyio
 from python_socks import ProxyError as SocksProxyError
+from websockets.exceptions import ConnectionClosed as WebSocketsClosed
 from websockets.exceptions import (
-    ConnectionClosed,
     InvalidHandshake,
     InvalidProxy,
     InvalidStatus,
@@ -170,7 +170,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, delay) if math.isfinite(delay) else None
 
 
-def close_code_of(exc: ConnectionClosed, *, closed_by_app: bool = False) -> int:
+def close_code_of(exc: WebSocketsClosed, *, closed_by_app: bool = False) -> int:
     """The close code a websockets ``ConnectionClosed`` stands for.
 
     The code of the close frame received, if any.  Else, when websockets itself
@@ -272,7 +272,7 @@ def translate(exc: BaseException, *, closed_by_app: bool = False) -> TransportEr
         return rejected(exc.response.status_code, values[0] if len(values) == 1 else None)
     if isinstance(exc, InvalidURI | InvalidProxy | UnicodeError):
         return failed("bad_uri")  # UnicodeError: a host name with no IDNA form
-    if isinstance(exc, ConnectionClosed):
+    if isinstance(exc, WebSocketsClosed):
         return closed(close_code_of(exc, closed_by_app=closed_by_app))
     if isinstance(exc, ProxyError | SocksProxyError):
         return failed("unreachable", "the proxy did not open the connection")
@@ -305,7 +305,7 @@ def tls_failed(exc: BaseException) -> TransportError:
 #: anyio wraps them; python-socks' connection and timeout errors are OSErrors.)
 TRANSLATABLE: tuple[type[BaseException], ...] = (
     TransportError,
-    ConnectionClosed,
+    WebSocketsClosed,
     InvalidHandshake,
     InvalidURI,
     InvalidProxy,

@@ -175,6 +175,11 @@ class _ClientStream(anyio.abc.ByteStream):
     async def send_eof(self) -> None:
         self._server._receive_eof()
 
+    def input_pending(self) -> bool:
+        """True while bytes from the server wait to be received (see
+        ``fsm_live._runtime.links.StreamLink.input_pending``)."""
+        return bool(self._server._to_client.chunks) and not self._closed
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
@@ -223,6 +228,8 @@ class ServerLink:
         self._fragments: list[bytes] = []
         self._fragments_text = False
         self._pings: dict[bytes, anyio.Event] = {}
+        #: Ping frames received from the client.
+        self.pings_received = 0
 
     # -- fed by the client's writes (synchronously) ----------------------------------------
 
@@ -272,6 +279,8 @@ class ServerLink:
                 data = b"".join(self._fragments)
                 self._fragments.clear()
                 self._deliver(data.decode() if self._fragments_text else data)
+        elif opcode is Opcode.PING:
+            self.pings_received += 1
         elif opcode is Opcode.PONG:
             waiter = self._pings.pop(bytes(frame.data), None)
             if waiter is not None:
@@ -384,6 +393,11 @@ class ServerLink:
             with anyio.move_on_after(_SERVER_CLOSE_TIMEOUT):
                 await self._closed.wait()
         self.drop()
+
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` to the client as it is: part of a frame, a frame this end's
+        protocol would never send (a hostile or broken peer)."""
+        self._to_client.write(data)
 
     def drop(self) -> None:
         """End the connection without a close frame: the client sees its stream end."""

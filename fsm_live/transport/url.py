@@ -13,7 +13,14 @@ cope with a URL that cannot be dialled.
 
 from __future__ import annotations
 
+import re
+import string
+import unicodedata
+from typing import Final
 from urllib.parse import SplitResult, urlsplit
+
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
 
 from fsm_live.errors import ConfigError
 
@@ -22,6 +29,13 @@ __all__ = ("HIDDEN", "check_url", "display_url", "is_host_name", "safe_url")
 #: What replaces a password or a query value when a URL is shown.
 HIDDEN = "***"
 _SCHEMES = ("ws", "wss")
+#: The ASCII characters a URI may hold (RFC 3986 section 2: unreserved, reserved, and
+#: "%" for escapes).  Other ASCII characters (space, controls, ``"<>\\^`{|}``) would
+#: reach the handshake's request line as they are, which a server refuses: a URL with
+#: one is refused here.  Characters beyond ASCII are allowed (an IRI: websockets
+#: encodes them, RFC 3987) unless they are spaces or controls.
+_URI_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
+_BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def display_url(url: str) -> str:
@@ -55,7 +69,10 @@ def check_url(url: object, *, field: str = "url") -> str:
 
     The error names ``field``, the URL as typed (:func:`display_url`) and what is
     wrong: not a string, the scheme, a missing host, a port that is not a number
-    from 1 to 65535, a fragment.
+    from 1 to 65535, a fragment, a character a URL cannot hold (a space, a control,
+    one of ``"<>\\^`{|}``: the error says where, and how to escape it), a ``%``
+    that starts no escape, or what websockets' ``parse_uri`` refuses (a user name
+    without a password).
     """
     if not isinstance(url, str):
         raise ConfigError(field, f"expected a ws:// or wss:// URL, got {type(url).__name__}")
@@ -83,7 +100,55 @@ def check_url(url: object, *, field: str = "url") -> str:
         raise bad("the port must be a number from 1 to 65535, got '0'")
     if parts.fragment or url.endswith("#"):
         raise bad("a fragment (#...) means nothing in a WebSocket URL")
+    # Where secrets may be (the user info, the query): say which part, never the
+    # character or its position.
+    start = url.index("//") + 2
+    secret = range(start, start + parts.netloc.rfind("@") + 1)
+    query = url.find("?")
+    for index, char in enumerate(url):
+        if not _not_in_a_url(char):
+            continue
+        if index in secret or 0 <= query < index:
+            part = "user info" if index in secret else "query"
+            raise bad(f"the {part} holds a character not allowed in a URL (percent-encode it)")
+        raise bad(
+            f"{_character(char)} at position {index + 1} is not allowed in a URL "
+            f"(write it as {_escaped(char)})"
+        )
+    if (escape := _BAD_ESCAPE.search(url)) is not None:
+        index = escape.start()
+        if index in secret or 0 <= query < index:
+            part = "user info" if index in secret else "query"
+            raise bad(f"the {part} holds a '%' that starts no escape (write '%' as %25)")
+        raise bad(
+            f"'%' at position {index + 1} starts no escape (two hex digits follow "
+            "'%'; write a '%' itself as %25)"
+        )
+    try:
+        parse_uri(url)  # what the client will do with it, so that it never fails later
+    except InvalidURI as exc:
+        raise bad(exc.msg) from None
+    except UnicodeError:  # the user info's escapes are not UTF-8
+        raise bad("the user name or password is not valid percent-encoded UTF-8") from None
     return url
+
+
+def _not_in_a_url(char: str) -> bool:
+    if char.isascii():
+        return char not in _URI_CHARACTERS
+    return unicodedata.category(char)[0] in "CZ"  # controls, format marks, spaces
+
+
+def _character(char: str) -> str:
+    if char == " ":
+        return "a space"
+    if char.isascii() and char.isprintable():
+        return repr(char)
+    return f"the character U+{ord(char):04X}"
+
+
+def _escaped(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode())
 
 
 def is_host_name(host: str) -> bool:

@@ -22,9 +22,11 @@ __all__ = (
     "SUBSCRIBE_PATH",
     "TOPICS",
     "Channel",
+    "Light",
     "Order",
     "Tcb",
     "grpc_connectivity",
+    "light_delay",
     "order_control",
     "subscribing",
     "tcp",
@@ -141,3 +143,41 @@ async def subscribe(context: Any) -> None:
 def _subscribe_timeout(lifecycle: Any) -> float:
     """Seconds the subscription may take before the link counts as lost."""
     return 10.0
+
+
+# -- light_delay.yaml: XState's lightDelayMachine -----------------------------------------------
+
+
+@dataclass
+class Light:
+    """A traffic light's delays in seconds (XState's docs: 1000, 500 and 2000 ms) and
+    the cycles it went through."""
+
+    green: float = 1.0
+    yellow: float = 0.5
+    red: float = 2.0
+    cycles: int = 0
+
+
+light_delay = Registry("light_delay")
+
+
+@light_delay.timer("green_delay")
+def _green_delay(light: Light) -> float:
+    return light.green
+
+
+@light_delay.timer("yellow_delay")
+def _yellow_delay(light: Light) -> float:
+    return light.yellow
+
+
+@light_delay.timer("red_delay")
+def _red_delay(light: Light) -> float:
+    return light.red
+
+
+@light_delay.action
+def count_cycle(light: Light) -> None:
+    """One more cycle: the light is green again."""
+    light.cycles += 1

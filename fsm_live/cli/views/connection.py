@@ -19,6 +19,8 @@ from rich.text import Text
 from fsm_live._runtime.stats import Stats
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.core.effects import TransitionRecord
+from fsm_live.transport.redaction import peer_text
+from fsm_live.transport.url import safe_url
 
 __all__ = (
     "MESSAGE_CHARS",
@@ -61,18 +63,20 @@ def plain_stats(stats: Stats, now: float, started_at: float) -> str:
 
 def plain_message(message: Any, at: float, started_at: float) -> str:
     """One line for a message received at ``at``: text as it is, anything else as
-    JSON (``repr`` for what JSON cannot show), line breaks escaped, and cut at
-    :data:`MESSAGE_CHARS` characters."""
+    JSON (``repr`` for what JSON cannot show), cut at :data:`MESSAGE_CHARS`
+    characters with line breaks and other control characters escaped (the peer
+    chose it: it must not write lines of its own or drive the terminal), as
+    :func:`~fsm_live.transport.redaction.peer_text` does."""
     if isinstance(message, str):
         text = message
     elif isinstance(message, bytes | bytearray):
         text = repr(bytes(message))
     else:
-        text = json.dumps(message, ensure_ascii=False, default=repr)
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
-    if len(text) > MESSAGE_CHARS:
-        text = f"{text[:MESSAGE_CHARS]}... ({len(text)} characters)"
-    return f"{at - started_at:9.3f}s  message: {text}"
+        try:
+            text = json.dumps(message, ensure_ascii=False, default=repr)
+        except (ValueError, RecursionError):  # nested too deeply, or a cycle
+            text = peer_text(message, MESSAGE_CHARS)
+    return f"{at - started_at:9.3f}s  message: {peer_text(text, MESSAGE_CHARS)}"
 
 
 def stats_table(stats: Stats, *, styles: StateStyles) -> Table:
@@ -110,13 +114,16 @@ def status_panel(
     *,
     styles: StateStyles,
 ) -> RenderableType:
-    """The live status of ``fsm-live connect``: counters and the latest transitions."""
+    """The live status of ``fsm-live connect``: counters and the latest transitions.
+
+    ``url`` is shown without its user info and query (:func:`safe_url`): a terminal
+    is read over shoulders and recorded."""
     timeline = Text()
     for record in recent:
         timeline.append(plain_transition(record, started_at) + "\n", style=styles(record.dest))
     table = stats_table(stats, styles=styles)
     return Panel(
         Group(table, Text(""), timeline or Text("(no transitions yet)")),
-        title=f"fsm-live {url}",
+        title=f"fsm-live {safe_url(url)}",
         title_align="left",
     )

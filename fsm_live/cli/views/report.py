@@ -17,32 +17,21 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from fsm_live.cli.views.styles import StateStyles
 from fsm_live.diagnostics.percentiles import Percentiles
-from fsm_live.diagnostics.report import ConnectionReport, edge_counts, failures_over_time
+from fsm_live.diagnostics.report import (
+    ConnectionReport,
+    edge_counts,
+    failures_over_time,
+    worst_first,
+)
+from fsm_live.diagnostics.units import duration, share
 from fsm_live.spec import Spec
 
-__all__ = ("duration", "figures_table", "report_view", "share", "sparkline")
+__all__ = ("figures_table", "report_view", "sparkline")
 
 _BARS = " ▁▂▃▄▅▆▇█"
 _EDGE_BAR = 20  # characters of the longest edge bar
-
-
-def duration(seconds: float | None) -> str:
-    """``0.4 ms``, ``12.5 ms``, ``3.20 s``, ``4.5 min``, ``2.1 h``; ``-`` for None."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def share(fraction: float | None) -> str:
-    """``99.2 %``; ``-`` for None."""
-    return "-" if fraction is None else f"{fraction * 100:.1f} %"
 
 
 def sparkline(counts: Sequence[int]) -> str:
@@ -51,19 +40,6 @@ def sparkline(counts: Sequence[int]) -> str:
     if top == 0:
         return " " * len(counts)
     return "".join(_BARS[0] if n == 0 else _BARS[max(1, round(n / top * 8))] for n in counts)
-
-
-def _style(spec: Spec, state: str) -> str:
-    role = spec.states.get(state)
-    if role is None:
-        return ""
-    if role.success:
-        return "bold green"
-    if role.failed:
-        return "bold red"
-    if role.final or state == spec.initial:
-        return "dim"
-    return "yellow" if role.log_level in ("WARNING", "ERROR", "CRITICAL") else "cyan"
 
 
 def _rtt(figures: Percentiles) -> str:
@@ -153,9 +129,10 @@ def states_table(spec: Spec, report: ConnectionReport) -> Table:
     table.add_column("state")
     for name in ("total", "share", "visits", "p50 visit", "p95 visit"):
         table.add_column(name, justify="right")
+    styles = StateStyles(spec)
     for state, figures in report.states.items():
         table.add_row(
-            Text(state, style=_style(spec, state)),
+            Text(state, style=styles(state)),
             duration(figures.total),
             share(figures.share),
             str(figures.visits),
@@ -179,12 +156,13 @@ def edges_table(spec: Spec, report: ConnectionReport) -> Table:
     table.add_column("")
     counts = edge_counts(spec, report)
     top = max((n for _, n in counts), default=0)
+    styles = StateStyles(spec)
     for (source, trigger, dest), count in counts:
         bar = "█" * max(1, round(count / top * _EDGE_BAR)) if count else ""
         table.add_row(
-            Text(source, style=_style(spec, source)),
+            Text(source, style=styles(source)),
             trigger,
-            Text(dest, style=_style(spec, dest)),
+            Text(dest, style=styles(dest)),
             str(count),
             Text(bar, style="magenta"),
             style="" if count else "dim",
@@ -205,12 +183,13 @@ def connections_table(spec: Spec, reports: Sequence[ConnectionReport]) -> Table:
     table.add_column("reconnects", justify="right")
     table.add_column("back p50/p95", justify="right")
     table.add_column("failures")
-    for report in _worst_first(reports):
+    styles = StateStyles(spec)
+    for report in worst_first(reports):
         back = report.time_back
         table.add_row(
             Text(report.name),
             str(report.runs),
-            Text(report.ended_in or "-", style=_style(spec, report.ended_in or "")),
+            Text(report.ended_in or "-", style=styles(report.ended_in or "")),
             duration(report.observed),
             share(report.availability),
             str(report.reconnects),
@@ -229,7 +208,7 @@ def traffic_table(reports: Sequence[ConnectionReport]) -> Table:
     table.add_column("messages in/out", justify="right")
     table.add_column("duplicates", justify="right")
     table.add_column("token refreshes (failed)", justify="right")
-    for report in _worst_first(reports):
+    for report in worst_first(reports):
         totals = report.totals
         if totals is None:
             table.add_row(Text(report.name), "-", "-", "-", "-", "-")
@@ -244,12 +223,6 @@ def traffic_table(reports: Sequence[ConnectionReport]) -> Table:
             f"{totals.token_refreshes} ({totals.token_refresh_failures})",
         )
     return table
-
-
-def _worst_first(reports: Sequence[ConnectionReport]) -> list[ConnectionReport]:
-    return sorted(
-        reports, key=lambda r: (r.availability if r.availability is not None else 2.0, r.name)
-    )
 
 
 def report_view(

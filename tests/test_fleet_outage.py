@@ -1,0 +1,105 @@
+"""A fleet rides out its endpoint's outage at the endpoint's pace, in virtual time.
+
+Issue 20's rule, end to end: members that fail the same way against one endpoint
+make it down; they wait (WAITING) instead of failing one by one, one of them at a
+time probes it, and once it is back they all reconnect, paced.  The figures are
+what the issue asks of a fleet: dials per second while down, the time back after
+the return, no member FAILED, one line per endpoint event in the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+from trio.testing import MockClock
+
+from fsm_live import Config, Fleet
+from fsm_live.transport.memory import MemoryNetwork, MemoryTransport, ServerLink
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
+
+URL = "ws://server.test/feed"
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+
+async def until(condition: Any, fleet: Fleet) -> None:
+    while not condition():
+        await fleet.wait_changed()
+
+
+async def test_a_fleet_of_1000_rides_out_an_hour_long_outage(
+    caplog: pytest.LogCaptureFixture, record_property: Any
+) -> None:
+    network = MemoryNetwork()
+    links: list[ServerLink] = []
+
+    async def hold(link: ServerLink) -> None:
+        links.append(link)
+        await anyio.sleep_forever()
+
+    members = 1000
+    config = Config()  # the defaults: what the issue's goals are about
+    failed: list[str] = []
+    async with network.serve(URL, hold), Fleet() as fleet:
+        fleet.on_transition(
+            lambda key, record: (
+                failed.append(key) if fleet.machine.states[record.dest].failed else None
+            )
+        )
+        for n in range(members):
+            await fleet.add(f"account-{n}", URL, config=config, transport=MemoryTransport(network))
+        await until(lambda: fleet.count("CONNECTED") == members, fleet)
+        opened_all = anyio.current_time() - fleet.started_at
+
+        # The endpoint goes away: every link breaks, every dial is refused.
+        caplog.clear()
+        caplog.set_level(logging.DEBUG)
+        network.refuse(URL)
+        for link in links:
+            link.reset()
+        down_at = anyio.current_time()
+        await anyio.sleep(10)
+        dials_at_10s = network.attempts(URL)
+        await anyio.sleep(3600 - 10)
+        dials_while_down = network.attempts(URL) - dials_at_10s
+        assert fleet.count("WAITING") == members
+        [endpoint] = fleet.endpoints()
+        assert (endpoint.up, endpoint.since) == (False, pytest.approx(down_at, abs=1))
+
+        # It comes back.
+        network.restore(URL)
+        back_at = anyio.current_time()
+        await until(lambda: fleet.count("CONNECTED") == members, fleet)
+        all_back = anyio.current_time() - back_at
+
+    record_property("dials_per_second_while_down", dials_while_down / (3600 - 10))
+    record_property("seconds_back_after_the_return", all_back)
+    record_property("seconds_to_open_all", opened_all)
+    print(
+        f"figures: {dials_while_down / 3590:.3f} dials/s while down, all back in "
+        f"{all_back:.2f} s, opened in {opened_all:.2f} s"
+    )
+    # While down: one probe at a time, gaps of at most probe_interval (2 s, jittered
+    # to 3 s): about 0.5 dials a second for the whole fleet, far under the bound of 5.
+    assert dials_while_down / (3600 - 10) <= 1.0
+    # Back: within one probe gap, plus the pacer's 200 a second for 1,000 members.
+    assert all_back <= 3.0 + members / 200 + 1.0
+    assert opened_all <= members / 200 + 1.0  # the first dials were paced too
+    # Never FAILED: the outage was the endpoint's, not 1,000 accounts' failures.
+    assert failed == []
+    # One WARNING for the endpoint going down, one ERROR past outage_error_after, one
+    # line for its return; the members' own transitions stay below WARNING, but for
+    # the few that failed before the endpoint was known to be down.
+    endpoint_lines = [r for r in caplog.records if "endpoint server.test:80" in r.getMessage()]
+    assert [r.levelname for r in endpoint_lines] == ["WARNING", "ERROR", "INFO"]
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r not in endpoint_lines
+    ]
+    assert len(warnings) <= config.endpoint_failures - 1
