@@ -178,7 +178,14 @@ class LiveConnection:
       per second (a :class:`~fsm_live.fleet.Fleet` passes its own);
     * ``endpoint``: the :class:`~fsm_live.core.endpoint.Endpoint` this connection
       dials, shared with others that dial it (a fleet passes one per endpoint);
-      default: one of its own (:func:`new_endpoint`).
+      default: one of its own (:func:`new_endpoint`);
+    * ``owned``: an ownership check, ``owned() -> bool``, asked before each
+      inbound message is handled (decoded, acknowledged, delivered) and before
+      each write to the link; once it answers False the connection closes
+      abortively (:meth:`abort`) and that message or frame is dropped (a
+      :class:`~fsm_live.fleet.Fleet` passes its coordinator's
+      :meth:`~fsm_live.cluster.Ownership.valid`).  It runs on every message: keep
+      it cheap.
 
     Raises :class:`~fsm_live.errors.ConfigError` for a URL a client cannot dial
     (not ``ws://`` or ``wss://``, no host, a port outside 1-65535, a fragment),
@@ -230,6 +237,7 @@ class LiveConnection:
         random: Callable[[], float] | None = None,
         pacer: ReconnectPacer | None = None,
         endpoint: Endpoint | None = None,
+        owned: Callable[[], bool] | None = None,
     ) -> None:
         self.url = check_url(url)
         self.config = config or _default_config()
@@ -279,6 +287,7 @@ class LiveConnection:
             on_change=self._notify,
         )
         self._inbox.on_taken = self._engine.message_taken
+        self._engine.owned = owned
         self._trace_path = trace
         self._trace: TraceWriter | None = None
         self._started_at = 0.0
@@ -408,6 +417,21 @@ class LiveConnection:
         with anyio.move_on_after(_CLOSE_MARGIN):
             while jobs.alive > inbox.handlers_running:  # cancelled: joined in a moment
                 await self._changed.wait()
+
+    def abort(self, reason: str = "aborted by the application") -> None:
+        """Close now, abortively, from any state: every link is reset (TCP RST through
+        ``SO_LINGER`` 0), so nothing already written but still queued, in this
+        process or in the kernel, reaches the peer later, and no close frame is
+        sent; jobs are cancelled and the state ends CLOSED.  Synchronous;
+        idempotent; a no-op before ``async with``.
+
+        For a worker that lost an account (a cluster's fence): bytes written
+        before the abort cannot be retransmitted after a partition heals.
+        """
+        if self._entered_by is None or self._finished:
+            return
+        self._engine.abort(reason)
+        self._finish()
 
     def _finish(self) -> None:
         if self._finished:
@@ -563,7 +587,7 @@ class LiveConnection:
         frames are live (waiting for a link, in the write buffer, or awaiting an
         acknowledgement), :class:`ConnectionFailed` once it :attr:`needs_reset`
         (while FAILED and retrying by itself, messages wait), and
-        :class:`ConnectionClosed` once closed.
+        :class:`ConnectionClosed` once closed or no longer ``owned``.
         """
         encode_tracked = self._encode_tracked
         ack_id = None
@@ -612,7 +636,12 @@ class LiveConnection:
         return await pending.wait()
 
     def _check_open(self) -> None:
-        """Raise what ``send()`` raises in a state that takes no message."""
+        """Raise what ``send()`` raises in a state that takes no message, or once no
+        longer ``owned`` (the connection is then aborted)."""
+        owned = self._engine.owned
+        if owned is not None and not owned():
+            self.abort("no longer owned by this worker")
+            raise ConnectionClosed("the connection is no longer owned by this worker")
         state = self._lifecycle.machine.states[self._state]
         if state.failed and self._lifecycle.needs_reset and self._failure is not None:
             raise self._failure

@@ -34,6 +34,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "fault_proxy": frozenset(),
     "protocols": frozenset({"errors", "credentials", "transport"}),
     "lwp": frozenset({"errors", "credentials", "transport", "protocols"}),
+    # Which worker holds which account: the seam a fleet drives, etcd behind it.
+    "cluster": frozenset({"errors"}),
     # diagnostics: the trace format's keys, defined once with their reader.
     "_runtime": frozenset(
         {
@@ -64,6 +66,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "fleet": frozenset(
         {
+            "cluster",
             "counters",
             "errors",
             "spec",
@@ -96,9 +99,12 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # Reads traces back (report, verify): pure functions of a spec and text.
     "diagnostics": frozenset({"counters", "errors", "spec"}),
     # Reads connections' and fleets' stats at scrape time.
-    "metrics": frozenset({"counters", "errors", "spec", "core", "_runtime", "connection", "fleet"}),
+    "metrics": frozenset(
+        {"counters", "errors", "spec", "core", "_runtime", "connection", "fleet", "cluster"}
+    ),
     "": frozenset(
         {
+            "cluster",
             "counters",
             "errors",
             "spec",
@@ -114,6 +120,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     ),
     "cli": frozenset(
         {
+            "cluster",
             "counters",
             "",
             "errors",
@@ -140,6 +147,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # Used by tests and by users, never by the package (no room lists it):
     "testing": frozenset(
         {
+            "cluster",
             "counters",
             "errors",
             "spec",
@@ -162,12 +170,15 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 CONFINED: Mapping[str, frozenset[str]] = {
     "rich": frozenset({"cli"}),
     "hypothesis": frozenset({"testing"}),
-    "websockets": frozenset({"transport", "_runtime", "lwp"}),
+    # testing: the recording server of the cluster's tests (fsm_live.testing.recorder).
+    "websockets": frozenset({"transport", "_runtime", "lwp", "testing"}),
     "python_socks": frozenset({"transport"}),
     "transitions": frozenset({"core"}),
     "yaml": frozenset({"spec"}),
     "prometheus_client": frozenset({"metrics"}),
     "plotly": frozenset({"diagnostics"}),
+    "aetcd": frozenset({"cluster"}),
+    "grpc": frozenset({"cluster"}),
 }
 
 #: What the sans-I/O core never imports: event loops, sockets, clocks, threads.

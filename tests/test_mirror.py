@@ -38,6 +38,19 @@ PACKAGE = Path(fsm_live.__path__[0]).resolve()
 #: Modules without a ``tests/test_NAME.py`` of their own (or whose ``test_NAME.py`` is
 #: about another module of the same name) -> the test modules that cover them.
 TESTED_IN: Mapping[str, tuple[str, ...]] = {
+    "fsm_live.cli.views.cluster": ("test_cluster_placement",),
+    "fsm_live.cluster._etcd": ("test_cluster_etcd",),
+    "fsm_live.cluster.clock": ("test_cluster_etcd",),
+    "fsm_live.cluster.coordinator": ("test_cluster_hooks",),
+    "fsm_live.cluster.etcd": ("test_cluster_etcd",),
+    "fsm_live.cluster.hashing": ("test_cluster_placement",),
+    "fsm_live.cluster.keys": ("test_cluster_placement",),
+    "fsm_live.cluster.ownership": ("test_cluster_placement",),
+    "fsm_live.cluster.placement": ("test_cluster_placement",),
+    "fsm_live.cluster.settings": ("test_cluster_placement",),
+    "fsm_live.cluster.url": ("test_cluster_placement",),
+    "fsm_live.testing.etcd": ("test_cluster_etcd",),
+    "fsm_live.testing.recorder": ("test_cluster_hooks",),
     "fsm_live._runtime.requests": ("test_delivery",),
     "fsm_live._runtime.task_context": ("test_subscribing", "test_spec_live"),
     "fsm_live.counters": ("test_stats", "test_diagnostics", "test_metrics"),

@@ -42,7 +42,7 @@ from fsm_live._runtime import credential_jobs
 from fsm_live._runtime.inbox import Inbox
 from fsm_live._runtime.jobs import Job, Jobs
 from fsm_live._runtime.link import Link, Phase
-from fsm_live._runtime.links import LinkIO, unacknowledged
+from fsm_live._runtime.links import LinkIO, abort_with_reset, unacknowledged
 from fsm_live._runtime.requests import PendingRequest
 from fsm_live._runtime.stats import AckObserver, Counters
 from fsm_live._runtime.task_context import TaskContext
@@ -144,6 +144,7 @@ class Engine:
         "link",
         "links",
         "on_heartbeat_ack",
+        "owned",
         "timer",
         "url",
         "user_agent",
@@ -207,6 +208,9 @@ class Engine:
         lifecycle.report = self._report  # an endpoint shared with others reaches it so
         #: The exception that made the connection close (a callback's, a crashed job's).
         self.crash: BaseException | None = None
+        #: Asked before each inbound message is handled and before each write; False:
+        #: the connection aborts (:meth:`abort`) instead (a cluster's ownership check).
+        self.owned: Callable[[], bool] | None = None
 
     # == application calls ================================================================
 
@@ -281,6 +285,26 @@ class Engine:
         for job in self._jobs.values():
             job.cancel()
         self._jobs.clear()
+
+    def abort(self, reason: str) -> None:
+        """Close now, abortively: every link is reset (``SO_LINGER`` 0: nothing queued
+        is sent or retransmitted, no close frame), then the lifecycle closes."""
+        for link in list(self.links.values()):
+            link.phase = Phase.CLOSED
+            if link.io is not None:
+                abort_with_reset(link.io)
+        self._feed(Close(self.clock(), reason))
+        self._settle()
+
+    def _may_act(self) -> bool:
+        """False (and the connection aborted, once) if ``owned`` says this process may
+        no longer act for the connection."""
+        owned = self.owned
+        if owned is None or owned():
+            return True
+        if self.links or not self.lifecycle.is_final:
+            self.abort("no longer owned by this worker")
+        return False
 
     def abort_links(self) -> None:
         """Drop every link now (the connection is done, or out of time to close)."""
@@ -496,6 +520,8 @@ class Engine:
 
     def _start_dial(self, effect: StartTask) -> None:
         link = self.link = Link(self, effect.generation)
+        if self.owned is not None:
+            link.guard = self._may_act
         self.links[link.id] = link
         self._backlog = (0, False)
         self._start_job("dial", effect.generation, self._dial, link, effect)
@@ -603,6 +629,8 @@ class Engine:
 
     def link_data(self, link: Link, data: bytes) -> None:
         """Bytes arrived on ``link``."""
+        if self.owned is not None and not self._may_act():
+            return
         link.receive(data, self.clock())
         if link is self.link:
             ledger = self.lifecycle.ledger
@@ -643,6 +671,8 @@ class Engine:
             link.send(frame)
 
     def link_message(self, link: Link, message: Message, now: float) -> None:
+        if self.owned is not None and not self._may_act():
+            return
         if link.phase == Phase.REGISTERING:
             if link is self.link:
                 self._registration_reply(link, message, now)

@@ -24,7 +24,7 @@ The engine makes a :class:`Link` per dial and drives it:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 from websockets.client import ClientProtocol
@@ -123,6 +123,7 @@ class Link:
         "close_deadline",
         "early",
         "failed",
+        "guard",
         "headers",
         "id",
         "io",
@@ -141,6 +142,9 @@ class Link:
         self.id = link_id
         self.phase = Phase.DIALING
         self.io: LinkIO | None = None
+        #: Asked before every write (a cluster's ownership check); False: nothing is
+        #: written (the engine aborts the link).
+        self.guard: Callable[[], bool] | None = None
         self.protocol: ClientProtocol | None = None
         self.headers: Mapping[str, str] = _NO_HEADERS
         self.registration: Registration | None = None
@@ -367,8 +371,8 @@ class Link:
 
     def flush(self) -> None:
         """Write what the protocol has for the network (after every call into it)."""
-        protocol, io = self.protocol, self.io
-        if protocol is None or io is None:
+        protocol, io, guard = self.protocol, self.io, self.guard
+        if protocol is None or io is None or (guard is not None and not guard()):
             return
         for data in protocol.data_to_send():
             if data:

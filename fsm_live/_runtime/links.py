@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import select
+import socket
 import struct
 from collections import deque
 from typing import Any, Final, Protocol
@@ -41,6 +42,7 @@ __all__ = (
     "LinkEvents",
     "LinkIO",
     "StreamLink",
+    "abort_with_reset",
     "socket_readable",
     "unacknowledged",
 )
@@ -105,6 +107,20 @@ def unacknowledged(io: LinkIO) -> int:
         with contextlib.suppress(OSError, ValueError):  # not a TCP socket, or closed
             pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
     return pending
+
+
+def abort_with_reset(io: LinkIO) -> None:
+    """Abort ``io`` with a TCP reset (``SO_LINGER`` 0): what is queued, in our buffer or
+    the kernel's, is dropped and never retransmitted, even after a partition heals."""
+    sock = io.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):  # not TCP, or closed already
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    io.abort()
+
+
+#: ``struct linger`` on, 0 seconds: close() sends a reset and drops the send queue.
+_LINGER_ZERO: Final = struct.pack("ii", 1, 0)
 
 
 def socket_readable(sock: Any) -> bool:
@@ -207,8 +223,9 @@ class StreamLink:
         self._readable = anyio.Event()
         self._readable.set()
         self._writable = anyio.Event()  # set when there is something for the writer
-        events.link_made(self)
+        # The job first: link_made may abort the link at once (an ownership lost).
         self._job: Job = jobs.start("link", self._run)
+        events.link_made(self)
 
     # -- LinkIO --------------------------------------------------------------------------
 

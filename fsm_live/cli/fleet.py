@@ -9,12 +9,22 @@ each message it receives as it arrives (counted in its stats).  ``--trace-dir
 DIR`` appends each account's transitions to ``DIR/<key>.jsonl`` (see
 :func:`trace_file_name`).
 
+With ``--coordinator etcd://HOST:PORT[/PREFIX] --worker-id ID`` the process is
+one worker of a cluster (docs/cluster.md): every worker reads the same fleet
+file, each account runs on one of them at a time, the dashboard and the summary
+lines show this worker's accounts and the cluster's members, and SIGTERM (or
+the end of ``--duration``) first hands this worker's accounts over to the
+others, paced, then leaves.  With ``--trace-dir DIR`` the worker also appends
+its holds (which account, from when to when, why it ended) to
+``DIR/cluster-<worker>.jsonl``.
+
 Exit codes: 0 once ``--duration`` elapsed or SIGTERM arrived and every
-connection is closed; 2 for bad arguments, a bad fleet file, or a trace
-directory or file that cannot be written (one line naming the file and account,
-or the path); 130 after Ctrl-C (SIGINT): every connection closes first, and a
-second Ctrl-C or SIGTERM during that close cuts it short.  Members that crashed
-are reported on stderr.
+connection is closed; 1 when the coordinator cannot be joined (etcd
+unreachable, the worker id held by a live worker: one line); 2 for bad
+arguments, a bad fleet file, or a trace directory or file that cannot be
+written (one line naming the file and account, or the path); 130 after Ctrl-C
+(SIGINT): every connection closes first, and a second Ctrl-C or SIGTERM during
+that close cuts it short.  Members that crashed are reported on stderr.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -32,7 +43,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from fsm_live.cli import metrics_endpoint
@@ -47,19 +58,28 @@ from fsm_live.cli._output import (
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import configure_logging
+from fsm_live.cli.views.cluster import cluster_table, plain_cluster
 from fsm_live.cli.views.fleet import (
     CLOSED,
     CLOSING,
     RUNNING,
-    FleetDashboard,
     Phase,
     fleet_panel,
     plain_fleet_transition,
     plain_summary,
 )
 from fsm_live.cli.views.styles import StateStyles
+from fsm_live.cluster import (
+    ClusterSettings,
+    Coordinator,
+    CoordinatorError,
+    CoordinatorUrl,
+    EtcdCoordinator,
+    LocalCoordinator,
+    MemberView,
+)
 from fsm_live.core.effects import TransitionRecord
-from fsm_live.errors import ConfigError
+from fsm_live.errors import ConfigError, MissingExtra
 from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
 from fsm_live.fleet.config import FleetConfig
 from fsm_live.metrics.collector import FleetCollector
@@ -104,6 +124,17 @@ def add(subparsers: Subparsers) -> None:
         help="reconnect attempts per second of all accounts together "
         f"(default {DEFAULT_RECONNECTS_PER_SECOND:g})",
     )
+    parser.add_argument(
+        "--coordinator",
+        metavar="etcd://HOST:PORT[/PREFIX]",
+        help="run as one worker of a cluster coordinated by etcd: each account on one "
+        "worker at a time (docs/cluster.md; needs fsm_live[cluster])",
+    )
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="this worker's id in the cluster, unique among live workers (with --coordinator)",
+    )
     metrics_endpoint.add_arguments(parser, fleet=True)
     parser.add_argument(
         "-v",
@@ -133,6 +164,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         config = FleetConfig.load(args.config)
         if args.trace_dir is not None:
             _check_trace_dir(args.trace_dir, config)
+        coordinator = _coordinator(args)
         metrics = metrics_endpoint.start(args, "fleet", out)
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
@@ -154,6 +186,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             stop=stop,
             reconnects_per_second=args.reconnects_per_second,
             metrics=collector if metrics is not None else None,
+            coordinator=coordinator,
         )
 
     try:
@@ -161,6 +194,33 @@ def run(args: argparse.Namespace, out: Output) -> int:
     finally:
         if metrics is not None:
             metrics.close()
+
+
+def _coordinator(args: argparse.Namespace) -> Coordinator | None:
+    """The coordinator ``--coordinator`` and ``--worker-id`` ask for (None: the
+    in-process one); ConfigError naming the flag for a bad or missing one."""
+    if args.coordinator is None:
+        if args.worker_id is not None:
+            raise ConfigError("--worker-id", "only with --coordinator")
+        return None
+    url = CoordinatorUrl.parse(args.coordinator)
+    if not args.worker_id:
+        raise ConfigError("--coordinator", "needs --worker-id ID (unique among the workers)")
+    hold_log = None
+    if args.trace_dir is not None:
+        hold_log = args.trace_dir / trace_file_name(f"cluster-{args.worker_id}")
+        check_writable(hold_log, "--trace-dir")
+    settings = ClusterSettings.from_env(os.environ)
+    try:
+        return EtcdCoordinator(
+            url.endpoint,
+            worker_id=args.worker_id,
+            prefix=url.prefix,
+            settings=settings,
+            hold_log=hold_log,
+        )
+    except ConfigError as exc:
+        raise ConfigError("--worker-id", str(exc).removeprefix("worker_id: ")) from None
 
 
 def _check_trace_dir(trace_dir: Path, config: FleetConfig) -> None:
@@ -184,15 +244,39 @@ async def run_fleet(
     reconnects_per_second: float = DEFAULT_RECONNECTS_PER_SECOND,
     stop: Stop | None = None,
     metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None = None,
+    coordinator: Coordinator | None = None,
 ) -> int:
     """Run every account of ``config`` until ``duration`` elapses or ``stop`` is set
     (None: only ``duration`` ends it); return the exit code.  ``metrics``: a context
     the fleet runs in once its members are added (a metrics collector registered).
+    ``coordinator``: this worker's (None: the in-process one); a cluster's worker
+    hands its accounts over (:meth:`Fleet.drain`) before it closes, and exits 1 in
+    one line when it cannot join.
 
     On a terminal the dashboard is drawn from the moment every member is added until
     the fleet has closed, and its last frame is the fleet once closed."""
     close_timeout = max(account.config.close_timeout for account in config.accounts)
-    fleet = Fleet(close_timeout=close_timeout, reconnects_per_second=reconnects_per_second)
+    fleet = Fleet(
+        close_timeout=close_timeout,
+        reconnects_per_second=reconnects_per_second,
+        coordinator=coordinator,
+    )
+    try:
+        return await _run_fleet(fleet, config, trace_dir, duration, out, stop, metrics)
+    except (CoordinatorError, MissingExtra) as exc:
+        out.problem(f"{PROG} fleet: error: {exc}")
+        return 1
+
+
+async def _run_fleet(
+    fleet: Fleet,
+    config: FleetConfig,
+    trace_dir: Path | None,
+    duration: float | None,
+    out: Output,
+    stop: Stop | None,
+    metrics: Callable[[Fleet], AbstractAsyncContextManager[None]] | None,
+) -> int:
     if not out.stdout.isatty():
         code = await _run(fleet, config, trace_dir, duration, out, stop, metrics, None)
         if code == 0:
@@ -251,12 +335,17 @@ async def _run(
                 return EXIT_BAD_USAGE
         watched = contextlib.nullcontext() if metrics is None else metrics(fleet)
         async with watched, anyio.create_task_group() as task_group:
+            clustered = not isinstance(fleet.coordinator, LocalCoordinator)
             if dashboard is not None:
                 dashboard.start()
+            elif clustered:
+                task_group.start_soon(_print_summaries, fleet, out)
             else:
                 task_group.start_soon(_report_all_connected, fleet, out)
                 task_group.start_soon(_print_summaries, fleet, out)
             await _wait_for_the_end(duration, stop)
+            if clustered:
+                await fleet.drain()  # hand over, paced; a second signal cuts it short
             task_group.cancel_scope.cancel()
         if dashboard is not None:
             dashboard.closing()
@@ -292,7 +381,21 @@ async def _print_summaries(fleet: Fleet, out: Output) -> None:
     while True:
         await anyio.sleep(SUMMARY_INTERVAL)
         out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+        if not isinstance(fleet.coordinator, LocalCoordinator):
+            out.stdout.write(plain_cluster(*_cluster_figures(fleet)) + "\n")
         out.stdout.flush()
+
+
+def _cluster_figures(fleet: Fleet) -> tuple[str, str, int, int, tuple[MemberView, ...]]:
+    """This worker's id and status, its accounts, the fleet's, the cluster's members."""
+    coordinator = fleet.coordinator
+    return (
+        coordinator.worker_id,
+        coordinator.status,
+        len(fleet),
+        len(fleet.accounts()),
+        coordinator.members(),
+    )
 
 
 class _Dashboard:
@@ -309,9 +412,9 @@ class _Dashboard:
         self._live: Live | None = None
         self._phase: Phase = RUNNING
 
-    def _frame(self) -> FleetDashboard:
+    def _frame(self) -> RenderableType:
         stats = self._fleet.stats()
-        return fleet_panel(
+        panel = fleet_panel(
             stats,
             self._fleet.started_at,
             self._title,
@@ -319,6 +422,9 @@ class _Dashboard:
             phase=self._phase,
             endpoints=stats.endpoints,
         )
+        if isinstance(self._fleet.coordinator, LocalCoordinator):
+            return panel
+        return Group(panel, cluster_table(*_cluster_figures(self._fleet)))
 
     def _draw(self) -> None:
         if self._live is not None:

@@ -35,12 +35,15 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Final, Self, Unpack
+from typing import Any, Final, Self, Unpack
 
 import anyio
 import anyio.abc
 import attrs
 
+from fsm_live._runtime.inbox import Handler
+from fsm_live.cluster.coordinator import Coordinator, LocalCoordinator
+from fsm_live.cluster.ownership import Ownership
 from fsm_live.config import Config
 from fsm_live.connection import (
     ConnectionOptions,
@@ -77,6 +80,7 @@ class _Member:
 
     key: str
     connection: LiveConnection
+    ownership: Ownership
     # The fleet sets this scope's deadline when it asks the member to stop.
     scope: anyio.CancelScope = attrs.Factory(anyio.CancelScope)
     stop: anyio.Event = attrs.Factory(anyio.Event)
@@ -104,6 +108,16 @@ class Fleet:
     burst; members' first dials take slots of it too, so a fleet of thousands opens
     paced.  None turns pacing off.
 
+    ``coordinator`` decides which of the fleet's accounts (the keys added) run in
+    this process (:mod:`fsm_live.cluster`; docs/cluster.md).  The default,
+    :class:`~fsm_live.cluster.LocalCoordinator`, runs every one at once.  With an
+    :class:`~fsm_live.cluster.EtcdCoordinator`, each account runs on one worker
+    of the cluster: :meth:`add` returns None for one that runs elsewhere (for
+    now), the members (``fleet[key]``, ``len``, iteration, :meth:`stats`) are the
+    accounts running here, and :meth:`drain` hands them over before leaving.
+    Each member's connection checks its ownership before every inbound message
+    and every write (``LiveConnection(owned=...)``) and is aborted when it is lost.
+
     Use it with ``async with`` in one task; :meth:`add`, :meth:`remove` and
     :meth:`replace` may be called from any task while it is entered.  Leaving
     closes every member; afterwards the members stay readable (CLOSED) but no
@@ -119,6 +133,7 @@ class Fleet:
         rate_window: float = 60.0,
         worst: int = 10,
         reconnects_per_second: float | None = DEFAULT_RECONNECTS_PER_SECOND,
+        coordinator: Coordinator | None = None,
     ) -> None:
         if not close_timeout > 0:
             raise ConfigError("close_timeout", f"must be positive, got {close_timeout!r}")
@@ -130,6 +145,8 @@ class Fleet:
         )
         self.close_timeout = close_timeout
         self.worst = worst
+        self.coordinator: Coordinator = coordinator or LocalCoordinator()
+        self._accounts: dict[str, tuple[str, ConnectionOptions]] = {}  # every key added
         self._members: dict[str, _Member] = {}
         #: The endpoints its members dial, by key, each shared by those members.
         self._endpoints: dict[str, Endpoint] = {}
@@ -156,6 +173,12 @@ class Fleet:
         self._started_at = anyio.current_time()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
+        try:
+            await task_group.start(self.coordinator.run, self, name="fsm_live.fleet coordinator")
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise  # what joining raised (CoordinatorError), as itself
         self._task_group = task_group
         return self
 
@@ -169,6 +192,7 @@ class Fleet:
         self._closing = True
         for member in self._members.values():
             self._ask_to_stop(member)
+        self.coordinator.leave()
         return await self._task_group.__aexit__(exc_type, exc, tb)
 
     @property
@@ -178,8 +202,12 @@ class Fleet:
 
     # -- membership --------------------------------------------------------------------
 
-    async def add(self, key: str, url: str, **options: Unpack[ConnectionOptions]) -> LiveConnection:
-        """Start a connection to ``url`` as member ``key``; return it once entered.
+    async def add(
+        self, key: str, url: str, **options: Unpack[ConnectionOptions]
+    ) -> LiveConnection | None:
+        """Add account ``key``; start its connection to ``url`` and return it once
+        entered if it runs here (always, with the default coordinator), else None
+        (it starts here when the coordinator grants it, if ever).
 
         ``options`` are :class:`LiveConnection`'s (:class:`ConnectionOptions`),
         except ``machine`` and ``pacer`` (the fleet's are shared; a TypeError).
@@ -191,25 +219,39 @@ class Fleet:
         ``async with``.
         """
         async with self._exclusive(key):
-            if key in self._members:
+            if key in self._accounts:
                 raise ConfigError("key", f"{key!r} is already in the fleet")
-            connection = self._build(key, url, options)
-            await self._start(_Member(key, connection))
+            self._check(url, options)  # the options checked before anything
+            self._accounts[key] = (url, options)
+            ownership = self.coordinator.want(key)
+            if ownership is None:
+                return None
+            connection = self._build(key, url, options, ownership)
+            try:
+                await self._start(_Member(key, connection, ownership))
+            except BaseException:
+                del self._accounts[key]
+                with anyio.CancelScope(shield=True):
+                    await self.coordinator.unwant(key)
+                raise
             return connection
 
     async def remove(self, key: str) -> None:
         """Close member ``key``'s connection and forget it.
 
         Returns once it is closed, within ``close_timeout`` (other members go on
-        meanwhile; a caller cancelled while waiting does not interrupt the close).
-        Raises KeyError for a key that is not a member, RuntimeError outside
-        ``async with``.
+        meanwhile; a caller cancelled while waiting does not interrupt the close),
+        and the coordinator released it.  Raises KeyError for a key that was not
+        added, RuntimeError outside ``async with``.
         """
         async with self._exclusive(key):
-            member = self._member(key)
-            await self._stop(member)
-            del self._members[key]
-            self._forget(member)
+            self._task_group_or_raise()
+            if key not in self._accounts:
+                raise NotAMember(f"{key!r} is not a member of the fleet")
+            del self._accounts[key]
+            with anyio.CancelScope(shield=True):
+                await self._stop_member(key)
+                await self.coordinator.unwant(key)
 
     async def replace(
         self, key: str, url: str, **options: Unpack[ConnectionOptions]
@@ -223,12 +265,54 @@ class Fleet:
         """
         async with self._exclusive(key):
             old = self._member(key)
-            connection = self._build(key, url, options)
-            await self._stop(old)
-            del self._members[key]
-            self._forget(old)
-            await self._start(_Member(key, connection))
+            connection = self._build(key, url, options, old.ownership)
+            self._accounts[key] = (url, options)
+            await self._stop_member(key)
+            await self._start(_Member(key, connection, old.ownership))
             return connection
+
+    async def drain(self) -> None:
+        """Hand this worker's accounts over to the cluster's other workers, paced,
+        then leave the cluster; the fleet is to be closed next.  With the default
+        coordinator there is no other worker: the same as closing."""
+        self._task_group_or_raise()
+        await self.coordinator.drain()
+
+    def accounts(self) -> list[str]:
+        """Every account added (running here or not), in the order added."""
+        return list(self._accounts)
+
+    # -- the coordinator's Holder --------------------------------------------------------
+
+    async def acquire(self, key: str, ownership: Ownership) -> None:
+        """Start account ``key`` under ``ownership`` (for the coordinator); nothing if it
+        is no longer an account, runs already, or the ownership is no longer valid."""
+        async with self._exclusive(key):
+            account = self._accounts.get(key)
+            if account is None or key in self._members or not ownership.valid():
+                return
+            url, options = account
+            await self._start(_Member(key, self._build(key, url, options, ownership), ownership))
+
+    async def release(self, key: str) -> None:
+        """Close account ``key``'s connection, if it runs here (for the coordinator)."""
+        async with self._exclusive(key):
+            await self._stop_member(key)
+
+    def abort(self, key: str) -> None:
+        """Abort account ``key``'s connection now (for the coordinator, whose ownership
+        ended); the member is then removed in the background."""
+        member = self._members.get(key)
+        if member is None:
+            return
+        member.connection.abort("no longer owned by this worker")
+        if self._task_group is not None and not self._closing:
+            self._task_group.start_soon(self.release, key)
+
+    async def stopped(self) -> None:
+        """Return once every member's task ended (for the coordinator leaving)."""
+        for member in list(self._members.values()):
+            await member.done.wait()
 
     def __getitem__(self, key: str) -> LiveConnection:
         """Member ``key``'s connection; KeyError if it is not a member."""
@@ -336,12 +420,18 @@ class Fleet:
             del self._busy[key]
             done.set()
 
-    def _build(self, key: str, url: str, options: ConnectionOptions) -> LiveConnection:
-        if "machine" in options or "pacer" in options or "endpoint" in options:
-            raise TypeError(
-                "a fleet's connections share its machine, pacer and endpoints; "
-                "configure them with Fleet()"
-            )
+    def _check(self, url: str, options: ConnectionOptions) -> None:
+        """Raise what building a member's connection would raise (nothing is kept)."""
+        _refuse_the_fleets_own(options)
+        LiveConnection(url, machine=self.machine, pacer=self.pacer, **options)
+
+    def _build(
+        self, key: str, url: str, options: ConnectionOptions, ownership: Ownership
+    ) -> LiveConnection:
+        _refuse_the_fleets_own(options)
+        handler = options.get("on_message")
+        if handler is not None:
+            options = {**options, "on_message": _owned_only(handler, ownership.valid)}
         proxy = options.get("proxy", True)
         target = target_for(check_url(url), ssl=options.get("ssl"), proxy=proxy)
         name = endpoint_key(target)
@@ -353,10 +443,23 @@ class Fleet:
             )
             endpoint.since = anyio.current_time()
         connection = LiveConnection(
-            url, machine=self.machine, pacer=self.pacer, endpoint=endpoint, **options
+            url,
+            machine=self.machine,
+            pacer=self.pacer,
+            endpoint=endpoint,
+            owned=ownership.valid,
+            **options,
         )
         connection.on_transition(functools.partial(self._observe, key))
         return connection
+
+    async def _stop_member(self, key: str) -> None:
+        """Stop and forget ``key``'s member, if it runs (under its key's lock)."""
+        member = self._members.get(key)
+        if member is not None:
+            await self._stop(member)
+            del self._members[key]
+            self._forget(member)
 
     async def _start(self, member: _Member) -> None:
         task_group = self._task_group_or_raise()
@@ -443,6 +546,27 @@ class Fleet:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
+
+
+def _refuse_the_fleets_own(options: ConnectionOptions) -> None:
+    if {"machine", "pacer", "endpoint", "owned"} & set(options):
+        raise TypeError(
+            "a fleet's connections share its machine, pacer and endpoints, and its "
+            "coordinator decides ownership; configure them with Fleet()"
+        )
+
+
+def _owned_only(handler: Handler, owned: Callable[[], bool]) -> Handler:
+    """``handler``, called only while ``owned()``: a message taken from the inbox
+    after the ownership ended is dropped (logged at DEBUG), never handled."""
+
+    async def guarded(message: Any) -> None:
+        if owned():
+            await handler(message)
+        else:
+            logger.debug("a message was dropped: its account is no longer owned here")
+
+    return guarded
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
