@@ -31,10 +31,12 @@ pacing; ``--alone --members 1`` is an application holding one connection).
 Goals (issue 20), at default settings: p95 <= 5 s and max <= 10 s back after the
 return, at most 5 dials a second once the outage is 10 s old, no member FAILED for
 an outage under 60 s; for 10,000 members all back within the fleet's own start plus
-5 s; the returning server never above the pacing's 200 handshakes a second: the
-pacer's slots let at most 201 dials start in any second (a second not aligned to its
-5 ms bins straddles one more), and the server may log up to 5 % more in a second
-where the client's loop ran late slots together with the next second's.
+5 s; after the return, at most 5 % above the pacing's 200 a second, in dials
+started by the client and in handshakes logged by the server: the pacer's slots let
+at most 201 attempts fall due in any second (a second not aligned to its 5 ms bins
+straddles one more; ``tests/test_pacing.py`` holds that exactly), and a loop busy
+with thousands of members starts a dial, and the server answers it, some
+milliseconds after its slot, so a second may gather a few of the previous one's.
 
 Defaults: 300 members, outages of 30 s and 300 s.  ``--quick``: one outage of 30 s.
 10,000 members need ``ulimit -n`` above 10,000 (raised to the hard limit here).
@@ -66,7 +68,7 @@ BACK_P95_GOAL: Final = 5.0
 BACK_MAX_GOAL: Final = 10.0
 DIALS_PER_SECOND_GOAL: Final = 5.0
 QUIET_AFTER: Final = 10.0  # dials are counted once the outage is this old (s)
-ARRIVAL_SLACK: Final = 1.05  # handshakes at the server per second vs the pacing
+ARRIVAL_SLACK: Final = 1.05  # dials and handshakes in any second vs the pacing
 BACK_TIMEOUT: Final = 600.0  # a run gives up waiting for its members after this (s)
 KIB: Final = 1024
 
@@ -263,11 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             o["back_max_s"] <= BACK_MAX_GOAL,
             o["dials_per_s_while_down"] <= DIALS_PER_SECOND_GOAL,
             o["failed"] == 0 or o["outage_s"] >= 60,
-            # The pacer's slots: at most rate + 1 dials start in any second (a second
-            # that is not aligned to its 5 ms bins straddles one more)...
-            o["dials_busiest_second_after"] <= DEFAULT_RECONNECTS_PER_SECOND + 1,
-            # ...and they reach the server as they were made, give or take the event
-            # loops' delays (a late dial lands in the next second with its own).
+            # The pacer's slots let rate + 1 attempts fall due in any second; a dial
+            # starts, and reaches the server, as the event loops get to it (a late one
+            # lands in the next second with that second's own).
+            o["dials_busiest_second_after"] <= ARRIVAL_SLACK * DEFAULT_RECONNECTS_PER_SECOND,
             o["handshakes_busiest_second_after"] <= ARRIVAL_SLACK * DEFAULT_RECONNECTS_PER_SECOND,
         ]
         if args.members >= 10_000:  # the 10,000 goal: back within the start plus 5 s
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['rss_per_member_kib']:.2f} KiB RSS per member\n"
         f"  goals: {goal}; <= {DIALS_PER_SECOND_GOAL:g} dials/s once the outage is "
         f"{QUIET_AFTER:g} s old; no FAILED under 60 s; after the return <= "
-        f"{DEFAULT_RECONNECTS_PER_SECOND + 1:g} dials in any second (the pacer's slots), "
-        f"<= {ARRIVAL_SLACK * DEFAULT_RECONNECTS_PER_SECOND:g} handshakes at the server\n"
+        f"{ARRIVAL_SLACK * DEFAULT_RECONNECTS_PER_SECOND:g} dials and handshakes in any "
+        f"second (the pacing's {DEFAULT_RECONNECTS_PER_SECOND:g} + 5 %)\n"
     )
     print(f"{time.perf_counter() - started:.1f} s")
     if args.json:
