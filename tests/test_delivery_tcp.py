@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 import anyio.abc
 import pytest
+from proxies import http_connect_proxy, socks5_proxy
 from servers import ServerSide, websocket_server
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -176,6 +177,24 @@ async def test_a_frame_that_never_completes_is_not_life_over_tcp() -> None:
     """Issue 16 item 7 (rule 8) on both backends over real sockets: a peer that answers
     no ping and trickles one byte a second inside a frame it never finishes is lost
     for silence, not kept alive by its bytes."""
+    await _lost_to_a_trickle(proxy=None)
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5h"])
+async def test_a_frame_that_never_completes_is_not_life_through_a_proxy(kind: str) -> None:
+    """Issue 16 item 7 (rule 8) with the third kind of link: through an HTTP CONNECT
+    or SOCKS5 proxy (python-socks' tunnel, read as an anyio byte stream on both
+    backends), the trickle is no more life than over a direct TCP link."""
+    proxy_cm = http_connect_proxy() if kind == "http" else socks5_proxy()
+    async with proxy_cm as proxy:
+        await _lost_to_a_trickle(proxy=proxy.url(kind))
+    assert proxy.tunnels  # it went through the proxy
+
+
+async def _lost_to_a_trickle(proxy: str | None) -> None:
+    """A server that announces a 65,535-byte frame, then sends one byte of it a second
+    and reads nothing: the client connected to it (through ``proxy`` if given) goes
+    RECONNECTING for silence (the heartbeat timeout), with no message delivered."""
     config = Config(heartbeat_interval=0.5, heartbeat_timeout=2, close_timeout=1)
     trickling = anyio.Event()
 
@@ -189,7 +208,11 @@ async def test_a_frame_that_never_completes_is_not_life_over_tcp() -> None:
     with anyio.fail_after(50):
         async with (
             sans_io_server(trickle) as port,
-            connect(f"ws://127.0.0.1:{port}/", config=config) as conn,
+            connect(
+                f"ws://127.0.0.1:{port}/",
+                config=config,
+                proxy=True if proxy is None else proxy,  # True: the environment's
+            ) as conn,
         ):
             await conn.wait_connected()
             await trickling.wait()
