@@ -645,6 +645,47 @@ async def test_a_terminal_failure_needs_reset_and_reset_recovers(network: Memory
                 await conn.reset()
 
 
+async def test_sends_in_a_failed_state_that_retries_arrive_once_in_order(
+    network: MemoryNetwork,
+) -> None:
+    """Issue 20 (docs/embedding.md, ``send``): FAILED after retryable failures retries
+    by itself after ``failed_retry_delay``, and ``send()`` meanwhile keeps the
+    messages; once the server is back they reach it once each, in order with the
+    ones sent later, across a ``recover`` that failed again."""
+    received: list[Any] = []
+
+    async def collect(link: ServerLink) -> None:
+        while True:
+            received.append(await link.receive())
+
+    # 429 (throttled): retryable, and not the endpoint's (no WAITING), so the
+    # connection goes FAILED after max_failures and comes out by itself.
+    network.reject(URL, 429)
+    config = Config(max_failures=2, failed_retry_delay=5)
+    async with live(network, config=config) as conn:
+        await conn.wait_for("FAILED")
+        assert not conn.needs_reset
+        await conn.send("m0")  # accepted: no error, returns at once
+        await conn.send("m1")
+        assert conn.stats().buffered == 2
+        await conn.wait_for("RECONNECTING")  # recover: retried by itself ...
+        await conn.wait_for("FAILED")  # ... and refused again
+        await conn.send("m2")
+        assert conn.stats().buffered == 3
+        network.restore(URL)
+        async with network.serve(URL, collect):
+            await conn.wait_connected()
+            await conn.send("m3")
+            await anyio.sleep(600)  # virtual: heartbeats, nothing sent twice
+            stats = conn.stats()
+    assert received == ["m0", "m1", "m2", "m3"]
+    assert stats.messages_out == 4
+    assert stats.resent == 0
+    assert stats.buffered == 0
+    assert stats.transitions[("FAILED", "recover", "RECONNECTING")] == 2
+    assert stats.failures == {"throttled": 4}
+
+
 async def test_why_it_failed_is_kept_after_close(network: MemoryNetwork) -> None:
     network.reject(URL, 404)
     async with live(network) as conn:
