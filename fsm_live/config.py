@@ -14,9 +14,9 @@ field                      default     meaning
 =========================  ==========  ==============================================
 heartbeat_interval         15          send an app-level heartbeat this often
 heartbeat_timeout          30          lost when nothing was received for this long
-token_refresh_interval     72000       refresh the access token this often
+token_refresh_interval     72000       refresh the access token at this age
 token_retry_interval       7200        retry a failed token refresh after this long
-cookie_refresh_interval    3600        refresh cookies this often
+cookie_refresh_interval    3600        refresh cookies at this age
 message_expire_time        300         de-duplicate message ids this long (300000 ms)
 dedup_max_entries          10000       at most this many ids remembered
 cleanup_interval           60          sweep expired ids this often
