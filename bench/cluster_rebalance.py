@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/cluster_rebalance.py [--accounts N] [--workers N] [--json FILE]
+    python bench/cluster_rebalance.py [--accounts N] [--workers N] [--lease-ttl S] [--json FILE]
 
 One etcd (Debian's etcd-server, started on free ports in a temporary directory)
 and ``--workers`` workers, each in its own process (``python
@@ -47,7 +47,7 @@ from fsm_live.cluster import ClusterSettings, EtcdCoordinator, Ownership  # noqa
 from fsm_live.cluster._etcd import EtcdClient  # noqa: E402
 from fsm_live.testing.etcd import EtcdServer  # noqa: E402
 
-SETTINGS = ClusterSettings(claims_per_second=1e6, releases_per_second=1e6, rpc_timeout=10)
+UNPACED = {"claims_per_second": 1e6, "releases_per_second": 1e6, "rpc_timeout": 10}
 
 
 class Counting:
@@ -70,8 +70,9 @@ class Counting:
         self.running.clear()
 
 
-async def worker(worker_id: str, endpoint: str, accounts: int) -> None:
-    coordinator = EtcdCoordinator(endpoint, worker_id=worker_id, settings=SETTINGS)
+async def worker(worker_id: str, endpoint: str, accounts: int, lease_ttl: int) -> None:
+    settings = ClusterSettings(lease_ttl=lease_ttl, **UNPACED)
+    coordinator = EtcdCoordinator(endpoint, worker_id=worker_id, settings=settings)
     holder = Counting()
     async with anyio.create_task_group() as task_group:
         await task_group.start(coordinator.run, holder)
@@ -92,7 +93,7 @@ async def report(holder: Counting, task_group: anyio.abc.TaskGroup) -> None:
 
 
 class Worker:
-    def __init__(self, worker_id: str, endpoint: str, accounts: int) -> None:
+    def __init__(self, worker_id: str, endpoint: str, accounts: int, lease_ttl: int) -> None:
         self.held = 0
         self.process = subprocess.Popen(
             [
@@ -104,6 +105,8 @@ class Worker:
                 endpoint,
                 "--accounts",
                 str(accounts),
+                "--lease-ttl",
+                str(lease_ttl),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -138,9 +141,9 @@ async def until_placed(client: EtcdClient, workers: list[Worker], accounts: int)
             await anyio.sleep(0.2)
 
 
-async def run(endpoint: str, accounts: int, count: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"accounts": accounts, "workers": count}
-    workers = [Worker(f"w{i}", endpoint, accounts) for i in range(count)]
+async def run(endpoint: str, accounts: int, count: int, lease_ttl: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"accounts": accounts, "workers": count, "lease_ttl": lease_ttl}
+    workers = [Worker(f"w{i}", endpoint, accounts, lease_ttl) for i in range(count)]
     try:
         async with EtcdClient(endpoint, timeout=30) as client:
             figures["cold_s"] = await until_placed(client, workers, accounts)
@@ -176,15 +179,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--lease-ttl", type=int, default=ClusterSettings().lease_ttl, help="seconds (default 5)"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        anyio.run(worker, args.worker, args.endpoint, args.accounts)
+        anyio.run(worker, args.worker, args.endpoint, args.accounts, args.lease_ttl)
         return
     with EtcdServer() as etcd:
-        figures = anyio.run(run, etcd.endpoint, args.accounts, args.workers)
+        figures = anyio.run(run, etcd.endpoint, args.accounts, args.workers, args.lease_ttl)
     print(json.dumps(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=1))

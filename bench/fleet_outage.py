@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/fleet_outage.py [--quick] [--json FILE] [--members N] [--alone]
+    python bench/fleet_outage.py [--quick] [--json FILE] [--members N] [--alone] [--gc-freeze]
                                  [--outages S,S,...] [--backend asyncio|trio]
 
 One ``hold`` server of ``bench/_common.py`` (a websockets asyncio server: nothing
@@ -13,7 +13,10 @@ this process one ``fsm_live.Fleet()`` at its defaults, its members added with
 ``add`` returns, exactly as users call it; with
 ``--alone``, connections of their own instead (``fsm_live.connect(url,
 protocol="ping")`` each, entered in turn: no fleet, so no shared endpoint and no
-pacing; ``--alone --members 1`` is an application holding one connection).
+pacing; ``--alone --members 1`` is an application holding one connection);
+with ``--gc-freeze``, ``gc.freeze()`` once every member is connected (an
+application's choice: the garbage collector no longer walks what the start made,
+so its pauses over a heap of 10,000 connections shrink).
 
 * **start**: from the first ``add`` to every member CONNECTED (the fleet paces first
   dials: 200 a second by default), with the process's RSS per member;
@@ -26,7 +29,10 @@ pacing; ``--alone --members 1`` is an application holding one connection).
   return, the most dials in any one second and the most opening handshakes the
   returning server logged in any one second; the members
   that went FAILED; the lines fsm_live logged at WARNING and at ERROR during the
-  outage.
+  outage.  And where the time back goes: the first dial after the return (the
+  probe's gap), and how long this process's event loop stalled until every member
+  was back (a task sleeping 5 ms at a time; a slot that falls due more than one bin
+  late is moved to the first free one, so stalls add to the time back).
 
 Goals (issue 20), at default settings: p95 <= 5 s and max <= 10 s back after the
 return, at most 5 dials a second once the outage is 10 s old, no member FAILED for
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import os
 import statistics
@@ -82,6 +89,30 @@ class LogCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.counts[record.levelname] += 1
+
+
+class LoopLag:
+    """How late this event loop wakes a task that sleeps ``period`` seconds at a time:
+    the stalls (a long callback, a garbage collection) that make paced slots late."""
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.lateness: list[tuple[float, float]] = []  # (woken at, seconds late)
+
+    async def run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await anyio.sleep(self.period)
+            now = time.monotonic()
+            self.lateness.append((now, now - before - self.period))
+            if len(self.lateness) > 200_000:
+                del self.lateness[:100_000]
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """The longest stall in ``[start, end]`` and the time lost to stalls over a slot
+        (5 ms) in all, in seconds."""
+        late = [lag for at, lag in self.lateness if start <= at <= end]
+        return max(late, default=0.0), sum(lag for lag in late if lag > 0.005)
 
 
 def per_second(times: list[float], start: float, end: float) -> tuple[float, int]:
@@ -126,7 +157,7 @@ class Members:
                 await connection.wait_connected()
 
 
-async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]:
+async def run(members: int, outages: list[float], alone: bool, freeze: bool) -> dict[str, Any]:
     logs = LogCounter()
     logger = logging.getLogger("fsm_live")
     logger.addHandler(logs)
@@ -135,7 +166,12 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
     dials: list[float] = []
     connected_at: dict[str, list[float]] = {}
     failed: list[str] = []
-    result: dict[str, Any] = {"members": members, "alone": alone, "outages": []}
+    result: dict[str, Any] = {
+        "members": members,
+        "alone": alone,
+        "gc_freeze": freeze,
+        "outages": [],
+    }
     states = default_machine().states
 
     def observe(key: str, record: Any) -> None:
@@ -149,8 +185,10 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
             failed.append(key)
 
     server = common.ServerProcess("hold", gc=False)
+    lag = LoopLag()
     try:
-        async with Members(alone, observe) as under_test:
+        async with Members(alone, observe) as under_test, anyio.create_task_group() as tasks:
+            tasks.start_soon(lag.run)
             rss_before = common.rss_bytes(os.getpid())
             started = time.monotonic()
             for n in range(members):
@@ -158,6 +196,8 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
             await under_test.all_connected()
             result["start_s"] = time.monotonic() - started
             await anyio.sleep(5.0)
+            if freeze:  # the application's choice, after its start (docs/fleet.md)
+                gc.freeze()
             rss = common.rss_bytes(os.getpid()) - rss_before
             result["rss_per_member_kib"] = rss / members / KIB
             print(
@@ -178,6 +218,9 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
                 )
                 returned = server.listening_at
                 await under_test.all_connected()
+                all_back = time.monotonic()
+                first_dial = min((t for t in dials if t >= returned), default=returned)
+                stall_max, stall_total = lag.between(returned, all_back)
                 backs = sorted(
                     min(t for t in times if t >= returned) - returned
                     for times in connected_at.values()
@@ -195,6 +238,9 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
                     "dials_busiest_second_while_down": dial_peak,
                     "dials_busiest_second_after": dial_peak_after,
                     "handshakes_busiest_second_after": handshake_peak,
+                    "first_dial_after_s": first_dial - returned,
+                    "loop_stall_max_s": stall_max,
+                    "loop_stalls_total_s": stall_total,
                     "failed": len(failed),
                     "log_warning": logs.counts["WARNING"],
                     "log_error": logs.counts["ERROR"],
@@ -207,10 +253,13 @@ async def run(members: int, outages: list[float], alone: bool) -> dict[str, Any]
                     f"after the return, busiest second {dial_peak_after} dials, at the server "
                     f"{handshake_peak} handshakes; "
                     f"FAILED {len(failed)}; log WARNING {figures['log_warning']}, "
-                    f"ERROR {figures['log_error']}",
+                    f"ERROR {figures['log_error']}; first dial {first_dial - returned:.2f} s "
+                    f"after the return; the loop stalled up to {stall_max:.3f} s, "
+                    f"{stall_total:.2f} s in all until all were back",
                     flush=True,
                 )
                 await anyio.sleep(2.0)
+            tasks.cancel_scope.cancel()
     finally:
         server.kill()
         logger.removeHandler(logs)
@@ -235,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="connections of their own (fsm_live.connect each), no Fleet",
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once all are connected, as an application may after its start",
+    )
     args = parser.parse_args(argv)
     text = args.outages or ("30" if args.quick else "30,300")
     try:
@@ -251,12 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{DEFAULT_RECONNECTS_PER_SECOND:g}/s)"
     )
     print(
-        f"  {who}, {args.backend}, against websockets' server, SIGKILLed for "
+        f"  {who}{', gc.freeze() after the start' if args.gc_freeze else ''}, "
+        f"{args.backend}, against websockets' server, SIGKILLed for "
         f"{', '.join(f'{o:g} s' for o in outages)}\n",
         flush=True,
     )
     started = time.perf_counter()
-    result = common.run_on(args.backend, run, args.members, outages, args.alone)
+    result = common.run_on(args.backend, run, args.members, outages, args.alone, args.gc_freeze)
     rows = []
     met_all = True
     for o in result["outages"]:
