@@ -377,6 +377,46 @@ async def test_the_token_is_refreshed_by_its_age_across_reconnects() -> None:
     assert conn.stats().token_refreshes == 4
 
 
+class AgedCredentials(TokenCredentials):
+    """A provider whose cookies are refreshed by age too (an lwp account's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refresh_cookies_calls: list[float] = []
+
+    async def refresh_cookies(self) -> bool:
+        self.refresh_cookies_calls.append(anyio.current_time())
+        return True
+
+
+async def test_credentials_age_from_the_connect_on_a_clock_far_from_zero() -> None:
+    """A monotonic clock reads hours on a host up for a while: the cookies given with the
+    provider, and the token the first dial fetched, are refreshed one interval after the
+    connect, not at once (their age does not count from the clock's zero)."""
+    network = MemoryNetwork()
+    await anyio.sleep(100_000)  # the host has been up for a day or so
+    credentials = AgedCredentials()
+    config = CONFIG.replace(token_refresh_interval=600, cookie_refresh_interval=3600)
+    async with (
+        network.serve(URL, lambda link: anyio.sleep_forever()),
+        connect(
+            URL, config=config, credentials=credentials, transport=MemoryTransport(network)
+        ) as conn,
+    ):
+        await conn.wait_connected()
+        started = anyio.current_time()
+        await anyio.sleep(590)
+        assert credentials.refresh_token_calls == []
+        assert credentials.refresh_cookies_calls == []
+        assert conn.stats().cookie_refreshes == 0
+        await anyio.sleep(3600 - 590 + 10)
+        assert [at - started for at in credentials.refresh_cookies_calls] == [3600]
+        assert [at - started for at in credentials.refresh_token_calls] == [
+            600 * n for n in range(1, 7)
+        ]
+        assert conn.stats().cookie_refreshes == 1
+
+
 async def test_a_failed_credential_refresh_is_retried_not_skipped() -> None:
     """Issue item 4: after an auth failure the refresh fails once (its endpoint is
     down); the next attempt refreshes again instead of retrying with stale

@@ -326,8 +326,6 @@ class Lifecycle(SpecRun):
             if "cookies" in refreshable
             else None
         )
-        if self.cookies is not None:
-            self.cookies.obtained(now)  # given with the provider: their age counts from here
         self.cleanup_at = math.inf
         self.ledger = Ledger(config.outbound_buffer)
         self._dedup: Deduplicator | None = None  # made by the first message id
@@ -461,6 +459,10 @@ class Lifecycle(SpecRun):
         if isinstance(event, Tick):
             return self._collect(self._on_tick, event.now)
         if isinstance(event, Start):
+            if self.cookies is not None:
+                # Given with the provider: their age counts from the start, on the
+                # driver's clock (a monotonic clock reads hours, not 0, on most hosts).
+                self.cookies.obtained(event.now)
             return self.fire("start", event.now, reason="started")
         if isinstance(event, Close):
             if self.is_final:
