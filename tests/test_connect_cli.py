@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 import anyio
 import pytest
 from servers import ServerSide, echo, websocket_server
+from terminal import terminal_screen
+from test_cli import FakeTerminal
 
 from fsm_live._runtime.stats import Stats
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
@@ -365,3 +368,31 @@ def test_plain_stats_line() -> None:
         "summary    20.000s  CONNECTED; 2 connects, 1 reconnects; failures: lost 1; "
         "heartbeats 4/5 acked; messages 42 in, 3 out, 2 duplicates dropped"
     )
+
+
+@pytest.mark.usefixtures("no_fsm_live_env")
+def test_a_log_line_during_the_live_status_leaves_it_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a terminal, the endpoint's ERROR (down past outage_error_after) shows whole
+    above the live status, which stays one panel under one title."""
+    columns, rows = 200, 40
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", str(rows))
+    terminal = FakeTerminal()  # stdout and stderr: one screen
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    config = tmp_path / "f.toml"
+    config.write_text("endpoint_failures = 1\noutage_error_after = 0.1\n", encoding="utf-8")
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        url = f"ws://127.0.0.1:{bound.getsockname()[1]}/"
+        code = main(["connect", url, "--config", str(config), "--duration", "3"])
+    assert code == 0
+    screen = terminal_screen(terminal.getvalue(), columns, rows)
+    (error,) = [line for line in screen if " ERROR fsm_live: " in line]
+    assert error.endswith("(1 connection waiting for it)")
+    (title,) = [n for n, line in enumerate(screen) if f"fsm-live {url}" in line]
+    assert screen.index(error) < title
+    bottom = next(n for n in range(title, rows) if screen[n].lstrip().startswith("╰"))
+    assert all(line.lstrip()[0] in "╭│╰" for line in screen[title : bottom + 1])

@@ -394,7 +394,7 @@ async def test_credentials_age_from_the_connect_on_a_clock_far_from_zero() -> No
     provider, and the token the first dial fetched, are refreshed one interval after the
     connect, not at once (their age does not count from the clock's zero)."""
     network = MemoryNetwork()
-    await anyio.sleep(100_000)  # the host has been up for a day or so
+    await anyio.sleep(80_000)  # the host has been up for most of a day
     credentials = AgedCredentials()
     config = CONFIG.replace(token_refresh_interval=600, cookie_refresh_interval=3600)
     async with (

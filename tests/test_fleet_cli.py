@@ -24,12 +24,15 @@ import anyio
 import anyio.abc
 import pytest
 from servers import ServerSide, echo, websocket_server
+from terminal import terminal_screen
 from test_docs import block
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
 from fsm_live.cli import Output
+from fsm_live.cli._signals import Stop
+from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.fleet import run_fleet, trace_file_name
 from fsm_live.config import Config
 from fsm_live.fleet import Fleet
@@ -494,6 +497,74 @@ async def test_dashboard_on_a_terminal(tmp_path: Path) -> None:
     recent = frame.index(next(line for line in frame if "recent transitions" in line))
     assert f"-> {final}" in frame[recent + 1]  # newest first
     assert stderr.getvalue() == ""
+
+
+class WatchedTerminal(FakeTerminal):
+    """A fake terminal whose output can be awaited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._written = anyio.Event()
+
+    def write(self, text: str) -> int:
+        self._written.set()
+        return super().write(text)
+
+    async def showing(self, text: str, times: int = 1) -> None:
+        """Return once ``text`` was written ``times`` times."""
+        while self.getvalue().count(text) < times:
+            self._written = anyio.Event()
+            await self._written.wait()
+
+
+@pytest.mark.anyio
+async def test_a_log_line_during_the_dashboard_leaves_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ERROR of an endpoint down past outage_error_after, logged while the dashboard
+    is drawn on the same terminal, shows whole above it; no frame is shifted, none
+    leaves a stale line (before, the line was written after the frame's last line and
+    every later frame was drawn one line lower, under a stale header)."""
+    columns, rows = 200, 40
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", str(rows))
+    terminal = WatchedTerminal()  # stdout and stderr: one screen
+    configure_logging(False, terminal)
+    stop = Stop()
+    with socket.socket() as bound, anyio.fail_after(DEADLINE):
+        bound.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        path = tmp_path / "fleet.toml"
+        path.write_text(
+            "[defaults]\nendpoint_failures = 1\noutage_error_after = 0.5\n"
+            f'[accounts.gone]\nurl = "ws://127.0.0.1:{bound.getsockname()[1]}/"\n',
+            encoding="utf-8",
+        )
+
+        async def stop_after_the_error() -> None:
+            await terminal.showing("has been down for")
+            frames = terminal.getvalue().count("fleet.toml · running")
+            await terminal.showing("fleet.toml · running", frames + 2)  # two frames after it
+            stop._set(signal.SIGTERM)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(stop_after_the_error)
+            code = await run_fleet(
+                FleetConfig.load(path), None, None, Output(terminal, terminal), stop=stop
+            )
+    assert code == 0
+    screen = terminal_screen(terminal.getvalue(), columns, rows)
+    (error,) = [line for line in screen if "has been down for" in line]
+    assert " ERROR fsm_live: ws://127.0.0.1:" in error
+    assert error.endswith("(1 connection waiting for it)")
+    titles = [n for n, line in enumerate(screen) if "fsm-live fleet fleet.toml" in line]
+    assert len(titles) == 1, screen  # no stale header of an earlier frame
+    (title,) = titles
+    assert screen.index(error) < title
+    assert "· closed" in screen[title]
+    bottom = next(n for n in range(title, rows) if screen[n].lstrip().startswith("╰"))
+    frame = screen[title : bottom + 1]
+    assert all(line.lstrip()[0] in "╭│╰" for line in frame), frame  # no line cut into it
+    assert _counts(frame)["CLOSED"] == 1
 
 
 def test_the_python_example_of_the_docs_is_the_file_and_prints_its_output() -> None:

@@ -33,7 +33,7 @@ import os
 import re
 import sys
 from collections import deque
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TextIO
 
 import anyio
 import anyio.lowlevel
@@ -53,7 +53,7 @@ from fsm_live.cli._output import (
 )
 from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.views.connection import plain_message, plain_stats, plain_transition, status_panel
-from fsm_live.cli.views.live import EchoMargin
+from fsm_live.cli.views.live import EchoMargin, LogLines, logs_above
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.config import Config
 from fsm_live.connection import PROTOCOLS, TRANSITIONS_LOGGER, LiveConnection
@@ -180,16 +180,27 @@ def add(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def configure_logging(verbose: bool) -> None:
-    """``-v``: every logger at DEBUG to stderr.  Otherwise errors only, and no
-    transition log lines (the command shows transitions itself)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.ERROR,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger(TRANSITIONS_LOGGER).setLevel(logging.CRITICAL)
+def configure_logging(
+    verbose: bool, stream: TextIO | None = None, *, level: int = logging.ERROR
+) -> LogLines:
+    """Log to ``stream`` (default: ``sys.stderr``), one line per record, through the
+    root logger's :class:`LogLines` (above a live display while one shows); a handler
+    a previous call installed is replaced.
+
+    Without ``-v``: ``fsm_live``'s records at ``level`` and above, other libraries'
+    at WARNING and above (``level`` if higher), and no transition lines (the command
+    shows the transitions itself).  ``-v``: every logger at DEBUG.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, LogLines)]:
+        root.removeHandler(handler)
+    handler = LogLines(sys.stderr if stream is None else stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else max(logging.WARNING, level))
+    logging.getLogger("fsm_live").setLevel(logging.NOTSET if verbose else level)
+    logging.getLogger(TRANSITIONS_LOGGER).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+    return handler
 
 
 def build_connection(
@@ -295,7 +306,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, out.stderr)
     watch.attach(conn)
 
     async def body(stop: Stop) -> int:
@@ -379,7 +390,10 @@ class _Watch:
                 self._line(self._summary())
 
     async def _show_live(self) -> None:
-        with Live(self._panel(), console=self.console, auto_refresh=False, transient=False) as live:
+        with (
+            Live(self._panel(), console=self.console, auto_refresh=False, transient=False) as live,
+            logs_above(live),
+        ):
             try:
                 while True:
                     await anyio.sleep(_REFRESH)

@@ -68,6 +68,7 @@ from fsm_live.cli.views.fleet import (
     plain_fleet_transition,
     plain_summary,
 )
+from fsm_live.cli.views.live import logs_above
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.cluster import (
     ClusterSettings,
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return EXIT_BAD_USAGE
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, out.stderr)
 
     def collector(fleet: Fleet) -> AbstractAsyncContextManager[None]:
         return metrics_endpoint.registered(
@@ -410,6 +411,7 @@ class _Dashboard:
         self._console = Console(file=out.stdout)
         self._drawing = drawing
         self._live: Live | None = None
+        self._logs = contextlib.ExitStack()  # log lines above the dashboard while it shows
         self._phase: Phase = RUNNING
 
     def _frame(self) -> RenderableType:
@@ -434,6 +436,7 @@ class _Dashboard:
         """Show the dashboard and redraw it every ``_REFRESH`` seconds."""
         self._live = Live(self._frame(), console=self._console, auto_refresh=False, transient=False)
         self._live.start(refresh=True)
+        self._logs.enter_context(logs_above(self._live))
         self._drawing.start_soon(self._redraw)
 
     async def _redraw(self) -> None:
@@ -452,5 +455,6 @@ class _Dashboard:
         if self._live is not None:
             self._phase = CLOSED
             self._draw()
+            self._logs.close()
             self._live.stop()
             self._live = None
