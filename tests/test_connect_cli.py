@@ -109,6 +109,33 @@ async def test_a_server_refusing_with_403_ends_failed_exit_3_after_one_attempt(
     ]
 
 
+@pytest.mark.anyio
+async def test_the_endpoint_down_and_back_is_logged_by_default(tmp_path: Path) -> None:
+    """docs/fleet.md and docs/troubleshooting.md: without -v, one WARNING when the
+    endpoint goes down and one INFO line when it is back; nothing at DEBUG, no
+    transition lines (stdout shows them)."""
+    config = tmp_path / "f.toml"
+    config.write_text("endpoint_failures = 1\n", encoding="utf-8")
+    with anyio.fail_after(DEADLINE):
+        # The first handshake answered 503 (an endpoint failure): down; the probe: back.
+        async with websocket_server(
+            reject=lambda number, headers: (503, {}) if number == 1 else None
+        ) as server:
+            done = await anyio.run_process(
+                [*COMMAND, server.url, "--config", str(config), "--duration", "4"],
+                check=False,
+                env=_env(),
+            )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stderr.decode().splitlines()
+    assert [line.split()[2:4] for line in lines] == [
+        ["WARNING", "fsm_live:"],
+        ["INFO", "fsm_live:"],
+    ], lines
+    assert " is down (1 failures in a row)" in lines[0]
+    assert " is back after " in lines[1]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -328,6 +355,7 @@ async def test_every_message_is_taken_and_counted(tmp_path: Path, verbose: bool)
     messages = [line.partition("  message: ")[2] for line in lines if "  message: " in line]
     assert messages == ([f"push {number}" for number in range(PUSHES)] if verbose else [])
     assert (b" DEBUG " in done.stderr) is verbose
+    assert b"transitions.core" not in done.stderr  # the library's "Executed callback" lines
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -374,8 +402,9 @@ def test_plain_stats_line() -> None:
 def test_a_log_line_during_the_live_status_leaves_it_whole(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """On a terminal, the endpoint's ERROR (down past outage_error_after) shows whole
-    above the live status, which stays one panel under one title."""
+    """On a terminal, the endpoint's WARNING (down) and ERROR (down past
+    outage_error_after) show whole above the live status, which stays one panel
+    under one title."""
     columns, rows = 200, 40
     monkeypatch.setenv("COLUMNS", str(columns))
     monkeypatch.setenv("LINES", str(rows))
@@ -390,9 +419,11 @@ def test_a_log_line_during_the_live_status_leaves_it_whole(
         code = main(["connect", url, "--config", str(config), "--duration", "3"])
     assert code == 0
     screen = terminal_screen(terminal.getvalue(), columns, rows)
+    (warning,) = [line for line in screen if " WARNING fsm_live: " in line]
     (error,) = [line for line in screen if " ERROR fsm_live: " in line]
+    assert warning.endswith("one probing every 2 s or so")
     assert error.endswith("(1 connection waiting for it)")
     (title,) = [n for n, line in enumerate(screen) if f"fsm-live {url}" in line]
-    assert screen.index(error) < title
+    assert screen.index(warning) < screen.index(error) < title
     bottom = next(n for n in range(title, rows) if screen[n].lstrip().startswith("╰"))
     assert all(line.lstrip()[0] in "╭│╰" for line in screen[title : bottom + 1])

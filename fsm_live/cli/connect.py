@@ -84,6 +84,8 @@ EXIT_FAILED = 3
 SUMMARY_INTERVAL: Final = 10.0
 _RECENT = 8
 _REFRESH = 0.25  # seconds between live-status redraws
+#: The transitions library's logger: a DEBUG line for every callback it runs.
+_TRANSITIONS_LIBRARY = "transitions"
 
 
 class _ConfigFlag(NamedTuple):
@@ -174,8 +176,9 @@ def add(subparsers: Subparsers) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="DEBUG logs of every logger, websockets included, on stderr; "
-        "and every message received, one line each, on stdout",
+        help="every message received, one line each, on stdout; DEBUG logs on stderr, "
+        "websockets' included (the transitions library's: WARNING and up); without -v: "
+        "fsm_live's INFO and up, others' WARNING and up",
     )
     parser.set_defaults(handler=run)
 
@@ -189,7 +192,9 @@ def configure_logging(
 
     Without ``-v``: ``fsm_live``'s records at ``level`` and above, other libraries'
     at WARNING and above (``level`` if higher), and no transition lines (the command
-    shows the transitions itself).  ``-v``: every logger at DEBUG.
+    shows the transitions itself).  ``-v``: every logger at DEBUG (the transitions
+    too), except the transitions library's own lines (``Executed callback ...``):
+    WARNING and above.
     """
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, LogLines)]:
@@ -200,6 +205,7 @@ def configure_logging(
     root.setLevel(logging.DEBUG if verbose else max(logging.WARNING, level))
     logging.getLogger("fsm_live").setLevel(logging.NOTSET if verbose else level)
     logging.getLogger(TRANSITIONS_LOGGER).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+    logging.getLogger(_TRANSITIONS_LIBRARY).setLevel(logging.WARNING)
     return handler
 
 
@@ -306,7 +312,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     except (ConfigError, ValueError) as exc:
         out.problem(f"{PROG} connect: error: {exc}")
         return EXIT_BAD_USAGE
-    configure_logging(args.verbose, out.stderr)
+    # By default an operator sees fsm_live's notices: the endpoint down (WARNING) and
+    # back (INFO), reading paused and resumed; errors; other libraries' warnings.
+    configure_logging(args.verbose, out.stderr, level=logging.INFO)
     watch.attach(conn)
 
     async def body(stop: Stop) -> int:

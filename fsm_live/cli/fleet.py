@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import logging
 import math
 import os
 import re
@@ -141,7 +142,8 @@ def add(subparsers: Subparsers) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="DEBUG logs of every logger, websockets included",
+        help="DEBUG logs on stderr, websockets' included (the transitions library's: "
+        "WARNING and up); without -v: fsm_live's INFO and up, others' WARNING and up",
     )
     parser.set_defaults(handler=run)
 
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     except ConfigError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return EXIT_BAD_USAGE
-    configure_logging(args.verbose, out.stderr)
+    configure_logging(args.verbose, out.stderr, level=logging.INFO)  # as connect's
 
     def collector(fleet: Fleet) -> AbstractAsyncContextManager[None]:
         return metrics_endpoint.registered(
