@@ -390,3 +390,47 @@ def test_a_host_to_listen_on_is_checked(value: str) -> None:
 @pytest.mark.parametrize("value", ["127.0.0.1", "::1", "localhost", "bücher.example"])
 def test_good_hosts_to_listen_on(value: str) -> None:
     assert host(value) == value
+
+
+@pytest.mark.parametrize(
+    ("missing", "argv", "message"),
+    [
+        (
+            "aetcd",
+            ["fleet", "{fleet}", "--coordinator", "etcd://127.0.0.1:9", "--worker-id", "w1"],
+            "fsm-live fleet: error: --coordinator: the etcd coordinator needs aetcd: "
+            "pip install 'fsm_live[cluster]' ",
+        ),
+        (
+            "prometheus_client",
+            ["fleet", "{fleet}", "--metrics-port", "9"],
+            "fsm-live fleet: error: --metrics-port: metrics need prometheus-client: "
+            "pip install 'fsm_live[metrics]'",
+        ),
+        (
+            "prometheus_client",
+            ["connect", "ws://127.0.0.1:9/", "--metrics-port", "9"],
+            "fsm-live connect: error: --metrics-port: metrics need prometheus-client: "
+            "pip install 'fsm_live[metrics]'",
+        ),
+    ],
+    ids=["fleet-coordinator", "fleet-metrics", "connect-metrics"],
+)
+def test_a_flag_whose_extra_is_missing_exits_2_naming_the_extra(
+    tmp_path: Path, missing: str, argv: list[str], message: str
+) -> None:
+    """One line naming the extra to install, exit 2 (bad usage, as --help says), before
+    anything starts; the package is hidden from the child as if not installed."""
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[accounts.a]\nurl = "ws://127.0.0.1:9/"\n', encoding="utf-8")
+    args = [arg.format(fleet=fleet) for arg in argv]
+    probe = (
+        f"import sys; sys.modules[{missing!r}] = None; from fsm_live.cli import main; "
+        f"sys.exit(main({args!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1

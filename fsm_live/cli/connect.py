@@ -137,8 +137,9 @@ def add(subparsers: Subparsers) -> None:
         "connect",
         help="keep one connection alive and show its state",
         description="Keep one WebSocket connection alive with fsm_live and show its state.",
-        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 3 FAILED; 2 bad arguments; "
-        "130 Ctrl-C (it closes cleanly first; a second Ctrl-C cuts the close short).",
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 3 FAILED; 2 bad arguments, or "
+        "a flag's optional package not installed (the line says which extra); 130 Ctrl-C "
+        "(it closes cleanly first; a second Ctrl-C cuts the close short).",
     )
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
     parser.add_argument(

@@ -80,6 +80,7 @@ from fsm_live.cluster import (
     LocalCoordinator,
     MemberView,
 )
+from fsm_live.cluster.etcd import require_aetcd
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.errors import ConfigError, MissingExtra
 from fsm_live.fleet import DEFAULT_RECONNECTS_PER_SECOND, Fleet
@@ -101,8 +102,10 @@ def add(subparsers: Subparsers) -> None:
         help="keep every account of a fleet file connected",
         description="Keep one connection per account of a TOML fleet file alive and show "
         "how the fleet is doing.",
-        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 2 bad arguments or fleet file; "
-        "130 Ctrl-C (every connection closes first; a second Ctrl-C cuts that short).",
+        epilog="Exit codes: 0 closed (--duration, or SIGTERM); 1 the cluster could not be "
+        "joined (--coordinator); 2 bad arguments or fleet file, or a flag's optional "
+        "package not installed (the line says which extra); 130 Ctrl-C (every connection "
+        "closes first; a second Ctrl-C cuts that short).",
     )
     parser.add_argument(
         "config",
@@ -209,6 +212,10 @@ def _coordinator(args: argparse.Namespace) -> Coordinator | None:
     url = CoordinatorUrl.parse(args.coordinator)
     if not args.worker_id:
         raise ConfigError("--coordinator", "needs --worker-id ID (unique among the workers)")
+    try:
+        require_aetcd()
+    except MissingExtra as exc:  # says what to install
+        raise ConfigError("--coordinator", str(exc)) from None
     hold_log = None
     if args.trace_dir is not None:
         hold_log = args.trace_dir / trace_file_name(f"cluster-{args.worker_id}")
@@ -254,7 +261,7 @@ async def run_fleet(
     the fleet runs in once its members are added (a metrics collector registered).
     ``coordinator``: this worker's (None: the in-process one); a cluster's worker
     hands its accounts over (:meth:`Fleet.drain`) before it closes, and exits 1 in
-    one line when it cannot join.
+    one line when it cannot join (2 when a package of the ``cluster`` extra is missing).
 
     On a terminal the dashboard is drawn from the moment every member is added until
     the fleet has closed, and its last frame is the fleet once closed."""
@@ -266,7 +273,10 @@ async def run_fleet(
     )
     try:
         return await _run_fleet(fleet, config, trace_dir, duration, out, stop, metrics)
-    except (CoordinatorError, MissingExtra) as exc:
+    except MissingExtra as exc:  # the install, as a missing extra's flag is: bad usage
+        out.problem(f"{PROG} fleet: error: {exc}")
+        return EXIT_BAD_USAGE
+    except CoordinatorError as exc:
         out.problem(f"{PROG} fleet: error: {exc}")
         return 1
 

@@ -72,7 +72,7 @@ from fsm_live.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     from fsm_live.cluster._etcd import EtcdClient
 
-__all__ = ("EtcdCoordinator",)
+__all__ = ("EtcdCoordinator", "require_aetcd")
 
 logger = logging.getLogger("fsm_live.cluster")
 
@@ -89,6 +89,15 @@ _COALESCE: Final = 0.01
 #: The watchdog looks at the fence at least this often (a clock that jumped
 #: forward after a suspend is noticed within this).
 _WATCHDOG_PERIOD: Final = 0.25
+
+
+def require_aetcd() -> None:
+    """Raise :class:`~fsm_live.errors.MissingExtra` (one line: ``pip install
+    'fsm_live[cluster]'``) unless aetcd and grpc import: a command checks it before
+    it starts anything, as a worker would find out only once running."""
+    from fsm_live.cluster import _etcd
+
+    _etcd._load()
 
 
 def _load_client() -> tuple[type[EtcdClient], Callable[[Any], bool]]:
