@@ -7,6 +7,7 @@ assertions on counts and times.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -201,6 +202,30 @@ async def test_24_hours_with_token_refreshes_and_an_outage(network: MemoryNetwor
     }
     # The outage counts as the failures before the endpoint was down, not one per probe.
     assert conn.stats().failures == {"lost": 1, "network": 1}
+
+
+async def test_a_lone_connection_says_how_long_its_endpoint_was_known_down(
+    network: MemoryNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The INFO line of the return: how long the endpoint was known down (from the
+    failure that made it down, endpoint_failures in a row), not "after N s" read as
+    the outage; and no "0 waiting connections reconnect" when none other waits."""
+    caplog.set_level(logging.INFO, logger="fsm_live")
+    config = Config(backoff=FixedDelay(5))
+    network.refuse(URL)
+    async with live(network, config=config) as conn:
+        await conn.wait_for("WAITING")  # three refusals 5 s apart: down at 10 s
+        down_at = anyio.current_time()
+        await anyio.sleep(30)
+        network.forget(URL)
+        async with network.serve(URL, echo):
+            await conn.wait_connected()
+            known_down = anyio.current_time() - down_at
+    [back] = [r for r in caplog.records if "is back" in r.getMessage()]
+    assert back.levelname == "INFO"
+    assert back.getMessage() == (
+        f"{URL}: endpoint server.test:80 is back (known down for {known_down:.1f} s)"
+    )
 
 
 async def test_handshake_403_without_credentials_fails_after_one_attempt(

@@ -99,6 +99,10 @@ async def test_a_fleet_of_1000_rides_out_an_hour_long_outage(
     # the few that failed before the endpoint was known to be down.
     endpoint_lines = [r for r in caplog.records if "endpoint server.test:80" in r.getMessage()]
     assert [r.levelname for r in endpoint_lines] == ["WARNING", "ERROR", "INFO"]
+    # The prober is back; every other member was waiting.
+    assert (
+        endpoint_lines[-1].getMessage().endswith(f"; {members - 1} waiting connections reconnect")
+    )
     warnings = [
         r for r in caplog.records if r.levelno >= logging.WARNING and r not in endpoint_lines
     ]

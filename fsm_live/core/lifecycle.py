@@ -500,17 +500,16 @@ class Lifecycle(SpecRun):
                 waiting = endpoint.waiting
                 down_for = endpoint.connected(self, event.now)
                 if down_for is not None:
-                    effects.append(
-                        Notice(
-                            "INFO",
-                            f"endpoint {endpoint.key} is back after {down_for:.1f} s; "
-                            + (
-                                "1 waiting connection reconnects"
-                                if waiting == 1
-                                else f"{waiting} waiting connections reconnect"
-                            ),
+                    # Measured from when it was known down (endpoint_failures in a
+                    # row), not from its first failure; others only when some wait.
+                    back = f"endpoint {endpoint.key} is back (known down for {down_for:.1f} s)"
+                    if waiting:
+                        back += (
+                            "; 1 waiting connection reconnects"
+                            if waiting == 1
+                            else f"; {waiting} waiting connections reconnect"
                         )
-                    )
+                    effects.append(Notice("INFO", back))
             return effects
         if isinstance(event, LinkFailed):
             return self._on_failure(event.now, event.failure)
