@@ -47,7 +47,8 @@ class Counts:
     )
     acknowledged: int = _count("frames the peer acknowledged (protocols with acknowledgements)")
     unacknowledged: int = _count(
-        "frames sent whose acknowledgement did not come within ack_timeout"
+        "frames given up on without an acknowledgement: a send() after ack_timeout, "
+        "a request() at its timeout (RequestTimeout)"
     )
     duplicates_dropped: int = _count("inbound duplicates dropped")
     handler_errors: int = _count("on_message handler calls that raised")

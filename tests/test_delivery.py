@@ -137,7 +137,10 @@ async def test_a_request_without_an_answer_times_out_and_is_not_sent_again() -> 
             await conn.request({"op": "ping"}, timeout=3)
         assert len(frames) == 1
         assert json.loads(frames[0]) == {"op": "ping", "id": 1}  # the id it was given
-        assert conn.stats().buffered == 0
+        stats = conn.stats()
+        assert stats.buffered == 0
+        # docs/protocol.md: a frame never acknowledged is counted, a request's too.
+        assert (stats.unacknowledged, stats.acknowledged) == (1, 0)
 
 
 async def test_request_needs_a_protocol_that_acknowledges() -> None:

@@ -448,10 +448,11 @@ class Engine:
                     link.abort()
             elif isinstance(effect, RequestsExpired):
                 for handle in effect.handles:
+                    # Given up without an ack: a send()'s after ack_timeout, a request()'s
+                    # at its timeout (as `acknowledged` counts both kinds).
+                    self.counters.unacknowledged += 1
                     if isinstance(handle, PendingRequest):
                         handle.fail(RequestTimeout("no acknowledgement within the timeout"))
-                    else:  # a send() whose ack did not come within ack_timeout
-                        self.counters.unacknowledged += 1
             elif isinstance(effect, Notice):
                 logger.log(
                     logging.getLevelName(effect.level), "%s: %s", self.url_for_logs, effect.message
