@@ -34,6 +34,7 @@ from fsm_live.cli import Output
 from fsm_live.cli._signals import Stop
 from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.fleet import run_fleet, trace_file_name
+from fsm_live.cli.views.fleet import KEY_COLUMN_MAX, key_column
 from fsm_live.config import Config
 from fsm_live.fleet import Fleet
 from fsm_live.fleet.config import Account, FleetConfig
@@ -565,6 +566,39 @@ async def test_a_log_line_during_the_dashboard_leaves_it_whole(
     frame = screen[title : bottom + 1]
     assert all(line.lstrip()[0] in "╭│╰" for line in frame), frame  # no line cut into it
     assert _counts(frame)["CLOSED"] == 1
+
+
+@pytest.mark.anyio
+async def test_piped_lines_keep_the_times_in_one_column(tmp_path: Path) -> None:
+    """Not a terminal: the key column is as wide as the fleet's longest key (at most
+    KEY_COLUMN_MAX), a longer key is cut head…tail, and every transition and summary
+    line has its time in the same column (before: ``probe     0.003s`` above
+    ``carol@example.org     0.020s``)."""
+    long_key = "tenant-with-a-very-long-name-0042"
+    keys = ["probe", "carol@example.org", long_key]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with anyio.fail_after(DEADLINE):
+        async with echo_server() as url:
+            config = FleetConfig.load(fleet_file(tmp_path, url, keys))
+            code = await run_fleet(config, None, 1.0, Output(stdout, stderr))
+    assert code == 0, stderr.getvalue()
+    width = KEY_COLUMN_MAX
+    lines = [line for line in stdout.getvalue().splitlines() if not line.startswith("all ")]
+    assert {line[: width + 1].rstrip() for line in lines} == {
+        "probe",
+        "carol@example.org",
+        "tenant-with-a-v…ame-0042",
+        "summary",
+    }
+    for line in lines:
+        assert re.fullmatch(r" +\d+\.\d{3}s", line[width + 1 : width + 11]), line
+
+
+def test_the_key_column_is_the_longest_key_within_bounds() -> None:
+    assert key_column(["a", "bb"]) == len("summary")  # summary lines line up too
+    assert key_column(["probe", "carol@example.org"]) == len("carol@example.org")
+    assert key_column(["x" * 60]) == KEY_COLUMN_MAX
+    assert key_column([]) == len("summary")
 
 
 def test_the_python_example_of_the_docs_is_the_file_and_prints_its_output() -> None:

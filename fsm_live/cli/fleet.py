@@ -66,6 +66,7 @@ from fsm_live.cli.views.fleet import (
     RUNNING,
     Phase,
     fleet_panel,
+    key_column,
     plain_fleet_transition,
     plain_summary,
 )
@@ -293,7 +294,8 @@ async def _run_fleet(
     if not out.stdout.isatty():
         code = await _run(fleet, config, trace_dir, duration, out, stop, metrics, None)
         if code == 0:
-            out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+            width = key_column(account.key for account in config.accounts)
+            out.stdout.write(plain_summary(fleet.stats(), fleet.started_at, width) + "\n")
     else:
         title = f"{PROG} fleet {config.path.name}"
         async with anyio.create_task_group() as drawing:  # draws during the close too
@@ -322,11 +324,13 @@ async def _run(
 ) -> int:
     """Add every account to ``fleet``, run until the end, close; return the exit code.
     ``dashboard``: shown once every member is added (None: plain lines instead)."""
+    width = key_column(account.key for account in config.accounts)  # of the plain lines
     async with fleet:
         if dashboard is None:
 
             def print_line(key: str, record: TransitionRecord) -> None:
-                out.stdout.write(plain_fleet_transition(key, record, fleet.started_at) + "\n")
+                line = plain_fleet_transition(key, record, fleet.started_at, width)
+                out.stdout.write(line + "\n")
                 out.stdout.flush()
 
             fleet.on_transition(print_line)
@@ -352,10 +356,10 @@ async def _run(
             if dashboard is not None:
                 dashboard.start()
             elif clustered:
-                task_group.start_soon(_print_summaries, fleet, out)
+                task_group.start_soon(_print_summaries, fleet, out, width)
             else:
                 task_group.start_soon(_report_all_connected, fleet, out)
-                task_group.start_soon(_print_summaries, fleet, out)
+                task_group.start_soon(_print_summaries, fleet, out, width)
             await _wait_for_the_end(duration, stop)
             if clustered:
                 await fleet.drain()  # hand over, paced; a second signal cuts it short
@@ -390,10 +394,10 @@ async def _report_all_connected(fleet: Fleet, out: Output) -> None:
     out.stdout.flush()
 
 
-async def _print_summaries(fleet: Fleet, out: Output) -> None:
+async def _print_summaries(fleet: Fleet, out: Output, key_width: int) -> None:
     while True:
         await anyio.sleep(SUMMARY_INTERVAL)
-        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at) + "\n")
+        out.stdout.write(plain_summary(fleet.stats(), fleet.started_at, key_width) + "\n")
         if not isinstance(fleet.coordinator, LocalCoordinator):
             out.stdout.write(plain_cluster(*_cluster_figures(fleet)) + "\n")
         out.stdout.flush()

@@ -44,6 +44,7 @@ __all__ = (
     "Phase",
     "endpoint_lines",
     "fleet_panel",
+    "key_column",
     "plain_fleet_transition",
     "plain_summary",
     "recent_transitions",
@@ -60,6 +61,11 @@ RUNNING: Final[Phase] = "running"
 CLOSING: Final[Phase] = "closing"
 CLOSED: Final[Phase] = "closed"
 
+#: The widest key column of the plain lines: a longer key is cut (head…tail).
+KEY_COLUMN_MAX: Final = 24
+#: The label of the plain summary lines, in the key column.
+_SUMMARY: Final = "summary"
+
 #: The column of members that crashed (no state of the spec); its label is fixed.
 _CRASHED: Final = "crashed"
 #: The shortest label a state name is cut to (two letters, "…", one letter).
@@ -75,17 +81,36 @@ _ENDPOINT_LINES: Final = 3
 _SECTION_LINES: Final = 4
 
 
-def plain_fleet_transition(key: str, record: TransitionRecord, started_at: float) -> str:
-    """One line for a member's transition: the key, then :func:`plain_transition`."""
-    return f"{key} {plain_transition(record, started_at)}"
+def key_column(keys: Iterable[str]) -> int:
+    """The width of the plain lines' key column for a fleet of ``keys``: its longest
+    key, at most :data:`KEY_COLUMN_MAX`, and at least the summary lines' label, so that
+    every line's time is in one column."""
+    return max(len(_SUMMARY), min(KEY_COLUMN_MAX, max(map(len, keys), default=0)))
 
 
-def plain_summary(stats: FleetStats, started_at: float) -> str:
-    """One line with the fleet's figures (states with members, rate, failures, traffic)."""
+def _in_column(label: str, width: int) -> str:
+    """``label`` padded to ``width``, or cut to it head…tail (0: as it is)."""
+    if not width:
+        return label
+    return _shorten(label, width, width // 3).ljust(width)
+
+
+def plain_fleet_transition(
+    key: str, record: TransitionRecord, started_at: float, key_width: int = 0
+) -> str:
+    """One line for a member's transition: the key (in a column ``key_width`` wide,
+    :func:`key_column`; 0: as it is), then :func:`plain_transition`."""
+    return f"{_in_column(key, key_width)} {plain_transition(record, started_at)}"
+
+
+def plain_summary(stats: FleetStats, started_at: float, key_width: int = 0) -> str:
+    """One line with the fleet's figures (states with members, rate, failures,
+    traffic), its label in the key column ``key_width`` wide (0: as it is)."""
     states = ", ".join(f"{name} {count}" for name, count in stats.states.items() if count)
     failures = ", ".join(f"{name} {count}" for name, count in stats.failures.items())
     return (
-        f"summary {stats.at - started_at:9.3f}s  {stats.connections} connections: "
+        f"{_in_column(_SUMMARY, key_width)} {stats.at - started_at:9.3f}s  "
+        f"{stats.connections} connections: "
         f"{states or 'none'}; {stats.crashed} crashed; "
         f"{stats.transitions_total} transitions ({stats.transitions_per_minute:g}/min); "
         f"failures: {failures or 'none'}; "
