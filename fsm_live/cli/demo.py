@@ -38,6 +38,7 @@ from fsm_live.cli._signals import Stop, run_until_stopped
 from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.views.connection import plain_transition
 from fsm_live.cli.views.demo import demo_panel, plain_event, summary_lines, summary_tables
+from fsm_live.cli.views.live import logs_above
 from fsm_live.cli.views.styles import StateStyles
 from fsm_live.connection import LiveConnection, default_machine
 from fsm_live.core.effects import TransitionRecord
@@ -149,7 +150,10 @@ class _LiveView:
         conn = self.conn
         assert conn is not None, "a transition before attach()"
         styles = StateStyles(conn.spec)
-        with Live(console=self.console, auto_refresh=False, transient=False) as live:
+        with (
+            Live(console=self.console, auto_refresh=False, transient=False) as live,
+            logs_above(live),  # -v's lines above the panel, not through it
+        ):
             while True:
                 elapsed = anyio.current_time() - conn.started_at
                 rows = max(3, self.console.height - _PANEL_ROWS)  # fit the terminal
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     except ConfigError as exc:
         out.problem(f"{PROG} demo: error: {exc}")
         return EXIT_BAD_USAGE
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, out.stderr)
     try:
         if trace is None:
             handle, name = tempfile.mkstemp(prefix="fsm-live-demo-", suffix=".jsonl")

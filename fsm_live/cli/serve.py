@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             f"{exc.strerror or type(exc).__name__}"
         )
         return EXIT_BAD_USAGE
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, out.stderr)
     server = LwpServer(
         host=args.host, port=args.port, schedule=schedule, push_interval=args.push_interval or None
     )
