@@ -409,6 +409,7 @@ def test_a_log_line_during_the_live_status_leaves_it_whole(
     columns, rows = 200, 40
     monkeypatch.setenv("COLUMNS", str(columns))
     monkeypatch.setenv("LINES", str(rows))
+    monkeypatch.setenv("TERM", "xterm")  # a terminal that draws in place (not "dumb")
     terminal = FakeTerminal()  # stdout and stderr: one screen
     monkeypatch.setattr(sys, "stdout", terminal)
     monkeypatch.setattr(sys, "stderr", terminal)

@@ -529,6 +529,7 @@ async def test_a_log_line_during_the_dashboard_leaves_it_whole(
     columns, rows = 200, 40
     monkeypatch.setenv("COLUMNS", str(columns))
     monkeypatch.setenv("LINES", str(rows))
+    monkeypatch.setenv("TERM", "xterm")  # a terminal that draws in place (not "dumb")
     terminal = WatchedTerminal()  # stdout and stderr: one screen
     configure_logging(False, terminal)
     stop = Stop()
