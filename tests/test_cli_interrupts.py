@@ -86,9 +86,15 @@ class Child:
 
     def send(self, signum: int) -> None:
         """Send ``signum``, unless the process already exited (a first SIGINT may end
-        it before a second one is sent: the exit code tells the rest)."""
+        it before a second one is sent: the exit code tells the rest).
+
+        ``os.kill``, not ``process.send_signal``: asyncio's ``send_signal`` polls the
+        child first, and on a child that just exited that poll reaps it behind the
+        child watcher's back, which then reports exit code 255 (seen on a busy
+        machine: the first SIGINT ended the demo before the second was sent).  A
+        signal to an exited child that is not reaped yet is ignored."""
         with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(signum)
+            os.kill(self.process.pid, signum)
 
     async def end(self) -> tuple[int, str, float]:
         """Wait for the exit; its code, its whole stderr, and how long the wait took."""
