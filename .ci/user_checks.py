@@ -11,10 +11,12 @@ Checks, each printing one line (``ci: VENV: CHECK: ok ...``) or failing with exi
   ``testing`` extra; what the CLI uses of it is imported through the CLI's
   modules).  Also says which optional packages are present, so a venv with
   extras is not mistaken for a plain one.
-* ``demo``: ``fsm-live demo --duration 20 --seed 2 --trace FILE``, with the
+* ``demo``: ``fsm-live demo --duration 25 --seed 2 --trace FILE``, with the
   ``fsm-live`` next to this Python, output not a terminal: exit 0, every trace
-  row has exactly the keys t, from, to, trigger, reason, and all the spec's lifecycle
-  states appear both in the trace and in the printed transitions.
+  row has exactly the keys t, from, to, trigger, reason, all the spec's lifecycle
+  states appear both in the trace and in the printed transitions, and the trace
+  takes every transition of the spec (each source of each row; a row into a final
+  state once).
 * ``readme-demo``: the same for ``fsm-live demo`` with its defaults, as the
   README's first command runs it (30 s).
 
@@ -48,10 +50,10 @@ OTHER_KINDS = ("failure", "stats")
 TRANSITION_LINE = re.compile(r"^\s*[\d.]+s\s+(\S+) -> (\S+)\s+\[")
 #: Packages of the dev/testing/trio extras: present in a plain install only by accident.
 EXTRAS = ("pytest", "hypothesis", "trio", "mypy", "ruff", "trustme")
-DEMO_ARGS = ("demo", "--duration", "20", "--seed", "2")
+DEMO_ARGS = ("demo", "--duration", "25", "--seed", "2")
 #: The README's first command runs the demo with its defaults (30 s, seed 1).
 README_DEMO_ARGS = ("demo",)
-#: The stories last 20 and 30 s; a stuck one fails itself (StoryStuck) well before this.
+#: The stories last 25 and 30 s; a stuck one fails itself (StoryStuck) well before this.
 DEMO_TIMEOUT = 120.0
 
 
@@ -155,6 +157,28 @@ def packaged_states() -> tuple[str, ...]:
     return tuple(Spec.default().states)
 
 
+def untaken_transitions(rows: list[dict[str, object]]) -> list[str]:
+    """The installed spec's transitions no trace row took: every edge (each source of
+    a row), but those into a final state, which a connection takes once: each such
+    row from some source."""
+    from fsm_live.spec import Spec
+
+    spec = Spec.default()
+    taken = {(row["from"], row["trigger"], row["to"]) for row in rows if "kind" not in row}
+    missing = [
+        f"{source} -[{row.trigger}]-> {row.dest}"
+        for source, row in spec.edges()
+        if row.dest not in spec.final_states and (source, row.trigger, row.dest) not in taken
+    ]
+    missing += [
+        f"{'|'.join(row.sources)} -[{row.trigger}]-> {row.dest}"
+        for row in spec.transitions
+        if row.dest in spec.final_states
+        and not any((source, row.trigger, row.dest) in taken for source in row.sources)
+    ]
+    return missing
+
+
 def states_printed(output: str, states: tuple[str, ...]) -> set[str]:
     """The states of the plain transition lines (``  12.5s  A -> B  [trigger] (reason)``);
     other lines, and states named in a reason, do not count."""
@@ -233,9 +257,15 @@ def check_demo(demo_args: tuple[str, ...]) -> str:
             f"{missing['trace'] or 'none'}, from the output "
             f"{missing['output'] or 'none'}; last lines:\n{tail(done.stdout)}"
         )
+    untaken = untaken_transitions(rows)
+    if untaken:
+        raise CheckFailed(
+            f"{command} exited 0 but its trace never took {', '.join(untaken)}; "
+            f"last lines:\n{tail(done.stdout)}"
+        )
     return (
         f"{command}: exit 0 after {took:.1f} s, {len(rows)} transitions, all "
-        f"{len(states)} states in its trace and output"
+        f"{len(states)} states in its trace and output, every transition of the spec"
     )
 
 

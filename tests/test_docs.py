@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDING = ROOT / "docs" / "embedding.md"
 
@@ -26,6 +28,42 @@ def test_embedding_example_is_the_file_and_prints_its_output() -> None:
         [sys.executable, str(path)], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")
+
+
+@pytest.mark.timeout(60)
+def test_embedding_lwp_example_runs_against_fsm_live_serve() -> None:
+    """docs/embedding.md's lwp example is the file, and against a running ``fsm-live
+    serve`` it prints what the doc shows."""
+    text = EMBEDDING.read_text(encoding="utf-8")
+    code = block(text, "<!-- example:begin docs/examples/lwp.py -->", "<!-- example:end -->")
+    path = ROOT / "docs" / "examples" / "lwp.py"
+    assert code == path.read_text(encoding="utf-8"), "docs/examples/lwp.py differs from the doc"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "fsm_live", "serve", "--duration", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        listening = serve.stdout.readline()
+        url = re.search(r"listening on (ws://\S+)", listening)
+        assert url is not None, listening
+        result = subprocess.run(
+            [sys.executable, str(path), url.group(1)],
+            capture_output=True,
+            text=True,
+            timeout=40,
+            check=True,
+        )
+    finally:
+        serve.terminate()  # SIGTERM: it closes cleanly and exits 0
+        serve.communicate(timeout=20)
+    assert result.stdout == block(
+        text, "<!-- output:begin docs/examples/lwp.py -->", "<!-- output:end -->"
+    )
+    assert result.stderr == ""
+    assert serve.returncode == 0
 
 
 SPECS_PAGE = ROOT / "docs" / "specs.md"

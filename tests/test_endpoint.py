@@ -147,3 +147,22 @@ def test_no_probe_before_the_servers_retry_after() -> None:
     ep.failed("c", 50.0)  # a new outage starts without the old Retry-After
     ep.wait("c", 50.0)
     assert ep.probe_deadline("c") == 50.0 + FIRST_PROBE_GAP
+
+
+def test_the_status_says_when_the_next_probe_is_due_while_down() -> None:
+    ep, _ = endpoint(down_after=1)
+    assert ep.status().next_probe is None  # up: nothing to probe
+    ep.failed("a", 10.0)
+    assert ep.status().next_probe is None  # down, but nobody waits to probe yet
+    ep.wait("a", 10.0)
+    ep.wait("b", 10.0)
+    status = ep.status()
+    assert (status.probing, status.next_probe) == (False, 10.0 + FIRST_PROBE_GAP)
+    ep.probing("a")  # its dial is in flight: probing, no next probe yet
+    status = ep.status()
+    assert (status.probing, status.next_probe) == (True, None)
+    ep.failed("a", 10.6)
+    ep.wait("a", 10.6)  # the turn passes to b, one doubled gap later
+    assert ep.status().next_probe == 10.6 + 2 * FIRST_PROBE_GAP
+    ep.connected("b", 11.0)
+    assert ep.status().next_probe is None

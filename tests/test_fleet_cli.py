@@ -30,7 +30,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from fsm_live._runtime.trace import TRACE_KEYS, read_trace
-from fsm_live.cli import Output
+from fsm_live.cli import Output, main
 from fsm_live.cli._signals import Stop
 from fsm_live.cli.connect import configure_logging
 from fsm_live.cli.fleet import run_fleet, trace_file_name
@@ -618,6 +618,28 @@ def test_the_python_example_of_the_docs_is_the_file_and_prints_its_output() -> N
     )
     assert result.stdout == block(text, "<!-- output:begin -->", "<!-- output:end -->")
     assert result.stderr == ""
+
+
+def test_the_docs_show_the_usage_and_every_flag_of_fleet_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/fleet.md's usage block is ``fsm-live fleet --help``'s, at 80 columns, and
+    its flag table has a row for every option the help lists."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as caught:
+        main(["fleet", "--help"])
+    assert caught.value.code == 0
+    help_text = capsys.readouterr().out
+    usage = help_text.partition("\n\n")[0] + "\n"
+    text = (Path(__file__).resolve().parent.parent / "docs" / "fleet.md").read_text("utf-8")
+    doc_usage = re.search(r"```text\n(usage: fsm-live fleet .*?)```", text, re.S)
+    assert doc_usage is not None, "docs/fleet.md has no usage block"
+    assert doc_usage.group(1) == usage
+    table = text.partition(doc_usage.group(0))[2].partition("\n\n\n")[0]
+    options = re.findall(r"^  (--[\w-]+(?: [^\s,]+)?)", help_text, re.M)
+    assert len(options) > 5
+    missing = [o for o in options if o != "--help" and f"`{o}`" not in table]
+    assert missing == [], f"docs/fleet.md's flag table lacks {missing}"
 
 
 def test_trace_file_names_are_safe_and_distinct() -> None:

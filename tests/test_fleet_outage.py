@@ -72,6 +72,10 @@ async def test_a_fleet_of_1000_rides_out_an_hour_long_outage(
         assert fleet.count("WAITING") == members
         [endpoint] = fleet.endpoints()
         assert (endpoint.up, endpoint.since) == (False, pytest.approx(down_at, abs=1))
+        # The dashboard's "next probe in": within one jittered probe_interval (3 s).
+        now = anyio.current_time()
+        assert endpoint.next_probe is not None
+        assert now <= endpoint.next_probe <= now + 1.5 * config.probe_interval
 
         # It comes back.
         network.restore(URL)

@@ -287,12 +287,20 @@ def test_endpoint_states() -> None:
     up = EndpointStatus("127.0.0.1:8765", up=True, since=15.0, members=300)
     down = EndpointStatus("feed.example.org:443", up=False, since=40.0, members=1)
     probing = EndpointStatus("other.example.org:443", up=False, since=45.0, probing=True)
-    lines = [line.plain for line in endpoint_lines([up, probing, down], 10.0, at=75.0)]
+    waiting = EndpointStatus("third.example.org:443", up=False, since=50.0, next_probe=76.5)
+    late = EndpointStatus("late.example.org:443", up=False, since=55.0, next_probe=74.0)
+    lines = [
+        line.plain
+        for line in endpoint_lines([up, probing, down, waiting, late], 10.0, at=75.0, width=100)
+    ]
     assert lines == [  # down first, the oldest outage first
         "endpoint feed.example.org:443  down since 30.0 s (for 35.00 s) · 1 member",
         "endpoint other.example.org:443  down since 35.0 s (for 30.00 s), probing",
-        "endpoint 127.0.0.1:8765  up since 5.0 s · 300 members",
+        "endpoint third.example.org:443  down since 40.0 s (for 25.00 s) · next probe in 1.5 s",
+        "… and 2 more endpoints: 1 down",
     ]
+    [line] = endpoint_lines([late], 10.0, at=75.0, width=100)  # due: never a negative wait
+    assert line.plain.endswith("down since 45.0 s (for 20.00 s) · next probe in 0.0 s")
 
 
 def test_many_endpoints_are_summed_up_and_a_long_one_is_cut_before_its_state() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import sys
@@ -155,6 +157,17 @@ def test_bad_faults_exit_2_naming_the_token_and_its_position(
         "one of: drop, blackhole, close, reject, refuse-reg, restart), got "
         "'blackhol'\n"
     )
+
+
+def test_the_protocol_doc_shows_the_real_faults_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/protocol.md's ``--faults`` mistake is the command's real output."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text("utf-8")
+    match = re.search(r"```text\n\$ fsm-live (serve .*)\n(fsm-live serve: error: .*)\n```", doc)
+    assert match is not None, "docs/protocol.md has no --faults error example"
+    assert main(shlex.split(match.group(1))) == 2
+    assert capsys.readouterr().err == match.group(2) + "\n"
 
 
 def test_a_faults_file_that_cannot_be_read_is_one_line(

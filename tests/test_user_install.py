@@ -2,7 +2,7 @@
 user venv's Python) check what they claim: these tests run them on known inputs.
 
 The checks themselves (every module imports from ``pip install .``, the demo
-passes through all six states) run in ``.ci/run``; against the dev venv:
+passes through every state and transition of the spec) run in ``.ci/run``; against the dev venv:
 ``.venv/bin/python .ci/user_checks.py``.
 """
 
@@ -92,6 +92,28 @@ def test_states_are_read_from_plain_transition_lines() -> None:
     )
     states = checks.packaged_states()
     assert checks.states_printed(output, states) == {"CONNECTED", "RECONNECTING", "FAILED"}
+
+
+def test_every_transition_of_the_spec_is_needed_and_close_once() -> None:
+    from fsm_live.spec import Spec
+
+    spec = Spec.default()
+
+    def row(source: str, trigger: str, dest: str) -> dict[str, object]:
+        return {"t": 0.0, "from": source, "to": dest, "trigger": trigger, "reason": ""}
+
+    rows = [
+        row(source, t.trigger, t.dest)
+        for source, t in spec.edges()
+        if t.dest not in spec.final_states
+    ]
+    [close] = [t for t in spec.transitions if t.dest in spec.final_states]
+    rows.append(row(close.sources[-1], close.trigger, close.dest))  # one source is enough
+    assert checks.untaken_transitions(rows) == []
+    first = rows[0]
+    missing = checks.untaken_transitions([*rows[1:], {"kind": "stats", **first}])
+    assert missing == [f"{first['from']} -[{first['trigger']}]-> {first['to']}"]
+    assert len(checks.untaken_transitions(rows[:-1])) == 1  # no close at all
 
 
 def test_ci_installs_the_user_venv_as_the_readme_first_command_does() -> None:

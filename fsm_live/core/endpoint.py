@@ -76,7 +76,10 @@ class EndpointStatus:
     * ``up``: whether members reach it; ``since``: when that last changed (the
       driver's clock, as ``Fleet.started_at``);
     * ``probing``: while down, whether a probe is dialling it now;
-    * ``members``: the connections that dial it.
+    * ``members``: the connections that dial it;
+    * ``next_probe``: while down and no probe dials, when the next one is due (the
+      same clock as ``since``; it may have just passed); None while up, while a
+      probe dials, and while no member waits to probe.
     """
 
     endpoint: str
@@ -84,6 +87,7 @@ class EndpointStatus:
     since: float
     probing: bool = False
     members: int = 0
+    next_probe: float | None = None
 
 
 class Endpoint:
@@ -161,8 +165,14 @@ class Endpoint:
         return len(self._waiting)
 
     def status(self) -> EndpointStatus:
-        """For a person: up or down since when, probing or not, how many members."""
-        return EndpointStatus(self.key, self.up, self.since, self._probing, len(self._members))
+        """For a person: up or down since when, probing or when the next probe is
+        due, how many members."""
+        next_probe = None
+        if not self.up and self._prober is not None and not self._probing:
+            next_probe = self._probe_due
+        return EndpointStatus(
+            self.key, self.up, self.since, self._probing, len(self._members), next_probe
+        )
 
     def probe_deadline(self, member: Hashable) -> float:
         """When ``member`` dials to probe (``math.inf`` unless it is the prober)."""

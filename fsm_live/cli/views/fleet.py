@@ -249,6 +249,8 @@ def _endpoint_status(status: EndpointStatus, started_at: float, at: float) -> Te
         text = Text.assemble(("down", "bold red"), f" {since} (for {duration(at - status.since)})")
         if status.probing:
             text.append(", probing", style="yellow")
+        elif status.next_probe is not None:
+            text.append(f" · next probe in {max(0.0, status.next_probe - at):.1f} s")
     return text
 
 
