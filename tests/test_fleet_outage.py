@@ -111,3 +111,47 @@ async def test_a_fleet_of_1000_rides_out_an_hour_long_outage(
         r for r in caplog.records if r.levelno >= logging.WARNING and r not in endpoint_lines
     ]
     assert len(warnings) <= config.endpoint_failures - 1
+
+
+async def test_an_endpoint_that_stops_answering_is_down_like_one_that_refuses() -> None:
+    """No refusal, no reset: the endpoint goes silent (open links answer nothing,
+    new connects never complete).  The failures are found by timers (the heartbeat
+    timeout, the open timeout), and they count toward the endpoint as a refusal
+    does: the members wait and probe, none goes FAILED."""
+    network = MemoryNetwork()
+    links: list[ServerLink] = []
+
+    async def hold(link: ServerLink) -> None:
+        links.append(link)
+        await anyio.sleep_forever()
+
+    members = 100
+    failed: list[str] = []
+    async with network.serve(URL, hold), Fleet() as fleet:
+        fleet.on_transition(
+            lambda key, record: (
+                failed.append(key) if fleet.machine.states[record.dest].failed else None
+            )
+        )
+        for n in range(members):
+            await fleet.add(f"account-{n}", URL, transport=MemoryTransport(network))
+        await until(lambda: fleet.count("CONNECTED") == members, fleet)
+
+        network.stall(URL)
+        for link in links:
+            link.black_hole()
+        await anyio.sleep(120)  # heartbeat timeouts, then open timeouts
+        dials_at = network.attempts(URL)
+        await anyio.sleep(600)
+        dials_while_down = network.attempts(URL) - dials_at
+        # All wait, but the one probing (its dial waits for its open timeout).
+        assert fleet.count("CONNECTING") <= 1
+        assert fleet.count("WAITING") + fleet.count("CONNECTING") == members
+        [endpoint] = fleet.endpoints()
+        assert not endpoint.up
+        # One probe at a time, each ending at its open timeout.
+        assert dials_while_down / 600 <= 1.0
+
+        network.restore(URL)
+        await until(lambda: fleet.count("CONNECTED") == members, fleet)
+    assert failed == []

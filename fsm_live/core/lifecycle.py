@@ -610,6 +610,8 @@ class Lifecycle(SpecRun):
         failure = None
         if facts is not None:
             failure = self.machine.classifier.classify(kind=facts[0], reason=facts[1])
+            if self._wait_for_endpoint(now, failure):
+                return  # an endpoint that no longer answers is down like one that refuses
             reason = ""
         elif name == "failed_retry":
             reason = "failed_retry_delay elapsed: retrying with the failure count reset"
@@ -705,32 +707,44 @@ class Lifecycle(SpecRun):
         if action == "retry" or (action == "planned" and not self.stable):
             self.failures += 1
 
-    def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
+    def _wait_for_endpoint(self, now: float, failure: Failure) -> bool:
+        """A failure of a class the spec marks ``endpoint``, reported by a link or found
+        by a timer (an open timeout, a heartbeat timeout): the endpoint counts it, and
+        if that makes it down (or it was), this connection waits for it.  True if it
+        waits.  The outage is not this connection's failure: the transition carries
+        no failure, so it counts neither toward max_failures nor in stats.failures
+        (the reason names it)."""
         policy = self.machine.classifier.policy(failure.error_class)
         endpoint = self.endpoint
-        if policy.endpoint and endpoint is not None and self.allows(_WAIT):
-            was_up = endpoint.up
-            retry_after = 0.0
-            if policy.retry_after and failure.retry_after is not None:
-                retry_after = min(failure.retry_after, self.config.retry_after_cap)
-            if endpoint.failed(self, now, retry_after):
-                # The endpoint is down: wait for it. The outage is not this connection's
-                # failure: the transition carries no failure, so it counts neither toward
-                # max_failures nor in stats.failures (the reason names it).
-                effects = self._collect(self._fire, _WAIT, now, str(failure), {})
-                if effects and was_up:
-                    effects.insert(
-                        0,
-                        Notice(
-                            "WARNING",
-                            f"endpoint {endpoint.key} is down ({endpoint.down_after} failures "
-                            "in a row): its connections wait for it, one probing every "
-                            f"{endpoint.probe_interval:g} s or so",
-                        ),
-                    )
-                if effects:
-                    self.last_failure = failure
-                    return effects
+        if not (policy.endpoint and endpoint is not None and self.allows(_WAIT)):
+            return False
+        was_up = endpoint.up
+        retry_after = 0.0
+        if policy.retry_after and failure.retry_after is not None:
+            retry_after = min(failure.retry_after, self.config.retry_after_cap)
+        if not endpoint.failed(self, now, retry_after):
+            return False
+        mark = len(self._effects)
+        if not self._fire(_WAIT, now, str(failure), {}):
+            return False
+        if was_up:
+            self._effects.insert(
+                mark,
+                Notice(
+                    "WARNING",
+                    f"endpoint {endpoint.key} is down ({endpoint.down_after} failures "
+                    "in a row): its connections wait for it, one probing every "
+                    f"{endpoint.probe_interval:g} s or so",
+                ),
+            )
+        self.last_failure = failure
+        return True
+
+    def _on_failure(self, now: float, failure: Failure) -> list[Effect]:
+        effects = self._collect(self._wait_for_endpoint, now, failure)
+        if effects:
+            return effects
+        policy = self.machine.classifier.policy(failure.error_class)
         action = policy.action
         refresh = action == "refresh" and self.can_refresh_credentials and not self.auth_retried
         if action == "fail" or (action == "refresh" and not refresh):
