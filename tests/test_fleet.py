@@ -267,7 +267,9 @@ async def test_slow_members_do_not_delay_the_others(network: MemoryNetwork) -> N
                 assert fleet["void"].stats().failures == {"lost": 1}
                 # 100 handlers running, 100 more waiting; then the client stopped reading.
                 assert fleet["blocked"].stats().messages_in == 200
-                assert fleet["stall"].stats().failures == {"network": 4}
+                # Two open timeouts; the third made its endpoint down, and a wait counts
+                # no failure (nor does anything while it waits).
+                assert fleet["stall"].stats().failures == {"network": 2}
                 # The void member is CONNECTED again (its server answers nothing).
                 assert fleet["void"].state == "CONNECTED"
                 leaving = anyio.current_time()
