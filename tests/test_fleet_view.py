@@ -35,8 +35,10 @@ STYLES = StateStyles(SPEC)
 STATES = list(SPEC.states)
 (SUCCESS,) = SPEC.success_states
 (FAILED,) = SPEC.failed_states
-#: A state that is neither initial, success, failed nor final: where a member waits.
-WAITING = next(
+#: A state that is neither initial, success, failed nor final, logged at WARNING: where a
+#: member backs off (not named WAITING, which the renamed-states run would rename in
+#: f-strings).
+BACKING_OFF = next(
     name
     for name, state in SPEC.states.items()
     if name != SPEC.initial
@@ -47,7 +49,7 @@ WAITING = next(
 RECORD = TransitionRecord(
     at=12.5,
     source=SUCCESS,
-    dest=WAITING,
+    dest=BACKING_OFF,
     trigger="lost",
     reason="lost: closed 1006",
     error_class="lost",
@@ -64,7 +66,7 @@ def stats(
 ) -> FleetStats:
     counts = dict.fromkeys(STATES, 0)
     counts[SUCCESS] = 1
-    counts[WAITING] = members - 2
+    counts[BACKING_OFF] = members - 2
     return FleetStats(
         at=70.0,
         connections=members,
@@ -82,7 +84,7 @@ def stats(
         worst=(
             ConnectionSummary("[bold]x[/bold]", SUCCESS, 0, 3.0, "", "RuntimeError: boom"),
             *(
-                ConnectionSummary(f"{key}{i}", WAITING, 2, 7.25, "lost: closed 1006")
+                ConnectionSummary(f"{key}{i}", BACKING_OFF, 2, 7.25, "lost: closed 1006")
                 for i in range(worst - 1)
             ),
         ),
@@ -128,10 +130,10 @@ def body(lines: list[str]) -> list[str]:
 
 def test_plain_lines() -> None:
     assert plain_fleet_transition("bob", RECORD, started_at=10.0) == (
-        f"bob     2.500s  {SUCCESS} -> {WAITING}  [lost] (lost: closed 1006)"
+        f"bob     2.500s  {SUCCESS} -> {BACKING_OFF}  [lost] (lost: closed 1006)"
     )
     assert plain_summary(stats(), started_at=10.0) == (
-        f"summary    60.000s  3 connections: {SUCCESS} 1, {WAITING} 1; 1 crashed; "
+        f"summary    60.000s  3 connections: {SUCCESS} 1, {BACKING_OFF} 1; 1 crashed; "
         "9 transitions (4/min); failures: lost 2; heartbeats 9/10 acked; "
         "messages 5 in, 4 out"
     )
@@ -159,14 +161,14 @@ def test_dashboard_panel() -> None:
         "RuntimeError:",
         "boom",
     ]
-    assert worst[2].split() == ["bob0", WAITING, "2", "7.2", "s", "lost:", "closed", "1006"]
+    assert worst[2].split() == ["bob0", BACKING_OFF, "2", "7.2", "s", "lost:", "closed", "1006"]
     recent = lines.index("recent transitions, newest first")
     assert lines[recent + 1].split() == [
         "0.000s",
         "bob0",
         SUCCESS,
         "->",
-        WAITING,
+        BACKING_OFF,
         "[lost]",
         "(lost:",
         "closed",
@@ -249,7 +251,7 @@ def test_narrower_still_the_names_are_shortened_and_stay_distinct(width: int) ->
         head, _, tail = label.partition("…")
         assert name.startswith(head), (name, label)
         assert name.endswith(tail), (name, label)
-    assert lines[2].split()[STATES.index(WAITING)] == "298"
+    assert lines[2].split()[STATES.index(BACKING_OFF)] == "298"
 
 
 def test_labels_keep_the_head_and_the_tail_of_names_that_share_a_stem() -> None:
