@@ -256,7 +256,7 @@ class LiveConnection:
         refreshable = [
             kind
             for kind, able in (("token", TokenRefresher), ("cookies", CookieRefresher))
-            if isinstance(credentials, able)
+            if credentials is not None and isinstance(credentials, able)  # a slow check
         ]
         self._lifecycle = Lifecycle(
             machine or default_machine(),
@@ -327,18 +327,23 @@ class LiveConnection:
         self._started_at = clock()
         if self._trace_path is not None:
             # An OSError is raised.  Stats records and heartbeat round trips: docs/diagnostics.md
-            self._trace = TraceWriter(
-                self._trace_path,
-                self._started_at,
-                stats=self.stats,
-                clock=clock,
-                interval=self.config.trace_stats_interval,
-            )
+            try:
+                self._trace = TraceWriter(
+                    self._trace_path,
+                    self._started_at,
+                    stats=self.stats,
+                    clock=clock,
+                    interval=self.config.trace_stats_interval,
+                )
+            except BaseException:
+                self._lifecycle.abandon(self._started_at)
+                raise
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         # Started soon, not now: callbacks registered right after entering see the first
         # transition too.  With a pacer (a fleet's), the first dial takes a slot of it
-        # like any reconnect: a fleet of 10,000 opens paced.
+        # like any reconnect, and a new one if the loop stalled past it (pacing.py): a
+        # fleet of 10,000 opens paced.
         pacer = self._lifecycle.pacer
         start_at = clock() if pacer is None else pacer.reserve(clock(), clock())
         if self._asyncio:
@@ -347,7 +352,7 @@ class LiveConnection:
             self._jobs.own()
             loop = asyncio.get_running_loop()
             self._engine.timer = LoopTimer(loop, self._engine.on_timer)
-            handle = loop.call_at(start_at, self._engine.start)
+            handle = loop.call_at(start_at, self._start_in_slot, loop, start_at)
             self._starting = handle.cancel
         else:
             task_group = anyio.create_task_group()
@@ -358,9 +363,24 @@ class LiveConnection:
             self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
 
-    async def _start(self, at: float) -> None:
-        await anyio.sleep_until(at)
+    def _start_in_slot(self, loop: asyncio.AbstractEventLoop, slot: float) -> None:
+        later = self._late_for(slot)
+        if later is None:
+            self._engine.start()
+        else:
+            self._starting = loop.call_at(later, self._engine.start).cancel
+
+    async def _start(self, slot: float) -> None:
+        await anyio.sleep_until(slot)
+        later = self._late_for(slot)
+        if later is not None:
+            await anyio.sleep_until(later)
         self._engine.start()
+
+    def _late_for(self, slot: float) -> float | None:
+        """The new slot of a first dial whose slot passed while the loop stalled."""
+        pacer = self._lifecycle.pacer
+        return None if pacer is None else pacer.late(slot, self._engine.clock())
 
     async def __aexit__(
         self,

@@ -91,6 +91,16 @@ def test_bins_in_the_past_are_forgotten() -> None:
     assert pacer.bins_held <= 64 + 60
 
 
+def test_an_attempt_due_late_goes_within_a_bin_else_takes_a_new_slot() -> None:
+    pacer = ReconnectPacer(1)  # bins of 1 s, one attempt each
+    slots = [pacer.reserve(5.0, now=5.0) for _ in range(3)]
+    assert slots == [5.0, 6.0, 7.0]
+    assert pacer.late(slots[0], now=5.0 + pacer.bin_width) is None  # within a bin: go
+    assert pacer.late(slots[1], now=7.5) == 8.0  # the loop stalled: the first bin with room
+    assert pacer.late(slots[2], now=7.5) is None
+    assert pacer.late(3.0, now=20.3) is None  # the bin it is due in has room: go now
+
+
 def test_lifecycles_sharing_a_pacer_take_turns() -> None:
     pacer = ReconnectPacer(1)  # one attempt per second
     config = Config(backoff=FixedDelay(2.0))

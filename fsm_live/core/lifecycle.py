@@ -576,15 +576,14 @@ class Lifecycle(SpecRun):
         if (
             pacer is None
             or deadline == self.repaced
-            or now - deadline <= pacer.bin_width
             or not (
                 (name == _BACKOFF and not self.exhausted)
                 or (name == PROBE_TIMER and self.endpoint is not None and self.endpoint.up)
             )
         ):
             return True
-        slot = pacer.reserve(now, now)
-        if slot <= now:
+        slot = pacer.late(deadline, now)
+        if slot is None:
             return True
         self.timers[name] = self.repaced = slot
         return False
@@ -627,6 +626,12 @@ class Lifecycle(SpecRun):
             if self._fire_counted(trigger, now, failure, reason, {}):
                 return
             failure = None  # counted once, whichever trigger takes it
+
+    def abandon(self, now: float) -> None:
+        """It will never run (its connection could not be entered): it leaves its
+        endpoint, which counts it no more."""
+        if self.endpoint is not None:
+            self.endpoint.leave(self, now)
 
     def entering(self, state: StateSpec, now: float) -> None:
         if not state.failed:

@@ -75,6 +75,20 @@ class ReconnectPacer:
         # In its own bin a deadline stays exact (index * width may round past it).
         return deadline if index == own else max(deadline, index * self.bin_width)
 
+    def late(self, slot: float, now: float) -> float | None:
+        """An attempt given ``slot`` is due and it is ``now``: None if it goes now (within
+        a bin of its slot), else the new slot it takes (the first with room at or after
+        ``now``), or None if that is ``now``.
+
+        A stall of the event loop (a garbage collection over a large heap, say) makes
+        every slot that fell due meanwhile due at once; going together they would break
+        the rate at the server.  Ask once per attempt and keep the new slot however
+        late it comes, so that no attempt is put off for ever."""
+        if now - slot <= self.bin_width:
+            return None
+        again = self.reserve(now, now)
+        return again if again > now else None
+
     def _first_with_room(self, index: int) -> int:
         """The first bin at or after ``index`` with room: follows the full bins' links
         and points each one passed straight at the answer (path compression)."""
