@@ -8,6 +8,7 @@ hours with exact counts.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import trio
 from trio.testing import MockClock
 
 from fsm_live import Config, ConfigError, ExponentialJitter, FixedDelay, Secret
@@ -157,6 +159,63 @@ async def test_members_reconnect_at_the_fleets_pace(network: MemoryNetwork) -> N
     assert [t - dropped_at for t in retries] == [1.0, 1.5, 2.0, 2.5]
 
 
+async def stall_then_open(
+    fleet: Fleet, network: MemoryNetwork, stall: Callable[[], None]
+) -> list[float]:
+    """20 members added to a fleet paced at 10 a second, then the event loop stalls
+    (``stall``: 1 s gone, as in a garbage collection over a large heap) before most
+    of their slots: the times of their first dials."""
+    dials: list[float] = []
+    fleet.on_transition(
+        lambda key, r: dials.append(r.at) if "dial" in SPEC_STATES[r.dest].tasks else None
+    )
+    for n in range(20):
+        await fleet.add(f"m{n:02d}", OK, **options(network))
+    stall()
+    await wait_until(fleet, lambda: fleet.count("CONNECTED") == 20)
+    return dials
+
+
+def assert_paced(dials: list[float], rate: float, bin_width: float) -> None:
+    """Any second holds at most the pacer's bound, ``rate * (1 + bin_width)``."""
+    assert len(dials) == 20
+    busiest = max(sum(1 for t in dials if start <= t < start + 1.0) for start in dials)
+    assert busiest <= rate * (1.0 + bin_width)
+
+
+async def test_first_dials_stay_paced_when_the_loop_stalls(network: MemoryNetwork) -> None:
+    """The slots that passed during a stall do not go together: each takes a new one
+    (without that, 19 of the 20 dialled within one second)."""
+    with anyio.fail_after(60):
+        async with network.serve(OK, echo), Fleet(reconnects_per_second=10) as fleet:
+            clock = trio.lowlevel.current_clock()
+            assert isinstance(clock, MockClock)
+            dials = await stall_then_open(fleet, network, lambda: clock.jump(1.0))
+    assert fleet.pacer is not None
+    assert_paced(dials, 10, fleet.pacer.bin_width)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_first_dials_stay_paced_when_an_asyncio_loop_stalls(
+    network: MemoryNetwork,
+) -> None:
+    """The same on asyncio, where the first dial is a loop callback: the loop's clock
+    jumps 1 s ahead (a stall, without sleeping through one)."""
+    loop = asyncio.get_running_loop()
+    real_time, ahead = loop.time, [0.0]
+    loop.time = lambda: real_time() + ahead[0]  # type: ignore[method-assign]
+    try:
+        with anyio.fail_after(60):
+            async with network.serve(OK, echo), Fleet(reconnects_per_second=10) as fleet:
+                dials = await stall_then_open(
+                    fleet, network, lambda: ahead.__setitem__(0, ahead[0] + 1.0)
+                )
+    finally:
+        del loop.time
+    assert fleet.pacer is not None
+    assert_paced(dials, 10, fleet.pacer.bin_width)
+
+
 @pytest.mark.parametrize("rate", [0, -5, math.inf])
 def test_reconnects_per_second_must_be_positive(rate: float) -> None:
     with pytest.raises(ValueError, match="rate: must be a positive number"):
@@ -196,6 +255,11 @@ async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None
             with pytest.raises(FileNotFoundError):
                 await fleet.add("c", OK, trace=tmp_path / "no" / "c.jsonl", **options(network))
             assert "c" not in fleet
+            # A bad option raises before the key is an account, and makes no endpoint.
+            with pytest.raises(ConfigError, match="nope"):
+                await fleet.add("e", "ws://elsewhere.test/", protocol="nope", **options(network))
+            assert fleet.accounts() == ["a"]
+            assert [(e.endpoint, e.members) for e in fleet.endpoints()] == [("ok.test:80", 1)]
             gc.collect()  # nothing of the failed connection warns (ResourceWarning is an error)
             assert fleet.stats().states == recount(fleet)
             assert fleet.stats().connections == 1

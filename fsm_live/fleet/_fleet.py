@@ -89,6 +89,21 @@ class _Member:
     crash: str | None = None
 
 
+class _Grant:
+    """The ownership a member's connection acts under: None until the coordinator
+    grants it (a connection is built before the coordinator is asked, so that bad
+    options raise first); not valid until then."""
+
+    __slots__ = ("ownership",)
+
+    def __init__(self, ownership: Ownership | None = None) -> None:
+        self.ownership = ownership
+
+    def valid(self) -> bool:
+        ownership = self.ownership
+        return ownership is not None and ownership.valid()
+
+
 class Fleet:
     """Live connections by key, sharing one Machine; an async context manager.
 
@@ -221,12 +236,13 @@ class Fleet:
         async with self._exclusive(key):
             if key in self._accounts:
                 raise ConfigError("key", f"{key!r} is already in the fleet")
-            self._check(url, options)  # the options checked before anything
+            # Built first: bad options raise before the key is an account.
+            grant = _Grant()
+            connection = self._build(key, url, options, grant)
             self._accounts[key] = (url, options)
-            ownership = self.coordinator.want(key)
+            ownership = grant.ownership = self.coordinator.want(key)
             if ownership is None:
                 return None
-            connection = self._build(key, url, options, ownership)
             try:
                 await self._start(_Member(key, connection, ownership))
             except BaseException:
@@ -265,7 +281,7 @@ class Fleet:
         """
         async with self._exclusive(key):
             old = self._member(key)
-            connection = self._build(key, url, options, old.ownership)
+            connection = self._build(key, url, options, _Grant(old.ownership))
             self._accounts[key] = (url, options)
             await self._stop_member(key)
             await self._start(_Member(key, connection, old.ownership))
@@ -292,7 +308,8 @@ class Fleet:
             if account is None or key in self._members or not ownership.valid():
                 return
             url, options = account
-            await self._start(_Member(key, self._build(key, url, options, ownership), ownership))
+            connection = self._build(key, url, options, _Grant(ownership))
+            await self._start(_Member(key, connection, ownership))
 
     async def release(self, key: str) -> None:
         """Close account ``key``'s connection, if it runs here (for the coordinator)."""
@@ -420,36 +437,34 @@ class Fleet:
             del self._busy[key]
             done.set()
 
-    def _check(self, url: str, options: ConnectionOptions) -> None:
-        """Raise what building a member's connection would raise (nothing is kept)."""
-        _refuse_the_fleets_own(options)
-        LiveConnection(url, machine=self.machine, pacer=self.pacer, **options)
-
     def _build(
-        self, key: str, url: str, options: ConnectionOptions, ownership: Ownership
+        self, key: str, url: str, options: ConnectionOptions, grant: _Grant
     ) -> LiveConnection:
+        """``key``'s connection, acting while ``grant`` is valid.  Raises what
+        :class:`LiveConnection` raises for bad options, before anything is kept (an
+        endpoint is made only for a connection that could be built)."""
         _refuse_the_fleets_own(options)
         handler = options.get("on_message")
         if handler is not None:
-            options = {**options, "on_message": _owned_only(handler, ownership.valid)}
+            options = {**options, "on_message": _owned_only(handler, grant.valid)}
         proxy = options.get("proxy", True)
         target = target_for(check_url(url), ssl=options.get("ssl"), proxy=proxy)
         name = endpoint_key(target)
-        endpoint = self._endpoints.get(name)
+        endpoint = known = self._endpoints.get(name)
         if endpoint is None:
             config = options.get("config") or Config()
-            endpoint = self._endpoints[name] = new_endpoint(
-                target, config, random=options.get("random")
-            )
+            endpoint = new_endpoint(target, config, random=options.get("random"))
             endpoint.since = anyio.current_time()
         connection = LiveConnection(
             url,
             machine=self.machine,
             pacer=self.pacer,
             endpoint=endpoint,
-            owned=ownership.valid,
+            owned=grant.valid,
             **options,
         )
+        if known is None:
+            self._endpoints[name] = endpoint
         connection.on_transition(functools.partial(self._observe, key))
         return connection
 
