@@ -19,7 +19,9 @@ application's choice: the garbage collector no longer walks what the start made,
 so its pauses over a heap of 10,000 connections shrink).
 
 * **start**: from the first ``add`` to every member CONNECTED (the fleet paces first
-  dials: 200 a second by default), with the process's RSS per member;
+  dials: 200 a second by default, and a first dial whose slot passed while the event
+  loop stalled takes a new one, as a reconnect does), with the process's RSS per
+  member, the most dials and handshakes in any one second, and the loop's stalls;
 * **per outage of D seconds**: the server is SIGKILLed (every link is reset: the
   members lose them at once) and a new server binds the same port at kill + D
   exactly.  Measured: the fleet's dials (every transition into a state whose task is
@@ -194,15 +196,29 @@ async def run(members: int, outages: list[float], alone: bool, freeze: bool) -> 
             for n in range(members):
                 await under_test.add(f"account-{n:05d}", server.url)
             await under_test.all_connected()
-            result["start_s"] = time.monotonic() - started
+            opened = time.monotonic()
+            result["start_s"] = opened - started
+            _, result["start_dials_busiest_second"] = per_second(dials, started, opened)
+            start_handshakes = await anyio.to_thread.run_sync(server.times)
+            result["start_handshakes_busiest_second"], _ = common.busiest_window(
+                start_handshakes, width=1.0
+            )
+            result["start_loop_stall_max_s"], result["start_loop_stalls_total_s"] = lag.between(
+                started, opened
+            )
             await anyio.sleep(5.0)
             if freeze:  # the application's choice, after its start (docs/fleet.md)
                 gc.freeze()
             rss = common.rss_bytes(os.getpid()) - rss_before
             result["rss_per_member_kib"] = rss / members / KIB
             print(
-                f"  start: {members:,} CONNECTED in {result['start_s']:.2f} s, "
-                f"{result['rss_per_member_kib']:.2f} KiB each",
+                f"  start: {members:,} CONNECTED in {result['start_s']:.2f} s (the pacing "
+                f"alone: about {(members - 1) / DEFAULT_RECONNECTS_PER_SECOND:.2f} s), "
+                f"{result['rss_per_member_kib']:.2f} KiB each; busiest second "
+                f"{result['start_dials_busiest_second']} dials, at the server "
+                f"{result['start_handshakes_busiest_second']} handshakes; the loop stalled "
+                f"up to {result['start_loop_stall_max_s']:.3f} s, "
+                f"{result['start_loop_stalls_total_s']:.2f} s in all",
                 flush=True,
             )
             for outage in outages:
@@ -366,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  start: {result['start_s']:.2f} s to all CONNECTED, "
-        f"{result['rss_per_member_kib']:.2f} KiB RSS per member\n"
+        f"{result['rss_per_member_kib']:.2f} KiB RSS per member, busiest second "
+        f"{result['start_dials_busiest_second']} dials / "
+        f"{result['start_handshakes_busiest_second']} handshakes\n"
         f"  goals: {goal}; <= {DIALS_PER_SECOND_GOAL:g} dials/s once the outage is "
         f"{QUIET_AFTER:g} s old; no FAILED under 60 s; after the return <= "
         f"{ARRIVAL_SLACK * DEFAULT_RECONNECTS_PER_SECOND:g} dials and handshakes in any "
