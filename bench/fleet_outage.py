@@ -41,8 +41,9 @@ return, at most 5 dials a second once the outage is 10 s old, no member FAILED f
 an outage under 60 s; for 10,000 members all back within the fleet's own start plus
 5 s; after the return, at most 5 % above the pacing's 200 a second, in dials
 started by the client and in handshakes logged by the server: the pacer's slots let
-at most 201 attempts fall due in any second (a second not aligned to its 5 ms bins
-straddles one more; ``tests/test_pacing.py`` holds that exactly), and a loop busy
+at most 202 attempts fall due in any second (bins of 10 ms hold two each, and a
+second not aligned to them straddles 101; ``tests/test_pacing.py`` holds the bound
+exactly, ``tests/test_fleet_outage.py`` at 10,000 members), and a loop busy
 with thousands of members starts a dial, and the server answers it, some
 milliseconds after its slot, so a second may gather a few of the previous one's.
 

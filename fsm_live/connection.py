@@ -342,8 +342,8 @@ class LiveConnection:
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
         # Started soon, not now: callbacks registered right after entering see the first
         # transition too.  With a pacer (a fleet's), the first dial takes a slot of it
-        # like any reconnect, and a new one if the loop stalled past it (pacing.py): a
-        # fleet of 10,000 opens paced.
+        # like any reconnect, and goes when the pacer lets it (pacing.py): a fleet of
+        # 10,000 opens paced, whatever its event loop does.
         pacer = self._lifecycle.pacer
         start_at = clock() if pacer is None else pacer.reserve(clock(), clock())
         if self._asyncio:
@@ -352,7 +352,7 @@ class LiveConnection:
             self._jobs.own()
             loop = asyncio.get_running_loop()
             self._engine.timer = LoopTimer(loop, self._engine.on_timer)
-            handle = loop.call_at(start_at, self._start_in_slot, loop, start_at)
+            handle = loop.call_at(start_at, self._start_in_slot, loop)
             self._starting = handle.cancel
         else:
             task_group = anyio.create_task_group()
@@ -363,24 +363,23 @@ class LiveConnection:
             self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
 
-    def _start_in_slot(self, loop: asyncio.AbstractEventLoop, slot: float) -> None:
-        later = self._late_for(slot)
+    def _start_in_slot(self, loop: asyncio.AbstractEventLoop) -> None:
+        later = self._paced_later()
         if later is None:
             self._engine.start()
         else:
-            self._starting = loop.call_at(later, self._engine.start).cancel
+            self._starting = loop.call_at(later, self._start_in_slot, loop).cancel
 
-    async def _start(self, slot: float) -> None:
-        await anyio.sleep_until(slot)
-        later = self._late_for(slot)
-        if later is not None:
-            await anyio.sleep_until(later)
+    async def _start(self, slot: float | None) -> None:
+        while slot is not None:
+            await anyio.sleep_until(slot)
+            slot = self._paced_later()
         self._engine.start()
 
-    def _late_for(self, slot: float) -> float | None:
-        """The new slot of a first dial whose slot passed while the loop stalled."""
+    def _paced_later(self) -> float | None:
+        """None if the first dial goes now, else the slot it waits for instead."""
         pacer = self._lifecycle.pacer
-        return None if pacer is None else pacer.late(slot, self._engine.clock())
+        return None if pacer is None else pacer.due(self._engine.clock())
 
     async def __aexit__(
         self,

@@ -91,14 +91,58 @@ def test_bins_in_the_past_are_forgotten() -> None:
     assert pacer.bins_held <= 64 + 60
 
 
-def test_an_attempt_due_late_goes_within_a_bin_else_takes_a_new_slot() -> None:
+def test_an_attempt_goes_while_its_bin_has_room_else_takes_a_new_slot() -> None:
     pacer = ReconnectPacer(1)  # bins of 1 s, one attempt each
-    slots = [pacer.reserve(5.0, now=5.0) for _ in range(3)]
-    assert slots == [5.0, 6.0, 7.0]
-    assert pacer.late(slots[0], now=5.0 + pacer.bin_width) is None  # within a bin: go
-    assert pacer.late(slots[1], now=7.5) == 8.0  # the loop stalled: the first bin with room
-    assert pacer.late(slots[2], now=7.5) is None
-    assert pacer.late(3.0, now=20.3) is None  # the bin it is due in has room: go now
+    assert [pacer.reserve(5.0, now=5.0) for _ in range(3)] == [5.0, 6.0, 7.0]
+    assert pacer.due(now=5.2) is None  # on time: it goes
+    # The loop stalled to 7.5 s: of the attempts due then, one goes, one a second.
+    assert pacer.due(now=7.5) is None
+    assert pacer.due(now=7.5) == 8.0
+    assert pacer.due(now=7.6) == 9.0
+    assert pacer.due(now=9.0) is None  # the new slots are kept like any other
+
+
+def test_a_stall_never_lets_more_than_the_capacity_go_in_a_bin() -> None:
+    """100 attempts reserved at 10 a second, then the loop wakes 3 s late: the 30
+    slots that passed do not go together; every bin sees its capacity at most, and
+    all go, in the time the rate allows plus the stall."""
+    pacer = ReconnectPacer(10)
+    slots = [pacer.reserve(0.0, now=0.0) for _ in range(100)]
+    made: list[float] = []
+    pending = sorted((slot if slot >= 3.0 else 3.0, n) for n, slot in enumerate(slots))
+    while pending:
+        at, n = pending.pop(0)
+        later = pacer.due(now=at)
+        if later is None:
+            made.append(at)
+        else:
+            pending.append((later, n))
+            pending.sort()
+    per_bin = [len(list(group)) for _, group in itertools.groupby(sorted(made))]
+    assert max(per_bin) <= pacer.capacity
+    assert len(made) == 100
+    assert max(made) <= 3.0 + 100 / 10
+
+
+def test_a_loop_late_all_the_time_is_not_a_stall() -> None:
+    """Every timer fires 25 ms late (a loop busy with thousands of connections): the
+    attempts go late, at the rate, none is put off for ever."""
+    pacer = ReconnectPacer(200)  # bins of 10 ms, two attempts each
+    slots = [pacer.reserve(0.0, now=0.0) for _ in range(1000)]
+    made: list[float] = []
+    pending = sorted((slot + 0.025, n) for n, slot in enumerate(slots))
+    while pending:
+        at, n = pending.pop(0)
+        later = pacer.due(now=at)
+        if later is None:
+            made.append(at)
+        else:
+            pending.append((later + 0.025, n))
+            pending.sort()
+    assert len(made) == 1000
+    assert max(made) <= 1000 / 200 + 0.05
+    busiest = max(sum(1 for t in made if start <= t < start + 1.0) for start in made)
+    assert busiest <= 200 * (1 + pacer.bin_width)
 
 
 def test_lifecycles_sharing_a_pacer_take_turns() -> None:
@@ -114,10 +158,10 @@ def test_lifecycles_sharing_a_pacer_take_turns() -> None:
     assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
 
 
-def test_an_attempt_late_past_its_slot_takes_a_new_one_once() -> None:
-    """The loop stalled 1.5 s past the last of three slots (a garbage collection, say): the three
-    attempts do not go at once, each takes the next free slot; a slot taken so is
-    kept however late it fires (no attempt is put off for ever)."""
+def test_attempts_due_together_after_a_stall_take_new_slots() -> None:
+    """The loop stalled 1.5 s past the last of three slots (a garbage collection, say):
+    the three attempts do not go at once, each takes the next free slot, and a slot
+    taken so is paced again if the loop stalls again."""
     pacer = ReconnectPacer(1)  # one attempt per second
     config = Config(backoff=FixedDelay(2.0))
     lifecycles = [Lifecycle(default_machine(), config, pacer=pacer) for _ in range(3)]
@@ -130,22 +174,26 @@ def test_an_attempt_late_past_its_slot_takes_a_new_one_once() -> None:
     assert [lc.timers["backoff"] for lc in lifecycles] == [7.0, 8.0, 9.0]
     for lifecycle in lifecycles:  # the loop comes back at 10.5 s
         lifecycle.handle_timer(10.5)
-    # The first finds the bin at 10 s free and goes; the others take 11 and 12 s.
+    # The first goes in the bin at 10 s; the others take 11 and 12 s.
     assert [lc.state for lc in lifecycles] == ["CONNECTING", "RECONNECTING", "RECONNECTING"]
     assert [lc.timers.get("backoff") for lc in lifecycles[1:]] == [11.0, 12.0]
-    for lifecycle in lifecycles[1:]:  # stalled again: those slots are kept
+    for lifecycle in lifecycles[1:]:  # stalled again, to 20 s: one goes, one waits
         lifecycle.handle_timer(20.0)
-    assert [lc.state for lc in lifecycles] == ["CONNECTING"] * 3
+    assert [lc.state for lc in lifecycles] == ["CONNECTING", "CONNECTING", "RECONNECTING"]
+    assert lifecycles[2].timers["backoff"] == 21.0
+    lifecycles[2].handle_timer(21.0)
+    assert lifecycles[2].state == "CONNECTING"
 
 
-def test_an_attempt_within_a_bin_of_its_slot_goes() -> None:
+def test_a_late_attempt_goes_when_no_other_went_in_its_bin() -> None:
+    """Lateness alone moves nothing: only attempts made together past the rate."""
     pacer = ReconnectPacer(1)
     lifecycle = Lifecycle(default_machine(), Config(backoff=FixedDelay(2.0)), pacer=pacer)
     lifecycle.handle(Start(0.0))
     lifecycle.handle(
         LinkFailed(5.0, lifecycle.generation, Failure(error_class="network", reason="reset"))
     )
-    lifecycle.handle_timer(7.0 + pacer.bin_width)  # late, but within its bin's width
+    lifecycle.handle_timer(7.0 + 30 * pacer.bin_width)
     assert lifecycle.state == "CONNECTING"
 
 

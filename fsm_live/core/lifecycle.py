@@ -269,7 +269,6 @@ class Lifecycle(SpecRun):
         "liveness",
         "pacer",
         "random",
-        "repaced",
         "report",
         "stable",
         "terminal",
@@ -301,8 +300,6 @@ class Lifecycle(SpecRun):
         self.report: Callable[[Event], None] = _unheard
         self.config = config
         self.pacer = pacer
-        #: The slot a late paced timer was moved to (it then fires, late or not).
-        self.repaced = math.nan
         self.random = random or _random.random
         self.can_refresh_credentials = can_refresh_credentials
         self.failures = 0
@@ -567,25 +564,21 @@ class Lifecycle(SpecRun):
         return built_in(self, now)
 
     def timer_due(self, name: str, deadline: float, now: float) -> bool:
-        """A paced attempt whose slot passed more than a bin ago (the event loop
-        stalled: a garbage collection over a large heap, 10,000 members told at once
-        that their endpoint is back) takes a new slot instead of going with every
-        other late one at once: the pacer's rate holds at the server whatever the
-        loop did.  Once: a slot taken that way is kept, however late it fires."""
+        """A paced attempt goes only if its pacer lets it (:meth:`ReconnectPacer.due`):
+        after a stall of the event loop (a garbage collection over a large heap,
+        10,000 members told at once that their endpoint is back) the slots that passed
+        are due together, and those past the rate take new slots instead of going at
+        once: the rate holds at the server whatever the loop did."""
         pacer = self.pacer
-        if (
-            pacer is None
-            or deadline == self.repaced
-            or not (
-                (name == _BACKOFF and not self.exhausted)
-                or (name == PROBE_TIMER and self.endpoint is not None and self.endpoint.up)
-            )
+        if pacer is None or not (
+            (name == _BACKOFF and not self.exhausted)
+            or (name == PROBE_TIMER and self.endpoint is not None and self.endpoint.up)
         ):
             return True
-        slot = pacer.late(deadline, now)
+        slot = pacer.due(now)
         if slot is None:
             return True
-        self.timers[name] = self.repaced = slot
+        self.timers[name] = slot
         return False
 
     def timer_expired(self, name: str, now: float) -> None:

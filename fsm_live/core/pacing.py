@@ -11,7 +11,15 @@ Time is cut into bins of ``bin_width`` seconds (10 ms, or ``1 / rate`` when that
 is longer), each holding ``rate * bin_width`` attempts, so any window of ``w``
 seconds holds at most ``rate * (w + bin_width)`` attempts.  A deadline is never
 moved earlier, and a connection alone never waits for the pacer (a bin always
-has room for one).  Reservations are not returned when a connection closes
+has room for one).
+
+Slots are reserved ahead; the bound is kept where it matters, when attempts are
+made: an attempt whose slot is due asks :meth:`ReconnectPacer.due`, which lets it
+go only if the bin it is made in has not had its capacity of attempts made yet,
+and else gives it a new slot.  So a stall of the event loop (a garbage collection
+over a large heap), which makes every slot that passed meanwhile due at once, does
+not let them go together, and a loop that is late all the time is not a stall:
+attempts go late, at the rate.  Reservations are not returned when a connection closes
 before its slot; a slot in the past is forgotten.  Finding a slot costs about
 O(1) however many are taken: a full bin links to a later one to try (with path
 compression), so 10,000 members told at once that their endpoint is back reserve
@@ -40,7 +48,16 @@ class ReconnectPacer:
     Raises ValueError unless ``rate`` is a positive finite number.
     """
 
-    __slots__ = ("_bins", "_oldest", "_skip", "bin_width", "capacity", "rate")
+    __slots__ = (
+        "_bins",
+        "_made",
+        "_made_in",
+        "_oldest",
+        "_skip",
+        "bin_width",
+        "capacity",
+        "rate",
+    )
 
     def __init__(self, rate: float) -> None:
         if not 0 < rate < math.inf:
@@ -53,6 +70,8 @@ class ReconnectPacer:
         self._bins: dict[int, int] = {}  # bin index -> attempts reserved in it
         self._skip: dict[int, int] = {}  # a full bin -> a later bin to try
         self._oldest = 0  # no bin below this index is kept
+        self._made_in = -1  # the bin the latest attempt was made in
+        self._made = 0  # attempts made in it
 
     def __repr__(self) -> str:
         return f"<ReconnectPacer {self.rate:g}/s, {self.bins_held} bins held>"
@@ -75,19 +94,23 @@ class ReconnectPacer:
         # In its own bin a deadline stays exact (index * width may round past it).
         return deadline if index == own else max(deadline, index * self.bin_width)
 
-    def late(self, slot: float, now: float) -> float | None:
-        """An attempt given ``slot`` is due and it is ``now``: None if it goes now (within
-        a bin of its slot), else the new slot it takes (the first with room at or after
-        ``now``), or None if that is ``now``.
+    def due(self, now: float) -> float | None:
+        """An attempt's slot is due and it is ``now``: None if it goes now (counted as
+        made in the bin of ``now``), or, if that bin has had its capacity of attempts
+        made already (the loop stalled past earlier slots, which went first), the new
+        slot to wait for: the first bin after it with room.
 
-        A stall of the event loop (a garbage collection over a large heap, say) makes
-        every slot that fell due meanwhile due at once; going together they would break
-        the rate at the server.  Ask once per attempt and keep the new slot however
-        late it comes, so that no attempt is put off for ever."""
-        if now - slot <= self.bin_width:
+        Progress is kept: an attempt waits only while others go at the rate."""
+        # A bin's start, index * width, may round a hair below it (4.3 / 0.1 is
+        # 42.99...): a millionth of a bin's width more puts it in its bin.
+        width = self.bin_width
+        index = max(math.floor((now + width * 1e-6) / width), self._made_in)
+        if index != self._made_in:
+            self._made_in, self._made = index, 0
+        if self._made < self.capacity:
+            self._made += 1
             return None
-        again = self.reserve(now, now)
-        return again if again > now else None
+        return self.reserve((index + 1) * width, now)
 
     def _first_with_room(self, index: int) -> int:
         """The first bin at or after ``index`` with room: follows the full bins' links
