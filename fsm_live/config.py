@@ -41,7 +41,7 @@ ack_timeout                60          a frame awaiting its acknowledgement is k
                                        request()'s default timeout
 endpoint_failures          3           failures in a row against an endpoint (of any
                                        connection dialling it) that make it down
-probe_interval             2           an endpoint that is down is probed this often
+probe_interval             1           an endpoint that is down is probed this often
                                        (jittered 50-150 %), by one connection at a time
 outage_error_after         60          an endpoint down this long is reported at ERROR
 compression                false       permessage-deflate (about 3x memory per link)
@@ -169,7 +169,7 @@ class Config:
     max_size: int = attrs.field(default=1 << 20, validator=_count)
     ack_timeout: float = _seconds_field(60.0)
     endpoint_failures: int = attrs.field(default=3, validator=_count)
-    probe_interval: float = _seconds_field(2.0)
+    probe_interval: float = _seconds_field(1.0)
     outage_error_after: float = _seconds_field(60.0)
     compression: bool = attrs.field(default=False, validator=_flag)
     trace_stats_interval: float = _seconds_field(60.0)

@@ -423,7 +423,7 @@ def test_a_log_line_during_the_live_status_leaves_it_whole(
     screen = terminal_screen(terminal.getvalue(), columns, rows)
     (warning,) = [line for line in screen if " WARNING fsm_live: " in line]
     (error,) = [line for line in screen if " ERROR fsm_live: " in line]
-    assert warning.endswith("one probing every 2 s or so")
+    assert warning.endswith("one probing every 1 s or so")
     assert error.endswith("(1 connection waiting for it)")
     (title,) = [n for n, line in enumerate(screen) if f"fsm-live {url}" in line]
     assert screen.index(warning) < screen.index(error) < title

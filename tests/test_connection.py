@@ -573,7 +573,7 @@ async def test_state_names_are_checked(network: MemoryNetwork) -> None:
 async def test_an_outage_longer_than_the_backoff_ends_connected(network: MemoryNetwork) -> None:
     # Defaults: after endpoint_failures (3) refusals in a row the endpoint is down; the
     # connection waits (not FAILED: nothing is wrong with it) and probes at most every
-    # probe_interval (2 s, jittered by half).
+    # probe_interval (1 s, jittered by half).
     config = Config()
     network.refuse(URL)
     async with live(network) as conn:

@@ -123,7 +123,7 @@ class Endpoint:
         key: str,
         *,
         down_after: int = 3,
-        probe_interval: float = 2.0,
+        probe_interval: float = 1.0,
         random: Callable[[], float] | None = None,
         now: float = 0.0,
     ) -> None:
