@@ -336,7 +336,7 @@ class LiveConnection:
                     interval=self.config.trace_stats_interval,
                 )
             except BaseException:
-                self._lifecycle.abandon(self._started_at)
+                self._abandon()
                 raise
             engine = self._engine
             engine.on_heartbeat_ack = both(engine.on_heartbeat_ack, self._trace.heartbeat_acked)
@@ -362,6 +362,11 @@ class LiveConnection:
             self._engine.timer = TaskTimer(self._jobs, self._engine.on_timer)
             self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
+
+    def _abandon(self) -> None:
+        """It will never run (entering it failed, or a fleet built it for an account
+        another worker owns): its endpoint counts it no more."""
+        self._lifecycle.abandon(self._engine.clock())
 
     def _start_in_slot(self, loop: asyncio.AbstractEventLoop) -> None:
         later = self._paced_later()

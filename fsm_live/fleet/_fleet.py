@@ -241,7 +241,8 @@ class Fleet:
             connection = self._build(key, url, options, grant)
             self._accounts[key] = (url, options)
             ownership = grant.ownership = self.coordinator.want(key)
-            if ownership is None:
+            if ownership is None:  # another worker's, for now: built only to check it
+                connection._abandon()
                 return None
             try:
                 await self._start(_Member(key, connection, ownership))
