@@ -212,9 +212,14 @@ async def run(members: int, outages: list[float], alone: bool, freeze: bool) -> 
                 gc.freeze()
             rss = common.rss_bytes(os.getpid()) - rss_before
             result["rss_per_member_kib"] = rss / members / KIB
+            pacing = (
+                ""
+                if alone
+                else f" (the pacing alone: about "
+                f"{(members - 1) / DEFAULT_RECONNECTS_PER_SECOND:.2f} s)"
+            )
             print(
-                f"  start: {members:,} CONNECTED in {result['start_s']:.2f} s (the pacing "
-                f"alone: about {(members - 1) / DEFAULT_RECONNECTS_PER_SECOND:.2f} s), "
+                f"  start: {members:,} CONNECTED in {result['start_s']:.2f} s{pacing}, "
                 f"{result['rss_per_member_kib']:.2f} KiB each; busiest second "
                 f"{result['start_dials_busiest_second']} dials, at the server "
                 f"{result['start_handshakes_busiest_second']} handshakes; the loop stalled "
