@@ -133,7 +133,7 @@ async def test_the_endpoint_down_and_back_is_logged_by_default(tmp_path: Path) -
         ["WARNING", "fsm_live:"],
         ["INFO", "fsm_live:"],
     ], lines
-    assert " is down (1 failures in a row)" in lines[0]
+    assert " is down (1 failure in a row)" in lines[0]
     assert re.search(r" is back \(known down for \d+\.\d s\)$", lines[1]), lines[1]
 
 
@@ -423,6 +423,7 @@ def test_a_log_line_during_the_live_status_leaves_it_whole(
     screen = terminal_screen(terminal.getvalue(), columns, rows)
     (warning,) = [line for line in screen if " WARNING fsm_live: " in line]
     (error,) = [line for line in screen if " ERROR fsm_live: " in line]
+    assert "is down (1 failure in a row)" in warning
     assert warning.endswith("one probing every 1 s or so")
     assert error.endswith("(1 connection waiting for it)")
     (title,) = [n for n, line in enumerate(screen) if f"fsm-live {url}" in line]

@@ -254,6 +254,22 @@ def give_up(lifecycle: Lifecycle, now: float = 0.0) -> float:
     return now
 
 
+@pytest.mark.parametrize(("max_failures", "said"), [(1, "1 failure"), (3, "3 failures")])
+def test_giving_up_says_how_many_failures(max_failures: int, said: str) -> None:
+    lifecycle = new(Config(max_failures=max_failures, backoff=FixedDelay(1)))
+    lifecycle.handle(Start(0.0))
+    now = 0.0
+    while True:
+        now += 1
+        fail(lifecycle, now, kind="refused")
+        now = lifecycle.timers["backoff"]
+        effects = lifecycle.handle(Tick(now))
+        if lifecycle.state == "FAILED":
+            break
+    reason = effects[-1].record.reason  # type: ignore[union-attr]
+    assert reason == f"{said} in a row (max_failures {max_failures})"
+
+
 def test_failed_after_retryable_failures_retries_by_itself_after_failed_retry_delay() -> None:
     lifecycle = new(Config(max_failures=3, backoff=FixedDelay(1), failed_retry_delay=40), draw=1.0)
     now = give_up(lifecycle)

@@ -19,7 +19,7 @@ provider's own message might quote a secret).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -91,23 +91,24 @@ async def refresh_token(credentials: object) -> Outcome:
     """A token refresh by age; a failure is logged (the next try is the core's)."""
     if not isinstance(credentials, TokenRefresher):
         return Outcome(False, reason="the provider cannot refresh a token")
-    try:
-        changed = await credentials.refresh_token()
-    except Exception as exc:
-        logger.warning("token refresh failed (%s)", type(exc).__name__)
-        return Outcome(False, reason=f"token refresh raised {type(exc).__name__}")
-    return Outcome(True, changed=bool(changed))
+    return await _refresh_by_age("token", credentials.refresh_token)
 
 
 async def refresh_cookies(credentials: object) -> Outcome:
     """A cookie refresh by age (used at the next handshake); a failure is logged."""
     if not isinstance(credentials, CookieRefresher):
         return Outcome(False, reason="the provider cannot refresh cookies")
+    return await _refresh_by_age("cookie", credentials.refresh_cookies)
+
+
+async def _refresh_by_age(what: str, refresh: Callable[[], Awaitable[bool]]) -> Outcome:
+    """``await refresh()``, the ``what`` refresh: what it raised is logged and told in
+    the outcome, never raised."""
     try:
-        changed = await credentials.refresh_cookies()
+        changed = await refresh()
     except Exception as exc:
-        logger.warning("cookie refresh failed (%s)", type(exc).__name__)
-        return Outcome(False, reason=f"cookie refresh raised {type(exc).__name__}")
+        logger.warning("%s refresh failed (%s)", what, type(exc).__name__)
+        return Outcome(False, reason=f"{what} refresh raised {type(exc).__name__}")
     return Outcome(True, changed=bool(changed))
 
 

@@ -610,7 +610,8 @@ class Lifecycle(SpecRun):
         elif name != "backoff":
             reason = f"{name} elapsed"
         elif self.exhausted:
-            reason = f"{self.failures} failures in a row (max_failures {self.config.max_failures})"
+            limit = self.config.max_failures
+            reason = f"{_failures(self.failures)} in a row (max_failures {limit})"
         elif self.credentials_stale:
             reason = "retry with refreshed credentials"
         else:
@@ -730,7 +731,7 @@ class Lifecycle(SpecRun):
                 mark,
                 Notice(
                     "WARNING",
-                    f"endpoint {endpoint.key} is down ({endpoint.down_after} failures "
+                    f"endpoint {endpoint.key} is down ({_failures(endpoint.down_after)} "
                     "in a row): its connections wait for it, one probing every "
                     f"{endpoint.probe_interval:g} s or so",
                 ),
@@ -986,3 +987,8 @@ LIFECYCLE_REGISTRY: Final = Registry("lifecycle")
 LIFECYCLE_REGISTRY.bind("guard", "exhausted", _exhausted)
 LIFECYCLE_REGISTRY.bind("guard", "retryable", _retryable)
 LIFECYCLE_REGISTRY.bind("guard", "endpoint_down", _endpoint_down)
+
+
+def _failures(count: int) -> str:
+    """``1 failure``, ``3 failures``."""
+    return f"{count} failure{'' if count == 1 else 's'}"
