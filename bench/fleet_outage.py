@@ -19,8 +19,8 @@ application's choice: the garbage collector no longer walks what the start made,
 so its pauses over a heap of 10,000 connections shrink).
 
 * **start**: from the first ``add`` to every member CONNECTED (the fleet paces first
-  dials: 200 a second by default, and a first dial whose slot passed while the event
-  loop stalled takes a new one, as a reconnect does), with the process's RSS per
+  dials: 200 a second by default, counted where they are made, so a stall of the
+  event loop cannot bunch them), with the process's RSS per
   member, the most dials and handshakes in any one second, and the loop's stalls;
 * **per outage of D seconds**: the server is SIGKILLed (every link is reset: the
   members lose them at once) and a new server binds the same port at kill + D
@@ -33,8 +33,9 @@ so its pauses over a heap of 10,000 connections shrink).
   that went FAILED; the lines fsm_live logged at WARNING and at ERROR during the
   outage.  And where the time back goes: the first dial after the return (the
   probe's gap), and how long this process's event loop stalled until every member
-  was back (a task sleeping 5 ms at a time; a slot that falls due more than one bin
-  late is moved to the first free one, so stalls add to the time back).
+  was back (a task sleeping 5 ms at a time; the slots that fall due together after a
+  stall go no faster than the rate, the rest taking the next free ones, so stalls
+  add to the time back).
 
 Goals (issue 20), at default settings: p95 <= 5 s and max <= 10 s back after the
 return, at most 5 dials a second once the outage is 10 s old, no member FAILED for

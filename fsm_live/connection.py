@@ -352,7 +352,7 @@ class LiveConnection:
             self._jobs.own()
             loop = asyncio.get_running_loop()
             self._engine.timer = LoopTimer(loop, self._engine.on_timer)
-            handle = loop.call_at(start_at, self._start_in_slot, loop)
+            handle = loop.call_at(start_at, self._start_in_slot, loop, start_at)
             self._starting = handle.cancel
         else:
             task_group = anyio.create_task_group()
@@ -368,23 +368,25 @@ class LiveConnection:
         another worker owns): its endpoint counts it no more."""
         self._lifecycle.abandon(self._engine.clock())
 
-    def _start_in_slot(self, loop: asyncio.AbstractEventLoop) -> None:
-        later = self._paced_later()
+    def _start_in_slot(self, loop: asyncio.AbstractEventLoop, slot: float) -> None:
+        later = self._paced_later(slot)
         if later is None:
             self._engine.start()
         else:
-            self._starting = loop.call_at(later, self._start_in_slot, loop).cancel
+            self._starting = loop.call_at(later, self._start_in_slot, loop, later).cancel
 
     async def _start(self, slot: float | None) -> None:
         while slot is not None:
             await anyio.sleep_until(slot)
-            slot = self._paced_later()
+            slot = self._paced_later(slot)
         self._engine.start()
 
-    def _paced_later(self) -> float | None:
-        """None if the first dial goes now, else the slot it waits for instead."""
+    def _paced_later(self, slot: float) -> float | None:
+        """None if the first dial, whose ``slot`` came, goes now, else the slot it
+        waits for instead.  (A loop may wake a timer up to its clock's resolution
+        early: the slot's time counts, as in ``LoopTimer``.)"""
         pacer = self._lifecycle.pacer
-        return None if pacer is None else pacer.due(self._engine.clock())
+        return None if pacer is None else pacer.due(max(self._engine.clock(), slot))
 
     async def __aexit__(
         self,

@@ -184,8 +184,8 @@ def assert_paced(dials: list[float], rate: float, bin_width: float) -> None:
 
 
 async def test_first_dials_stay_paced_when_the_loop_stalls(network: MemoryNetwork) -> None:
-    """The slots that passed during a stall do not go together: each takes a new one
-    (without that, 19 of the 20 dialled within one second)."""
+    """The slots that passed during a stall do not go together: those past the rate
+    take new ones (without that, 19 of the 20 dialled within one second)."""
     with anyio.fail_after(60):
         async with network.serve(OK, echo), Fleet(reconnects_per_second=10) as fleet:
             clock = trio.lowlevel.current_clock()
@@ -255,6 +255,8 @@ async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None
             with pytest.raises(FileNotFoundError):
                 await fleet.add("c", OK, trace=tmp_path / "no" / "c.jsonl", **options(network))
             assert "c" not in fleet
+            with pytest.raises(FileNotFoundError):  # a new endpoint's only would-be member
+                await fleet.add("d", "ws://elsewhere.test/", trace=tmp_path / "no" / "d.jsonl")
             # A bad option raises before the key is an account, and makes no endpoint.
             with pytest.raises(ConfigError, match="nope"):
                 await fleet.add("e", "ws://elsewhere.test/", protocol="nope", **options(network))

@@ -176,7 +176,7 @@ async def test_a_fleet_of_10000_opens_and_comes_back_at_the_pace() -> None:
     never accepts more than the pacing allows in any second, opening or coming back
     (200 a second: any second holds at most 202 slots, and coming back the probe's
     own dial, which is not paced); while a 5-minute
-    outage is 10 s old or more, at most 5 dials a second (about 0.5); all back within
+    outage is 10 s old or more, at most 5 dials a second (about 1); all back within
     the fleet's own start plus 5 s; none FAILED."""
     network = MemoryNetwork()
     links: list[ServerLink] = []

@@ -28,6 +28,16 @@ def test_bins_hold_rate_times_width() -> None:
     assert (ReconnectPacer(2).bin_width, ReconnectPacer(2).capacity) == (0.5, 1)
 
 
+@pytest.mark.parametrize("rate", [0.5, 1, 7, 99, 150, 200, 250, 333, 1000, 12_345])
+def test_the_rate_is_the_rate_asked_for(rate: float) -> None:
+    """Bins of about 10 ms whatever the rate (150 a second is not 100 in bins of one)."""
+    pacer = ReconnectPacer(rate)
+    assert pacer.capacity / pacer.bin_width == pytest.approx(rate)
+    assert pacer.bin_width <= 0.0151 or pacer.capacity == 1
+    slots = [pacer.reserve(0.0, now=0.0) for _ in range(3 * pacer.capacity + 1)]
+    assert slots[-1] == pytest.approx(3 * pacer.bin_width)  # the fourth bin's first
+
+
 def test_a_lone_connection_never_waits() -> None:
     pacer = ReconnectPacer(10)
     deadlines = [0.3, 1.7, 2.05, 9.99, 10.0]
@@ -61,11 +71,7 @@ def test_never_earlier_and_never_over_capacity(
         assert slot >= deadline
         # A deadline kept is in its own bin; a moved one is the start of a later bin
         # (index * width, which may round a hair either way: hence round()).
-        bins.append(
-            math.floor(deadline / pacer.bin_width)
-            if slot == deadline
-            else round(slot / pacer.bin_width)
-        )
+        bins.append(pacer._bin(deadline) if slot == deadline else round(slot / pacer.bin_width))
     per_bin = [len(list(group)) for _, group in itertools.groupby(sorted(bins))]
     assert max(per_bin, default=0) <= pacer.capacity
 

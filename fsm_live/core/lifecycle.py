@@ -622,8 +622,9 @@ class Lifecycle(SpecRun):
             failure = None  # counted once, whichever trigger takes it
 
     def abandon(self, now: float) -> None:
-        """It will never run (its connection could not be entered): it leaves its
-        endpoint, which counts it no more."""
+        """It will never run (its connection could not be entered, or a fleet built it
+        only to check an account another worker runs): it leaves its endpoint, which
+        counts it no more.  Idempotent."""
         if self.endpoint is not None:
             self.endpoint.leave(self, now)
 

@@ -7,9 +7,10 @@ together.  A :class:`ReconnectPacer` shared by the connections of one process
 (a :class:`~fsm_live.fleet.Fleet` makes one) bounds that directly: every backoff
 deadline is moved to the first time slot at or after it that still has room.
 
-Time is cut into bins of ``bin_width`` seconds (10 ms, or ``1 / rate`` when that
-is longer), each holding ``rate * bin_width`` attempts, so any window of ``w``
-seconds holds at most ``rate * (w + bin_width)`` attempts.  A deadline is never
+Time is cut into bins of ``bin_width`` seconds, each holding ``capacity``
+attempts: about 10 ms holding ``rate / 100`` (rounded; one at least, in bins of
+``1 / rate`` below 100 a second), the width set so that the rate is exact; any
+window of ``w`` seconds holds at most ``rate * (w + bin_width)`` attempts.  A deadline is never
 moved earlier, and a connection alone never waits for the pacer (a bin always
 has room for one).
 
@@ -39,7 +40,7 @@ from fsm_live.errors import ConfigError
 
 __all__ = ("ReconnectPacer",)
 
-_MIN_BIN = 0.01
+_BIN = 0.01  # seconds, about: the width is set so that the rate is exact
 
 
 class ReconnectPacer:
@@ -65,8 +66,8 @@ class ReconnectPacer:
                 "rate", f"must be a positive number of attempts per second, got {rate!r}"
             )
         self.rate = rate
-        self.bin_width = max(_MIN_BIN, 1.0 / rate)
-        self.capacity = max(1, math.floor(rate * self.bin_width))
+        self.capacity = max(1, round(rate * _BIN))
+        self.bin_width = self.capacity / rate
         self._bins: dict[int, int] = {}  # bin index -> attempts reserved in it
         self._skip: dict[int, int] = {}  # a full bin -> a later bin to try
         self._oldest = 0  # no bin below this index is kept
@@ -85,7 +86,7 @@ class ReconnectPacer:
         """The time to attempt at: ``deadline``, or the start of the first later bin
         with room.  Counts the attempt in that bin; forgets bins before ``now``."""
         self._forget_before(now)
-        own = math.floor(deadline / self.bin_width)
+        own = self._bin(deadline)
         index = self._first_with_room(max(own, self._oldest))
         bins = self._bins
         taken = bins[index] = bins.get(index, 0) + 1
@@ -101,16 +102,20 @@ class ReconnectPacer:
         slot to wait for: the first bin after it with room.
 
         Progress is kept: an attempt waits only while others go at the rate."""
-        # A bin's start, index * width, may round a hair below it (4.3 / 0.1 is
-        # 42.99...): a millionth of a bin's width more puts it in its bin.
-        width = self.bin_width
-        index = max(math.floor((now + width * 1e-6) / width), self._made_in)
+        index = max(self._bin(now), self._made_in)
         if index != self._made_in:
             self._made_in, self._made = index, 0
         if self._made < self.capacity:
             self._made += 1
             return None
-        return self.reserve((index + 1) * width, now)
+        return self.reserve((index + 1) * self.bin_width, now)
+
+    def _bin(self, at: float) -> int:
+        """The bin ``at`` falls in.  A bin's start, index * width, may round a hair
+        below it (4.3 / 0.1 is 42.99...): a millionth of a bin's width more puts it in
+        its bin, so a slot returned at a bin's start is counted there."""
+        width = self.bin_width
+        return math.floor((at + width * 1e-6) / width)
 
     def _first_with_room(self, index: int) -> int:
         """The first bin at or after ``index`` with room: follows the full bins' links
@@ -125,7 +130,7 @@ class ReconnectPacer:
         return index
 
     def _forget_before(self, now: float) -> None:
-        current = math.floor(now / self.bin_width)
+        current = self._bin(now)
         if current <= self._oldest:
             return
         self._oldest = current

@@ -58,6 +58,7 @@ from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.errors import ConfigError, NotAMember, UsageError
 from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
+from fsm_live.transport.base import Target
 from fsm_live.transport.tcp import target_for
 from fsm_live.transport.url import check_url
 
@@ -226,8 +227,9 @@ class Fleet:
 
         ``options`` are :class:`LiveConnection`'s (:class:`ConnectionOptions`),
         except ``machine`` and ``pacer`` (the fleet's are shared; a TypeError).
-        Returns as soon as the connection started (left its initial state); wait
-        with :meth:`LiveConnection.wait_for`.  Raises :class:`ConfigError` if
+        Returns once the connection is entered: its first dial comes in its slot of
+        the fleet's pacer, so it may still be in its initial state; wait with
+        :meth:`LiveConnection.wait_for`.  Raises :class:`ConfigError` if
         ``key`` is a member already or for a bad URL or option, what entering the
         connection raised (say, an unwritable ``trace`` path; the key is then not
         added), and :class:`UsageError` outside
@@ -239,15 +241,20 @@ class Fleet:
             # Built first: bad options raise before the key is an account.
             grant = _Grant()
             connection = self._build(key, url, options, grant)
+            try:
+                ownership = grant.ownership = self.coordinator.want(key)
+            except BaseException:
+                self._discard(connection, url, options)
+                raise
             self._accounts[key] = (url, options)
-            ownership = grant.ownership = self.coordinator.want(key)
             if ownership is None:  # another worker's, for now: built only to check it
-                connection._abandon()
+                self._discard(connection, url, options)
                 return None
             try:
                 await self._start(_Member(key, connection, ownership))
             except BaseException:
                 del self._accounts[key]
+                self._discard(connection, url, options)
                 with anyio.CancelScope(shield=True):
                     await self.coordinator.unwant(key)
                 raise
@@ -448,8 +455,7 @@ class Fleet:
         handler = options.get("on_message")
         if handler is not None:
             options = {**options, "on_message": _owned_only(handler, grant.valid)}
-        proxy = options.get("proxy", True)
-        target = target_for(check_url(url), ssl=options.get("ssl"), proxy=proxy)
+        target = _target(url, options)
         name = endpoint_key(target)
         endpoint = known = self._endpoints.get(name)
         if endpoint is None:
@@ -468,6 +474,16 @@ class Fleet:
             self._endpoints[name] = endpoint
         connection.on_transition(functools.partial(self._observe, key))
         return connection
+
+    def _discard(self, connection: LiveConnection, url: str, options: ConnectionOptions) -> None:
+        """A connection built (to ``url`` with ``options``) that will not run: it leaves
+        its endpoint, and an endpoint it alone dialled is forgotten (a worker lists
+        only the endpoints of the accounts it runs)."""
+        connection._abandon()
+        name = endpoint_key(_target(url, options))
+        endpoint = self._endpoints.get(name)
+        if endpoint is not None and endpoint.status().members == 0:
+            del self._endpoints[name]
 
     async def _stop_member(self, key: str) -> None:
         """Stop and forget ``key``'s member, if it runs (under its key's lock)."""
@@ -494,6 +510,7 @@ class Fleet:
         except BaseException as exc:
             del self._members[member.key]
             self._forget(member)
+            member.connection._abandon()  # it never ran: its endpoint counts it no more
             if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
                 raise exc.exceptions[0] from None  # what entering the connection raised
             raise
@@ -570,6 +587,11 @@ def _refuse_the_fleets_own(options: ConnectionOptions) -> None:
             "a fleet's connections share its machine, pacer and endpoints, and its "
             "coordinator decides ownership; configure them with Fleet()"
         )
+
+
+def _target(url: str, options: ConnectionOptions) -> Target:
+    """Where a member with these options dials: what its endpoint is keyed by."""
+    return target_for(check_url(url), ssl=options.get("ssl"), proxy=options.get("proxy", True))
 
 
 def _owned_only(handler: Handler, owned: Callable[[], bool]) -> Handler:
