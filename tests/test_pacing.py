@@ -108,22 +108,29 @@ def test_an_attempt_goes_while_its_bin_has_room_else_takes_a_new_slot() -> None:
     assert pacer.due(now=9.0) is None  # the new slots are kept like any other
 
 
-def test_a_stall_never_lets_more_than_the_capacity_go_in_a_bin() -> None:
-    """100 attempts reserved at 10 a second, then the loop wakes 3 s late: the 30
-    slots that passed do not go together; every bin sees its capacity at most, and
-    all go, in the time the rate allows plus the stall."""
-    pacer = ReconnectPacer(10)
-    slots = [pacer.reserve(0.0, now=0.0) for _ in range(100)]
+def made_at(pacer: ReconnectPacer, due: list[float], late: float = 0.0) -> list[float]:
+    """When attempts first due at ``due`` are made, each asking ``pacer.due`` as its
+    time comes, every timer firing ``late`` seconds after its time."""
     made: list[float] = []
-    pending = sorted((slot if slot >= 3.0 else 3.0, n) for n, slot in enumerate(slots))
+    pending = sorted((at + late, n) for n, at in enumerate(due))
     while pending:
         at, n = pending.pop(0)
         later = pacer.due(now=at)
         if later is None:
             made.append(at)
         else:
-            pending.append((later, n))
+            pending.append((later + late, n))
             pending.sort()
+    return made
+
+
+def test_a_stall_never_lets_more_than_the_capacity_go_in_a_bin() -> None:
+    """100 attempts reserved at 10 a second, then the loop wakes 3 s late: the 30
+    slots that passed do not go together; every bin sees its capacity at most, and
+    all go, in the time the rate allows plus the stall."""
+    pacer = ReconnectPacer(10)
+    slots = [pacer.reserve(0.0, now=0.0) for _ in range(100)]
+    made = made_at(pacer, [max(slot, 3.0) for slot in slots])
     per_bin = [len(list(group)) for _, group in itertools.groupby(sorted(made))]
     assert max(per_bin) <= pacer.capacity
     assert len(made) == 100
@@ -135,16 +142,7 @@ def test_a_loop_late_all_the_time_is_not_a_stall() -> None:
     attempts go late, at the rate, none is put off for ever."""
     pacer = ReconnectPacer(200)  # bins of 10 ms, two attempts each
     slots = [pacer.reserve(0.0, now=0.0) for _ in range(1000)]
-    made: list[float] = []
-    pending = sorted((slot + 0.025, n) for n, slot in enumerate(slots))
-    while pending:
-        at, n = pending.pop(0)
-        later = pacer.due(now=at)
-        if later is None:
-            made.append(at)
-        else:
-            pending.append((later + 0.025, n))
-            pending.sort()
+    made = made_at(pacer, slots, late=0.025)
     assert len(made) == 1000
     assert max(made) <= 1000 / 200 + 0.05
     busiest = max(sum(1 for t in made if start <= t < start + 1.0) for start in made)
