@@ -69,7 +69,7 @@ from fsm_live.core.backoff import (
 )
 from fsm_live.errors import ConfigError
 
-__all__ = ("ENV_PREFIX", "MIN_FAILED_RETRY_DELAY", "Config", "read_toml")
+__all__ = ("ENV_PREFIX", "MIN_FAILED_RETRY_DELAY", "Config", "checked", "read_toml")
 
 #: Environment variables starting with this configure fsm_live.
 ENV_PREFIX: Final = "FSM_LIVE_"
@@ -247,6 +247,18 @@ class Config:
 
 def _fields() -> dict[str, attrs.Attribute[Any]]:
     return {field.name: field for field in attrs.fields(Config)}
+
+
+def checked(config: object) -> Config | None:
+    """``config`` if it is a :class:`Config` or None (the defaults); anything else (a
+    dict of settings, say) is a ConfigError naming ``config``."""
+    if config is None or isinstance(config, Config):
+        return config
+    raise ConfigError(
+        "config",
+        f"must be a fsm_live.Config (Config(heartbeat_interval=..., ...)), "
+        f"got a {type(config).__name__}",
+    )
 
 
 def read_toml(path: Path) -> dict[str, Any]:

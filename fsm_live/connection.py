@@ -48,7 +48,7 @@ from fsm_live._runtime.stats import Counters, Stats, both
 from fsm_live._runtime.timers import LoopTimer, TaskTimer
 from fsm_live._runtime.trace import TraceWriter
 from fsm_live._runtime.wakeup import Wakeup
-from fsm_live.config import Config
+from fsm_live.config import Config, checked
 from fsm_live.core.effects import TransitionRecord
 from fsm_live.core.endpoint import Endpoint
 from fsm_live.core.lifecycle import Lifecycle, LifecycleMachine, deliver_to_lifecycle
@@ -240,7 +240,7 @@ class LiveConnection:
         owned: Callable[[], bool] | None = None,
     ) -> None:
         self.url = check_url(url)
-        self.config = config or _default_config()
+        self.config = checked(config) or _default_config()
         self.adapter = get_protocol(protocol) if isinstance(protocol, str) else protocol
         # Decided once: a runtime protocol check costs more than a whole send().
         adapter = self.adapter

@@ -218,7 +218,7 @@ async def test_first_dials_stay_paced_when_an_asyncio_loop_stalls(
 
 @pytest.mark.parametrize("rate", [0, -5, math.inf])
 def test_reconnects_per_second_must_be_positive(rate: float) -> None:
-    with pytest.raises(ValueError, match="rate: must be a positive number"):
+    with pytest.raises(ValueError, match=r"^reconnects_per_second: must be a positive number"):
         Fleet(reconnects_per_second=rate)
 
 
@@ -260,6 +260,9 @@ async def test_membership_errors(network: MemoryNetwork, tmp_path: Path) -> None
             # A bad option raises before the key is an account, and makes no endpoint.
             with pytest.raises(ConfigError, match="nope"):
                 await fleet.add("e", "ws://elsewhere.test/", protocol="nope", **options(network))
+            settings: Any = {"heartbeat_intervl": 5}  # a dict, not a Config
+            with pytest.raises(ConfigError, match=r"^config: must be a fsm_live\.Config"):
+                await fleet.add("e", "ws://elsewhere.test/", config=settings, **options(network))
             assert fleet.accounts() == ["a"]
             assert [(e.endpoint, e.members) for e in fleet.endpoints()] == [("ok.test:80", 1)]
             gc.collect()  # nothing of the failed connection warns (ResourceWarning is an error)

@@ -391,12 +391,15 @@ class _Watch:
         if self.interactive:
             await self._show_live()
         else:
+            closed = False  # the latest line was written once the connection had closed
             try:
                 while True:
                     await anyio.sleep(SUMMARY_INTERVAL)
                     self._line(self._summary())
+                    closed = self.conn.spec.states[self.conn.state].final
             finally:
-                self._line(self._summary())
+                if not closed:  # (a periodic line at the close is the final one)
+                    self._line(self._summary())
 
     async def _show_live(self) -> None:
         with (

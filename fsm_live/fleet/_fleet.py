@@ -44,7 +44,7 @@ import attrs
 from fsm_live._runtime.inbox import Handler
 from fsm_live.cluster.coordinator import Coordinator, LocalCoordinator
 from fsm_live.cluster.ownership import Ownership
-from fsm_live.config import Config
+from fsm_live.config import Config, checked
 from fsm_live.connection import (
     ConnectionOptions,
     LiveConnection,
@@ -156,9 +156,14 @@ class Fleet:
         if recent < 0 or worst < 0:
             raise ConfigError("recent", f"recent and worst must be >= 0, got {recent}, {worst}")
         self.machine = machine or default_machine()
-        self.pacer = (
-            None if reconnects_per_second is None else ReconnectPacer(reconnects_per_second)
-        )
+        self.pacer = None
+        if reconnects_per_second is not None:
+            try:
+                self.pacer = ReconnectPacer(reconnects_per_second)
+            except ConfigError as error:  # named as the caller typed it
+                raise ConfigError(
+                    "reconnects_per_second", str(error).removeprefix("rate: ")
+                ) from None
         self.close_timeout = close_timeout
         self.worst = worst
         self.coordinator: Coordinator = coordinator or LocalCoordinator()
@@ -459,7 +464,7 @@ class Fleet:
         name = endpoint_key(target)
         endpoint = known = self._endpoints.get(name)
         if endpoint is None:
-            config = options.get("config") or Config()
+            config = checked(options.get("config")) or Config()
             endpoint = new_endpoint(target, config, random=options.get("random"))
             endpoint.since = anyio.current_time()
         connection = LiveConnection(
