@@ -232,3 +232,37 @@ async def test_a_fleet_of_10000_opens_and_comes_back_at_the_pace() -> None:
     assert busiest_second(accepted) <= paced + 1  # and the probe that found it back
     assert all_back <= start + 5.0
     assert failed == []
+
+
+async def test_a_probe_and_a_reconnect_after_the_return_say_which_they_are() -> None:
+    """One timer serves both (the spec's ``probe``): its reason tells a probe of the
+    endpoint from a waiting member's paced reconnect once it is back."""
+    network = MemoryNetwork()
+    links: list[ServerLink] = []
+
+    async def hold(link: ServerLink) -> None:
+        links.append(link)
+        await anyio.sleep_forever()
+
+    probes: list[tuple[float, str]] = []
+    async with network.serve(URL, hold), Fleet() as fleet:
+        fleet.on_transition(
+            lambda key, record: (
+                probes.append((record.at, record.reason)) if record.trigger == "probe" else None
+            )
+        )
+        for n in range(5):
+            await fleet.add(f"account-{n}", URL, transport=MemoryTransport(network))
+        await until(lambda: fleet.count("CONNECTED") == 5, fleet)
+        network.refuse(URL)
+        for link in links:
+            link.reset()
+        await anyio.sleep(20)
+        network.restore(URL)
+        back_at = anyio.current_time()
+        await until(lambda: fleet.count("CONNECTED") == 5, fleet)
+    while_down = {reason for at, reason in probes if at < back_at}
+    assert while_down == {"its turn to probe the endpoint"}
+    after = [reason for at, reason in probes if at >= back_at]
+    # The probe that found it back, then the four others reconnecting.
+    assert after == ["its turn to probe the endpoint"] + ["the endpoint is back"] * 4

@@ -607,6 +607,9 @@ class Lifecycle(SpecRun):
             reason = ""
         elif name == "failed_retry":
             reason = "failed_retry_delay elapsed: retrying with the failure count reset"
+        elif name == PROBE_TIMER and endpoint is not None:
+            # One timer, two purposes: say which (a reconnect is not a probe).
+            reason = "its turn to probe the endpoint" if not endpoint.up else "the endpoint is back"
         elif name != "backoff":
             reason = f"{name} elapsed"
         elif self.exhausted:
