@@ -363,10 +363,10 @@ class LiveConnection:
             self._starting = self._jobs.start("start", self._start, start_at).cancel
         return self
 
-    def _abandon(self) -> None:
+    def _abandon(self) -> Endpoint | None:
         """It will never run (entering it failed, or a fleet built it for an account
-        another worker owns): its endpoint counts it no more."""
-        self._lifecycle.abandon(self._engine.clock())
+        another worker owns): its endpoint, returned, counts it no more."""
+        return self._lifecycle.abandon(self._engine.clock())
 
     def _start_in_slot(self, loop: asyncio.AbstractEventLoop, slot: float) -> None:
         later = self._paced_later(slot)

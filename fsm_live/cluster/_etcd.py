@@ -52,6 +52,7 @@ def _load() -> None:
     if rpc is not None:
         return
     try:
+        # The `cluster` extra, imported here only: without it, MissingExtra names it.
         import aetcd.rpc as aetcd_rpc  # type: ignore[import-untyped]
         import grpc as grpc_module  # type: ignore[import-untyped]
     except ImportError as exc:

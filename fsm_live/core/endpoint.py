@@ -160,6 +160,11 @@ class Endpoint:
         return self.down_since is None
 
     @property
+    def members(self) -> int:
+        """Connections that dial it."""
+        return len(self._members)
+
+    @property
     def waiting(self) -> int:
         """Members waiting for it."""
         return len(self._waiting)
@@ -171,7 +176,7 @@ class Endpoint:
         if not self.up and self._prober is not None and not self._probing:
             next_probe = self._probe_due
         return EndpointStatus(
-            self.key, self.up, self.since, self._probing, len(self._members), next_probe
+            self.key, self.up, self.since, self._probing, self.members, next_probe
         )
 
     def probe_deadline(self, member: Hashable) -> float:

@@ -609,7 +609,7 @@ class Lifecycle(SpecRun):
             reason = "failed_retry_delay elapsed: retrying with the failure count reset"
         elif name == PROBE_TIMER and endpoint is not None:
             # One timer, two purposes: say which (a reconnect is not a probe).
-            reason = "its turn to probe the endpoint" if not endpoint.up else "the endpoint is back"
+            reason = "the endpoint is back" if endpoint.up else "its turn to probe the endpoint"
         elif name != "backoff":
             reason = f"{name} elapsed"
         elif self.exhausted:
@@ -624,12 +624,13 @@ class Lifecycle(SpecRun):
                 return
             failure = None  # counted once, whichever trigger takes it
 
-    def abandon(self, now: float) -> None:
+    def abandon(self, now: float) -> Endpoint | None:
         """It will never run (its connection could not be entered, or a fleet built it
         only to check an account another worker runs): it leaves its endpoint, which
-        counts it no more.  Idempotent."""
+        counts it no more, and returns it.  Idempotent."""
         if self.endpoint is not None:
             self.endpoint.leave(self, now)
+        return self.endpoint
 
     def entering(self, state: StateSpec, now: float) -> None:
         if not state.failed:

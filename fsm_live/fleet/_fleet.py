@@ -58,7 +58,6 @@ from fsm_live.core.lifecycle import LifecycleMachine
 from fsm_live.core.pacing import ReconnectPacer
 from fsm_live.errors import ConfigError, NotAMember, UsageError
 from fsm_live.fleet.stats import FleetStats, FleetTransition, TransitionRate, summarize
-from fsm_live.transport.base import Target
 from fsm_live.transport.tcp import target_for
 from fsm_live.transport.url import check_url
 
@@ -161,9 +160,8 @@ class Fleet:
             try:
                 self.pacer = ReconnectPacer(reconnects_per_second)
             except ConfigError as error:  # named as the caller typed it
-                raise ConfigError(
-                    "reconnects_per_second", str(error).removeprefix("rate: ")
-                ) from None
+                message = str(error).removeprefix(f"{error.field}: ")
+                raise ConfigError("reconnects_per_second", message) from None
         self.close_timeout = close_timeout
         self.worst = worst
         self.coordinator: Coordinator = coordinator or LocalCoordinator()
@@ -249,17 +247,16 @@ class Fleet:
             try:
                 ownership = grant.ownership = self.coordinator.want(key)
             except BaseException:
-                self._discard(connection, url, options)
+                self._discard(connection)
                 raise
             self._accounts[key] = (url, options)
             if ownership is None:  # another worker's, for now: built only to check it
-                self._discard(connection, url, options)
+                self._discard(connection)
                 return None
             try:
                 await self._start(_Member(key, connection, ownership))
             except BaseException:
                 del self._accounts[key]
-                self._discard(connection, url, options)
                 with anyio.CancelScope(shield=True):
                     await self.coordinator.unwant(key)
                 raise
@@ -460,7 +457,8 @@ class Fleet:
         handler = options.get("on_message")
         if handler is not None:
             options = {**options, "on_message": _owned_only(handler, grant.valid)}
-        target = _target(url, options)
+        proxy = options.get("proxy", True)
+        target = target_for(check_url(url), ssl=options.get("ssl"), proxy=proxy)
         name = endpoint_key(target)
         endpoint = known = self._endpoints.get(name)
         if endpoint is None:
@@ -480,15 +478,15 @@ class Fleet:
         connection.on_transition(functools.partial(self._observe, key))
         return connection
 
-    def _discard(self, connection: LiveConnection, url: str, options: ConnectionOptions) -> None:
-        """A connection built (to ``url`` with ``options``) that will not run: it leaves
-        its endpoint, and an endpoint it alone dialled is forgotten (a worker lists
-        only the endpoints of the accounts it runs)."""
-        connection._abandon()
-        name = endpoint_key(_target(url, options))
-        endpoint = self._endpoints.get(name)
-        if endpoint is not None and endpoint.status().members == 0:
-            del self._endpoints[name]
+    def _discard(self, connection: LiveConnection) -> None:
+        """A connection built that will not run: it leaves its endpoint, and an
+        endpoint it alone dialled is forgotten (a worker lists only the endpoints of
+        the accounts it runs)."""
+        endpoint = connection._abandon()
+        if endpoint is None or endpoint.members:
+            return
+        if self._endpoints.get(endpoint.key) is endpoint:
+            del self._endpoints[endpoint.key]
 
     async def _stop_member(self, key: str) -> None:
         """Stop and forget ``key``'s member, if it runs (under its key's lock)."""
@@ -515,7 +513,7 @@ class Fleet:
         except BaseException as exc:
             del self._members[member.key]
             self._forget(member)
-            member.connection._abandon()  # it never ran: its endpoint counts it no more
+            self._discard(member.connection)  # it never ran
             if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
                 raise exc.exceptions[0] from None  # what entering the connection raised
             raise
@@ -592,11 +590,6 @@ def _refuse_the_fleets_own(options: ConnectionOptions) -> None:
             "a fleet's connections share its machine, pacer and endpoints, and its "
             "coordinator decides ownership; configure them with Fleet()"
         )
-
-
-def _target(url: str, options: ConnectionOptions) -> Target:
-    """Where a member with these options dials: what its endpoint is keyed by."""
-    return target_for(check_url(url), ssl=options.get("ssl"), proxy=options.get("proxy", True))
 
 
 def _owned_only(handler: Handler, owned: Callable[[], bool]) -> Handler:
